@@ -1,0 +1,1 @@
+"""ferry's event connectors: a broker-neutral core plus one package per event source."""

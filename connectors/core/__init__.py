@@ -1,0 +1,1 @@
+"""Broker-neutral pieces every ferry process shares: config, invoker, retries, callbacks."""

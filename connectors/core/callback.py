@@ -1,0 +1,184 @@
+"""Delivers a function's result to the caller's `X-Callback-Url`.
+
+A callback is sent once per final outcome, with bounded retries of its own (tenacity), through
+its own connection pool and concurrency limit, so a slow receiver never holds an invocation
+slot. Targets pass the SSRF guard (`urlguard`) and, with a secret set, carry an HMAC-SHA256
+signature of `{timestamp}.{body}` in `X-Ferry-Signature: t=<unix seconds>,v1=<hex>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from connectors.core.config import CallbackSettings
+from connectors.core.errors import CallbackRefused
+from connectors.core.invoker import InvocationResult, forwardable
+from connectors.core.urlguard import CallbackPolicy, GuardedResolver
+from connectors.core.version import USER_AGENT
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Ferry-Signature"
+RETRYABLE_CALLBACK_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class CallbackOutcome(enum.Enum):
+    DELIVERED = "delivered"
+    REJECTED = "rejected"  # the receiver answered with a status that is not retried
+    FAILED = "failed"  # attempts exhausted
+    REFUSED = "refused"  # the policy does not allow the target
+
+
+@dataclass(frozen=True)
+class Callback:
+    url: str
+    body: bytes
+    headers: CIMultiDict[str]
+    call_id: str
+    function: str
+
+
+def result_headers(
+    result: InvocationResult,
+    *,
+    call_id: str,
+    start_time: str,
+    retry_max: int,
+) -> CIMultiDict[str]:
+    """The headers of DESIGN.md: the function's own plus ferry's `X-*` summary."""
+    headers = forwardable(result.headers.items())
+    headers.popall("Content-Encoding", None)
+    headers["X-Call-Id"] = call_id
+    headers["X-Function-Name"] = result.function
+    headers["X-Function-Status"] = str(result.reported_status)
+    headers["X-Duration-Seconds"] = f"{result.duration:.6f}"
+    headers["X-Start-Time"] = start_time
+    headers["X-Retry"] = str(max(result.attempt - 1, 0))
+    headers["X-Retry-Max"] = str(retry_max)
+    return headers
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def verify_signature(
+    secret: str, header: str, body: bytes, *, tolerance: float = 300.0, now: float | None = None
+) -> bool:
+    """True when `header` is a valid, fresh signature of `body` (for callback receivers)."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(fields["t"])
+        given = fields["v1"]
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, given)
+
+
+class _RetryableCallbackError(Exception):
+    pass
+
+
+class CallbackSender:
+    def __init__(self, settings: CallbackSettings, *, concurrency: int = 64) -> None:
+        self.settings = settings
+        self.policy = CallbackPolicy.from_settings(settings)
+        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    def check(self, url: str) -> None:
+        """Raise CallbackRefused if `url` may never be called back."""
+        self.policy.check_url(url)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, resolver=GuardedResolver(self.policy)
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.settings.callback_timeout),
+                skip_auto_headers=("Content-Type",),
+            )
+        return self._session
+
+    async def deliver(self, callback: Callback) -> CallbackOutcome:
+        """POST the callback with bounded retries; never raises for a delivery problem."""
+        try:
+            self.check(callback.url)
+        except CallbackRefused as exc:
+            log.warning("callback for call %s refused: %s", callback.call_id, exc)
+            return CallbackOutcome.REFUSED
+        async with self._limit:
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.settings.callback_max_attempts),
+                    wait=wait_random_exponential(
+                        multiplier=0.2, max=self.settings.callback_max_wait
+                    ),
+                    retry=retry_if_exception_type(_RetryableCallbackError),
+                    reraise=False,
+                ):
+                    with attempt:
+                        status = await self._post(callback)
+            except RetryError as exc:
+                log.warning(
+                    "callback for call %s to %s failed after %d attempts: %s",
+                    callback.call_id,
+                    callback.url,
+                    self.settings.callback_max_attempts,
+                    exc.last_attempt.exception(),
+                )
+                return CallbackOutcome.FAILED
+        if 200 <= status < 400:
+            log.debug("callback for call %s delivered (%d)", callback.call_id, status)
+            return CallbackOutcome.DELIVERED
+        log.warning(
+            "callback for call %s to %s rejected with %d", callback.call_id, callback.url, status
+        )
+        return CallbackOutcome.REJECTED
+
+    async def _post(self, callback: Callback) -> int:
+        headers = CIMultiDict(callback.headers)
+        headers["User-Agent"] = USER_AGENT
+        if self.settings.callback_signing_secret:
+            headers[SIGNATURE_HEADER] = sign(
+                self.settings.callback_signing_secret, callback.body, int(time.time())
+            )
+        try:
+            async with self.session.post(
+                callback.url, data=callback.body, headers=headers, allow_redirects=False
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _RetryableCallbackError(f"{exc.__class__.__name__}: {exc}") from exc
+        if response.status in RETRYABLE_CALLBACK_STATUSES:
+            raise _RetryableCallbackError(f"receiver answered {response.status}")
+        return response.status
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,142 @@
+"""Calls one function through the gateway and reports what happened.
+
+The invoker never raises for a function or network failure: every attempt becomes an
+`InvocationResult`, and `RetryPolicy.decide` (via `InvocationResult.outcome`) says whether it
+is a success, a retry after a delay, or a final failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from connectors.core.gateway import GatewayClient
+from connectors.core.retry import Outcome, RetryPolicy, parse_retry_after
+from connectors.core.version import USER_AGENT
+
+# Headers that describe one hop of a connection, not the request; never forwarded.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+    )
+)
+
+UNREACHABLE_STATUS = 503
+
+
+def forwardable(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """Copy of `headers` without hop-by-hop ones."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers:
+        if name.lower() not in HOP_BY_HOP:
+            out.add(name, value)
+    return out
+
+
+@dataclass(frozen=True)
+class InvocationRequest:
+    """One call to make: `{method} {gateway}/function/{function}{path}?{query}`."""
+
+    function: str
+    body: bytes = b""
+    method: str = "POST"
+    path: str = ""
+    query: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    asynchronous: bool = False
+
+    def url_path(self) -> str:
+        prefix = "/async-function/" if self.asynchronous else "/function/"
+        path = self.path if not self.path or self.path.startswith("/") else "/" + self.path
+        target = prefix + quote(self.function, safe=".-_~") + path
+        return f"{target}?{self.query}" if self.query else target
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """What one attempt produced. `status` is None when the function could not be reached."""
+
+    function: str
+    status: int | None
+    attempt: int
+    duration: float
+    body: bytes = b""
+    headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def reported_status(self) -> int:
+        """The status callbacks and metrics show: 503 when the function was unreachable."""
+        return UNREACHABLE_STATUS if self.status is None else self.status
+
+    @property
+    def retry_after(self) -> float | None:
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+    def outcome(self, policy: RetryPolicy) -> Outcome:
+        return policy.decide(
+            status=self.status, attempt=self.attempt, retry_after=self.retry_after, error=self.error
+        )
+
+
+class Invoker:
+    """Makes calls through one `GatewayClient`; bounded by the client's `upstream_timeout`."""
+
+    def __init__(self, client: GatewayClient) -> None:
+        self.client = client
+
+    async def invoke(self, request: InvocationRequest, *, attempt: int = 1) -> InvocationResult:
+        headers = forwardable(request.headers)
+        headers["User-Agent"] = USER_AGENT
+        started = time.monotonic()
+        try:
+            async with self.client.session.request(
+                request.method,
+                self.client.url(request.url_path()),
+                data=request.body,
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return InvocationResult(
+                    function=request.function,
+                    status=response.status,
+                    attempt=attempt,
+                    duration=time.monotonic() - started,
+                    body=body,
+                    headers=response.headers,
+                )
+        except TimeoutError:
+            error = f"timed out after {self.client.settings.upstream_timeout:g}s"
+        except aiohttp.ClientError as exc:
+            error = f"could not reach the gateway: {exc.__class__.__name__}: {exc}"
+        except asyncio.CancelledError:
+            raise
+        return InvocationResult(
+            function=request.function,
+            status=None,
+            attempt=attempt,
+            duration=time.monotonic() - started,
+            error=error,
+        )

@@ -1,0 +1,148 @@
+"""When and how long to wait before trying a function again.
+
+`RetryPolicy` is the process-wide policy; `RetryPolicy.for_function` lays a function's
+`com.openfaas.retry.*` annotations over it. `RetryPolicy.decide` turns one attempt's result into
+an `Outcome` (success, retry after a delay, or final failure) that each source maps onto its
+broker: JetStream `nak(delay)`, SQS visibility, or an in-process wait for Kafka.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import enum
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from connectors.core.config import RetrySettings
+from connectors.core.durations import parse_duration
+from connectors.core.settings import status_codes
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_ATTEMPTS = "com.openfaas.retry.attempts"
+ANNOTATION_CODES = "com.openfaas.retry.codes"
+ANNOTATION_MIN_WAIT = "com.openfaas.retry.min_wait"
+ANNOTATION_MAX_WAIT = "com.openfaas.retry.max_wait"
+
+
+class Verdict(enum.Enum):
+    SUCCESS = "success"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do with a message after one attempt."""
+
+    verdict: Verdict
+    delay: float = 0.0
+    reason: str = ""
+    exhausted: bool = False  # a failure because the attempts ran out
+
+    @property
+    def final(self) -> bool:
+        return self.verdict is not Verdict.RETRY
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    initial_wait: float
+    max_wait: float
+    codes: frozenset[int]
+
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.max_retry_attempts,
+            initial_wait=settings.initial_retry_wait,
+            max_wait=settings.max_retry_wait,
+            codes=settings.retry_http_codes,
+        )
+
+    def for_function(self, annotations: Mapping[str, str]) -> RetryPolicy:
+        """This policy with the function's retry annotations laid over it.
+
+        A malformed annotation is logged and ignored: it must not fail the invocation.
+        """
+        changes: dict[str, object] = {}
+        parsers = {
+            ANNOTATION_ATTEMPTS: ("max_attempts", _positive_int),
+            ANNOTATION_CODES: ("codes", status_codes),
+            ANNOTATION_MIN_WAIT: ("initial_wait", parse_duration),
+            ANNOTATION_MAX_WAIT: ("max_wait", parse_duration),
+        }
+        for key, (attr, parse) in parsers.items():
+            raw = annotations.get(key)
+            if raw is None:
+                continue
+            try:
+                changes[attr] = parse(raw)
+            except ValueError as exc:
+                log.warning("ignoring annotation %s=%r: %s", key, raw, exc)
+        if not changes:
+            return self
+        policy = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        if policy.initial_wait > policy.max_wait:
+            policy = dataclasses.replace(policy, max_wait=policy.initial_wait)
+        return policy
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Full-jitter exponential back-off after attempt number `attempt` (1-based)."""
+        ceiling = min(self.max_wait, self.initial_wait * (2 ** max(attempt - 1, 0)))
+        return (rng or random).uniform(0.0, ceiling)
+
+    def is_retryable_status(self, status: int) -> bool:
+        return status in self.codes
+
+    def decide(
+        self,
+        *,
+        status: int | None,
+        attempt: int,
+        retry_after: float | None = None,
+        error: str = "",
+    ) -> Outcome:
+        """Classify one attempt. `status` is None when the function could not be reached."""
+        if status is not None and 200 <= status < 300:
+            return Outcome(Verdict.SUCCESS)
+        retryable = status is None or self.is_retryable_status(status)
+        reason = error or f"function returned {status}"
+        if not retryable:
+            return Outcome(Verdict.FAILED, reason=f"{reason} (not retried)")
+        if attempt >= self.max_attempts:
+            return Outcome(
+                Verdict.FAILED, reason=f"{reason} after {attempt} attempts", exhausted=True
+            )
+        delay = self.backoff(attempt)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return Outcome(Verdict.RETRY, delay=delay, reason=reason)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

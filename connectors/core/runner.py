@@ -1,0 +1,131 @@
+"""Runs one long-lived service as a process: start-up, health server, signals, graceful drain.
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad configuration or a dependency
+unreachable at start-up (one line on stderr, no traceback), 1 if the service crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from connectors.core.config import RuntimeSettings
+from connectors.core.errors import ConfigError, StartupError
+from connectors.core.health import HealthServer
+from connectors.core.logs import configure_logging
+from connectors.core.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_CONFIG = 2
+
+C = TypeVar("C")
+
+
+class Service(Protocol):
+    """What the runner needs of a worker or connector."""
+
+    name: str
+    registry: CollectorRegistry
+
+    async def start(self) -> None:
+        """Connect to dependencies; raise StartupError or ConfigError if that fails."""
+
+    async def run(self) -> None:
+        """Take and process work until `stop` is called."""
+
+    def stop(self) -> None:
+        """Stop taking new work (must not block)."""
+
+    async def drain(self, timeout: float) -> None:
+        """Finish in-flight work within `timeout`, hand the rest back, release resources."""
+
+    def ready(self) -> bool:
+        """Whether the service can take work now (for /readyz)."""
+
+
+def fail(message: str) -> int:
+    print(f"ferry: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+async def serve(
+    service: Service,
+    runtime: RuntimeSettings,
+    *,
+    handle_signals: bool = True,
+    stop_event: asyncio.Event | None = None,
+) -> int:
+    """Run `service` until a signal (or `stop_event`) and return the process exit status."""
+    stop_event = stop_event or asyncio.Event()
+    try:
+        await service.start()
+    except (ConfigError, StartupError) as exc:
+        return fail(str(exc))
+    health = HealthServer(
+        service.registry, service.ready, host=runtime.health_host, port=runtime.health_port
+    )
+    try:
+        port = await health.start()
+    except OSError as exc:
+        await service.drain(0)
+        return fail(f"health_port={runtime.health_port}: cannot listen: {exc.strerror or exc}")
+    log.info("%s started; health and metrics on port %d", service.name, port)
+
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_event.set)
+    worker = asyncio.create_task(service.run(), name=f"{service.name}-run")
+    stopper = asyncio.create_task(stop_event.wait())
+    await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    status = EXIT_OK
+    if worker.done() and not stopper.done():
+        crash = worker.exception()
+        if crash is not None:
+            log.error("%s stopped unexpectedly", service.name, exc_info=crash)
+            status = EXIT_CRASH
+    stopper.cancel()
+    log.info("%s stopping: draining for up to %gs", service.name, runtime.graceful_timeout)
+    service.stop()
+    try:
+        await service.drain(runtime.graceful_timeout)
+    finally:
+        if not worker.done():
+            worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await health.stop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    log.info("%s stopped", service.name)
+    return status
+
+
+def run_from_env(
+    config_cls: type[C],
+    build: Callable[[C], Service],
+    runtime: Callable[[C], RuntimeSettings],
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Load `config_cls` from the environment, build the service and run it to the end."""
+    try:
+        config = load_settings(config_cls, os.environ if environ is None else environ)
+        settings = runtime(config)
+        configure_logging(settings.log_encoding, settings.write_debug)
+        service = build(config)
+    except ConfigError as exc:
+        return fail(str(exc))
+    try:
+        return asyncio.run(serve(service, settings))
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,42 @@
+"""A counted pool of invocation slots: how much work a process may take right now."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Slots:
+    """At most `size` pieces of work at once; `wait_free` says how many more may start."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self.used = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        return self.size - self.used
+
+    async def wait_free(self) -> int:
+        """Wait until at least one slot is free; return how many are."""
+        while self.used >= self.size:
+            self._changed.clear()
+            await self._changed.wait()
+        return self.free
+
+    async def wait_idle(self) -> None:
+        while self.used:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def take(self, count: int = 1) -> None:
+        if self.used + count > self.size:
+            raise RuntimeError("more slots taken than the pool has")
+        self.used += count
+        self._changed.set()
+
+    def release(self, count: int = 1) -> None:
+        self.used = max(self.used - count, 0)
+        self._changed.set()

@@ -1,0 +1,1 @@
+"""Cron source: invokes functions on their schedules."""

@@ -1,0 +1,1 @@
+"""Kafka source: consumes topics with aiokafka and invokes subscribed functions."""

@@ -1,0 +1,1 @@
+"""One module per `ferry` subcommand; each has HELP, `configure(parser)` and `run(args)`."""

@@ -1,0 +1,1 @@
+"""The JetStream queue worker: runs queued async invocations and sends their callbacks."""

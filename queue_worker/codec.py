@@ -1,0 +1,229 @@
+"""The OpenFaaS `QueueRequest` message: decode every variant, write the Go-compatible form.
+
+Readers accept keys in any letter case (as Go's encoding/json does), missing optional keys,
+`Body` null, and `CallbackUrl` as a string or as Go's `url.URL` object. Writers emit the
+canonical spelling and `CallbackUrl` as the Go object, so Go workers can read ferry's messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import SplitResult, quote, unquote, urlsplit
+
+from connectors.core.errors import DecodeError
+
+_KEYS = (
+    "Header",
+    "Host",
+    "Body",
+    "Method",
+    "Path",
+    "QueryString",
+    "Function",
+    "QueueName",
+    "Annotations",
+    "Labels",
+    "Environment",
+    "CallbackUrl",
+)
+_URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
+
+
+@dataclass(frozen=True)
+class QueueRequest:
+    function: str
+    method: str = "POST"
+    body: bytes = b""
+    header: dict[str, list[str]] = field(default_factory=dict)
+    host: str = ""
+    path: str = ""
+    query_string: str = ""
+    queue_name: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    callback_url: str = ""
+
+    def first_header(self, name: str) -> str:
+        wanted = name.lower()
+        for key, values in self.header.items():
+            if key.lower() == wanted and values:
+                return values[0]
+        return ""
+
+    @property
+    def call_id(self) -> str:
+        return self.first_header("X-Call-Id")
+
+    @property
+    def start_time(self) -> str:
+        return self.first_header("X-Start-Time")
+
+    @property
+    def callback(self) -> str:
+        """Where the result goes: the CallbackUrl field, else the X-Callback-Url header."""
+        return self.callback_url or self.first_header("X-Callback-Url")
+
+    def header_pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple((k, v) for k, values in self.header.items() for v in values)
+
+
+def decode(data: bytes) -> QueueRequest:
+    """Parse a queued message; raise DecodeError with the reason if it is not a QueueRequest."""
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
+    fields = _fold_keys(raw, _KEYS)
+    function = fields.get("Function")
+    if not isinstance(function, str) or not function:
+        raise DecodeError("Function is missing or empty")
+    return QueueRequest(
+        function=function,
+        method=_string(fields, "Method") or "POST",
+        body=_body(fields.get("Body")),
+        header=_header(fields.get("Header")),
+        host=_string(fields, "Host"),
+        path=_string(fields, "Path"),
+        query_string=_string(fields, "QueryString"),
+        queue_name=_string(fields, "QueueName"),
+        annotations=_string_map(fields, "Annotations"),
+        labels=_string_map(fields, "Labels"),
+        environment=_string_map(fields, "Environment"),
+        callback_url=_callback(fields.get("CallbackUrl")),
+    )
+
+
+def encode(request: QueueRequest) -> bytes:
+    """The JSON Go's encoding/json would write for the same QueueRequest."""
+    out: dict[str, Any] = {}
+    if request.header:
+        out["Header"] = request.header
+    if request.host:
+        out["Host"] = request.host
+    if request.body:
+        out["Body"] = base64.b64encode(request.body).decode("ascii")
+    out["Method"] = request.method
+    if request.path:
+        out["Path"] = request.path
+    if request.query_string:
+        out["QueryString"] = request.query_string
+    out["Function"] = request.function
+    if request.queue_name:
+        out["QueueName"] = request.queue_name
+    for key, value in (
+        ("Annotations", request.annotations),
+        ("Labels", request.labels),
+        ("Environment", request.environment),
+    ):
+        if value:
+            out[key] = value
+    if request.callback_url:
+        out["CallbackUrl"] = go_url(request.callback_url)
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def go_url(url: str) -> dict[str, Any]:
+    """Go's `url.URL` JSON object for `url` (what `url.Parse(url)` marshals to)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    raw_path = parts.path if quote(path, safe="/:@!$&'()*+,;=-._~") != parts.path else ""
+    user: dict[str, Any] | None = {} if "@" in parts.netloc else None
+    return {
+        "Scheme": parts.scheme,
+        "Opaque": "",
+        "User": user,
+        "Host": parts.netloc.rsplit("@", 1)[-1],
+        "Path": path,
+        "RawPath": raw_path,
+        "OmitHost": False,
+        "ForceQuery": False,
+        "RawQuery": parts.query,
+        "Fragment": unquote(parts.fragment),
+        "RawFragment": "",
+    }
+
+
+def url_from_go(obj: dict[str, Any]) -> str:
+    """Rebuild a URL string from Go's `url.URL` object, as `url.URL.String()` does."""
+    fields = _fold_keys(obj, _URL_KEYS)
+    scheme = _string(fields, "Scheme")
+    opaque = _string(fields, "Opaque")
+    if opaque:
+        return f"{scheme}:{opaque}"
+    path = _string(fields, "RawPath") or quote(_string(fields, "Path"), safe="/:@!$&'()*+,;=-._~")
+    fragment = _string(fields, "Fragment")
+    text = SplitResult(scheme, _string(fields, "Host"), path, _string(fields, "RawQuery"), "")
+    return text.geturl() + (f"#{quote(fragment, safe='')}" if fragment else "")
+
+
+def _fold_keys(raw: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    canonical = {k.lower(): k for k in known}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = canonical.get(key.lower())
+        if name is not None and name not in out:
+            out[name] = value
+    return out
+
+
+def _string(fields: dict[str, Any], key: str) -> str:
+    value = fields.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DecodeError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _body(value: Any) -> bytes:
+    if value is None or value == "":
+        return b""
+    if not isinstance(value, str):
+        raise DecodeError(f"Body must be base64 text or null, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise DecodeError(f"Body is not valid base64: {exc}") from None
+
+
+def _header(value: Any) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError("Header must be an object of string lists")
+    out: dict[str, list[str]] = {}
+    for key, values in value.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise DecodeError(f"Header {key!r} must be a list of strings")
+        out[str(key)] = list(values)
+    return out
+
+
+def _string_map(fields: dict[str, Any], key: str) -> dict[str, str]:
+    value = fields.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise DecodeError(f"{key} must be an object of strings")
+    return {str(k): v for k, v in value.items()}
+
+
+def _callback(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if not _string(_fold_keys(value, _URL_KEYS), "Host"):
+            return ""  # Go's zero url.URL: no callback
+        return url_from_go(value)
+    raise DecodeError(f"CallbackUrl must be a URL string or object, got {type(value).__name__}")

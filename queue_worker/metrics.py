@@ -1,0 +1,64 @@
+"""The queue worker's Prometheus metrics, on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class QueueWorkerMetrics:
+    def __init__(self, registry: CollectorRegistry, max_inflight: int) -> None:
+        self.processed = Counter(
+            "queue_worker_messages_processed_total",
+            "Messages with a final outcome, by function and the function's last status",
+            ["function", "status"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "queue_worker_function_invocation_inflight",
+            "Invocations running now",
+            registry=registry,
+        )
+        self.max_inflight = Gauge(
+            "queue_worker_max_inflight", "Configured max_inflight", registry=registry
+        )
+        self.max_inflight.set(max_inflight)
+        self.pending = Gauge(
+            "queue_worker_pending_messages",
+            "Messages waiting in this worker's consumer (not yet delivered)",
+            registry=registry,
+        )
+        self.ack_pending = Gauge(
+            "queue_worker_ack_pending_messages",
+            "Messages delivered and not yet acknowledged, across all replicas",
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "queue_worker_nats_reconnect_total", "Reconnections to NATS", registry=registry
+        )
+        self.retries = Counter(
+            "queue_worker_retries_total",
+            "Attempts handed back to JetStream for a later retry",
+            ["function"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "queue_worker_dead_letters_total",
+            "Messages moved to the dead-letter stream, by reason",
+            ["function", "reason"],
+            registry=registry,
+        )
+        self.callbacks = Counter(
+            "queue_worker_callbacks_total",
+            "Callbacks by outcome (delivered, rejected, failed, refused)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "queue_worker_invocation_duration_seconds",
+            "Duration of each invocation attempt",
+            ["function"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )

@@ -1,0 +1,84 @@
+"""Puts async invocations on the queue: what the front door, `ferry publish` and replay use."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from queue_worker import codec
+from queue_worker.codec import QueueRequest
+from queue_worker.jetstream import publish
+from queue_worker.layout import DEFAULT_STREAM, queue_subject
+
+QUEUE_ANNOTATION = "com.openfaas.queue"
+
+
+def new_call_id() -> str:
+    return str(uuid.uuid4())
+
+
+def build_request(
+    function: str,
+    *,
+    body: bytes = b"",
+    method: str = "POST",
+    path: str = "",
+    query_string: str = "",
+    headers: Iterable[tuple[str, str]] = (),
+    host: str = "",
+    annotations: Mapping[str, str] | None = None,
+    callback_url: str = "",
+) -> QueueRequest:
+    """A QueueRequest as the OpenFaaS gateway would queue it, with X-Call-Id and X-Start-Time.
+
+    An `X-Call-Id` already in `headers` is kept (so a re-sent call is de-duplicated).
+    """
+    header: dict[str, list[str]] = {}
+    for name, value in headers:
+        header.setdefault(_canonical(name), []).append(value)
+    if not header.get("X-Call-Id"):
+        header["X-Call-Id"] = [new_call_id()]
+    if not header.get("X-Start-Time"):
+        header["X-Start-Time"] = [str(time.time_ns())]
+    if callback_url:
+        header["X-Callback-Url"] = [callback_url]
+    annotations = dict(annotations or {})
+    return QueueRequest(
+        function=function,
+        method=method,
+        body=body,
+        header=header,
+        host=host,
+        path=path,
+        query_string=query_string,
+        queue_name=annotations.get(QUEUE_ANNOTATION, ""),
+        annotations=annotations,
+        callback_url=callback_url,
+    )
+
+
+def _canonical(name: str) -> str:
+    """Go's textproto canonical form (`x-call-id` -> `X-Call-Id`), as the Go gateway stores."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+class Publisher:
+    def __init__(self, js: JetStreamContext, stream: str = DEFAULT_STREAM) -> None:
+        self.js = js
+        self.stream = stream
+
+    async def enqueue(self, request: QueueRequest, *, timeout: float = 5.0) -> js_api.PubAck:
+        """Store the request; raises PublishError if JetStream did not confirm it."""
+        headers = {"Nats-Msg-Id": request.call_id} if request.call_id else None
+        return await publish(
+            self.js,
+            queue_subject(self.stream, request.queue_name),
+            codec.encode(request),
+            headers=headers,
+            stream=self.stream,
+            timeout=timeout,
+        )

@@ -1,0 +1,346 @@
+"""The JetStream queue worker: fetch only what free slots allow, invoke, retry via the broker.
+
+Per message: decode (or dead-letter), invoke through the gateway while telling JetStream the
+message is in progress, then map the outcome onto the broker: `nak(delay)` for a retry, or for a
+final outcome (success, non-retried error, retries exhausted) dead-letter if it failed, deliver
+the callback, and only then `ack`. The invocation slot is freed as soon as the function answers,
+so a slow callback receiver never blocks invocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+
+from connectors.core.callback import Callback, CallbackSender, result_headers
+from connectors.core.errors import DecodeError
+from connectors.core.gateway import GatewayClient
+from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
+from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.slots import Slots
+from queue_worker import codec, jetstream
+from queue_worker.codec import QueueRequest
+from queue_worker.config import QueueWorkerConfig
+from queue_worker.deadletter import DeadLetterWriter
+from queue_worker.layout import durable_name, queue_subject
+from queue_worker.metrics import QueueWorkerMetrics
+
+log = logging.getLogger("ferry.queue_worker")
+
+PENDING_REFRESH_SECONDS = 5.0
+
+
+class QueueWorker:
+    name = "queue-worker"
+
+    def __init__(self, config: QueueWorkerConfig) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.metrics = QueueWorkerMetrics(self.registry, config.max_inflight)
+        self.policy = RetryPolicy.from_settings(config.retry)
+        self.gateway = GatewayClient(config.gateway, max_inflight=config.max_inflight)
+        self.invoker = Invoker(self.gateway)
+        self.callbacks = CallbackSender(
+            config.callbacks, concurrency=max(16, min(config.max_inflight, 256))
+        )
+        self.slots = Slots(config.max_inflight)
+        self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
+        self.durable = durable_name(config.queue_name)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._dead: DeadLetterWriter | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._connected = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        nats = self.config.nats
+        self._nc = await jetstream.connect(
+            nats.nats_url,
+            name=f"ferry-queue-worker-{self.durable}",
+            connect_timeout=nats.nats_connect_timeout,
+            on_disconnect=self._on_disconnect,
+            on_reconnect=self._on_reconnect,
+        )
+        self._connected = True
+        self._js = self._nc.jetstream()
+        await jetstream.ensure_streams(self._js, nats.nats_stream, nats.dead_letter_stream)
+        self._sub = await jetstream.ensure_consumer(
+            self._js,
+            nats.nats_stream,
+            self.durable,
+            self.subject,
+            ack_wait=self.config.ack_wait,
+            max_ack_pending=max(1000, self.config.max_inflight * 20),
+        )
+        self._dead = DeadLetterWriter(self._js, nats.dead_letter_stream)
+        log.info(
+            "serving %s (consumer %s) with max_inflight=%d via %s",
+            self.subject,
+            self.durable,
+            self.config.max_inflight,
+            self.config.gateway.gateway_url,
+        )
+
+    def ready(self) -> bool:
+        return self._connected and self._sub is not None and not self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        assert self._sub is not None
+        refresher = asyncio.create_task(self._refresh_pending())
+        try:
+            while not self._stopping.is_set():
+                free = await self._wait_for_slots()
+                if free == 0:
+                    break
+                await self._fetch(free)
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+
+    async def drain(self, timeout: float) -> None:
+        """Finish in-flight messages within `timeout`; hand the rest back to JetStream."""
+        self._stopping.set()
+        if self._tasks:
+            log.info("waiting for %d in-flight messages", len(self._tasks))
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=timeout or None)
+            if unfinished:
+                log.warning("handing %d unfinished messages back to JetStream", len(unfinished))
+                for task in unfinished:
+                    task.cancel()
+                await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.gateway.close()
+        await self.callbacks.close()
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._nc.drain()
+            await self._nc.close()
+
+    # -- fetching --------------------------------------------------------------------------
+
+    async def _wait_for_slots(self) -> int:
+        waiter = asyncio.create_task(self.slots.wait_free())
+        stopper = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if self._stopping.is_set():
+            waiter.cancel()
+            return 0
+        return waiter.result()
+
+    async def _fetch(self, count: int) -> None:
+        assert self._sub is not None
+        try:
+            messages = await self._sub.fetch(batch=count, timeout=1.0)
+        except (NatsTimeoutError, TimeoutError):
+            return
+        except NatsError as exc:
+            if not self._stopping.is_set():
+                log.warning("fetch failed, retrying: %s", exc or exc.__class__.__name__)
+                await asyncio.sleep(1.0)
+            return
+        for msg in messages:
+            if self._stopping.is_set():
+                await self._hand_back(msg)
+                continue
+            self.slots.take()
+            self.metrics.inflight.inc()
+            task = asyncio.create_task(self._handle(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # -- one message -----------------------------------------------------------------------
+
+    async def _handle(self, msg: Msg) -> None:
+        slot = _SlotHold(self)
+        keeper = asyncio.create_task(self._keep_in_progress(msg))
+        try:
+            try:
+                request = codec.decode(msg.data)
+            except DecodeError as exc:
+                slot.release()
+                await self._finish_undecodable(msg, str(exc))
+                return
+            attempt = min(msg.metadata.num_delivered or 1, self._policy(request).max_attempts)
+            result = await self.invoker.invoke(_invocation(request), attempt=attempt)
+            slot.release()
+            self.metrics.duration.labels(request.function).observe(result.duration)
+            outcome = result.outcome(self._policy(request))
+            self._log_attempt(request, result, outcome)
+            if outcome.verdict is Verdict.RETRY:
+                self.metrics.retries.labels(request.function).inc()
+                await msg.nak(delay=outcome.delay)
+                return
+            await self._finish(msg, request, result, outcome)
+        except asyncio.CancelledError:
+            await self._hand_back(msg)
+            raise
+        except Exception:
+            log.exception("unexpected error handling a message; handing it back")
+            await self._hand_back(msg)
+        finally:
+            slot.release()
+            keeper.cancel()
+
+    def _policy(self, request: QueueRequest) -> RetryPolicy:
+        return self.policy.for_function(request.annotations)
+
+    async def _finish(
+        self, msg: Msg, request: QueueRequest, result: InvocationResult, outcome: Outcome
+    ) -> None:
+        """Record a final outcome: dead letter if failed, then callback, then ack."""
+        assert self._dead is not None
+        if outcome.verdict is Verdict.FAILED:
+            await self._dead.write(
+                msg,
+                function=request.function,
+                call_id=request.call_id,
+                reason=outcome.reason,
+                attempts=result.attempt,
+                last_status=str(result.reported_status),
+            )
+            kind = "retries_exhausted" if outcome.exhausted else "not_retried"
+            self.metrics.dead_letters.labels(request.function, kind).inc()
+        if request.callback:
+            await self._send_callback(request, result)
+        await msg.ack_sync(timeout=5.0)
+        self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
+
+    async def _finish_undecodable(self, msg: Msg, reason: str) -> None:
+        assert self._dead is not None
+        log.warning("dead-lettering an undecodable message (seq %s): %s", _seq(msg), reason)
+        await self._dead.write(
+            msg,
+            function="",
+            call_id="",
+            reason=f"undecodable: {reason}",
+            attempts=msg.metadata.num_delivered or 1,
+            last_status="",
+        )
+        self.metrics.dead_letters.labels("", "undecodable").inc()
+        await msg.ack_sync(timeout=5.0)
+
+    async def _send_callback(self, request: QueueRequest, result: InvocationResult) -> None:
+        headers = result_headers(
+            result,
+            call_id=request.call_id,
+            start_time=request.start_time,
+            retry_max=self._policy(request).max_attempts,
+        )
+        callback = Callback(
+            url=request.callback,
+            body=result.body,
+            headers=headers,
+            call_id=request.call_id,
+            function=request.function,
+        )
+        outcome = await self.callbacks.deliver(callback)
+        self.metrics.callbacks.labels(outcome.value).inc()
+
+    async def _keep_in_progress(self, msg: Msg) -> None:
+        """Tell JetStream the message is still being worked on, so it is not redelivered."""
+        interval = max(self.config.ack_wait / 3, 0.5)
+        with contextlib.suppress(NatsError, TimeoutError):
+            while True:
+                await asyncio.sleep(interval)
+                await msg.in_progress()
+
+    async def _hand_back(self, msg: Msg) -> None:
+        with contextlib.suppress(NatsError, TimeoutError):
+            await msg.nak()
+
+    def _log_attempt(
+        self, request: QueueRequest, result: InvocationResult, outcome: Outcome
+    ) -> None:
+        detail = result.error or f"status {result.status}"
+        if outcome.verdict is Verdict.SUCCESS:
+            log.info(
+                "%s call %s: %s in %.3fs (attempt %d)",
+                request.function,
+                request.call_id,
+                detail,
+                result.duration,
+                result.attempt,
+            )
+            if self.config.gateway.print_response_body:
+                log.info(
+                    "%s call %s body: %s",
+                    request.function,
+                    request.call_id,
+                    result.body.decode("utf-8", "replace"),
+                )
+        elif outcome.verdict is Verdict.RETRY:
+            log.warning(
+                "%s call %s: %s (attempt %d), retrying in %.2fs",
+                request.function,
+                request.call_id,
+                detail,
+                result.attempt,
+                outcome.delay,
+            )
+        else:
+            log.error("%s call %s: %s", request.function, request.call_id, outcome.reason)
+
+    # -- connection events and gauges --------------------------------------------------------
+
+    async def _on_disconnect(self) -> None:
+        if self._connected and not self._stopping.is_set():
+            log.warning("disconnected from NATS; reconnecting")
+        self._connected = False
+
+    async def _on_reconnect(self) -> None:
+        self._connected = True
+        self.metrics.reconnects.inc()
+        log.info("reconnected to NATS")
+
+    async def _refresh_pending(self) -> None:
+        assert self._sub is not None
+        while True:
+            with contextlib.suppress(NatsError, TimeoutError):
+                info = await self._sub.consumer_info()
+                self.metrics.pending.set(info.num_pending or 0)
+                self.metrics.ack_pending.set(info.num_ack_pending or 0)
+            await asyncio.sleep(PENDING_REFRESH_SECONDS)
+
+
+class _SlotHold:
+    """Releases a message's invocation slot exactly once."""
+
+    def __init__(self, worker: QueueWorker) -> None:
+        self.worker = worker
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.worker.slots.release()
+            self.worker.metrics.inflight.dec()
+
+
+def _invocation(request: QueueRequest) -> InvocationRequest:
+    return InvocationRequest(
+        function=request.function,
+        body=request.body,
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        headers=request.header_pairs(),
+    )
+
+
+def _seq(msg: Msg) -> int | None:
+    return msg.metadata.sequence.stream if msg.metadata.sequence else None

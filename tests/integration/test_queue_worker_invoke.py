@@ -1,0 +1,110 @@
+"""The queue worker invokes functions as the Go gateway queued them and sends callbacks."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from aiohttp import web
+
+from tests.support.http import Call, CallbackReceiver, FakeGateway
+from tests.support.queue import QueueUnderTest
+
+COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat"
+CALLBACK_HEADERS = (
+    "X-Call-Id",
+    "X-Function-Name",
+    "X-Function-Status",
+    "X-Duration-Seconds",
+    "X-Start-Time",
+    "X-Retry",
+    "X-Retry-Max",
+)
+
+
+def go_message(callback_url: str, *, string_callback: bool) -> bytes:
+    """A message exactly as the Go gateway writes it, pointed at our callback receiver."""
+    raw = json.loads((COMPAT / "queue-request-full.json").read_text())
+    raw["Function"] = "echo"
+    if string_callback:
+        raw["CallbackUrl"] = callback_url
+    else:
+        host_port = callback_url.split("//", 1)[1].split("/", 1)[0]
+        raw["CallbackUrl"].update(Host=host_port, Path="/callback/result")
+    return json.dumps(raw).encode()
+
+
+async def reply_with_headers(call: Call) -> web.Response:
+    return web.Response(
+        status=201,
+        body=b"done:" + call.body,
+        headers={"X-Fn-Header": "fn", "Content-Type": "text/x"},
+    )
+
+
+async def check_go_message_roundtrip(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver, string_callback: bool
+) -> None:
+    gateway.function("echo", reply_with_headers)
+    await queue.publish_raw(
+        go_message(receiver.url("/callback/result"), string_callback=string_callback)
+    )
+    async with queue.worker():
+        (callback,) = await receiver.wait_for(1)
+
+    (call,) = gateway.calls_to("echo")
+    assert call.method == "POST"
+    assert call.path == "/sub/path"
+    assert call.query == "a=1&b=two%20words"
+    assert call.body == b'{"order":42,"note":"h\xc3\xa9llo"}\n'
+    assert call.headers.getall("X-Multi") == ["one", "two"]
+    assert call.headers["X-Call-Id"] == "5c1c4ee9-7a1b-4d3e-9d8e-2f4f0c0b7d11"
+    assert call.headers["X-Start-Time"] == "1764031000123456789"
+    assert call.headers["User-Agent"].startswith("ferry/")
+    assert call.headers["Content-Type"] == "application/json"
+
+    assert callback.path.startswith("/callback/result")
+    assert callback.body == b"done:" + call.body
+    for name in CALLBACK_HEADERS:
+        assert name in callback.headers, name
+    assert callback.headers["X-Call-Id"] == "5c1c4ee9-7a1b-4d3e-9d8e-2f4f0c0b7d11"
+    assert callback.headers["X-Function-Name"] == "echo"
+    assert callback.headers["X-Function-Status"] == "201"
+    assert callback.headers["X-Start-Time"] == "1764031000123456789"
+    assert callback.headers["X-Retry"] == "0"
+    assert callback.headers["X-Retry-Max"] == "5"
+    assert callback.headers["X-Fn-Header"] == "fn"
+    assert callback.headers["Content-Type"] == "text/x"
+    seconds = callback.headers["X-Duration-Seconds"]
+    assert float(seconds) >= 0 and len(seconds.split(".")[1]) == 6
+    assert await queue.pending() == 0
+
+
+async def test_go_gateway_message_with_url_object_is_invoked_and_called_back(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    await check_go_message_roundtrip(queue, gateway, receiver, string_callback=False)
+
+
+async def test_message_with_string_callback_url_is_invoked_and_called_back(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    await check_go_message_roundtrip(queue, gateway, receiver, string_callback=True)
+
+
+async def test_binary_body_reaches_the_function_unchanged(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    gateway.function("bin")
+    raw = json.loads((COMPAT / "queue-request-binary-body.json").read_text())
+    raw["CallbackUrl"] = None
+    raw["QueueName"] = ""
+    await queue.publish_raw(json.dumps(raw).encode())
+    async with queue.worker():
+        from tests.support.ports import eventually
+
+        await eventually(lambda: gateway.calls_to("bin"))
+    (call,) = gateway.calls_to("bin")
+    assert call.method == "PUT"
+    assert call.body == base64.b64decode("AAEC/v8=")

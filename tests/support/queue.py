@@ -1,0 +1,132 @@
+"""Test helpers around one isolated request stream: publish, read dead letters, run workers."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from connectors.core.runner import serve
+from connectors.core.settings import load_settings
+from queue_worker.codec import QueueRequest, encode
+from queue_worker.config import QueueWorkerConfig
+from queue_worker.jetstream import ensure_streams
+from queue_worker.layout import durable_name, queue_subject
+from queue_worker.publisher import Publisher, build_request
+from queue_worker.worker import QueueWorker
+from tests.support.brokers import test_environ
+from tests.support.ports import eventually
+
+
+@dataclass
+class DeadLetter:
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+class QueueUnderTest:
+    """A request stream and dead-letter stream with names unique to one test."""
+
+    def __init__(self, nc: Client, nats_url: str, gateway_url: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.nats_url = nats_url
+        self.gateway_url = gateway_url
+        self.stream = f"faas-request-{tag}"
+        self.dead_stream = f"faas-dead-letter-{tag}"
+        self.publisher = Publisher(self.js, self.stream)
+
+    async def setup(self) -> QueueUnderTest:
+        await ensure_streams(self.js, self.stream, self.dead_stream)
+        return self
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            "nats_url": self.nats_url,
+            "nats_stream": self.stream,
+            "dead_letter_stream": self.dead_stream,
+            "gateway_url": self.gateway_url,
+            "health_port": "0",
+            "health_host": "127.0.0.1",
+            "callback_allow_private": "true",
+            "initial_retry_wait": "20ms",
+            "max_retry_wait": "100ms",
+            "max_retry_attempts": "5",
+            "graceful_timeout": "10s",
+        }
+        env.update(overrides)
+        return env
+
+    async def publish(self, function: str, body: bytes = b"", **kwargs: object) -> QueueRequest:
+        request = build_request(function, body=body, **kwargs)  # type: ignore[arg-type]
+        await self.publisher.enqueue(request)
+        return request
+
+    async def publish_raw(self, data: bytes, queue_name: str = "") -> None:
+        await self.js.publish(queue_subject(self.stream, queue_name), data, stream=self.stream)
+
+    async def pending(self, queue_name: str = "") -> int:
+        """Messages still stored in the work queue for this consumer (delivered or not)."""
+        info = await self.js.consumer_info(self.stream, durable_name(queue_name))
+        return int((info.num_pending or 0) + (info.num_ack_pending or 0))
+
+    async def stored(self) -> int:
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.messages)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        info = await self.js.stream_info(self.dead_stream)
+        out: list[DeadLetter] = []
+        first, last = info.state.first_seq, info.state.last_seq
+        if not info.state.messages:
+            return out
+        for seq in range(first, last + 1):
+            try:
+                raw = await self.js.get_msg(self.dead_stream, seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            out.append(DeadLetter(raw.subject or "", raw.data or b"", dict(raw.headers or {})))
+        return out
+
+    @asynccontextmanager
+    async def worker(self, **env: str) -> AsyncIterator[QueueWorker]:
+        """A queue worker running in this process until the block ends (then drained)."""
+        config = load_settings(QueueWorkerConfig, self.env(**env))
+        worker = QueueWorker(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            serve(worker, config.runtime, handle_signals=False, stop_event=stop)
+        )
+        await eventually(lambda: worker.ready() or task.done(), what="worker ready")
+        if task.done():
+            raise AssertionError(f"worker exited with {task.result()}")
+        try:
+            yield worker
+        finally:
+            stop.set()
+            assert await task == 0
+
+    async def spawn_worker(self, **env: str) -> asyncio.subprocess.Process:
+        """`ferry queue-worker` as a child process."""
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ferry",
+            "queue-worker",
+            env=test_environ(**self.env(**env)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+
+def encode_request(request: QueueRequest) -> bytes:
+    return encode(request)
