@@ -215,5 +215,9 @@ def http_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def http_url_or_empty(text: str) -> str:
+    return http_url(text) if text.strip() else ""
+
+
 def shown_duration(seconds: float) -> str:
     return format_duration(seconds)

@@ -1,0 +1,35 @@
+"""Settings every connector shares (topic map, invocation style, concurrency)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.core.settings import duration, http_url_or_empty, int_in, parse_bool, setting
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    rebuild_interval: float = setting(
+        "rebuild_interval",
+        10.0,
+        "how often the topic map is re-read from the gateway",
+        duration,
+        shown="10s",
+    )
+    topic_delimiter: str = setting(
+        "topic_delimiter", ",", "separator between topics in a function's topic annotation"
+    )
+    namespace: str = setting(
+        "namespace", "", "only functions of this namespace (empty: every namespace)"
+    )
+    asynchronous_invocation: bool = setting(
+        "asynchronous_invocation", False, "invoke via /async-function (queued)", parse_bool
+    )
+    callback_url: str = setting(
+        "callback_url", "", "X-Callback-Url for asynchronous invocations", http_url_or_empty
+    )
+    content_type: str = setting("content_type", "text/plain", "Content-Type sent to functions")
+    print_response: bool = setting("print_response", True, "log each function's status", parse_bool)
+    max_inflight: int = setting(
+        "max_inflight", 64, "invocations running at once in this connector", int_in(1, 100_000)
+    )

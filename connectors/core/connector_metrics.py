@@ -1,0 +1,71 @@
+"""Metrics every connector exports (names shared by Kafka, SQS and cron)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class ConnectorMetrics:
+    def __init__(self, registry: CollectorRegistry, max_inflight: int) -> None:
+        self.received = Counter(
+            "connector_messages_received_total",
+            "Events received, by topic",
+            ["topic"],
+            registry=registry,
+        )
+        self.invocations = Counter(
+            "connector_invocations_total",
+            "Final invocation outcomes, by function and the function's last status",
+            ["function", "status"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "connector_retries_total",
+            "Attempts that will be retried",
+            ["function"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "connector_dead_letters_total",
+            "Events given up on after their attempts, by function and destination",
+            ["function", "destination"],
+            registry=registry,
+        )
+        self.unmatched = Counter(
+            "connector_unmatched_messages_total",
+            "Events no function subscribes to",
+            ["topic"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "connector_invocation_duration_seconds",
+            "Duration of each invocation attempt",
+            ["function"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "connector_invocation_inflight", "Invocations running now", registry=registry
+        )
+        self.max_inflight = Gauge(
+            "connector_max_inflight", "Configured max_inflight", registry=registry
+        )
+        self.max_inflight.set(max_inflight)
+        self.topic_map_size = Gauge(
+            "connector_topic_map_size",
+            "Topic subscriptions in the current topic map",
+            registry=registry,
+        )
+        self.topic_map_failures = Counter(
+            "connector_topic_map_rebuild_failures_total",
+            "Failed topic-map rebuilds",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "connector_consumer_lag",
+            "Events waiting at the source, where it knows",
+            ["source"],
+            registry=registry,
+        )

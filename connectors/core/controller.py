@@ -1,0 +1,173 @@
+"""Matches an event's topic to functions and invokes them (the connector SDK's heart).
+
+Sources hand the `Controller` an `Event`; it finds the subscribed functions in the current
+`TopicMap`, invokes them concurrently (at most `max_inflight` calls at once across the
+process), and returns one `Delivery` per function with its final outcome. Sources decide what a
+final failure means on their broker (dead-letter topic, DLQ, log) and acknowledge only after
+every delivery is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from connectors.core.connector_config import ConnectorSettings
+from connectors.core.connector_metrics import ConnectorMetrics
+from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
+from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.topicmap import FunctionInfo, TopicMapRefresher
+
+log = logging.getLogger("ferry.connector")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message from a source, addressed by topic."""
+
+    topic: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    call_id: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one function for one event (after retries, when in-process)."""
+
+    event: Event
+    function: FunctionInfo
+    result: InvocationResult
+    outcome: Outcome
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.verdict is Verdict.SUCCESS
+
+
+class ResponseSubscriber(Protocol):
+    """Told of every final delivery; must not block (queue work of its own if slow)."""
+
+    def response(self, delivery: Delivery) -> None: ...
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        connector: str,
+        settings: ConnectorSettings,
+        invoker: Invoker,
+        policy: RetryPolicy,
+        topics: TopicMapRefresher,
+        metrics: ConnectorMetrics,
+        print_response_body: bool = False,
+    ) -> None:
+        self.connector = connector
+        self.settings = settings
+        self.invoker = invoker
+        self.policy = policy
+        self.topics = topics
+        self.metrics = metrics
+        self.print_response_body = print_response_body
+        self.subscribers: list[ResponseSubscriber] = []
+        self._limit = asyncio.Semaphore(settings.max_inflight)
+
+    def subscribe(self, subscriber: ResponseSubscriber) -> None:
+        self.subscribers.append(subscriber)
+
+    def match(self, topic: str) -> tuple[FunctionInfo, ...]:
+        return self.topics.current.match(topic)
+
+    def policy_for(self, function: FunctionInfo) -> RetryPolicy:
+        return self.policy.for_function(function.annotations)
+
+    def request(self, event: Event, function: FunctionInfo) -> InvocationRequest:
+        headers: list[tuple[str, str]] = [
+            ("X-Topic", event.topic),
+            ("X-Connector", self.connector),
+            ("Content-Type", self.settings.content_type),
+            *event.headers,
+        ]
+        if event.call_id:
+            headers.append(("X-Call-Id", event.call_id))
+        if self.settings.asynchronous_invocation and self.settings.callback_url:
+            headers.append(("X-Callback-Url", self.settings.callback_url))
+        return InvocationRequest(
+            function=function.qualified,
+            body=event.body,
+            headers=tuple(headers),
+            asynchronous=self.settings.asynchronous_invocation,
+        )
+
+    async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
+        """One invocation, bounded by max_inflight; the outcome says whether to retry."""
+        async with self._limit:
+            self.metrics.inflight.inc()
+            try:
+                result = await self.invoker.invoke(self.request(event, function), attempt=attempt)
+            finally:
+                self.metrics.inflight.dec()
+        self.metrics.duration.labels(function.qualified).observe(result.duration)
+        outcome = result.outcome(self.policy_for(function))
+        if outcome.verdict is Verdict.RETRY:
+            self.metrics.retries.labels(function.qualified).inc()
+            log.warning(
+                "%s on %s: %s (attempt %d), retry in %.2fs",
+                function.qualified,
+                event.topic,
+                outcome.reason,
+                attempt,
+                outcome.delay,
+            )
+        return Delivery(event, function, result, outcome)
+
+    async def deliver(
+        self, event: Event, function: FunctionInfo, first_attempt: int = 1
+    ) -> Delivery:
+        """Invoke with in-process retries until the outcome is final (Kafka, cron)."""
+        attempt = first_attempt
+        while True:
+            delivery = await self.attempt(event, function, attempt)
+            if delivery.outcome.final:
+                self.finished(delivery)
+                return delivery
+            await asyncio.sleep(delivery.outcome.delay)
+            attempt += 1
+
+    async def dispatch(self, event: Event) -> Sequence[Delivery]:
+        """Every subscribed function invoked to a final outcome, concurrently."""
+        self.metrics.received.labels(event.topic).inc()
+        functions = self.match(event.topic)
+        if not functions:
+            self.metrics.unmatched.labels(event.topic).inc()
+            log.debug("no function subscribes to %s", event.topic)
+            return ()
+        return await asyncio.gather(*(self.deliver(event, fn) for fn in functions))
+
+    def finished(self, delivery: Delivery) -> None:
+        """Record a final delivery: metrics, logs, subscribers."""
+        result = delivery.result
+        name = delivery.function.qualified
+        self.metrics.invocations.labels(name, str(result.reported_status)).inc()
+        if delivery.ok:
+            if self.settings.print_response:
+                log.info(
+                    "%s on %s: %s in %.3fs",
+                    name,
+                    delivery.event.topic,
+                    result.status,
+                    result.duration,
+                )
+        else:
+            log.error("%s on %s: %s", name, delivery.event.topic, delivery.outcome.reason)
+        if self.print_response_body and result.body:
+            log.info("%s response: %s", name, result.body.decode("utf-8", "replace"))
+        for subscriber in self.subscribers:
+            try:
+                subscriber.response(delivery)
+            except Exception:
+                log.exception("response subscriber %r failed", subscriber)
