@@ -36,6 +36,7 @@ from queue_worker.metrics import QueueWorkerMetrics
 log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
+FETCH_TIMEOUT_SECONDS = 1.0
 
 
 class QueueWorker:
@@ -60,6 +61,8 @@ class QueueWorker:
         self._dead: DeadLetterWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._fetch_idle = asyncio.Event()
+        self._fetch_idle.set()
         self._connected = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -102,6 +105,7 @@ class QueueWorker:
     async def run(self) -> None:
         assert self._sub is not None
         refresher = asyncio.create_task(self._refresh_pending())
+        self._fetch_idle.clear()
         try:
             while not self._stopping.is_set():
                 free = await self._wait_for_slots()
@@ -109,12 +113,16 @@ class QueueWorker:
                     break
                 await self._fetch(free)
         finally:
+            self._fetch_idle.set()
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
 
     async def drain(self, timeout: float) -> None:
         """Finish in-flight messages within `timeout`; hand the rest back to JetStream."""
         self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            # the fetch loop returns within its fetch timeout; anything it got is handed back
+            await asyncio.wait_for(self._fetch_idle.wait(), FETCH_TIMEOUT_SECONDS + 1)
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
             _, unfinished = await asyncio.wait(set(self._tasks), timeout=timeout or None)
@@ -127,7 +135,7 @@ class QueueWorker:
         await self.callbacks.close()
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(NatsError, TimeoutError):
-                await self._nc.drain()
+                await self._nc.flush(timeout=2)
             await self._nc.close()
 
     # -- fetching --------------------------------------------------------------------------
@@ -145,7 +153,7 @@ class QueueWorker:
     async def _fetch(self, count: int) -> None:
         assert self._sub is not None
         try:
-            messages = await self._sub.fetch(batch=count, timeout=1.0)
+            messages = await self._sub.fetch(batch=count, timeout=FETCH_TIMEOUT_SECONDS)
         except (NatsTimeoutError, TimeoutError):
             return
         except NatsError as exc:

@@ -54,8 +54,17 @@ class FakeGateway:
     def function(self, name: str, handler: Handler | None = None) -> None:
         self.handlers[name] = handler or _ok
 
+    def subscribe(
+        self, name: str, topic: str, namespace: str = "openfaas-fn", **annotations: str
+    ) -> None:
+        """List `name` in /system/functions with a `topic` annotation (for connectors)."""
+        self.functions = [f for f in self.functions if f["name"] != name]
+        self.functions.append(
+            {"name": name, "namespace": namespace, "annotations": {"topic": topic, **annotations}}
+        )
+
     def calls_to(self, name: str) -> list[Call]:
-        return [c for c in self.calls if c.function == name]
+        return [c for c in self.calls if c.function.split(".", 1)[0] == name]
 
     async def start(self) -> FakeGateway:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -86,7 +95,7 @@ class FakeGateway:
             body=await request.read(),
         )
         self.calls.append(call)
-        handler = self.handlers.get(name)
+        handler = self.handlers.get(name) or self.handlers.get(name.split(".", 1)[0])
         if handler is None:
             return web.Response(status=404, text=f"no function {name}")
         self.running += 1
