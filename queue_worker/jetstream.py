@@ -5,6 +5,7 @@ nats-py exceptions stop here; callers see `StartupError` or `PublishError`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,8 +39,16 @@ async def connect(
 ) -> Client:
     """Connect once (bounded by `connect_timeout`), then reconnect forever with back-off."""
 
+    last_error: list[str] = []
+
     async def error_cb(exc: Exception) -> None:
-        log.warning("NATS: %s", exc or exc.__class__.__name__)
+        # before the first connection the error goes into the one start-up line instead
+        if not connected:
+            last_error[:] = [_describe(exc)]
+        else:
+            log.warning("NATS: %s", _describe(exc))
+
+    connected = False
 
     options: dict[str, Any] = {
         "servers": [url],
@@ -55,9 +64,15 @@ async def connect(
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
     try:
-        return await nats.connect(**options)
+        # nats-py keeps retrying the first connection when reconnects are unbounded
+        client = await asyncio.wait_for(nats.connect(**options), connect_timeout)
     except (NatsError, OSError, TimeoutError) as exc:
-        raise StartupError(f"nats_url={url}: cannot connect to NATS: {_describe(exc)}") from None
+        reason = last_error[0] if last_error else _describe(exc)
+        raise StartupError(
+            f"nats_url={url}: cannot connect to NATS within {connect_timeout:g}s: {reason}"
+        ) from None
+    connected = True
+    return client
 
 
 def _describe(exc: BaseException) -> str:

@@ -81,3 +81,6 @@ def test_environ(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+test_environ.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -1,0 +1,80 @@
+"""Callbacks are guarded against SSRF, can be signed, and retry a failing receiver."""
+
+from __future__ import annotations
+
+import time
+
+from connectors.core.callback import verify_signature
+from tests.support.http import CallbackReceiver, FakeGateway
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
+
+
+async def _drained(queue: QueueUnderTest) -> bool:
+    return await queue.pending() == 0
+
+
+async def test_a_loopback_callback_is_refused_unless_allowed(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    gateway.function("echo")
+    await queue.publish("echo", b"x", callback_url=receiver.url())
+    async with queue.worker(callback_allow_private="false") as worker:
+        await eventually(lambda: _drained(queue), what="acked")
+        refused = worker.registry.get_sample_value(
+            "queue_worker_callbacks_total", {"outcome": "refused"}
+        )
+    assert gateway.calls_to("echo")
+    assert receiver.received == []
+    assert refused == 1
+
+
+async def test_the_allow_list_admits_a_named_private_host(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    gateway.function("echo")
+    await queue.publish("echo", b"x", callback_url=receiver.url())
+    async with queue.worker(callback_allow_private="false", callback_allowed_hosts="127.0.0.0/8"):
+        await receiver.wait_for(1)
+
+
+async def test_a_name_resolving_to_loopback_is_refused(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    gateway.function("echo")
+    await queue.publish("echo", b"x", callback_url=f"http://localhost:{receiver.port}/cb")
+    async with queue.worker(callback_allow_private="false", callback_max_attempts="1") as worker:
+        await eventually(lambda: _drained(queue), what="acked")
+        failed = worker.registry.get_sample_value(
+            "queue_worker_callbacks_total", {"outcome": "failed"}
+        )
+    assert receiver.received == []
+    assert failed == 1
+
+
+async def test_callbacks_are_signed_with_the_shared_secret(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    gateway.function("echo")
+    await queue.publish("echo", b"signed body", callback_url=receiver.url())
+    async with queue.worker(callback_signing_secret="s3cret"):
+        (callback,) = await receiver.wait_for(1)
+    signature = callback.headers["X-Ferry-Signature"]
+    assert verify_signature("s3cret", signature, callback.body)
+    assert not verify_signature("other", signature, callback.body)
+    assert not verify_signature("s3cret", signature, callback.body + b"!")
+    assert not verify_signature("s3cret", signature, callback.body, now=time.time() + 3600)
+
+
+async def test_a_failing_receiver_is_retried_then_gets_the_callback(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    gateway.function("echo")
+    receiver.status = 503
+    await queue.publish("echo", b"x", callback_url=receiver.url())
+    async with queue.worker(callback_max_attempts="5", callback_max_wait="200ms"):
+        await receiver.wait_for(2)
+        receiver.status = 200
+        await receiver.wait_for(3, timeout=30)
+        await eventually(lambda: _drained(queue), what="acked")
+    assert len({r.headers["X-Call-Id"] for r in receiver.received}) == 1
