@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
@@ -30,6 +31,7 @@ _KEYS = (
     "Environment",
     "CallbackUrl",
 )
+_CANONICAL = frozenset(_KEYS)
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
 
@@ -49,21 +51,24 @@ class QueueRequest:
     callback_url: str = ""
 
     def first_header(self, name: str) -> str:
+        values = self.header.get(name)  # the canonical spelling Go writes: one lookup
+        if values:
+            return values[0]
         wanted = name.lower()
         for key, values in self.header.items():
             if key.lower() == wanted and values:
                 return values[0]
         return ""
 
-    @property
+    @cached_property
     def call_id(self) -> str:
         return self.first_header("X-Call-Id")
 
-    @property
+    @cached_property
     def start_time(self) -> str:
         return self.first_header("X-Start-Time")
 
-    @property
+    @cached_property
     def callback(self) -> str:
         """Where the result goes: the CallbackUrl field, else the X-Callback-Url header."""
         return self.callback_url or self.first_header("X-Callback-Url")
@@ -80,7 +85,7 @@ def decode(data: bytes) -> QueueRequest:
         raise DecodeError(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
-    fields = _fold_keys(raw, _KEYS)
+    fields = raw if _CANONICAL.issuperset(raw) else _fold_keys(raw, _KEYS)
     function = fields.get("Function")
     if not isinstance(function, str) or not function:
         raise DecodeError("Function is missing or empty")

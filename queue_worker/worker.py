@@ -32,6 +32,7 @@ from queue_worker.config import QueueWorkerConfig
 from queue_worker.deadletter import DeadLetterWriter
 from queue_worker.layout import durable_name, queue_subject
 from queue_worker.metrics import QueueWorkerMetrics
+from queue_worker.progress import ProgressKeeper
 
 log = logging.getLogger("ferry.queue_worker")
 
@@ -53,6 +54,7 @@ class QueueWorker:
             config.callbacks, concurrency=max(16, min(config.max_inflight, 256))
         )
         self.slots = Slots(config.max_inflight)
+        self.progress = ProgressKeeper(config.ack_wait)
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = durable_name(config.queue_name)
         self._nc: Client | None = None
@@ -105,6 +107,7 @@ class QueueWorker:
     async def run(self) -> None:
         assert self._sub is not None
         refresher = asyncio.create_task(self._refresh_pending())
+        self.progress.start()
         self._fetch_idle.clear()
         try:
             while not self._stopping.is_set():
@@ -131,6 +134,7 @@ class QueueWorker:
                 for task in unfinished:
                     task.cancel()
                 await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.progress.stop()
         await self.gateway.close()
         await self.callbacks.close()
         if self._nc is not None and not self._nc.is_closed:
@@ -175,8 +179,8 @@ class QueueWorker:
 
     async def _handle(self, msg: Msg) -> None:
         slot = _SlotHold(self)
-        keeper = asyncio.create_task(self._keep_in_progress(msg))
         try:
+            self.progress.hold(msg)
             try:
                 request = codec.decode(msg.data)
             except DecodeError as exc:
@@ -202,7 +206,7 @@ class QueueWorker:
             await self._hand_back(msg)
         finally:
             slot.release()
-            keeper.cancel()
+            self.progress.release(msg)
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)
@@ -225,7 +229,7 @@ class QueueWorker:
             self.metrics.dead_letters.labels(request.function, kind).inc()
         if request.callback:
             await self._send_callback(request, result)
-        await msg.ack_sync(timeout=5.0)
+        await msg.ack()
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
 
     async def _finish_undecodable(self, msg: Msg, reason: str) -> None:
@@ -259,14 +263,6 @@ class QueueWorker:
         outcome = await self.callbacks.deliver(callback)
         self.metrics.callbacks.labels(outcome.value).inc()
 
-    async def _keep_in_progress(self, msg: Msg) -> None:
-        """Tell JetStream the message is still being worked on, so it is not redelivered."""
-        interval = max(self.config.ack_wait / 3, 0.5)
-        with contextlib.suppress(NatsError, TimeoutError):
-            while True:
-                await asyncio.sleep(interval)
-                await msg.in_progress()
-
     async def _hand_back(self, msg: Msg) -> None:
         with contextlib.suppress(NatsError, TimeoutError):
             await msg.nak()
@@ -276,7 +272,7 @@ class QueueWorker:
     ) -> None:
         detail = result.error or f"status {result.status}"
         if outcome.verdict is Verdict.SUCCESS:
-            log.info(
+            log.debug(
                 "%s call %s: %s in %.3fs (attempt %d)",
                 request.function,
                 request.call_id,

@@ -13,6 +13,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from connectors.core.version import USER_AGENT
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Ferry-Signature"
+FIRST_RETRY_WAIT = 0.2  # seconds; later waits double up to callback_max_wait
 RETRYABLE_CALLBACK_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -133,25 +135,17 @@ class CallbackSender:
             return CallbackOutcome.REFUSED
         async with self._limit:
             try:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self.settings.callback_max_attempts),
-                    wait=wait_random_exponential(
-                        multiplier=0.2, max=self.settings.callback_max_wait
-                    ),
-                    retry=retry_if_exception_type(_RetryableCallbackError),
-                    reraise=False,
-                ):
-                    with attempt:
-                        status = await self._post(callback)
-            except RetryError as exc:
-                log.warning(
-                    "callback for call %s to %s failed after %d attempts: %s",
-                    callback.call_id,
-                    callback.url,
-                    self.settings.callback_max_attempts,
-                    exc.last_attempt.exception(),
-                )
-                return CallbackOutcome.FAILED
+                status = await self._post(callback)  # the common case: one attempt, no retry state
+            except _RetryableCallbackError as first_error:
+                if self.settings.callback_max_attempts == 1:
+                    self._log_failure(callback, 1, first_error)
+                    return CallbackOutcome.FAILED
+                try:
+                    status = await self._retry(callback)
+                except RetryError as exc:
+                    attempts = self.settings.callback_max_attempts
+                    self._log_failure(callback, attempts, exc.last_attempt.exception())
+                    return CallbackOutcome.FAILED
         if 200 <= status < 400:
             log.debug("callback for call %s delivered (%d)", callback.call_id, status)
             return CallbackOutcome.DELIVERED
@@ -159,6 +153,30 @@ class CallbackSender:
             "callback for call %s to %s rejected with %d", callback.call_id, callback.url, status
         )
         return CallbackOutcome.REJECTED
+
+    async def _retry(self, callback: Callback) -> int:
+        """The attempts after the first, with jittered exponential back-off."""
+        await asyncio.sleep(random.uniform(0, FIRST_RETRY_WAIT))
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.settings.callback_max_attempts - 1),
+            wait=wait_random_exponential(
+                multiplier=FIRST_RETRY_WAIT, max=self.settings.callback_max_wait
+            ),
+            retry=retry_if_exception_type(_RetryableCallbackError),
+            reraise=False,
+        ):
+            with attempt:
+                return await self._post(callback)
+        raise AssertionError("unreachable: tenacity either returns or raises RetryError")
+
+    def _log_failure(self, callback: Callback, attempts: int, error: BaseException | None) -> None:
+        log.warning(
+            "callback for call %s to %s failed after %d attempts: %s",
+            callback.call_id,
+            callback.url,
+            attempts,
+            error,
+        )
 
     async def _post(self, callback: Callback) -> int:
         headers = CIMultiDict(callback.headers)

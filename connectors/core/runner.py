@@ -126,6 +126,16 @@ def run_from_env(
     except ConfigError as exc:
         return fail(str(exc))
     try:
-        return asyncio.run(serve(service, settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(serve(service, settings))
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (it roughly doubles what one process can push)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

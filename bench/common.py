@@ -1,0 +1,127 @@
+"""Pieces the benchmark scripts share: child processes, a function server, percentiles, RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def venv_bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+class Child:
+    """A child process that is always stopped when the benchmark ends."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
+        self.process = subprocess.Popen(
+            list(args), env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident set size (VmHWM) of the child, in MB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the child has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_nats(store: str) -> tuple[Child, str]:
+    port = free_port()
+    child = Child(
+        [venv_bin("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store]
+    )
+    wait_for_port(port)
+    return child, f"nats://127.0.0.1:{port}"
+
+
+def start_function_server(delay: float) -> tuple[Child, str]:
+    """An aiohttp function in its own process: answers every call after `delay` seconds."""
+    port = free_port()
+    child = Child(
+        [sys.executable, str(ROOT / "bench" / "function_server.py"), str(port), str(delay)]
+    )
+    wait_for_port(port)
+    return child, f"http://127.0.0.1:{port}"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine have spent busy (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def raw_post_rate(url: str, concurrency: int, count: int, body: bytes) -> float:
+    """The ceiling: a bare aiohttp client POSTing `count` requests at `concurrency`."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        remaining = count
+
+        async def one_worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with session.post(url, data=body) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)

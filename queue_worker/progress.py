@@ -1,0 +1,51 @@
+"""Keeps held JetStream messages from being redelivered while they are worked on.
+
+One task for the whole worker, not one per message: every `interval` it sends `in_progress`
+for each message held longer than `interval`, which resets the server's ack timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+log = logging.getLogger(__name__)
+
+
+class ProgressKeeper:
+    def __init__(self, ack_wait: float) -> None:
+        self.interval = max(ack_wait / 3, 0.3)
+        self._held: dict[int, tuple[Msg, float]] = {}  # by id(): Msg is not hashable
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, msg: Msg) -> None:
+        self._held[id(msg)] = (msg, time.monotonic())
+
+    def release(self, msg: Msg) -> None:
+        self._held.pop(id(msg), None)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="jetstream-in-progress")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            due = time.monotonic() - self.interval
+            for key, (msg, since) in list(self._held.items()):
+                if since <= due and key in self._held:
+                    with contextlib.suppress(NatsError, TimeoutError):
+                        await msg.in_progress()
+                    if key in self._held:
+                        self._held[key] = (msg, time.monotonic())
