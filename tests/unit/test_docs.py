@@ -1,0 +1,21 @@
+"""The docs name every environment variable each process reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.core.settings import env_names
+from queue_worker.config import QueueWorkerConfig
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+PROCESSES = [("queue-worker.md", QueueWorkerConfig)]
+
+
+@pytest.mark.parametrize(("page", "config"), PROCESSES, ids=[p for p, _ in PROCESSES])
+def test_every_variable_is_documented(page: str, config: type) -> None:
+    text = (DOCS / page).read_text()
+    missing = sorted(name for name in env_names(config) if f"`{name}`" not in text)
+    assert missing == []
