@@ -131,30 +131,32 @@ async def ensure_consumer(
     subject: str,
     *,
     ack_wait: float,
-    max_ack_pending: int,
 ) -> JetStreamContext.PullSubscription:
-    """Bind to the durable pull consumer, creating it if missing (idempotent)."""
+    """Create or update the durable pull consumer, then bind to it.
+
+    Create-or-update is idempotent, so many replicas may start at once, and a changed
+    `ack_wait` takes effect on the next start. `max_ack_pending` is unlimited: each worker
+    bounds what it holds by its own slots.
+    """
+    config = js_api.ConsumerConfig(
+        durable_name=durable,
+        filter_subject=subject,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        max_ack_pending=-1,
+        max_waiting=512,
+    )
     try:
         try:
-            await js.consumer_info(stream, durable)
-        except NotFoundError:
-            config = js_api.ConsumerConfig(
-                durable_name=durable,
-                filter_subject=subject,
-                ack_policy=js_api.AckPolicy.EXPLICIT,
-                deliver_policy=js_api.DeliverPolicy.ALL,
-                ack_wait=ack_wait,
-                max_deliver=-1,
-                max_ack_pending=max_ack_pending,
-                max_waiting=512,
-            )
             await js.add_consumer(stream, config)
-            log.info("created consumer %s on %s (%s)", durable, stream, subject)
+        except BadRequestError as exc:
+            log.warning("keeping consumer %s as it is: %s", durable, exc.description)
         return await js.pull_subscribe_bind(durable=durable, stream=stream)
     except (NatsError, TimeoutError) as exc:
-        raise StartupError(
-            f"cannot bind consumer {durable} on {stream}: {_describe(exc)}"
-        ) from None
+        reason = _describe(exc)
+        raise StartupError(f"cannot bind consumer {durable} on {stream}: {reason}") from None
 
 
 async def publish(

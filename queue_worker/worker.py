@@ -87,7 +87,6 @@ class QueueWorker:
             self.durable,
             self.subject,
             ack_wait=self.config.ack_wait,
-            max_ack_pending=max(1000, self.config.max_inflight * 20),
         )
         self._dead = DeadLetterWriter(self._js, nats.dead_letter_stream)
         log.info(
