@@ -5,6 +5,7 @@ nats-py exceptions stop here; callers see `StartupError` or `PublishError`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -55,8 +56,13 @@ async def connect(
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
     try:
-        return await nats.connect(**options)
-    except (NatsError, OSError, TimeoutError) as exc:
+        # nats-py retries a failed first connection forever when reconnects are unlimited
+        return await asyncio.wait_for(nats.connect(**options), max(1.0, connect_timeout) + 1)
+    except TimeoutError:
+        raise StartupError(
+            f"nats_url={url}: cannot connect to NATS: no answer within {connect_timeout:g}s"
+        ) from None
+    except (NatsError, OSError) as exc:
         raise StartupError(f"nats_url={url}: cannot connect to NATS: {_describe(exc)}") from None
 
 
