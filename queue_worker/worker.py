@@ -125,6 +125,9 @@ class QueueWorker:
                 await asyncio.gather(*unfinished, return_exceptions=True)
         await self.gateway.close()
         await self.callbacks.close()
+        if self._sub is not None:  # nats-py's drain waits 30s on a pull inbox that has fetched
+            with contextlib.suppress(NatsError, TimeoutError, ValueError):
+                await self._sub.unsubscribe()
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._nc.drain()
