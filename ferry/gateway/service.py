@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from aiohttp import web
 from nats.aio.client import Client
@@ -127,9 +128,8 @@ class GatewayService:
             await site.start()
         except OSError as exc:
             await self._close()
-            raise StartupError(
-                f"port={self.config.port}: cannot listen: {exc.strerror or exc}"
-            ) from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(f"port={self.config.port}: cannot listen: {reason}") from None
         sockets = getattr(site._server, "sockets", None) or []
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
