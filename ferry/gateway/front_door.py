@@ -64,6 +64,8 @@ class FrontDoor:
         self.max_body_bytes = max_body_bytes
         self.publish_timeout = publish_timeout
         self.connected = connected
+        self._accepted = metrics.async_calls.labels("accepted")
+        self._duplicate = metrics.async_calls.labels("duplicate")
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -74,7 +76,7 @@ class FrontDoor:
 
     async def handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        function = await self.catalog.lookup(name)
+        function = self.catalog.current.find(name) or await self.catalog.lookup(name)
         if function is None:
             return self._reject("not_found", 404, f"function {name} not found")
         callback = request.headers.get("X-Callback-Url", "").strip()
@@ -109,24 +111,22 @@ class FrontDoor:
         except PublishError as exc:
             return self._unavailable(str(exc))
         self.metrics.publish_duration.observe(time.perf_counter() - started)
-        self.metrics.async_calls.labels("duplicate" if ack.duplicate else "accepted").inc()
+        (self._duplicate if ack.duplicate else self._accepted).inc()
         return web.Response(
             status=202,
             headers={"X-Call-Id": queued.call_id, "X-Start-Time": queued.start_time},
         )
 
     async def _read_body(self, request: web.Request) -> bytes:
+        """The whole body; the app's `client_max_size` is `max_body_bytes`, so aiohttp stops
+        reading (and we answer 413) as soon as a body, declared or chunked, goes over it."""
         declared = request.content_length
         if declared is not None and declared > self.max_body_bytes:
             raise TooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise TooLarge from None
 
     def _reject(self, outcome: str, status: int, text: str) -> web.Response:
         self.metrics.async_calls.labels(outcome).inc()

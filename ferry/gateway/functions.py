@@ -53,18 +53,17 @@ class Function:
 @dataclass(frozen=True)
 class FunctionList:
     functions: tuple[Function, ...] = ()
+    _index: dict[str, Function] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for fn in reversed(self.functions):
+            self._index[f"{fn.name}.{fn.namespace}"] = fn
+            if fn.namespace in ("", DEFAULT_NAMESPACE):
+                self._index[fn.name] = fn
 
     def find(self, qualified: str) -> Function | None:
         """`name` (default namespace) or `name.namespace`, as the gateway routes them."""
-        name, _, namespace = qualified.partition(".")
-        for fn in self.functions:
-            if fn.name != name:
-                continue
-            if namespace == fn.namespace:
-                return fn
-            if not namespace and fn.namespace in ("", DEFAULT_NAMESPACE):
-                return fn
-        return None
+        return self._index.get(qualified)
 
     def namespaces(self) -> list[str]:
         return sorted({fn.namespace for fn in self.functions} or {DEFAULT_NAMESPACE})
