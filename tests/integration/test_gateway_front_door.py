@@ -36,7 +36,9 @@ def functions_file(tmp_path: Path, gateway: FakeGateway) -> Path:
     )
 
 
-async def post(url: str, body: bytes = b"", **headers: str) -> aiohttp.ClientResponse:
+async def post(
+    url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> aiohttp.ClientResponse:
     async with (
         aiohttp.ClientSession() as session,
         session.post(url, data=body, headers=headers) as response,
@@ -133,7 +135,7 @@ async def test_callback_url_that_is_not_absolute_http_is_400(
     queue: QueueUnderTest, functions_file: Path, callback: str
 ) -> None:
     async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
-        response = await post(f"{gw.url}/async-function/echo", **{"X-Callback-Url": callback})
+        response = await post(f"{gw.url}/async-function/echo", headers={"X-Callback-Url": callback})
         assert response.status == 400
         assert await queue.stored() == 0
 
@@ -149,10 +151,10 @@ async def test_callback_url_the_allow_list_refuses_is_400_and_one_it_lists_is_20
     )
     async with running_gateway(env) as gw:
         refused = await post(
-            f"{gw.url}/async-function/echo", **{"X-Callback-Url": "http://127.0.0.1:9/cb"}
+            f"{gw.url}/async-function/echo", headers={"X-Callback-Url": "http://127.0.0.1:9/cb"}
         )
         listed = await post(
-            f"{gw.url}/async-function/echo", **{"X-Callback-Url": "http://10.1.2.3/cb"}
+            f"{gw.url}/async-function/echo", headers={"X-Callback-Url": "http://10.1.2.3/cb"}
         )
         assert (refused.status, listed.status) == (400, 202)
         assert await queue.stored() == 1
@@ -175,8 +177,8 @@ async def test_same_call_id_posted_twice_is_invoked_once(
     gateway.function("echo")
     async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
         headers = {"X-Call-Id": "call-twice-1", "X-Callback-Url": receiver.url()}
-        first = await post(f"{gw.url}/async-function/echo", b"a", **headers)
-        second = await post(f"{gw.url}/async-function/echo", b"a", **headers)
+        first = await post(f"{gw.url}/async-function/echo", b"a", headers)
+        second = await post(f"{gw.url}/async-function/echo", b"a", headers)
     assert (first.status, second.status) == (202, 202)
     assert first.headers["X-Call-Id"] == second.headers["X-Call-Id"] == "call-twice-1"
     assert await queue.stored() == 1
