@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -45,6 +46,17 @@ async def post(
     ):
         await response.read()
         return response
+
+
+async def post_chunked(url: str, chunks: int, size: int) -> int:
+    """POST without Content-Length (chunked), so the size is known only while reading."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            yield b"y" * size
+
+    async with aiohttp.ClientSession() as session, session.post(url, data=body()) as response:
+        return response.status
 
 
 async def test_accepted_call_is_stored_before_the_202_with_call_id_and_start_time(
@@ -166,6 +178,7 @@ async def test_body_above_max_body_bytes_is_413_and_at_the_limit_is_accepted(
     env = gateway_env(queue, functions_file=str(functions_file), max_body_bytes="1000")
     async with running_gateway(env) as gw:
         assert (await post(f"{gw.url}/async-function/echo", b"x" * 1001)).status == 413
+        assert (await post_chunked(f"{gw.url}/async-function/echo", 11, 100)) == 413
         assert (await post(f"{gw.url}/async-function/echo", b"x" * 1000)).status == 202
         (stored,) = await stored_messages(queue.js, queue.stream)
     assert codec.decode(stored.data).body == b"x" * 1000
