@@ -13,10 +13,18 @@ from connectors.core.version import VERSION
 # subcommand -> module in ferry.commands (kept in the order `ferry --help` lists them)
 COMMANDS: dict[str, str] = {
     "queue-worker": "queue_worker",
+    "gateway": "gateway",
+    "publish": "publish",
+    "dead-letters": "dead_letters",
+    "dev": "dev",
 }
 
 SUMMARIES: dict[str, str] = {
     "queue-worker": "run queued async invocations from NATS JetStream",
+    "gateway": "the async front door: queue /async-function calls, proxy the rest",
+    "publish": "enqueue one async call from the shell and print its call id",
+    "dead-letters": "list, replay or purge dead-lettered calls",
+    "dev": "run NATS, the gateway, example functions and a worker on this machine",
 }
 
 

@@ -1,0 +1,28 @@
+"""`ferry gateway`: the durable async front door."""
+
+from __future__ import annotations
+
+import argparse
+
+from connectors.core.runner import run_from_env
+from connectors.core.settings import describe_settings
+from ferry.gateway.config import GatewayConfig
+
+HELP = (
+    "Accept POST /async-function/{name}[/{path}], store each call on NATS JetStream as an\n"
+    "OpenFaaS QueueRequest and answer 202 with X-Call-Id only once it is stored (503 if NATS\n"
+    "cannot confirm it). Everything else is proxied to upstream_url (proxy mode) or served from\n"
+    "functions_file (standalone mode: /system/functions, /system/namespaces, /function/{name}).\n"
+    "Configured by environment variables; set exactly one of upstream_url and functions_file."
+)
+EPILOG = describe_settings(GatewayConfig)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The gateway takes no options: everything is an environment variable."""
+
+
+def run(args: argparse.Namespace) -> int:
+    from ferry.gateway.service import GatewayService
+
+    return run_from_env(GatewayConfig, GatewayService, lambda c: c.runtime)

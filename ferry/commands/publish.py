@@ -1,0 +1,107 @@
+"""`ferry publish`: enqueue one async call from the shell, exactly as the front door would."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from connectors.core.errors import CallbackRefused, ConfigError, FerryError, StartupError
+from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
+from connectors.core.settings import describe_settings, load_settings
+from connectors.core.urlguard import CallbackPolicy
+from ferry.jetstream_session import open_jetstream, quiet_logging
+from queue_worker.codec import QueueRequest
+from queue_worker.config import NatsSettings
+from queue_worker.publisher import QUEUE_ANNOTATION, Publisher, build_request
+
+HELP = (
+    "Store one async invocation of NAME on NATS JetStream (the QueueRequest the front door\n"
+    "writes for POST /async-function/NAME) and print its call id. Re-running with the same\n"
+    "--header X-Call-Id:ID inside the duplicate window stores it once."
+)
+EPILOG = describe_settings(NatsSettings)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="function, as name or name.namespace")
+    parser.add_argument(
+        "--data", "-d", default="", help="request body: text, @FILE, or @- for standard input"
+    )
+    parser.add_argument("--callback", default="", metavar="URL", help="X-Callback-Url")
+    parser.add_argument(
+        "--header",
+        "-H",
+        action="append",
+        default=[],
+        metavar="K:V",
+        help="request header (repeatable)",
+    )
+    parser.add_argument("--queue", default="", metavar="Q", help="named queue (default: none)")
+    parser.add_argument("--method", default="POST", help="HTTP method for the function [POST]")
+    parser.add_argument("--path", default="", help="path after the function name, e.g. /sub")
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_logging()
+    try:
+        settings = load_settings(NatsSettings, os.environ)
+        request = build(args)
+    except ConfigError as exc:
+        return fail(str(exc))
+    try:
+        asyncio.run(_enqueue(settings, request))
+    except StartupError as exc:
+        return fail(str(exc))
+    except FerryError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_CRASH
+    print(request.call_id)
+    return EXIT_OK
+
+
+def build(args: argparse.Namespace) -> QueueRequest:
+    """The QueueRequest for the command line; ConfigError names what is wrong."""
+    if not args.name or "/" in args.name:
+        raise ConfigError(f"NAME {args.name!r} is not a function name")
+    if args.callback:
+        try:
+            CallbackPolicy.build((), allow_private=True).check_url(args.callback)
+        except CallbackRefused as exc:
+            raise ConfigError(f"--callback: {exc}") from None
+    if args.path and not args.path.startswith("/"):
+        raise ConfigError(f"--path {args.path!r} must start with /")
+    return build_request(
+        args.name,
+        body=_body(args.data),
+        method=args.method.upper(),
+        path=args.path,
+        headers=[_header(h) for h in args.header],
+        annotations={QUEUE_ANNOTATION: args.queue} if args.queue else None,
+        callback_url=args.callback,
+    )
+
+
+def _body(data: str) -> bytes:
+    if data == "@-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--data {data}: {exc.strerror or exc}") from None
+    return data.encode()
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or " " in name.strip():
+        raise ConfigError(f"--header {text!r}: expected NAME:VALUE")
+    return name.strip(), value.strip()
+
+
+async def _enqueue(settings: NatsSettings, request: QueueRequest) -> None:
+    async with open_jetstream(settings) as js:
+        await Publisher(js, settings.nats_stream).enqueue(request)

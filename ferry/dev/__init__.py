@@ -1,0 +1,1 @@
+"""`ferry dev`: the whole async flow on one machine, for a first look and for local work."""

@@ -1,0 +1,1 @@
+"""`ferry gateway`: the durable async front door, an upstream proxy, standalone functions."""

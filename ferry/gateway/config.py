@@ -1,0 +1,97 @@
+"""Everything `ferry gateway` reads from its environment, in one typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.core.config import RuntimeSettings
+from connectors.core.settings import (
+    csv,
+    duration,
+    group,
+    http_url_or_empty,
+    int_in,
+    parse_bool,
+    port,
+    setting,
+)
+from queue_worker.config import NatsSettings
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    nats: NatsSettings = group(NatsSettings)
+    port: int = setting("port", 8080, "port of the front door and proxy (0: any free)", port)
+    listen_host: str = setting("listen_host", "0.0.0.0", "address the front door binds")
+    upstream_url: str = setting(
+        "upstream_url",
+        "",
+        "proxy mode: OpenFaaS gateway that serves everything but /async-function",
+        http_url_or_empty,
+    )
+    functions_file: str = setting(
+        "functions_file", "", "standalone mode: YAML file listing the functions and their URLs"
+    )
+    max_body_bytes: int = setting(
+        "max_body_bytes",
+        DEFAULT_MAX_BODY_BYTES,
+        "largest async request body (413 above)",
+        int_in(0),
+    )
+    refresh_interval: float = setting(
+        "refresh_interval",
+        2.0,
+        "how often the function list is re-read (file or upstream)",
+        duration,
+        shown="2s",
+    )
+    publish_timeout: float = setting(
+        "publish_timeout",
+        5.0,
+        "how long to wait for JetStream to confirm a queued call (503 after)",
+        duration,
+        shown="5s",
+    )
+    upstream_timeout: float = setting(
+        "upstream_timeout",
+        60.0,
+        "bound on waiting for bytes from a proxied upstream or function",
+        duration,
+        shown="60s",
+    )
+    basic_auth: bool = setting(
+        "basic_auth",
+        False,
+        "proxy mode: read the function list with basic auth (from secret_mount_path)",
+        parse_bool,
+    )
+    secret_mount_path: str = setting(
+        "secret_mount_path",
+        "/var/openfaas/secrets",
+        "folder holding basic-auth-user and basic-auth-password",
+    )
+    callback_allowed_hosts: tuple[str, ...] = setting(
+        "callback_allowed_hosts",
+        (),
+        "hosts (a.example, *.example) or CIDRs an X-Callback-Url may name even if private",
+        csv,
+    )
+    callback_allow_private: bool = setting(
+        "callback_allow_private",
+        False,
+        "accept X-Callback-Url on loopback, private and link-local addresses",
+        parse_bool,
+    )
+    runtime: RuntimeSettings = group(RuntimeSettings)
+
+    def __post_init__(self) -> None:
+        if bool(self.upstream_url) == bool(self.functions_file):
+            raise ValueError(
+                "set exactly one of upstream_url (proxy mode) or functions_file (standalone mode)"
+            )
+
+    @property
+    def standalone(self) -> bool:
+        return bool(self.functions_file)

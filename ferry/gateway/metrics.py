@@ -1,0 +1,38 @@
+"""The gateway's Prometheus metrics, on a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.async_calls = Counter(
+            "gateway_async_calls_total",
+            "POST /async-function answers by outcome "
+            "(accepted, duplicate, not_found, bad_callback, too_large, unavailable)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.publish_duration = Histogram(
+            "gateway_publish_duration_seconds",
+            "Time until JetStream confirmed a queued call",
+            buckets=PUBLISH_BUCKETS,
+            registry=registry,
+        )
+        self.proxied = Counter(
+            "gateway_proxied_requests_total",
+            "Requests forwarded to the upstream gateway or a standalone function, by status",
+            ["status"],
+            registry=registry,
+        )
+        self.functions = Gauge(
+            "gateway_functions", "Functions in the current function list", registry=registry
+        )
+        self.refresh_failures = Counter(
+            "gateway_function_list_refresh_failures_total",
+            "Function list refreshes that failed (the last good list was kept)",
+            registry=registry,
+        )

@@ -1,0 +1,99 @@
+"""A streaming reverse proxy: request and response bodies flow through without buffering.
+
+Status, headers and body pass unchanged except the hop-by-hop headers (RFC 9110 section 7.6.1),
+which describe one connection and must not be forwarded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ferry.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("ferry.gateway")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+CHUNK = 64 * 1024
+
+
+class ReverseProxy:
+    def __init__(self, metrics: GatewayMetrics, *, read_timeout: float) -> None:
+        self.metrics = metrics
+        self.read_timeout = read_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=10, sock_read=self.read_timeout
+                ),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding", "Accept"),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(self, request: web.Request, target: str) -> web.StreamResponse:
+        """Send `request` to `target` (a full URL) and stream the answer back."""
+        headers = _forwardable(request.headers)
+        headers.pop("Host", None)
+        data = request.content if request.can_read_body else None
+        response: web.StreamResponse | None = None
+        try:
+            async with self.session.request(
+                request.method,
+                target,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+            ) as upstream:
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                response.headers.update(_forwardable(upstream.headers))
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    await response.write(chunk)
+                await response.write_eof()
+                self.metrics.proxied.labels(str(upstream.status)).inc()
+                return response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.metrics.proxied.labels("502").inc()
+            log.warning("proxy %s %s failed: %s", request.method, target, exc or type(exc).__name__)
+            if response is not None and response.prepared:
+                raise  # the status line is already out: abort the connection
+            return web.Response(
+                status=502, text=f"upstream {target} unreachable: {type(exc).__name__}: {exc}\n"
+            )
+
+
+def _forwardable(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    named = {
+        token.strip().lower()
+        for value in headers.getall("Connection", [])
+        for token in value.split(",")
+    }
+    return CIMultiDict(
+        (k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named
+    )

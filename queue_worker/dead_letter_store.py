@@ -1,0 +1,155 @@
+"""Reading, replaying and purging the dead-letter stream (what `ferry dead-letters` drives).
+
+Replay publishes first and deletes second. The replayed message's `Nats-Msg-Id` names the dead
+letter (`replay:{stream}:{seq}`), not the call, so a replay is never mistaken for the original
+call inside the duplicate window, while a replay re-run after a crash between the two steps is
+stored once. A message that fails again is dead-lettered again, as a new dead letter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from connectors.core.errors import FerryError
+from queue_worker.jetstream import publish
+from queue_worker.layout import (
+    DEAD_AT,
+    DEAD_ATTEMPTS,
+    DEAD_CALL_ID,
+    DEAD_FUNCTION,
+    DEAD_LAST_STATUS,
+    DEAD_REASON,
+    DEAD_SUBJECT,
+)
+
+
+class DeadLetterError(FerryError):
+    """The dead-letter stream could not be read or changed."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get(DEAD_CALL_ID, "")
+
+    @property
+    def function(self) -> str:
+        return self.headers.get(DEAD_FUNCTION, "")
+
+    @property
+    def reason(self) -> str:
+        return self.headers.get(DEAD_REASON, "")
+
+    @property
+    def attempts(self) -> str:
+        return self.headers.get(DEAD_ATTEMPTS, "")
+
+    @property
+    def last_status(self) -> str:
+        return self.headers.get(DEAD_LAST_STATUS, "")
+
+    @property
+    def original_subject(self) -> str:
+        return self.headers.get(DEAD_SUBJECT, "")
+
+    def age(self, now_ns: int | None = None) -> float:
+        """Seconds since the message was dead-lettered (0 if the time is unknown)."""
+        try:
+            dead_at = int(self.headers.get(DEAD_AT, ""))
+        except ValueError:
+            return 0.0
+        return max(0.0, ((now_ns or time.time_ns()) - dead_at) / 1e9)
+
+    def belongs_to(self, function: str) -> bool:
+        """`echo` matches `echo` and `echo.ns`; `echo.ns` matches only itself."""
+        return self.function == function or (
+            "." not in function and self.function.partition(".")[0] == function
+        )
+
+
+class DeadLetterStore:
+    def __init__(self, js: JetStreamContext, stream: str, *, request_stream: str) -> None:
+        self.js = js
+        self.stream = stream
+        self.request_stream = request_stream
+
+    async def read(self, function: str = "") -> list[DeadLetter]:
+        """Every dead letter, oldest first, optionally only one function's."""
+        letters: list[DeadLetter] = []
+        seq = 1
+        while True:
+            try:
+                raw = await self.js.get_msg(self.stream, seq=seq, subject=">", next=True)
+            except NotFoundError:
+                break
+            except (NatsError, TimeoutError) as exc:
+                raise DeadLetterError(f"cannot read {self.stream}: {_describe(exc)}") from None
+            if raw.seq is None:
+                break
+            letter = DeadLetter(
+                raw.seq, raw.subject or "", raw.data or b"", dict(raw.headers or {})
+            )
+            if not function or letter.belongs_to(function):
+                letters.append(letter)
+            seq = raw.seq + 1
+        return letters
+
+    async def find(self, call_ids: Iterable[str]) -> tuple[list[DeadLetter], list[str]]:
+        """The dead letters of these calls, and the call ids that have none."""
+        wanted = list(dict.fromkeys(call_ids))
+        letters = [d for d in await self.read() if d.call_id in wanted]
+        found = {d.call_id for d in letters}
+        return letters, [c for c in wanted if c not in found]
+
+    async def replay(
+        self, letters: Iterable[DeadLetter], on_replayed: Callable[[DeadLetter], None] | None = None
+    ) -> int:
+        """Put each message back on its original queue, then delete its dead letter."""
+        count = 0
+        for letter in letters:
+            subject = letter.original_subject or self.request_stream
+            await publish(
+                self.js,
+                subject,
+                letter.data,
+                headers={"Nats-Msg-Id": f"replay:{self.stream}:{letter.seq}"},
+                stream=self.request_stream,
+            )
+            await self._delete(letter)
+            count += 1
+            if on_replayed is not None:
+                on_replayed(letter)
+        return count
+
+    async def purge(self, function: str = "") -> int:
+        """Delete every dead letter (or one function's); returns how many were removed."""
+        letters = await self.read(function)
+        for letter in letters:
+            await self._delete(letter)
+        return len(letters)
+
+    async def _delete(self, letter: DeadLetter) -> None:
+        try:
+            await self.js.delete_msg(self.stream, letter.seq)
+        except NotFoundError:
+            pass  # already gone: a concurrent replay or purge did it
+        except (NatsError, TimeoutError) as exc:
+            raise DeadLetterError(
+                f"cannot delete dead letter {letter.seq} from {self.stream}: {_describe(exc)}"
+            ) from None
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or exc.__class__.__name__
