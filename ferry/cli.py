@@ -13,10 +13,14 @@ from connectors.core.version import VERSION
 # subcommand -> module in ferry.commands (kept in the order `ferry --help` lists them)
 COMMANDS: dict[str, str] = {
     "queue-worker": "queue_worker",
+    "sqs-connector": "sqs_connector",
+    "cron-connector": "cron_connector",
 }
 
 SUMMARIES: dict[str, str] = {
     "queue-worker": "run queued async invocations from NATS JetStream",
+    "sqs-connector": "invoke functions for the messages of SQS queues",
+    "cron-connector": "invoke functions on their cron schedules",
 }
 
 
