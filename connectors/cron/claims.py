@@ -1,8 +1,10 @@
 """Who fires a slot when several replicas run: the one that claims it first in JetStream.
 
-A claim is a key-value `create` of `{function}.{unix_ms}`, which succeeds for exactly one
-replica. Without NATS a single replica owns every slot. When the claim store cannot be reached
-the slot is skipped (logged and counted): firing anyway could fire it once per replica.
+A claim is a key-value `create` of `slot.{function}.{unix_ms}`, which succeeds for exactly one
+replica. Under the `forbid` policy the replica running a sync call also puts `busy.{function}`
+(holding when the call must be over at the latest), so the others skip the next slot too.
+Without NATS a single replica owns every slot. When the claim store cannot be reached the slot
+is skipped (logged and counted): firing anyway could fire it once per replica.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Protocol
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from connectors.core.errors import FerryError
@@ -33,6 +35,14 @@ class ClaimError(FerryError):
 class SlotClaims(Protocol):
     async def claim(self, function: str, unix_ms: int, owner: str) -> bool:
         """True if this replica fires the slot."""
+
+    async def busy_elsewhere(self, function: str, now_ms: int) -> bool:
+        """Whether another replica marked a sync call of `function` as still running."""
+
+    async def mark_busy(self, function: str, until_ms: int) -> None:
+        """Tell other replicas a sync call runs here, at the latest until `until_ms`."""
+
+    async def mark_idle(self, function: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -53,12 +63,25 @@ class LocalClaims:
             self._claimed.popitem(last=False)
         return True
 
+    async def busy_elsewhere(self, function: str, now_ms: int) -> bool:
+        return False
+
+    async def mark_busy(self, function: str, until_ms: int) -> None:
+        return None
+
+    async def mark_idle(self, function: str) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
 
 def claim_key(function: str, unix_ms: int) -> str:
-    return f"{_KEY_UNSAFE.sub('_', function)}.{unix_ms}"
+    return f"slot.{_KEY_UNSAFE.sub('_', function)}.{unix_ms}"
+
+
+def busy_key(function: str) -> str:
+    return f"busy.{_KEY_UNSAFE.sub('_', function)}"
 
 
 class JetStreamClaims:
@@ -118,6 +141,31 @@ class JetStreamClaims:
                 f"claim of {function} at {unix_ms}: {exc or type(exc).__name__}"
             ) from None
         return True
+
+    async def busy_elsewhere(self, function: str, now_ms: int) -> bool:
+        """A busy mark holds its expiry, so a replica that died mid-call blocks nothing for long."""
+        try:
+            entry = await self.kv.get(busy_key(function))
+        except KeyNotFoundError:
+            return False
+        except (NatsError, TimeoutError) as exc:
+            raise ClaimError(f"busy check of {function}: {exc or type(exc).__name__}") from None
+        try:
+            return int((entry.value or b"0").decode()) > now_ms
+        except ValueError:
+            return False
+
+    async def mark_busy(self, function: str, until_ms: int) -> None:
+        try:
+            await self.kv.put(busy_key(function), str(until_ms).encode())
+        except (NatsError, TimeoutError) as exc:
+            log.warning("could not mark %s busy for other replicas: %s", function, exc)
+
+    async def mark_idle(self, function: str) -> None:
+        try:
+            await self.kv.delete(busy_key(function))
+        except (NatsError, TimeoutError) as exc:
+            log.warning("could not clear the busy mark of %s: %s", function, exc)
 
     async def close(self) -> None:
         if not self.nc.is_closed:

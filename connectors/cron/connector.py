@@ -76,6 +76,7 @@ class CronConnector:
             clock=self.clock,
             forbid=config.cron.concurrency_policy == "forbid",
             owner=self.owner,
+            upstream_timeout=config.gateway.upstream_timeout,
         )
         self.jobs: dict[JobKey, tuple[Job, asyncio.Task[None]]] = {}
         self._reported: dict[str, tuple[str, str]] = {}

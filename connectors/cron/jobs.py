@@ -27,6 +27,11 @@ log = logging.getLogger("ferry.cron")
 
 MISFIRE_GRACE = timedelta(seconds=2)
 MAX_DUE = 10_000
+BUSY_MARGIN_SECONDS = 5.0
+
+
+def _ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
 
 
 def rfc3339(instant: datetime) -> str:
@@ -42,7 +47,7 @@ class Slot:
 
     @property
     def unix_ms(self) -> int:
-        return int(self.at.timestamp() * 1000)
+        return _ms(self.at)
 
     @property
     def call_id(self) -> str:
@@ -71,6 +76,7 @@ class Firer:
         clock: Clock,
         forbid: bool,
         owner: str,
+        upstream_timeout: float,
     ) -> None:
         self.controller = controller
         self.claims = claims
@@ -78,36 +84,51 @@ class Firer:
         self.clock = clock
         self.forbid = forbid and not controller.settings.asynchronous_invocation
         self.owner = owner
+        self.upstream_timeout = upstream_timeout
         self.running: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def fire(self, slot: Slot) -> None:
         name = slot.function.qualified
-        if self.forbid and self.running[name]:
-            self.skip(slot.function, "forbid")
-            log.warning(
-                "%s: skipping the slot at %s, its previous call still runs", name, rfc3339(slot.at)
-            )
-            return
         try:
+            if self.forbid and await self._busy(name):
+                self.skip(slot.function, "forbid")
+                log.warning(
+                    "%s: skipping the slot at %s, its previous call still runs",
+                    name,
+                    rfc3339(slot.at),
+                )
+                return
             won = await self.claims.claim(name, slot.unix_ms, self.owner)
         except ClaimError as exc:
             self.skip(slot.function, "claim_error")
-            log.error(
-                "%s: skipping the slot at %s, it could not be claimed: %s",
-                name,
-                rfc3339(slot.at),
-                exc,
-            )
+            log.error("%s: skipping the slot at %s: %s", name, rfc3339(slot.at), exc)
             return
         if not won:
             self.skip(slot.function, "claimed_elsewhere")
             log.debug("%s: slot at %s fired by another replica", name, rfc3339(slot.at))
             return
         self.running[name] += 1
+        if self.forbid:
+            await self.claims.mark_busy(name, self._busy_until(slot.function))
         task = asyncio.create_task(self._invoke(slot))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _busy(self, name: str) -> bool:
+        if self.running[name]:
+            return True
+        return await self.claims.busy_elsewhere(name, _ms(self.clock.now()))
+
+    def _busy_until(self, function: FunctionInfo) -> int:
+        """When a sync call with all its retries must be over, so a stale mark expires."""
+        policy = self.controller.policy_for(function)
+        longest = (
+            self.upstream_timeout * policy.max_attempts
+            + policy.max_wait * (policy.max_attempts - 1)
+            + BUSY_MARGIN_SECONDS
+        )
+        return _ms(self.clock.now()) + int(longest * 1000)
 
     def skip(self, function: FunctionInfo, reason: str, count: int = 1) -> None:
         self.metrics.skipped.labels(function.qualified, reason).inc(count)
@@ -123,6 +144,8 @@ class Firer:
             raise
         finally:
             self.running[name] -= 1
+            if self.forbid and not self.running[name]:
+                await self.claims.mark_idle(name)
 
 
 class Job:

@@ -284,3 +284,40 @@ async def test_an_invalid_schedule_is_counted_and_does_not_stop_the_others(
                 sample(connector, "cron_invalid_schedules_total", function=f"{name}.openfaas-fn")
                 == 1
             )
+
+
+async def test_forbid_holds_across_replicas_sharing_nats(
+    gateway: FakeGateway, nats_server: NatsServer
+) -> None:
+    release = asyncio.Event()
+
+    async def held(call: Call) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    gateway.subscribe("long", "cron-function", schedule="* * * * *")
+    gateway.function("long", held)
+    clock = FakeClock(utc("2026-01-01T10:00:30"))
+    env = {
+        "nats_url": nats_server.url,
+        "cron_kv_bucket": f"cron-{uuid.uuid4().hex[:8]}",
+        # the busy mark expires when the call must be over; the fake clock outruns the call
+        "upstream_timeout": "10m",
+    }
+    async with AsyncExitStack() as stack:
+        replicas = [await stack.enter_async_context(cron(gateway, clock, **env)) for _ in range(2)]
+        await clock.settle(2)
+        await clock.advance_to(utc("2026-01-01T10:01:30"))
+        await eventually(lambda: gateway.calls_to("long"), 10, what="the first call")
+        await clock.advance_to(utc("2026-01-01T10:03:30"))
+        assert len(gateway.calls_to("long")) == 1  # neither replica started another
+        forbidden = sum(
+            sample(r, "cron_slots_skipped_total", function="long.openfaas-fn", reason="forbid")
+            for r in replicas
+        )
+        assert forbidden == 4  # two slots, skipped by both replicas
+        release.set()
+        await eventually(lambda: not any(r.firer.tasks for r in replicas), 10, what="call done")
+        await asyncio.sleep(0.2)  # the busy mark is cleared after the call
+        await clock.advance_to(utc("2026-01-01T10:04:30"))
+        await eventually(lambda: len(gateway.calls_to("long")) == 2, 10, what="the next slot")
