@@ -168,7 +168,7 @@ class MessageHandler:
         failed: list[Delivery],
         newly: list[Delivery],
     ) -> bool:
-        first_time = any(d in newly for d in failed)
+        first_time = any(any(d is n for n in newly) for d in failed)
         first = failed[0]
         names = ",".join(d.function.qualified for d in failed)
         if queue.redrive:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -161,22 +162,27 @@ async def test_fifo_groups_keep_their_order_and_run_in_parallel(
 ) -> None:
     url = await queues.create("ordered", fifo=True)
     gateway.subscribe("fn", topic(url))
+    finished: dict[str, list[tuple[str, float, float]]] = {"a": [], "b": [], "c": []}
 
-    async def steady(call: Call) -> web.Response:
-        await asyncio.sleep(0.2)
+    async def shrinking(call: Call) -> web.Response:
+        # later messages are quicker, so running a group's messages at once would reorder them
+        started = time.monotonic()
+        await asyncio.sleep(0.3 - 0.05 * int(call.body[1:]))
+        group = call.headers["X-SQS-Group-ID"]
+        finished[group].append((call.body.decode(), started, time.monotonic()))
         return web.Response(text="ok")
 
-    gateway.function("fn", steady)
+    gateway.function("fn", shrinking)
     for i in range(5):
-        for group in ("a", "b", "c"):
+        for group in finished:
             await queues.send(url, f"{group}{i}", group=group)
     proc = await run.start(url, max_inflight="10")
     await eventually(lambda: len(gateway.calls_to("fn")) >= 15, 40, what="every message")
     await eventually(lambda: _empty(queues, url), 30, what="every message deleted")
-    calls = gateway.calls_to("fn")
-    for group in ("a", "b", "c"):
-        seen = [c.body.decode() for c in calls if c.headers["X-SQS-Group-ID"] == group]
-        assert seen == [f"{group}{i}" for i in range(5)]
+    for group, done in finished.items():
+        assert [body for body, _, _ in done] == [f"{group}{i}" for i in range(5)]
+        for (_, _, ended), (_, started, _) in itertools.pairwise(done):
+            assert started >= ended  # one at a time within a group
     assert gateway.peak >= 2  # groups overlapped
     assert await proc.stop() == 0, proc.output()
 
