@@ -110,15 +110,18 @@ async def test_exhausted_message_is_left_to_the_queue_redrive_policy(
     run: Run, queues: Queues, gateway: FakeGateway
 ) -> None:
     dlq = await queues.create("redrive-dlq")
-    url = await queues.create("redrive", redrive_to=dlq, max_receive=2)
+    url = await queues.create("redrive", redrive_to=dlq, max_receive=3)
     gateway.subscribe("fn", topic(url))
     gateway.function("fn", lambda call: web.Response(status=500))
+    unused = await queues.create("redrive-unused")
     await queues.send(url, "doomed")
-    proc = await run.start(url, max_retry_attempts="5")
+    proc = await run.start(url, max_retry_attempts="2", dead_letter_queue_url=unused)
     found = await eventually(lambda: queues.peek(dlq), 40, what="the message in the DLQ")
     assert [m["Body"] for m in found] == ["doomed"]
     assert await queues.depth(url) == 0
-    assert len(gateway.calls_to("fn")) == 2  # maxReceiveCount, not max_retry_attempts
+    assert await queues.depth(unused) == 0  # the queue's own policy wins
+    # invoked max_retry_attempts times, then left (not re-invoked) until SQS redrove it
+    assert len(gateway.calls_to("fn")) == 2
     assert await proc.stop() == 0, proc.output()
 
 
