@@ -236,3 +236,20 @@ async def _empty(queues: Queues, url: str) -> bool:
 async def _get(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return await response.text()
+
+
+async def test_a_failing_receive_backs_off_and_recovers(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    url = await queues.create("flappy")
+    gateway.subscribe("fn", topic(url))
+    gateway.function("fn")
+    proc = await run.start(url)
+    await eventually(lambda: "consuming" in proc.output(), 30, what="the connector to start")
+    await queues.client.delete_queue(QueueUrl=url)
+    await eventually(lambda: "failed, retrying in" in proc.output(), 30, what="a logged back-off")
+    assert proc.running
+    assert await queues.create("flappy") == url
+    await queues.send(url, "after")
+    await eventually(lambda: gateway.calls_to("fn"), 60, what="the message after recovery")
+    assert await proc.stop() == 0, proc.output()
