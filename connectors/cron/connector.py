@@ -180,7 +180,7 @@ class CronConnector:
             task.cancel()
             log.info("%s: schedule %r removed", key[0], key[1])
         for key, (fn, schedule) in wanted.items():
-            if key in self.jobs:
+            if key in self.jobs and not self.jobs[key][1].done():
                 self.jobs[key][0].function = fn  # annotations (e.g. retries) may have changed
                 continue
             job = Job(

@@ -175,6 +175,12 @@ class Job:
                 self.schedule.expression,
                 exc,
             )
+        except Exception:
+            # a bug must not pass silently: this schedule stops loudly (it is started again at
+            # the next topic-map rebuild) and the others go on
+            log.exception(
+                "%s: schedule %r stopped", self.function.qualified, self.schedule.expression
+            )
 
     async def _run(self) -> None:
         now = self.clock.now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,9 @@ import pytest
 
 from tests.support.brokers import test_environ, venv_bin
 from tests.support.ports import free_port, wait_for_port
+
+# botocore must never look for instance credentials on the network (benchmarks import this too)
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 CREDENTIALS = {
     "aws_access_key_id": "testing",
