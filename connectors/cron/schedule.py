@@ -30,6 +30,7 @@ SEPARATOR = ";"
 LOOK_BEHIND = timedelta(minutes=1)
 MAX_CANDIDATES = 2000
 MINUTE = timedelta(minutes=1)
+NEVER_CHECK_FROM = datetime(2000, 1, 1)
 
 
 class ScheduleError(ValueError):
@@ -69,6 +70,10 @@ def parse_expression(text: str) -> str:
         raise ScheduleError(f"{expression!r}: expected five fields (minute hour day month weekday)")
     if not croniter.is_valid(expression):
         raise ScheduleError(f"{expression!r}: not a valid cron expression")
+    try:
+        croniter(expression, NEVER_CHECK_FROM).get_next(datetime)
+    except CroniterError:
+        raise ScheduleError(f"{expression!r}: never fires (e.g. February 30)") from None
     return expression
 
 

@@ -102,6 +102,7 @@ INVALID = [
     ("0 0 * * * *", "five fields"),
     ("61 * * * *", "not a valid"),
     ("@reboot", "unknown descriptor"),
+    ("0 0 30 2 *", "never fires"),
     ("0 9 * * *;nonsense", "five fields"),
 ]
 
