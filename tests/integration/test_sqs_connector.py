@@ -253,3 +253,47 @@ async def test_a_failing_receive_backs_off_and_recovers(
     await queues.send(url, "after")
     await eventually(lambda: gateway.calls_to("fn"), 60, what="the message after recovery")
     assert await proc.stop() == 0, proc.output()
+
+
+async def test_a_retried_fifo_message_holds_back_the_rest_of_its_group(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    url = await queues.create("held-back", fifo=True)
+    gateway.subscribe("fn", topic(url))
+    answers = {"g0": iter([503])}
+    succeeded: list[str] = []
+
+    async def first_fails_once(call: Call) -> web.Response:
+        status = next(answers.get(call.body.decode(), iter(())), 200)
+        if status == 200:
+            succeeded.append(call.body.decode())
+        return web.Response(status=status)
+
+    gateway.function("fn", first_fails_once)
+    for i in range(4):
+        await queues.send(url, f"g{i}", group="g")
+    proc = await run.start(url)
+    await eventually(lambda: _empty(queues, url), 40, what="every message deleted")
+    assert succeeded == ["g0", "g1", "g2", "g3"]
+    assert [c.body for c in gateway.calls_to("fn")][:2] == [b"g0", b"g0"]
+    assert await proc.stop() == 0, proc.output()
+
+
+async def test_only_the_failed_subscriber_is_retried_and_several_queues_are_consumed(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    first = await queues.create("one")
+    second = await queues.create("two")
+    gateway.subscribe("steady", f"{topic(first)},{topic(second)}")
+    gateway.subscribe("flaky", topic(first))
+    statuses = iter([503])
+    gateway.function("steady")
+    gateway.function("flaky", lambda call: web.Response(status=next(statuses, 200)))
+    await queues.send(first, "shared")
+    await queues.send(second, "other")
+    proc = await run.start(f"{first},{second}")
+    await eventually(lambda: _empty(queues, first), 40, what="the shared message deleted")
+    await eventually(lambda: _empty(queues, second), 40, what="the other queue's message")
+    assert sorted(c.body for c in gateway.calls_to("steady")) == [b"other", b"shared"]
+    assert [c.body for c in gateway.calls_to("flaky")] == [b"shared", b"shared"]
+    assert await proc.stop() == 0, proc.output()
