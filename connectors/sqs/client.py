@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import aioboto3
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from connectors.core.errors import FerryError
 
@@ -82,6 +82,8 @@ class SqsClient:
                     config=self.config,
                 )
             )
+        except NoRegionError:
+            raise SqsError("connect", "no AWS region: set AWS_REGION") from None
         except (BotoCoreError, ClientError) as exc:
             raise _translate("connect", exc) from None
 
