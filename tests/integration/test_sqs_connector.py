@@ -297,3 +297,32 @@ async def test_only_the_failed_subscriber_is_retried_and_several_queues_are_cons
     assert sorted(c.body for c in gateway.calls_to("steady")) == [b"other", b"shared"]
     assert [c.body for c in gateway.calls_to("flaky")] == [b"shared", b"shared"]
     assert await proc.stop() == 0, proc.output()
+
+
+async def test_receives_only_as_many_messages_as_there_are_free_slots(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    url = await queues.create("slots")
+    gateway.subscribe("fn", topic(url))
+
+    async def slow(call: Call) -> web.Response:
+        await asyncio.sleep(0.4)
+        return web.Response(text="ok")
+
+    gateway.function("fn", slow)
+    for i in range(6):
+        await queues.send(url, f"s{i}")
+    proc = await run.start(url, max_inflight="2", visibility_timeout="30s")
+    in_flight: list[int] = []
+
+    async def sample_until_empty() -> bool:
+        attrs = await queues.client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )
+        in_flight.append(int(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"]))
+        return await _empty(queues, url)
+
+    await eventually(sample_until_empty, 40, 0.02, what="every message deleted")
+    assert len(gateway.calls_to("fn")) == 6
+    assert max(in_flight) == 2  # never more received than max_inflight
+    assert await proc.stop() == 0, proc.output()
