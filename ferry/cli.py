@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "publish": "publish",
     "dead-letters": "dead_letters",
     "dev": "dev",
+    "sqs-connector": "sqs_connector",
+    "cron-connector": "cron_connector",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -25,6 +27,8 @@ SUMMARIES: dict[str, str] = {
     "publish": "enqueue one async call from the shell and print its call id",
     "dead-letters": "list, replay or purge dead-lettered calls",
     "dev": "run NATS, the gateway, example functions and a worker on this machine",
+    "sqs-connector": "invoke functions for the messages of SQS queues",
+    "cron-connector": "invoke functions on their cron schedules",
 }
 
 

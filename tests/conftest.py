@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.brokers import NatsServer
 from tests.support.http import CallbackReceiver, FakeGateway
+from tests.support.moto import moto_server  # noqa: F401  (session fixture)
 from tests.support.queue import QueueUnderTest
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")

@@ -1,0 +1,195 @@
+"""`ferry cron-connector`: invoke functions annotated `topic: cron-function` on their schedules.
+
+The topic map (re-read every `rebuild_interval`) says which functions have which schedules;
+each (function, schedule) is followed by one `Job` task, started and stopped as annotations
+change. A bad schedule on one function is logged and counted once and never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+
+from prometheus_client import CollectorRegistry
+
+from connectors.core.connector_metrics import ConnectorMetrics
+from connectors.core.controller import Controller
+from connectors.core.errors import StartupError
+from connectors.core.gateway import GatewayClient
+from connectors.core.invoker import Invoker
+from connectors.core.retry import RetryPolicy
+from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
+from connectors.cron.claims import ClaimError, JetStreamClaims, LocalClaims, SlotClaims
+from connectors.cron.clock import Clock, SystemClock
+from connectors.cron.config import (
+    CRON_TOPIC,
+    SCHEDULE_ANNOTATION,
+    TIMEZONE_ANNOTATION,
+    CronConnectorConfig,
+)
+from connectors.cron.jobs import Firer, Job
+from connectors.cron.metrics import CronMetrics
+from connectors.cron.schedule import Schedule, ScheduleError, parse_schedules
+
+log = logging.getLogger("ferry.cron")
+
+CONNECTOR = "cron-connector"
+JobKey = tuple[str, str, str]
+
+
+class CronConnector:
+    name = CONNECTOR
+
+    def __init__(self, config: CronConnectorConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.registry = CollectorRegistry()
+        self.metrics = ConnectorMetrics(self.registry, config.connector.max_inflight)
+        self.cron_metrics = CronMetrics(self.registry)
+        self.gateway = GatewayClient(config.gateway, max_inflight=config.connector.max_inflight)
+        self.topics = TopicMapRefresher(
+            self.gateway,
+            interval=config.connector.rebuild_interval,
+            delimiter=config.connector.topic_delimiter,
+            namespace=config.connector.namespace,
+            on_rebuild=self._rebuilt,
+            on_failure=lambda _: self.metrics.topic_map_failures.inc(),
+        )
+        self.controller = Controller(
+            connector=CONNECTOR,
+            settings=config.connector,
+            invoker=Invoker(self.gateway),
+            policy=RetryPolicy.from_settings(config.retry),
+            topics=self.topics,
+            metrics=self.metrics,
+            print_response_body=config.gateway.print_response_body,
+        )
+        self.claims: SlotClaims = LocalClaims()
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.firer = Firer(
+            controller=self.controller,
+            claims=self.claims,
+            metrics=self.cron_metrics,
+            clock=self.clock,
+            forbid=config.cron.concurrency_policy == "forbid",
+            owner=self.owner,
+            upstream_timeout=config.gateway.upstream_timeout,
+        )
+        self.jobs: dict[JobKey, tuple[Job, asyncio.Task[None]]] = {}
+        self._reported: dict[str, tuple[str, str]] = {}
+        self._stopping = asyncio.Event()
+        self._running = False
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cron = self.config.cron
+        if cron.nats_url:
+            try:
+                self.claims = await JetStreamClaims.connect(
+                    cron.nats_url, cron.cron_kv_bucket, cron.nats_connect_timeout
+                )
+            except ClaimError as exc:
+                raise StartupError(str(exc)) from None
+            self.firer.claims = self.claims
+        await self.topics.refresh()
+        log.info(
+            "cron connector: %s, concurrency_policy=%s, starting_deadline=%gs via %s",
+            f"claims in {cron.cron_kv_bucket} at {cron.nats_url}"
+            if cron.nats_url
+            else "single replica",
+            cron.concurrency_policy,
+            cron.starting_deadline,
+            self.config.gateway.gateway_url,
+        )
+        self._started = True
+
+    def ready(self) -> bool:
+        return self._started and self.topics.rebuilt_once and not self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self._running = True
+        self._reconcile(self.topics.current)
+        refresher = asyncio.create_task(self._refresh())
+        try:
+            await self._stopping.wait()
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop every schedule, let running calls finish within `timeout`, then cancel them."""
+        self._stopping.set()
+        self._running = False
+        for _, task in self.jobs.values():
+            task.cancel()
+        await asyncio.gather(*(t for _, t in self.jobs.values()), return_exceptions=True)
+        self.jobs.clear()
+        calls = set(self.firer.tasks)
+        if calls:
+            log.info("waiting for %d running calls", len(calls))
+            _, unfinished = await asyncio.wait(calls, timeout=timeout or None)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.claims.close()
+        await self.gateway.close()
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def _refresh(self) -> None:
+        while not self.topics.rebuilt_once:
+            await asyncio.sleep(1.0)
+            await self.topics.refresh()
+        await self.topics.run()
+
+    def _rebuilt(self, topic_map: TopicMap) -> None:
+        self.metrics.topic_map_size.set(topic_map.size)
+        if self._running:
+            self._reconcile(topic_map)
+
+    def _wanted(self, topic_map: TopicMap) -> dict[JobKey, tuple[FunctionInfo, Schedule]]:
+        wanted: dict[JobKey, tuple[FunctionInfo, Schedule]] = {}
+        for fn in topic_map.match(CRON_TOPIC):
+            text = fn.annotations.get(SCHEDULE_ANNOTATION, "")
+            zone = fn.annotations.get(TIMEZONE_ANNOTATION) or self.config.cron.default_timezone
+            try:
+                schedules = parse_schedules(text, zone)
+            except ScheduleError as exc:
+                if self._reported.get(fn.qualified) != (text, zone):
+                    self._reported[fn.qualified] = (text, zone)
+                    self.cron_metrics.invalid.labels(fn.qualified).inc()
+                    log.error("%s: schedule %r not used: %s", fn.qualified, text, exc)
+                continue
+            self._reported.pop(fn.qualified, None)
+            for schedule in schedules:
+                wanted[(fn.qualified, schedule.expression, schedule.zone_name)] = (fn, schedule)
+        return wanted
+
+    def _reconcile(self, topic_map: TopicMap) -> None:
+        wanted = self._wanted(topic_map)
+        for key in [k for k in self.jobs if k not in wanted]:
+            job, task = self.jobs.pop(key)
+            task.cancel()
+            log.info("%s: schedule %r removed", key[0], key[1])
+        for key, (fn, schedule) in wanted.items():
+            if key in self.jobs and not self.jobs[key][1].done():
+                self.jobs[key][0].function = fn  # annotations (e.g. retries) may have changed
+                continue
+            job = Job(
+                fn,
+                schedule,
+                firer=self.firer,
+                clock=self.clock,
+                starting_deadline=self.config.cron.starting_deadline,
+            )
+            self.jobs[key] = (job, asyncio.create_task(job.run(), name=f"cron {key}"))
+            log.info("%s: following %r (%s)", fn.qualified, schedule.expression, schedule.zone_name)
+        self.cron_metrics.jobs.set(len(self.jobs))

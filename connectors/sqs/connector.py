@@ -1,0 +1,245 @@
+"""`ferry sqs-connector`: long-poll SQS queues and invoke the functions subscribed to them.
+
+Each queue has its own poll loop; all share one pool of slots, and a loop asks SQS only for as
+many messages as there are free slots, so nothing sits received but unworked while its
+visibility runs out. FIFO queues keep order per `MessageGroupId`: a message waits for the one
+before it in its group, and if that one did not finish, it is handed back unprocessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from connectors.core.connector_metrics import ConnectorMetrics
+from connectors.core.controller import Controller
+from connectors.core.errors import StartupError
+from connectors.core.gateway import GatewayClient
+from connectors.core.invoker import Invoker
+from connectors.core.retry import RetryPolicy
+from connectors.core.slots import Slots
+from connectors.core.topicmap import TopicMapRefresher
+from connectors.sqs.client import SqsClient, SqsError, region_from_url
+from connectors.sqs.config import SqsConnectorConfig
+from connectors.sqs.deleter import BatchDeleter
+from connectors.sqs.handler import MessageHandler, QueueState
+from connectors.sqs.message import SqsMessage, queue_name
+from connectors.sqs.metrics import SqsMetrics
+
+log = logging.getLogger("ferry.sqs")
+
+CONNECTOR = "sqs-connector"
+RECEIVE_BACKOFF_FIRST = 1.0
+RECEIVE_BACKOFF_MAX = 30.0
+POLLER_STOP_WAIT = 2.0
+
+
+class SqsConnector:
+    name = CONNECTOR
+
+    def __init__(self, config: SqsConnectorConfig) -> None:
+        self.config = config
+        sqs = config.sqs
+        self.registry = CollectorRegistry()
+        self.metrics = ConnectorMetrics(self.registry, config.connector.max_inflight)
+        self.sqs_metrics = SqsMetrics(self.registry)
+        self.gateway = GatewayClient(config.gateway, max_inflight=config.connector.max_inflight)
+        self.topics = TopicMapRefresher(
+            self.gateway,
+            interval=config.connector.rebuild_interval,
+            delimiter=config.connector.topic_delimiter,
+            namespace=config.connector.namespace,
+            on_rebuild=lambda m: self.metrics.topic_map_size.set(m.size),
+            on_failure=lambda _: self.metrics.topic_map_failures.inc(),
+        )
+        self.controller = Controller(
+            connector=CONNECTOR,
+            settings=config.connector,
+            invoker=Invoker(self.gateway),
+            policy=RetryPolicy.from_settings(config.retry),
+            topics=self.topics,
+            metrics=self.metrics,
+            print_response_body=config.gateway.print_response_body,
+        )
+        self.client = SqsClient(
+            endpoint_url=sqs.endpoint_url,
+            region=sqs.aws_region or region_from_url(sqs.queue_url[0]),
+            connect_timeout=sqs.sqs_connect_timeout,
+            read_timeout=sqs.wait_time + 10.0,
+            pool_size=config.connector.max_inflight + 2 * len(sqs.queue_url) + 4,
+        )
+        self.handler = MessageHandler(
+            client=self.client,
+            controller=self.controller,
+            metrics=self.metrics,
+            sqs_metrics=self.sqs_metrics,
+            visibility_timeout=sqs.visibility_timeout,
+            dead_letter_queue_url=sqs.dead_letter_queue_url,
+        )
+        self.slots = Slots(config.connector.max_inflight)
+        self.queues = [QueueState(url, queue_name(url)) for url in sqs.queue_url]
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._group_tails: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self._pollers: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        sqs = self.config.sqs
+        bound = sqs.sqs_connect_timeout * 2 + 1
+        try:
+            await self.client.open()
+            for queue in self.queues:
+                attributes = await asyncio.wait_for(self.client.attributes(queue.url), bound)
+                queue.fifo = attributes.get("FifoQueue", "").lower() == "true"
+                queue.redrive = bool(attributes.get("RedrivePolicy"))
+                queue.deleter = BatchDeleter(self.client, queue.url)
+            if sqs.dead_letter_queue_url:
+                await asyncio.wait_for(self.client.attributes(sqs.dead_letter_queue_url), bound)
+        except (SqsError, TimeoutError) as exc:
+            await self.client.close()
+            detail = str(exc) or f"no answer within {bound:g}s"
+            where = sqs.endpoint_url or "AWS"
+            raise StartupError(f"cannot use SQS at {where}: {detail}") from None
+        await self.topics.refresh()
+        for queue in self.queues:
+            log.info(
+                "consuming %s (%s%s) with max_inflight=%d via %s",
+                queue.url,
+                "fifo" if queue.fifo else "standard",
+                ", redrive policy" if queue.redrive else "",
+                self.config.connector.max_inflight,
+                self.config.gateway.gateway_url,
+            )
+        self._started = True
+
+    def ready(self) -> bool:
+        return self._started and self.topics.rebuilt_once and not self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        refresher = asyncio.create_task(self._refresh())
+        self._pollers = [asyncio.create_task(self._poll(q)) for q in self.queues]
+        try:
+            await self._stopping.wait()
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+
+    async def drain(self, timeout: float) -> None:
+        """Finish in-flight messages within `timeout`; make the rest visible again."""
+        self._stopping.set()
+        if self._pollers:
+            _, receiving = await asyncio.wait(self._pollers, timeout=POLLER_STOP_WAIT)
+            for poller in receiving:  # a long poll still open: its messages come back later
+                poller.cancel()
+            await asyncio.gather(*self._pollers, return_exceptions=True)
+        if self._tasks:
+            log.info("waiting for %d in-flight messages", len(self._tasks))
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=timeout or None)
+            if unfinished:
+                log.warning("making %d unfinished messages visible again", len(unfinished))
+                for task in unfinished:
+                    task.cancel()
+                await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.gateway.close()
+        await self.client.close()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def _refresh(self) -> None:
+        while not self.topics.rebuilt_once:
+            await asyncio.sleep(1.0)
+            await self.topics.refresh()
+        await self.topics.run()
+
+    async def _poll(self, queue: QueueState) -> None:
+        sqs = self.config.sqs
+        backoff = RECEIVE_BACKOFF_FIRST
+        while not self._stopping.is_set():
+            if not self.topics.rebuilt_once:
+                # Without a topic map every message would look unmatched: wait for one.
+                await self._pause(0.5)
+                continue
+            free = await self._wait_for_slots()
+            if free == 0:
+                return
+            count = min(free, sqs.max_messages)
+            self.slots.take(count)
+            try:
+                raw = await self.client.receive(
+                    queue.url, count, sqs.wait_time, sqs.visibility_timeout
+                )
+            except SqsError as exc:
+                self.slots.release(count)
+                self.sqs_metrics.receive_errors.labels(queue.name).inc()
+                log.warning("receive from %s failed, retrying in %gs: %s", queue.name, backoff, exc)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, RECEIVE_BACKOFF_MAX)
+                continue
+            except BaseException:
+                self.slots.release(count)
+                raise
+            backoff = RECEIVE_BACKOFF_FIRST
+            self.slots.release(count - len(raw))
+            for item in raw:
+                self._start(queue, SqsMessage.from_response(queue.url, item))
+
+    def _start(self, queue: QueueState, message: SqsMessage) -> None:
+        previous = None
+        key = (queue.url, message.group_id)
+        if queue.fifo and message.group_id:
+            previous = self._group_tails.get(key)
+        task = asyncio.create_task(self._run_one(queue, message, previous))
+        if queue.fifo and message.group_id:
+            self._group_tails[key] = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._finished(t, key))
+
+    def _finished(self, task: asyncio.Task[bool], key: tuple[str, str]) -> None:
+        self._tasks.discard(task)
+        self.slots.release()
+        if self._group_tails.get(key) is task:
+            del self._group_tails[key]
+
+    async def _run_one(
+        self, queue: QueueState, message: SqsMessage, previous: asyncio.Task[bool] | None
+    ) -> bool:
+        if previous is not None:
+            try:
+                finished = await asyncio.shield(previous)
+            except asyncio.CancelledError:
+                await self.handler.hand_back(queue, message)
+                raise
+            except Exception:
+                finished = False
+            if not finished:
+                # The one before it in the group is coming back: keep the order.
+                await self.handler.hand_back(queue, message)
+                return False
+        if self._stopping.is_set():
+            # received while stopping (or waiting behind its group): not started, so back
+            await self.handler.hand_back(queue, message)
+            return False
+        return await self.handler.handle(queue, message)
+
+    async def _wait_for_slots(self) -> int:
+        waiter = asyncio.create_task(self.slots.wait_free())
+        stopper = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if self._stopping.is_set():
+            waiter.cancel()
+            return 0
+        return waiter.result()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

@@ -1,0 +1,70 @@
+"""One received SQS message, and the headers a function sees for it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ATTRIBUTE_HEADER_PREFIX = "X-SQS-Attr-"
+
+
+def queue_name(url: str) -> str:
+    """The topic of a queue's messages: the last segment of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _header_value(text: str) -> str:
+    """Header values cannot carry line breaks; fold them so a message never breaks a request."""
+    return " ".join(text.splitlines())
+
+
+@dataclass(frozen=True)
+class SqsMessage:
+    queue_url: str
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int = 1
+    group_id: str = ""
+    attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_response(cls, queue_url: str, raw: Mapping[str, Any]) -> SqsMessage:
+        system = raw.get("Attributes") or {}
+        try:
+            count = max(int(system.get("ApproximateReceiveCount", "1")), 1)
+        except ValueError:
+            count = 1
+        return cls(
+            queue_url=queue_url,
+            message_id=str(raw.get("MessageId", "")),
+            receipt=str(raw.get("ReceiptHandle", "")),
+            body=str(raw.get("Body", "")),
+            receive_count=count,
+            group_id=str(system.get("MessageGroupId", "")),
+            attributes=dict(raw.get("MessageAttributes") or {}),
+        )
+
+    @property
+    def topic(self) -> str:
+        return queue_name(self.queue_url)
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        headers = [
+            ("X-SQS-Message-ID", self.message_id),
+            ("X-SQS-Queue-URL", self.queue_url),
+            ("X-SQS-Receive-Count", str(self.receive_count)),
+        ]
+        if self.group_id:
+            headers.append(("X-SQS-Group-ID", self.group_id))
+        for name, value in sorted(self.attributes.items()):
+            if "StringValue" in value:
+                text = str(value["StringValue"])
+            elif "BinaryValue" in value:
+                text = base64.b64encode(bytes(value["BinaryValue"])).decode("ascii")
+            else:
+                continue
+            headers.append((f"{ATTRIBUTE_HEADER_PREFIX}{name}", _header_value(text)))
+        return tuple(headers)

@@ -1,0 +1,61 @@
+"""`ferry cron-connector` as a process: bad configuration exits 2 in one line; a good one runs
+and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.http import FakeGateway
+from tests.support.ports import eventually, free_port
+from tests.support.procs import FerryProcess
+
+
+async def _exit(env: dict[str, str]) -> tuple[int, str]:
+    proc = await FerryProcess("cron-connector", {"health_port": "0", **env}).start()
+    assert proc.process is not None
+    try:
+        code = await asyncio.wait_for(proc.process.wait(), 30)
+        return code, proc.output().strip()
+    finally:
+        await proc.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"concurrency_policy": "sometimes"}, "concurrency_policy"),
+        ({"starting_deadline": "soon"}, "starting_deadline"),
+        ({"starting_deadline": "-5s"}, "starting_deadline"),
+        ({"default_timezone": "Mars/Olympus"}, "default_timezone"),
+        ({"nats_url": "http://127.0.0.1:4222"}, "nats_url"),
+    ],
+)
+async def test_bad_config_exits_2_naming_the_variable(env: dict[str, str], named: str) -> None:
+    code, output = await _exit(env)
+    assert code == 2
+    assert output.count("\n") == 0, output
+    assert named in output
+
+
+async def test_unreachable_nats_at_start_exits_2_in_one_line() -> None:
+    code, output = await _exit(
+        {"nats_url": f"nats://127.0.0.1:{free_port()}", "nats_connect_timeout": "1s"}
+    )
+    assert code == 2
+    assert output.startswith("ferry: cannot connect to NATS"), output
+    assert output.count("\n") == 0, output
+
+
+async def test_runs_and_stops_cleanly_on_sigterm(gateway: FakeGateway) -> None:
+    gateway.subscribe("tick", "cron-function", schedule="* * * * *")
+    proc = await FerryProcess(
+        "cron-connector",
+        {"gateway_url": gateway.url, "health_port": "0", "health_host": "127.0.0.1"},
+    ).start()
+    try:
+        await eventually(lambda: "following '* * * * *'" in proc.output(), 20, what="the job")
+        assert await proc.stop() == 0, proc.output()
+    finally:
+        await proc.close()
