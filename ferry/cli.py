@@ -13,10 +13,12 @@ from connectors.core.version import VERSION
 # subcommand -> module in ferry.commands (kept in the order `ferry --help` lists them)
 COMMANDS: dict[str, str] = {
     "queue-worker": "queue_worker",
+    "kafka-connector": "kafka_connector",
 }
 
 SUMMARIES: dict[str, str] = {
     "queue-worker": "run queued async invocations from NATS JetStream",
+    "kafka-connector": "invoke functions for Kafka records, committing only what is final",
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.brokers import NatsServer
 from tests.support.http import CallbackReceiver, FakeGateway
+from tests.support.kafka import TansuBroker
 from tests.support.queue import QueueUnderTest
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -20,6 +21,13 @@ def nats_server() -> Iterator[NatsServer]:
     server = NatsServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[TansuBroker]:
+    broker = TansuBroker().start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture
