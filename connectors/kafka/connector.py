@@ -188,11 +188,10 @@ class KafkaConnector:
                 # never treat records as unmatched before the first topic map is known
                 await self._pause_for(MAP_RETRY_SECONDS)
                 continue
-            self._apply_backpressure(consumer)
+            room = self._apply_backpressure(consumer)
             try:
                 batch = await client.translate(
-                    "fetch",
-                    consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=FETCH_MAX_RECORDS),
+                    "fetch", consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=room)
                 )
             except KafkaUnavailable as exc:
                 log.warning("%s; retrying", exc)
@@ -211,9 +210,11 @@ class KafkaConnector:
         lane = lane_for(self.kafka.ordering, record.key, record.offset)
         self.lanes.submit(partition, lane, Work(partition, record, ledger))
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        """Pause partitions holding `max_uncommitted` records; resume them below half."""
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> int:
+        """Pause partitions holding `max_uncommitted` records, resume them below half;
+        return how many records the next fetch may bring."""
         limit = self.kafka.max_uncommitted
+        room = 0
         for partition in list(self._owned):
             ledger = self.tracker.ledger(partition)
             held = ledger.pending if ledger is not None else 0
@@ -223,8 +224,11 @@ class KafkaConnector:
             elif partition in self._paused and held < max(limit // 2, 1):
                 consumer.resume(partition)
                 self._paused.discard(partition)
+            if partition not in self._paused:
+                room += limit - held
         self.kafka_metrics.paused.set(len(self._paused))
         self.kafka_metrics.uncommitted.set(self.tracker.pending)
+        return max(1, min(room, FETCH_MAX_RECORDS))
 
     async def _pause_for(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -310,6 +314,7 @@ class KafkaConnector:
             self._paused.discard(partition)
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(_source(partition))
+        self.kafka_metrics.assigned.set(len(self._owned))
         log.info("partitions revoked: %s", ", ".join(sorted(_source(p) for p in lost)))
 
     def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -318,6 +323,7 @@ class KafkaConnector:
             self.tracker.own(partition)
             self.lanes.open(partition)
             self._owned.add(partition)
+        self.kafka_metrics.assigned.set(len(self._owned))
         if fresh:
             log.info("partitions assigned: %s", ", ".join(sorted(_source(p) for p in fresh)))
 

@@ -25,6 +25,11 @@ class KafkaMetrics:
             "Lanes still running at the end of revoke_timeout (left uncommitted)",
             registry=registry,
         )
+        self.assigned = Gauge(
+            "kafka_connector_assigned_partitions",
+            "Partitions this process owns now",
+            registry=registry,
+        )
         self.uncommitted = Gauge(
             "kafka_connector_uncommitted_records",
             "Records fetched and not yet committable",

@@ -1,12 +1,18 @@
-"""Per-test Kafka topics on the session's tansu broker."""
+"""Per-test Kafka topics on the session's tansu broker, and connector processes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
 
-from tests.support.kafka import KafkaTopic, TansuBroker
+from tests.support.http import FakeGateway
+from tests.support.kafka import KafkaTopic, RunningConnector, TansuBroker
+
+FUNCTION = "fn"
+
+StartConnector = Callable[..., Coroutine[Any, Any, RunningConnector]]
 
 
 @pytest.fixture
@@ -21,3 +27,31 @@ async def topic3(tansu: TansuBroker) -> AsyncIterator[KafkaTopic]:
     created = await KafkaTopic(tansu, partitions=3).create()
     yield created
     await created.close()
+
+
+def connector_env(gateway: FakeGateway, topic: KafkaTopic, **env: str) -> dict[str, str]:
+    base = {
+        "gateway_url": gateway.url,
+        "initial_retry_wait": "20ms",
+        "max_retry_wait": "100ms",
+        "max_retry_attempts": "3",
+        "rebuild_interval": "500ms",
+        "graceful_timeout": "15s",
+        "print_response": "false",
+    }
+    return {**base, **topic.env(**env)}
+
+
+@pytest.fixture
+async def start_connector(gateway: FakeGateway) -> AsyncIterator[StartConnector]:
+    """Start `ferry kafka-connector` processes for a topic; all are killed at the end."""
+    running: list[RunningConnector] = []
+
+    async def start(topic: KafkaTopic, **env: str) -> RunningConnector:
+        connector = await RunningConnector(connector_env(gateway, topic, **env)).start()
+        running.append(connector)
+        return connector
+
+    yield start
+    for connector in running:
+        await connector.process.close()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port, wait_for_port
+from tests.support.procs import FerryProcess
 
 # tansu joins a group in about half the session timeout: keep it short in tests.
 GROUP_TIMING = {"session_timeout": "2s", "heartbeat_interval": "500ms"}
@@ -158,11 +162,23 @@ class KafkaTopic:
             await consumer.stop()
 
     async def end_offsets(self) -> dict[int, int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.broker.bootstrap)
+        """Each partition's high watermark, as a fetch reports it.
+
+        Not `end_offsets()`: tansu answers ListOffsets(latest) with the last batch's base
+        offset + 1, which is short of the end after a batched produce.
+        """
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
-            ends = await consumer.end_offsets(self._tps())
-            return {tp.partition: off for tp, off in ends.items()}
+            tps = self._tps()
+            consumer.assign(tps)
+            for _ in range(50):
+                if all(consumer.highwater(tp) is not None for tp in tps):
+                    break
+                await consumer.getmany(*tps, timeout_ms=100, max_records=1)
+            return {tp.partition: consumer.highwater(tp) or 0 for tp in tps}
         finally:
             await consumer.stop()
 
@@ -172,7 +188,7 @@ class KafkaTopic:
         ends = await self.end_offsets()
         return sum(end - max(committed[p], 0) for p, end in ends.items())
 
-    async def read(self, topic: str, timeout: float = 1.5) -> list[tuple[bytes, dict[str, bytes]]]:
+    async def read(self, topic: str, timeout: float = 5.0) -> list[tuple[bytes, dict[str, bytes]]]:
         """Every record of `topic` (value and headers), read from the start without a group."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest"
@@ -182,14 +198,56 @@ class KafkaTopic:
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
             out: list[tuple[bytes, dict[str, bytes]]] = []
-            while end and len(out) < end:
-                batch = await consumer.getmany(tp, timeout_ms=int(timeout * 1000))
-                if not batch:
-                    break
+            deadline = asyncio.get_running_loop().time() + timeout
+            while asyncio.get_running_loop().time() < deadline:
+                batch = await consumer.getmany(tp, timeout_ms=100)
                 for record in batch.get(tp, []):
                     out.append((record.value or b"", dict(record.headers or ())))
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    break
             return out
         finally:
             await consumer.stop()
+
+
+class RunningConnector:
+    """A `ferry kafka-connector` child process with a known health port."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = FerryProcess(
+            "kafka-connector", {**env, "health_port": str(self.port), "health_host": "127.0.0.1"}
+        )
+
+    async def start(self) -> RunningConnector:
+        await self.process.start()
+        return self
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample on /metrics (0 when absent or unreachable)."""
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{self.port}/metrics") as response,
+            ):
+                text = await response.text()
+        except aiohttp.ClientError:
+            return 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == name and wanted:
+                    return float(sample.value)
+        return 0.0
+
+    async def ready(self) -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{self.port}/readyz") as response,
+            ):
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
