@@ -177,6 +177,8 @@ class Controller:
             self.metrics.unmatched.labels(event.topic).inc()
             log.debug("no function subscribes to %s", event.topic)
             return ()
+        if len(functions) == 1:  # the common case, without a task per event
+            return (await self.deliver(event, functions[0]),)
         return await asyncio.gather(*(self.deliver(event, fn) for fn in functions))
 
     def finished(self, delivery: Delivery) -> None:
