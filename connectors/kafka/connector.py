@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Controller
+from connectors.core.controller import Abandoned, Controller
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import Invoker
 from connectors.core.retry import RetryPolicy
@@ -244,17 +244,21 @@ class KafkaConnector:
         event = record_event(
             record.topic, record.partition, record.offset, record.key, record.value, headers
         )
-        deliveries = await self.controller.dispatch(event)
         assert self._dead is not None
-        for delivery in deliveries:
-            if not delivery.ok:
-                await self._dead.record(
-                    delivery,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    headers=headers,
-                )
+        try:
+            deliveries = await self.controller.dispatch(event)
+            for delivery in deliveries:
+                if not delivery.ok:
+                    await self._dead.record(
+                        delivery,
+                        partition=record.partition,
+                        offset=record.offset,
+                        key=record.key,
+                        headers=headers,
+                    )
+        except Abandoned as exc:
+            log.info("left uncommitted for redelivery: %s", exc)
+            return
         work.ledger.finish(record.offset)
 
     # -- commits ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from tests.kafka.conftest import FUNCTION, StartConnector
 from tests.support.http import Call, FakeGateway
-from tests.support.kafka import KafkaTopic
+from tests.support.kafka import KafkaTopic, RunningConnector
 from tests.support.ports import eventually
 
 BLOCKED = 3
@@ -58,7 +58,11 @@ async def _committed_is(topic: KafkaTopic, offset: int) -> bool:
     return (await topic.committed())[0] == offset
 
 
-async def test_back_pressure_pauses_a_partition_holding_max_uncommitted_records(
+async def _lag_is(connector: RunningConnector, labels: dict[str, str], value: int) -> bool:
+    return await connector.metric("connector_consumer_lag", **labels) == value
+
+
+async def test_back_pressure_pauses_a_partition_holding_max_uncommitted_records_and_lag_shows_it(
     gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
 ) -> None:
     release = asyncio.Event()
@@ -76,7 +80,10 @@ async def test_back_pressure_pauses_a_partition_holding_max_uncommitted_records(
     await asyncio.sleep(1.5)
     assert len(gateway.calls_to(FUNCTION)) == 5
     assert await connector.metric("kafka_connector_paused_partitions") == 1
+    lag = {"source": f"{topic.name}/0"}
+    await eventually(lambda: _lag_is(connector, lag, 40), 10, what="lag of the whole backlog")
     release.set()
     await eventually(lambda: len(gateway.calls_to(FUNCTION)) == 40, 30, what="the rest")
     await eventually(lambda: _committed_is(topic, 40), 30, what="everything committed")
+    await eventually(lambda: _lag_is(connector, lag, 0), 10, what="no lag")
     assert await connector.process.stop() == 0, connector.process.output()
