@@ -18,7 +18,7 @@ COMMANDS: dict[str, str] = {
 
 SUMMARIES: dict[str, str] = {
     "queue-worker": "run queued async invocations from NATS JetStream",
-    "kafka-connector": "invoke functions for Kafka records, committing only what is final",
+    "kafka-connector": "invoke functions for Kafka records (at-least-once)",
 }
 
 
