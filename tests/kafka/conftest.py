@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -13,6 +14,7 @@ from tests.support.kafka import KafkaTopic, RunningConnector, TansuBroker
 FUNCTION = "fn"
 
 StartConnector = Callable[..., Coroutine[Any, Any, RunningConnector]]
+Gate = Callable[[], asyncio.Event]
 
 
 @pytest.fixture
@@ -55,3 +57,18 @@ async def start_connector(gateway: FakeGateway) -> AsyncIterator[StartConnector]
     yield start
     for connector in running:
         await connector.process.close()
+
+
+@pytest.fixture
+async def gate(gateway: FakeGateway) -> AsyncIterator[Gate]:
+    """Events that hold function calls; all are opened at the end of the test (also when it
+    fails), so the gateway can shut down without waiting for held handlers."""
+    made: list[asyncio.Event] = []
+
+    def make() -> asyncio.Event:
+        made.append(asyncio.Event())
+        return made[-1]
+
+    yield make
+    for event in made:
+        event.set()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from tests.kafka.conftest import FUNCTION, StartConnector
+from tests.kafka.conftest import FUNCTION, Gate, StartConnector
 from tests.support.http import Call, FakeGateway
 from tests.support.kafka import KafkaTopic, RunningConnector
 from tests.support.ports import eventually
@@ -22,9 +22,13 @@ def offsets_of(calls: list[Call]) -> list[int]:
 
 @pytest.mark.parametrize("ordering", ["key", "none"])
 async def test_a_slow_record_holds_the_commit_and_is_invoked_again_after_kill_9(
-    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector, ordering: str
+    gateway: FakeGateway,
+    topic: KafkaTopic,
+    start_connector: StartConnector,
+    gate: Gate,
+    ordering: str,
 ) -> None:
-    never = asyncio.Event()
+    never = gate()
 
     async def sleeps_on_one(call: Call) -> web.Response:
         if call.body == f"record-{BLOCKED}".encode():
@@ -44,7 +48,6 @@ async def test_a_slow_record_holds_the_commit_and_is_invoked_again_after_kill_9(
     assert (await topic.committed())[0] == BLOCKED
 
     await first.process.kill()
-    never.set()  # lets the gateway's handler return (the caller is gone)
     before = len(gateway.calls)
     gateway.function(FUNCTION)  # the function answers at once from now on
     second = await start_connector(topic, ordering=ordering)
@@ -63,9 +66,9 @@ async def _lag_is(connector: RunningConnector, labels: dict[str, str], value: in
 
 
 async def test_back_pressure_pauses_a_partition_holding_max_uncommitted_records_and_lag_shows_it(
-    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector, gate: Gate
 ) -> None:
-    release = asyncio.Event()
+    release = gate()
 
     async def first_one_waits(call: Call) -> web.Response:
         if call.headers["X-Kafka-Offset"] == "0":

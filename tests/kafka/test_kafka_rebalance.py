@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from tests.kafka.conftest import FUNCTION, StartConnector
+from tests.kafka.conftest import FUNCTION, Gate, StartConnector
 from tests.support.http import Call, FakeGateway
 from tests.support.kafka import KafkaTopic, RunningConnector
 from tests.support.ports import eventually
@@ -20,9 +20,9 @@ def calls_with(gateway: FakeGateway, body: bytes) -> int:
 
 
 async def test_a_record_in_flight_at_revocation_finishes_and_is_committed_once(
-    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector, gate: Gate
 ) -> None:
-    release = asyncio.Event()
+    release = gate()
 
     async def slow_once(call: Call) -> web.Response:
         if call.body == b"slow":
@@ -48,10 +48,10 @@ async def test_a_record_in_flight_at_revocation_finishes_and_is_committed_once(
 
 
 async def test_a_record_outliving_revoke_timeout_stays_uncommitted_and_runs_again(
-    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector, gate: Gate
 ) -> None:
     first_call = asyncio.Event()
-    unstick = asyncio.Event()
+    unstick = gate()
 
     async def stuck_first_time(call: Call) -> web.Response:
         if call.body == b"stuck" and not first_call.is_set():
