@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "dev": "dev",
     "sqs-connector": "sqs_connector",
     "cron-connector": "cron_connector",
+    "kafka-connector": "kafka_connector",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -29,6 +30,7 @@ SUMMARIES: dict[str, str] = {
     "dev": "run NATS, the gateway, example functions and a worker on this machine",
     "sqs-connector": "invoke functions for the messages of SQS queues",
     "cron-connector": "invoke functions on their cron schedules",
+    "kafka-connector": "invoke functions for Kafka records (at-least-once)",
 }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.brokers import NatsServer
 from tests.support.http import CallbackReceiver, FakeGateway
+from tests.support.kafka import TansuBroker
 from tests.support.moto import moto_server  # noqa: F401  (session fixture)
 from tests.support.queue import QueueUnderTest
 
@@ -21,6 +22,13 @@ def nats_server() -> Iterator[NatsServer]:
     server = NatsServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[TansuBroker]:
+    broker = TansuBroker().start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

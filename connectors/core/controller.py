@@ -17,6 +17,7 @@ from typing import Protocol
 
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
+from connectors.core.errors import FerryError
 from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.topicmap import FunctionInfo, TopicMapRefresher
@@ -48,6 +49,11 @@ class Delivery:
         return self.outcome.verdict is Verdict.SUCCESS
 
 
+class Abandoned(FerryError):
+    """Retries were cut short because the source is stopping: the event has no final
+    outcome and must not be acknowledged (the broker delivers it again)."""
+
+
 class ResponseSubscriber(Protocol):
     """Told of every final delivery; must not block (queue work of its own if slow)."""
 
@@ -75,6 +81,16 @@ class Controller:
         self.print_response_body = print_response_body
         self.subscribers: list[ResponseSubscriber] = []
         self._limit = asyncio.Semaphore(settings.max_inflight)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Cut every back-off short: `deliver` raises `Abandoned` instead of waiting, so a
+        drain never waits out a retry delay. Calls already running finish normally."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def subscribe(self, subscriber: ResponseSubscriber) -> None:
         self.subscribers.append(subscriber)
@@ -128,15 +144,30 @@ class Controller:
     async def deliver(
         self, event: Event, function: FunctionInfo, first_attempt: int = 1
     ) -> Delivery:
-        """Invoke with in-process retries until the outcome is final (Kafka, cron)."""
+        """Invoke with in-process retries until the outcome is final (Kafka, cron).
+
+        Raises `Abandoned` if `stop` is called while waiting to retry.
+        """
         attempt = first_attempt
         while True:
             delivery = await self.attempt(event, function, attempt)
             if delivery.outcome.final:
                 self.finished(delivery)
                 return delivery
-            await asyncio.sleep(delivery.outcome.delay)
+            await self._backoff(delivery, attempt)
             attempt += 1
+
+    async def _backoff(self, delivery: Delivery, attempt: int) -> None:
+        """Wait out a retry delay unless the source stops first."""
+        if not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delivery.outcome.delay)
+            except TimeoutError:
+                return
+        raise Abandoned(
+            f"{delivery.function.qualified} on {delivery.event.topic}: stopping during the "
+            f"back-off after attempt {attempt}"
+        )
 
     async def dispatch(self, event: Event) -> Sequence[Delivery]:
         """Every subscribed function invoked to a final outcome, concurrently."""
@@ -146,6 +177,8 @@ class Controller:
             self.metrics.unmatched.labels(event.topic).inc()
             log.debug("no function subscribes to %s", event.topic)
             return ()
+        if len(functions) == 1:  # the common case, without a task per event
+            return (await self.deliver(event, functions[0]),)
         return await asyncio.gather(*(self.deliver(event, fn) for fn in functions))
 
     def finished(self, delivery: Delivery) -> None:

@@ -1,0 +1,150 @@
+"""The edge to aiokafka: clients built from settings, and its exceptions translated.
+
+Everything that knows aiokafka's constructor arguments or error classes lives here, so the
+rest of the connector deals in ferry's own errors (`ConfigError`, `StartupError`,
+`KafkaUnavailable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from connectors.core.errors import ConfigError, FerryError, StartupError
+from connectors.kafka.config import KafkaSecuritySettings, KafkaSettings
+
+
+class KafkaUnavailable(FerryError):
+    """A Kafka request failed (broker down, rebalance in progress, timeout)."""
+
+
+def _read_secret(path: str, variable: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _ssl_context(security: KafkaSecuritySettings) -> ssl.SSLContext:
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=security.tls_ca_file or None,
+            certfile=security.tls_cert_file or None,
+            keyfile=security.tls_key_file or None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"tls files cannot be used: {exc}") from None
+    return context
+
+
+def security_options(security: KafkaSecuritySettings) -> dict[str, Any]:
+    """aiokafka's security arguments, shared by the consumer and producer."""
+    sasl = security.sasl_mechanism != "none"
+    protocol = {
+        (False, False): "PLAINTEXT",
+        (False, True): "SSL",
+        (True, False): "SASL_PLAINTEXT",
+        (True, True): "SASL_SSL",
+    }[(sasl, security.tls)]
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if security.tls:
+        options["ssl_context"] = _ssl_context(security)
+    if sasl:
+        options["sasl_mechanism"] = security.sasl_mechanism.upper()
+        options["sasl_plain_username"] = _read_secret(
+            security.sasl_username_file, "sasl_username_file"
+        )
+        options["sasl_plain_password"] = _read_secret(
+            security.sasl_password_file, "sasl_password_file"
+        )
+    return options
+
+
+def build_consumer(
+    kafka: KafkaSettings, security: dict[str, Any], client_id: str
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=list(kafka.broker_hosts),
+        group_id=kafka.group,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if kafka.initial_offset == "oldest" else "latest",
+        session_timeout_ms=int(kafka.session_timeout * 1000),
+        heartbeat_interval_ms=int(kafka.heartbeat_interval * 1000),
+        **security,
+    )
+
+
+def build_producer(
+    kafka: KafkaSettings, security: dict[str, Any], client_id: str
+) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=list(kafka.broker_hosts),
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        **security,
+    )
+
+
+async def start_client(
+    client: AIOKafkaConsumer | AIOKafkaProducer, what: str, hosts: tuple[str, ...], bound: float
+) -> None:
+    """Start a client within `bound` seconds or raise StartupError (one line, exit 2)."""
+    where = f"broker_hosts={','.join(hosts)}"
+    try:
+        with _quiet_client_logs():
+            await asyncio.wait_for(client.start(), bound)
+    except TimeoutError:
+        await stop_quietly(client)
+        raise StartupError(f"{where}: no {what} connection within {bound:g}s") from None
+    except KafkaError as exc:
+        await stop_quietly(client)
+        raise StartupError(f"{where}: cannot start the {what}: {_describe(exc)}") from None
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    """aiokafka logs each failed connection attempt; at start-up the one line we print
+    (and exit 2 with) says it better."""
+    noisy = logging.getLogger("aiokafka")
+    level = noisy.level
+    noisy.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        noisy.setLevel(level)
+
+
+async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        await client.stop()
+
+
+def subscribe(
+    consumer: AIOKafkaConsumer, topics: tuple[str, ...], listener: ConsumerRebalanceListener
+) -> None:
+    consumer.subscribe(topics=list(topics), listener=listener)
+
+
+async def translate(what: str, call: Any) -> Any:
+    """Await `call`, turning aiokafka's errors into `KafkaUnavailable`."""
+    try:
+        return await call
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"{what}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ").strip()
+    return text or exc.__class__.__name__

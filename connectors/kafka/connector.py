@@ -1,0 +1,357 @@
+"""`ferry kafka-connector`: consume topics, invoke subscribed functions, commit what is final.
+
+Records are fetched while the per-partition buffer has room (`max_uncommitted`; a full
+partition is paused), scheduled in ordering lanes (`lanes.py`), dispatched to every subscribed
+function with in-process retries (`Controller`), dead-lettered when a function's outcome is a
+final failure, and only then marked finished in the partition's ledger (`ledger.py`). A commit
+task commits each partition's finished prefix every `commit_interval`; rebalances and drains
+commit what is final before letting a partition go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry
+
+from connectors.core.connector_metrics import ConnectorMetrics
+from connectors.core.controller import Abandoned, Controller
+from connectors.core.gateway import GatewayClient
+from connectors.core.invoker import Invoker
+from connectors.core.retry import RetryPolicy
+from connectors.core.topicmap import TopicMapRefresher
+from connectors.kafka import client
+from connectors.kafka.client import KafkaUnavailable
+from connectors.kafka.config import KafkaConnectorConfig
+from connectors.kafka.deadletter import DeadLetters
+from connectors.kafka.lanes import LaneScheduler, lane_for
+from connectors.kafka.ledger import CommitTracker, PartitionLedger
+from connectors.kafka.metrics import KafkaMetrics
+from connectors.kafka.records import record_event
+from connectors.kafka.responses import ResponseTopic
+
+log = logging.getLogger("ferry.kafka")
+
+FETCH_TIMEOUT_MS = 500
+FETCH_MAX_RECORDS = 500
+MAP_RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Work:
+    """One fetched record and the ledger of the ownership it was fetched under."""
+
+    partition: TopicPartition
+    record: ConsumerRecord[bytes, bytes]
+    ledger: PartitionLedger
+
+
+class KafkaConnector:
+    name = "kafka-connector"
+
+    def __init__(self, config: KafkaConnectorConfig) -> None:
+        self.config = config
+        self.kafka = config.kafka
+        self.registry = CollectorRegistry()
+        self.metrics = ConnectorMetrics(self.registry, config.connector.max_inflight)
+        self.kafka_metrics = KafkaMetrics(self.registry)
+        self.gateway = GatewayClient(config.gateway, max_inflight=config.connector.max_inflight)
+        self.refresher = TopicMapRefresher(
+            self.gateway,
+            interval=config.connector.rebuild_interval,
+            delimiter=config.connector.topic_delimiter,
+            namespace=config.connector.namespace,
+            on_rebuild=lambda new: self.metrics.topic_map_size.set(new.size),
+            on_failure=lambda _: self.metrics.topic_map_failures.inc(),
+        )
+        self.controller = Controller(
+            connector=self.name,
+            settings=config.connector,
+            invoker=Invoker(self.gateway),
+            policy=RetryPolicy.from_settings(config.retry),
+            topics=self.refresher,
+            metrics=self.metrics,
+            print_response_body=config.gateway.print_response_body,
+        )
+        self.security = client.security_options(config.security)
+        self.tracker: CommitTracker[TopicPartition] = CommitTracker()
+        self.lanes: LaneScheduler[Work] = LaneScheduler(
+            self._process, config.connector.max_inflight
+        )
+        self.client_id = f"ferry-{socket.gethostname()}-{os.getpid()}"
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._dead: DeadLetters | None = None
+        self._responses: ResponseTopic | None = None
+        self._owned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._stopping = asyncio.Event()
+        self._fetch_idle = asyncio.Event()
+        self._fetch_idle.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        hosts, bound = self.kafka.broker_hosts, self.kafka.startup_timeout
+        if self.kafka.dead_letter_topic or self.kafka.response_topic:
+            self._producer = client.build_producer(self.kafka, self.security, self.client_id)
+            await client.start_client(self._producer, "producer", hosts, bound)
+        consumer = client.build_consumer(self.kafka, self.security, self.client_id)
+        try:
+            await client.start_client(consumer, "consumer", hosts, bound)
+        except Exception:
+            if self._producer is not None:
+                await client.stop_quietly(self._producer)
+            raise
+        client.subscribe(consumer, self.kafka.topics, _Rebalance(self))
+        self._consumer = consumer
+        self._dead = DeadLetters(
+            self._producer,
+            self.kafka.dead_letter_topic,
+            self.metrics,
+            lambda: self.controller.stopping,
+        )
+        if self._producer is not None and self.kafka.response_topic:
+            self._responses = ResponseTopic(
+                self._producer, self.kafka.response_topic, self.kafka_metrics
+            )
+            self._responses.start()
+            self.controller.subscribe(self._responses)
+        await self.refresher.refresh()
+        log.info(
+            "consuming %s as group %s (ordering=%s, max_inflight=%d) for %s",
+            ",".join(self.kafka.topics),
+            self.kafka.group,
+            self.kafka.ordering,
+            self.config.connector.max_inflight,
+            self.config.gateway.gateway_url,
+        )
+
+    def ready(self) -> bool:
+        return (
+            self._consumer is not None
+            and self.refresher.rebuilt_once
+            and not self._stopping.is_set()
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        helpers = [
+            asyncio.create_task(self._keep_topic_map(), name="topic-map"),
+            asyncio.create_task(self._commit_periodically(), name="commits"),
+        ]
+        self._fetch_idle.clear()
+        try:
+            await self._fetch_until_stopped()
+        finally:
+            self._fetch_idle.set()
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop fetching, let started records finish within `timeout`, commit what is final."""
+        self._stopping.set()
+        self.controller.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._fetch_idle.wait(), FETCH_TIMEOUT_MS / 1000 + 2)
+        cancelled = await self.lanes.stop(timeout)
+        if cancelled:
+            log.warning("%d records unfinished at the drain bound stay uncommitted", cancelled)
+        if self._consumer is not None:
+            await self._commit()
+            await client.stop_quietly(self._consumer)
+        if self._responses is not None:
+            await self._responses.close(2.0)
+        if self._producer is not None:
+            await client.stop_quietly(self._producer)
+        await self.gateway.close()
+
+    # -- fetching --------------------------------------------------------------------------
+
+    async def _fetch_until_stopped(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping.is_set():
+            if not self.refresher.rebuilt_once:
+                # never treat records as unmatched before the first topic map is known
+                await self._pause_for(MAP_RETRY_SECONDS)
+                continue
+            room = self._apply_backpressure(consumer)
+            try:
+                batch = await client.translate(
+                    "fetch", consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=room)
+                )
+            except KafkaUnavailable as exc:
+                log.warning("%s; retrying", exc)
+                await self._pause_for(1.0)
+                continue
+            if self._stopping.is_set():
+                return  # not tracked, so never committed: the next owner reads them again
+            for partition, records in batch.items():
+                for record in records:
+                    self._submit(partition, record)
+
+    def _submit(self, partition: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        ledger = self.tracker.ledger(partition)
+        if ledger is None or partition not in self._owned or not ledger.add(record.offset):
+            return
+        lane = lane_for(self.kafka.ordering, record.key, record.offset)
+        self.lanes.submit(partition, lane, Work(partition, record, ledger))
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> int:
+        """Pause partitions holding `max_uncommitted` records, resume them below half;
+        return how many records the next fetch may bring."""
+        limit = self.kafka.max_uncommitted
+        room = 0
+        for partition in list(self._owned):
+            ledger = self.tracker.ledger(partition)
+            held = ledger.pending if ledger is not None else 0
+            if partition not in self._paused and held >= limit:
+                consumer.pause(partition)
+                self._paused.add(partition)
+            elif partition in self._paused and held < max(limit // 2, 1):
+                consumer.resume(partition)
+                self._paused.discard(partition)
+            if partition not in self._paused:
+                room += limit - held
+        self.kafka_metrics.paused.set(len(self._paused))
+        self.kafka_metrics.uncommitted.set(self.tracker.pending)
+        return max(1, min(room, FETCH_MAX_RECORDS))
+
+    async def _pause_for(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # -- one record ------------------------------------------------------------------------
+
+    async def _process(self, work: Work) -> None:
+        """Every subscribed function to a final outcome, failures recorded as dead, then
+        the offset is finished (committable once everything before it is)."""
+        record = work.record
+        headers = list(record.headers or ())
+        event = record_event(
+            record.topic, record.partition, record.offset, record.key, record.value, headers
+        )
+        assert self._dead is not None
+        try:
+            deliveries = await self.controller.dispatch(event)
+            for delivery in deliveries:
+                if not delivery.ok:
+                    await self._dead.record(
+                        delivery,
+                        partition=record.partition,
+                        offset=record.offset,
+                        key=record.key,
+                        headers=headers,
+                    )
+        except Abandoned as exc:
+            log.info("left uncommitted for redelivery: %s", exc)
+            return
+        work.ledger.finish(record.offset)
+
+    # -- commits ---------------------------------------------------------------------------
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.kafka.commit_interval)
+            await self._commit()
+            self._report_lag()
+
+    async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
+        offsets = self.tracker.due(iter(partitions) if partitions is not None else None)
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(dict(offsets))
+        except KafkaError as exc:
+            self.kafka_metrics.commit_failures.inc()
+            log.warning("commit of %s failed, retrying later: %s", _show(offsets), exc)
+            return
+        self.tracker.committed(offsets)
+        self.kafka_metrics.commits.inc()
+        log.debug("committed %s", _show(offsets))
+
+    def _report_lag(self) -> None:
+        """Records at the broker past what this process has committed, per partition."""
+        if self._consumer is None:
+            return
+        for partition in self.tracker.partitions():
+            ledger = self.tracker.ledger(partition)
+            highwater = self._consumer.highwater(partition)
+            if ledger is None or highwater is None:
+                continue
+            base = ledger.committed if ledger.committed is not None else ledger.first
+            if base is not None:
+                self.metrics.lag.labels(_source(partition)).set(max(highwater - base, 0))
+
+    # -- rebalances ------------------------------------------------------------------------
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Stop starting work for lost partitions, let in-flight work finish within
+        `revoke_timeout`, commit what is final, then forget them."""
+        lost = [p for p in revoked if p in self._owned]
+        if not lost:
+            return
+        self._owned.difference_update(lost)
+        self.kafka_metrics.rebalances.inc(len(lost))
+        stuck = await asyncio.gather(
+            *(self.lanes.close_group(p, self.kafka.revoke_timeout) for p in lost)
+        )
+        if sum(stuck):
+            self.kafka_metrics.revoke_cancelled.inc(sum(stuck))
+            log.warning("%d lanes unfinished at revoke_timeout stay uncommitted", sum(stuck))
+        await self._commit(lost)
+        for partition in lost:
+            self.tracker.release(partition)
+            self._paused.discard(partition)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(_source(partition))
+        self.kafka_metrics.assigned.set(len(self._owned))
+        log.info("partitions revoked: %s", ", ".join(sorted(_source(p) for p in lost)))
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        fresh = [p for p in assigned if p not in self._owned]
+        for partition in fresh:
+            self.tracker.own(partition)
+            self.lanes.open(partition)
+            self._owned.add(partition)
+        self.kafka_metrics.assigned.set(len(self._owned))
+        if fresh:
+            log.info("partitions assigned: %s", ", ".join(sorted(_source(p) for p in fresh)))
+
+    async def _keep_topic_map(self) -> None:
+        while not self.refresher.rebuilt_once:
+            await asyncio.sleep(MAP_RETRY_SECONDS)
+            await self.refresher.refresh()
+        await self.refresher.run()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, connector: KafkaConnector) -> None:
+        self.connector = connector
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.connector.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.connector.partitions_assigned(assigned)
+
+
+def _source(partition: TopicPartition) -> str:
+    return f"{partition.topic}/{partition.partition}"
+
+
+def _show(offsets: dict[TopicPartition, int]) -> str:
+    return ", ".join(f"{_source(p)}@{o}" for p, o in sorted(offsets.items()))

@@ -1,0 +1,99 @@
+"""Ordering lanes: serial within a lane, parallel across lanes, queued work can be dropped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connectors.kafka.lanes import LaneScheduler, lane_for
+
+
+@pytest.mark.parametrize(
+    ("ordering", "a", "b", "same_lane"),
+    [
+        ("partition", (b"k1", 0), (b"k2", 1), True),
+        ("key", (b"k1", 0), (b"k1", 1), True),
+        ("key", (b"k1", 0), (b"k2", 1), False),
+        ("key", (None, 0), (None, 1), False),  # Kafka orders nothing without a key
+        ("none", (b"k1", 0), (b"k1", 1), False),
+    ],
+)
+def test_lane_choice_follows_the_ordering_mode(
+    ordering: str,
+    a: tuple[bytes | None, int],
+    b: tuple[bytes | None, int],
+    same_lane: bool,
+) -> None:
+    assert (lane_for(ordering, *a) == lane_for(ordering, *b)) is same_lane
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.running = 0
+        self.peak = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def run(self, item: str) -> None:
+        self.started.append(item)
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.01)
+        await self.gate.wait()
+        self.running -= 1
+        self.finished.append(item)
+
+
+async def test_one_lane_runs_in_order_and_lanes_run_side_by_side() -> None:
+    rec = Recorder()
+    lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=10)
+    for i in range(5):
+        lanes.submit("p0", "a", f"a{i}")
+        lanes.submit("p0", "b", f"b{i}")
+    await asyncio.gather(*lanes.tasks())
+    assert [x for x in rec.finished if x[0] == "a"] == [f"a{i}" for i in range(5)]
+    assert [x for x in rec.finished if x[0] == "b"] == [f"b{i}" for i in range(5)]
+    assert rec.peak == 2
+
+
+async def test_limit_bounds_items_running_at_once() -> None:
+    rec = Recorder()
+    lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=3)
+    for i in range(12):
+        lanes.submit("p0", i, f"x{i}")
+    await asyncio.gather(*lanes.tasks())
+    assert rec.peak == 3
+    assert len(rec.finished) == 12
+
+
+async def test_closing_a_group_drops_its_queued_items_and_keeps_others() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=10)
+    for i in range(3):
+        lanes.submit("p0", "lane", f"p0-{i}")
+        lanes.submit("p1", "lane", f"p1-{i}")
+    await asyncio.sleep(0.05)
+    closing = asyncio.create_task(lanes.close_group("p0", timeout=5))
+    await asyncio.sleep(0.01)
+    rec.gate.set()
+    assert await closing == 0
+    assert not lanes.submit("p0", "lane", "late")
+    await asyncio.gather(*lanes.tasks())
+    assert [x for x in rec.started if x.startswith("p0")] == ["p0-0"]
+    assert [x for x in rec.finished if x.startswith("p1")] == ["p1-0", "p1-1", "p1-2"]
+
+
+async def test_stop_cancels_what_outlives_the_bound() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=10)
+    lanes.submit("p0", "lane", "stuck")
+    lanes.submit("p0", "lane", "queued")
+    await asyncio.sleep(0.05)
+    assert await lanes.stop(timeout=0.1) == 1
+    assert rec.started == ["stuck"]
+    assert rec.finished == []
