@@ -51,11 +51,19 @@ class Flaky:
         return web.Response(text=f"succeeded on attempt {attempt}\n")
 
 
+async def tick(request: web.Request) -> web.Response:
+    """Called by the cron connector: says which slot it was called for."""
+    await request.read()
+    slot = request.headers.get("X-Cron-Scheduled-Time", "?")
+    return web.Response(text=f"tick for the slot at {slot}\n")
+
+
 def example_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_route("*", "/slow{tail:.*}", slow)
     app.router.add_route("*", "/flaky{tail:.*}", Flaky())
+    app.router.add_route("*", "/tick{tail:.*}", tick)
     return app
 
 
@@ -70,6 +78,12 @@ def example_functions(base_url: str) -> Mapping[str, Any]:
                 "url": f"{base_url}/flaky",
                 "labels": {"example": "true"},
                 "annotations": {"com.openfaas.retry.attempts": "5"},
+            },
+            {
+                "name": "tick",
+                "url": f"{base_url}/tick",
+                "labels": {"example": "true"},
+                "annotations": {"topic": "cron-function", "schedule": "* * * * *"},
             },
         ]
     }

@@ -43,7 +43,28 @@ class DevEndpoints:
 
 
 ServiceFactory = Callable[[DevEndpoints], tuple[Service, RuntimeSettings] | None]
-OPTIONAL_SERVICES: list[ServiceFactory] = []
+
+
+def cron_connector(endpoints: DevEndpoints) -> tuple[Service, RuntimeSettings] | None:
+    """The cron connector, firing `tick` every minute through the queue (if croniter is here)."""
+    try:
+        from connectors.cron.config import CronConnectorConfig
+        from connectors.cron.connector import CronConnector
+    except ImportError:
+        return None
+    env = {
+        **_runtime_env(),
+        "gateway_url": endpoints.gateway_url,
+        "nats_url": endpoints.nats_url,
+        "asynchronous_invocation": "true",
+        "callback_url": endpoints.callback_url,
+        "rebuild_interval": "2s",
+    }
+    config = load_settings(CronConnectorConfig, env)
+    return CronConnector(config), config.runtime
+
+
+OPTIONAL_SERVICES: list[ServiceFactory] = [cron_connector]
 
 
 @dataclass(frozen=True)
@@ -187,7 +208,8 @@ def banner(endpoints: DevEndpoints, functions_file: Path) -> str:
 ferry dev is running. Ctrl-C stops everything.
 
   gateway    {gw}  (POST /async-function/NAME queues, /function/NAME calls now)
-  functions  echo, slow (?seconds=N), flaky (fails twice, then succeeds)  from {functions_file}
+  functions  echo, slow (?seconds=N), flaky (fails twice, then succeeds),
+             tick (called by the cron connector every minute)  from {functions_file}
   nats       {endpoints.nats_url}  (JetStream data in {endpoints.data_dir})
   callbacks  {cb}  (every hit is printed below)
 

@@ -78,7 +78,9 @@ async def test_dev_serves_the_example_call_with_a_callback_and_stops_on_sigint(
         _, stderr = await asyncio.wait_for(child.communicate(), 30)
     assert child.returncode == 0, stderr.decode(errors="replace")
     assert b"Traceback" not in stderr
-    assert (tmp_path / "dev" / "functions.yml").exists()
+    functions = (tmp_path / "dev" / "functions.yml").read_text()
+    assert "cron-function" in functions  # tick, fired every minute by the cron connector
+    assert b"cron-connector started" in stderr
 
 
 async def test_dev_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
