@@ -7,11 +7,21 @@ from pathlib import Path
 import pytest
 
 from connectors.core.settings import env_names
+from connectors.cron.config import CronConnectorConfig
+from connectors.kafka.config import KafkaConnectorConfig
+from connectors.sqs.config import SqsConnectorConfig
+from ferry.gateway.config import GatewayConfig
 from queue_worker.config import QueueWorkerConfig
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
-PROCESSES = [("queue-worker.md", QueueWorkerConfig)]
+PROCESSES = [
+    ("queue-worker.md", QueueWorkerConfig),
+    ("gateway.md", GatewayConfig),
+    ("kafka-connector.md", KafkaConnectorConfig),
+    ("sqs-connector.md", SqsConnectorConfig),
+    ("cron-connector.md", CronConnectorConfig),
+]
 
 
 @pytest.mark.parametrize(("page", "config"), PROCESSES, ids=[p for p, _ in PROCESSES])
