@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
 from connectors.core.callback import Callback, CallbackSender, result_headers
+from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import DecodeError
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
@@ -110,7 +111,7 @@ class QueueWorker:
         self._fetch_idle.clear()
         try:
             while not self._stopping.is_set():
-                free = await self._wait_for_slots()
+                free = await self.slots.wait_free_unless(self._stopping)
                 if free == 0:
                     break
                 await self._fetch(free)
@@ -127,12 +128,8 @@ class QueueWorker:
             await asyncio.wait_for(self._fetch_idle.wait(), FETCH_TIMEOUT_SECONDS + 1)
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
-            _, unfinished = await asyncio.wait(set(self._tasks), timeout=timeout or None)
-            if unfinished:
-                log.warning("handing %d unfinished messages back to JetStream", len(unfinished))
-                for task in unfinished:
-                    task.cancel()
-                await asyncio.gather(*unfinished, return_exceptions=True)
+            if cancelled := await finish_or_cancel(self._tasks, timeout):
+                log.warning("handed %d unfinished messages back to JetStream", cancelled)
         await self.progress.stop()
         await self.gateway.close()
         await self.callbacks.close()
@@ -142,16 +139,6 @@ class QueueWorker:
             await self._nc.close()
 
     # -- fetching --------------------------------------------------------------------------
-
-    async def _wait_for_slots(self) -> int:
-        waiter = asyncio.create_task(self.slots.wait_free())
-        stopper = asyncio.create_task(self._stopping.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if self._stopping.is_set():
-            waiter.cancel()
-            return 0
-        return waiter.result()
 
     async def _fetch(self, count: int) -> None:
         assert self._sub is not None

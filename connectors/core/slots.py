@@ -26,6 +26,17 @@ class Slots:
             await self._changed.wait()
         return self.free
 
+    async def wait_free_unless(self, stop: asyncio.Event) -> int:
+        """Like `wait_free`, but return 0 as soon as `stop` is set."""
+        waiter = asyncio.create_task(self.wait_free())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set():
+            waiter.cancel()
+            return 0
+        return waiter.result()
+
     async def wait_idle(self) -> None:
         while self.used:
             self._changed.clear()

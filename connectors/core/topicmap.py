@@ -120,9 +120,11 @@ class TopicMapRefresher:
             self._on_rebuild(new_map)
         return True
 
-    async def run(self) -> None:
+    async def run(self, first_retry: float = 1.0) -> None:
+        """Rebuild forever: every `first_retry` seconds until one rebuild has succeeded (a
+        source consumes nothing before that), then every `interval`."""
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(self.interval if self.rebuilt_once else first_retry)
             await self.refresh()
 
     async def list_functions(self) -> list[FunctionInfo]:

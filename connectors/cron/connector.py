@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller
+from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import Invoker
@@ -117,7 +118,7 @@ class CronConnector:
     async def run(self) -> None:
         self._running = True
         self._reconcile(self.topics.current)
-        refresher = asyncio.create_task(self._refresh())
+        refresher = asyncio.create_task(self.topics.run())
         try:
             await self._stopping.wait()
         finally:
@@ -132,23 +133,13 @@ class CronConnector:
             task.cancel()
         await asyncio.gather(*(t for _, t in self.jobs.values()), return_exceptions=True)
         self.jobs.clear()
-        calls = set(self.firer.tasks)
-        if calls:
-            log.info("waiting for %d running calls", len(calls))
-            _, unfinished = await asyncio.wait(calls, timeout=timeout or None)
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
+        if self.firer.tasks:
+            log.info("waiting for %d running calls", len(self.firer.tasks))
+            await finish_or_cancel(self.firer.tasks, timeout)
         await self.claims.close()
         await self.gateway.close()
 
     # -- schedules -------------------------------------------------------------------------
-
-    async def _refresh(self) -> None:
-        while not self.topics.rebuilt_once:
-            await asyncio.sleep(1.0)
-            await self.topics.refresh()
-        await self.topics.run()
 
     def _rebuilt(self, topic_map: TopicMap) -> None:
         self.metrics.topic_map_size.set(topic_map.size)

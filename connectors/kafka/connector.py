@@ -148,7 +148,7 @@ class KafkaConnector:
 
     async def run(self) -> None:
         helpers = [
-            asyncio.create_task(self._keep_topic_map(), name="topic-map"),
+            asyncio.create_task(self.refresher.run(), name="topic-map"),
             asyncio.create_task(self._commit_periodically(), name="commits"),
         ]
         self._fetch_idle.clear()
@@ -330,12 +330,6 @@ class KafkaConnector:
         self.kafka_metrics.assigned.set(len(self._owned))
         if fresh:
             log.info("partitions assigned: %s", ", ".join(sorted(_source(p) for p in fresh)))
-
-    async def _keep_topic_map(self) -> None:
-        while not self.refresher.rebuilt_once:
-            await asyncio.sleep(MAP_RETRY_SECONDS)
-            await self.refresher.refresh()
-        await self.refresher.run()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller
+from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import Invoker
@@ -125,7 +126,7 @@ class SqsConnector:
         self._stopping.set()
 
     async def run(self) -> None:
-        refresher = asyncio.create_task(self._refresh())
+        refresher = asyncio.create_task(self.topics.run())
         self._pollers = [asyncio.create_task(self._poll(q)) for q in self.queues]
         try:
             await self._stopping.wait()
@@ -143,22 +144,12 @@ class SqsConnector:
             await asyncio.gather(*self._pollers, return_exceptions=True)
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
-            _, unfinished = await asyncio.wait(set(self._tasks), timeout=timeout or None)
-            if unfinished:
-                log.warning("making %d unfinished messages visible again", len(unfinished))
-                for task in unfinished:
-                    task.cancel()
-                await asyncio.gather(*unfinished, return_exceptions=True)
+            if cancelled := await finish_or_cancel(self._tasks, timeout):
+                log.warning("made %d unfinished messages visible again", cancelled)
         await self.gateway.close()
         await self.client.close()
 
     # -- receiving -------------------------------------------------------------------------
-
-    async def _refresh(self) -> None:
-        while not self.topics.rebuilt_once:
-            await asyncio.sleep(1.0)
-            await self.topics.refresh()
-        await self.topics.run()
 
     async def _poll(self, queue: QueueState) -> None:
         sqs = self.config.sqs
@@ -168,7 +159,7 @@ class SqsConnector:
                 # Without a topic map every message would look unmatched: wait for one.
                 await self._pause(0.5)
                 continue
-            free = await self._wait_for_slots()
+            free = await self.slots.wait_free_unless(self._stopping)
             if free == 0:
                 return
             count = min(free, sqs.max_messages)
@@ -229,16 +220,6 @@ class SqsConnector:
             await self.handler.hand_back(queue, message)
             return False
         return await self.handler.handle(queue, message)
-
-    async def _wait_for_slots(self) -> int:
-        waiter = asyncio.create_task(self.slots.wait_free())
-        stopper = asyncio.create_task(self._stopping.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if self._stopping.is_set():
-            waiter.cancel()
-            return 0
-        return waiter.result()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
