@@ -131,8 +131,8 @@ async def ensure_consumer(
     subject: str,
     *,
     ack_wait: float,
-) -> JetStreamContext.PullSubscription:
-    """Create or update the durable pull consumer, then bind to it.
+) -> None:
+    """Create or update the durable pull consumer.
 
     Create-or-update is idempotent, so many replicas may start at once, and a changed
     `ack_wait` takes effect on the next start. `max_ack_pending` is unlimited: each worker
@@ -153,10 +153,9 @@ async def ensure_consumer(
             await js.add_consumer(stream, config)
         except BadRequestError as exc:
             log.warning("keeping consumer %s as it is: %s", durable, exc.description)
-        return await js.pull_subscribe_bind(durable=durable, stream=stream)
     except (NatsError, TimeoutError) as exc:
         reason = _describe(exc)
-        raise StartupError(f"cannot bind consumer {durable} on {stream}: {reason}") from None
+        raise StartupError(f"cannot create consumer {durable} on {stream}: {reason}") from None
 
 
 async def publish(

@@ -16,7 +16,6 @@ import logging
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
@@ -34,11 +33,12 @@ from queue_worker.deadletter import DeadLetterWriter
 from queue_worker.layout import durable_name, queue_subject
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.progress import ProgressKeeper
+from queue_worker.puller import Puller
 
 log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
-FETCH_TIMEOUT_SECONDS = 1.0
+REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding requests at least this often
 
 
 class QueueWorker:
@@ -60,12 +60,10 @@ class QueueWorker:
         self.durable = durable_name(config.queue_name)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: Puller | None = None
         self._dead: DeadLetterWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._fetch_idle = asyncio.Event()
-        self._fetch_idle.set()
         self._connected = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -82,13 +80,15 @@ class QueueWorker:
         self._connected = True
         self._js = self._nc.jetstream()
         await jetstream.ensure_streams(self._js, nats.nats_stream, nats.dead_letter_stream)
-        self._sub = await jetstream.ensure_consumer(
+        await jetstream.ensure_consumer(
             self._js,
             nats.nats_stream,
             self.durable,
             self.subject,
             ack_wait=self.config.ack_wait,
         )
+        self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
+        await self._puller.start()
         self._dead = DeadLetterWriter(self._js, nats.dead_letter_stream)
         log.info(
             "serving %s (consumer %s) with max_inflight=%d via %s",
@@ -99,38 +99,44 @@ class QueueWorker:
         )
 
     def ready(self) -> bool:
-        return self._connected and self._sub is not None and not self._stopping.is_set()
+        return self._connected and self._puller is not None and not self._stopping.is_set()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        assert self._sub is not None
+        assert self._puller is not None
         refresher = asyncio.create_task(self._refresh_pending())
         self.progress.start()
-        self._fetch_idle.clear()
         try:
             while not self._stopping.is_set():
                 free = await self.slots.wait_free_unless(self._stopping)
                 if free == 0:
                     break
-                await self._fetch(free)
+                self._puller.changed.clear()
+                wanted = free - self._puller.outstanding
+                if wanted > 0 and self._puller.can_request() and self._connected:
+                    try:
+                        await self._puller.request(wanted)
+                    except NatsError as exc:
+                        log.warning("pull request failed, retrying: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._puller.changed.wait(), REQUEST_CHECK_SECONDS)
         finally:
-            self._fetch_idle.set()
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
 
     async def drain(self, timeout: float) -> None:
         """Finish in-flight messages within `timeout`; hand the rest back to JetStream."""
         self._stopping.set()
-        with contextlib.suppress(TimeoutError):
-            # the fetch loop returns within its fetch timeout; anything it got is handed back
-            await asyncio.wait_for(self._fetch_idle.wait(), FETCH_TIMEOUT_SECONDS + 1)
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
             if cancelled := await finish_or_cancel(self._tasks, timeout):
                 log.warning("handed %d unfinished messages back to JetStream", cancelled)
         await self.progress.stop()
+        if self._puller is not None:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._puller.stop()
         await self.gateway.close()
         await self.callbacks.close()
         if self._nc is not None and not self._nc.is_closed:
@@ -138,28 +144,18 @@ class QueueWorker:
                 await self._nc.flush(timeout=2)
             await self._nc.close()
 
-    # -- fetching --------------------------------------------------------------------------
+    # -- receiving --------------------------------------------------------------------------
 
-    async def _fetch(self, count: int) -> None:
-        assert self._sub is not None
-        try:
-            messages = await self._sub.fetch(batch=count, timeout=FETCH_TIMEOUT_SECONDS)
-        except (NatsTimeoutError, TimeoutError):
-            return
-        except NatsError as exc:
-            if not self._stopping.is_set():
-                log.warning("fetch failed, retrying: %s", exc or exc.__class__.__name__)
-                await asyncio.sleep(1.0)
-            return
-        for msg in messages:
-            if self._stopping.is_set():
-                await self._hand_back(msg)
-                continue
+    def _deliver(self, msg: Msg) -> None:
+        """A message arrived for one of our pull requests: start it, or hand it back."""
+        if self._stopping.is_set() or self.slots.free == 0:
+            task = asyncio.create_task(self._hand_back(msg))
+        else:
             self.slots.take()
             self.metrics.inflight.inc()
             task = asyncio.create_task(self._handle(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- one message -----------------------------------------------------------------------
 
@@ -294,14 +290,16 @@ class QueueWorker:
 
     async def _on_reconnect(self) -> None:
         self._connected = True
+        if self._puller is not None:
+            self._puller.forget_all()
         self.metrics.reconnects.inc()
         log.info("reconnected to NATS")
 
     async def _refresh_pending(self) -> None:
-        assert self._sub is not None
+        assert self._js is not None
         while True:
             with contextlib.suppress(NatsError, TimeoutError):
-                info = await self._sub.consumer_info()
+                info = await self._js.consumer_info(self.config.nats.nats_stream, self.durable)
                 self.metrics.pending.set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
@@ -319,6 +317,8 @@ class _SlotHold:
             self.held = False
             self.worker.slots.release()
             self.worker.metrics.inflight.dec()
+            if self.worker._puller is not None:
+                self.worker._puller.poke()
 
 
 def _invocation(request: QueueRequest) -> InvocationRequest:

@@ -123,6 +123,14 @@ async def test_readyz_follows_the_nats_connection_and_metrics_are_served(
             )
             metrics = await (await http.get(f"{base}/metrics")).text()
             assert "queue_worker_nats_reconnect_total 1.0" in metrics
+            # and it takes work again: pull requests are renewed after the reconnect
+            nc2 = await nats.connect(server.url)
+            await nc2.jetstream().publish(
+                queue.stream, b'{"Function": "echo", "Body": "YWdhaW4="}', stream=queue.stream
+            )
+            await eventually(lambda: len(gateway.calls_to("echo")) == 2, 30, what="a new call")
+            assert gateway.calls_to("echo")[-1].body == b"again"
+            await nc2.close()
     finally:
         server.cleanup()
 
