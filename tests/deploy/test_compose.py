@@ -44,12 +44,16 @@ def compose_schema() -> dict[str, Any]:
 
 
 def ferry_services() -> dict[str, dict[str, Any]]:
-    """Services built from the ferry Dockerfile."""
+    """Services that run the ferry image (built from deploy/Dockerfile, or named `ferry:*`)."""
     services: dict[str, dict[str, Any]] = compose()["services"]
     return {
         name: svc
         for name, svc in services.items()
-        if isinstance(svc.get("build"), dict) and svc["build"].get("dockerfile") == FERRY_DOCKERFILE
+        if (
+            isinstance(svc.get("build"), dict)
+            and svc["build"].get("dockerfile") == FERRY_DOCKERFILE
+        )
+        or str(svc.get("image", "")).split(":")[0] == "ferry"
     }
 
 
@@ -69,6 +73,11 @@ def test_the_schema_check_can_fail() -> None:
     broken["services"]["gateway"]["ports"] = [{"published": "8080", "bogus": True}]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, compose_schema())
+
+
+def test_every_ferry_service_builds_the_one_image() -> None:
+    images = {(svc["image"], svc["build"]["dockerfile"]) for svc in ferry_services().values()}
+    assert images == {("ferry:dev", FERRY_DOCKERFILE)}
 
 
 def test_every_long_running_process_has_a_service() -> None:
