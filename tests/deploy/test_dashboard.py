@@ -184,3 +184,21 @@ def test_every_panel_reads_the_datasource_variable(path: Path) -> None:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             assert panel["targets"], panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_panels_have_unique_ids_and_do_not_overlap(path: Path) -> None:
+    board = dashboard(path)
+    ids = [p["id"] for p in panels(board)]
+    assert len(ids) == len(set(ids))
+    boxes = [p["gridPos"] for p in panels(board)]
+    for i, a in enumerate(boxes):
+        assert a["x"] + a["w"] <= 24
+        for b in boxes[i + 1 :]:
+            apart = (
+                a["x"] + a["w"] <= b["x"]
+                or b["x"] + b["w"] <= a["x"]
+                or a["y"] + a["h"] <= b["y"]
+                or b["y"] + b["h"] <= a["y"]
+            )
+            assert apart, (a, b)
