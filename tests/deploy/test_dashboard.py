@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.deploy.processes import ROOT
 from tests.deploy.promql import exported_names, metric_names
@@ -144,6 +146,25 @@ async def exported(
             await proc.close()
         await topic.close()
         await gateway.stop()
+
+
+def alert_expressions() -> list[str]:
+    """The `expr` of every alerting rule in the YAML blocks of docs/operating.md."""
+    text = (ROOT / "docs" / "operating.md").read_text()
+    exprs: list[str] = []
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        loaded = yaml.safe_load(block)
+        for group in loaded.get("groups", []) if isinstance(loaded, dict) else []:
+            exprs.extend(rule["expr"] for rule in group["rules"])
+    return exprs
+
+
+@pytest.mark.slow
+def test_the_documented_alerts_use_only_metrics_ferry_exports(exported: set[str]) -> None:
+    exprs = alert_expressions()
+    assert len(exprs) >= 5
+    names = {name for expr in exprs for name in metric_names(expr)}
+    assert sorted(names - exported - {"up"}) == []
 
 
 def test_there_is_a_dashboard() -> None:
