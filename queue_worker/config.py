@@ -36,6 +36,7 @@ class NatsSettings:
         nats_url_parse,
         fallback=_nats_from_parts,
         fallback_help="faas_nats_address [nats] and faas_nats_port [4222]",
+        fallback_reads=("faas_nats_address", "faas_nats_port"),
     )
     nats_stream: str = setting(
         "nats_stream", DEFAULT_STREAM, "stream of queued requests", aliases=("faas_nats_channel",)

@@ -43,6 +43,7 @@ class GatewaySettings:
         http_url,
         fallback=_gateway_from_parts,
         fallback_help="faas_gateway_address [gateway] and faas_gateway_port [8080]",
+        fallback_reads=("faas_gateway_address", "faas_gateway_port"),
     )
     upstream_timeout: float = setting(
         "upstream_timeout", 30.0, "bound on one function call", duration, shown="30s"

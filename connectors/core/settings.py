@@ -31,6 +31,7 @@ class Spec:
     aliases: tuple[str, ...] = ()
     fallback: Fallback | None = None
     fallback_help: str = ""
+    fallback_reads: tuple[str, ...] = ()
     secret: bool = False
 
 
@@ -43,6 +44,7 @@ def setting(
     aliases: tuple[str, ...] = (),
     fallback: Fallback | None = None,
     fallback_help: str = "",
+    fallback_reads: tuple[str, ...] = (),
     shown: str | None = None,
     secret: bool = False,
 ) -> Any:
@@ -55,6 +57,7 @@ def setting(
         aliases=aliases,
         fallback=fallback,
         fallback_help=fallback_help,
+        fallback_reads=fallback_reads,
         secret=secret,
     )
     if isinstance(default, list | dict | set):
@@ -127,6 +130,28 @@ def env_names(cls: type[Any]) -> set[str]:
         names.add(spec.env)
         names.update(spec.aliases)
     return names
+
+
+def read_names(cls: type[Any]) -> set[str]:
+    """Every environment variable a process configured by `cls` may read.
+
+    `env_names` plus the variables fallbacks build a value from (`Spec.fallback_reads`) and
+    those a library reads for a settings group (its `library_env` class attribute, e.g. the
+    standard AWS variables botocore reads). Deployment files are checked against this set.
+    """
+    names = env_names(cls)
+    for spec in iter_specs(cls):
+        names.update(spec.fallback_reads)
+    for group_cls in _groups(cls):
+        names.update(getattr(group_cls, "library_env", ()))
+    return names
+
+
+def _groups(cls: type[Any]) -> Iterator[type[Any]]:
+    yield cls
+    for field in dataclasses.fields(cls):
+        if "group" in field.metadata:
+            yield from _groups(field.metadata["group"])
 
 
 def describe_settings(cls: type[Any]) -> str:

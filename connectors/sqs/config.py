@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from connectors.core.config import GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.connector_config import ConnectorSettings
@@ -36,6 +37,18 @@ def queue_urls(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SqsSettings:
+    # read by botocore itself (credentials, profiles, web identity), not by `load_settings`
+    library_env: ClassVar[tuple[str, ...]] = (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_EC2_METADATA_DISABLED",
+    )
     queue_url: tuple[str, ...] = setting(
         "queue_url", (), "queue URLs to consume, comma separated (required)", queue_urls
     )
