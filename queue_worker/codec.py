@@ -32,6 +32,22 @@ _KEYS = (
     "CallbackUrl",
 )
 _CANONICAL = frozenset(_KEYS)
+# every field Go's url.URL marshals, so an object written by Go is taken as it is
+_GO_URL_FIELDS = frozenset(
+    (
+        "Scheme",
+        "Opaque",
+        "User",
+        "Host",
+        "Path",
+        "RawPath",
+        "OmitHost",
+        "ForceQuery",
+        "RawQuery",
+        "Fragment",
+        "RawFragment",
+    )
+)
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
 
@@ -85,7 +101,7 @@ def decode(data: bytes) -> QueueRequest:
         raise DecodeError(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
-    fields = raw if _CANONICAL.issuperset(raw) else _fold_keys(raw, _KEYS)
+    fields = _fold_keys(raw, _KEYS, _CANONICAL)
     function = fields.get("Function")
     if not isinstance(function, str) or not function:
         raise DecodeError("Function is missing or empty")
@@ -157,7 +173,7 @@ def go_url(url: str) -> dict[str, Any]:
 
 def url_from_go(obj: dict[str, Any]) -> str:
     """Rebuild a URL string from Go's `url.URL` object, as `url.URL.String()` does."""
-    fields = _fold_keys(obj, _URL_KEYS)
+    fields = _fold_keys(obj, _URL_KEYS, _GO_URL_FIELDS)
     scheme = _string(fields, "Scheme")
     opaque = _string(fields, "Opaque")
     if opaque:
@@ -168,7 +184,12 @@ def url_from_go(obj: dict[str, Any]) -> str:
     return text.geturl() + (f"#{quote(fragment, safe='')}" if fragment else "")
 
 
-def _fold_keys(raw: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+def _fold_keys(
+    raw: dict[str, Any], known: tuple[str, ...], spelled: frozenset[str]
+) -> dict[str, Any]:
+    """`raw` with its keys in the canonical spelling (Go matches keys case-insensitively)."""
+    if spelled.issuperset(raw):
+        return raw  # what Go and ferry write: nothing to fold
     canonical = {k.lower(): k for k in known}
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -228,7 +249,7 @@ def _callback(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        if not _string(_fold_keys(value, _URL_KEYS), "Host"):
+        if not _string(_fold_keys(value, _URL_KEYS, _GO_URL_FIELDS), "Host"):
             return ""  # Go's zero url.URL: no callback
         return url_from_go(value)
     raise DecodeError(f"CallbackUrl must be a URL string or object, got {type(value).__name__}")
