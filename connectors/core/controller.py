@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
+from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.errors import FerryError
+from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
-from connectors.core.topicmap import FunctionInfo, TopicMapRefresher
+from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
 
 log = logging.getLogger("ferry.connector")
 
@@ -91,6 +95,49 @@ class Controller:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @classmethod
+    def build(
+        cls,
+        connector: str,
+        *,
+        settings: ConnectorSettings,
+        gateway: GatewaySettings,
+        retry: RetrySettings,
+        registry: CollectorRegistry,
+        on_rebuild: Callable[[TopicMap], None] | None = None,
+    ) -> Controller:
+        """The SDK wired as every connector needs it: one pooled gateway client, a topic map
+        whose size and failed rebuilds land in the connector metrics, the retry policy."""
+        metrics = ConnectorMetrics(registry, settings.max_inflight)
+        client = GatewayClient(gateway, max_inflight=settings.max_inflight)
+
+        def rebuilt(topic_map: TopicMap) -> None:
+            metrics.topic_map_size.set(topic_map.size)
+            if on_rebuild is not None:
+                on_rebuild(topic_map)
+
+        topics = TopicMapRefresher(
+            client,
+            interval=settings.rebuild_interval,
+            delimiter=settings.topic_delimiter,
+            namespace=settings.namespace,
+            on_rebuild=rebuilt,
+            on_failure=lambda _: metrics.topic_map_failures.inc(),
+        )
+        return cls(
+            connector=connector,
+            settings=settings,
+            invoker=Invoker(client),
+            policy=RetryPolicy.from_settings(retry),
+            topics=topics,
+            metrics=metrics,
+            print_response_body=gateway.print_response_body,
+        )
+
+    @property
+    def gateway(self) -> GatewayClient:
+        return self.invoker.client
 
     def subscribe(self, subscriber: ResponseSubscriber) -> None:
         self.subscribers.append(subscriber)

@@ -15,14 +15,10 @@ import uuid
 
 from prometheus_client import CollectorRegistry
 
-from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
-from connectors.core.gateway import GatewayClient
-from connectors.core.invoker import Invoker
-from connectors.core.retry import RetryPolicy
-from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
+from connectors.core.topicmap import FunctionInfo, TopicMap
 from connectors.cron.claims import ClaimError, JetStreamClaims, LocalClaims, SlotClaims
 from connectors.cron.clock import Clock, SystemClock
 from connectors.cron.config import (
@@ -48,26 +44,18 @@ class CronConnector:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.registry = CollectorRegistry()
-        self.metrics = ConnectorMetrics(self.registry, config.connector.max_inflight)
-        self.cron_metrics = CronMetrics(self.registry)
-        self.gateway = GatewayClient(config.gateway, max_inflight=config.connector.max_inflight)
-        self.topics = TopicMapRefresher(
-            self.gateway,
-            interval=config.connector.rebuild_interval,
-            delimiter=config.connector.topic_delimiter,
-            namespace=config.connector.namespace,
-            on_rebuild=self._rebuilt,
-            on_failure=lambda _: self.metrics.topic_map_failures.inc(),
-        )
-        self.controller = Controller(
-            connector=CONNECTOR,
+        self.controller = Controller.build(
+            CONNECTOR,
             settings=config.connector,
-            invoker=Invoker(self.gateway),
-            policy=RetryPolicy.from_settings(config.retry),
-            topics=self.topics,
-            metrics=self.metrics,
-            print_response_body=config.gateway.print_response_body,
+            gateway=config.gateway,
+            retry=config.retry,
+            registry=self.registry,
+            on_rebuild=self._rebuilt,
         )
+        self.metrics = self.controller.metrics
+        self.gateway = self.controller.gateway
+        self.topics = self.controller.topics
+        self.cron_metrics = CronMetrics(self.registry)
         self.claims: SlotClaims = LocalClaims()
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.firer = Firer(
@@ -142,7 +130,6 @@ class CronConnector:
     # -- schedules -------------------------------------------------------------------------
 
     def _rebuilt(self, topic_map: TopicMap) -> None:
-        self.metrics.topic_map_size.set(topic_map.size)
         if self._running:
             self._reconcile(topic_map)
 

@@ -23,12 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Abandoned, Controller
-from connectors.core.gateway import GatewayClient
-from connectors.core.invoker import Invoker
-from connectors.core.retry import RetryPolicy
-from connectors.core.topicmap import TopicMapRefresher
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
 from connectors.kafka.config import KafkaConnectorConfig
@@ -62,26 +57,17 @@ class KafkaConnector:
         self.config = config
         self.kafka = config.kafka
         self.registry = CollectorRegistry()
-        self.metrics = ConnectorMetrics(self.registry, config.connector.max_inflight)
-        self.kafka_metrics = KafkaMetrics(self.registry)
-        self.gateway = GatewayClient(config.gateway, max_inflight=config.connector.max_inflight)
-        self.refresher = TopicMapRefresher(
-            self.gateway,
-            interval=config.connector.rebuild_interval,
-            delimiter=config.connector.topic_delimiter,
-            namespace=config.connector.namespace,
-            on_rebuild=lambda new: self.metrics.topic_map_size.set(new.size),
-            on_failure=lambda _: self.metrics.topic_map_failures.inc(),
-        )
-        self.controller = Controller(
-            connector=self.name,
+        self.controller = Controller.build(
+            self.name,
             settings=config.connector,
-            invoker=Invoker(self.gateway),
-            policy=RetryPolicy.from_settings(config.retry),
-            topics=self.refresher,
-            metrics=self.metrics,
-            print_response_body=config.gateway.print_response_body,
+            gateway=config.gateway,
+            retry=config.retry,
+            registry=self.registry,
         )
+        self.metrics = self.controller.metrics
+        self.gateway = self.controller.gateway
+        self.refresher = self.controller.topics
+        self.kafka_metrics = KafkaMetrics(self.registry)
         self.security = client.security_options(config.security)
         self.tracker: CommitTracker[TopicPartition] = CommitTracker()
         self.lanes: LaneScheduler[Work] = LaneScheduler(

@@ -14,15 +14,10 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
-from connectors.core.gateway import GatewayClient
-from connectors.core.invoker import Invoker
-from connectors.core.retry import RetryPolicy
 from connectors.core.slots import Slots
-from connectors.core.topicmap import TopicMapRefresher
 from connectors.sqs.client import SqsClient, SqsError, region_from_url
 from connectors.sqs.config import SqsConnectorConfig
 from connectors.sqs.deleter import BatchDeleter
@@ -45,26 +40,17 @@ class SqsConnector:
         self.config = config
         sqs = config.sqs
         self.registry = CollectorRegistry()
-        self.metrics = ConnectorMetrics(self.registry, config.connector.max_inflight)
-        self.sqs_metrics = SqsMetrics(self.registry)
-        self.gateway = GatewayClient(config.gateway, max_inflight=config.connector.max_inflight)
-        self.topics = TopicMapRefresher(
-            self.gateway,
-            interval=config.connector.rebuild_interval,
-            delimiter=config.connector.topic_delimiter,
-            namespace=config.connector.namespace,
-            on_rebuild=lambda m: self.metrics.topic_map_size.set(m.size),
-            on_failure=lambda _: self.metrics.topic_map_failures.inc(),
-        )
-        self.controller = Controller(
-            connector=CONNECTOR,
+        self.controller = Controller.build(
+            CONNECTOR,
             settings=config.connector,
-            invoker=Invoker(self.gateway),
-            policy=RetryPolicy.from_settings(config.retry),
-            topics=self.topics,
-            metrics=self.metrics,
-            print_response_body=config.gateway.print_response_body,
+            gateway=config.gateway,
+            retry=config.retry,
+            registry=self.registry,
         )
+        self.metrics = self.controller.metrics
+        self.gateway = self.controller.gateway
+        self.topics = self.controller.topics
+        self.sqs_metrics = SqsMetrics(self.registry)
         self.client = SqsClient(
             endpoint_url=sqs.endpoint_url,
             region=sqs.aws_region or region_from_url(sqs.queue_url[0]),
