@@ -3,23 +3,15 @@ and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually, free_port
-from tests.support.procs import FerryProcess
+from tests.support.procs import FerryProcess, run_to_exit
 
 
 async def _exit(env: dict[str, str]) -> tuple[int, str]:
-    proc = await FerryProcess("cron-connector", {"health_port": "0", **env}).start()
-    assert proc.process is not None
-    try:
-        code = await asyncio.wait_for(proc.process.wait(), 30)
-        return code, proc.output().strip()
-    finally:
-        await proc.close()
+    return await run_to_exit("cron-connector", env)
 
 
 @pytest.mark.parametrize(

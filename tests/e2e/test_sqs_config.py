@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.procs import FerryProcess
+from tests.support.procs import run_to_exit
 
 
 async def _exit(env: dict[str, str]) -> tuple[int, str]:
-    proc = await FerryProcess("sqs-connector", {"health_port": "0", **env}).start()
-    assert proc.process is not None
-    try:
-        code = await asyncio.wait_for(proc.process.wait(), 30)
-        return code, proc.output().strip()
-    finally:
-        await proc.close()
+    return await run_to_exit("sqs-connector", env)
 
 
 @pytest.mark.parametrize(

@@ -62,3 +62,14 @@ class FerryProcess:
             await self.kill()
         self.log.close()
         os.unlink(self.log.name)
+
+
+async def run_to_exit(command: str, env: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
+    """Run `ferry COMMAND` until it exits by itself; return its status and what it printed."""
+    proc = await FerryProcess(command, {"health_port": "0", **env}).start()
+    assert proc.process is not None
+    try:
+        code = await asyncio.wait_for(proc.process.wait(), timeout)
+        return code, proc.output().strip()
+    finally:
+        await proc.close()
