@@ -30,6 +30,7 @@ from queue_worker import codec, jetstream
 from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.deadletter import DeadLetterWriter
+from queue_worker.jetstream import PublishError
 from queue_worker.layout import durable_name, queue_subject
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.progress import ProgressKeeper
@@ -38,7 +39,8 @@ from queue_worker.puller import Puller
 log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
-REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding requests at least this often
+REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding pull requests at least this often
+HAND_BACK_DELAY_SECONDS = 5.0  # after a fault of ours (e.g. the dead-letter stream unwritable)
 
 
 class QueueWorker:
@@ -183,9 +185,12 @@ class QueueWorker:
         except asyncio.CancelledError:
             await self._hand_back(msg)
             raise
+        except PublishError as exc:
+            log.warning("could not record an outcome, handing the message back: %s", exc)
+            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         except Exception:
             log.exception("unexpected error handling a message; handing it back")
-            await self._hand_back(msg)
+            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         finally:
             slot.release()
             self.progress.release(msg)
@@ -245,9 +250,10 @@ class QueueWorker:
         outcome = await self.callbacks.deliver(callback)
         self.metrics.callbacks.labels(outcome.value).inc()
 
-    async def _hand_back(self, msg: Msg) -> None:
+    async def _hand_back(self, msg: Msg, delay: float | None = None) -> None:
+        """Return a message unfinished (after `delay`, so a fault of ours is not a hot loop)."""
         with contextlib.suppress(NatsError, TimeoutError):
-            await msg.nak()
+            await msg.nak(delay=delay)
 
     def _log_attempt(
         self, request: QueueRequest, result: InvocationResult, outcome: Outcome

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 from aiohttp import web
@@ -106,3 +108,23 @@ async def test_an_unreachable_function_is_retried_and_reported_as_503(
 
 async def _drained(queue: QueueUnderTest) -> bool:
     return await queue.pending() == 0
+
+
+async def test_a_failure_that_cannot_be_dead_lettered_stays_queued_until_it_can(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    from queue_worker.jetstream import dead_letter_stream_config, ensure_stream
+
+    gateway.function("broken", lambda call: web.Response(status=500))
+    async with queue.worker(max_retry_attempts="1"):
+        await queue.js.delete_stream(queue.dead_stream)  # the dead-letter stream is gone
+        await queue.publish("broken", b"keep me")
+        await eventually(lambda: gateway.calls_to("broken"), what="the failing call")
+        assert await queue.pending() == 1  # handed back, not acknowledged
+        await ensure_stream(queue.js, dead_letter_stream_config(queue.dead_stream))
+        await eventually(queue.dead_letters, 30, what="the dead letter once it can be written")
+        await eventually(lambda: _drained(queue), what="acknowledged after that")
+    (dead,) = await queue.dead_letters()
+    assert json.loads(dead.data)["Body"] == base64.b64encode(b"keep me").decode()
+    # handed back with a pause, not redelivered in a tight loop
+    assert len(gateway.calls_to("broken")) == 2
