@@ -20,23 +20,22 @@ from connectors.core.gateway import GatewayClient
 from connectors.core.retry import Outcome, RetryPolicy, parse_retry_after
 from connectors.core.version import USER_AGENT
 
-# Headers that describe one hop of a connection, not the request; never forwarded.
+# Headers that describe one hop of a connection, not the request (RFC 9110, 7.6.1).
 HOP_BY_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Host",
-        "Content-Length",
-    )
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
+# What is never copied onto a new request: hop-by-hop, and what the client library rebuilds.
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 
 UNREACHABLE_STATUS = 503
 
@@ -45,7 +44,7 @@ def forwardable(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     """Copy of `headers` without hop-by-hop ones."""
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers:
-        if name.lower() not in HOP_BY_HOP:
+        if name.lower() not in NOT_FORWARDED:
             out.add(name, value)
     return out
 

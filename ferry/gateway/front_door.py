@@ -15,6 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from connectors.core.errors import CallbackRefused
+from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.urlguard import CallbackPolicy
 from ferry.gateway.functions import FunctionCatalog
 from ferry.gateway.metrics import GatewayMetrics
@@ -23,22 +24,9 @@ from queue_worker.publisher import Publisher, build_request
 
 log = logging.getLogger("ferry.gateway")
 
-# Headers that describe one hop or are rebuilt by whoever re-sends the request.
-NOT_QUEUED = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-        "x-start-time",
-    }
-)
+# Not stored in the queued request: one hop's headers, those the worker's client rebuilds,
+# and X-Start-Time, which the front door sets itself.
+NOT_QUEUED = NOT_FORWARDED | {"x-start-time"}
 
 
 class TooLarge(Exception):

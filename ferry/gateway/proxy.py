@@ -12,23 +12,11 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from connectors.core.invoker import HOP_BY_HOP
 from ferry.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("ferry.gateway")
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 CHUNK = 64 * 1024
 
 
