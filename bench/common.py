@@ -107,8 +107,13 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[index]
 
 
-async def raw_post_rate(url: str, concurrency: int, count: int, body: bytes) -> float:
-    """The ceiling: a bare aiohttp client POSTing `count` requests at `concurrency`."""
+async def raw_post_rate(
+    url: str, concurrency: int, count: int, body: bytes, then: str | None = None
+) -> float:
+    """The ceiling: a bare aiohttp client POSTing `count` requests at `concurrency`.
+
+    With `then`, each answer is POSTed on to that URL too, as a worker sends a callback.
+    """
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -120,7 +125,10 @@ async def raw_post_rate(url: str, concurrency: int, count: int, body: bytes) -> 
             while remaining > 0:
                 remaining -= 1
                 async with session.post(url, data=body) as response:
-                    await response.read()
+                    answer = await response.read()
+                if then is not None:
+                    async with session.post(then, data=answer) as response:
+                        await response.read()
 
         started = time.perf_counter()
         await asyncio.gather(*(one_worker() for _ in range(concurrency)))

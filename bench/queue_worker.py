@@ -206,6 +206,15 @@ async def run(scenario: Scenario) -> dict[str, float]:
             )
             results["raw POST ceiling/s"] = ceiling
             results["ratio to ceiling"] = results["messages/s end to end"] / ceiling
+            both = await raw_post_rate(
+                f"{fn_url}/function/bench",
+                scenario.max_inflight,
+                scenario.count,
+                BODY,
+                then=f"{fn_url}/callback",
+            )
+            results["raw POST+callback ceiling/s"] = both
+            results["ratio to that"] = results["messages/s end to end"] / both
         else:
             ideal = scenario.max_inflight / scenario.delay
             results["ideal invocations/s"] = ideal
