@@ -9,6 +9,7 @@ sent (`GuardedResolver`), so a DNS answer that changes in between cannot reach a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -69,6 +70,9 @@ class CallbackPolicy:
 
     def check_url(self, url: str) -> str:
         """Validate the URL's text; return its host. Raises CallbackRefused with a reason."""
+        return _checked_host(self, url)
+
+    def _check_url(self, url: str) -> str:
         try:
             parts = urlsplit(url)
             host = parts.hostname
@@ -86,6 +90,13 @@ class CallbackPolicy:
         if not self.address_allowed(address):
             raise CallbackRefused(f"callback host {host} is a private or loopback address")
         return host
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_host(policy: CallbackPolicy, url: str) -> str:
+    """Callers reuse a few callback URLs: remember the verdicts on their text (refusals raise
+    and are not remembered). Addresses are still checked on every connection."""
+    return policy._check_url(url)
 
 
 class GuardedResolver(AbstractResolver):
