@@ -58,6 +58,19 @@ class Abandoned(FerryError):
     outcome and must not be acknowledged (the broker delivers it again)."""
 
 
+class ConnectorConfig(Protocol):
+    """The setting groups every connector's config object nests."""
+
+    @property
+    def connector(self) -> ConnectorSettings: ...
+
+    @property
+    def gateway(self) -> GatewaySettings: ...
+
+    @property
+    def retry(self) -> RetrySettings: ...
+
+
 class ResponseSubscriber(Protocol):
     """Told of every final delivery; must not block (queue work of its own if slow)."""
 
@@ -100,15 +113,13 @@ class Controller:
     def build(
         cls,
         connector: str,
-        *,
-        settings: ConnectorSettings,
-        gateway: GatewaySettings,
-        retry: RetrySettings,
+        config: ConnectorConfig,
         registry: CollectorRegistry,
         on_rebuild: Callable[[TopicMap], None] | None = None,
     ) -> Controller:
         """The SDK wired as every connector needs it: one pooled gateway client, a topic map
         whose size and failed rebuilds land in the connector metrics, the retry policy."""
+        settings, gateway = config.connector, config.gateway
         metrics = ConnectorMetrics(registry, settings.max_inflight)
         client = GatewayClient(gateway, max_inflight=settings.max_inflight)
 
@@ -129,7 +140,7 @@ class Controller:
             connector=connector,
             settings=settings,
             invoker=Invoker(client),
-            policy=RetryPolicy.from_settings(retry),
+            policy=RetryPolicy.from_settings(config.retry),
             topics=topics,
             metrics=metrics,
             print_response_body=gateway.print_response_body,

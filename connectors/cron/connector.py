@@ -45,12 +45,7 @@ class CronConnector:
         self.clock: Clock = clock or SystemClock()
         self.registry = CollectorRegistry()
         self.controller = Controller.build(
-            CONNECTOR,
-            settings=config.connector,
-            gateway=config.gateway,
-            retry=config.retry,
-            registry=self.registry,
-            on_rebuild=self._rebuilt,
+            CONNECTOR, config, self.registry, on_rebuild=self._rebuilt
         )
         self.metrics = self.controller.metrics
         self.gateway = self.controller.gateway

@@ -57,13 +57,7 @@ class KafkaConnector:
         self.config = config
         self.kafka = config.kafka
         self.registry = CollectorRegistry()
-        self.controller = Controller.build(
-            self.name,
-            settings=config.connector,
-            gateway=config.gateway,
-            retry=config.retry,
-            registry=self.registry,
-        )
+        self.controller = Controller.build(self.name, config, self.registry)
         self.metrics = self.controller.metrics
         self.gateway = self.controller.gateway
         self.refresher = self.controller.topics

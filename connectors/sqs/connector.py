@@ -40,13 +40,7 @@ class SqsConnector:
         self.config = config
         sqs = config.sqs
         self.registry = CollectorRegistry()
-        self.controller = Controller.build(
-            CONNECTOR,
-            settings=config.connector,
-            gateway=config.gateway,
-            retry=config.retry,
-            registry=self.registry,
-        )
+        self.controller = Controller.build(CONNECTOR, config, self.registry)
         self.metrics = self.controller.metrics
         self.gateway = self.controller.gateway
         self.topics = self.controller.topics
