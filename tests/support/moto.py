@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
 import pytest
 
-from tests.support.brokers import stop_process, test_environ, venv_bin
-from tests.support.ports import free_port, wait_for_port
+from tests.support.brokers import ChildServer, test_environ, venv_bin
 
 # botocore must never look for instance credentials on the network (benchmarks import this too)
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -28,26 +26,16 @@ CREDENTIALS = {
 
 
 @dataclass
-class MotoServer:
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
+class MotoServer(ChildServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> MotoServer:
-        self.process = subprocess.Popen(
-            [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            env=test_environ(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-        return self
+    def command(self) -> list[str]:
+        return [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
 
-    def stop(self) -> None:
-        stop_process(self.process)
+    def environment(self) -> dict[str, str]:
+        return test_environ()
 
     @asynccontextmanager
     async def sqs(self) -> AsyncIterator[Any]:
