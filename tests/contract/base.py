@@ -12,7 +12,7 @@ import asyncio
 
 from aiohttp import web
 
-from tests.support.http import Call, FakeGateway
+from tests.support.http import Call, FakeGateway, held_until
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
 
@@ -93,11 +93,7 @@ class SourceContract:
     ) -> None:
         release = asyncio.Event()
 
-        async def held(call: Call) -> web.Response:
-            await release.wait()
-            return web.Response(text="done")
-
-        gateway.function(FUNCTION, held)
+        gateway.function(FUNCTION, held_until(release))
         await harness.send(b"held")
         proc = await harness.start()
         await eventually(lambda: gateway.calls_to(FUNCTION), 60, what="the call to start")

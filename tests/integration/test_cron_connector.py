@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
 from tests.support.clock import FakeClock
 from tests.support.cron import cron, sample, scheduled, skipped, utc
-from tests.support.http import Call, FakeGateway
+from tests.support.http import FakeGateway, held_until
 from tests.support.ports import eventually
 
 
@@ -88,12 +86,8 @@ async def test_call_carries_cron_headers_and_a_deterministic_call_id(gateway: Fa
 async def test_forbid_skips_a_slot_while_the_previous_call_runs(gateway: FakeGateway) -> None:
     release = asyncio.Event()
 
-    async def held(call: Call) -> web.Response:
-        await release.wait()
-        return web.Response(text="done")
-
     gateway.subscribe("long", "cron-function", schedule="* * * * *")
-    gateway.function("long", held)
+    gateway.function("long", held_until(release))
     clock = FakeClock(utc("2026-01-01T10:00:30"))
     async with cron(gateway, clock) as connector:
         await clock.settle(1)
@@ -111,12 +105,8 @@ async def test_forbid_skips_a_slot_while_the_previous_call_runs(gateway: FakeGat
 async def test_allow_starts_another_call_while_the_previous_runs(gateway: FakeGateway) -> None:
     release = asyncio.Event()
 
-    async def held(call: Call) -> web.Response:
-        await release.wait()
-        return web.Response(text="done")
-
     gateway.subscribe("long", "cron-function", schedule="* * * * *")
-    gateway.function("long", held)
+    gateway.function("long", held_until(release))
     clock = FakeClock(utc("2026-01-01T10:00:30"))
     async with cron(gateway, clock, concurrency_policy="allow"):
         await clock.settle(1)

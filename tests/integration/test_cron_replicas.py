@@ -13,7 +13,7 @@ from aiohttp import web
 from tests.support.brokers import NatsServer
 from tests.support.clock import FakeClock
 from tests.support.cron import cron, skipped, utc
-from tests.support.http import Call, FakeGateway
+from tests.support.http import FakeGateway, held_until
 from tests.support.ports import eventually
 
 
@@ -56,12 +56,8 @@ async def test_forbid_holds_across_replicas_sharing_nats(
 ) -> None:
     release = asyncio.Event()
 
-    async def held(call: Call) -> web.Response:
-        await release.wait()
-        return web.Response(text="done")
-
     gateway.subscribe("long", "cron-function", schedule="* * * * *")
-    gateway.function("long", held)
+    gateway.function("long", held_until(release))
     clock = FakeClock(utc("2026-01-01T10:00:30"))
     env = {
         "nats_url": nats_server.url,

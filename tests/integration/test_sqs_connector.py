@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.contract.test_sqs_contract import sqs_env
-from tests.support.http import Call, FakeGateway
+from tests.support.http import Call, FakeGateway, held_until
 from tests.support.moto import MotoServer, Queues
 from tests.support.ports import eventually, free_port
 from tests.support.procs import FerryProcess
@@ -213,11 +213,7 @@ async def test_sigterm_makes_unfinished_messages_visible_again(
     gateway.subscribe("fn", topic(url))
     release = asyncio.Event()
 
-    async def stuck(call: Call) -> web.Response:
-        await release.wait()
-        return web.Response(text="late")
-
-    gateway.function("fn", stuck)
+    gateway.function("fn", held_until(release, "late"))
     await queues.send(url, "unfinished")
     proc = await run.start(url, visibility_timeout="30s", graceful_timeout="1s")
     await eventually(lambda: gateway.calls_to("fn"), 30, what="the call to start")

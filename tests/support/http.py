@@ -31,6 +31,16 @@ async def _ok(call: Call) -> web.StreamResponse:
     return web.Response(status=200, body=call.body, headers={"Content-Type": "text/plain"})
 
 
+def held_until(release: asyncio.Event, text: str = "done") -> Handler:
+    """A function that answers 200 only once `release` is set (a call that stays in flight)."""
+
+    async def held(call: Call) -> web.Response:
+        await release.wait()
+        return web.Response(text=text)
+
+    return held
+
+
 class FakeGateway:
     """Serves `/function/{name}[/{path}]` from per-function handlers and records every call.
 
