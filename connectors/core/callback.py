@@ -17,8 +17,6 @@ import random
 import time
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDict
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -29,7 +27,8 @@ from tenacity import (
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
-from connectors.core.invoker import InvocationResult, forwardable
+from connectors.core.http1 import Http1Client, HttpError, InvalidRequest
+from connectors.core.invoker import NOT_FORWARDED, InvocationResult
 from connectors.core.urlguard import CallbackPolicy, GuardedResolver
 from connectors.core.version import USER_AGENT
 
@@ -37,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Ferry-Signature"
 FIRST_RETRY_WAIT = 0.2  # seconds; later waits double up to callback_max_wait
+SET_HERE = frozenset({"user-agent", SIGNATURE_HEADER.lower()})  # never taken from the function
 RETRYABLE_CALLBACK_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -51,9 +51,23 @@ class CallbackOutcome(enum.Enum):
 class Callback:
     url: str
     body: bytes
-    headers: CIMultiDict[str]
+    headers: list[tuple[str, str]]
     call_id: str
     function: str
+
+
+SUMMARY_HEADERS = (
+    "X-Call-Id",
+    "X-Function-Name",
+    "X-Function-Status",
+    "X-Duration-Seconds",
+    "X-Start-Time",
+    "X-Retry",
+    "X-Retry-Max",
+)
+# Of the function's own headers, these never reach the callback: hop-by-hop ones, what the
+# body no longer has (it is passed on decoded), and what ferry sets itself.
+_NOT_FROM_FUNCTION = NOT_FORWARDED | {"content-encoding"} | {h.lower() for h in SUMMARY_HEADERS}
 
 
 def result_headers(
@@ -62,17 +76,22 @@ def result_headers(
     call_id: str,
     start_time: str,
     retry_max: int,
-) -> CIMultiDict[str]:
+) -> list[tuple[str, str]]:
     """The headers of DESIGN.md: the function's own plus ferry's `X-*` summary."""
-    headers = forwardable(result.headers.items())
-    headers.popall("Content-Encoding", None)
-    headers["X-Call-Id"] = call_id
-    headers["X-Function-Name"] = result.function
-    headers["X-Function-Status"] = str(result.reported_status)
-    headers["X-Duration-Seconds"] = f"{result.duration:.6f}"
-    headers["X-Start-Time"] = start_time
-    headers["X-Retry"] = str(max(result.attempt - 1, 0))
-    headers["X-Retry-Max"] = str(retry_max)
+    headers = [(k, v) for k, v in result.headers.items() if k.lower() not in _NOT_FROM_FUNCTION]
+    headers += zip(
+        SUMMARY_HEADERS,
+        (
+            call_id,
+            result.function,
+            str(result.reported_status),
+            f"{result.duration:.6f}",
+            start_time,
+            str(max(result.attempt - 1, 0)),
+            str(retry_max),
+        ),
+        strict=True,
+    )
     return headers
 
 
@@ -102,29 +121,25 @@ class _RetryableCallbackError(Exception):
 
 
 class CallbackSender:
+    """Sends callbacks over its own connections, at most `concurrency` POSTs at once."""
+
     def __init__(self, settings: CallbackSettings, *, concurrency: int = 64) -> None:
         self.settings = settings
         self.policy = CallbackPolicy.from_settings(settings)
-        self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
-        self._session: aiohttp.ClientSession | None = None
+        self._http: Http1Client | None = None
 
     def check(self, url: str) -> None:
         """Raise CallbackRefused if `url` may never be called back."""
         self.policy.check_url(url)
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._concurrency, resolver=GuardedResolver(self.policy)
+    def http(self) -> Http1Client:
+        if self._http is None:
+            self._http = Http1Client(
+                limit=self._concurrency, resolver=GuardedResolver(self.policy), idle_timeout=30
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.settings.callback_timeout),
-                skip_auto_headers=("Content-Type",),
-            )
-        return self._session
+        return self._http
 
     async def deliver(self, callback: Callback) -> CallbackOutcome:
         """POST the callback with bounded retries; never raises for a delivery problem."""
@@ -133,19 +148,21 @@ class CallbackSender:
         except CallbackRefused as exc:
             log.warning("callback for call %s refused: %s", callback.call_id, exc)
             return CallbackOutcome.REFUSED
-        async with self._limit:
+        try:
+            status = await self._post(callback)  # the common case: one attempt, no retry state
+        except InvalidRequest as exc:
+            log.warning("callback for call %s cannot be sent: %s", callback.call_id, exc)
+            return CallbackOutcome.REFUSED
+        except _RetryableCallbackError as first_error:
+            if self.settings.callback_max_attempts == 1:
+                self._log_failure(callback, 1, first_error)
+                return CallbackOutcome.FAILED
             try:
-                status = await self._post(callback)  # the common case: one attempt, no retry state
-            except _RetryableCallbackError as first_error:
-                if self.settings.callback_max_attempts == 1:
-                    self._log_failure(callback, 1, first_error)
-                    return CallbackOutcome.FAILED
-                try:
-                    status = await self._retry(callback)
-                except RetryError as exc:
-                    attempts = self.settings.callback_max_attempts
-                    self._log_failure(callback, attempts, exc.last_attempt.exception())
-                    return CallbackOutcome.FAILED
+                status = await self._retry(callback)
+            except RetryError as exc:
+                attempts = self.settings.callback_max_attempts
+                self._log_failure(callback, attempts, exc.last_attempt.exception())
+                return CallbackOutcome.FAILED
         if 200 <= status < 400:
             log.debug("callback for call %s delivered (%d)", callback.call_id, status)
             return CallbackOutcome.DELIVERED
@@ -179,24 +196,30 @@ class CallbackSender:
         )
 
     async def _post(self, callback: Callback) -> int:
-        headers = CIMultiDict(callback.headers)
-        headers["User-Agent"] = USER_AGENT
+        headers = [(k, v) for k, v in callback.headers if k.lower() not in SET_HERE]
+        headers.append(("User-Agent", USER_AGENT))
         if self.settings.callback_signing_secret:
-            headers[SIGNATURE_HEADER] = sign(
-                self.settings.callback_signing_secret, callback.body, int(time.time())
-            )
+            signature = sign(self.settings.callback_signing_secret, callback.body, int(time.time()))
+            headers.append((SIGNATURE_HEADER, signature))
         try:
-            async with self.session.post(
-                callback.url, data=callback.body, headers=headers, allow_redirects=False
-            ) as response:
-                await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _RetryableCallbackError(f"{exc.__class__.__name__}: {exc}") from exc
+            response = await self.http.request(
+                "POST",
+                callback.url,
+                headers=headers,
+                body=callback.body,
+                timeout=self.settings.callback_timeout,
+            )
+        except TimeoutError:
+            raise _RetryableCallbackError(
+                f"timed out after {self.settings.callback_timeout:g}s"
+            ) from None
+        except HttpError as exc:
+            raise _RetryableCallbackError(str(exc)) from exc
         if response.status in RETRYABLE_CALLBACK_STATUSES:
             raise _RetryableCallbackError(f"receiver answered {response.status}")
         return response.status
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

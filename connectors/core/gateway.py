@@ -9,6 +9,7 @@ import aiohttp
 
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import ConfigError
+from connectors.core.http1 import Http1Client
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,26 @@ def read_basic_auth(secret_mount_path: str) -> aiohttp.BasicAuth:
 
 
 class GatewayClient:
-    """A keep-alive `aiohttp.ClientSession` sized for `max_inflight` calls to the gateway."""
+    """The process's way to its gateway, sized for `max_inflight` calls.
+
+    Invocations, made once per message, go through the lean `http` client; the rare calls
+    (the topic map, the proxy) through an aiohttp `session`.
+    """
 
     def __init__(self, settings: GatewaySettings, *, max_inflight: int) -> None:
         self.settings = settings
         self.base_url = settings.gateway_url.rstrip("/")
         self.auth = read_basic_auth(settings.secret_mount_path) if settings.basic_auth else None
+        self.authorization = self.auth.encode() if self.auth is not None else None
         self._limit = max(max_inflight, 1) + 8
         self._session: aiohttp.ClientSession | None = None
+        self._http: Http1Client | None = None
+
+    @property
+    def http(self) -> Http1Client:
+        if self._http is None:
+            self._http = Http1Client(limit=self._limit, idle_timeout=30)
+        return self._http
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -56,6 +69,9 @@ class GatewayClient:
         return f"{self.base_url}{path}"
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._session is not None:
             await self._session.close()
             self._session = None

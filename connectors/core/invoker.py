@@ -7,16 +7,15 @@ is a success, a retry after a delay, or a final failure.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.gateway import GatewayClient
+from connectors.core.http1 import HttpError, InvalidRequest
 from connectors.core.retry import Outcome, RetryPolicy, parse_retry_after
 from connectors.core.version import USER_AGENT
 
@@ -36,6 +35,10 @@ HOP_BY_HOP = frozenset(
 )
 # What is never copied onto a new request: hop-by-hop, and what the client library rebuilds.
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
+# What an invocation drops from the caller's headers: ferry sets its own User-Agent, and with
+# basic_auth the gateway's credentials replace the caller's, as in OpenFaaS.
+REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
+REPLACED_ON_INVOKE_WITH_AUTH = REPLACED_ON_INVOKE | {"authorization"}
 
 UNREACHABLE_STATUS = 503
 
@@ -106,32 +109,35 @@ class Invoker:
         self.client = client
 
     async def invoke(self, request: InvocationRequest, *, attempt: int = 1) -> InvocationResult:
-        headers = forwardable(request.headers)
-        headers["User-Agent"] = USER_AGENT
+        authorization = self.client.authorization
+        dropped = REPLACED_ON_INVOKE if authorization is None else REPLACED_ON_INVOKE_WITH_AUTH
+        headers = [(name, value) for name, value in request.headers if name.lower() not in dropped]
+        headers.append(("User-Agent", USER_AGENT))
+        if authorization is not None:
+            headers.append(("Authorization", authorization))
         started = time.monotonic()
         try:
-            async with self.client.session.request(
+            response = await self.client.http.request(
                 request.method,
                 self.client.url(request.url_path()),
-                data=request.body,
                 headers=headers,
-                allow_redirects=False,
-            ) as response:
-                body = await response.read()
-                return InvocationResult(
-                    function=request.function,
-                    status=response.status,
-                    attempt=attempt,
-                    duration=time.monotonic() - started,
-                    body=body,
-                    headers=response.headers,
-                )
+                body=request.body,
+                timeout=self.client.settings.upstream_timeout,
+            )
+            return InvocationResult(
+                function=request.function,
+                status=response.status,
+                attempt=attempt,
+                duration=time.monotonic() - started,
+                body=response.body,
+                headers=response.headers,
+            )
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
-        except aiohttp.ClientError as exc:
-            error = f"could not reach the gateway: {exc.__class__.__name__}: {exc}"
-        except asyncio.CancelledError:
-            raise
+        except HttpError as exc:
+            error = f"could not reach the gateway: {exc}"
+        except InvalidRequest as exc:
+            error = f"the request cannot be sent: {exc}"
         return InvocationResult(
             function=request.function,
             status=None,

@@ -9,19 +9,17 @@ sent (`GuardedResolver`), so a DNS answer that changes in between cannot reach a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
+from connectors.core.http1 import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -99,27 +97,28 @@ def _checked_host(policy: CallbackPolicy, url: str) -> str:
     return policy._check_url(url)
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves callback hosts and drops the addresses the policy refuses."""
+async def system_resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, by the system resolver, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    def __init__(self, policy: CallbackPolicy, inner: AbstractResolver | None = None) -> None:
+
+class GuardedResolver:
+    """Resolves callback hosts and drops the addresses the policy refuses (an `http1` resolver)."""
+
+    def __init__(self, policy: CallbackPolicy, inner: Resolver = system_resolve) -> None:
         self.policy = policy
-        self.inner = inner or DefaultResolver()
+        self.inner = inner
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self.inner.resolve(host, port, family)
+    async def __call__(self, host: str, port: int) -> list[str]:
+        addresses = await self.inner(host, port)
         if self.policy.host_listed(host):
-            return results
-        allowed = [r for r in results if self.policy.address_allowed(_address(r))]
+            return addresses
+        allowed = [a for a in addresses if self.policy.address_allowed(_address(a))]
         if not allowed:
             raise OSError(f"callback host {host} resolves only to refused addresses")
         return allowed
 
-    async def close(self) -> None:
-        await self.inner.close()
 
-
-def _address(result: dict[str, Any] | ResolveResult) -> IPAddress:
-    return ipaddress.ip_address(str(result["host"]).split("%")[0])
+def _address(text: str) -> IPAddress:
+    return ipaddress.ip_address(text.split("%")[0])

@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.support.http import Call, CallbackReceiver, FakeGateway
+from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
 COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat"
@@ -108,3 +109,32 @@ async def test_binary_body_reaches_the_function_unchanged(
     (call,) = gateway.calls_to("bin")
     assert call.method == "PUT"
     assert call.body == base64.b64decode("AAEC/v8=")
+
+
+async def test_with_basic_auth_the_gateway_gets_the_workers_credentials(
+    queue: QueueUnderTest, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    (tmp_path / "basic-auth-user").write_text("admin\n")
+    (tmp_path / "basic-auth-password").write_text("s3cret\n")
+    gateway.function("echo")
+    await queue.publish(
+        "echo", b"x", headers=[("Authorization", "Bearer caller"), ("User-Agent", "caller/1")]
+    )
+    async with queue.worker(basic_auth="true", secret_mount_path=str(tmp_path)):
+        await eventually(lambda: bool(gateway.calls_to("echo")), what="invoked")
+    (call,) = gateway.calls_to("echo")
+    expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    assert call.headers.getall("Authorization") == [expected]
+    assert call.headers.getall("User-Agent") == [call.headers["User-Agent"]]
+    assert call.headers["User-Agent"].startswith("ferry/")
+
+
+async def test_without_basic_auth_the_callers_authorization_is_passed_on(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    gateway.function("echo")
+    await queue.publish("echo", b"x", headers=[("Authorization", "Bearer caller")])
+    async with queue.worker():
+        await eventually(lambda: bool(gateway.calls_to("echo")), what="invoked")
+    (call,) = gateway.calls_to("echo")
+    assert call.headers.getall("Authorization") == ["Bearer caller"]
