@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -219,6 +220,9 @@ def _body(value: Any) -> bytes:
         raise DecodeError(f"Body is not valid base64: {exc}") from None
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+
+
 def _header(value: Any) -> dict[str, list[str]]:
     if value is None:
         return {}
@@ -230,7 +234,11 @@ def _header(value: Any) -> dict[str, list[str]]:
             values = [values]
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise DecodeError(f"Header {key!r} must be a list of strings")
-        out[str(key)] = list(values)
+        if not _HEADER_NAME.fullmatch(key):
+            raise DecodeError(f"Header name {key!r} is not a valid HTTP header name")
+        if any("\r" in v or "\n" in v or "\x00" in v for v in values):
+            raise DecodeError(f"Header {key!r} holds a CR, LF or NUL character")
+        out[key] = list(values)
     return out
 
 

@@ -63,6 +63,8 @@ def test_keys_are_read_in_any_letter_case() -> None:
         (b'{"Method": "POST"}', "Function is missing"),
         (b'{"Function": "f", "Body": "***"}', "Body is not valid base64"),
         (b'{"Function": "f", "Header": {"A": 1}}', "Header 'A'"),
+        (b'{"Function": "f", "Header": {"X-A": ["1\\r\\nHost: evil"]}}', "CR, LF or NUL"),
+        (b'{"Function": "f", "Header": {"Bad Name": ["1"]}}', "not a valid HTTP header name"),
         (b'{"Function": "f", "CallbackUrl": 5}', "CallbackUrl"),
         (b"\xff\xfe", "not JSON"),
     ],
@@ -100,13 +102,15 @@ def test_go_url_round_trips(url: str) -> None:
 
 text = st.text(st.characters(codec="utf-8"), max_size=20)
 header_name = st.from_regex(r"X-[A-Za-z][A-Za-z0-9-]{0,10}", fullmatch=True)
+# What an HTTP header value can carry: anything but CR, LF and NUL.
+header_value = st.text(st.characters(codec="utf-8", blacklist_characters="\r\n\x00"), max_size=20)
 
 
 @given(
     function=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{1,8})?", fullmatch=True),
     body=st.binary(max_size=200),
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
-    header=st.dictionaries(header_name, st.lists(text, min_size=1, max_size=3), max_size=4),
+    header=st.dictionaries(header_name, st.lists(header_value, min_size=1, max_size=3), max_size=4),
     path=st.from_regex(r"(/[a-z0-9]{1,5}){0,3}", fullmatch=True),
     query=st.from_regex(r"([a-z]=[a-z0-9%]{0,4}&?){0,3}", fullmatch=True),
     annotations=st.dictionaries(text, text, max_size=3),
