@@ -171,17 +171,18 @@ class QueueWorker:
                 slot.release()
                 await self._finish_undecodable(msg, str(exc))
                 return
-            attempt = min(msg.metadata.num_delivered or 1, self._policy(request).max_attempts)
+            policy = self._policy(request)
+            attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
             result = await self.invoker.invoke(_invocation(request), attempt=attempt)
             slot.release()
             self.metrics.duration.labels(request.function).observe(result.duration)
-            outcome = result.outcome(self._policy(request))
+            outcome = result.outcome(policy)
             self._log_attempt(request, result, outcome)
             if outcome.verdict is Verdict.RETRY:
                 self.metrics.retries.labels(request.function).inc()
                 await msg.nak(delay=outcome.delay)
                 return
-            await self._finish(msg, request, result, outcome)
+            await self._finish(msg, request, result, outcome, policy)
         except asyncio.CancelledError:
             await self._hand_back(msg)
             raise
@@ -199,7 +200,12 @@ class QueueWorker:
         return self.policy.for_function(request.annotations)
 
     async def _finish(
-        self, msg: Msg, request: QueueRequest, result: InvocationResult, outcome: Outcome
+        self,
+        msg: Msg,
+        request: QueueRequest,
+        result: InvocationResult,
+        outcome: Outcome,
+        policy: RetryPolicy,
     ) -> None:
         """Record a final outcome: dead letter if failed, then callback, then ack."""
         assert self._dead is not None
@@ -215,7 +221,7 @@ class QueueWorker:
             kind = "retries_exhausted" if outcome.exhausted else "not_retried"
             self.metrics.dead_letters.labels(request.function, kind).inc()
         if request.callback:
-            await self._send_callback(request, result)
+            await self._send_callback(request, result, policy.max_attempts)
         await msg.ack()
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
 
@@ -233,12 +239,11 @@ class QueueWorker:
         self.metrics.dead_letters.labels("", "undecodable").inc()
         await msg.ack_sync(timeout=5.0)
 
-    async def _send_callback(self, request: QueueRequest, result: InvocationResult) -> None:
+    async def _send_callback(
+        self, request: QueueRequest, result: InvocationResult, retry_max: int
+    ) -> None:
         headers = result_headers(
-            result,
-            call_id=request.call_id,
-            start_time=request.start_time,
-            retry_max=self._policy(request).max_attempts,
+            result, call_id=request.call_id, start_time=request.start_time, retry_max=retry_max
         )
         callback = Callback(
             url=request.callback,
@@ -258,13 +263,12 @@ class QueueWorker:
     def _log_attempt(
         self, request: QueueRequest, result: InvocationResult, outcome: Outcome
     ) -> None:
-        detail = result.error or f"status {result.status}"
         if outcome.verdict is Verdict.SUCCESS:
             log.debug(
-                "%s call %s: %s in %.3fs (attempt %d)",
+                "%s call %s: status %s in %.3fs (attempt %d)",
                 request.function,
                 request.call_id,
-                detail,
+                result.status,
                 result.duration,
                 result.attempt,
             )
@@ -275,7 +279,9 @@ class QueueWorker:
                     request.call_id,
                     result.body.decode("utf-8", "replace"),
                 )
-        elif outcome.verdict is Verdict.RETRY:
+            return
+        detail = result.error or f"status {result.status}"
+        if outcome.verdict is Verdict.RETRY:
             log.warning(
                 "%s call %s: %s (attempt %d), retrying in %.2fs",
                 request.function,

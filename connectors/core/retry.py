@@ -70,6 +70,8 @@ class RetryPolicy:
 
         A malformed annotation is logged and ignored: it must not fail the invocation.
         """
+        if not annotations:
+            return self
         changes: dict[str, object] = {}
         parsers = {
             ANNOTATION_ATTEMPTS: ("max_attempts", _positive_int),
