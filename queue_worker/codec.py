@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from connectors.core.errors import DecodeError
+from connectors.core.http1 import valid_header_name
 
 _KEYS = (
     "Header",
@@ -220,9 +220,6 @@ def _body(value: Any) -> bytes:
         raise DecodeError(f"Body is not valid base64: {exc}") from None
 
 
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
-
-
 def _header(value: Any) -> dict[str, list[str]]:
     if value is None:
         return {}
@@ -232,13 +229,16 @@ def _header(value: Any) -> dict[str, list[str]]:
     for key, values in value.items():
         if isinstance(values, str):
             values = [values]
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        if not isinstance(values, list):
             raise DecodeError(f"Header {key!r} must be a list of strings")
-        if not _HEADER_NAME.fullmatch(key):
+        for item in values:
+            if not isinstance(item, str):
+                raise DecodeError(f"Header {key!r} must be a list of strings")
+            if "\r" in item or "\n" in item or "\x00" in item:
+                raise DecodeError(f"Header {key!r} holds a CR, LF or NUL character")
+        if not valid_header_name(key):
             raise DecodeError(f"Header name {key!r} is not a valid HTTP header name")
-        if any("\r" in v or "\n" in v or "\x00" in v for v in values):
-            raise DecodeError(f"Header {key!r} holds a CR, LF or NUL character")
-        out[key] = list(values)
+        out[key] = values
     return out
 
 

@@ -41,12 +41,12 @@ _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN = re.compile(_TOKEN_CHARS.encode())
 _TOKEN_TEXT = re.compile(_TOKEN_CHARS)
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
-# Header names seen valid before: the same few names come on every call.
 _VALID_NAMES: set[str | bytes] = set()
 _VALID_NAMES_MAX = 4096
 
 
-def _valid_name(name: str | bytes) -> bool:
+def valid_header_name(name: str | bytes) -> bool:
+    """True for an RFC 9110 token (remembered: the same few names come on every call)."""
     if name in _VALID_NAMES:
         return True
     pattern = _TOKEN_TEXT if isinstance(name, str) else _TOKEN
@@ -121,7 +121,7 @@ def encode_head(
     """Request line and headers, with Host and Content-Length set here and nowhere else."""
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     for name, value in headers:
-        if not _valid_name(name):
+        if not valid_header_name(name):
             raise InvalidRequest(f"header name {name!r} is not a valid token")
         if "\r" in value or "\n" in value or "\x00" in value:
             raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
@@ -134,6 +134,11 @@ def encode_head(
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8")
+
+
+def _is_decimal(text: str, size: int | None = None) -> bool:
+    """ASCII digits only (str.isdigit alone also admits "²" and other Unicode digits)."""
+    return text.isascii() and text.isdigit() and (size is None or len(text) == size)
 
 
 class _Parser:
@@ -211,26 +216,27 @@ class _Parser:
             if len(self.buffer) > MAX_HEAD:
                 raise HttpError("answer head over 64 KiB")
             return False
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
+        # Latin-1 maps every byte to one character: one decode, and the bytes survive as they are.
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
         del self.buffer[: end + 4]
-        version, _, rest = lines[0].partition(b" ")
+        version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        if version not in ("HTTP/1.1", "HTTP/1.0") or not _is_decimal(code, 3):
             raise HttpError(f"malformed status line {lines[0][:100]!r}")
         status = int(code)
         pairs: list[tuple[str, str]] = []
         for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not _valid_name(name):
+            name, colon, value = line.partition(":")
+            if not colon or not valid_header_name(name):
                 raise HttpError(f"malformed header line {line[:100]!r}")
-            pairs.append((name.decode("latin-1"), value.strip(b" \t").decode("latin-1")))
+            pairs.append((name, value.strip(" \t")))
         if 100 <= status < 200:
             return True  # an interim answer (100 Continue, 103 Early Hints): the real one follows
         self.status = status
-        self.reason = rest[4:].decode("latin-1")
+        self.reason = rest[4:]
         self.headers = CIMultiDictProxy(CIMultiDict(pairs))
         connection = self.headers.get("Connection", "").lower()
-        self.keep_alive = version == b"HTTP/1.1" and "close" not in connection
+        self.keep_alive = version == "HTTP/1.1" and "close" not in connection
         self._frame()
         return True
 
@@ -252,7 +258,7 @@ class _Parser:
             return
         if lengths:
             values = {value.strip() for line in lengths for value in line.split(",")}
-            if len(values) != 1 or not (value := values.pop()).isdigit():
+            if len(values) != 1 or not _is_decimal(value := values.pop()):
                 raise HttpError(f"invalid Content-Length {lengths!r}")
             self.state, self.remaining = "length", int(value)
             return
