@@ -268,7 +268,9 @@ async def run(scenario: Scenario) -> dict[str, float]:
             elapsed = await drained(nc, started, timeout=180) - started
         await feeder.confirmed()
         results["messages/s end to end"] = scenario.count / elapsed
-        results["worker CPU (cores busy)"] = (worker.cpu_seconds() - cpu_before) / elapsed
+        worker_cpu = worker.cpu_seconds() - cpu_before
+        results["worker CPU (cores busy)"] = worker_cpu / elapsed
+        results["worker CPU µs/message"] = worker_cpu / scenario.count * 1e6
         results["function CPU (cores busy)"] = (fn_child.cpu_seconds() - fn_cpu_before) / elapsed
         results["nats-server CPU (cores busy)"] = (
             nats_child.cpu_seconds() - nats_cpu_before

@@ -289,11 +289,13 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection: one exchange at a time."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self._parser: _Parser | None = None
         self._waiter: asyncio.Future[Response] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def reusable(self) -> bool:
@@ -302,30 +304,41 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    async def exchange(
-        self, request: bytes, body: bytes, *, head_only: bool, deadline: float | None
-    ) -> Response:
-        """Write the request, wait for the answer (TimeoutError at `deadline`, loop time)."""
+    def send(
+        self, request: bytes, body: bytes, head_only: bool, deadline: float | None
+    ) -> asyncio.Future[Response]:
+        """Write the request; the future holds the answer (TimeoutError at `deadline`).
+
+        A plain method returning a future, with a timer handle for the deadline: this runs
+        twice per message, and a coroutine or asyncio.timeout() here costs more than the rest.
+        """
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
         self._parser = _Parser(head_only)
-        waiter: asyncio.Future[Response] = loop.create_future()
+        waiter: asyncio.Future[Response] = self.loop.create_future()
         self._waiter = waiter
         if len(body) <= 16384:
             self.transport.write(request + body)
         else:
             self.transport.writelines((request, body))
-        # A timer handle is cheaper than asyncio.timeout() on a path taken twice per message.
-        timer = None if deadline is None else loop.call_at(deadline, self._expire)
-        try:
-            return await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._expire)
+        return waiter
+
+    def _settle(self, response: Response | None, error: BaseException | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(response)  # type: ignore[arg-type]
 
     def _expire(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(TimeoutError())
+        self._timer = None
+        self._settle(None, TimeoutError())
         self.close()
 
     def data_received(self, data: bytes) -> None:
@@ -337,10 +350,10 @@ class _Connection(asyncio.Protocol):
             response = parser.feed(data)
         except HttpError as exc:
             self.close()
-            waiter.set_exception(exc)
+            self._settle(None, exc)
             return
         if response is not None:
-            waiter.set_result(response)
+            self._settle(response)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -349,19 +362,23 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         parser, waiter = self._parser, self._waiter
         if parser is None or waiter is None or waiter.done():
+            self._settle(None)
             return
         response = parser.finish_at_close()
         if response is not None:
-            waiter.set_result(response)
+            self._settle(response)
             return
         reason = f": {exc}" if exc else ""
         if not parser.got_bytes:
-            waiter.set_exception(_Stale(f"the server closed the connection{reason}"))
+            self._settle(None, _Stale(f"the server closed the connection{reason}"))
         else:
-            waiter.set_exception(HttpError(f"the connection closed mid-answer{reason}"))
+            self._settle(None, HttpError(f"the connection closed mid-answer{reason}"))
 
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -373,10 +390,14 @@ class _Limit:
         self.free = size
         self.waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self, deadline: float | None) -> None:
+    def try_acquire(self) -> bool:
         if self.free > 0 and not self.waiters:
             self.free -= 1
-            return
+            return True
+        return False
+
+    async def acquire(self, deadline: float | None) -> None:
+        """Wait for a slot (TimeoutError at `deadline`); call after try_acquire failed."""
         waiter = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         try:
@@ -429,36 +450,31 @@ class Http1Client:
         head = encode_head(method, target, origin, headers, len(body))
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        await self._slots.acquire(deadline)
+        slots = self._slots
+        if not slots.try_acquire():
+            await slots.acquire(deadline)
         try:
             connection = self._take_idle(origin)
-            if connection is not None:
+            while True:
+                reused = connection is not None
+                if connection is None:
+                    async with asyncio.timeout_at(deadline):
+                        connection = await self._connect(origin)
                 try:
-                    return await self._exchange(origin, connection, head, body, head_only, deadline)
+                    response = await connection.send(head, body, head_only, deadline)
                 except _Stale:
-                    pass  # the server had closed it: the request was never read
-            async with asyncio.timeout_at(deadline):
-                connection = await self._connect(origin)
-            return await self._exchange(origin, connection, head, body, head_only, deadline)
+                    connection.close()
+                    if not reused:
+                        raise
+                    connection = None  # the server had closed it unread: once more, anew
+                    continue
+                except BaseException:
+                    connection.close()
+                    raise
+                self._release(origin, connection)
+                return response
         finally:
-            self._slots.release()
-
-    async def _exchange(
-        self,
-        origin: Origin,
-        connection: _Connection,
-        head: bytes,
-        body: bytes,
-        head_only: bool,
-        deadline: float | None,
-    ) -> Response:
-        try:
-            response = await connection.exchange(head, body, head_only=head_only, deadline=deadline)
-        except BaseException:
-            connection.close()
-            raise
-        self._release(origin, connection)
-        return response
+            slots.release()
 
     def _take_idle(self, origin: Origin) -> _Connection | None:
         pool = self._idle.get(origin)
