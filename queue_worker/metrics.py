@@ -20,6 +20,12 @@ class QueueWorkerMetrics:
             "Invocations running now",
             registry=registry,
         )
+        self.finishing = Gauge(
+            "queue_worker_messages_finishing",
+            "Messages whose invocation ended and whose outcome (dead letter, callback, ack) "
+            "is still being recorded",
+            registry=registry,
+        )
         self.max_inflight = Gauge(
             "queue_worker_max_inflight", "Configured max_inflight", registry=registry
         )

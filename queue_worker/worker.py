@@ -41,6 +41,12 @@ log = logging.getLogger("ferry.queue_worker")
 PENDING_REFRESH_SECONDS = 5.0
 REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding pull requests at least this often
 HAND_BACK_DELAY_SECONDS = 5.0  # after a fault of ours (e.g. the dead-letter stream unwritable)
+# Messages whose invocation is over but whose outcome is still being recorded (mostly: waiting
+# on a callback) are held in memory and unacknowledged. Past this many per slot (at least 64),
+# the worker takes no new messages until some are done, so a callback receiver that is down
+# slows the worker instead of filling its memory.
+FINISHING_PER_SLOT = 4
+FINISHING_AT_LEAST = 64
 
 
 class QueueWorker:
@@ -57,6 +63,8 @@ class QueueWorker:
             config.callbacks, concurrency=max(16, min(config.max_inflight, 256))
         )
         self.slots = Slots(config.max_inflight)
+        self.finishing_limit = max(FINISHING_AT_LEAST, FINISHING_PER_SLOT * config.max_inflight)
+        self._finishing = 0
         self.progress = ProgressKeeper(config.ack_wait)
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = durable_name(config.queue_name)
@@ -117,6 +125,8 @@ class QueueWorker:
                     break
                 self._puller.changed.clear()
                 wanted = free - self._puller.outstanding
+                if self._finishing >= self.finishing_limit:
+                    wanted = 0
                 if wanted > 0 and self._puller.can_request() and self._connected:
                     try:
                         await self._puller.request(wanted)
@@ -163,6 +173,7 @@ class QueueWorker:
 
     async def _handle(self, msg: Msg) -> None:
         slot = _SlotHold(self)
+        finishing = False
         try:
             self.progress.hold(msg)
             try:
@@ -175,6 +186,8 @@ class QueueWorker:
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
             result = await self.invoker.invoke(_invocation(request), attempt=attempt)
             slot.release()
+            self._finish_started()
+            finishing = True
             self.metrics.duration.labels(request.function).observe(result.duration)
             outcome = result.outcome(policy)
             self._log_attempt(request, result, outcome)
@@ -194,7 +207,25 @@ class QueueWorker:
             await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         finally:
             slot.release()
+            if finishing:
+                self._finish_ended()
             self.progress.release(msg)
+
+    def _finish_started(self) -> None:
+        self._finishing += 1
+        self.metrics.finishing.inc()
+        if self._finishing == self.finishing_limit:
+            log.warning(
+                "%d results are waiting on their callbacks; taking no new messages until some "
+                "are delivered",
+                self._finishing,
+            )
+
+    def _finish_ended(self) -> None:
+        self._finishing -= 1
+        self.metrics.finishing.dec()
+        if self._finishing == self.finishing_limit - 1 and self._puller is not None:
+            self._puller.poke()  # below the limit again: the worker may ask for more
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from connectors.core.callback import verify_signature
@@ -78,3 +79,30 @@ async def test_a_failing_receiver_is_retried_then_gets_the_callback(
         await receiver.wait_for(3, timeout=30)
         await eventually(lambda: _drained(queue), what="acked")
     assert len({r.headers["X-Call-Id"] for r in receiver.received}) == 1
+
+
+async def test_a_receiver_that_is_down_stops_new_work_instead_of_filling_memory(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    """Results waiting on their callbacks are capped (64 with max_inflight=1): past that the
+    worker takes no new messages, and once the receiver is back every message completes."""
+    gateway.function("echo")
+    receiver.status = 503
+    for _ in range(100):
+        await queue.publish("echo", b"x", callback_url=receiver.url())
+    async with queue.worker(
+        max_inflight="1", callback_max_attempts="100", callback_max_wait="200ms"
+    ) as worker:
+        await eventually(lambda: len(gateway.calls_to("echo")) >= 64, what="64 invoked")
+        await asyncio.sleep(1.0)  # time enough to invoke all 100, were it not held back
+        invoked = len(gateway.calls_to("echo"))
+        finishing = worker.registry.get_sample_value("queue_worker_messages_finishing")
+        receiver.status = 200
+        await eventually(lambda: _drained(queue), timeout=60, what="all acked")
+    assert 64 <= invoked <= 65  # the cap, plus at most the one call in flight when it was hit
+    assert finishing is not None and finishing >= 64
+    assert len(gateway.calls_to("echo")) == 100
+    delivered = worker.registry.get_sample_value(
+        "queue_worker_callbacks_total", {"outcome": "delivered"}
+    )
+    assert delivered == 100
