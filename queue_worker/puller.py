@@ -86,19 +86,28 @@ class Puller:
     async def _receive(self, msg: Msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
-            self._delivered()
+            # A delivery takes a slot as it uses up a request's share, so what may be asked for
+            # is unchanged: the worker is woken only when a whole request is used up (one more
+            # may then be sent).
+            finished = self._delivered()
             self.deliver(msg)
-        elif status != "100":  # 404/408: the oldest request ended; 409: it was refused
+            if finished:
+                self.changed.set()
+            return
+        if status != "100":  # 404/408: the oldest request ended; 409: it was refused
             if status == "409" and msg.headers:
                 log.warning("pull request refused: %s", msg.headers.get("Description", ""))
             if self._requests:
                 self._requests.popleft()
         self.changed.set()
 
-    def _delivered(self) -> None:
+    def _delivered(self) -> bool:
+        """Count a delivery against the oldest request; True if that request is used up."""
         if self._requests:
             oldest = self._requests[0]
             oldest.remaining -= 1
             oldest.deadline = time.monotonic() + FORGET_AFTER
             if oldest.remaining <= 0:
                 self._requests.popleft()
+                return True
+        return False

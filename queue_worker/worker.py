@@ -113,34 +113,39 @@ class QueueWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._puller is not None:
+            self._puller.poke()
 
     async def run(self) -> None:
         assert self._puller is not None
         refresher = asyncio.create_task(self._refresh_pending())
         self.progress.start()
+        puller = self._puller
         try:
+            # One pass per event that may let the worker ask for more: a slot freed, a pull
+            # request ended, the finishing count fell below its limit, a reconnect, stop. Woken
+            # once or twice per message, so the pass itself makes no tasks.
             while not self._stopping.is_set():
-                free = await self.slots.wait_free_unless(self._stopping)
-                if free == 0:
-                    break
-                self._puller.changed.clear()
-                wanted = free - self._puller.outstanding
+                puller.changed.clear()
+                free = self.slots.free
+                wanted = free - puller.outstanding
                 if self._finishing >= self.finishing_limit:
                     wanted = 0
-                if wanted > 0 and self._puller.can_request() and self._connected:
+                if wanted > 0 and puller.can_request() and self._connected:
                     try:
-                        await self._puller.request(wanted)
+                        await puller.request(wanted)
                     except NatsError as exc:
                         log.warning("pull request failed, retrying: %s", exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._puller.changed.wait(), REQUEST_CHECK_SECONDS)
+                    async with asyncio.timeout(REQUEST_CHECK_SECONDS):
+                        await puller.changed.wait()
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
 
     async def drain(self, timeout: float) -> None:
         """Finish in-flight messages within `timeout`; hand the rest back to JetStream."""
-        self._stopping.set()
+        self.stop()
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
             if cancelled := await finish_or_cancel(self._tasks, timeout):
