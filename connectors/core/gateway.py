@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from connectors.core.http1 import Http1Client
 log = logging.getLogger(__name__)
 
 
-def read_basic_auth(secret_mount_path: str) -> aiohttp.BasicAuth:
-    """Gateway credentials from `basic-auth-user` and `basic-auth-password` files."""
+def read_basic_auth(secret_mount_path: str) -> str:
+    """The `Authorization` value for the credentials in `basic-auth-user` and
+    `basic-auth-password` (encoded as UTF-8, as Go's SetBasicAuth sends them)."""
     folder = Path(secret_mount_path)
     try:
         user = (folder / "basic-auth-user").read_text().strip()
@@ -25,7 +27,7 @@ def read_basic_auth(secret_mount_path: str) -> aiohttp.BasicAuth:
             f"basic_auth=true but the credentials could not be read from {folder}: "
             f"{exc.strerror or exc}"
         ) from None
-    return aiohttp.BasicAuth(user, password)
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class GatewayClient:
@@ -38,8 +40,9 @@ class GatewayClient:
     def __init__(self, settings: GatewaySettings, *, max_inflight: int) -> None:
         self.settings = settings
         self.base_url = settings.gateway_url.rstrip("/")
-        self.auth = read_basic_auth(settings.secret_mount_path) if settings.basic_auth else None
-        self.authorization = self.auth.encode() if self.auth is not None else None
+        self.authorization = (
+            read_basic_auth(settings.secret_mount_path) if settings.basic_auth else None
+        )
         self._limit = max(max_inflight, 1) + 8
         self._session: aiohttp.ClientSession | None = None
         self._http: Http1Client | None = None
@@ -58,7 +61,7 @@ class GatewayClient:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                auth=self.auth,
+                headers={"Authorization": self.authorization} if self.authorization else None,
                 timeout=aiohttp.ClientTimeout(total=self.settings.upstream_timeout),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Content-Type"),
