@@ -499,7 +499,9 @@ class Http1Client:
         loop = asyncio.get_running_loop()
         tls: ssl.SSLContext | None = None
         if origin.scheme == "https":
-            tls = self._ssl_context or ssl.create_default_context()
+            if self._ssl_context is None:  # made once: loading the CA store takes milliseconds
+                self._ssl_context = ssl.create_default_context()
+            tls = self._ssl_context
         hosts = [origin.host] if self._resolver is None else None
         try:
             if hosts is None:

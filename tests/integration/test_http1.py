@@ -7,8 +7,12 @@ writes exactly the bytes a test gives it stands for the odd and the broken ones.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -360,3 +364,67 @@ async def test_the_resolver_decides_which_addresses_are_dialled(
     assert response.body == b"ok"
     assert asked == [("receiver.test", server.port)]
     assert b"Host: receiver.test:" in server.requests[0]
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (cryptography comes with moto)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ferry test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_https_is_verified_against_the_trusted_certificates(tmp_path: Path) -> None:
+    cert_file, key_file = self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"secret:" + await request.read())
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls).start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/function/f"
+    trusting = Http1Client(limit=2, ssl_context=ssl.create_default_context(cafile=cert_file))
+    default = Http1Client(limit=2)
+    try:
+        first = await trusting.request("POST", url, body=b"a")
+        second = await trusting.request("POST", url, body=b"b")
+        with pytest.raises(HttpError, match=r"cannot connect.*(certificate|CERTIFICATE)"):
+            await default.request("POST", url, body=b"c")
+    finally:
+        await trusting.close()
+        await default.close()
+        await runner.cleanup()
+    assert (first.body, second.body) == (b"secret:a", b"secret:b")
