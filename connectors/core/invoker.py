@@ -8,7 +8,6 @@ is a success, a retry after a delay, or a final failure.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -41,15 +40,6 @@ REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
 REPLACED_ON_INVOKE_WITH_AUTH = REPLACED_ON_INVOKE | {"authorization"}
 
 UNREACHABLE_STATUS = 503
-
-
-def forwardable(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    """Copy of `headers` without hop-by-hop ones."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers:
-        if name.lower() not in NOT_FORWARDED:
-            out.add(name, value)
-    return out
 
 
 @dataclass(frozen=True)
