@@ -14,13 +14,12 @@ import pytest
 from queue_worker import codec
 from queue_worker.layout import queue_subject
 from tests.support.brokers import NatsServer
+from tests.support.compat import COMPAT
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import CallbackReceiver, FakeGateway
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages
-
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat"
 
 
 @pytest.fixture

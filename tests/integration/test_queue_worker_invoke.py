@@ -8,11 +8,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.support.compat import COMPAT
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat"
 CALLBACK_HEADERS = (
     "X-Call-Id",
     "X-Function-Name",

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from connectors.core.errors import DecodeError
 from queue_worker.codec import QueueRequest, decode, encode, go_url, url_from_go
+from tests.support.compat import COMPAT, ORIGINALS
 
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat"
 VECTORS = sorted(COMPAT.glob("queue-request-*.json"))
 
 
@@ -138,3 +138,10 @@ def test_a_round_trip_is_lossless(
     )
     assert decode(encode(request)) == request
     assert json.loads(encode(request)).get("Body", "") == base64.b64encode(body).decode()
+
+
+@pytest.mark.skipif(not ORIGINALS.is_dir(), reason="shared/compat is not beside this checkout")
+def test_the_copied_vectors_match_the_originals() -> None:
+    originals = {p.name: p.read_bytes() for p in ORIGINALS.glob("queue-request-*.json")}
+    copies = {p.name: p.read_bytes() for p in COMPAT.glob("queue-request-*.json")}
+    assert copies == originals
