@@ -65,9 +65,10 @@ SUMMARY_HEADERS = (
     "X-Retry",
     "X-Retry-Max",
 )
-# Of the function's own headers, these never reach the callback: hop-by-hop ones, what the
-# body no longer has (it is passed on decoded), and what ferry sets itself.
-_NOT_FROM_FUNCTION = NOT_FORWARDED | {"content-encoding"} | {h.lower() for h in SUMMARY_HEADERS}
+# Of the function's own headers, these never reach the callback: hop-by-hop ones and what ferry
+# sets itself. The body is passed on exactly as the function sent it, so its Content-Encoding
+# goes with it.
+_NOT_FROM_FUNCTION = NOT_FORWARDED | {h.lower() for h in SUMMARY_HEADERS}
 
 
 def result_headers(

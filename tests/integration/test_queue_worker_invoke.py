@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from pathlib import Path
 
@@ -138,3 +139,21 @@ async def test_without_basic_auth_the_callers_authorization_is_passed_on(
         await eventually(lambda: bool(gateway.calls_to("echo")), what="invoked")
     (call,) = gateway.calls_to("echo")
     assert call.headers.getall("Authorization") == ["Bearer caller"]
+
+
+async def test_a_compressed_answer_reaches_the_callback_with_its_encoding(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    packed = gzip.compress(b"the result, compressed by the function")
+
+    async def gzipped(call: Call) -> web.Response:
+        return web.Response(body=packed, headers={"Content-Encoding": "gzip"})
+
+    gateway.function("zip", gzipped)
+    await queue.publish("zip", b"x", callback_url=receiver.url())
+    async with queue.worker():
+        (callback,) = await receiver.wait_for(1)
+    # The receiver is an aiohttp server, which decodes a request body by its Content-Encoding:
+    # it reads the original text only if the gzip bytes and their header arrived together.
+    assert callback.headers["Content-Encoding"] == "gzip"
+    assert callback.body == b"the result, compressed by the function"
