@@ -121,7 +121,11 @@ class GatewayService:
         return app
 
     async def _listen(self, app: web.Application) -> None:
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Bodies are queued and proxied as sent, with their Content-Encoding, as the Go gateway
+        # does: aiohttp would otherwise decode a gzip body and leave the header on it.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, auto_decompress=False
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.port)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -256,3 +257,20 @@ async def test_nats_down_is_503_and_no_202_is_ever_given_for_an_unstored_call(
         if nc is not None:
             await nc.close()
         server.cleanup()
+
+
+async def test_a_compressed_body_is_queued_as_sent_with_its_encoding(
+    queue: QueueUnderTest, functions_file: Path
+) -> None:
+    """Like the Go gateway, the front door stores the bytes it was sent: a gzip body stays gzip,
+    so the function later gets the same bytes with the same Content-Encoding."""
+    packed = gzip.compress(b"a large request, compressed by the caller")
+    async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
+        response = await post(
+            f"{gw.url}/async-function/echo", packed, headers={"Content-Encoding": "gzip"}
+        )
+        assert response.status == 202
+        (stored,) = await stored_messages(queue.js, queue.stream)
+    request = codec.decode(stored.data)
+    assert request.body == packed
+    assert request.first_header("Content-Encoding") == "gzip"

@@ -153,3 +153,24 @@ async def test_standalone_mode_serves_the_openfaas_system_api_and_proxies_functi
     assert {"replicas", "availableReplicas", "annotations", "image"} <= set(echo)
     (call,) = gateway.calls_to("echo")
     assert (call.path, call.query, call.body) == ("/x/y", "q=1", b"hi")
+
+
+async def test_a_compressed_request_body_reaches_the_function_as_sent(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    """The function (an aiohttp server, which decodes by Content-Encoding) reads the original
+    text only if the gzip bytes and their header were passed on together."""
+    gateway.function("echo")
+    async with (
+        running_gateway(gateway_env(queue, upstream_url=gateway.url)) as gw,
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{gw.url}/function/echo",
+            data=gzip.compress(b"compressed by the caller"),
+            headers={"Content-Encoding": "gzip"},
+        ) as response,
+    ):
+        assert response.status == 200
+    (call,) = gateway.calls_to("echo")
+    assert call.headers["Content-Encoding"] == "gzip"
+    assert call.body == b"compressed by the caller"
