@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -40,7 +40,6 @@ NO_BODY_STATUSES = frozenset({204, 304})
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN = re.compile(_TOKEN_CHARS.encode())
 _TOKEN_TEXT = re.compile(_TOKEN_CHARS)
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
 _VALID_NAMES: set[str | bytes] = set()
 _VALID_NAMES_MAX = 4096
 
@@ -98,21 +97,35 @@ class Response:
 
 @functools.lru_cache(maxsize=1024)
 def split_url(url: str) -> tuple[Origin, str]:
-    """(origin, request target) of an absolute http(s) URL; InvalidRequest if it is not one."""
+    """(origin, request target) of an absolute http(s) URL; InvalidRequest if it is not one.
+
+    What may not appear raw in a request line (spaces, controls, non-ASCII) is percent-encoded
+    as UTF-8, and existing %XX escapes are kept, as aiohttp's URL handling does; a non-ASCII
+    host name is sent in its IDNA form.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise InvalidRequest(f"malformed URL {url!r}: {exc}") from None
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    host = parts.hostname
+    if parts.scheme not in {"http", "https"} or not host:
         raise InvalidRequest(f"{url!r} is not an absolute http(s) URL")
-    if _BAD_VALUE.search(url) or " " in url:
-        raise InvalidRequest(f"URL {url!r} holds a space or control character")
-    origin = Origin(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
-    target = parts.path or "/"
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidRequest(f"host {host!r} is not a valid name: {exc}") from None
+    origin = Origin(parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
+    target = quote(parts.path, safe=_PATH_SAFE) or "/"
     if parts.query:
-        target = f"{target}?{parts.query}"
+        target = f"{target}?{quote(parts.query, safe=_QUERY_SAFE)}"
     return origin, target
+
+
+# Characters a path or query may hold as they are (RFC 3986), "%" kept for existing escapes.
+_PATH_SAFE = "/:@!$&'()*+,;=%~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 def encode_head(

@@ -318,7 +318,6 @@ async def test_waiting_for_a_free_slot_counts_against_the_timeout() -> None:
         ([("X-A", "1\r\nHost: evil")], "http://127.0.0.1:1/x", "CR, LF or NUL"),
         ([("Bad Name", "1")], "http://127.0.0.1:1/x", "not a valid token"),
         ([], "ftp://127.0.0.1/x", "not an absolute http"),
-        ([], "http://127.0.0.1:1/a b", "space or control"),
         ([], "http://127.0.0.1:99999/x", "malformed URL"),
     ],
 )
@@ -428,3 +427,13 @@ async def test_https_is_verified_against_the_trusted_certificates(tmp_path: Path
         await default.close()
         await runner.cleanup()
     assert (first.body, second.body) == (b"secret:a", b"secret:b")
+
+
+async def test_what_may_not_appear_raw_in_the_request_line_is_percent_encoded(
+    client: Http1Client, raw: Callable[[Reply], RawServer]
+) -> None:
+    server = raw(lambda _: OK)
+    await server.start()
+    await client.request("GET", server.url("/function/echo/café?q=a b&kept=%20#frag"))
+    request_line = server.requests[0].split(b"\r\n", 1)[0]
+    assert request_line == b"GET /function/echo/caf%C3%A9?q=a%20b&kept=%20 HTTP/1.1"

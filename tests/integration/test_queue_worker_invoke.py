@@ -157,3 +157,16 @@ async def test_a_compressed_answer_reaches_the_callback_with_its_encoding(
     # it reads the original text only if the gzip bytes and their header arrived together.
     assert callback.headers["Content-Encoding"] == "gzip"
     assert callback.body == b"the result, compressed by the function"
+
+
+async def test_a_non_ascii_path_reaches_the_function_percent_encoded(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    """The queued Path is decoded text (as Go's r.URL.Path): it is sent as UTF-8 escapes."""
+    gateway.function("echo")
+    await queue.publish("echo", b"x", path="/café/a b", query_string="q=%C3%A9&r=two words")
+    async with queue.worker():
+        await eventually(lambda: bool(gateway.calls_to("echo")), what="invoked")
+    (call,) = gateway.calls_to("echo")
+    assert call.path == "/café/a b"
+    assert call.query == "q=%C3%A9&r=two%20words"
