@@ -108,7 +108,7 @@ def decode(data: bytes) -> QueueRequest:
         raise DecodeError("Function is missing or empty")
     return QueueRequest(
         function=function,
-        method=_string(fields, "Method") or "POST",
+        method=_method(fields),
         body=_body(fields.get("Body")),
         header=_header(fields.get("Header")),
         host=_string(fields, "Host"),
@@ -198,6 +198,13 @@ def _fold_keys(
         if name is not None and name not in out:
             out[name] = value
     return out
+
+
+def _method(fields: dict[str, Any]) -> str:
+    method = _string(fields, "Method") or "POST"
+    if not valid_header_name(method):  # an HTTP method is a token, like a header name
+        raise DecodeError(f"Method {method[:40]!r} is not a valid HTTP method")
+    return method
 
 
 def _string(fields: dict[str, Any], key: str) -> str:

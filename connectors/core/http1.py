@@ -132,6 +132,8 @@ def encode_head(
     method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]], length: int
 ) -> bytes:
     """Request line and headers, with Host and Content-Length set here and nowhere else."""
+    if not valid_header_name(method):  # a method is a token too
+        raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     for name, value in headers:
         if not valid_header_name(name):

@@ -437,3 +437,10 @@ async def test_what_may_not_appear_raw_in_the_request_line_is_percent_encoded(
     await client.request("GET", server.url("/function/echo/café?q=a b&kept=%20#frag"))
     request_line = server.requests[0].split(b"\r\n", 1)[0]
     assert request_line == b"GET /function/echo/caf%C3%A9?q=a%20b&kept=%20 HTTP/1.1"
+
+
+async def test_a_method_that_is_not_a_token_is_refused_before_sending(client: Http1Client) -> None:
+    with pytest.raises(InvalidRequest, match="method"):
+        await client.request(
+            "GET /other HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET", "http://127.0.0.1:1/x"
+        )

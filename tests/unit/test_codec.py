@@ -65,6 +65,7 @@ def test_keys_are_read_in_any_letter_case() -> None:
         (b'{"Function": "f", "Header": {"A": 1}}', "Header 'A'"),
         (b'{"Function": "f", "Header": {"X-A": ["1\\r\\nHost: evil"]}}', "CR, LF or NUL"),
         (b'{"Function": "f", "Header": {"Bad Name": ["1"]}}', "not a valid HTTP header name"),
+        (b'{"Function": "f", "Method": "GET / HTTP/1.1\\r\\nX: y"}', "not a valid HTTP method"),
         (b'{"Function": "f", "CallbackUrl": 5}', "CallbackUrl"),
         (b"\xff\xfe", "not JSON"),
     ],
