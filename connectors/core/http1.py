@@ -40,6 +40,7 @@ NO_BODY_STATUSES = frozenset({204, 304})
 _TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN = re.compile(_TOKEN_CHARS.encode())
 _TOKEN_TEXT = re.compile(_TOKEN_CHARS)
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 _VALID_NAMES: set[str | bytes] = set()
 _VALID_NAMES_MAX = 4096
 
@@ -285,14 +286,11 @@ class _Parser:
             if len(self.buffer) > MAX_CHUNK_LINE:
                 raise HttpError("malformed chunked body: chunk size line too long")
             return False
-        size_text = bytes(self.buffer[:end]).split(b";", 1)[0].strip()
+        size_text = bytes(self.buffer[:end]).split(b";", 1)[0].strip(b" \t")
         del self.buffer[: end + 2]
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise HttpError(f"malformed chunked body: chunk size {size_text[:20]!r}") from None
-        if size < 0 or size_text.startswith((b"+", b"-", b"0x", b"0X")):
+        if not _HEX.fullmatch(size_text):  # int(..., 16) alone would take "+1", "0x1", "1_0"
             raise HttpError(f"malformed chunked body: chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             self.state = "trailers"
         else:
