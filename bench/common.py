@@ -133,3 +133,25 @@ async def raw_post_rate(
         started = time.perf_counter()
         await asyncio.gather(*(one_worker() for _ in range(concurrency)))
         return count / (time.perf_counter() - started)
+
+
+async def raw_http1_rate(url: str, concurrency: int, count: int, body: bytes) -> float:
+    """The same ceiling with ferry's own lean client (`connectors/core/http1.py`)."""
+    sys.path.insert(0, str(ROOT))
+    from connectors.core.http1 import Http1Client
+
+    client = Http1Client(limit=concurrency)
+    remaining = count
+
+    async def one_worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await client.request("POST", url, body=body)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+    finally:
+        await client.close()

@@ -4,7 +4,8 @@ Starts its own tansu broker and an instant function server on 127.0.0.1, pre-pro
 backlog into a 6-partition topic, then measures, in one run:
 
   ceiling 1  raw aiokafka consume rate (one consumer, all partitions, no processing)
-  ceiling 2  raw aiohttp POST rate to the same function server at the connector's concurrency
+  ceiling 2  raw aiohttp POST rate to the same function server at the connector's concurrency,
+             and the same with ferry's own http1 client (the faster of the two counts)
   connector  `ferry kafka-connector` (a real child process) with ordering=partition and =key,
              timed from the first to the last invocation the function server sees
 
@@ -31,6 +32,10 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import raw_http1_rate
 
 PARTITIONS = 6
 KEYS = 1000
@@ -182,6 +187,13 @@ async def post_ceiling(url: str, records: int, concurrency: int) -> dict[str, fl
     return {"records": records, "seconds": elapsed, "rate": records / elapsed}
 
 
+async def post_ceiling_http1(url: str, records: int, concurrency: int) -> dict[str, float]:
+    """The same ceiling with ferry's own lean client, which the connector itself uses."""
+    started = time.monotonic()
+    rate = await raw_http1_rate(url, concurrency, records, VALUE)
+    return {"records": records, "seconds": time.monotonic() - started, "rate": rate}
+
+
 async def connector_run(
     server: FunctionServer, bootstrap: str, records: int, ordering: str, concurrency: int
 ) -> dict[str, float]:
@@ -223,7 +235,12 @@ async def main(records: int, concurrency: int) -> None:
         consume = await asyncio.to_thread(child, "consume", bootstrap, ceiling_topic, str(records))
         url = f"http://127.0.0.1:{server.port}/function/fn"
         post = await asyncio.to_thread(child, "post", url, str(records), str(concurrency))
-        results = {"raw aiokafka consume": consume, "raw aiohttp POST": post}
+        lean = await asyncio.to_thread(child, "post-http1", url, str(records), str(concurrency))
+        results = {
+            "raw aiokafka consume": consume,
+            "raw aiohttp POST": post,
+            "raw http1 POST": lean,
+        }
         for ordering in ("partition", "key"):
             results[f"connector ordering={ordering}"] = await connector_run(
                 server, bootstrap, records, ordering, concurrency
@@ -231,7 +248,8 @@ async def main(records: int, concurrency: int) -> None:
     finally:
         tansu.terminate()
         tansu.wait()
-    lower = min(consume["rate"], post["rate"])
+    # The stricter POST ceiling is the faster of the two clients.
+    lower = min(consume["rate"], max(post["rate"], lean["rate"]))
     print(f"{records} records of 1 KiB, {PARTITIONS} partitions, concurrency {concurrency}")
     for name, result in results.items():
         share = f"  ({result['rate'] / lower:.0%} of the lower ceiling)"
@@ -249,6 +267,8 @@ if __name__ == "__main__":
         mode, *rest = args.child
         if mode == "consume":
             result = asyncio.run(consume_ceiling(rest[0], rest[1], int(rest[2])))
+        elif mode == "post-http1":
+            result = asyncio.run(post_ceiling_http1(rest[0], int(rest[1]), int(rest[2])))
         else:
             result = asyncio.run(post_ceiling(rest[0], int(rest[1]), int(rest[2])))
         print(json.dumps(result))

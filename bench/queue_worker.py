@@ -40,6 +40,7 @@ from bench.common import (
     free_port,
     machine_busy_seconds,
     percentile,
+    raw_http1_rate,
     raw_post_rate,
     start_function_server,
     start_nats,
@@ -314,6 +315,11 @@ async def run(scenario: Scenario) -> dict[str, float]:
             )
             results["raw POST+callback ceiling/s"] = both
             results["ratio to that"] = results["messages/s end to end"] / both
+            lean = await raw_http1_rate(
+                f"{fn_url}/function/bench", scenario.max_inflight, scenario.count, BODY
+            )
+            results["raw POST ceiling, http1/s"] = lean
+            results["ratio to the http1 ceiling"] = results["messages/s end to end"] / lean
         else:
             ideal = scenario.max_inflight / scenario.delay
             results["ideal invocations/s"] = ideal
