@@ -135,7 +135,9 @@ async def raw_post_rate(
         return count / (time.perf_counter() - started)
 
 
-async def raw_http1_rate(url: str, concurrency: int, count: int, body: bytes) -> float:
+async def raw_http1_rate(
+    url: str, concurrency: int, count: int, body: bytes, then: str | None = None
+) -> float:
     """The same ceiling with ferry's own lean client (`connectors/core/http1.py`)."""
     sys.path.insert(0, str(ROOT))
     from connectors.core.http1 import Http1Client
@@ -147,7 +149,9 @@ async def raw_http1_rate(url: str, concurrency: int, count: int, body: bytes) ->
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            await client.request("POST", url, body=body)
+            answer = await client.request("POST", url, body=body)
+            if then is not None:
+                await client.request("POST", then, body=answer.body)
 
     try:
         started = time.perf_counter()
