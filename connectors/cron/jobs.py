@@ -90,8 +90,12 @@ class Firer:
 
     async def fire(self, slot: Slot) -> None:
         name = slot.function.qualified
+        # The claim comes first: only the replica that owns the slot asks whether the previous
+        # call still runs. Checked the other way round, a replica could see the busy mark of
+        # this very slot's call, started by another replica, and report a skip that never was.
         try:
-            if self.forbid and await self._busy(name):
+            won = await self.claims.claim(name, slot.unix_ms, self.owner)
+            if won and self.forbid and await self._busy(name):
                 self.skip(slot.function, "forbid")
                 log.warning(
                     "%s: skipping the slot at %s, its previous call still runs",
@@ -99,7 +103,6 @@ class Firer:
                     rfc3339(slot.at),
                 )
                 return
-            won = await self.claims.claim(name, slot.unix_ms, self.owner)
         except ClaimError as exc:
             self.skip(slot.function, "claim_error")
             log.error("%s: skipping the slot at %s: %s", name, rfc3339(slot.at), exc)
