@@ -7,11 +7,12 @@ import contextlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.core.http1 import HttpError, Response, _Parser
+from connectors.core.http1 import HttpError, Response
+from connectors.core.http1.answer import AnswerParser
 
 
 def feed_in_pieces(data: bytes, cuts: list[int], head_only: bool = False) -> Response | None:
-    parser = _Parser(head_only)
+    parser = AnswerParser(head_only)
     points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
     start = 0
     for point in points:

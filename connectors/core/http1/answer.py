@@ -1,0 +1,171 @@
+"""Reading an answer: the status line, the headers and a body framed by Content-Length, chunked
+coding or the end of the connection (RFC 9112, 6.3), fed in whatever pieces the socket gives."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from connectors.core.http1.wire import HttpError, valid_header_name
+
+MAX_HEAD = 64 * 1024  # status line and headers of one answer
+MAX_CHUNK_LINE = 4 * 1024
+NO_BODY_STATUSES = frozenset({204, 304})
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
+NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+def _is_decimal(text: str, size: int | None = None) -> bool:
+    """ASCII digits only (str.isdigit alone also admits "²" and other Unicode digits)."""
+    return text.isascii() and text.isdigit() and (size is None or len(text) == size)
+
+
+class AnswerParser:
+    """Frames one answer from the bytes of a connection, incrementally."""
+
+    def __init__(self, head_only: bool) -> None:
+        self.head_only = head_only
+        self.buffer = bytearray()
+        self.got_bytes = False
+        self.state = "head"
+        self.status = 0
+        self.reason = ""
+        self.headers = NO_HEADERS
+        self.keep_alive = False
+        self.remaining = 0
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> Response | None:
+        """The answer once it is complete, else None. Raises HttpError for a malformed one."""
+        self.got_bytes = True
+        self.buffer += data
+        while True:
+            if self.state == "head":
+                if not self._read_head():
+                    return None
+            elif self.state == "length":
+                if len(self.buffer) < self.remaining:
+                    return None
+                self.chunks.append(bytes(self.buffer[: self.remaining]))
+                del self.buffer[: self.remaining]
+                return self._done()
+            elif self.state == "chunk-size":
+                if not self._read_chunk_size():
+                    return None
+            elif self.state == "chunk-data":
+                if len(self.buffer) < self.remaining + 2:
+                    return None
+                if self.buffer[self.remaining : self.remaining + 2] != b"\r\n":
+                    raise HttpError("malformed chunked body: a chunk does not end in CRLF")
+                self.chunks.append(bytes(self.buffer[: self.remaining]))
+                del self.buffer[: self.remaining + 2]
+                self.state = "chunk-size"
+            elif self.state == "trailers":
+                if self.buffer[:2] == b"\r\n":
+                    del self.buffer[:2]
+                    return self._done()
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buffer) > MAX_HEAD:
+                        raise HttpError("chunked trailers over 64 KiB")
+                    return None
+                del self.buffer[: end + 4]
+                return self._done()
+            else:  # "until-close": the body is whatever arrives before the connection ends
+                return None
+
+    def finish_at_close(self) -> Response | None:
+        """The answer when the connection closed, if the answer was framed by the close."""
+        if self.state != "until-close":
+            return None
+        self.chunks.append(bytes(self.buffer))
+        self.buffer.clear()
+        return self._done()
+
+    def _done(self) -> Response:
+        if self.buffer:  # bytes beyond the answer: the connection is out of step
+            self.keep_alive = False
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.state = "done"
+        return Response(self.status, self.reason, self.headers, body)
+
+    def _read_head(self) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD:
+                raise HttpError("answer head over 64 KiB")
+            return False
+        # Latin-1 maps every byte to one character: one decode, and the bytes survive as they are.
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        del self.buffer[: end + 4]
+        version, _, rest = lines[0].partition(" ")
+        code = rest[:3]
+        if version not in ("HTTP/1.1", "HTTP/1.0") or not _is_decimal(code, 3):
+            raise HttpError(f"malformed status line {lines[0][:100]!r}")
+        status = int(code)
+        pairs: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not valid_header_name(name):
+                raise HttpError(f"malformed header line {line[:100]!r}")
+            pairs.append((name, value.strip(" \t")))
+        if 100 <= status < 200:
+            return True  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+        self.status = status
+        self.reason = rest[4:]
+        self.headers = CIMultiDictProxy(CIMultiDict(pairs))
+        connection = self.headers.get("Connection", "").lower()
+        self.keep_alive = version == "HTTP/1.1" and "close" not in connection
+        self._frame()
+        return True
+
+    def _frame(self) -> None:
+        """How the body is delimited (RFC 9112, 6.3)."""
+        if self.head_only or self.status in NO_BODY_STATUSES:
+            self.state, self.remaining = "length", 0
+            return
+        codings = self.headers.getall("Transfer-Encoding", [])
+        lengths = self.headers.getall("Content-Length", [])
+        if codings:
+            last = ",".join(codings).rsplit(",", 1)[-1].strip().lower()
+            if lengths:  # both: Transfer-Encoding wins, and the connection is not trusted again
+                self.keep_alive = False
+            if last == "chunked":
+                self.state = "chunk-size"
+            else:
+                self.state, self.keep_alive = "until-close", False
+            return
+        if lengths:
+            values = {value.strip() for line in lengths for value in line.split(",")}
+            if len(values) != 1 or not _is_decimal(value := values.pop()):
+                raise HttpError(f"invalid Content-Length {lengths!r}")
+            self.state, self.remaining = "length", int(value)
+            return
+        self.state, self.keep_alive = "until-close", False
+
+    def _read_chunk_size(self) -> bool:
+        end = self.buffer.find(b"\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_CHUNK_LINE:
+                raise HttpError("malformed chunked body: chunk size line too long")
+            return False
+        size_text = bytes(self.buffer[:end]).split(b";", 1)[0].strip(b" \t")
+        del self.buffer[: end + 2]
+        if not _HEX.fullmatch(size_text):  # int(..., 16) alone would take "+1", "0x1", "1_0"
+            raise HttpError(f"malformed chunked body: chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            self.state = "trailers"
+        else:
+            self.state, self.remaining = "chunk-data", size
+        return True

@@ -1,0 +1,266 @@
+"""Keep-alive connections and the pool that lends them out, one exchange at a time each."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+
+from connectors.core.http1.answer import AnswerParser, Response
+from connectors.core.http1.wire import HttpError, Origin, encode_head, split_url
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class _Stale(HttpError):
+    """A reused connection closed before any byte of the answer arrived."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser: AnswerParser | None = None
+        self._waiter: asyncio.Future[Response] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._parser is not None and self._parser.keep_alive
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(
+        self, request: bytes, body: bytes, head_only: bool, deadline: float | None
+    ) -> asyncio.Future[Response]:
+        """Write the request; the future holds the answer (TimeoutError at `deadline`).
+
+        A plain method returning a future, with a timer handle for the deadline: this runs
+        twice per message, and a coroutine or asyncio.timeout() here costs more than the rest.
+        """
+        assert self.transport is not None
+        self._parser = AnswerParser(head_only)
+        waiter: asyncio.Future[Response] = self.loop.create_future()
+        self._waiter = waiter
+        if len(body) <= 16384:
+            self.transport.write(request + body)
+        else:
+            self.transport.writelines((request, body))
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._expire)
+        return waiter
+
+    def _settle(self, response: Response | None, error: BaseException | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(response)  # type: ignore[arg-type]
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._settle(None, TimeoutError())
+        self.close()
+
+    def data_received(self, data: bytes) -> None:
+        parser, waiter = self._parser, self._waiter
+        if parser is None or waiter is None or waiter.done():
+            self.close()  # bytes nobody asked for: the connection is out of step
+            return
+        try:
+            response = parser.feed(data)
+        except HttpError as exc:
+            self.close()
+            self._settle(None, exc)
+            return
+        if response is not None:
+            self._settle(response)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        parser, waiter = self._parser, self._waiter
+        if parser is None or waiter is None or waiter.done():
+            self._settle(None)
+            return
+        response = parser.finish_at_close()
+        if response is not None:
+            self._settle(response)
+            return
+        reason = f": {exc}" if exc else ""
+        if not parser.got_bytes:
+            self._settle(None, _Stale(f"the server closed the connection{reason}"))
+        else:
+            self._settle(None, HttpError(f"the connection closed mid-answer{reason}"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Limit:
+    """A counting limit with a deadline; cheaper than asyncio.Semaphore when nobody waits."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def acquire(self, deadline: float | None) -> None:
+        """Wait for a slot (TimeoutError at `deadline`); call after try_acquire failed."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as the wait ended: pass it on
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next waiter
+                return
+        self.free += 1
+
+
+class Http1Client:
+    """Pooled keep-alive HTTP/1.1 calls; at most `limit` requests (and connections) at once."""
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        idle_timeout: float = 30.0,
+        resolver: Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self._resolver = resolver
+        self._ssl_context = ssl_context
+        self._slots = _Limit(limit)
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle_count = 0
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        timeout: float | None = None,
+    ) -> Response:
+        """One exchange. Raises HttpError, InvalidRequest or TimeoutError (after `timeout`)."""
+        origin, target = split_url(url)
+        head = encode_head(method, target, origin, headers, len(body))
+        head_only = method == "HEAD"
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        slots = self._slots
+        if not slots.try_acquire():
+            await slots.acquire(deadline)
+        try:
+            connection = self._take_idle(origin)
+            while True:
+                reused = connection is not None
+                if connection is None:
+                    async with asyncio.timeout_at(deadline):
+                        connection = await self._connect(origin)
+                try:
+                    response = await connection.send(head, body, head_only, deadline)
+                except _Stale:
+                    connection.close()
+                    if not reused:
+                        raise
+                    connection = None  # the server had closed it unread: once more, anew
+                    continue
+                except BaseException:
+                    connection.close()
+                    raise
+                self._release(origin, connection)
+                return response
+        finally:
+            slots.release()
+
+    def _take_idle(self, origin: Origin) -> _Connection | None:
+        pool = self._idle.get(origin)
+        now = time.monotonic()
+        while pool:
+            connection = pool.pop()
+            self._idle_count -= 1
+            if not connection.closed and now - connection.idle_since < self.idle_timeout:
+                return connection
+            connection.close()
+        return None
+
+    def _release(self, origin: Origin, connection: _Connection) -> None:
+        if not connection.reusable or self._idle_count >= self.limit:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(origin, []).append(connection)
+        self._idle_count += 1
+
+    async def _connect(self, origin: Origin) -> _Connection:
+        loop = asyncio.get_running_loop()
+        tls: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            if self._ssl_context is None:  # made once: loading the CA store takes milliseconds
+                self._ssl_context = ssl.create_default_context()
+            tls = self._ssl_context
+        hosts = [origin.host] if self._resolver is None else None
+        try:
+            if hosts is None:
+                assert self._resolver is not None
+                hosts = await self._resolver(origin.host, origin.port)
+            error: OSError | None = None
+            for host in hosts:
+                try:
+                    _, connection = await loop.create_connection(
+                        _Connection,
+                        host,
+                        origin.port,
+                        ssl=tls,
+                        server_hostname=origin.host if tls else None,
+                    )
+                    return connection
+                except OSError as exc:
+                    error = exc
+            raise error or OSError(f"{origin.host} has no address")
+        except OSError as exc:
+            detail = exc.strerror or str(exc) or exc.__class__.__name__
+            raise HttpError(f"cannot connect to {origin.authority}: {detail}") from None
+
+    async def close(self) -> None:
+        for pool in self._idle.values():
+            for connection in pool:
+                connection.close()
+        self._idle.clear()
+        self._idle_count = 0

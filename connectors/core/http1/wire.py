@@ -1,0 +1,107 @@
+"""What goes out on the wire: the URL split into origin and target, the request head, and the
+checks that keep a request from breaking HTTP/1.1 framing."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+# A header name (and a method) is an RFC 9110 token; a value may hold anything but CR, LF, NUL.
+_TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = re.compile(_TOKEN_CHARS.encode())
+_TOKEN_TEXT = re.compile(_TOKEN_CHARS)
+_VALID_NAMES: set[str | bytes] = set()
+_VALID_NAMES_MAX = 4096
+
+
+class HttpError(Exception):
+    """The exchange failed: no connection, the connection broke, or the answer was malformed."""
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be written as asked (a bad URL or a header that breaks framing)."""
+
+
+def valid_header_name(name: str | bytes) -> bool:
+    """True for an RFC 9110 token (remembered: the same few names come on every call)."""
+    if name in _VALID_NAMES:
+        return True
+    pattern = _TOKEN_TEXT if isinstance(name, str) else _TOKEN
+    if pattern.fullmatch(name) is None:  # type: ignore[arg-type]
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def authority(self) -> str:
+        """The Host header: the port only when it is not the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=1024)
+def split_url(url: str) -> tuple[Origin, str]:
+    """(origin, request target) of an absolute http(s) URL; InvalidRequest if it is not one.
+
+    What may not appear raw in a request line (spaces, controls, non-ASCII) is percent-encoded
+    as UTF-8, and existing %XX escapes are kept, as aiohttp's URL handling does; a non-ASCII
+    host name is sent in its IDNA form.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequest(f"malformed URL {url!r}: {exc}") from None
+    host = parts.hostname
+    if parts.scheme not in {"http", "https"} or not host:
+        raise InvalidRequest(f"{url!r} is not an absolute http(s) URL")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidRequest(f"host {host!r} is not a valid name: {exc}") from None
+    origin = Origin(parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
+    target = quote(parts.path, safe=_PATH_SAFE) or "/"
+    if parts.query:
+        target = f"{target}?{quote(parts.query, safe=_QUERY_SAFE)}"
+    return origin, target
+
+
+# Characters a path or query may hold as they are (RFC 3986), "%" kept for existing escapes.
+_PATH_SAFE = "/:@!$&'()*+,;=%~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def encode_head(
+    method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]], length: int
+) -> bytes:
+    """Request line and headers, with Host and Content-Length set here and nowhere else."""
+    if not valid_header_name(method):  # a method is a token too
+        raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
+    for name, value in headers:
+        if not valid_header_name(name):
+            raise InvalidRequest(f"header name {name!r} is not a valid token")
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
+        lines.append(f"{name}: {value}\r\n")
+    if length or method not in {"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}:
+        lines.append(f"Content-Length: {length}\r\n")
+    lines.append("\r\n")
+    text = "".join(lines)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
