@@ -74,10 +74,8 @@ class AnswerParser:
                 if self.buffer[:2] == b"\r\n":
                     del self.buffer[:2]
                     return self._done()
-                end = self.buffer.find(b"\r\n\r\n")
+                end = self._find(b"\r\n\r\n", MAX_HEAD, "chunked trailers over 64 KiB")
                 if end < 0:
-                    if len(self.buffer) > MAX_HEAD:
-                        raise HttpError("chunked trailers over 64 KiB")
                     return None
                 del self.buffer[: end + 4]
                 return self._done()
@@ -99,11 +97,17 @@ class AnswerParser:
         self.state = "done"
         return Response(self.status, self.reason, self.headers, body)
 
+    def _find(self, marker: bytes, limit: int, too_long: str) -> int:
+        """Where `marker` starts in the buffer, -1 while it may still come (HttpError once the
+        buffer holds more than `limit` bytes without it)."""
+        end = self.buffer.find(marker)
+        if end < 0 and len(self.buffer) > limit:
+            raise HttpError(too_long)
+        return end
+
     def _read_head(self) -> bool:
-        end = self.buffer.find(b"\r\n\r\n")
+        end = self._find(b"\r\n\r\n", MAX_HEAD, "answer head over 64 KiB")
         if end < 0:
-            if len(self.buffer) > MAX_HEAD:
-                raise HttpError("answer head over 64 KiB")
             return False
         # Latin-1 maps every byte to one character: one decode, and the bytes survive as they are.
         lines = self.buffer[:end].decode("latin-1").split("\r\n")
@@ -154,10 +158,10 @@ class AnswerParser:
         self.state, self.keep_alive = "until-close", False
 
     def _read_chunk_size(self) -> bool:
-        end = self.buffer.find(b"\r\n")
+        end = self._find(
+            b"\r\n", MAX_CHUNK_LINE, "malformed chunked body: chunk size line too long"
+        )
         if end < 0:
-            if len(self.buffer) > MAX_CHUNK_LINE:
-                raise HttpError("malformed chunked body: chunk size line too long")
             return False
         size_text = bytes(self.buffer[:end]).split(b";", 1)[0].strip(b" \t")
         del self.buffer[: end + 2]
