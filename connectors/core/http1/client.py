@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
 from connectors.core.http1.answer import AnswerParser, Response
 from connectors.core.http1.wire import HttpError, Origin, encode_head, split_url
+from connectors.core.slots import Slots
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -116,40 +116,6 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-class _Limit:
-    """A counting limit with a deadline; cheaper than asyncio.Semaphore when nobody waits."""
-
-    def __init__(self, size: int) -> None:
-        self.free = size
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-    def try_acquire(self) -> bool:
-        if self.free > 0 and not self.waiters:
-            self.free -= 1
-            return True
-        return False
-
-    async def acquire(self, deadline: float | None) -> None:
-        """Wait for a slot (TimeoutError at `deadline`); call after try_acquire failed."""
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            async with asyncio.timeout_at(deadline):
-                await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed a slot just as the wait ended: pass it on
-            raise
-
-    def release(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot goes straight to the next waiter
-                return
-        self.free += 1
-
-
 class Http1Client:
     """Pooled keep-alive HTTP/1.1 calls; at most `limit` requests (and connections) at once."""
 
@@ -165,7 +131,7 @@ class Http1Client:
         self.idle_timeout = idle_timeout
         self._resolver = resolver
         self._ssl_context = ssl_context
-        self._slots = _Limit(limit)
+        self._slots = Slots(limit)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
 
@@ -184,8 +150,10 @@ class Http1Client:
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         slots = self._slots
-        if not slots.try_acquire():
-            await slots.acquire(deadline)
+        if not slots.free:  # every connection in use: wait for one, within the deadline
+            async with asyncio.timeout_at(deadline):
+                await slots.wait_free()
+        slots.take()
         try:
             connection = self._take_idle(origin)
             while True:
@@ -235,12 +203,12 @@ class Http1Client:
             if self._ssl_context is None:  # made once: loading the CA store takes milliseconds
                 self._ssl_context = ssl.create_default_context()
             tls = self._ssl_context
-        hosts = [origin.host] if self._resolver is None else None
         try:
-            if hosts is None:
-                assert self._resolver is not None
+            if self._resolver is None:
+                hosts = [origin.host]
+            else:
                 hosts = await self._resolver(origin.host, origin.port)
-            error: OSError | None = None
+            error: OSError = OSError(f"{origin.host} has no address")
             for host in hosts:
                 try:
                     _, connection = await loop.create_connection(
@@ -253,7 +221,7 @@ class Http1Client:
                     return connection
                 except OSError as exc:
                     error = exc
-            raise error or OSError(f"{origin.host} has no address")
+            raise error
         except OSError as exc:
             detail = exc.strerror or str(exc) or exc.__class__.__name__
             raise HttpError(f"cannot connect to {origin.authority}: {detail}") from None
