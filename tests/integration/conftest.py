@@ -1,0 +1,31 @@
+"""Fixtures for the integration tests of the http1 client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from connectors.core.http1 import Http1Client
+from tests.support.http1 import RawServer, Reply
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Callable[[Reply], RawServer]]:
+    servers: list[RawServer] = []
+
+    def make(reply: Reply) -> RawServer:
+        server = RawServer(reply)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Http1Client]:
+    http = Http1Client(limit=8)
+    yield http
+    await http.close()
