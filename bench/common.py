@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,55 +107,57 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[index]
 
 
-async def raw_post_rate(
-    url: str, concurrency: int, count: int, body: bytes, then: str | None = None
+PostFn = Callable[[str, bytes], Awaitable[bytes]]
+
+
+async def _post_rate(
+    post: PostFn, url: str, concurrency: int, count: int, body: bytes, then: str | None
 ) -> float:
-    """The ceiling: a bare aiohttp client POSTing `count` requests at `concurrency`.
-
-    With `then`, each answer is POSTed on to that URL too, as a worker sends a callback.
-    """
-    import aiohttp
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        remaining = count
-
-        async def one_worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                async with session.post(url, data=body) as response:
-                    answer = await response.read()
-                if then is not None:
-                    async with session.post(then, data=answer) as response:
-                        await response.read()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
-        return count / (time.perf_counter() - started)
-
-
-async def raw_http1_rate(
-    url: str, concurrency: int, count: int, body: bytes, then: str | None = None
-) -> float:
-    """The same ceiling with ferry's own lean client (`connectors/core/http1.py`)."""
-    sys.path.insert(0, str(ROOT))
-    from connectors.core.http1 import Http1Client
-
-    client = Http1Client(limit=concurrency)
+    """`count` POSTs from `concurrency` loops; with `then`, each answer is POSTed on there too,
+    as a worker sends a callback. Returns POSTs to `url` per second."""
     remaining = count
 
     async def one_worker() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            answer = await client.request("POST", url, body=body)
+            answer = await post(url, body)
             if then is not None:
-                await client.request("POST", then, body=answer.body)
+                await post(then, answer)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+async def raw_post_rate(
+    url: str, concurrency: int, count: int, body: bytes, then: str | None = None
+) -> float:
+    """The ceiling: a bare aiohttp client POSTing `count` requests at `concurrency`."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(target: str, data: bytes) -> bytes:
+            async with session.post(target, data=data) as response:
+                return await response.read()
+
+        return await _post_rate(post, url, concurrency, count, body, then)
+
+
+async def raw_http1_rate(
+    url: str, concurrency: int, count: int, body: bytes, then: str | None = None
+) -> float:
+    """The same ceiling with ferry's own lean client (`connectors/core/http1`)."""
+    from connectors.core.http1 import Http1Client
+
+    client = Http1Client(limit=concurrency)
+
+    async def post(target: str, data: bytes) -> bytes:
+        return (await client.request("POST", target, body=data)).body
 
     try:
-        started = time.perf_counter()
-        await asyncio.gather(*(one_worker() for _ in range(concurrency)))
-        return count / (time.perf_counter() - started)
+        return await _post_rate(post, url, concurrency, count, body, then)
     finally:
         await client.close()
