@@ -136,22 +136,20 @@ class QueueFeeder:
         self.acked = 0
         self.failed: list[bytes] = []
         self.published = 0
-        self.all_acked = asyncio.Event()
+        self.acks = asyncio.Event()  # set on each PubAck; `confirmed` compares the counts
 
     async def start(self) -> None:
         async def on_ack(msg: Msg) -> None:
             if b'"error"' in msg.data:
                 self.failed.append(msg.data)
             self.acked += 1
-            if self.acked >= self.published:
-                self.all_acked.set()
+            self.acks.set()
 
         await self.nc.subscribe(f"{self.inbox}.*", cb=on_ack)
 
     async def publish(self, requests: list[QueueRequest], sent: dict[str, float]) -> None:
         subject = queue_subject(DEFAULT_STREAM, "")
         encoded = [(r.call_id, codec.encode(r)) for r in requests]
-        self.all_acked.clear()
         for index, (call_id, payload) in enumerate(encoded):
             sent[call_id] = time.perf_counter()
             self.published += 1
@@ -166,7 +164,11 @@ class QueueFeeder:
         await self.nc.flush()
 
     async def confirmed(self, timeout: float = 60) -> None:
-        await asyncio.wait_for(self.all_acked.wait(), timeout)
+        """Wait for a PubAck for every message published so far; fail if any was a refusal."""
+        async with asyncio.timeout(timeout):
+            while self.acked < self.published:
+                self.acks.clear()
+                await self.acks.wait()
         if self.failed:
             raise RuntimeError(f"JetStream refused {len(self.failed)} messages: {self.failed[0]!r}")
 
