@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from connectors.core.errors import DecodeError
-from connectors.core.http1 import valid_header_name
+from connectors.core.http1 import is_header_value, is_token
 
 _KEYS = (
     "Header",
@@ -202,7 +202,7 @@ def _fold_keys(
 
 def _method(fields: dict[str, Any]) -> str:
     method = _string(fields, "Method") or "POST"
-    if not valid_header_name(method):  # an HTTP method is a token, like a header name
+    if not is_token(method):
         raise DecodeError(f"Method {method[:40]!r} is not a valid HTTP method")
     return method
 
@@ -241,9 +241,9 @@ def _header(value: Any) -> dict[str, list[str]]:
         for item in values:
             if not isinstance(item, str):
                 raise DecodeError(f"Header {key!r} must be a list of strings")
-            if "\r" in item or "\n" in item or "\x00" in item:
+            if not is_header_value(item):
                 raise DecodeError(f"Header {key!r} holds a CR, LF or NUL character")
-        if not valid_header_name(key):
+        if not is_token(key):
             raise DecodeError(f"Header name {key!r} is not a valid HTTP header name")
         out[key] = values
     return out

@@ -30,8 +30,9 @@ from connectors.core.http1.wire import (
     InvalidRequest,
     Origin,
     encode_head,
+    is_header_value,
+    is_token,
     split_url,
-    valid_header_name,
 )
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Resolver",
     "Response",
     "encode_head",
+    "is_header_value",
+    "is_token",
     "split_url",
-    "valid_header_name",
 ]

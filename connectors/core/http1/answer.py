@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from connectors.core.http1.wire import HttpError, valid_header_name
+from connectors.core.http1.wire import HttpError, is_token
 
 MAX_HEAD = 64 * 1024  # status line and headers of one answer
 MAX_CHUNK_LINE = 4 * 1024
@@ -120,7 +120,7 @@ class AnswerParser:
         pairs: list[tuple[str, str]] = []
         for line in lines[1:]:
             name, colon, value = line.partition(":")
-            if not colon or not valid_header_name(name):
+            if not colon or not is_token(name):
                 raise HttpError(f"malformed header line {line[:100]!r}")
             pairs.append((name, value.strip(" \t")))
         if 100 <= status < 200:

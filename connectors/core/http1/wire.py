@@ -25,8 +25,9 @@ class InvalidRequest(ValueError):
     """The request cannot be written as asked (a bad URL or a header that breaks framing)."""
 
 
-def valid_header_name(name: str | bytes) -> bool:
-    """True for an RFC 9110 token (remembered: the same few names come on every call)."""
+def is_token(name: str | bytes) -> bool:
+    """True for an RFC 9110 token: a header name or a method (remembered: the same few names
+    come on every call)."""
     if name in _VALID_NAMES:
         return True
     pattern = _TOKEN_TEXT if isinstance(name, str) else _TOKEN
@@ -35,6 +36,11 @@ def valid_header_name(name: str | bytes) -> bool:
     if len(_VALID_NAMES) < _VALID_NAMES_MAX:
         _VALID_NAMES.add(name)
     return True
+
+
+def is_header_value(value: str) -> bool:
+    """False if `value` holds CR, LF or NUL, which would end the header or the head early."""
+    return "\r" not in value and "\n" not in value and "\x00" not in value
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +94,13 @@ def encode_head(
     method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]], length: int
 ) -> bytes:
     """Request line and headers, with Host and Content-Length set here and nowhere else."""
-    if not valid_header_name(method):  # a method is a token too
+    if not is_token(method):
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     for name, value in headers:
-        if not valid_header_name(name):
+        if not is_token(name):
             raise InvalidRequest(f"header name {name!r} is not a valid token")
-        if "\r" in value or "\n" in value or "\x00" in value:
+        if not is_header_value(value):
             raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
         lines.append(f"{name}: {value}\r\n")
     if length or method not in {"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}:
