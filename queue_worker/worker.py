@@ -65,6 +65,7 @@ class QueueWorker:
         self.slots = Slots(config.max_inflight)
         self.finishing_limit = max(FINISHING_AT_LEAST, FINISHING_PER_SLOT * config.max_inflight)
         self._finishing = 0
+        self.metrics.finishing.set_function(lambda: self._finishing)
         self.progress = ProgressKeeper(config.ack_wait)
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = durable_name(config.queue_name)
@@ -218,7 +219,6 @@ class QueueWorker:
 
     def _finish_started(self) -> None:
         self._finishing += 1
-        self.metrics.finishing.inc()
         if self._finishing == self.finishing_limit:
             log.warning(
                 "%d results are waiting on their callbacks; taking no new messages until some "
@@ -228,7 +228,6 @@ class QueueWorker:
 
     def _finish_ended(self) -> None:
         self._finishing -= 1
-        self.metrics.finishing.dec()
         if self._finishing == self.finishing_limit - 1 and self._puller is not None:
             self._puller.poke()  # below the limit again: the worker may ask for more
 
