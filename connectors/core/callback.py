@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Ferry-Signature"
 FIRST_RETRY_WAIT = 0.2  # seconds; later waits double up to callback_max_wait
-SET_HERE = frozenset({"user-agent", SIGNATURE_HEADER.lower()})  # never taken from the function
+SET_HERE = frozenset({"user-agent", SIGNATURE_HEADER.lower()})  # added by the sender
 RETRYABLE_CALLBACK_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -51,7 +51,7 @@ class CallbackOutcome(enum.Enum):
 class Callback:
     url: str
     body: bytes
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str]]  # as `result_headers` makes them; the sender adds SET_HERE
     call_id: str
     function: str
 
@@ -66,9 +66,9 @@ SUMMARY_HEADERS = (
     "X-Retry-Max",
 )
 # Of the function's own headers, these never reach the callback: hop-by-hop ones and what ferry
-# sets itself. The body is passed on exactly as the function sent it, so its Content-Encoding
-# goes with it.
-_NOT_FROM_FUNCTION = NOT_FORWARDED | {h.lower() for h in SUMMARY_HEADERS}
+# sets itself (here, or in the sender). The body is passed on exactly as the function sent it,
+# so its Content-Encoding goes with it.
+_NOT_FROM_FUNCTION = NOT_FORWARDED | SET_HERE | {h.lower() for h in SUMMARY_HEADERS}
 
 
 def result_headers(
@@ -197,8 +197,7 @@ class CallbackSender:
         )
 
     async def _post(self, callback: Callback) -> int:
-        headers = [(k, v) for k, v in callback.headers if k.lower() not in SET_HERE]
-        headers.append(("User-Agent", USER_AGENT))
+        headers = [*callback.headers, ("User-Agent", USER_AGENT)]
         if self.settings.callback_signing_secret:
             signature = sign(self.settings.callback_signing_secret, callback.body, int(time.time()))
             headers.append((SIGNATURE_HEADER, signature))
