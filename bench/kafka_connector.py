@@ -28,14 +28,13 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import raw_http1_rate
+from bench.common import raw_http1_rate, raw_post_rate
 
 PARTITIONS = 6
 KEYS = 1000
@@ -170,21 +169,9 @@ async def consume_ceiling(bootstrap: str, topic: str, records: int) -> dict[str,
 
 
 async def post_ceiling(url: str, records: int, concurrency: int) -> dict[str, float]:
-    connector = aiohttp.TCPConnector(limit=concurrency + 8)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        remaining = records
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                async with session.post(url, data=VALUE) as response:
-                    await response.read()
-
-        started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.monotonic() - started
-    return {"records": records, "seconds": elapsed, "rate": records / elapsed}
+    started = time.monotonic()
+    rate = await raw_post_rate(url, concurrency, records, VALUE)
+    return {"records": records, "seconds": time.monotonic() - started, "rate": rate}
 
 
 async def post_ceiling_http1(url: str, records: int, concurrency: int) -> dict[str, float]:
