@@ -3,21 +3,24 @@
 The answer is 202 only after JetStream acknowledged storing the message; any doubt (NATS
 disconnected, no PubAck within `publish_timeout`) is a 503, so a caller never holds a call id
 for a call that was not queued.
+
+`FrontDoor` works on plain values and returns an `Answer`, so that both ways a request reaches
+it (aiohttp's routes here, and the lean listener in `ferry.gateway.listener`) behave the same.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
-from multidict import CIMultiDictProxy
 
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.urlguard import CallbackPolicy
-from ferry.gateway.functions import FunctionCatalog
+from ferry.gateway.functions import Function, FunctionCatalog
 from ferry.gateway.metrics import GatewayMetrics
 from queue_worker.jetstream import PublishError
 from queue_worker.publisher import Publisher, build_request
@@ -31,6 +34,28 @@ NOT_QUEUED = NOT_FORWARDED | {"x-start-time"}
 
 class TooLarge(Exception):
     """The request body is above `max_body_bytes`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the front door says to one request: a status, headers and a short text."""
+
+    status: int
+    text: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncCall:
+    """One `POST /async-function/{name}[/{tail}]` request, as plain values."""
+
+    name: str
+    tail: str  # what follows `/{name}/` in the path ("" for none)
+    query_string: str
+    headers: list[tuple[str, str]]  # as received, in order
+    host: str
+    callback_url: str  # the first X-Callback-Url, stripped
+    method: str = "POST"
 
 
 class FrontDoor:
@@ -55,41 +80,32 @@ class FrontDoor:
         self._accepted = metrics.async_calls.labels("accepted")
         self._duplicate = metrics.async_calls.labels("duplicate")
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.post("/async-function/{name}", self.handle),
-            web.post("/async-function/{name}/", self.handle),
-            web.post("/async-function/{name}/{tail:.+}", self.handle),
-        ]
+    # -- the transport-neutral core ---------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+    async def admit(self, name: str, callback_url: str) -> Function | Answer:
+        """The function a call is for, or the answer refusing it (before its body is read)."""
         function = self.catalog.current.find(name) or await self.catalog.lookup(name)
         if function is None:
             return self._reject("not_found", 404, f"function {name} not found")
-        callback = request.headers.get("X-Callback-Url", "").strip()
-        if callback:
+        if callback_url:
             try:
-                self.policy.check_url(callback)
+                self.policy.check_url(callback_url)
             except CallbackRefused as exc:
                 return self._reject("bad_callback", 400, f"X-Callback-Url refused: {exc}")
-        try:
-            body = await self._read_body(request)
-        except TooLarge:
-            return self._reject(
-                "too_large", 413, f"request body is larger than {self.max_body_bytes} bytes"
-            )
-        tail = request.match_info.get("tail")
+        return function
+
+    async def enqueue(self, function: Function, call: AsyncCall, body: bytes) -> Answer:
+        """Store an admitted call on JetStream: 202 once it is stored, 503 if it may not be."""
         queued = build_request(
-            name,
+            call.name,
             body=body,
-            method=request.method,
-            path=f"/{tail}" if tail else "",
-            query_string=request.raw_path.partition("?")[2],
-            headers=_queued_headers(request.headers),
-            host=request.host,
+            method=call.method,
+            path=f"/{call.tail}" if call.tail else "",
+            query_string=call.query_string,
+            headers=queued_headers(call.headers),
+            host=call.host,
             annotations=function.annotations,
-            callback_url=callback,
+            callback_url=call.callback_url,
         )
         if not self.connected():
             return self._unavailable("not connected to NATS")
@@ -100,10 +116,41 @@ class FrontDoor:
             return self._unavailable(str(exc))
         self.metrics.publish_duration.observe(time.perf_counter() - started)
         (self._duplicate if ack.duplicate else self._accepted).inc()
-        return web.Response(
-            status=202,
-            headers={"X-Call-Id": queued.call_id, "X-Start-Time": queued.start_time},
+        ids = (("X-Call-Id", queued.call_id), ("X-Start-Time", queued.start_time))
+        return Answer(202, headers=ids)
+
+    def too_large(self) -> Answer:
+        return self._reject(
+            "too_large", 413, f"request body is larger than {self.max_body_bytes} bytes"
         )
+
+    # -- aiohttp ----------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/async-function/{name}", self.handle),
+            web.post("/async-function/{name}/", self.handle),
+            web.post("/async-function/{name}/{tail:.+}", self.handle),
+        ]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        call = AsyncCall(
+            name=request.match_info["name"],
+            tail=request.match_info.get("tail") or "",
+            query_string=request.raw_path.partition("?")[2],
+            headers=list(request.headers.items()),
+            host=request.host,
+            callback_url=request.headers.get("X-Callback-Url", "").strip(),
+            method=request.method,
+        )
+        admitted = await self.admit(call.name, call.callback_url)
+        if isinstance(admitted, Answer):
+            return _response(admitted)
+        try:
+            body = await self._read_body(request)
+        except TooLarge:
+            return _response(self.too_large())
+        return _response(await self.enqueue(admitted, call, body))
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The whole body; the app's `client_max_size` is `max_body_bytes`, so aiohttp stops
@@ -116,16 +163,22 @@ class FrontDoor:
         except web.HTTPRequestEntityTooLarge:
             raise TooLarge from None
 
-    def _reject(self, outcome: str, status: int, text: str) -> web.Response:
-        self.metrics.async_calls.labels(outcome).inc()
-        return web.Response(status=status, text=text + "\n")
+    # -- refusals ---------------------------------------------------------------------------
 
-    def _unavailable(self, reason: str) -> web.Response:
+    def _reject(self, outcome: str, status: int, text: str) -> Answer:
+        self.metrics.async_calls.labels(outcome).inc()
+        return Answer(status, text + "\n")
+
+    def _unavailable(self, reason: str) -> Answer:
         log.warning("refusing an async call, it could not be queued: %s", reason)
         return self._reject(
             "unavailable", 503, f"the call was not queued: NATS JetStream is unavailable ({reason})"
         )
 
 
-def _queued_headers(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in headers.items() if k.lower() not in NOT_QUEUED]
+def queued_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in NOT_QUEUED]
+
+
+def _response(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, text=answer.text or None, headers=answer.headers)

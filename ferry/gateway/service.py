@@ -1,4 +1,8 @@
-"""`ferry gateway` as a runner `Service`: NATS connection, function list, one aiohttp site."""
+"""`ferry gateway` as a runner `Service`: NATS connection, function list, one listening port.
+
+The port is `FastListener`'s: it serves async calls itself and hands every other connection to
+the aiohttp application built here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 
 from aiohttp import web
 from nats.aio.client import Client
@@ -25,6 +30,7 @@ from ferry.gateway.functions import (
     FunctionSource,
     UpstreamFunctions,
 )
+from ferry.gateway.listener import FastListener
 from ferry.gateway.metrics import GatewayMetrics
 from ferry.gateway.proxy import ReverseProxy
 from ferry.gateway.standalone import StandaloneRoutes
@@ -52,6 +58,7 @@ class GatewayService:
         self.port = config.port
         self._nc: Client | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: FastListener | None = None
         self._connected = False
         self._stopping = asyncio.Event()
 
@@ -103,7 +110,7 @@ class GatewayService:
             publish_timeout=self.config.publish_timeout,
             connected=lambda: self._connected,
         )
-        await self._listen(self._app(front_door))
+        await self._listen(front_door)
         mode = (
             f"standalone ({self.config.functions_file})"
             if self.config.standalone
@@ -120,23 +127,24 @@ class GatewayService:
             app.router.add_route("*", "/{tail:.*}", self._to_upstream)
         return app
 
-    async def _listen(self, app: web.Application) -> None:
+    async def _listen(self, front_door: FrontDoor) -> None:
         # Bodies are queued and proxied as sent, with their Content-Encoding, as the Go gateway
         # does: aiohttp would otherwise decode a gzip body and leave the header on it.
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, auto_decompress=False
+            self._app(front_door), access_log=None, handle_signals=False, auto_decompress=False
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.listen_host, self.config.port)
+        assert self._runner.server is not None
+        self._listener = FastListener(front_door, self._runner.server)
         try:
-            await site.start()
+            self.port = await self._listener.start(self.config.listen_host, self.config.port)
         except OSError as exc:
+            self._listener = None
+            await self._runner.cleanup()
+            self._runner = None
             await self._close()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(f"port={self.config.port}: cannot listen: {reason}") from None
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
 
     async def _to_upstream(self, request: web.Request) -> web.StreamResponse:
         return await self.proxy.forward(request, self.config.upstream_url + request.raw_path)
@@ -158,9 +166,14 @@ class GatewayService:
     async def drain(self, timeout: float) -> None:
         """Stop listening, let in-flight requests finish within `timeout`, then disconnect."""
         self._stopping.set()
+        deadline = time.monotonic() + timeout
+        if self._listener is not None:
+            await self._listener.close(timeout)
+            self._listener = None
         if self._runner is not None:
+            left = max(0.0, deadline - time.monotonic()) if timeout else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._runner.cleanup(), timeout or None)
+                await asyncio.wait_for(self._runner.cleanup(), left)
             self._runner = None
         await self._close()
 

@@ -29,16 +29,20 @@ async def test_async_call_through_the_gateway_process_is_invoked_and_called_back
     async with gateway_process(gateway_env(queue, functions_file=str(functions))) as url:
         worker = await queue.spawn_worker(gateway_url=url)
         try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.post(
+            # one connection (a single-connection pool) for both requests, so the second is
+            # handed from the lean path to aiohttp under the process's own loop (uvloop)
+            connector = aiohttp.TCPConnector(limit=1)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                async with session.post(
                     f"{url}/async-function/echo/sub?x=1",
                     data=b"hello",
                     headers={"X-Callback-Url": receiver.url("/done")},
-                ) as response,
-            ):
-                assert response.status == 202
-                call_id = response.headers["X-Call-Id"]
+                ) as response:
+                    assert response.status == 202
+                    call_id = response.headers["X-Call-Id"]
+                async with session.get(f"{url}/system/functions") as listed:
+                    assert listed.status == 200
+                    assert [f["name"] for f in await listed.json()] == ["echo"]
             (callback,) = await receiver.wait_for(1)
         finally:
             worker.terminate()

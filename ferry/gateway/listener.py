@@ -1,0 +1,267 @@
+"""The gateway's port: a lean HTTP/1.1 path for async calls, aiohttp for everything else.
+
+aiohttp's full request machinery costs more CPU per request than storing the call on JetStream
+does, and `POST /async-function/...` is the one request a busy front door serves by the
+thousand. So every connection starts with `FastConnection`, which serves such calls itself
+(`request_head` reads them, `FrontDoor` answers them) and, at the first request it does not
+serve itself, hands the connection with all the bytes read so far to aiohttp's request handler
+for good. Requests on one connection are answered in order, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import http
+import logging
+import time
+from collections.abc import Callable
+from typing import cast
+
+from ferry.gateway.front_door import Answer, AsyncCall, FrontDoor
+from ferry.gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
+
+log = logging.getLogger("ferry.gateway")
+
+KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection is kept, as aiohttp does
+_READ_AHEAD = 256 * 1024  # bytes buffered beyond the request being served before pausing
+
+
+class FastListener:
+    """Accepts connections on the gateway's port and keeps track of the lean ones."""
+
+    def __init__(
+        self,
+        front_door: FrontDoor,
+        fallback: Callable[[], asyncio.Protocol],
+        *,
+        keepalive_timeout: float | None = None,
+    ) -> None:
+        self.front_door = front_door
+        self.fallback = fallback
+        self.keepalive_timeout = (
+            KEEPALIVE_TIMEOUT if keepalive_timeout is None else keepalive_timeout
+        )
+        self.connections: set[FastConnection] = set()
+        self.closing = False
+        self._server: asyncio.Server | None = None
+        self._date = _HttpDate()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the port (useful when `port` is 0). Raises OSError."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FastConnection(self), host, port, backlog=128
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self, timeout: float) -> None:
+        """Stop accepting; let calls being served finish (within `timeout`), close the rest."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.close_if_idle()
+        busy = [c.serving for c in self.connections if c.serving is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=timeout or None)
+        for connection in list(self.connections):
+            connection.abort()
+
+    def encode(self, answer: Answer, keep_alive: bool) -> bytes:
+        lines = [_status_line(answer.status)]
+        lines.extend(f"{name}: {value}" for name, value in answer.headers)
+        body = answer.text.encode()
+        if body:
+            lines.append("Content-Type: text/plain; charset=utf-8")
+        lines.append(f"Content-Length: {len(body)}")
+        lines.append(f"Date: {self._date.now()}")
+        if not keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class FastConnection(asyncio.Protocol):
+    def __init__(self, listener: FastListener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.head: Head | None = None  # read, its body not complete yet
+        self.serving: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._eof = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio.Transport, though they behave as one
+        self.transport = transport = cast(asyncio.Transport, transport)
+        if self.listener.closing:
+            transport.close()
+            return
+        self.listener.connections.add(self)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.serving is None:
+            self._next()
+        busy = self.serving is not None or self._writing_paused
+        if busy and len(self.buffer) > _READ_AHEAD and self.transport is not None:
+            # a client sending ahead of its answers waits until this one is written
+            self.transport.pause_reading()
+            self._reading_paused = True
+
+    def eof_received(self) -> bool | None:
+        # The client will send nothing more: the call being served is still answered.
+        self._eof = True
+        if self.serving is None:
+            self._close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        self._disarm_idle()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self.serving is None:
+            self._resume_reading()
+            self._next()
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start on the next request in the buffer, if it is complete."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._writing_paused or not self.buffer:
+            return
+        if self.head is None:
+            read = read_head(self.buffer, self.listener.front_door.max_body_bytes)
+            if read is NEED_MORE:
+                return
+            if read is HAND_OFF:
+                self._hand_off()
+                return
+            assert isinstance(read, Head)
+            self.head = read
+            self._disarm_idle()  # a body may take its time, as with aiohttp
+        if len(self.buffer) < self.head.end:
+            return
+        head, self.head = self.head, None
+        body = bytes(self.buffer[head.body_start : head.end])
+        del self.buffer[: head.end]
+        self.serving = asyncio.get_running_loop().create_task(self._serve(head, body))
+
+    async def _serve(self, head: Head, body: bytes) -> None:
+        keep_alive = head.keep_alive
+        try:
+            answer = await self._answer(head, body)
+        except Exception:
+            log.exception("async call to %s failed unexpectedly", head.name)
+            answer = Answer(500, "internal error\n")
+            keep_alive = False
+        keep_alive = keep_alive and not self._eof and not self.listener.closing
+        transport = self.transport
+        self.serving = None
+        if transport is None or transport.is_closing():
+            return
+        transport.write(self.listener.encode(answer, keep_alive))
+        if not keep_alive:
+            self._close()
+            return
+        self._resume_reading()
+        if self.buffer:
+            self._next()
+        if self.serving is None:
+            self._arm_idle()
+
+    async def _answer(self, head: Head, body: bytes) -> Answer:
+        front_door = self.listener.front_door
+        admitted = await front_door.admit(head.name, head.callback_url)
+        if isinstance(admitted, Answer):
+            return admitted
+        call = AsyncCall(
+            name=head.name,
+            tail=head.tail,
+            query_string=head.query_string,
+            headers=head.headers,
+            host=head.host,
+            callback_url=head.callback_url,
+        )
+        return await front_door.enqueue(admitted, call, body)
+
+    def _hand_off(self) -> None:
+        """From now on aiohttp serves this connection, starting with the bytes read so far."""
+        transport = self.transport
+        assert transport is not None
+        self.listener.connections.discard(self)
+        self._disarm_idle()
+        self.transport = None
+        handler = self.listener.fallback()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        self._resume_reading_of(transport)
+        pending, self.buffer = bytes(self.buffer), bytearray()
+        handler.data_received(pending)
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None:
+            self._resume_reading_of(self.transport)
+
+    def _resume_reading_of(self, transport: asyncio.Transport) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def close_if_idle(self) -> None:
+        if self.serving is None:
+            self._close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close(self) -> None:
+        self._disarm_idle()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _arm_idle(self) -> None:
+        self._disarm_idle()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.listener.keepalive_timeout, self.close_if_idle)
+
+    def _disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}"
+
+
+class _HttpDate:
+    """The Date header's value, worked out once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = email.utils.formatdate(second, usegmt=True)
+        return self._text

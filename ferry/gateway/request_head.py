@@ -1,0 +1,125 @@
+"""Reads the head of an HTTP/1.1 request, for the one shape the lean listener serves itself.
+
+`read_head` accepts only a plain `POST /async-function/{name}[/{tail}][?query] HTTP/1.1` with
+a Content-Length (or no body), printable ASCII throughout, and nothing whose meaning needs more
+than this module knows: no Transfer-Encoding, Expect or Upgrade, no folded or repeated framing
+headers, no percent-escapes or dot segments in the path. Anything else is `HAND_OFF`: the
+listener gives the connection, with every byte read so far, to aiohttp, whose parser handles
+all of HTTP. So this module may be strict (refusing what it is unsure of costs only speed),
+and must never accept a request that aiohttp would read differently.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+
+HEAD_LIMIT: Final = 8192  # bytes of request line and headers the lean path will look at
+
+_BAD_CHARACTER = re.compile(r"[^\t\r\n -~]")  # anything but printable ASCII, tab, CR, LF
+_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*(?:\r\n|\Z))*")
+_TARGET = re.compile(
+    r"/async-function/([A-Za-z0-9_.\-]+)"
+    r"(?:/([A-Za-z0-9\-._~!$&'()*+,;=:@/]*))?"
+    r"(?:\?([!\x24-\x7e]*))?"
+)
+_DOT_SEGMENTS = (".", "..")
+_FRAMING = frozenset({"content-length", "host", "connection", "x-callback-url"})
+_NOT_HERE = frozenset({"transfer-encoding", "expect", "upgrade"})  # left to aiohttp
+
+
+@dataclass(slots=True)
+class Head:
+    name: str
+    tail: str
+    query_string: str
+    headers: list[tuple[str, str]]
+    host: str
+    callback_url: str
+    keep_alive: bool
+    body_start: int  # offset of the body in the buffer
+    body_length: int
+
+    @property
+    def end(self) -> int:
+        """Offset just past this request's body."""
+        return self.body_start + self.body_length
+
+
+class Verdict(enum.Enum):
+    NEED_MORE = "the head is not complete yet"
+    HAND_OFF = "aiohttp should serve this connection"
+
+
+NEED_MORE: Final = Verdict.NEED_MORE
+HAND_OFF: Final = Verdict.HAND_OFF
+
+
+def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
+    """The head at the start of `buffer`, `NEED_MORE` if it is incomplete, or `HAND_OFF`."""
+    end = buffer.find(b"\r\n\r\n", 0, HEAD_LIMIT)
+    if end < 0:
+        return HAND_OFF if len(buffer) >= HEAD_LIMIT else NEED_MORE
+    try:
+        head = buffer[:end].decode("ascii")
+    except UnicodeDecodeError:
+        return HAND_OFF
+    crlf = head.count("\r\n")
+    if _BAD_CHARACTER.search(head) or head.count("\r") != crlf or head.count("\n") != crlf:
+        return HAND_OFF  # a control character, or a bare CR or LF
+    request_line, _, fields = head.partition("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or parts[0] != "POST" or parts[2] != "HTTP/1.1":
+        return HAND_OFF
+    target = _TARGET.fullmatch(parts[1])
+    if target is None or (fields and _FIELDS.fullmatch(fields) is None):
+        return HAND_OFF  # a field line with no colon, folded, or with space before its colon
+    name, tail, query = target.group(1), target.group(2) or "", target.group(3) or ""
+    if name in _DOT_SEGMENTS or tail.startswith("/") or "//" in tail:
+        return HAND_OFF
+    if tail and any(segment in _DOT_SEGMENTS for segment in tail.split("/")):
+        return HAND_OFF
+
+    headers: list[tuple[str, str]] = []
+    length: int | None = None
+    host: str | None = None
+    callback: str | None = None
+    keep_alive = True
+    for line in fields.split("\r\n") if fields else ():
+        field, _, value = line.partition(":")
+        value = value.strip(" \t")
+        headers.append((field, value))
+        lower = field.lower()
+        if lower not in _FRAMING:
+            if lower in _NOT_HERE:
+                return HAND_OFF
+        elif lower == "content-length":
+            if length is not None or not value.isdigit() or len(value) > 12:
+                return HAND_OFF
+            length = int(value)
+        elif lower == "host":
+            if host is not None:
+                return HAND_OFF
+            host = value
+        elif lower == "connection":
+            options = {option.strip(" \t").lower() for option in value.split(",")}
+            if "upgrade" in options:
+                return HAND_OFF
+            keep_alive = keep_alive and "close" not in options
+        elif callback is None:  # the first X-Callback-Url counts, as with aiohttp
+            callback = value
+    if host is None or (length or 0) > max_body:
+        return HAND_OFF
+    return Head(
+        name=name,
+        tail=tail,
+        query_string=query,
+        headers=headers,
+        host=host,
+        callback_url=(callback or "").strip(),
+        keep_alive=keep_alive,
+        body_start=end + 4,
+        body_length=length or 0,
+    )

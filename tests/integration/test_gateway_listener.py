@@ -1,0 +1,218 @@
+"""The gateway's port over raw sockets: the lean path for async calls and the hand-off to aiohttp.
+
+Every test speaks bytes to a real `ferry gateway` (in-process) on a real NATS server, so what
+is checked is exactly what a client sees on the wire and what JetStream stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ferry.gateway import listener
+from queue_worker import codec
+from queue_worker.codec import QueueRequest
+from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.queue import QueueUnderTest
+from tests.support.streams import stored_messages
+
+BODY = b'{"n": 1}'
+
+
+@pytest.fixture
+def functions_file(tmp_path: Path) -> Path:
+    return write_functions(tmp_path / "functions.yml", {"echo": {"url": "http://127.0.0.1:9"}})
+
+
+def async_call(
+    target: str = "/async-function/echo/sub?x=1", body: bytes = BODY, *extra: str
+) -> bytes:
+    lines = [
+        f"POST {target} HTTP/1.1",
+        "Host: front.example:8080",
+        "X-Callback-Url: http://127.0.0.1:9/done",
+        "X-Trace: abc",
+        f"Content-Length: {len(body)}",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Wire:
+    """One client connection reading HTTP/1.1 answers off the socket."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer(self) -> tuple[int, dict[str, str], bytes]:
+        """The next answer: status, headers (lower-case names) and body."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(self.reader.readexactly(length), 10)
+        return int(status_line.split(" ")[1]), headers, body
+
+    async def closed_by_server(self) -> bool:
+        return await asyncio.wait_for(self.reader.read(1), 10) == b""
+
+
+@pytest.fixture
+async def gateway_port(queue: QueueUnderTest, functions_file: Path) -> AsyncIterator[int]:
+    async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
+        yield gw.port
+
+
+@pytest.fixture
+async def wire(gateway_port: int) -> AsyncIterator[Wire]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway_port)
+    yield Wire(reader, writer)
+    writer.close()
+
+
+async def stored(queue: QueueUnderTest) -> list[QueueRequest]:
+    return [codec.decode(m.data) for m in await stored_messages(queue.js, queue.stream)]
+
+
+def without_ids(request: QueueRequest) -> dict[str, object]:
+    header = {k: v for k, v in request.header.items() if k not in {"X-Call-Id", "X-Start-Time"}}
+    fields = dict(vars(request))
+    fields["header"] = header
+    for cached in ("call_id", "start_time", "callback"):
+        fields.pop(cached, None)
+    return fields
+
+
+async def test_pipelined_calls_are_answered_in_order_and_each_is_stored(
+    wire: Wire, queue: QueueUnderTest
+) -> None:
+    await wire.send(async_call(body=b"one") + async_call(body=b"two") + async_call(body=b""))
+    answers = [await wire.answer() for _ in range(3)]
+    assert [status for status, _, _ in answers] == [202, 202, 202]
+    ids = [headers["x-call-id"] for _, headers, _ in answers]
+    requests = await stored(queue)
+    assert [r.call_id for r in requests] == ids
+    assert [r.body for r in requests] == [b"one", b"two", b""]
+    first = requests[0]
+    assert (first.function, first.path, first.query_string) == ("echo", "/sub", "x=1")
+    assert first.host == "front.example:8080"
+    assert first.callback == "http://127.0.0.1:9/done"
+    assert first.header["X-Trace"] == ["abc"]
+    assert "Content-Length" not in first.header and "Host" not in first.header
+
+
+async def test_a_call_sent_a_byte_at_a_time_is_stored_whole(
+    wire: Wire, queue: QueueUnderTest
+) -> None:
+    for byte in async_call(body=b"slowly"):
+        await wire.send(bytes([byte]))
+    status, _, _ = await wire.answer()
+    assert status == 202
+    (request,) = await stored(queue)
+    assert request.body == b"slowly"
+
+
+async def test_a_request_the_lean_path_leaves_to_aiohttp_is_served_on_the_same_connection(
+    wire: Wire, queue: QueueUnderTest
+) -> None:
+    await wire.send(async_call())
+    assert (await wire.answer())[0] == 202
+    await wire.send(b"GET /system/functions HTTP/1.1\r\nHost: h\r\n\r\n")
+    status, headers, body = await wire.answer()
+    assert status == 200
+    assert headers["content-type"].startswith("application/json")
+    assert b'"name": "echo"' in body or b'"name":"echo"' in body
+    await wire.send(async_call(body=b"after"))  # aiohttp now serves async calls here too
+    assert (await wire.answer())[0] == 202
+    assert [r.body for r in await stored(queue)] == [BODY, b"after"]
+
+
+async def test_a_call_served_by_aiohttp_is_stored_exactly_as_the_lean_path_stores_it(
+    wire: Wire, queue: QueueUnderTest
+) -> None:
+    chunked = async_call(body=b"").replace(
+        b"Content-Length: 0", b"Transfer-Encoding: chunked"
+    ) + b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
+    await wire.send(async_call())
+    assert (await wire.answer())[0] == 202
+    await wire.send(chunked)  # Transfer-Encoding: chunked is left to aiohttp
+    assert (await wire.answer())[0] == 202
+    lean, full = await stored(queue)
+    assert without_ids(lean) == without_ids(full)
+    assert lean.call_id != full.call_id
+
+
+async def test_refusals_on_the_lean_path_keep_the_connection_open(wire: Wire) -> None:
+    await wire.send(async_call("/async-function/nope"))
+    status, headers, body = await wire.answer()
+    assert (status, body) == (404, b"function nope not found\n")
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    await wire.send(async_call("/async-function/echo", b"x", "X-Callback-Url: ftp://cb/"))
+    assert (await wire.answer())[0] == 202  # the first X-Callback-Url counts
+    await wire.send(
+        async_call().replace(b"X-Callback-Url: http://127.0.0.1:9/done", b"X-Callback-Url: /x")
+    )
+    status, _, body = await wire.answer()
+    assert status == 400
+    assert body.startswith(b"X-Callback-Url refused")
+    await wire.send(async_call())
+    assert (await wire.answer())[0] == 202
+
+
+async def test_connection_close_is_answered_then_closed(wire: Wire, queue: QueueUnderTest) -> None:
+    await wire.send(async_call("/async-function/echo", b"last", "Connection: close"))
+    status, headers, _ = await wire.answer()
+    assert (status, headers["connection"]) == (202, "close")
+    assert await wire.closed_by_server()
+    assert [r.body for r in await stored(queue)] == [b"last"]
+
+
+async def test_a_call_whose_sender_stops_writing_is_still_answered(
+    wire: Wire, queue: QueueUnderTest
+) -> None:
+    await wire.send(async_call(body=b"half"))
+    wire.writer.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+    status, headers, _ = await wire.answer()
+    assert status == 202
+    assert headers["connection"] == "close"
+    assert [r.call_id for r in await stored(queue)] == [headers["x-call-id"]]
+
+
+async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(
+    queue: QueueUnderTest, functions_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listener, "KEEPALIVE_TIMEOUT", 0.3)
+    async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        wire = Wire(reader, writer)
+        await wire.send(async_call())
+        assert (await wire.answer())[0] == 202
+        await wire.send(b"POST /async-function/echo HTTP/1.1\r\n")  # and never the rest
+        assert await wire.closed_by_server()
+        writer.close()
+    assert len(await stored(queue)) == 1
+
+
+async def test_stopping_the_gateway_closes_idle_connections_and_exits_cleanly(
+    queue: QueueUnderTest, functions_file: Path
+) -> None:
+    async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        wire = Wire(reader, writer)
+        await wire.send(async_call())
+        assert (await wire.answer())[0] == 202
+    # running_gateway has drained the service and checked that it exited 0
+    assert await wire.closed_by_server()
+    writer.close()
