@@ -7,9 +7,11 @@ mode) as child processes on 127.0.0.1, then measures in one run:
            (what the gateway must do per call, without HTTP)
   gateway  64 keep-alive connections POSTing 1 KiB bodies to /async-function/bench
 
-Both phases are bounded by --count messages and --seconds. Usage:
+Both phases are bounded by --count messages and --seconds, and run back to back --rounds times
+(this machine's speed drifts from one minute to the next); the median of the rounds' ratios is
+the result. Usage:
 
-  .venv/bin/python bench/gateway.py [--count 20000] [--seconds 20] [--concurrency 64]
+  .venv/bin/python bench/gateway.py [--count 20000] [--seconds 20] [--concurrency 64] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import nats
@@ -29,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import free_port, wait_for_port
+from bench.common import Child, free_port, machine_busy_seconds, start_nats, wait_for_port
 from queue_worker import codec
 from queue_worker.jetstream import ensure_streams
 from queue_worker.publisher import build_request
@@ -111,6 +114,14 @@ async def raw_publish(nats_url: str, stream: str, args: argparse.Namespace) -> R
         await nc.close()
 
 
+async def purge(nats_url: str, stream: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().purge_stream(stream)
+    finally:
+        await nc.close()
+
+
 class RawHttpClient:
     """One keep-alive HTTP/1.1 connection with the least client-side work per request.
 
@@ -166,27 +177,46 @@ async def gateway_posts(port: int, args: argparse.Namespace) -> Result:
             client.close()
 
 
+class CpuMeter:
+    """CPU used by the gateway, nats-server and this process (load or raw publisher)."""
+
+    def __init__(self, gateway: Child, server: Child) -> None:
+        self.gateway = gateway
+        self.server = server
+
+    def read(self) -> tuple[float, float, float, float]:
+        return (
+            self.gateway.cpu_seconds(),
+            self.server.cpu_seconds(),
+            time.process_time(),
+            machine_busy_seconds(),
+        )
+
+    async def measure(self, phase: Awaitable[Result]) -> tuple[Result, str]:
+        before = self.read()
+        result = await phase
+        used = [b - a for a, b in zip(before, self.read(), strict=True)]
+        per_call = used[0] / len(result.latencies) * 1e6 if result.latencies else float("nan")
+        cores = " ".join(
+            f"{name} {seconds / result.elapsed:4.2f}"
+            for name, seconds in zip(("gateway", "nats", "this", "machine"), used, strict=True)
+        )
+        return result, f"  cores busy: {cores}; gateway {per_call:.0f} µs CPU per call"
+
+
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-gateway-"))
-    nats_port, gateway_port = free_port(), free_port()
-    binary = Path(sys.executable).parent / "nats-server"
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-        [str(binary), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(work / "js")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    gateway_port = free_port()
+    server, nats_url = start_nats(str(work / "js"))
     functions = work / "functions.yml"
     functions.write_text(
         yaml.safe_dump({"functions": [{"name": "bench", "url": "http://127.0.0.1:9"}]})
     )
-    nats_url = f"nats://127.0.0.1:{nats_port}"
     gateway = None
     try:
-        wait_for_port(nats_port)
-        gateway = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        gateway = Child(
             [sys.executable, "-c", GATEWAY_MAIN],
             env={
-                **os.environ,
                 "nats_url": nats_url,
                 "nats_stream": "bench-gw",
                 "functions_file": str(functions),
@@ -195,22 +225,32 @@ async def main(args: argparse.Namespace) -> None:
                 "health_port": "0",
                 "health_host": "127.0.0.1",
             },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
         wait_for_port(gateway_port)
-        raw = await raw_publish(nats_url, "bench-raw", args)
-        front = await gateway_posts(gateway_port, args)
+        meter = CpuMeter(gateway, server)
         loop = "gateway on uvloop, load on " + ("uvloop" if args.uvloop else "asyncio")
         print(f"concurrency {args.concurrency}, 1 KiB bodies, {os.cpu_count()} CPUs, {loop}")
-        print(raw.line())
-        print(front.line())
-        print(f"gateway / raw: {front.rate / raw.rate:.0%}")
+        ratios: list[float] = []
+        for round_ in range(1, args.rounds + 1):
+            # back to back, so that both phases of a round see the same machine
+            raw, raw_cpu = await meter.measure(raw_publish(nats_url, "bench-raw", args))
+            front, front_cpu = await meter.measure(gateway_posts(gateway_port, args))
+            ratios.append(front.rate / raw.rate)
+            await purge(nats_url, "bench-gw")  # each round starts with an empty stream
+            print(f"round {round_}")
+            print(raw.line())
+            print(raw_cpu.split(";")[0])
+            print(front.line())
+            print(front_cpu)
+            print(f"  gateway / raw: {ratios[-1]:.0%}")
+        print(
+            f"gateway / raw over {len(ratios)} rounds: median {statistics.median(ratios):.0%}, "
+            f"lowest {min(ratios):.0%}, highest {max(ratios):.0%} (target: 50%)"
+        )
     finally:
         for child in (gateway, server):
             if child is not None:
-                child.terminate()
-                child.wait(10)
+                child.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -219,6 +259,9 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=20_000, help="messages per phase")
     parser.add_argument("--seconds", type=float, default=20.0, help="time bound per phase")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="raw-then-gateway pairs; the median ratio counts"
+    )
     parser.add_argument(
         "--uvloop", action="store_true", help="run the load and the raw publisher on uvloop too"
     )

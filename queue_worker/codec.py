@@ -52,8 +52,11 @@ _GO_URL_FIELDS = frozenset(
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
 
-@dataclass(frozen=True)
+@dataclass
 class QueueRequest:
+    """One queued call. Treat it as read-only (it is not frozen only because a frozen
+    dataclass costs twice as much to build, and one is built for every message)."""
+
     function: str
     method: str = "POST"
     body: bytes = b""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 
 from nats.js import JetStreamContext
@@ -18,7 +19,13 @@ QUEUE_ANNOTATION = "com.openfaas.queue"
 
 
 def new_call_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its usual text form, as `str(uuid.uuid4())` gives, for
+    about half the CPU: every call through the front door needs one."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def build_request(
@@ -61,8 +68,11 @@ def build_request(
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _canonical(name: str) -> str:
-    """Go's textproto canonical form (`x-call-id` -> `X-Call-Id`), as the Go gateway stores."""
+    """Go's textproto canonical form (`x-call-id` -> `X-Call-Id`), as the Go gateway stores.
+
+    Cached: the same few header names come with every call."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 

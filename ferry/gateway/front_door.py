@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -36,7 +37,7 @@ class TooLarge(Exception):
     """The request body is above `max_body_bytes`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """What the front door says to one request: a status, headers and a short text."""
 
@@ -45,8 +46,7 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncCall:
+class AsyncCall(Protocol):
     """One `POST /async-function/{name}[/{tail}]` request, as plain values."""
 
     name: str
@@ -55,7 +55,20 @@ class AsyncCall:
     headers: list[tuple[str, str]]  # as received, in order
     host: str
     callback_url: str  # the first X-Callback-Url, stripped
-    method: str = "POST"
+    method: str
+
+
+@dataclass(slots=True)
+class RoutedCall:
+    """An `AsyncCall` read by aiohttp's router."""
+
+    name: str
+    tail: str
+    query_string: str
+    headers: list[tuple[str, str]]
+    host: str
+    callback_url: str
+    method: str
 
 
 class FrontDoor:
@@ -134,7 +147,7 @@ class FrontDoor:
         ]
 
     async def handle(self, request: web.Request) -> web.Response:
-        call = AsyncCall(
+        call = RoutedCall(
             name=request.match_info["name"],
             tail=request.match_info.get("tail") or "",
             query_string=request.raw_path.partition("?")[2],

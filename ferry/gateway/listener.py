@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from ferry.gateway.front_door import Answer, AsyncCall, FrontDoor
+from ferry.gateway.front_door import Answer, FrontDoor
 from ferry.gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
 
 log = logging.getLogger("ferry.gateway")
@@ -46,19 +46,35 @@ class FastListener:
         self.connections: set[FastConnection] = set()
         self.closing = False
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._date = _HttpDate()
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port (useful when `port` is 0). Raises OSError."""
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: FastConnection(self), host, port, backlog=128
         )
+        self._sweep()
         return int(self._server.sockets[0].getsockname()[1])
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than the keep-alive timeout; runs periodically.
+
+        One timer for all connections: a timer per request cost several µs of each call."""
+        timeout = self.keepalive_timeout
+        now = self.loop.time()
+        for connection in list(self.connections):
+            since = connection.idle_since
+            if since is not None and now - since >= timeout:
+                connection.close_if_idle()
+        self._sweeper = self.loop.call_later(min(1.0, timeout / 2), self._sweep)
 
     async def close(self, timeout: float) -> None:
         """Stop accepting; let calls being served finish (within `timeout`), close the rest."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
@@ -89,7 +105,8 @@ class FastConnection(asyncio.Protocol):
         self.buffer = bytearray()
         self.head: Head | None = None  # read, its body not complete yet
         self.serving: asyncio.Task[None] | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        # since when the connection has waited for a request (None: one is being read or served)
+        self.idle_since: float | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._eof = False
@@ -103,7 +120,7 @@ class FastConnection(asyncio.Protocol):
             transport.close()
             return
         self.listener.connections.add(self)
-        self._arm_idle()
+        self.idle_since = self.listener.loop.time()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -124,7 +141,6 @@ class FastConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)
-        self._disarm_idle()
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -152,7 +168,7 @@ class FastConnection(asyncio.Protocol):
                 return
             assert isinstance(read, Head)
             self.head = read
-            self._disarm_idle()  # a body may take its time, as with aiohttp
+            self.idle_since = None  # a body may take its time, as with aiohttp
         if len(self.buffer) < self.head.end:
             return
         head, self.head = self.head, None
@@ -180,30 +196,21 @@ class FastConnection(asyncio.Protocol):
         self._resume_reading()
         if self.buffer:
             self._next()
-        if self.serving is None:
-            self._arm_idle()
+        if self.serving is None and self.head is None:
+            self.idle_since = self.listener.loop.time()
 
     async def _answer(self, head: Head, body: bytes) -> Answer:
         front_door = self.listener.front_door
         admitted = await front_door.admit(head.name, head.callback_url)
         if isinstance(admitted, Answer):
             return admitted
-        call = AsyncCall(
-            name=head.name,
-            tail=head.tail,
-            query_string=head.query_string,
-            headers=head.headers,
-            host=head.host,
-            callback_url=head.callback_url,
-        )
-        return await front_door.enqueue(admitted, call, body)
+        return await front_door.enqueue(admitted, head, body)
 
     def _hand_off(self) -> None:
         """From now on aiohttp serves this connection, starting with the bytes read so far."""
         transport = self.transport
         assert transport is not None
         self.listener.connections.discard(self)
-        self._disarm_idle()
         self.transport = None
         handler = self.listener.fallback()
         transport.set_protocol(handler)
@@ -232,19 +239,8 @@ class FastConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _close(self) -> None:
-        self._disarm_idle()
         if self.transport is not None:
             self.transport.close()
-
-    def _arm_idle(self) -> None:
-        self._disarm_idle()
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self.listener.keepalive_timeout, self.close_if_idle)
-
-    def _disarm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
 
 
 @functools.cache

@@ -32,6 +32,8 @@ _NOT_HERE = frozenset({"transfer-encoding", "expect", "upgrade"})  # left to aio
 
 @dataclass(slots=True)
 class Head:
+    """A request the lean path serves; also the front door's `AsyncCall`."""
+
     name: str
     tail: str
     query_string: str
@@ -41,6 +43,7 @@ class Head:
     keep_alive: bool
     body_start: int  # offset of the body in the buffer
     body_length: int
+    method: str = "POST"
 
     @property
     def end(self) -> int:
