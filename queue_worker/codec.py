@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
@@ -55,7 +54,10 @@ _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", 
 @dataclass
 class QueueRequest:
     """One queued call. Treat it as read-only (it is not frozen only because a frozen
-    dataclass costs twice as much to build, and one is built for every message)."""
+    dataclass costs twice as much to build, and one is built for every message).
+
+    `call_id`, `start_time` and `callback` are plain properties: in the canonical spelling each
+    is one dict lookup, cheaper than functools.cached_property, which takes a lock."""
 
     function: str
     method: str = "POST"
@@ -80,15 +82,15 @@ class QueueRequest:
                 return values[0]
         return ""
 
-    @cached_property
+    @property
     def call_id(self) -> str:
         return self.first_header("X-Call-Id")
 
-    @cached_property
+    @property
     def start_time(self) -> str:
         return self.first_header("X-Start-Time")
 
-    @cached_property
+    @property
     def callback(self) -> str:
         """Where the result goes: the CallbackUrl field, else the X-Callback-Url header."""
         return self.callback_url or self.first_header("X-Callback-Url")

@@ -178,8 +178,13 @@ class FastConnection(asyncio.Protocol):
 
     async def _serve(self, head: Head, body: bytes) -> None:
         keep_alive = head.keep_alive
+        front_door = self.listener.front_door
         try:
-            answer = await self._answer(head, body)
+            admitted = await front_door.admit(head.name, head.callback_url)
+            if isinstance(admitted, Answer):
+                answer = admitted
+            else:
+                answer = await front_door.enqueue(admitted, head, body)
         except Exception:
             log.exception("async call to %s failed unexpectedly", head.name)
             answer = Answer(500, "internal error\n")
@@ -198,13 +203,6 @@ class FastConnection(asyncio.Protocol):
             self._next()
         if self.serving is None and self.head is None:
             self.idle_since = self.listener.loop.time()
-
-    async def _answer(self, head: Head, body: bytes) -> Answer:
-        front_door = self.listener.front_door
-        admitted = await front_door.admit(head.name, head.callback_url)
-        if isinstance(admitted, Answer):
-            return admitted
-        return await front_door.enqueue(admitted, head, body)
 
     def _hand_off(self) -> None:
         """From now on aiohttp serves this connection, starting with the bytes read so far."""

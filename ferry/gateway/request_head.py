@@ -43,12 +43,8 @@ class Head:
     keep_alive: bool
     body_start: int  # offset of the body in the buffer
     body_length: int
+    end: int  # offset just past the body
     method: str = "POST"
-
-    @property
-    def end(self) -> int:
-        """Offset just past this request's body."""
-        return self.body_start + self.body_length
 
 
 class Verdict(enum.Enum):
@@ -125,4 +121,5 @@ def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
         keep_alive=keep_alive,
         body_start=end + 4,
         body_length=length or 0,
+        end=end + 4 + (length or 0),
     )
