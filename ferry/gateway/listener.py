@@ -189,7 +189,10 @@ class FastConnection(asyncio.Protocol):
             log.exception("async call to %s failed unexpectedly", head.name)
             answer = Answer(500, "internal error\n")
             keep_alive = False
-        keep_alive = keep_alive and not self._eof and not self.listener.closing
+        # After the client's EOF, requests it sent before are still answered; the last answer
+        # says the connection closes.
+        last = self._eof and not self.buffer
+        keep_alive = keep_alive and not last and not self.listener.closing
         transport = self.transport
         self.serving = None
         if transport is None or transport.is_closing():
@@ -201,8 +204,11 @@ class FastConnection(asyncio.Protocol):
         self._resume_reading()
         if self.buffer:
             self._next()
-        if self.serving is None and self.head is None:
-            self.idle_since = self.listener.loop.time()
+        if self.serving is None:
+            if self._eof:  # what is left can never be completed
+                self._close()
+            elif self.head is None:
+                self.idle_since = self.listener.loop.time()
 
     def _hand_off(self) -> None:
         """From now on aiohttp serves this connection, starting with the bytes read so far."""

@@ -179,15 +179,30 @@ async def test_connection_close_is_answered_then_closed(wire: Wire, queue: Queue
     assert [r.body for r in await stored(queue)] == [b"last"]
 
 
-async def test_a_call_whose_sender_stops_writing_is_still_answered(
+async def test_calls_whose_sender_stops_writing_are_still_answered(
     wire: Wire, queue: QueueUnderTest
 ) -> None:
-    await wire.send(async_call(body=b"half"))
+    await wire.send(async_call(body=b"one") + async_call(body=b"two"))
     wire.writer.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
-    status, headers, _ = await wire.answer()
-    assert status == 202
-    assert headers["connection"] == "close"
-    assert [r.call_id for r in await stored(queue)] == [headers["x-call-id"]]
+    first_status, first, _ = await wire.answer()
+    last_status, last, _ = await wire.answer()
+    assert (first_status, last_status) == (202, 202)
+    assert "connection" not in first
+    assert last["connection"] == "close"
+    assert await wire.closed_by_server()
+    requests = await stored(queue)
+    assert [r.call_id for r in requests] == [first["x-call-id"], last["x-call-id"]]
+    assert [r.body for r in requests] == [b"one", b"two"]
+
+
+async def test_a_request_cut_short_by_the_senders_eof_is_dropped_and_the_connection_closed(
+    wire: Wire, queue: QueueUnderTest
+) -> None:
+    await wire.send(async_call(body=b"whole") + async_call(body=b"cut")[:-2])
+    wire.writer.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+    assert (await wire.answer())[0] == 202
+    assert await wire.closed_by_server()
+    assert [r.body for r in await stored(queue)] == [b"whole"]
 
 
 async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(
