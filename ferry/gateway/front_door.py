@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.urlguard import CallbackPolicy
+from ferry.gateway.call import AsyncCall
 from ferry.gateway.functions import Function, FunctionCatalog
 from ferry.gateway.metrics import GatewayMetrics
 from queue_worker.jetstream import PublishError
@@ -44,31 +44,6 @@ class Answer:
     status: int
     text: str = ""
     headers: tuple[tuple[str, str], ...] = ()
-
-
-class AsyncCall(Protocol):
-    """One `POST /async-function/{name}[/{tail}]` request, as plain values."""
-
-    name: str
-    tail: str  # what follows `/{name}/` in the path ("" for none)
-    query_string: str
-    headers: list[tuple[str, str]]  # as received, in order
-    host: str
-    callback_url: str  # the first X-Callback-Url, stripped
-    method: str
-
-
-@dataclass(slots=True)
-class RoutedCall:
-    """An `AsyncCall` read by aiohttp's router."""
-
-    name: str
-    tail: str
-    query_string: str
-    headers: list[tuple[str, str]]
-    host: str
-    callback_url: str
-    method: str
 
 
 class FrontDoor:
@@ -147,7 +122,7 @@ class FrontDoor:
         ]
 
     async def handle(self, request: web.Request) -> web.Response:
-        call = RoutedCall(
+        call = AsyncCall(
             name=request.match_info["name"],
             tail=request.match_info.get("tail") or "",
             query_string=request.raw_path.partition("?")[2],

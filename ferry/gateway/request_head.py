@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from ferry.gateway.call import AsyncCall
+
 HEAD_LIMIT: Final = 8192  # bytes of request line and headers the lean path will look at
 
 _BAD_CHARACTER = re.compile(r"[^\t\r\n -~]")  # anything but printable ASCII, tab, CR, LF
@@ -30,21 +32,14 @@ _FRAMING = frozenset({"content-length", "host", "connection", "x-callback-url"})
 _NOT_HERE = frozenset({"transfer-encoding", "expect", "upgrade"})  # left to aiohttp
 
 
-@dataclass(slots=True)
-class Head:
-    """A request the lean path serves; also the front door's `AsyncCall`."""
+@dataclass(slots=True, kw_only=True)
+class Head(AsyncCall):
+    """A request the lean path serves: the call, and where it lies in the buffer."""
 
-    name: str
-    tail: str
-    query_string: str
-    headers: list[tuple[str, str]]
-    host: str
-    callback_url: str
     keep_alive: bool
     body_start: int  # offset of the body in the buffer
     body_length: int
     end: int  # offset just past the body
-    method: str = "POST"
 
 
 class Verdict(enum.Enum):
