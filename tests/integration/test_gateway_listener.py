@@ -7,6 +7,7 @@ is checked is exactly what a client sees on the wire and what JetStream stores.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages
 
 BODY = b'{"n": 1}'
+LIST_FUNCTIONS = b"GET /system/functions HTTP/1.1\r\nHost: h\r\n\r\n"
 
 
 @pytest.fixture
@@ -129,7 +131,7 @@ async def test_a_request_the_lean_path_leaves_to_aiohttp_is_served_on_the_same_c
 ) -> None:
     await wire.send(async_call())
     assert (await wire.answer())[0] == 202
-    await wire.send(b"GET /system/functions HTTP/1.1\r\nHost: h\r\n\r\n")
+    await wire.send(LIST_FUNCTIONS)
     status, headers, body = await wire.answer()
     assert status == 200
     assert headers["content-type"].startswith("application/json")
@@ -231,3 +233,49 @@ async def test_stopping_the_gateway_closes_idle_connections_and_exits_cleanly(
     # running_gateway has drained the service and checked that it exited 0
     assert await wire.closed_by_server()
     writer.close()
+
+
+async def test_a_random_mix_of_lean_and_handed_off_requests_is_answered_in_order(
+    gateway_port: int, queue: QueueUnderTest
+) -> None:
+    """Several connections, each sending a seeded random mix of lean calls, chunked calls and
+    other routes, some sent ahead: every request gets its own answer, in order, and exactly
+    the accepted calls are stored."""
+    rng = random.Random(20261129)
+
+    def chunked(body: bytes) -> bytes:
+        head = async_call("/async-function/echo", b"").replace(
+            b"Content-Length: 0", b"Transfer-Encoding: chunked"
+        )
+        return head + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+
+    async def one_connection(number: int) -> list[bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway_port)
+        wire = Wire(reader, writer)
+        accepted: list[bytes] = []
+        try:
+            for step in range(12):
+                burst: list[tuple[bytes, int, bytes | None]] = []
+                for _ in range(rng.choice((1, 1, 2, 3))):
+                    body = b"c%d-%d-%d" % (number, step, len(burst))
+                    kind = rng.choice(("lean", "lean", "lean", "chunked", "list", "missing"))
+                    if kind == "lean":
+                        burst.append((async_call("/async-function/echo", body), 202, body))
+                    elif kind == "chunked":
+                        burst.append((chunked(body), 202, body))
+                    elif kind == "list":
+                        burst.append((LIST_FUNCTIONS, 200, None))
+                    else:
+                        burst.append((async_call("/async-function/nope", body), 404, None))
+                await wire.send(b"".join(data for data, _, _ in burst))
+                for _, status, stored_body in burst:
+                    assert (await wire.answer())[0] == status
+                    if stored_body is not None:
+                        accepted.append(stored_body)
+        finally:
+            writer.close()
+        return accepted
+
+    sent = await asyncio.gather(*(one_connection(n) for n in range(4)))
+    stored_bodies = sorted(r.body for r in await stored(queue))
+    assert stored_bodies == sorted(body for bodies in sent for body in bodies)
