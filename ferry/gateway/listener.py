@@ -68,7 +68,7 @@ class FastListener:
             since = connection.idle_since
             if since is not None and now - since >= timeout:
                 connection.close_if_idle()
-        self._sweeper = self.loop.call_later(min(1.0, timeout / 2), self._sweep)
+        self._sweeper = self.loop.call_later(max(0.05, min(1.0, timeout / 2)), self._sweep)
 
     async def close(self, timeout: float) -> None:
         """Stop accepting; let calls being served finish (within `timeout`), close the rest."""
@@ -83,7 +83,8 @@ class FastListener:
         if busy:
             await asyncio.wait(busy, timeout=timeout or None)
         for connection in list(self.connections):
-            connection.abort()
+            if connection.serving is not None:  # not done in time; the rest close by themselves
+                connection.abort()
 
     def encode(self, answer: Answer, keep_alive: bool) -> bytes:
         lines = [_status_line(answer.status)]
@@ -222,6 +223,8 @@ class FastConnection(asyncio.Protocol):
         self._resume_reading_of(transport)
         pending, self.buffer = bytes(self.buffer), bytearray()
         handler.data_received(pending)
+        if self._eof and not handler.eof_received():
+            transport.close()  # what asyncio does when a protocol does not keep a half-open line
 
     def _resume_reading(self) -> None:
         if self.transport is not None:

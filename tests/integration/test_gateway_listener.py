@@ -7,16 +7,26 @@ is checked is exactly what a client sees on the wire and what JetStream stores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from connectors.core.urlguard import CallbackPolicy
 from ferry.gateway import listener
+from ferry.gateway.front_door import FrontDoor
+from ferry.gateway.functions import Function, FunctionCatalog, FunctionList
+from ferry.gateway.metrics import GatewayMetrics
 from queue_worker import codec
 from queue_worker.codec import QueueRequest
+from queue_worker.publisher import Publisher
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages
@@ -279,3 +289,71 @@ async def test_a_random_mix_of_lean_and_handed_off_requests_is_answered_in_order
     sent = await asyncio.gather(*(one_connection(n) for n in range(4)))
     stored_bodies = sorted(r.body for r in await stored(queue))
     assert stored_bodies == sorted(body for bodies in sent for body in bodies)
+
+
+class HeldPublisher:
+    """Stands in for JetStream: each call is stored only when the test lets it through."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def enqueue(self, request: QueueRequest, *, timeout: float) -> object:
+        self.started.set()
+        await self.release.wait()
+        return SimpleNamespace(duplicate=False)
+
+
+async def held_listener(publisher: HeldPublisher) -> tuple[listener.FastListener, int]:
+    class Listed:
+        async def load(self) -> FunctionList:
+            return FunctionList((Function("echo"),))
+
+    catalog = FunctionCatalog(Listed(), interval=60)
+    await catalog.prime()
+    front_door = FrontDoor(
+        catalog,
+        cast(Publisher, publisher),
+        CallbackPolicy.build((), True),
+        GatewayMetrics(CollectorRegistry()),
+        max_body_bytes=1024,
+        publish_timeout=5,
+        connected=lambda: True,
+    )
+
+    async def other(_: web.BaseRequest) -> web.Response:
+        return web.Response()
+
+    lean = listener.FastListener(front_door, web.Server(other))
+    return lean, await lean.start("127.0.0.1", 0)
+
+
+async def test_on_shutdown_a_call_being_stored_is_answered_before_its_connection_closes() -> None:
+    publisher = HeldPublisher()
+    lean, port = await held_listener(publisher)
+    busy = Wire(*await asyncio.open_connection("127.0.0.1", port))
+    idle = Wire(*await asyncio.open_connection("127.0.0.1", port))
+    await busy.send(async_call("/async-function/echo"))
+    await asyncio.wait_for(publisher.started.wait(), 5)
+    closing = asyncio.create_task(lean.close(timeout=10))
+    assert await idle.closed_by_server()
+    assert not closing.done()
+    publisher.release.set()
+    status, headers, _ = await busy.answer()
+    assert (status, headers["connection"]) == (202, "close")
+    assert await busy.closed_by_server()
+    await asyncio.wait_for(closing, 5)
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_on_shutdown_a_call_not_stored_in_time_is_cut_off_unanswered() -> None:
+    publisher = HeldPublisher()
+    lean, port = await held_listener(publisher)
+    busy = Wire(*await asyncio.open_connection("127.0.0.1", port))
+    await busy.send(async_call("/async-function/echo"))
+    await asyncio.wait_for(publisher.started.wait(), 5)
+    await asyncio.wait_for(lean.close(timeout=0.2), 5)
+    with contextlib.suppress(ConnectionError):
+        assert await busy.closed_by_server()
+    publisher.release.set()
