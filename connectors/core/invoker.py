@@ -15,7 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.gateway import GatewayClient
 from connectors.core.http1 import HttpError, InvalidRequest
-from connectors.core.retry import Outcome, RetryPolicy, parse_retry_after
+from connectors.core.retry import Outcome, RetryPolicy, Verdict, parse_retry_after
 from connectors.core.version import USER_AGENT
 
 # Headers that describe one hop of a connection, not the request (RFC 9110, 7.6.1).
@@ -72,6 +72,7 @@ class InvocationResult:
     body: bytes = b""
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     error: str = ""
+    unsendable: bool = False  # the request itself cannot be sent as HTTP: retrying cannot help
 
     @property
     def ok(self) -> bool:
@@ -87,6 +88,8 @@ class InvocationResult:
         return parse_retry_after(self.headers.get("Retry-After"))
 
     def outcome(self, policy: RetryPolicy) -> Outcome:
+        if self.unsendable:
+            return Outcome(Verdict.FAILED, reason=f"{self.error} (not retried)")
         return policy.decide(
             status=self.status, attempt=self.attempt, retry_after=self.retry_after, error=self.error
         )
@@ -127,7 +130,14 @@ class Invoker:
         except HttpError as exc:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
-            error = f"the request cannot be sent: {exc}"
+            return InvocationResult(
+                function=request.function,
+                status=None,
+                attempt=attempt,
+                duration=time.monotonic() - started,
+                error=f"the request cannot be sent: {exc}",
+                unsendable=True,
+            )
         return InvocationResult(
             function=request.function,
             status=None,
