@@ -3,10 +3,11 @@
 `read_head` accepts only a plain `POST /async-function/{name}[/{tail}][?query] HTTP/1.1` with
 a Content-Length (or no body), printable ASCII throughout, and nothing whose meaning needs more
 than this module knows: no Transfer-Encoding, Expect or Upgrade, no folded or repeated framing
-headers, no percent-escapes or dot segments in the path. Anything else is `HAND_OFF`: the
-listener gives the connection, with every byte read so far, to aiohttp, whose parser handles
-all of HTTP. So this module may be strict (refusing what it is unsure of costs only speed),
-and must never accept a request that aiohttp would read differently.
+headers, no more than `MAX_FIELDS` header lines, no percent-escapes or dot segments in the
+path. Anything else is `HAND_OFF`: the listener gives the connection, with every byte read so
+far, to aiohttp, whose parser handles all of HTTP. So this module may be strict (refusing what
+it is unsure of costs only speed), and must never accept a request that aiohttp would read
+differently, or refuse.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Final
 from ferry.gateway.call import AsyncCall
 
 HEAD_LIMIT: Final = 8192  # bytes of request line and headers the lean path will look at
+MAX_FIELDS: Final = 100  # header lines it will read (aiohttp refuses more than 128)
 
 _BAD_CHARACTER = re.compile(r"[^\t\r\n -~]")  # anything but printable ASCII, tab, CR, LF
 _FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*(?:\r\n|\Z))*")
@@ -68,6 +70,8 @@ def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
     if len(parts) != 3 or parts[0] != "POST" or parts[2] != "HTTP/1.1":
         return HAND_OFF
     target = _TARGET.fullmatch(parts[1])
+    if fields.count("\r\n") >= MAX_FIELDS:
+        return HAND_OFF
     if target is None or (fields and _FIELDS.fullmatch(fields) is None):
         return HAND_OFF  # a field line with no colon, folded, or with space before its colon
     name, tail, query = target.group(1), target.group(2) or "", target.group(3) or ""

@@ -15,7 +15,14 @@ from aiohttp.http_parser import HttpRequestParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferry.gateway.request_head import HAND_OFF, HEAD_LIMIT, NEED_MORE, Head, read_head
+from ferry.gateway.request_head import (
+    HAND_OFF,
+    HEAD_LIMIT,
+    MAX_FIELDS,
+    NEED_MORE,
+    Head,
+    read_head,
+)
 
 MAX_BODY = 1000
 
@@ -124,6 +131,19 @@ HANDED_OFF = {
 @pytest.mark.parametrize("data", HANDED_OFF.values(), ids=HANDED_OFF.keys())
 def test_what_the_lean_path_does_not_serve_is_handed_to_aiohttp(data: bytes) -> None:
     assert read_head(data, MAX_BODY) is HAND_OFF
+
+
+def test_up_to_max_fields_headers_are_read_and_more_are_handed_off() -> None:
+    def with_fields(count: int) -> bytes:
+        extra = [f"X-{n}: v" for n in range(count - 1)]
+        return request("POST /async-function/f HTTP/1.1", "Host: h", *extra)
+
+    head = read_head(with_fields(MAX_FIELDS), MAX_BODY)
+    assert isinstance(head, Head)
+    assert len(head.headers) == MAX_FIELDS
+    assert aiohttp_reads(with_fields(MAX_FIELDS)) is not None
+    assert read_head(with_fields(MAX_FIELDS + 1), MAX_BODY) is HAND_OFF
+    assert aiohttp_reads(with_fields(129)) is None  # why the lean path stops well before
 
 
 # -- differential: whatever read_head accepts, aiohttp reads the same ---------------------------
