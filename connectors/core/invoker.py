@@ -109,6 +109,7 @@ class Invoker:
         if authorization is not None:
             headers.append(("Authorization", authorization))
         started = time.monotonic()
+        unsendable = False
         try:
             response = await self.client.http.request(
                 request.method,
@@ -130,18 +131,12 @@ class Invoker:
         except HttpError as exc:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
-            return InvocationResult(
-                function=request.function,
-                status=None,
-                attempt=attempt,
-                duration=time.monotonic() - started,
-                error=f"the request cannot be sent: {exc}",
-                unsendable=True,
-            )
+            error, unsendable = f"the request cannot be sent: {exc}", True
         return InvocationResult(
             function=request.function,
             status=None,
             attempt=attempt,
             duration=time.monotonic() - started,
             error=error,
+            unsendable=unsendable,
         )
