@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from connectors.core.http1 import TOKEN_PATTERN
 from ferry.gateway.call import AsyncCall
 
 HEAD_LIMIT: Final = 8192  # bytes of request line and headers the lean path will look at
 MAX_FIELDS: Final = 100  # header lines it will read (aiohttp refuses more than 128)
 
 _BAD_CHARACTER = re.compile(r"[^\t\r\n -~]")  # anything but printable ASCII, tab, CR, LF
-_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*(?:\r\n|\Z))*")
+_FIELDS = re.compile(rf"(?:{TOKEN_PATTERN}:[^\r\n]*(?:\r\n|\Z))*")
 _TARGET = re.compile(
     r"/async-function/([A-Za-z0-9_.\-]+)"
     r"(?:/([A-Za-z0-9\-._~!$&'()*+,;=:@/]*))?"

@@ -26,6 +26,7 @@ from __future__ import annotations
 from connectors.core.http1.answer import Response
 from connectors.core.http1.client import Http1Client, Resolver
 from connectors.core.http1.wire import (
+    TOKEN_PATTERN,
     HttpError,
     InvalidRequest,
     Origin,
@@ -36,6 +37,7 @@ from connectors.core.http1.wire import (
 )
 
 __all__ = [
+    "TOKEN_PATTERN",
     "Http1Client",
     "HttpError",
     "InvalidRequest",

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 # A header name (and a method) is an RFC 9110 token; a value may hold anything but CR, LF, NUL.
-_TOKEN_CHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_TOKEN = re.compile(_TOKEN_CHARS.encode())
-_TOKEN_TEXT = re.compile(_TOKEN_CHARS)
+TOKEN_PATTERN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN = re.compile(TOKEN_PATTERN.encode())
+_TOKEN_TEXT = re.compile(TOKEN_PATTERN)
 _VALID_NAMES: set[str | bytes] = set()
 _VALID_NAMES_MAX = 4096
 
