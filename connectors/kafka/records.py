@@ -8,12 +8,10 @@ companion `...-Enc: b64` header, so a function can always recover the exact byte
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
 
 from connectors.core.controller import Event
-
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+from connectors.core.http1 import is_token
 
 
 def header_text(value: bytes) -> str | None:
@@ -49,7 +47,7 @@ def kafka_headers(
     if key is not None:
         out.extend(_encoded("X-Kafka-Key", key))
     for name, value in headers:
-        if not _TOKEN.match(name):
+        if not is_token(name):
             continue  # not expressible as an HTTP header name
         out.extend(_encoded(f"X-Kafka-{name}", value or b""))
     return tuple(out)
