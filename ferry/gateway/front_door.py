@@ -90,7 +90,7 @@ class FrontDoor:
             method=call.method,
             path=f"/{call.tail}" if call.tail else "",
             query_string=call.query_string,
-            headers=queued_headers(call.headers),
+            headers=_queued_headers(call.headers),
             host=call.host,
             annotations=function.annotations,
             callback_url=call.callback_url,
@@ -164,7 +164,7 @@ class FrontDoor:
         )
 
 
-def queued_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def _queued_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers if k.lower() not in NOT_QUEUED]
 
 

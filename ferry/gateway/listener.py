@@ -31,18 +31,11 @@ _READ_AHEAD = 256 * 1024  # bytes buffered beyond the request being served befor
 class FastListener:
     """Accepts connections on the gateway's port and keeps track of the lean ones."""
 
-    def __init__(
-        self,
-        front_door: FrontDoor,
-        fallback: Callable[[], asyncio.Protocol],
-        *,
-        keepalive_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, front_door: FrontDoor, fallback: Callable[[], asyncio.Protocol]) -> None:
         self.front_door = front_door
         self.fallback = fallback
-        self.keepalive_timeout = (
-            KEEPALIVE_TIMEOUT if keepalive_timeout is None else keepalive_timeout
-        )
+        self.keepalive_timeout = KEEPALIVE_TIMEOUT
+        self.loop = asyncio.get_running_loop()
         self.connections: set[FastConnection] = set()
         self.closing = False
         self._server: asyncio.Server | None = None
@@ -51,8 +44,7 @@ class FastListener:
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port (useful when `port` is 0). Raises OSError."""
-        self.loop = loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        self._server = await self.loop.create_server(
             lambda: FastConnection(self), host, port, backlog=128
         )
         self._sweep()
@@ -175,7 +167,7 @@ class FastConnection(asyncio.Protocol):
         head, self.head = self.head, None
         body = bytes(self.buffer[head.body_start : head.end])
         del self.buffer[: head.end]
-        self.serving = asyncio.get_running_loop().create_task(self._serve(head, body))
+        self.serving = self.listener.loop.create_task(self._serve(head, body))
 
     async def _serve(self, head: Head, body: bytes) -> None:
         keep_alive = head.keep_alive
@@ -215,25 +207,21 @@ class FastConnection(asyncio.Protocol):
         """From now on aiohttp serves this connection, starting with the bytes read so far."""
         transport = self.transport
         assert transport is not None
+        self._resume_reading()
         self.listener.connections.discard(self)
         self.transport = None
         handler = self.listener.fallback()
         transport.set_protocol(handler)
         handler.connection_made(transport)
-        self._resume_reading_of(transport)
         pending, self.buffer = bytes(self.buffer), bytearray()
         handler.data_received(pending)
         if self._eof and not handler.eof_received():
             transport.close()  # what asyncio does when a protocol does not keep a half-open line
 
     def _resume_reading(self) -> None:
-        if self.transport is not None:
-            self._resume_reading_of(self.transport)
-
-    def _resume_reading_of(self, transport: asyncio.Transport) -> None:
-        if self._reading_paused:
+        if self._reading_paused and self.transport is not None:
             self._reading_paused = False
-            transport.resume_reading()
+            self.transport.resume_reading()
 
     # -- closing ----------------------------------------------------------------------------
 
