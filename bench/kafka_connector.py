@@ -168,16 +168,14 @@ async def consume_ceiling(bootstrap: str, topic: str, records: int) -> dict[str,
     return {"records": seen, "seconds": elapsed, "rate": seen / elapsed}
 
 
-async def post_ceiling(url: str, records: int, concurrency: int) -> dict[str, float]:
+async def post_ceiling(
+    url: str, records: int, concurrency: int, lean: bool = False
+) -> dict[str, float]:
+    """The POST ceiling with aiohttp, or with ferry's own lean client (which the connector
+    itself uses) when `lean`."""
+    rate_of = raw_http1_rate if lean else raw_post_rate
     started = time.monotonic()
-    rate = await raw_post_rate(url, concurrency, records, VALUE)
-    return {"records": records, "seconds": time.monotonic() - started, "rate": rate}
-
-
-async def post_ceiling_http1(url: str, records: int, concurrency: int) -> dict[str, float]:
-    """The same ceiling with ferry's own lean client, which the connector itself uses."""
-    started = time.monotonic()
-    rate = await raw_http1_rate(url, concurrency, records, VALUE)
+    rate = await rate_of(url, concurrency, records, VALUE)
     return {"records": records, "seconds": time.monotonic() - started, "rate": rate}
 
 
@@ -254,10 +252,9 @@ if __name__ == "__main__":
         mode, *rest = args.child
         if mode == "consume":
             result = asyncio.run(consume_ceiling(rest[0], rest[1], int(rest[2])))
-        elif mode == "post-http1":
-            result = asyncio.run(post_ceiling_http1(rest[0], int(rest[1]), int(rest[2])))
         else:
-            result = asyncio.run(post_ceiling(rest[0], int(rest[1]), int(rest[2])))
+            lean = mode == "post-http1"
+            result = asyncio.run(post_ceiling(rest[0], int(rest[1]), int(rest[2]), lean))
         print(json.dumps(result))
     else:
         asyncio.run(main(args.records, args.concurrency))

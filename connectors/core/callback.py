@@ -137,9 +137,7 @@ class CallbackSender:
     @property
     def http(self) -> Http1Client:
         if self._http is None:
-            self._http = Http1Client(
-                limit=self._concurrency, resolver=GuardedResolver(self.policy), idle_timeout=30
-            )
+            self._http = Http1Client(limit=self._concurrency, resolver=GuardedResolver(self.policy))
         return self._http
 
     async def deliver(self, callback: Callback) -> CallbackOutcome:

@@ -50,7 +50,7 @@ class GatewayClient:
     @property
     def http(self) -> Http1Client:
         if self._http is None:
-            self._http = Http1Client(limit=self._limit, idle_timeout=30)
+            self._http = Http1Client(limit=self._limit)
         return self._http
 
     @property
