@@ -49,7 +49,11 @@ class GatewaySettings:
         "upstream_timeout", 30.0, "bound on one function call", duration, shown="30s"
     )
     basic_auth: bool = setting(
-        "basic_auth", False, "send basic auth to the gateway (from secret_mount_path)", parse_bool
+        "basic_auth",
+        False,
+        "read the gateway's function list with its admin credentials (from secret_mount_path);"
+        " never sent to a function",
+        parse_bool,
     )
     secret_mount_path: str = setting(
         "secret_mount_path",

@@ -34,13 +34,16 @@ class GatewayClient:
     """The process's way to its gateway, sized for `max_inflight` calls.
 
     Invocations, made once per message, go through the lean `http` client; the rare calls
-    (the topic map, the proxy) through an aiohttp `session`.
+    (the topic map) through an aiohttp `session`. The gateway's admin credentials
+    (`basic_auth`) are for its management API alone: `system_get` sends them, and nothing
+    else does, so a function never sees them (as in OpenFaaS, the caller's own
+    `Authorization` is what reaches a function).
     """
 
     def __init__(self, settings: GatewaySettings, *, max_inflight: int) -> None:
         self.settings = settings
         self.base_url = settings.gateway_url.rstrip("/")
-        self.authorization = (
+        self._system_authorization = (
             read_basic_auth(settings.secret_mount_path) if settings.basic_auth else None
         )
         self._limit = max(max_inflight, 1) + 8
@@ -61,7 +64,6 @@ class GatewayClient:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                headers={"Authorization": self.authorization} if self.authorization else None,
                 timeout=aiohttp.ClientTimeout(total=self.settings.upstream_timeout),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Content-Type"),
@@ -70,6 +72,14 @@ class GatewayClient:
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
+
+    def system_get(self, path: str) -> aiohttp.client._RequestContextManager:
+        """GET a `/system/...` path of the gateway's management API, with its credentials."""
+        if not path.startswith("/system/"):
+            raise ValueError(f"{path} is not part of the gateway's management API")
+        auth = self._system_authorization
+        headers = {"Authorization": auth} if auth is not None else None
+        return self.session.get(self.url(path), headers=headers)
 
     async def close(self) -> None:
         if self._http is not None:

@@ -34,10 +34,10 @@ HOP_BY_HOP = frozenset(
 )
 # What is never copied onto a new request: hop-by-hop, and what the client library rebuilds.
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
-# What an invocation drops from the caller's headers: ferry sets its own User-Agent, and with
-# basic_auth the gateway's credentials replace the caller's, as in OpenFaaS.
+# What an invocation drops from the caller's headers: ferry sets its own User-Agent. The
+# caller's Authorization passes through unchanged; the gateway's admin credentials never go
+# with an invocation (they are for /system/* alone, see GatewayClient.system_get).
 REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
-REPLACED_ON_INVOKE_WITH_AUTH = REPLACED_ON_INVOKE | {"authorization"}
 
 UNREACHABLE_STATUS = 503
 
@@ -102,12 +102,12 @@ class Invoker:
         self.client = client
 
     async def invoke(self, request: InvocationRequest, *, attempt: int = 1) -> InvocationResult:
-        authorization = self.client.authorization
-        dropped = REPLACED_ON_INVOKE if authorization is None else REPLACED_ON_INVOKE_WITH_AUTH
-        headers = [(name, value) for name, value in request.headers if name.lower() not in dropped]
+        headers = [
+            (name, value)
+            for name, value in request.headers
+            if name.lower() not in REPLACED_ON_INVOKE
+        ]
         headers.append(("User-Agent", USER_AGENT))
-        if authorization is not None:
-            headers.append(("Authorization", authorization))
         started = time.monotonic()
         unsendable = False
         try:

@@ -154,7 +154,7 @@ class TopicMapRefresher:
 
     async def _get_json(self, path: str) -> Any:
         try:
-            async with self.client.session.get(self.client.url(path)) as response:
+            async with self.client.system_get(path) as response:
                 if response.status != 200:
                     raise GatewayQueryError(f"GET {path} answered {response.status}")
                 return await response.json(content_type=None)

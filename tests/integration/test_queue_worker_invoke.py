@@ -112,22 +112,28 @@ async def test_binary_body_reaches_the_function_unchanged(
     assert call.body == base64.b64decode("AAEC/v8=")
 
 
-async def test_with_basic_auth_the_gateway_gets_the_workers_credentials(
+async def test_with_basic_auth_a_function_gets_the_callers_authorization_never_the_admins(
     queue: QueueUnderTest, gateway: FakeGateway, tmp_path: Path
 ) -> None:
     (tmp_path / "basic-auth-user").write_text("admin\n")
     (tmp_path / "basic-auth-password").write_text("s3cret\n")
     gateway.function("echo")
+    gateway.function("anonymous")
     await queue.publish(
         "echo", b"x", headers=[("Authorization", "Bearer caller"), ("User-Agent", "caller/1")]
     )
+    await queue.publish("anonymous", b"y")
     async with queue.worker(basic_auth="true", secret_mount_path=str(tmp_path)):
-        await eventually(lambda: bool(gateway.calls_to("echo")), what="invoked")
+        await eventually(
+            lambda: bool(gateway.calls_to("echo")) and bool(gateway.calls_to("anonymous")),
+            what="both invoked",
+        )
     (call,) = gateway.calls_to("echo")
-    expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
-    assert call.headers.getall("Authorization") == [expected]
+    assert call.headers.getall("Authorization") == ["Bearer caller"]
     assert call.headers.getall("User-Agent") == [call.headers["User-Agent"]]
     assert call.headers["User-Agent"].startswith("ferry/")
+    (bare,) = gateway.calls_to("anonymous")
+    assert "Authorization" not in bare.headers
 
 
 async def test_without_basic_auth_the_callers_authorization_is_passed_on(

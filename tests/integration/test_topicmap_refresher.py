@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from pathlib import Path
 
 from connectors.core.config import GatewaySettings
 from connectors.core.gateway import GatewayClient
@@ -59,3 +61,23 @@ async def test_a_rebuild_while_the_gateway_is_down_keeps_the_old_map() -> None:
         assert len(failures) == 1
     finally:
         await refresher.client.close()
+
+
+async def test_with_basic_auth_the_function_list_is_read_with_the_admin_credentials(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    (tmp_path / "basic-auth-user").write_text("admin\n")
+    (tmp_path / "basic-auth-password").write_text("s3cret\n")
+    gateway.subscribe("fn", "orders")
+    settings = GatewaySettings(
+        gateway_url=gateway.url, basic_auth=True, secret_mount_path=str(tmp_path)
+    )
+    refresher = TopicMapRefresher(GatewayClient(settings, max_inflight=4), interval=INTERVAL)
+    try:
+        assert await refresher.refresh()
+    finally:
+        await refresher.client.close()
+    expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    assert gateway.system_authorizations
+    assert set(gateway.system_authorizations) == {expected}
+    assert names(refresher.current, "orders") == ["fn.openfaas-fn"]

@@ -54,6 +54,7 @@ class FakeGateway:
         self.running = 0
         self.peak = 0
         self.functions: list[dict[str, object]] = []
+        self.system_authorizations: list[str | None] = []  # one per /system/* request
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -119,11 +120,13 @@ class FakeGateway:
             self.running -= 1
 
     async def _list(self, request: web.Request) -> web.Response:
+        self.system_authorizations.append(request.headers.get("Authorization"))
         namespace = request.query.get("namespace")
         items = [f for f in self.functions if namespace in (None, f.get("namespace"))]
         return web.json_response(items)
 
     async def _namespaces(self, request: web.Request) -> web.Response:
+        self.system_authorizations.append(request.headers.get("Authorization"))
         names = sorted({str(f.get("namespace", "openfaas-fn")) for f in self.functions})
         return web.json_response(names or ["openfaas-fn"])
 
