@@ -6,7 +6,7 @@ import argparse
 
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
-from ferry.gateway.config import GatewayConfig
+from gateway.config import GatewayConfig
 
 HELP = (
     "Accept POST /async-function/{name}[/{path}], store each call on NATS JetStream as an\n"
@@ -23,6 +23,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ferry.gateway.service import GatewayService
+    from gateway.service import GatewayService
 
     return run_from_env(GatewayConfig, GatewayService, lambda c: c.runtime)

@@ -26,8 +26,8 @@ from ferry.dev.callback_printer import CallbackPrinter
 from ferry.dev.embedded_nats import EmbeddedNats
 from ferry.dev.examples import example_app, example_functions
 from ferry.dev.loopback import LoopbackSite
-from ferry.gateway.config import GatewayConfig
-from ferry.gateway.service import GatewayService
+from gateway.config import GatewayConfig
+from gateway.service import GatewayService
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.worker import QueueWorker
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from connectors.core.settings import load_settings
-from ferry.gateway.functions import parse_functions_file
+from gateway.functions import parse_functions_file
 from tests.deploy.processes import (
     ROOT,
     duration_seconds,

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from connectors.core.settings import iter_specs
-from ferry.gateway.config import GatewayConfig
+from gateway.config import GatewayConfig
 from tests.support import brokers
 from tests.support.front_door import gateway_env, gateway_process, write_functions
 from tests.support.http import CallbackReceiver, FakeGateway

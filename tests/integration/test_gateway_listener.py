@@ -20,10 +20,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from connectors.core.urlguard import CallbackPolicy
-from ferry.gateway import listener
-from ferry.gateway.front_door import FrontDoor
-from ferry.gateway.functions import Function, FunctionCatalog, FunctionList
-from ferry.gateway.metrics import GatewayMetrics
+from gateway import listener
+from gateway.front_door import FrontDoor
+from gateway.functions import Function, FunctionCatalog, FunctionList
+from gateway.metrics import GatewayMetrics
 from queue_worker import codec
 from queue_worker.codec import QueueRequest
 from queue_worker.publisher import Publisher

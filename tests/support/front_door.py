@@ -13,8 +13,8 @@ import yaml
 
 from connectors.core.runner import serve
 from connectors.core.settings import load_settings
-from ferry.gateway.config import GatewayConfig
-from ferry.gateway.service import GatewayService
+from gateway.config import GatewayConfig
+from gateway.service import GatewayService
 from tests.support.brokers import test_environ
 from tests.support.ports import eventually, free_port, wait_for_port
 from tests.support.queue import QueueUnderTest

@@ -10,7 +10,7 @@ from connectors.core.settings import env_names
 from connectors.cron.config import CronConnectorConfig
 from connectors.kafka.config import KafkaConnectorConfig
 from connectors.sqs.config import SqsConnectorConfig
-from ferry.gateway.config import GatewayConfig
+from gateway.config import GatewayConfig
 from queue_worker.config import QueueWorkerConfig
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -8,8 +8,8 @@ import pytest
 
 from connectors.core.errors import ConfigError
 from connectors.core.settings import iter_specs
-from ferry.gateway.config import GatewayConfig
-from ferry.gateway.functions import Function, FunctionList, parse_functions_file
+from gateway.config import GatewayConfig
+from gateway.functions import Function, FunctionList, parse_functions_file
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "gateway.md"
 

@@ -15,7 +15,7 @@ from aiohttp.http_parser import HttpRequestParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferry.gateway.request_head import (
+from gateway.request_head import (
     HAND_OFF,
     HEAD_LIMIT,
     MAX_FIELDS,

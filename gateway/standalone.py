@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ferry.gateway.functions import DEFAULT_NAMESPACE, FunctionCatalog
-from ferry.gateway.proxy import ReverseProxy
+from gateway.functions import DEFAULT_NAMESPACE, FunctionCatalog
+from gateway.proxy import ReverseProxy
 
 
 class StandaloneRoutes:

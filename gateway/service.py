@@ -21,19 +21,19 @@ from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
 from connectors.core.urlguard import CallbackPolicy
-from ferry.gateway.config import GatewayConfig
-from ferry.gateway.front_door import FrontDoor
-from ferry.gateway.functions import (
+from gateway.config import GatewayConfig
+from gateway.front_door import FrontDoor
+from gateway.functions import (
     FunctionCatalog,
     FunctionList,
     FunctionsFile,
     FunctionSource,
     UpstreamFunctions,
 )
-from ferry.gateway.listener import FastListener
-from ferry.gateway.metrics import GatewayMetrics
-from ferry.gateway.proxy import ReverseProxy
-from ferry.gateway.standalone import StandaloneRoutes
+from gateway.listener import FastListener
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import ReverseProxy
+from gateway.standalone import StandaloneRoutes
 from queue_worker import jetstream
 from queue_worker.publisher import Publisher
 

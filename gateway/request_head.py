@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from connectors.core.http1 import TOKEN_PATTERN
-from ferry.gateway.call import AsyncCall
+from gateway.call import AsyncCall
 
 HEAD_LIMIT: Final = 8192  # bytes of request line and headers the lean path will look at
 MAX_FIELDS: Final = 100  # header lines it will read (aiohttp refuses more than 128)

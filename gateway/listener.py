@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from ferry.gateway.front_door import Answer, FrontDoor
-from ferry.gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
+from gateway.front_door import Answer, FrontDoor
+from gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
 
 log = logging.getLogger("ferry.gateway")
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.invoker import HOP_BY_HOP
-from ferry.gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("ferry.gateway")
 

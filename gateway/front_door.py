@@ -5,7 +5,7 @@ disconnected, no PubAck within `publish_timeout`) is a 503, so a caller never ho
 for a call that was not queued.
 
 `FrontDoor` works on plain values and returns an `Answer`, so that both ways a request reaches
-it (aiohttp's routes here, and the lean listener in `ferry.gateway.listener`) behave the same.
+it (aiohttp's routes here, and the lean listener in `gateway.listener`) behave the same.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from aiohttp import web
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.urlguard import CallbackPolicy
-from ferry.gateway.call import AsyncCall
-from ferry.gateway.functions import Function, FunctionCatalog
-from ferry.gateway.metrics import GatewayMetrics
+from gateway.call import AsyncCall
+from gateway.functions import Function, FunctionCatalog
+from gateway.metrics import GatewayMetrics
 from queue_worker.jetstream import PublishError
 from queue_worker.publisher import Publisher, build_request
 
