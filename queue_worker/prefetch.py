@@ -14,12 +14,12 @@ from nats.aio.msg import Msg
 
 from queue_worker.progress import ProgressKeeper
 
-AUTO_SHARE = 8  # `prefetch=auto`: one message ahead for every 8 slots ...
+AUTO_SHARE = 4  # `prefetch=auto`: one message ahead for every 4 slots ...
 AUTO_LIMIT = 64  # ... and never more than this many
 
 
 def auto_prefetch(max_inflight: int) -> int:
-    """What `prefetch=auto` holds: none below 8 slots (one-at-a-time workers take nothing ahead)."""
+    """What `prefetch=auto` holds: none below 4 slots (one-at-a-time workers take nothing ahead)."""
     return min(AUTO_LIMIT, max_inflight // AUTO_SHARE)
 
 
