@@ -73,7 +73,7 @@ class QueueWorkerConfig:
         "prefetch",
         None,
         "messages taken ahead of free slots, so a freed slot starts its next call at once "
-        "(held in progress; auto: max_inflight/8, at most 64)",
+        "(held in progress; auto: max_inflight/4, at most 64)",
         prefetch_parse,
         shown="auto",
     )

@@ -109,7 +109,7 @@ def test_prefetch_auto_takes_nothing_ahead_for_a_one_at_a_time_worker(
     one = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="1")))
     many = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="200")))
     capped = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="5000")))
-    assert (one.prefetched.limit, many.prefetched.limit, capped.prefetched.limit) == (0, 25, 64)
+    assert (one.prefetched.limit, many.prefetched.limit, capped.prefetched.limit) == (0, 50, 64)
 
 
 async def _drained(queue: QueueUnderTest) -> bool:
