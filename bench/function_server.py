@@ -1,10 +1,12 @@
-"""A function for benchmarks: `python function_server.py PORT DELAY_SECONDS`.
+"""A lean function server for benchmarks; as a script: `python function_server.py PORT DELAY`.
 
-Answers every request on 127.0.0.1:PORT with 200 and the request body, after DELAY_SECONDS.
-It is a bare asyncio protocol with `httptools` (the parser uvicorn uses) on uvloop, so it costs
-a few microseconds per request and the benchmarks measure ferry, not the function: an aiohttp
-server cost about ten times as much and was the limit of the 100 ms scenario at concurrency 200.
-A delayed answer is a timer (`call_later`), not a task, for the same reason.
+Answers every request with 200 and the request body, after DELAY seconds. It is a bare asyncio
+protocol with `httptools` (the parser uvicorn uses), so it costs a few microseconds per request
+and the benchmarks measure ferry, not the function: an aiohttp server cost about ten times as
+much, and was the limit of the 100 ms scenario at concurrency 200 and of the Kafka benchmark,
+where it ran in the harness's own process. A delayed answer is a timer (`call_later`), not a
+task, for the same reason. `LeanServer` takes a handler, so a benchmark can serve a gateway's
+`/system/functions` and count invocations from the same port.
 """
 
 from __future__ import annotations
@@ -12,19 +14,29 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
+from collections.abc import Callable
 
 import httptools
 
-_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+# (method, path, body) -> (content type, answer body)
+Handler = Callable[[bytes, bytes, bytes], tuple[bytes, bytes]]
+
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+
+
+def echo(method: bytes, path: bytes, body: bytes) -> tuple[bytes, bytes]:
+    return b"application/octet-stream", body
 
 
 class FunctionProtocol(asyncio.Protocol):
     """One connection: keep-alive HTTP/1.1, answers in request order."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, handler: Handler, delay: float) -> None:
+        self.handler = handler
         self.delay = delay
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self.url = b""
         self.body: list[bytes] = []
         self.pending: collections.deque[list[bytes | None]] = collections.deque()
         self.loop = asyncio.get_running_loop()
@@ -44,14 +56,19 @@ class FunctionProtocol(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self.url = b""
         self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        body = b"".join(self.body)
-        answer = _HEAD % len(body) + body
+        path = self.url.split(b"?", 1)[0]
+        content_type, body = self.handler(self.parser.get_method(), path, b"".join(self.body))
+        answer = _HEAD % (content_type, len(body)) + body
         if not self.delay:
             self._write(answer)
             return
@@ -72,23 +89,45 @@ class FunctionProtocol(asyncio.Protocol):
             self.transport.write(answer)
 
 
+class LeanServer:
+    """The function server inside a benchmark's own event loop."""
+
+    def __init__(self, handler: Handler = echo, delay: float = 0.0) -> None:
+        self.handler = handler
+        self.delay = delay
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FunctionProtocol(self.handler, self.delay), "127.0.0.1", port, backlog=1024
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
 async def serve(port: int, delay: float) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: FunctionProtocol(delay), "127.0.0.1", port, backlog=1024
-    )
-    async with server:
-        await server.serve_forever()
+    server = LeanServer(echo, delay)
+    await server.start(port)
+    assert server._server is not None
+    async with server._server:
+        await server._server.serve_forever()
 
 
 def main() -> None:
     port, delay = int(sys.argv[1]), float(sys.argv[2])
     try:
         import uvloop
-
-        uvloop.run(serve(port, delay))
     except ImportError:
         asyncio.run(serve(port, delay))
+        return
+    uvloop.run(serve(port, delay))
 
 
 if __name__ == "__main__":
