@@ -211,14 +211,13 @@ async def connector_run(
         session_timeout="2s",
         heartbeat_interval="500ms",
     )
-    wrap = os.environ.get("WRAP", "").split()
     proc = await asyncio.create_subprocess_exec(
-        *wrap, sys.executable, "-m", "ferry", "kafka-connector", env=env, stderr=asyncio.subprocess.DEVNULL
+        sys.executable, "-m", "ferry", "kafka-connector", env=env, stderr=asyncio.subprocess.DEVNULL
     )
     server.watched = proc.pid
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(server.done.wait(), 300)
-    proc.send_signal(2)
+    proc.terminate()
     await proc.wait()
     elapsed = server.last - server.first
     cpu = server.cpu_last - server.cpu_first
