@@ -1,29 +1,133 @@
-"""A function for benchmarks: `python function_server.py PORT DELAY_SECONDS`.
+"""A lean function server for benchmarks; as a script: `python function_server.py PORT DELAY`.
 
-Serves `/function/{name}` (and `/{anything}`) on 127.0.0.1, answering 200 with the request body
-after DELAY_SECONDS.
+Answers every request with 200 and the request body, after DELAY seconds. It is a bare asyncio
+protocol with `httptools` (the parser uvicorn uses), so it costs a few microseconds per request
+and the benchmarks measure ferry, not the function: an aiohttp server cost about ten times as
+much, and was the limit of the 100 ms scenario at concurrency 200 and of the Kafka benchmark,
+where it ran in the harness's own process. A delayed answer is a timer (`call_later`), not a
+task, for the same reason. `LeanServer` takes a handler, so a benchmark can serve a gateway's
+`/system/functions` and count invocations from the same port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
+from collections.abc import Callable
 
-from aiohttp import web
+import httptools
+
+# (method, path, body) -> (content type, answer body)
+Handler = Callable[[bytes, bytes, bytes], tuple[bytes, bytes]]
+
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+
+
+def echo(method: bytes, path: bytes, body: bytes) -> tuple[bytes, bytes]:
+    return b"application/octet-stream", body
+
+
+class FunctionProtocol(asyncio.Protocol):
+    """One connection: keep-alive HTTP/1.1, answers in request order."""
+
+    def __init__(self, handler: Handler, delay: float) -> None:
+        self.handler = handler
+        self.delay = delay
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.body: list[bytes] = []
+        self.pending: collections.deque[list[bytes | None]] = collections.deque()
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = self.url.split(b"?", 1)[0]
+        content_type, body = self.handler(self.parser.get_method(), path, b"".join(self.body))
+        answer = _HEAD % (content_type, len(body)) + body
+        if not self.delay:
+            self._write(answer)
+            return
+        slot: list[bytes | None] = [None]
+        self.pending.append(slot)
+        self.loop.call_later(self.delay, self._due, slot, answer)
+
+    def _due(self, slot: list[bytes | None], answer: bytes) -> None:
+        """Answers leave in request order, whatever order equal timers fire in."""
+        slot[0] = answer
+        while self.pending and self.pending[0][0] is not None:
+            ready = self.pending.popleft()[0]
+            assert ready is not None
+            self._write(ready)
+
+    def _write(self, answer: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)
+
+
+class LeanServer:
+    """The function server inside a benchmark's own event loop."""
+
+    def __init__(self, handler: Handler = echo, delay: float = 0.0) -> None:
+        self.handler = handler
+        self.delay = delay
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FunctionProtocol(self.handler, self.delay), "127.0.0.1", port, backlog=1024
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def serve(port: int, delay: float) -> None:
+    server = LeanServer(echo, delay)
+    await server.start(port)
+    assert server._server is not None
+    async with server._server:
+        await server._server.serve_forever()
 
 
 def main() -> None:
     port, delay = int(sys.argv[1]), float(sys.argv[2])
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        if delay:
-            await asyncio.sleep(delay)
-        return web.Response(body=body, content_type="application/octet-stream")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(port, delay))
+        return
+    uvloop.run(serve(port, delay))
 
 
 if __name__ == "__main__":

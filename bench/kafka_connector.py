@@ -1,16 +1,19 @@
 """Benchmark: Kafka records/s from produce to function invocation, beside two ceilings.
 
-Starts its own tansu broker and an instant function server on 127.0.0.1, pre-produces a
-backlog into a 6-partition topic, then measures, in one run:
+Starts its own tansu broker and an instant function server on 127.0.0.1 (the lean one of
+bench/function_server.py, in this process), pre-produces a backlog into a 6-partition topic,
+then measures, in one run:
 
   ceiling 1  raw aiokafka consume rate (one consumer, all partitions, no processing)
   ceiling 2  raw aiohttp POST rate to the same function server at the connector's concurrency,
              and the same with ferry's own http1 client (the faster of the two counts)
-  connector  `ferry kafka-connector` (a real child process) with ordering=partition and =key,
-             timed from the first to the last invocation the function server sees
+  connector  `ferry kafka-connector` (a real child process) with ordering=partition, =key and
+             =none, timed from the first to the last invocation the function server sees, with
+             its CPU per record and its busy share of a core over that time (from /proc)
 
 The ceilings and the connector run as child processes, so each has a core of its own as far as
-the box allows. Usage: python bench/kafka_connector.py [--records 20000] [--concurrency 64]
+the box allows. Usage: python bench/kafka_connector.py [--records 50000] [--concurrency 64]
+[--ordering key ...]
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ import time
 import uuid
 from pathlib import Path
 
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import raw_http1_rate, raw_post_rate
+from bench.function_server import LeanServer
 
 PARTITIONS = 6
 KEYS = 1000
@@ -78,7 +81,9 @@ def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
 
 
 class FunctionServer:
-    """An instant function plus the gateway's function list; counts calls and their times."""
+    """An instant function plus the gateway's function list on one lean server (in this
+    process, which is otherwise idle while the connector runs); counts calls and their times,
+    and reads the connector's CPU when the first and the last call arrive."""
 
     def __init__(self) -> None:
         self.topic = ""
@@ -87,8 +92,14 @@ class FunctionServer:
         self.count = 0
         self.first = 0.0
         self.last = 0.0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+        self.watched = 0  # pid of the connector
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
+        self.server = LeanServer(self._handle)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     def reset(self, topic: str, expected: int) -> None:
         self.topic, self.count, self.first, self.last = topic, 0, 0.0, 0.0
@@ -96,34 +107,35 @@ class FunctionServer:
         self.done = asyncio.Event()
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/function/{name}", self._invoke)
-        app.router.add_get("/system/functions", self._functions)
-        app.router.add_get("/system/namespaces", self._namespaces)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.server.start()
 
-    async def _invoke(self, request: web.Request) -> web.Response:
-        await request.read()
-        now = time.monotonic()
-        if not self.count:
-            self.first = now
-        self.count += 1
-        self.last = now
-        if self.count >= self.expected:
-            self.done.set()
-        return web.Response(text="ok")
+    def _handle(self, method: bytes, path: bytes, body: bytes) -> tuple[bytes, bytes]:
+        if path.startswith(b"/function/"):
+            now = time.monotonic()
+            if not self.count:
+                self.first = now
+                self.cpu_first = cpu_seconds(self.watched)
+            self.count += 1
+            self.last = now
+            if self.count >= self.expected:
+                self.cpu_last = cpu_seconds(self.watched)
+                self.done.set()
+            return b"text/plain", b"ok"
+        if path == b"/system/functions":
+            listed = [
+                {"name": "fn", "namespace": "openfaas-fn", "annotations": {"topic": self.topic}}
+            ]
+            return b"application/json", json.dumps(listed).encode()
+        return b"application/json", b'["openfaas-fn"]'
 
-    async def _functions(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            [{"name": "fn", "namespace": "openfaas-fn", "annotations": {"topic": self.topic}}]
-        )
 
-    async def _namespaces(self, request: web.Request) -> web.Response:
-        return web.json_response(["openfaas-fn"])
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def produce(bootstrap: str, topic: str, records: int) -> None:
@@ -202,15 +214,23 @@ async def connector_run(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ferry", "kafka-connector", env=env, stderr=asyncio.subprocess.DEVNULL
     )
+    server.watched = proc.pid
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(server.done.wait(), 300)
     proc.terminate()
     await proc.wait()
     elapsed = server.last - server.first
-    return {"records": server.count, "seconds": elapsed, "rate": server.count / elapsed}
+    cpu = server.cpu_last - server.cpu_first
+    return {
+        "records": server.count,
+        "seconds": elapsed,
+        "rate": server.count / elapsed,
+        "cpu_us_per_record": cpu / max(server.count, 1) * 1e6,
+        "busy": cpu / elapsed if elapsed else 0.0,
+    }
 
 
-async def main(records: int, concurrency: int) -> None:
+async def main(records: int, concurrency: int, orderings: list[str]) -> None:
     tansu, bootstrap = start_tansu()
     server = FunctionServer()
     await server.start()
@@ -226,7 +246,7 @@ async def main(records: int, concurrency: int) -> None:
             "raw aiohttp POST": post,
             "raw http1 POST": lean,
         }
-        for ordering in ("partition", "key"):
+        for ordering in orderings:
             results[f"connector ordering={ordering}"] = await connector_run(
                 server, bootstrap, records, ordering, concurrency
             )
@@ -237,8 +257,13 @@ async def main(records: int, concurrency: int) -> None:
     lower = min(consume["rate"], max(post["rate"], lean["rate"]))
     print(f"{records} records of 1 KiB, {PARTITIONS} partitions, concurrency {concurrency}")
     for name, result in results.items():
-        share = f"  ({result['rate'] / lower:.0%} of the lower ceiling)"
-        share = share if "connector" in name else ""
+        share = ""
+        if "connector" in name:
+            share = (
+                f"  ({result['rate'] / lower:.0%} of the lower ceiling;"
+                f" {result['cpu_us_per_record']:.0f} µs CPU per record,"
+                f" {result['busy']:.0%} of a core busy)"
+            )
         print(f"  {name:32} {result['rate']:>9,.0f} records/s{share}")
 
 
@@ -246,6 +271,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--ordering",
+        action="append",
+        choices=["partition", "key", "none"],
+        help="connector runs (repeatable; default: partition, key and none)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -257,4 +288,8 @@ if __name__ == "__main__":
             result = asyncio.run(post_ceiling(rest[0], int(rest[1]), int(rest[2]), lean))
         print(json.dumps(result))
     else:
-        asyncio.run(main(args.records, args.concurrency))
+        import uvloop
+
+        uvloop.run(
+            main(args.records, args.concurrency, args.ordering or ["partition", "key", "none"])
+        )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -61,6 +62,7 @@ class Scenario:
     count: int
     paced_rate: float  # messages/s in the latency phase (0: no latency phase)
     callbacks: bool = True  # in the throughput phase (the paced phase always has them)
+    prefetch: str = "auto"  # the worker's `prefetch` setting
 
 
 class Receiver:
@@ -187,15 +189,37 @@ async def wait_ready(health_port: int, timeout: float = 30) -> None:
     raise TimeoutError("the worker did not become ready")
 
 
-async def inflight(health_port: int) -> float:
+async def gauge(health_port: int, name: str) -> float:
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"http://127.0.0.1:{health_port}/metrics") as response,
     ):
         for line in (await response.text()).splitlines():
-            if line.startswith("queue_worker_function_invocation_inflight "):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
     return 0.0
+
+
+async def inflight(health_port: int) -> float:
+    return await gauge(health_port, "queue_worker_function_invocation_inflight")
+
+
+async def sample_slots(health_port: int, into: list[tuple[float, float]]) -> None:
+    """Every 50 ms: (invocations running, messages waiting in the prefetch buffer)."""
+    while True:
+        running = await inflight(health_port)
+        waiting = await gauge(health_port, "queue_worker_messages_prefetched")
+        into.append((running, waiting))
+        await asyncio.sleep(0.05)
+
+
+def steady_rate(arrivals: list[float]) -> float:
+    """Callbacks per second between the 10th and the 90th percentile of arrivals: the rate the
+    worker sustains, without the first and last waves of calls."""
+    if len(arrivals) < 10:
+        return float("nan")
+    low, high = len(arrivals) // 10, len(arrivals) * 9 // 10
+    return (high - low) / max(arrivals[high] - arrivals[low], 1e-9)
 
 
 async def drained(nc: Client, started: float, timeout: float) -> float:
@@ -221,6 +245,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
             "nats_url": nats_url,
             "gateway_url": fn_url,
             "max_inflight": str(scenario.max_inflight),
+            "prefetch": scenario.prefetch,
             "health_port": str(health_port),
             "health_host": "127.0.0.1",
             "callback_allow_private": "true",
@@ -254,9 +279,20 @@ async def run(scenario: Scenario) -> dict[str, float]:
         nats_cpu_before = nats_child.cpu_seconds()
         own_cpu_before = time.process_time()
         machine_before = machine_busy_seconds()
+        prefilled = scenario.delay > 0 and scenario.name != "rss"
+        if prefilled:
+            # the worker is paused while the stream fills, so the figure is its own rate and
+            # not the rate at which this process can publish beside it on two cores
+            worker.process.send_signal(signal.SIGSTOP)
         started = time.perf_counter()
         await feeder.publish(batch, sent)
         results["publish rate/s"] = scenario.count / (time.perf_counter() - started)
+        if prefilled:
+            await feeder.confirmed()
+            started = time.perf_counter()
+            worker.process.send_signal(signal.SIGCONT)
+        samples: list[tuple[float, float]] = []
+        sampler = asyncio.create_task(sample_slots(health_port, samples))
         if scenario.name == "rss":
             deadline = time.monotonic() + 30
             while await inflight(health_port) < scenario.max_inflight * 0.95:
@@ -269,8 +305,21 @@ async def run(scenario: Scenario) -> dict[str, float]:
             elapsed = max(receiver.arrived.values()) - started
         else:
             elapsed = await drained(nc, started, timeout=180) - started
+        sampler.cancel()
         await feeder.confirmed()
         results["messages/s end to end"] = scenario.count / elapsed
+        if scenario.callbacks:
+            results["steady msgs/s (mid 80%)"] = steady_rate(sorted(receiver.arrived.values()))
+        busy = samples[len(samples) // 10 : -max(1, len(samples) // 10)] or samples
+        results["mean invocations running"] = sum(r for r, _ in busy) / max(1, len(busy))
+        results["mean messages prefetched"] = sum(w for _, w in busy) / max(1, len(busy))
+        total = await gauge(
+            health_port, 'queue_worker_invocation_duration_seconds_sum{function="bench"}'
+        )
+        calls = await gauge(
+            health_port, 'queue_worker_invocation_duration_seconds_count{function="bench"}'
+        )
+        results["mean invocation ms"] = total / max(calls, 1) * 1000
         worker_cpu = worker.cpu_seconds() - cpu_before
         results["worker CPU (cores busy)"] = worker_cpu / elapsed
         results["worker CPU µs/message"] = worker_cpu / scenario.count * 1e6
@@ -370,13 +419,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--count", type=int, default=5000, help="messages per scenario")
+    parser.add_argument("--prefetch", default="auto", help="the worker's prefetch setting")
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
         scenario = SCENARIOS[name](min(args.count, 20000))
+        scenario.prefetch = args.prefetch
         results = _run(scenario)
         print(
             f"\n== {name}: delay {scenario.delay}s, max_inflight {scenario.max_inflight}, "
+            f"prefetch {scenario.prefetch}, "
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )
         for key, value in results.items():

@@ -27,6 +27,13 @@ def nats_url_parse(text: str) -> str:
     return text
 
 
+def prefetch_parse(text: str) -> int | None:
+    if text.strip().lower() in {"", "auto"}:
+        return None
+    value: int = int_in(0, 10_000)(text)
+    return value
+
+
 @dataclass(frozen=True)
 class NatsSettings:
     nats_url: str = setting(
@@ -61,6 +68,14 @@ class QueueWorkerConfig:
     )
     max_inflight: int = setting(
         "max_inflight", 1, "invocations running at once in this worker", int_in(1, 100_000)
+    )
+    prefetch: int | None = setting(
+        "prefetch",
+        None,
+        "messages taken ahead of free slots, so a freed slot starts its next call at once "
+        "(held in progress; auto: max_inflight/4, at most 64)",
+        prefetch_parse,
+        shown="auto",
     )
     ack_wait: float = setting(
         "ack_wait",

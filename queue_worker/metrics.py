@@ -26,6 +26,11 @@ class QueueWorkerMetrics:
             "is still being recorded",
             registry=registry,
         )
+        self.prefetched = Gauge(
+            "queue_worker_messages_prefetched",
+            "Messages delivered ahead of a free slot, waiting for one",
+            registry=registry,
+        )
         self.max_inflight = Gauge(
             "queue_worker_max_inflight", "Configured max_inflight", registry=registry
         )

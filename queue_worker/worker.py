@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -33,6 +35,7 @@ from queue_worker.deadletter import DeadLetterWriter
 from queue_worker.jetstream import PublishError
 from queue_worker.layout import durable_name, queue_subject
 from queue_worker.metrics import QueueWorkerMetrics
+from queue_worker.prefetch import Prefetched, auto_prefetch
 from queue_worker.progress import ProgressKeeper
 from queue_worker.puller import Puller
 
@@ -67,6 +70,11 @@ class QueueWorker:
         self._finishing = 0
         self.metrics.finishing.set_function(lambda: self._finishing)
         self.progress = ProgressKeeper(config.ack_wait)
+        prefetch = config.prefetch
+        self.prefetched = Prefetched(
+            auto_prefetch(config.max_inflight) if prefetch is None else prefetch, self.progress
+        )
+        self.metrics.prefetched.set_function(lambda: len(self.prefetched))
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = durable_name(config.queue_name)
         self._nc: Client | None = None
@@ -102,10 +110,11 @@ class QueueWorker:
         await self._puller.start()
         self._dead = DeadLetterWriter(self._js, nats.dead_letter_stream)
         log.info(
-            "serving %s (consumer %s) with max_inflight=%d via %s",
+            "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
             self.durable,
             self.config.max_inflight,
+            self.prefetched.limit,
             self.config.gateway.gateway_url,
         )
 
@@ -114,6 +123,8 @@ class QueueWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+        for msg in self.prefetched.take_all():  # another replica may run them now
+            self._spawn(self._hand_back(msg))
         if self._puller is not None:
             self._puller.poke()
 
@@ -128,8 +139,7 @@ class QueueWorker:
             # once or twice per message, so the pass itself makes no tasks.
             while not self._stopping.is_set():
                 puller.changed.clear()
-                free = self.slots.free
-                wanted = free - puller.outstanding
+                wanted = self.slots.free + self.prefetched.room - puller.outstanding
                 if self._finishing >= self.finishing_limit:
                     wanted = 0
                 if wanted > 0 and puller.can_request() and self._connected:
@@ -165,13 +175,28 @@ class QueueWorker:
     # -- receiving --------------------------------------------------------------------------
 
     def _deliver(self, msg: Msg) -> None:
-        """A message arrived for one of our pull requests: start it, or hand it back."""
-        if self._stopping.is_set() or self.slots.free == 0:
-            task = asyncio.create_task(self._hand_back(msg))
-        else:
-            self.slots.take()
-            self.metrics.inflight.inc()
-            task = asyncio.create_task(self._handle(msg))
+        """A message arrived for one of our pull requests: start it, keep it, or hand it back."""
+        if self._stopping.is_set():
+            self._spawn(self._hand_back(msg))
+        elif self.slots.free > 0:
+            self._start(msg)
+        elif not self.prefetched.offer(msg):
+            self._spawn(self._hand_back(msg))
+
+    def _start(self, msg: Msg) -> None:
+        self.slots.take()
+        self.metrics.inflight.inc()
+        self._spawn(self._handle(msg))
+
+    def _slot_freed(self) -> None:
+        """A waiting message takes the slot at once; otherwise the puller may ask for more."""
+        if not self._stopping.is_set() and (msg := self.prefetched.take()) is not None:
+            self._start(msg)
+        elif self._puller is not None:
+            self._puller.poke()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -364,8 +389,7 @@ class _SlotHold:
             self.held = False
             self.worker.slots.release()
             self.worker.metrics.inflight.dec()
-            if self.worker._puller is not None:
-                self.worker._puller.poke()
+            self.worker._slot_freed()
 
 
 def _invocation(request: QueueRequest) -> InvocationRequest:

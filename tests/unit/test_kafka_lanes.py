@@ -53,7 +53,7 @@ async def test_one_lane_runs_in_order_and_lanes_run_side_by_side() -> None:
     for i in range(5):
         lanes.submit("p0", "a", f"a{i}")
         lanes.submit("p0", "b", f"b{i}")
-    await asyncio.gather(*lanes.tasks())
+    await lanes.idle()
     assert [x for x in rec.finished if x[0] == "a"] == [f"a{i}" for i in range(5)]
     assert [x for x in rec.finished if x[0] == "b"] == [f"b{i}" for i in range(5)]
     assert rec.peak == 2
@@ -64,7 +64,7 @@ async def test_limit_bounds_items_running_at_once() -> None:
     lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=3)
     for i in range(12):
         lanes.submit("p0", i, f"x{i}")
-    await asyncio.gather(*lanes.tasks())
+    await lanes.idle()
     assert rec.peak == 3
     assert len(rec.finished) == 12
 
@@ -82,7 +82,7 @@ async def test_closing_a_group_drops_its_queued_items_and_keeps_others() -> None
     rec.gate.set()
     assert await closing == 0
     assert not lanes.submit("p0", "lane", "late")
-    await asyncio.gather(*lanes.tasks())
+    await lanes.idle()
     assert [x for x in rec.started if x.startswith("p0")] == ["p0-0"]
     assert [x for x in rec.finished if x.startswith("p1")] == ["p1-0", "p1-1", "p1-2"]
 
@@ -97,3 +97,21 @@ async def test_stop_cancels_what_outlives_the_bound() -> None:
     assert await lanes.stop(timeout=0.1) == 1
     assert rec.started == ["stuck"]
     assert rec.finished == []
+
+
+async def test_queued_lanes_hold_no_task_only_running_items_do() -> None:
+    """Thousands of queued records cost a deque entry each, not a task and a future."""
+    rec = Recorder()
+    rec.gate.clear()
+    lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=4)
+    before = len(asyncio.all_tasks())
+    for i in range(400):
+        lanes.submit(f"p{i % 6}", i, f"x{i}")
+    await asyncio.sleep(0.05)
+    assert lanes.running == 4
+    assert lanes.queued == 396
+    assert len(asyncio.all_tasks()) - before == 4
+    rec.gate.set()
+    await lanes.idle()
+    assert len(rec.finished) == 400
+    assert rec.peak == 4
