@@ -125,7 +125,7 @@ class NatsConnection:
         if self._client is None:
             # before the first connection the error goes into the one start-up line instead
             self.first_errors[:] = [exc]
-            if isinstance(exc, AuthorizationError) and not self.refused.done():
+            if _is_refusal(exc) and not self.refused.done():
                 self.refused.set_result(None)
         else:
             log.warning("NATS (%s): %s", self.server, describe(exc))
@@ -206,6 +206,11 @@ async def connect(
     connection._connected = True
     log.info("connected to NATS server %s", connection.server)
     return connection
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    # nats-py reports a refusal during the handshake as a plain Error with the server's text
+    return isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower()
 
 
 def _startup_failure(settings: NatsSettings, connection: NatsConnection, *, refused: bool) -> str:
