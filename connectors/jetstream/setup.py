@@ -8,6 +8,7 @@ one `StartupError` line that names `nats_stream_replicas` and gives NATS's reaso
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -21,6 +22,8 @@ from connectors.core.errors import StartupError
 from connectors.jetstream.connect import describe
 
 log = logging.getLogger("ferry.nats")
+
+SCALE_WAIT_SECONDS = 30.0
 
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, replicas: int) -> None:
@@ -100,6 +103,20 @@ async def _keep_replicas(js: JetStreamContext, info: js_api.StreamInfo, replicas
     log.warning(
         "stream %s had %d replicas; updated to nats_stream_replicas=%d", name, current, replicas
     )
+    await _wait_for_peers(js, str(name), replicas)
+
+
+async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Wait (bounded) until the new peers have caught up: until then NATS refuses consumers."""
+    deadline = asyncio.get_running_loop().time() + SCALE_WAIT_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        info = await js.stream_info(stream)
+        peers = (info.cluster.replicas or []) if info.cluster else []
+        if info.cluster and info.cluster.leader and len(peers) >= replicas - 1:
+            if all(peer.current for peer in peers):
+                return
+        await asyncio.sleep(0.25)
+    log.warning("stream %s: not every new replica has caught up yet", stream)
 
 
 def _refusal(what: str, replicas: int, exc: APIError) -> str:
