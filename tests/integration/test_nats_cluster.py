@@ -8,6 +8,8 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import aiohttp
 import nats
@@ -15,7 +17,10 @@ import pytest
 from aiohttp import web
 from nats.aio.client import Client
 
+from queue_worker.jetstream import PublishError
 from tests.support.brokers import NatsServer
+from tests.support.clock import FakeClock
+from tests.support.cron import cron, utc
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.nats_cluster import NatsCluster
@@ -54,9 +59,17 @@ async def replicas(nc: Client, stream: str) -> int:
 
 
 async def stream_leader(nc: Client, stream: str) -> str:
-    info = await nc.jetstream().stream_info(stream)
-    assert info.cluster is not None and info.cluster.leader
-    return info.cluster.leader
+    """The name of the node leading `stream` (waiting while it elects one)."""
+
+    async def leader() -> str | None:
+        try:
+            info = await nc.jetstream(timeout=2).stream_info(stream)
+        except (nats.errors.Error, TimeoutError):
+            return None  # the test's own client may be reconnecting too
+        return info.cluster.leader if info.cluster is not None else None
+
+    name: str = await eventually(leader, 20, 0.1, what=f"a leader of {stream}")
+    return name
 
 
 async def test_the_worker_creates_every_stream_with_the_configured_replicas(
@@ -151,7 +164,7 @@ async def test_the_worker_reconnects_to_another_server_when_its_own_is_killed(
 async def _publish(queue: QueueUnderTest, body: bytes) -> bool:
     try:
         await queue.publish("echo", body)
-    except (nats.errors.Error, TimeoutError):
+    except PublishError:  # no stream leader yet
         return False
     return True
 
@@ -222,7 +235,11 @@ async def test_the_front_door_on_the_cluster_stores_every_call_accepted_while_a_
     gateway.function("echo")
     functions = write_functions(tmp_path / "functions.yml", {"echo": {"url": gateway.url}})
     env = gateway_env(queue, functions_file=str(functions), nats_stream_replicas="3")
-    async with running_gateway(env) as front, aiohttp.ClientSession() as http:
+    async with (
+        running_gateway(env) as front,
+        queue.worker(nats_stream_replicas="3", max_inflight="16"),
+        aiohttp.ClientSession() as http,
+    ):
         assert await replicas(client, queue.stream) == 3
         healthy.node(await stream_leader(client, queue.stream)).kill()
         accepted: set[str] = set()
@@ -230,12 +247,11 @@ async def test_the_front_door_on_the_cluster_stores_every_call_accepted_while_a_
             call_id = f"call-{i}"
             # a 503 may mean "perhaps stored": the client retries with the same X-Call-Id
             await eventually(lambda cid=call_id: _post(http, front.url, cid, accepted), 30)
-        async with queue.worker(nats_stream_replicas="3", max_inflight="16"):
-            await eventually(
-                lambda: {c.headers["X-Call-Id"] for c in gateway.calls_to("echo")} >= accepted,
-                60,
-                what="every accepted call run",
-            )
+        await eventually(
+            lambda: {c.headers["X-Call-Id"] for c in gateway.calls_to("echo")} >= accepted,
+            60,
+            what="every accepted call run",
+        )
     assert len(accepted) == 100
 
 
@@ -248,3 +264,44 @@ async def _post(http: aiohttp.ClientSession, base: str, call_id: str, accepted: 
             return True
         assert response.status == 503, response.status
         return False
+
+
+async def test_cron_claims_are_replicated_and_each_slot_fires_once_across_a_node_loss(
+    healthy: NatsCluster, client: Client, gateway: FakeGateway
+) -> None:
+    gateway.subscribe("shared", "cron-function", schedule="* * * * *")
+    gateway.function("shared")
+    start = utc("2026-01-01T10:00:30")
+    clock = FakeClock(start)
+    bucket = f"cron-{uuid.uuid4().hex[:8]}"
+    env = {
+        "nats_url": healthy.url,
+        "nats_stream_replicas": "3",
+        "cron_kv_bucket": bucket,
+        "concurrency_policy": "allow",
+    }
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(cron(gateway, clock, **env))
+        second = await stack.enter_async_context(cron(gateway, clock, **env))
+        assert await replicas(client, f"KV_{bucket}") == 3
+
+        async def run_slots(until_minute: int) -> None:
+            await clock.settle(2)
+            await clock.advance_to(
+                start + timedelta(minutes=until_minute),
+                idle=lambda: not first.firer.tasks and not second.firer.tasks,
+            )
+            await eventually(
+                lambda: len(gateway.calls_to("shared")) >= until_minute, 20, what="the slots"
+            )
+
+        await run_slots(10)
+        healthy.node(await stream_leader(client, f"KV_{bucket}")).kill()
+        await stream_leader(client, f"KV_{bucket}")  # a new one elected among the other two
+        await eventually(lambda: first.ready() and second.ready(), 30, what="both reconnected")
+        await run_slots(20)
+        await healthy.heal()
+        await run_slots(30)
+        await asyncio.sleep(0.3)
+    ids = [c.headers["X-Call-Id"] for c in gateway.calls_to("shared")]
+    assert len(ids) == len(set(ids)) == 30

@@ -11,7 +11,12 @@ import json
 import shutil
 import signal
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
 
 from tests.support.brokers import NatsServer, venv_bin
 from tests.support.ports import eventually, free_port
@@ -66,6 +71,18 @@ class NatsNode(NatsServer):
             return data
 
 
+async def _places_r3(nc: Client) -> bool:
+    js = nc.jetstream(timeout=2)
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    config = StreamConfig(name=name, subjects=[name], num_replicas=3, storage=StorageType.MEMORY)
+    try:
+        await js.add_stream(config)
+        await js.delete_stream(name)
+    except (nats.errors.Error, TimeoutError):
+        return False
+    return True
+
+
 class NatsCluster:
     def __init__(self, size: int = 3) -> None:
         self.nodes = [NatsNode(name=f"n{i + 1}") for i in range(size)]
@@ -95,6 +112,8 @@ class NatsCluster:
         return found
 
     def _meta_leader(self) -> str:
+        """The meta leader's name once it sees every running node as a current peer."""
+        running = {n.name for n in self.nodes if n.running}
         for node in self.nodes:
             if not node.running:
                 continue
@@ -102,13 +121,26 @@ class NatsCluster:
                 meta = node.jsz().get("meta_cluster")
             except OSError:
                 continue
-            if isinstance(meta, dict) and meta.get("leader"):
-                return str(meta["leader"])
+            if not isinstance(meta, dict) or meta.get("leader") != node.name:
+                continue
+            peers = {
+                p["name"]
+                for p in meta.get("replicas") or []
+                if p.get("current") and not p.get("offline")
+            }
+            if running <= peers | {node.name}:
+                return node.name
         return ""
 
     async def wait_until_formed(self, timeout: float = 30.0) -> str:
-        """Wait for a JetStream meta leader among the running nodes; return its name."""
-        leader: str = await eventually(self._meta_leader, timeout, 0.2, what="a meta leader")
+        """Wait for a JetStream meta leader that has every running node as a current peer, and
+        until it places an R3 stream (a restarted node is "current" a little before that)."""
+        leader: str = await eventually(self._meta_leader, timeout, 0.2, what="a formed cluster")
+        nc = await nats.connect([n.url for n in self.nodes if n.running])
+        try:
+            await eventually(lambda: _places_r3(nc), timeout, 0.2, what="an R3 stream placed")
+        finally:
+            await nc.close()
         return leader
 
     async def heal(self) -> None:
