@@ -111,10 +111,11 @@ async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int) -> N
     deadline = asyncio.get_running_loop().time() + SCALE_WAIT_SECONDS
     while asyncio.get_running_loop().time() < deadline:
         info = await js.stream_info(stream)
-        peers = (info.cluster.replicas or []) if info.cluster else []
-        if info.cluster and info.cluster.leader and len(peers) >= replicas - 1:
-            if all(peer.current for peer in peers):
-                return
+        cluster = info.cluster
+        peers = (cluster.replicas or []) if cluster else []
+        caught_up = len(peers) >= replicas - 1 and all(peer.current for peer in peers)
+        if cluster is not None and cluster.leader and caught_up:
+            return
         await asyncio.sleep(0.25)
     log.warning("stream %s: not every new replica has caught up yet", stream)
 

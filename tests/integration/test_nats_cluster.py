@@ -147,7 +147,7 @@ async def test_the_worker_reconnects_to_another_server_when_its_own_is_killed(
         async with queue.worker(nats_stream_replicas="3") as worker:
             connection = worker._nats
             assert connection is not None
-            first = healthy.by_port(connection.client.connected_url.port)  # type: ignore[union-attr]
+            first = healthy.by_port(port_of(connection.client))
             first.kill()
 
             def moved() -> bool:
@@ -157,8 +157,13 @@ async def test_the_worker_reconnects_to_another_server_when_its_own_is_killed(
             await eventually(moved, 30, what="connected to another server")
             await eventually(lambda: _publish(queue, b"after"), 30, what="a call stored")
             await eventually(lambda: gateway.calls_to("echo"), 30, what="the call run")
-            now = healthy.by_port(connection.client.connected_url.port)  # type: ignore[union-attr]
+            now = healthy.by_port(port_of(connection.client))
     assert f"reconnected to NATS server nats://127.0.0.1:{now.port} ({now.name})" in caplog.text
+
+
+def port_of(nc: Client) -> int:
+    assert nc.connected_url is not None and nc.connected_url.port is not None
+    return nc.connected_url.port
 
 
 async def _publish(queue: QueueUnderTest, body: bytes) -> bool:
