@@ -6,7 +6,8 @@ any server it knows (the seed list plus those the cluster announces), and `NatsC
 keeps the process honest about it: `connected` feeds `/readyz`, every (re)connection is logged
 with the server, and if nats-py closes the client for good (a protocol error such as an
 authorization violation) `while_open` raises `NatsLost`, so the process exits non-zero instead
-of staying up and deaf.
+of staying up and deaf. Servers that keep refusing the credentials on reconnect (revoked
+while the process ran) count as lost too: nats-py would retry that forever.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ T = TypeVar("T")
 # link that keeps its TCP state): nats-py reconnects, and readiness is false meanwhile.
 MAX_OUTSTANDING_PINGS = 1
 RECONNECT_WAIT_SECONDS = 1.0
+REFUSALS_BEFORE_GIVING_UP = 3
 
 
 class NatsLost(FerryError):
@@ -63,6 +65,7 @@ class NatsConnection:
         self._closing = False
         self._lost = asyncio.Event()
         self.lost_reason = ""
+        self._refusals = 0
         self.first_errors: list[BaseException] = []  # before the first connection only
         self.refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -127,6 +130,13 @@ class NatsConnection:
             self.first_errors[:] = [exc]
             if _is_refusal(exc) and not self.refused.done():
                 self.refused.set_result(None)
+        elif _is_refusal(exc):
+            # nats-py retries a refused reconnect forever; the credentials will not change
+            # under a running process, so after a few refusals in a row it is lost for good
+            self._refusals += 1
+            if self._refusals == REFUSALS_BEFORE_GIVING_UP:
+                self.lost_reason = "the servers refuse the credentials (authorization violation)"
+                self._lost.set()
         else:
             log.warning("NATS (%s): %s", self.server, describe(exc))
 
@@ -140,13 +150,14 @@ class NatsConnection:
 
     async def _reconnected(self) -> None:
         self._connected = True
+        self._refusals = 0
         log.info("reconnected to NATS server %s", self.server)
         if self._on_reconnect is not None:
             await self._on_reconnect()
 
     async def _closed(self) -> None:
         self._connected = False
-        if self._closing or self._client is None:
+        if self._closing or self._client is None or self._lost.is_set():
             return
         error = self._client.last_error
         self.lost_reason = describe(error) if error is not None else "no reason given"
