@@ -60,15 +60,9 @@ def parse_servers_or_empty(text: str) -> str:
     return parse_servers(text) if text.strip() else ""
 
 
-def readable_file(text: str) -> str:
-    """A path that can be opened now; what it holds is read (and checked) when connecting."""
-    path = text.strip()
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
-    return path
+def file_path(text: str) -> str:
+    """A path, read when connecting (so manifests can be checked where the secret is absent)."""
+    return text.strip()
 
 
 def positive_duration(text: str) -> float:
@@ -128,37 +122,37 @@ class NatsSettings:
         int_in(1, MAX_REPLICAS),
     )
     nats_token_file: str = setting(
-        "nats_token_file", "", "file holding the token to authenticate with", readable_file
+        "nats_token_file", "", "file holding the token to authenticate with", file_path
     )
     nats_user_file: str = setting(
-        "nats_user_file", "", "file holding the user name (with nats_password_file)", readable_file
+        "nats_user_file", "", "file holding the user name (with nats_password_file)", file_path
     )
     nats_password_file: str = setting(
-        "nats_password_file", "", "file holding the user's password", readable_file
+        "nats_password_file", "", "file holding the user's password", file_path
     )
     nats_nkey_seed_file: str = setting(
-        "nats_nkey_seed_file", "", "file holding an NKey seed (SU...)", readable_file
+        "nats_nkey_seed_file", "", "file holding an NKey seed (SU...)", file_path
     )
     nats_credentials_file: str = setting(
         "nats_credentials_file",
         "",
         "decentralized-auth .creds file (user JWT and NKey seed)",
-        readable_file,
+        file_path,
     )
     nats_tls_ca_file: str = setting(
         "nats_tls_ca_file",
         "",
         "PEM file of the CA that signed the servers' certificates (empty: the system's)",
-        readable_file,
+        file_path,
     )
     nats_tls_cert_file: str = setting(
         "nats_tls_cert_file",
         "",
         "PEM client certificate, for servers that verify clients (with nats_tls_key_file)",
-        readable_file,
+        file_path,
     )
     nats_tls_key_file: str = setting(
-        "nats_tls_key_file", "", "PEM private key of the client certificate", readable_file
+        "nats_tls_key_file", "", "PEM private key of the client certificate", file_path
     )
 
     def __post_init__(self) -> None:
