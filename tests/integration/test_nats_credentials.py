@@ -8,6 +8,7 @@ included), connects, and runs a call through a real gateway.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import sys
 from collections.abc import Iterator
@@ -77,12 +78,15 @@ async def test_a_user_and_password_from_files_connect(
     await runs_a_call(server, gateway, env, user="ferry", password=PASSWORD)
 
 
-async def test_user_information_in_the_url_still_works(
-    servers: list[NatsServer], gateway: FakeGateway
+async def test_user_information_in_the_url_still_works_and_is_never_logged(
+    servers: list[NatsServer], gateway: FakeGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = start(servers, "--user", "ferry", "--pass", PASSWORD)
     url = f"nats://ferry:{PASSWORD}@127.0.0.1:{server.port}"
-    await runs_a_call(server, gateway, {"nats_url": url}, user="ferry", password=PASSWORD)
+    with caplog.at_level(logging.INFO):
+        await runs_a_call(server, gateway, {"nats_url": url}, user="ferry", password=PASSWORD)
+    assert f"connected to NATS server nats://***@127.0.0.1:{server.port}" in caplog.text
+    assert PASSWORD not in caplog.text
 
 
 async def test_an_nkey_seed_from_a_file_connects(

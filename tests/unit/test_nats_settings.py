@@ -117,3 +117,35 @@ def test_the_cron_connector_runs_without_nats_unless_a_server_list_is_given() ->
     assert not config.nats.enabled
     config = load_settings(CronConnectorConfig, {"nats_url": "n1:4222,n2:4222"})
     assert config.nats.servers == ["nats://n1:4222", "nats://n2:4222"]
+
+
+@pytest.mark.parametrize(
+    "command", ["queue-worker", "gateway", "cron-connector", "publish", "dead-letters"]
+)
+def test_every_nats_command_lists_the_nats_settings_in_its_help(command: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ferry", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for name, default in (
+        ("nats_url", ""),
+        ("nats_stream_replicas", "[1]"),
+        ("nats_ping_interval", "[10s]"),
+        ("nats_connect_timeout", "[5s]"),
+        ("nats_token_file", ""),
+        ("nats_user_file", ""),
+        ("nats_password_file", ""),
+        ("nats_nkey_seed_file", ""),
+        ("nats_credentials_file", ""),
+        ("nats_tls_ca_file", ""),
+        ("nats_tls_cert_file", ""),
+        ("nats_tls_key_file", ""),
+    ):
+        [line] = [line for line in out.splitlines() if line.strip().startswith(name + " ")]
+        assert default in line, line
