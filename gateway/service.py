@@ -20,6 +20,7 @@ from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
 from connectors.core.urlguard import CallbackPolicy
 from connectors.jetstream.connect import NatsConnection, connect
+from connectors.jetstream.credentials import check_files
 from gateway.config import GatewayConfig
 from gateway.front_door import FrontDoor
 from gateway.functions import (
@@ -83,6 +84,7 @@ class GatewayService:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        check_files(self.config.nats)
         if self.config.standalone:
             await self.catalog.prime()
         elif not await self.catalog.refresh():

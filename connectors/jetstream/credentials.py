@@ -95,3 +95,10 @@ def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
                 f" {exc.strerror}"
             ) from None
     return context
+
+
+def check_files(settings: NatsSettings) -> None:
+    """Read every secret and TLS file now (ConfigError if one cannot be used), so a process
+    that does other start-up work before connecting reports a bad file first, in one line."""
+    auth_options(settings)
+    tls_context(settings)
