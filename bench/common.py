@@ -82,6 +82,77 @@ def start_nats(store: str) -> tuple[Child, str]:
     return child, f"nats://127.0.0.1:{port}"
 
 
+class ChildGroup:
+    """Several children measured and stopped as one (the servers of a NATS cluster)."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+
+    def cpu_seconds(self) -> float:
+        return sum(child.cpu_seconds() for child in self.children)
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+
+
+def start_nats_cluster(store: str, size: int = 3) -> tuple[ChildGroup, str]:
+    """`size` JetStream servers routed into one cluster; returns once a meta leader sees every
+    server as a current peer (R3 streams can be placed), with the comma-separated seed list."""
+    ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+    children = []
+    for index, (port, cluster_port, monitor_port) in enumerate(ports):
+        routes = ",".join(f"nats://127.0.0.1:{c}" for _, c, _ in ports if c != cluster_port)
+        children.append(
+            Child(
+                [
+                    venv_bin("nats-server"),
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-sd",
+                    f"{store}/n{index}",
+                    "-m",
+                    str(monitor_port),
+                    "--server_name",
+                    f"n{index}",
+                    "--cluster_name",
+                    "bench",
+                    "--cluster",
+                    f"nats://127.0.0.1:{cluster_port}",
+                    "--routes",
+                    routes,
+                ]
+            )
+        )
+    for port, _, _ in ports:
+        wait_for_port(port)
+    _wait_for_meta_leader([m for _, _, m in ports], size)
+    return ChildGroup(children), ",".join(f"nats://127.0.0.1:{p}" for p, _, _ in ports)
+
+
+def _wait_for_meta_leader(monitor_ports: list[int], size: int, timeout: float = 30.0) -> None:
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for port in monitor_ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=2) as r:
+                    meta = json.load(r).get("meta_cluster") or {}
+            except OSError:
+                continue
+            peers = [p for p in meta.get("replicas") or [] if p.get("current")]
+            if meta.get("leader") and len(peers) == size - 1:
+                time.sleep(1.0)  # a peer is "current" a little before it takes placements
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the NATS cluster did not elect a meta leader")
+
+
 def start_function_server(delay: float) -> tuple[Child, str]:
     """An aiohttp function in its own process: answers every call after `delay` seconds."""
     port = free_port()

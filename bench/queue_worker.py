@@ -12,6 +12,9 @@ all on 127.0.0.1. Counts and waits are bounded.
   and after the worker's phase, and with ferry's own http1 client; the highest counts.
 - slow: a 100 ms function with max_inflight=200: the ideal is 2,000 invocations/s. Measured
   without callbacks (until the stream is empty) and, as slow-callbacks, with them.
+- instant-r3: instant on a 3-server JetStream cluster with nats_stream_replicas=3 (every
+  message and acknowledgement replicated to three servers, all on this machine): what
+  replication costs per message.
 - rss: a 2 s function with max_inflight=1000 and 1,000 messages: peak RSS with all in flight.
 Added latency is measured in a second, paced phase: callback arrival minus publish time minus
 the function's own delay.
@@ -45,6 +48,7 @@ from bench.common import (
     raw_post_rate,
     start_function_server,
     start_nats,
+    start_nats_cluster,
 )
 from queue_worker import codec
 from queue_worker.codec import QueueRequest
@@ -63,6 +67,7 @@ class Scenario:
     paced_rate: float  # messages/s in the latency phase (0: no latency phase)
     callbacks: bool = True  # in the throughput phase (the paced phase always has them)
     prefetch: str = "auto"  # the worker's `prefetch` setting
+    replicas: int = 1  # more than 1: a NATS cluster of 3 servers, streams with this many
 
 
 class Receiver:
@@ -234,7 +239,7 @@ async def drained(nc: Client, started: float, timeout: float) -> float:
 
 async def run(scenario: Scenario) -> dict[str, float]:
     store = tempfile.mkdtemp(prefix="ferry-bench-")
-    nats_child, nats_url = start_nats(store)
+    nats_child, nats_url = start_nats_cluster(store) if scenario.replicas > 1 else start_nats(store)
     fn_child, fn_url = start_function_server(scenario.delay)
     receiver = Receiver()
     runner = await receiver.start()
@@ -243,6 +248,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
         [sys.executable, "-m", "ferry", "queue-worker"],
         {
             "nats_url": nats_url,
+            "nats_stream_replicas": str(scenario.replicas),
             "gateway_url": fn_url,
             "max_inflight": str(scenario.max_inflight),
             "prefetch": scenario.prefetch,
@@ -252,7 +258,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
             "upstream_timeout": "30s",
         },
     )
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url.split(","))
     results: dict[str, float] = {}
     try:
         await wait_ready(health_port)
@@ -400,6 +406,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
 
 SCENARIOS = {
     "instant": lambda n: Scenario("instant", 0.0, 64, n, paced_rate=200),
+    "instant-r3": lambda n: Scenario("instant-r3", 0.0, 64, n, paced_rate=200, replicas=3),
     "slow": lambda n: Scenario("slow", 0.1, 200, n, paced_rate=200, callbacks=False),
     "slow-callbacks": lambda n: Scenario("slow-callbacks", 0.1, 200, n, paced_rate=0),
     "rss": lambda n: Scenario("rss", 2.0, 1000, 1000, paced_rate=0),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import nats.errors
 from nats.js import JetStreamContext
 
+from connectors.jetstream.connect import connect
 from queue_worker import jetstream
-from queue_worker.config import NatsSettings
+from queue_worker.config import QueueNatsSettings
 
 
 def quiet_logging() -> None:
@@ -20,18 +19,18 @@ def quiet_logging() -> None:
 
 
 @asynccontextmanager
-async def open_jetstream(settings: NatsSettings) -> AsyncIterator[JetStreamContext]:
-    """Connect (StartupError if NATS is unreachable), make sure the streams exist, yield."""
-    nc = await jetstream.connect(
-        settings.nats_url,
-        name="ferry-cli",
-        connect_timeout=settings.nats_connect_timeout,
-    )
+async def open_jetstream(settings: QueueNatsSettings) -> AsyncIterator[JetStreamContext]:
+    """Connect (StartupError if NATS is unreachable, ConfigError for a bad secret file), make
+    sure the streams exist with the configured replicas, yield."""
+    connection = await connect(settings, name="ferry-cli")
     try:
-        js = nc.jetstream()
-        await jetstream.ensure_streams(js, settings.nats_stream, settings.dead_letter_stream)
+        js = connection.client.jetstream()
+        await jetstream.ensure_streams(
+            js,
+            settings.nats_stream,
+            settings.dead_letter_stream,
+            replicas=settings.nats_stream_replicas,
+        )
         yield js
     finally:
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
-            await nc.flush(timeout=2)
-        await nc.close()
+        await connection.close()

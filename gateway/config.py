@@ -15,14 +15,14 @@ from connectors.core.settings import (
     port,
     setting,
 )
-from queue_worker.config import NatsSettings
+from queue_worker.config import QueueNatsSettings
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    nats: NatsSettings = group(NatsSettings)
+    nats: QueueNatsSettings = group(QueueNatsSettings)
     port: int = setting("port", 8080, "port of the front door and proxy (0: any free)", port)
     listen_host: str = setting("listen_host", "0.0.0.0", "address the front door binds")
     upstream_url: str = setting(

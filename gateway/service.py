@@ -13,14 +13,14 @@ import os
 import time
 
 from aiohttp import web
-from nats.aio.client import Client
-from nats.errors import Error as NatsError
 from prometheus_client import CollectorRegistry
 
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
 from connectors.core.urlguard import CallbackPolicy
+from connectors.jetstream.connect import NatsConnection, connect
+from connectors.jetstream.credentials import check_files
 from gateway.config import GatewayConfig
 from gateway.front_door import FrontDoor
 from gateway.functions import (
@@ -56,7 +56,7 @@ class GatewayService:
             on_failure=self.metrics.refresh_failures.inc,
         )
         self.port = config.port
-        self._nc: Client | None = None
+        self._nats: NatsConnection | None = None
         self._runner: web.AppRunner | None = None
         self._listener: FastListener | None = None
         self._connected = False
@@ -84,21 +84,23 @@ class GatewayService:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        check_files(self.config.nats)
         if self.config.standalone:
             await self.catalog.prime()
         elif not await self.catalog.refresh():
             log.warning("upstream %s not answering yet; will keep trying", self.config.upstream_url)
         nats = self.config.nats
-        self._nc = await jetstream.connect(
-            nats.nats_url,
+        self._nats = await connect(
+            nats,
             name="ferry-gateway",
-            connect_timeout=nats.nats_connect_timeout,
             on_disconnect=self._on_disconnect,
             on_reconnect=self._on_reconnect,
         )
         self._connected = True
-        js = self._nc.jetstream()
-        await jetstream.ensure_streams(js, nats.nats_stream, nats.dead_letter_stream)
+        js = self._nats.client.jetstream()
+        await jetstream.ensure_streams(
+            js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
+        )
         front_door = FrontDoor(
             self.catalog,
             Publisher(js, nats.nats_stream),
@@ -108,7 +110,7 @@ class GatewayService:
             self.metrics,
             max_body_bytes=self.config.max_body_bytes,
             publish_timeout=self.config.publish_timeout,
-            connected=lambda: self._connected,
+            connected=lambda: self._nats is not None and self._nats.connected,
         )
         await self._listen(front_door)
         mode = (
@@ -150,12 +152,19 @@ class GatewayService:
         return await self.proxy.forward(request, self.config.upstream_url + request.raw_path)
 
     def ready(self) -> bool:
-        return self._connected and self.catalog.loaded and not self._stopping.is_set()
+        return (
+            self._nats is not None
+            and self._nats.connected
+            and self.catalog.loaded
+            and not self._stopping.is_set()
+        )
 
     async def run(self) -> None:
+        """Serve until stopped; raise NatsLost if NATS closes the connection for good."""
+        assert self._nats is not None
         refresher = asyncio.create_task(self.catalog.run())
         try:
-            await self._stopping.wait()
+            await self._nats.while_open(self._stopping.wait())
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
@@ -181,10 +190,8 @@ class GatewayService:
         await self.proxy.close()
         if self._upstream is not None:
             await self._upstream.close()
-        if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(NatsError, TimeoutError):
-                await self._nc.drain()
-            await self._nc.close()
+        if self._nats is not None:
+            await self._nats.close(drain=True)
 
     # -- connection events -----------------------------------------------------------------
 
@@ -195,4 +202,3 @@ class GatewayService:
 
     async def _on_reconnect(self) -> None:
         self._connected = True
-        log.info("reconnected to NATS")

@@ -1,99 +1,29 @@
-"""The NATS/JetStream edge: connect, declare streams and consumers, publish.
+"""The queue's JetStream edge: its streams, its consumers, publishing.
 
-nats-py exceptions stop here; callers see `StartupError` or `PublishError`.
+Connecting and creating streams with the configured replicas is `connectors.jetstream`'s job;
+this module says which streams and consumers the queue needs. nats-py exceptions stop here;
+callers see `StartupError` or `PublishError`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import nats
-from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError
 
 from connectors.core.errors import FerryError, StartupError
+from connectors.jetstream.connect import describe
+from connectors.jetstream.setup import ensure_stream
 from queue_worker.layout import DEAD_LETTER_STREAM
 
 log = logging.getLogger(__name__)
 
-Callback = Callable[[], Awaitable[None]]
-
 
 class PublishError(FerryError):
     """JetStream did not confirm that a message was stored."""
-
-
-async def connect(
-    url: str,
-    *,
-    name: str,
-    connect_timeout: float,
-    on_disconnect: Callback | None = None,
-    on_reconnect: Callback | None = None,
-) -> Client:
-    """Connect once (bounded by `connect_timeout`), then reconnect forever with back-off."""
-
-    last_error: list[str] = []
-
-    async def error_cb(exc: Exception) -> None:
-        # before the first connection the error goes into the one start-up line instead
-        if not connected:
-            last_error[:] = [_describe(exc)]
-        else:
-            log.warning("NATS: %s", _describe(exc))
-
-    connected = False
-
-    options: dict[str, Any] = {
-        "servers": [url],
-        "name": name,
-        "connect_timeout": max(1, int(connect_timeout)),
-        "allow_reconnect": True,
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 1,
-        "error_cb": error_cb,
-    }
-    if on_disconnect is not None:
-        options["disconnected_cb"] = on_disconnect
-    if on_reconnect is not None:
-        options["reconnected_cb"] = on_reconnect
-    try:
-        # nats-py keeps retrying the first connection when reconnects are unbounded
-        client = await asyncio.wait_for(nats.connect(**options), connect_timeout)
-    except (NatsError, OSError, TimeoutError) as exc:
-        reason = last_error[0] if last_error else _describe(exc)
-        raise StartupError(
-            f"nats_url={url}: cannot connect to NATS within {connect_timeout:g}s: {reason}"
-        ) from None
-    connected = True
-    return client
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or exc.__class__.__name__
-
-
-async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> None:
-    """Create the stream if it is missing; safe when several replicas race to do it."""
-    assert config.name is not None
-    try:
-        await js.stream_info(config.name)
-        return
-    except NotFoundError:
-        pass
-    try:
-        await js.add_stream(config)
-        log.info("created stream %s (subjects %s)", config.name, ", ".join(config.subjects or []))
-    except BadRequestError as exc:
-        if "already in use" not in str(exc.description or ""):
-            raise StartupError(f"cannot create stream {config.name}: {exc.description}") from None
 
 
 def request_stream_config(stream: str) -> js_api.StreamConfig:
@@ -116,12 +46,12 @@ def dead_letter_stream_config(stream: str = DEAD_LETTER_STREAM) -> js_api.Stream
     )
 
 
-async def ensure_streams(js: JetStreamContext, stream: str, dead_letter_stream: str) -> None:
-    try:
-        await ensure_stream(js, request_stream_config(stream))
-        await ensure_stream(js, dead_letter_stream_config(dead_letter_stream))
-    except (NatsError, TimeoutError) as exc:
-        raise StartupError(f"JetStream is not available: {_describe(exc)}") from None
+async def ensure_streams(
+    js: JetStreamContext, stream: str, dead_letter_stream: str, *, replicas: int = 1
+) -> None:
+    """The request and dead-letter streams, each with `replicas` (see connectors.jetstream)."""
+    await ensure_stream(js, request_stream_config(stream), replicas)
+    await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
 
 
 async def ensure_consumer(
@@ -154,7 +84,7 @@ async def ensure_consumer(
         except BadRequestError as exc:
             log.warning("keeping consumer %s as it is: %s", durable, exc.description)
     except (NatsError, TimeoutError) as exc:
-        reason = _describe(exc)
+        reason = describe(exc)
         raise StartupError(f"cannot create consumer {durable} on {stream}: {reason}") from None
 
 
@@ -172,5 +102,5 @@ async def publish(
         return await js.publish(subject, data, timeout=timeout, stream=stream, headers=headers)
     except (NatsError, TimeoutError, OSError) as exc:
         raise PublishError(
-            f"JetStream did not store the message on {subject}: {_describe(exc)}"
+            f"JetStream did not store the message on {subject}: {describe(exc)}"
         ) from None

@@ -28,6 +28,7 @@ from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.slots import Slots
+from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker import codec, jetstream
 from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
@@ -77,6 +78,7 @@ class QueueWorker:
         self.metrics.prefetched.set_function(lambda: len(self.prefetched))
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = durable_name(config.queue_name)
+        self._nats: NatsConnection | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None
@@ -89,16 +91,21 @@ class QueueWorker:
 
     async def start(self) -> None:
         nats = self.config.nats
-        self._nc = await jetstream.connect(
-            nats.nats_url,
+        self._nats = await connect(
+            nats,
             name=f"ferry-queue-worker-{self.durable}",
-            connect_timeout=nats.nats_connect_timeout,
             on_disconnect=self._on_disconnect,
             on_reconnect=self._on_reconnect,
         )
+        self._nc = self._nats.client
         self._connected = True
         self._js = self._nc.jetstream()
-        await jetstream.ensure_streams(self._js, nats.nats_stream, nats.dead_letter_stream)
+        await jetstream.ensure_streams(
+            self._js,
+            nats.nats_stream,
+            nats.dead_letter_stream,
+            replicas=nats.nats_stream_replicas,
+        )
         await jetstream.ensure_consumer(
             self._js,
             nats.nats_stream,
@@ -119,7 +126,12 @@ class QueueWorker:
         )
 
     def ready(self) -> bool:
-        return self._connected and self._puller is not None and not self._stopping.is_set()
+        return (
+            self._nats is not None
+            and self._nats.connected
+            and self._puller is not None
+            and not self._stopping.is_set()
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -129,6 +141,11 @@ class QueueWorker:
             self._puller.poke()
 
     async def run(self) -> None:
+        """Pull work until stopped; raise NatsLost if NATS closes the connection for good."""
+        assert self._nats is not None
+        await self._nats.while_open(self._pull())
+
+    async def _pull(self) -> None:
         assert self._puller is not None
         refresher = asyncio.create_task(self._refresh_pending())
         self.progress.start()
@@ -167,10 +184,8 @@ class QueueWorker:
                 await self._puller.stop()
         await self.gateway.close()
         await self.callbacks.close()
-        if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(NatsError, TimeoutError):
-                await self._nc.flush(timeout=2)
-            await self._nc.close()
+        if self._nats is not None:
+            await self._nats.close()
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -356,8 +371,6 @@ class QueueWorker:
     # -- connection events and gauges --------------------------------------------------------
 
     async def _on_disconnect(self) -> None:
-        if self._connected and not self._stopping.is_set():
-            log.warning("disconnected from NATS; reconnecting")
         self._connected = False
 
     async def _on_reconnect(self) -> None:
@@ -365,7 +378,6 @@ class QueueWorker:
         if self._puller is not None:
             self._puller.forget_all()
         self.metrics.reconnects.inc()
-        log.info("reconnected to NATS")
 
     async def _refresh_pending(self) -> None:
         assert self._js is not None

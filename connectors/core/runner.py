@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 from prometheus_client import CollectorRegistry
 
 from connectors.core.config import RuntimeSettings
-from connectors.core.errors import ConfigError, StartupError
+from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.health import HealthServer
 from connectors.core.logs import configure_logging
 from connectors.core.settings import load_settings
@@ -91,10 +91,15 @@ async def serve(
     status = EXIT_OK
     if worker.done() and not stopper.done():
         crash = worker.exception()
-        if crash is not None:
+        if isinstance(crash, FerryError):  # a failure ferry diagnosed: its one line says why
+            log.error("%s stopped: %s", service.name, crash)
+            status = EXIT_CRASH
+        elif crash is not None:
             log.error("%s stopped unexpectedly", service.name, exc_info=crash)
             status = EXIT_CRASH
     stopper.cancel()
+    if status == EXIT_CRASH:
+        await health.stop()  # /healthz and /readyz fail at once, not only after the drain
     log.info("%s stopping: draining for up to %gs", service.name, runtime.graceful_timeout)
     service.stop()
     try:

@@ -9,18 +9,19 @@ is skipped (logged and counted): firing anyway could fire it once per replica.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections import OrderedDict
 from typing import Protocol
 
-from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from connectors.core.errors import FerryError
+from connectors.jetstream.connect import NatsConnection, connect
+from connectors.jetstream.settings import NatsSettings
+from connectors.jetstream.setup import ensure_key_value
 
 log = logging.getLogger("ferry.cron")
 
@@ -85,51 +86,31 @@ def busy_key(function: str) -> str:
 
 
 class JetStreamClaims:
-    def __init__(self, nc: Client, kv: KeyValue, timeout: float) -> None:
-        self.nc = nc
+    """Claims in a replicated key-value bucket (`nats_stream_replicas`), shared by replicas."""
+
+    def __init__(self, connection: NatsConnection, kv: KeyValue, timeout: float) -> None:
+        self.connection = connection
         self.kv = kv
         self.timeout = timeout
 
     @classmethod
-    async def connect(cls, url: str, bucket: str, timeout: float) -> JetStreamClaims:
-        import nats
-
-        errors: list[str] = []
-
-        async def report(exc: Exception) -> None:
-            # before the first connection the error goes into the one start-up line
-            if not connected:
-                errors.append(str(exc) or type(exc).__name__)
-            else:
-                log.warning("NATS: %s", exc or type(exc).__name__)
-
-        connected = False
-
+    async def open(cls, settings: NatsSettings, bucket: str) -> JetStreamClaims:
+        """Connect and make sure the bucket exists; StartupError or ConfigError if not."""
+        connection = await connect(settings, name="ferry-cron-connector")
+        timeout = settings.nats_connect_timeout
         try:
-            # bounded here: nats-py keeps retrying a first connection that reconnects allow
-            nc = await asyncio.wait_for(
-                nats.connect(
-                    url,
-                    name="ferry-cron-connector",
-                    connect_timeout=max(1, int(timeout)),
-                    max_reconnect_attempts=-1,
-                    allow_reconnect=True,
-                    reconnect_time_wait=1,
-                    error_cb=report,
-                ),
-                timeout * 2 + 1,
+            js = connection.client.jetstream(timeout=timeout)
+            kv = await ensure_key_value(
+                js,
+                bucket,
+                ttl=CLAIM_TTL_SECONDS,
+                history=1,
+                replicas=settings.nats_stream_replicas,
             )
-        except (NatsError, OSError, TimeoutError) as exc:
-            detail = errors[-1] if errors else str(exc) or type(exc).__name__
-            raise ClaimError(f"cannot connect to NATS at {url}: {detail}") from None
-        connected = True
-        try:
-            js = nc.jetstream(timeout=timeout)
-            kv = await js.create_key_value(bucket=bucket, ttl=CLAIM_TTL_SECONDS, history=1)
-        except (NatsError, TimeoutError) as exc:
-            await nc.close()
-            raise ClaimError(f"cannot use the JetStream bucket {bucket!r}: {exc}") from None
-        return cls(nc, kv, timeout)
+        except BaseException:
+            await connection.close()
+            raise
+        return cls(connection, kv, timeout)
 
     async def claim(self, function: str, unix_ms: int, owner: str) -> bool:
         try:
@@ -168,5 +149,4 @@ class JetStreamClaims:
             log.warning("could not clear the busy mark of %s: %s", function, exc)
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
-            await self.nc.close()
+        await self.connection.close()

@@ -8,20 +8,11 @@ from connectors.core.config import GatewaySettings, RetrySettings, RuntimeSettin
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.settings import choice, duration, group, setting
 from connectors.cron.schedule import load_zone
+from connectors.jetstream.settings import OptionalNatsSettings
 
 CRON_TOPIC = "cron-function"
 SCHEDULE_ANNOTATION = "schedule"
 TIMEZONE_ANNOTATION = "schedule_timezone"
-
-
-def nats_url_or_empty(text: str) -> str:
-    if not text.strip():
-        return ""
-    if "://" not in text:
-        text = f"nats://{text}"
-    if text.split("://", 1)[0] not in {"nats", "tls", "ws", "wss"}:
-        raise ValueError("expected a nats:// URL")
-    return text
 
 
 def zone_name(text: str) -> str:
@@ -31,17 +22,10 @@ def zone_name(text: str) -> str:
 
 @dataclass(frozen=True)
 class CronSettings:
-    nats_url: str = setting(
-        "nats_url",
-        "",
-        "NATS with JetStream, to fire each slot once across replicas (empty: single replica)",
-        nats_url_or_empty,
-    )
     cron_kv_bucket: str = setting(
-        "cron_kv_bucket", "ferry-cron", "JetStream key-value bucket holding slot claims"
-    )
-    nats_connect_timeout: float = setting(
-        "nats_connect_timeout", 5.0, "bound on reaching NATS at start-up", duration, shown="5s"
+        "cron_kv_bucket",
+        "ferry-cron",
+        "JetStream key-value bucket holding slot claims (with nats_url)",
     )
     concurrency_policy: str = setting(
         "concurrency_policy",
@@ -66,6 +50,7 @@ class CronSettings:
 
 @dataclass(frozen=True)
 class CronConnectorConfig:
+    nats: OptionalNatsSettings = group(OptionalNatsSettings)
     cron: CronSettings = group(CronSettings)
     connector: ConnectorSettings = group(ConnectorSettings)
     gateway: GatewaySettings = group(GatewaySettings)

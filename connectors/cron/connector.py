@@ -17,9 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
-from connectors.core.errors import StartupError
 from connectors.core.topicmap import FunctionInfo, TopicMap
-from connectors.cron.claims import ClaimError, JetStreamClaims, LocalClaims, SlotClaims
+from connectors.cron.claims import JetStreamClaims, LocalClaims, SlotClaims
 from connectors.cron.clock import Clock, SystemClock
 from connectors.cron.config import (
     CRON_TOPIC,
@@ -30,6 +29,7 @@ from connectors.cron.config import (
 from connectors.cron.jobs import Firer, Job
 from connectors.cron.metrics import CronMetrics
 from connectors.cron.schedule import Schedule, ScheduleError, parse_schedules
+from connectors.jetstream.connect import NatsConnection
 
 log = logging.getLogger("ferry.cron")
 
@@ -67,24 +67,21 @@ class CronConnector:
         self._stopping = asyncio.Event()
         self._running = False
         self._started = False
+        self._nats: NatsConnection | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        cron = self.config.cron
-        if cron.nats_url:
-            try:
-                self.claims = await JetStreamClaims.connect(
-                    cron.nats_url, cron.cron_kv_bucket, cron.nats_connect_timeout
-                )
-            except ClaimError as exc:
-                raise StartupError(str(exc)) from None
-            self.firer.claims = self.claims
+        cron, nats = self.config.cron, self.config.nats
+        if nats.enabled:
+            claims = await JetStreamClaims.open(nats, cron.cron_kv_bucket)
+            self._nats = claims.connection
+            self.claims = self.firer.claims = claims
         await self.topics.refresh()
         log.info(
             "cron connector: %s, concurrency_policy=%s, starting_deadline=%gs via %s",
-            f"claims in {cron.cron_kv_bucket} at {cron.nats_url}"
-            if cron.nats_url
+            f"claims in {cron.cron_kv_bucket} at {nats.shown_servers}"
+            if nats.enabled
             else "single replica",
             cron.concurrency_policy,
             cron.starting_deadline,
@@ -93,7 +90,10 @@ class CronConnector:
         self._started = True
 
     def ready(self) -> bool:
-        return self._started and self.topics.rebuilt_once and not self._stopping.is_set()
+        nats_ok = self._nats is None or self._nats.connected
+        return (
+            self._started and nats_ok and self.topics.rebuilt_once and not self._stopping.is_set()
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -103,7 +103,10 @@ class CronConnector:
         self._reconcile(self.topics.current)
         refresher = asyncio.create_task(self.topics.run())
         try:
-            await self._stopping.wait()
+            if self._nats is None:
+                await self._stopping.wait()
+            else:  # raises NatsLost if NATS closes the connection for good
+                await self._nats.while_open(self._stopping.wait())
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

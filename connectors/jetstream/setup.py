@@ -1,0 +1,125 @@
+"""Streams and key-value buckets ferry owns: created with `nats_stream_replicas`, kept at it.
+
+Creating is safe when several replicas of a process race to do it. A stream ferry owns that
+exists with another replica count is updated to the configured count (logged); nothing else
+about an existing stream is changed. NATS's refusal (e.g. more replicas than servers) becomes
+one `StartupError` line that names `nats_stream_replicas` and gives NATS's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import APIError, NotFoundError
+from nats.js.kv import KeyValue
+
+from connectors.core.errors import StartupError
+from connectors.jetstream.connect import describe
+
+log = logging.getLogger("ferry.nats")
+
+SCALE_WAIT_SECONDS = 30.0
+
+
+async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, replicas: int) -> None:
+    """Create the stream with `replicas` if it is missing, else bring its replicas to that."""
+    name = config.name
+    assert name is not None
+    try:
+        info = await _info(js, name)
+        if info is None:
+            try:
+                await js.add_stream(dataclasses.replace(config, num_replicas=replicas))
+            except APIError as exc:
+                if "already in use" not in str(exc.description or ""):
+                    raise StartupError(
+                        _refusal(f"cannot create stream {name}", replicas, exc)
+                    ) from None
+                info = await _info(js, name)  # another process created it first
+            else:
+                subjects = ", ".join(config.subjects or [])
+                log.info("created stream %s (subjects %s, %d replicas)", name, subjects, replicas)
+                return
+        if info is not None:
+            await _keep_replicas(js, info, replicas)
+    except (NatsError, TimeoutError) as exc:
+        if isinstance(exc, APIError):
+            raise StartupError(_refusal(f"cannot use stream {name}", replicas, exc)) from None
+        raise StartupError(f"JetStream is not available: {describe(exc)}") from None
+
+
+async def ensure_key_value(
+    js: JetStreamContext, bucket: str, *, ttl: float, history: int, replicas: int
+) -> KeyValue:
+    """The bucket, created with `replicas` if missing, else with its replicas brought to that."""
+    try:
+        info = await _info(js, f"KV_{bucket}")
+        if info is None:
+            config = js_api.KeyValueConfig(
+                bucket=bucket, ttl=ttl, history=history, replicas=replicas
+            )
+            try:
+                kv = await js.create_key_value(config)
+            except APIError as exc:
+                if "already in use" not in str(exc.description or ""):
+                    raise StartupError(
+                        _refusal(f"cannot create key-value bucket {bucket}", replicas, exc)
+                    ) from None
+            else:
+                log.info("created key-value bucket %s (%d replicas)", bucket, replicas)
+                return kv
+        else:
+            await _keep_replicas(js, info, replicas)
+        return await js.key_value(bucket)
+    except (NatsError, TimeoutError) as exc:
+        if isinstance(exc, APIError):
+            raise StartupError(_refusal(f"cannot use bucket {bucket}", replicas, exc)) from None
+        raise StartupError(f"JetStream is not available: {describe(exc)}") from None
+
+
+async def _info(js: JetStreamContext, stream: str) -> js_api.StreamInfo | None:
+    try:
+        return await js.stream_info(stream)
+    except NotFoundError:
+        return None
+
+
+async def _keep_replicas(js: JetStreamContext, info: js_api.StreamInfo, replicas: int) -> None:
+    current = info.config.num_replicas or 1
+    if current == replicas:
+        return
+    name = info.config.name
+    try:
+        await js.update_stream(dataclasses.replace(info.config, num_replicas=replicas))
+    except APIError as exc:
+        raise StartupError(
+            _refusal(f"cannot change stream {name} from {current} replicas", replicas, exc)
+        ) from None
+    log.warning(
+        "stream %s had %d replicas; updated to nats_stream_replicas=%d", name, current, replicas
+    )
+    await _wait_for_peers(js, str(name), replicas)
+
+
+async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Wait (bounded) until the new peers have caught up: until then NATS refuses consumers."""
+    deadline = asyncio.get_running_loop().time() + SCALE_WAIT_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        info = await js.stream_info(stream)
+        cluster = info.cluster
+        peers = (cluster.replicas or []) if cluster else []
+        caught_up = len(peers) >= replicas - 1 and all(peer.current for peer in peers)
+        if cluster is not None and cluster.leader and caught_up:
+            return
+        await asyncio.sleep(0.25)
+    log.warning("stream %s: not every new replica has caught up yet", stream)
+
+
+def _refusal(what: str, replicas: int, exc: APIError) -> str:
+    reason = exc.description or describe(exc)
+    return f"nats_stream_replicas={replicas}: {what}: NATS says: {reason}"
