@@ -46,7 +46,11 @@ class GatewaySettings:
         fallback_reads=("faas_gateway_address", "faas_gateway_port"),
     )
     upstream_timeout: float = setting(
-        "upstream_timeout", 30.0, "bound on one function call", duration, shown="30s"
+        "upstream_timeout",
+        60.0,
+        "bound on waiting for one function call (the OpenFaaS chart's 1m)",
+        duration,
+        shown="1m",
     )
     basic_auth: bool = setting(
         "basic_auth",
@@ -84,6 +88,13 @@ class RetrySettings:
         "function statuses that are retried",
         status_codes,
         shown="408,429,500,502,503,504",
+    )
+    retry_on_timeout: bool = setting(
+        "retry_on_timeout",
+        False,
+        "invoke again when upstream_timeout ran out (the function may still be running);"
+        " a 502/504 from the gateway follows retry_http_codes either way",
+        parse_bool,
     )
 
     def __post_init__(self) -> None:

@@ -73,6 +73,7 @@ class InvocationResult:
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     error: str = ""
     unsendable: bool = False  # the request itself cannot be sent as HTTP: retrying cannot help
+    timed_out: bool = False  # ferry stopped waiting; the function may still be running
 
     @property
     def ok(self) -> bool:
@@ -91,7 +92,11 @@ class InvocationResult:
         if self.unsendable:
             return Outcome(Verdict.FAILED, reason=f"{self.error} (not retried)")
         return policy.decide(
-            status=self.status, attempt=self.attempt, retry_after=self.retry_after, error=self.error
+            status=self.status,
+            attempt=self.attempt,
+            retry_after=self.retry_after,
+            error=self.error,
+            timed_out=self.timed_out,
         )
 
 
@@ -109,7 +114,7 @@ class Invoker:
         ]
         headers.append(("User-Agent", USER_AGENT))
         started = time.monotonic()
-        unsendable = False
+        unsendable = timed_out = False
         try:
             response = await self.client.http.request(
                 request.method,
@@ -128,6 +133,7 @@ class Invoker:
             )
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
+            timed_out = True
         except HttpError as exc:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
@@ -139,4 +145,5 @@ class Invoker:
             duration=time.monotonic() - started,
             error=error,
             unsendable=unsendable,
+            timed_out=timed_out,
         )

@@ -93,5 +93,5 @@ def test_secrets_are_not_echoed_in_errors() -> None:
 
 def test_help_shows_each_variable_once_with_its_default() -> None:
     text = describe_settings(GatewaySettings)
-    assert "upstream_timeout" in text and "[30s]" in text
+    assert "upstream_timeout" in text and "[1m]" in text
     assert text.count("gateway_url ") == 1
