@@ -68,7 +68,7 @@ class QueueWorker:
         self.metrics.finishing.set_function(lambda: self._finishing)
         self.progress = ProgressKeeper(config.ack_wait)
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
-        self.durable = durable_name(config.queue_name)
+        self.durable = config.nats_durable or durable_name(config.queue_name)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None

@@ -67,6 +67,13 @@ class GatewaySettings:
     print_response_body: bool = setting(
         "print_response_body", False, "log each function's response body", parse_bool
     )
+    print_request_body: bool = setting(
+        "print_request_body",
+        False,
+        "log the body sent with each invocation (the first 4 KiB)",
+        parse_bool,
+        aliases=("faas_print_body",),
+    )
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,9 @@ class RuntimeSettings:
     log_encoding: str = setting(
         "log_encoding", "console", "console or json", choice("console", "json")
     )
-    write_debug: bool = setting("write_debug", False, "log at debug level", parse_bool)
+    write_debug: bool = setting(
+        "write_debug", False, "log at debug level", parse_bool, aliases=("debug",)
+    )
     graceful_timeout: float = setting(
         "graceful_timeout",
         30.0,

@@ -7,6 +7,7 @@ is a success, a retry after a delay, or a final failure.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -40,6 +41,9 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
 
 UNREACHABLE_STATUS = 503
+PRINTED_BODY_BYTES = 4096  # print_request_body shows at most this much of a body
+
+log = logging.getLogger("ferry.invoker")
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Invoker:
             if name.lower() not in REPLACED_ON_INVOKE
         ]
         headers.append(("User-Agent", USER_AGENT))
+        if self.client.settings.print_request_body:
+            _print_body(request)
         started = time.monotonic()
         unsendable = timed_out = False
         try:
@@ -147,3 +153,14 @@ class Invoker:
             unsendable=unsendable,
             timed_out=timed_out,
         )
+
+
+def _print_body(request: InvocationRequest) -> None:
+    shown = request.body[:PRINTED_BODY_BYTES].decode("utf-8", "replace")
+    more = len(request.body) - PRINTED_BODY_BYTES
+    log.info(
+        "%s request body: %s%s",
+        request.function,
+        shown,
+        f"... ({more} more bytes)" if more > 0 else "",
+    )

@@ -47,7 +47,11 @@ class KafkaSettings:
     """Where to consume from and how records are scheduled and committed."""
 
     broker_hosts: tuple[str, ...] = setting(
-        "broker_hosts", ("kafka:9092",), "Kafka bootstrap servers, host:port comma list", _hosts
+        "broker_hosts",
+        ("kafka:9092",),
+        "Kafka bootstrap servers, host:port comma list",
+        _hosts,
+        aliases=("broker_host",),
     )
     topics: tuple[str, ...] = setting(
         "topics", (), "topics to consume, comma list (required)", _topics
