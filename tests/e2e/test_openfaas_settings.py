@@ -109,3 +109,14 @@ async def test_print_request_body_logs_the_first_4_kib_of_what_a_function_is_sen
             await eventually(lambda: gateway.calls_to("echo"), what="the call")
     (line,) = [r.getMessage() for r in caplog.records if "request body" in r.getMessage()]
     assert line == "echo request body: " + "a" * 4096 + "... (904 more bytes)"
+
+
+def test_help_lists_the_openfaas_settings_a_process_does_not_read_with_the_reason() -> None:
+    from ferry.commands import queue_worker
+
+    help_text = queue_worker.EPILOG
+    assert "OpenFaaS settings not read" in help_text
+    assert "tls_insecure" in help_text and "ferry always verifies TLS certificates" in help_text
+    assert "write_debug (debug)" in help_text  # accepted names show as aliases
+    unread = help_text.split("OpenFaaS settings not read", 1)[1]
+    assert "gateway_url" not in unread
