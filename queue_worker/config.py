@@ -35,6 +35,12 @@ class QueueWorkerConfig:
     queue_name: str = setting(
         "queue_name", "", "named queue to serve (com.openfaas.queue); empty: the default queue"
     )
+    nats_durable: str = setting(
+        "nats_durable",
+        "",
+        "durable consumer the replicas share (empty: faas-workers, or NAME-workers for a"
+        " queue_name)",
+    )
     max_inflight: int = setting(
         "max_inflight", 1, "invocations running at once in this worker", int_in(1, 100_000)
     )

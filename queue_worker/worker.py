@@ -77,7 +77,7 @@ class QueueWorker:
         )
         self.metrics.prefetched.set_function(lambda: len(self.prefetched))
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
-        self.durable = durable_name(config.queue_name)
+        self.durable = config.nats_durable or durable_name(config.queue_name)
         self._nats: NatsConnection | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None

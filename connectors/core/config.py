@@ -46,7 +46,11 @@ class GatewaySettings:
         fallback_reads=("faas_gateway_address", "faas_gateway_port"),
     )
     upstream_timeout: float = setting(
-        "upstream_timeout", 30.0, "bound on one function call", duration, shown="30s"
+        "upstream_timeout",
+        60.0,
+        "bound on waiting for one function call (the OpenFaaS chart's 1m)",
+        duration,
+        shown="1m",
     )
     basic_auth: bool = setting(
         "basic_auth",
@@ -62,6 +66,13 @@ class GatewaySettings:
     )
     print_response_body: bool = setting(
         "print_response_body", False, "log each function's response body", parse_bool
+    )
+    print_request_body: bool = setting(
+        "print_request_body",
+        False,
+        "log the body sent with each invocation (the first 4 KiB)",
+        parse_bool,
+        aliases=("faas_print_body",),
     )
 
 
@@ -84,6 +95,13 @@ class RetrySettings:
         "function statuses that are retried",
         status_codes,
         shown="408,429,500,502,503,504",
+    )
+    retry_on_timeout: bool = setting(
+        "retry_on_timeout",
+        False,
+        "invoke again when upstream_timeout ran out (the function may still be running);"
+        " a 502/504 from the gateway follows retry_http_codes either way",
+        parse_bool,
     )
 
     def __post_init__(self) -> None:
@@ -142,7 +160,9 @@ class RuntimeSettings:
     log_encoding: str = setting(
         "log_encoding", "console", "console or json", choice("console", "json")
     )
-    write_debug: bool = setting("write_debug", False, "log at debug level", parse_bool)
+    write_debug: bool = setting(
+        "write_debug", False, "log at debug level", parse_bool, aliases=("debug",)
+    )
     graceful_timeout: float = setting(
         "graceful_timeout",
         30.0,

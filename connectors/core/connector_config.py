@@ -14,6 +14,7 @@ class ConnectorSettings:
         10.0,
         "how often the topic map is re-read from the gateway",
         duration,
+        aliases=("rebuild_timeout",),
         shown="10s",
     )
     topic_delimiter: str = setting(

@@ -7,6 +7,7 @@ is a success, a retry after a delay, or a final failure.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -40,6 +41,9 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
 
 UNREACHABLE_STATUS = 503
+PRINTED_BODY_BYTES = 4096  # print_request_body shows at most this much of a body
+
+log = logging.getLogger("ferry.invoker")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class InvocationResult:
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     error: str = ""
     unsendable: bool = False  # the request itself cannot be sent as HTTP: retrying cannot help
+    timed_out: bool = False  # ferry stopped waiting; the function may still be running
 
     @property
     def ok(self) -> bool:
@@ -91,7 +96,11 @@ class InvocationResult:
         if self.unsendable:
             return Outcome(Verdict.FAILED, reason=f"{self.error} (not retried)")
         return policy.decide(
-            status=self.status, attempt=self.attempt, retry_after=self.retry_after, error=self.error
+            status=self.status,
+            attempt=self.attempt,
+            retry_after=self.retry_after,
+            error=self.error,
+            timed_out=self.timed_out,
         )
 
 
@@ -108,8 +117,10 @@ class Invoker:
             if name.lower() not in REPLACED_ON_INVOKE
         ]
         headers.append(("User-Agent", USER_AGENT))
+        if self.client.settings.print_request_body:
+            _print_body(request)
         started = time.monotonic()
-        unsendable = False
+        unsendable = timed_out = False
         try:
             response = await self.client.http.request(
                 request.method,
@@ -128,6 +139,7 @@ class Invoker:
             )
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
+            timed_out = True
         except HttpError as exc:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
@@ -139,4 +151,16 @@ class Invoker:
             duration=time.monotonic() - started,
             error=error,
             unsendable=unsendable,
+            timed_out=timed_out,
         )
+
+
+def _print_body(request: InvocationRequest) -> None:
+    shown = request.body[:PRINTED_BODY_BYTES].decode("utf-8", "replace")
+    more = len(request.body) - PRINTED_BODY_BYTES
+    log.info(
+        "%s request body: %s%s",
+        request.function,
+        shown,
+        f"... ({more} more bytes)" if more > 0 else "",
+    )

@@ -55,6 +55,7 @@ class RetryPolicy:
     initial_wait: float
     max_wait: float
     codes: frozenset[int]
+    retry_on_timeout: bool = False
 
     @classmethod
     def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
@@ -63,6 +64,7 @@ class RetryPolicy:
             initial_wait=settings.initial_retry_wait,
             max_wait=settings.max_retry_wait,
             codes=settings.retry_http_codes,
+            retry_on_timeout=settings.retry_on_timeout,
         )
 
     def for_function(self, annotations: Mapping[str, str]) -> RetryPolicy:
@@ -109,10 +111,22 @@ class RetryPolicy:
         attempt: int,
         retry_after: float | None = None,
         error: str = "",
+        timed_out: bool = False,
     ) -> Outcome:
-        """Classify one attempt. `status` is None when the function could not be reached."""
+        """Classify one attempt. `status` is None when the function could not be reached.
+
+        `timed_out` means ferry's own wait (`upstream_timeout`) ran out: the function may still
+        be running, so it is invoked again only with `retry_on_timeout`. A 502 or 504 from the
+        gateway is a status like any other and follows `codes`.
+        """
         if status is not None and 200 <= status < 300:
             return Outcome(Verdict.SUCCESS)
+        if timed_out and not self.retry_on_timeout:
+            return Outcome(
+                Verdict.FAILED,
+                reason=f"{error or 'timed out'}; the function may still be running, so it is "
+                "not invoked again (retry_on_timeout=false)",
+            )
         retryable = status is None or self.is_retryable_status(status)
         reason = error or f"function returned {status}"
         if not retryable:

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -20,6 +20,7 @@ from connectors.core.config import RuntimeSettings
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.health import HealthServer
 from connectors.core.logs import configure_logging
+from connectors.core.openfaas_settings import unread_names, warning_line
 from connectors.core.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -121,12 +122,20 @@ def run_from_env(
     build: Callable[[C], Service],
     runtime: Callable[[C], RuntimeSettings],
     environ: Mapping[str, str] | None = None,
+    ignored_flags: Sequence[str] = (),
 ) -> int:
-    """Load `config_cls` from the environment, build the service and run it to the end."""
+    """Load `config_cls` from the environment, build the service and run it to the end.
+
+    OpenFaaS settings in the environment that ferry does not read, and `ignored_flags` (OpenFaaS
+    command-line flags accepted but unused), are named in one warning line.
+    """
+    env = os.environ if environ is None else environ
     try:
-        config = load_settings(config_cls, os.environ if environ is None else environ)
+        config = load_settings(config_cls, env)
         settings = runtime(config)
         configure_logging(settings.log_encoding, settings.write_debug)
+        if line := warning_line([*unread_names(config_cls, env), *ignored_flags]):
+            log.warning(line)
         service = build(config)
     except ConfigError as exc:
         return fail(str(exc))

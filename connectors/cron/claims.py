@@ -25,7 +25,7 @@ from connectors.jetstream.setup import ensure_key_value
 
 log = logging.getLogger("ferry.cron")
 
-_KEY_UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]")
+_KEY_PLAIN = re.compile(r"[-_a-zA-Z0-9]")
 CLAIM_TTL_SECONDS = 24 * 3600.0
 
 
@@ -77,12 +77,30 @@ class LocalClaims:
         return None
 
 
+def key_token(function: str) -> str:
+    """`function` as a key-value key token, one to one: two names never share a key.
+
+    Letters, digits, `-` and `_` stay; a `.` stays unless it would leave an empty token; every
+    other character becomes `=XX` per UTF-8 byte. `=` is always escaped, so the escapes cannot
+    be confused with the name (`a+b` is `a=2Bb`, `a_b` stays `a_b`).
+    """
+    out: list[str] = []
+    last = len(function) - 1
+    for i, char in enumerate(function):
+        inner_dot = char == "." and 0 < i < last and function[i - 1] != "."
+        if inner_dot or _KEY_PLAIN.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"={byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+    return "".join(out) or "="
+
+
 def claim_key(function: str, unix_ms: int) -> str:
-    return f"slot.{_KEY_UNSAFE.sub('_', function)}.{unix_ms}"
+    return f"slot.{key_token(function)}.{unix_ms}"
 
 
 def busy_key(function: str) -> str:
-    return f"busy.{_KEY_UNSAFE.sub('_', function)}"
+    return f"busy.{key_token(function)}"
 
 
 class JetStreamClaims:

@@ -28,7 +28,7 @@ from connectors.cron.config import (
 )
 from connectors.cron.jobs import Firer, Job
 from connectors.cron.metrics import CronMetrics
-from connectors.cron.schedule import Schedule, ScheduleError, parse_schedules
+from connectors.cron.schedule import Schedule, ScheduleError, parse_schedules, shown
 from connectors.jetstream.connect import NatsConnection
 
 log = logging.getLogger("ferry.cron")
@@ -142,7 +142,7 @@ class CronConnector:
                 if self._reported.get(fn.qualified) != (text, zone):
                     self._reported[fn.qualified] = (text, zone)
                     self.cron_metrics.invalid.labels(fn.qualified).inc()
-                    log.error("%s: schedule %r not used: %s", fn.qualified, text, exc)
+                    log.error("%s: schedule %s not used: %s", fn.qualified, shown(text), exc)
                 continue
             self._reported.pop(fn.qualified, None)
             for schedule in schedules:

@@ -47,7 +47,11 @@ class KafkaSettings:
     """Where to consume from and how records are scheduled and committed."""
 
     broker_hosts: tuple[str, ...] = setting(
-        "broker_hosts", ("kafka:9092",), "Kafka bootstrap servers, host:port comma list", _hosts
+        "broker_hosts",
+        ("kafka:9092",),
+        "Kafka bootstrap servers, host:port comma list",
+        _hosts,
+        aliases=("broker_host",),
     )
     topics: tuple[str, ...] = setting(
         "topics", (), "topics to consume, comma list (required)", _topics
@@ -151,10 +155,23 @@ class KafkaSecuritySettings:
 
 
 @dataclass(frozen=True)
+class KafkaGatewaySettings(GatewaySettings):
+    """The shared gateway settings with the OpenFaaS kafka-connector chart's longer wait."""
+
+    upstream_timeout: float = setting(
+        "upstream_timeout",
+        120.0,
+        "bound on waiting for one function call (the OpenFaaS kafka-connector chart's 2m)",
+        duration,
+        shown="2m",
+    )
+
+
+@dataclass(frozen=True)
 class KafkaConnectorConfig:
     kafka: KafkaSettings = group(KafkaSettings)
     security: KafkaSecuritySettings = group(KafkaSecuritySettings)
     connector: ConnectorSettings = group(ConnectorSettings)
-    gateway: GatewaySettings = group(GatewaySettings)
+    gateway: GatewaySettings = group(KafkaGatewaySettings)
     retry: RetrySettings = group(RetrySettings)
     runtime: RuntimeSettings = group(RuntimeSettings)

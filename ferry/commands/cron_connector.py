@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
 from connectors.cron.config import CronConnectorConfig
@@ -15,7 +16,7 @@ HELP = (
     "carries X-Call-Id `{function}:{unix_ms}`; with nats_url, replicas claim each slot in\n"
     "JetStream so it fires once."
 )
-EPILOG = describe_settings(CronConnectorConfig)
+EPILOG = describe_settings(CronConnectorConfig) + "\n\n" + describe_unread(CronConnectorConfig)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

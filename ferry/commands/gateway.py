@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
 from gateway.config import GatewayConfig
@@ -15,7 +16,7 @@ HELP = (
     "functions_file (standalone mode: /system/functions, /system/namespaces, /function/{name}).\n"
     "Configured by environment variables; set exactly one of upstream_url and functions_file."
 )
-EPILOG = describe_settings(GatewayConfig)
+EPILOG = describe_settings(GatewayConfig) + "\n\n" + describe_unread(GatewayConfig)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

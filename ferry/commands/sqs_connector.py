@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
 from connectors.sqs.config import SqsConnectorConfig
@@ -16,7 +17,7 @@ HELP = (
     "AWS credentials come from the standard variables (AWS_ACCESS_KEY_ID,\n"
     "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ...) or an instance role."
 )
-EPILOG = describe_settings(SqsConnectorConfig)
+EPILOG = describe_settings(SqsConnectorConfig) + "\n\n" + describe_unread(SqsConnectorConfig)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -68,7 +68,7 @@ IDS = [name for name, _, _ in DEPLOYMENTS]
 
 
 def test_there_are_overlays_and_a_base_per_process() -> None:
-    assert {p.name for p in OVERLAYS} >= {"openfaas", "standalone"}
+    assert {p.name for p in OVERLAYS} >= {"openfaas-ce", "openfaas-pro", "standalone"}
     assert {p.name for p in BASES} == set(process_configs())
 
 
@@ -173,20 +173,103 @@ def test_has_a_metrics_service_and_a_disruption_budget(
     assert len(budgets) == 1
 
 
-def test_the_openfaas_overlay_replaces_openfaas_queue_worker() -> None:
-    docs = render(KUBERNETES / "overlays" / "openfaas")
-    worker = next(d for d in deployments(docs) if d["metadata"]["name"] == "queue-worker")
-    assert worker["metadata"]["namespace"] == "openfaas"
-    # OpenFaaS's Deployment selects `app: queue-worker`; a selector cannot change in place
-    assert worker["spec"]["selector"]["matchLabels"] == {"app": "queue-worker"}
-    c = container(worker)
-    env = literal_env(c)
-    config = load_settings(process_configs()["queue-worker"], env)
+# Objects the OpenFaaS chart (and its connector charts) create, and the `app` labels its pods
+# carry: a ferry object with one of these names would be owned by Helm and ferry at once, and a
+# ferry selector with one of these labels would pick the chart's pods.
+CHART_NAMES = {"queue-worker", "cron-connector", "kafka-connector", "nats", "gateway"}
+CHART_NAMES |= {"gateway-external", "gateway-provider", "basic-auth", "openfaas-license"}
+CHART_APPS = {"queue-worker", "cron-connector", "kafka-connector", "nats", "gateway"}
+OPENFAAS_OVERLAYS = [KUBERNETES / "overlays" / name for name in ("openfaas-ce", "openfaas-pro")]
+IN_CLUSTER_CALLBACK = "http://gateway.openfaas:8080/function/receiver"
+
+
+def selectors(doc: Doc) -> list[dict[str, str]]:
+    spec = doc.get("spec", {})
+    found = [spec["selector"]] if doc["kind"] == "Service" and spec.get("selector") else []
+    if isinstance(spec.get("selector"), dict) and "matchLabels" in spec["selector"]:
+        found.append(spec["selector"]["matchLabels"])
+    return found
+
+
+@pytest.mark.parametrize("folder", OVERLAYS, ids=lambda p: p.name)
+def test_no_object_of_a_ferry_overlay_has_a_name_or_selector_the_openfaas_chart_owns(
+    folder: Path,
+) -> None:
+    docs = render(folder)
+    assert {d["metadata"]["name"] for d in docs} & CHART_NAMES == set()
+    for doc in docs:
+        for selector in selectors(doc):
+            assert selector.get("app") not in CHART_APPS, doc["metadata"]["name"]
+
+
+def test_the_name_check_can_fail() -> None:
+    docs = render(KUBERNETES / "base" / "queue-worker")
+    docs[0]["metadata"]["name"] = "queue-worker"
+    assert {d["metadata"]["name"] for d in docs} & CHART_NAMES == {"queue-worker"}
+
+
+def _config(docs: list[Doc], name: str) -> Any:
+    deployment = next(d for d in deployments(docs) if d["metadata"]["name"] == name)
+    c = container(deployment)
+    return deployment, c, load_settings(process_configs()[c["args"][0]], literal_env(c))
+
+
+def _mounts_basic_auth(deployment: Doc, c: Doc, path: str) -> bool:
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == path)
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    volume = next(v for v in volumes if v["name"] == mount["name"])
+    return bool(volume["secret"]["secretName"] == "basic-auth")
+
+
+def test_the_pro_overlay_shares_the_charts_nats_stream_durable_and_retry_values() -> None:
+    docs = render(KUBERNETES / "overlays" / "openfaas-pro")
+    deployment, c, config = _config(docs, "ferry-queue-worker")
+    assert deployment["metadata"]["namespace"] == "openfaas"
     assert config.nats.nats_url == "nats://nats.openfaas:4222"
+    assert (config.nats.nats_stream, config.nats_durable) == ("faas-request", "faas-workers")
     assert config.gateway.gateway_url == "http://gateway.openfaas:8080"
     assert config.gateway.basic_auth is True
-    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == config.gateway.secret_mount_path)
-    volume = next(
-        v for v in worker["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    assert _mounts_basic_auth(deployment, c, config.gateway.secret_mount_path)
+    assert config.retry.max_retry_attempts == 100  # the chart's queueWorkerPro.maxRetryAttempts
+    assert {d["kind"] for d in docs} <= {"Deployment", "Service", "PodDisruptionBudget"}
+
+
+def test_the_ce_overlay_brings_its_own_jetstream_and_the_front_door_in_proxy_mode() -> None:
+    docs = render(KUBERNETES / "overlays" / "openfaas-ce")
+    [nats] = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert "--jetstream" in container(nats)["args"]
+    assert nats["spec"]["volumeClaimTemplates"]  # queued calls survive a restart
+    service = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "ferry-nats"
     )
-    assert volume["secret"]["secretName"] == "basic-auth"
+    assert selects(service["spec"]["selector"], nats)
+    deployment, c, gateway = _config(docs, "ferry-gateway")
+    assert gateway.upstream_url == "http://gateway.openfaas:8080"
+    assert gateway.nats.nats_url == "nats://ferry-nats:4222"
+    assert _mounts_basic_auth(deployment, c, gateway.secret_mount_path)
+    for name in ("ferry-queue-worker", "ferry-cron-connector"):
+        deployment, c, config = _config(docs, name)
+        assert "ferry-nats:4222" in config.nats.nats_url
+        assert config.gateway.gateway_url == "http://gateway.openfaas:8080"
+        assert _mounts_basic_auth(deployment, c, config.gateway.secret_mount_path)
+
+
+@pytest.mark.parametrize("folder", OPENFAAS_OVERLAYS, ids=lambda p: p.name)
+def test_openfaas_overlays_let_callbacks_reach_services_in_the_cluster(folder: Path) -> None:
+    from connectors.core.config import CallbackSettings
+    from connectors.core.urlguard import CallbackPolicy
+
+    strict = CallbackPolicy.from_settings(CallbackSettings())
+    assert not strict.host_listed("gateway.openfaas")  # outside Kubernetes: refused
+    docs = render(folder)
+    names = [d["metadata"]["name"] for d in deployments(docs)]
+    for name in [n for n in names if n in {"ferry-queue-worker", "ferry-gateway"}]:
+        _, _, config = _config(docs, name)
+        settings = config.callbacks if name == "ferry-queue-worker" else config
+        policy = CallbackPolicy.build(
+            settings.callback_allowed_hosts, settings.callback_allow_private
+        )
+        assert policy.allow_private is False
+        for host in ("gateway.openfaas", "receiver.openfaas-fn.svc.cluster.local"):
+            assert policy.host_listed(host), (name, host)
+        assert not policy.host_listed("example.com")

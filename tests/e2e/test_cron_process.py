@@ -3,9 +3,11 @@ and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
-from tests.support.http import FakeGateway
+from tests.support.http import Call, FakeGateway
 from tests.support.ports import eventually, free_port
 from tests.support.procs import FerryProcess, run_to_exit
 
@@ -52,3 +54,26 @@ async def test_runs_and_stops_cleanly_on_sigterm(gateway: FakeGateway) -> None:
         assert await proc.stop() == 0, proc.output()
     finally:
         await proc.close()
+
+
+async def test_every_2s_fires_through_the_process_on_two_second_slots(gateway: FakeGateway) -> None:
+    gateway.subscribe("often", "cron-function", schedule="@every 2s")
+    gateway.function("often")
+    proc = await FerryProcess(
+        "cron-connector",
+        {"gateway_url": gateway.url, "health_port": "0", "health_host": "127.0.0.1"},
+    ).start()
+    try:
+        await eventually(lambda: len(gateway.calls_to("often")) >= 2, 30, what="two calls")
+        assert await proc.stop() == 0, proc.output()
+    finally:
+        await proc.close()
+    first, second = (datetime.fromisoformat(_slot(c)) for c in gateway.calls_to("often")[:2])
+    assert gateway.calls_to("often")[0].headers["X-Cron-Schedule"] == "@every 2s"
+    # slots are whole multiples of 2 s since the epoch (a slot missed under load is skipped)
+    assert second > first
+    assert first.timestamp() % 2 == 0 and second.timestamp() % 2 == 0
+
+
+def _slot(call: Call) -> str:
+    return call.headers["X-Cron-Scheduled-Time"].replace("Z", "+00:00")

@@ -4,6 +4,9 @@ gateway double. No test waits for a real minute. Replicas: test_cron_replicas.py
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.cron import cron, sample, scheduled, skipped, utc
@@ -170,3 +173,26 @@ async def test_an_invalid_schedule_is_counted_and_does_not_stop_the_others(
                 sample(connector, "cron_invalid_schedules_total", function=f"{name}.openfaas-fn")
                 == 1
             )
+
+
+async def test_hostile_schedules_are_refused_whole_and_not_logged_whole(
+    gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway.subscribe("long", "cron-function", schedule="1 " * 5_000)
+    gateway.subscribe(
+        "many",
+        "cron-function",
+        schedule=";".join(f"{m} {h} * * *" for h in range(24) for m in range(60)),
+    )
+    gateway.subscribe("fine", "cron-function", schedule="@hourly")
+    clock = FakeClock(utc("2026-01-01T10:00"))
+    with caplog.at_level(logging.INFO):
+        async with cron(gateway, clock) as connector:
+            await clock.settle(1)
+            assert {key[0] for key in connector.jobs} == {"fine.openfaas-fn"}
+            for name in ("long", "many"):
+                invalid = sample(
+                    connector, "cron_invalid_schedules_total", function=f"{name}.openfaas-fn"
+                )
+                assert invalid == 1
+    assert max(len(record.getMessage()) for record in caplog.records) < 300

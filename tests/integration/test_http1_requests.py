@@ -14,6 +14,7 @@ from aiohttp import web
 
 from connectors.core.http1 import Http1Client, HttpError, InvalidRequest
 from tests.support.http1 import OK, RawServer, Reply, self_signed, serve
+from tests.support.ports import eventually
 
 
 async def test_a_post_reaches_an_aiohttp_server_with_its_headers_and_body(
@@ -85,22 +86,26 @@ async def test_no_more_than_limit_requests_run_at_once() -> None:
     assert peak == 3
 
 
-async def test_waiting_for_a_free_slot_counts_against_the_timeout() -> None:
+async def test_a_deadline_spent_waiting_for_a_slot_is_an_error_saying_nothing_was_sent() -> None:
+    """Not a TimeoutError: the invoker re-invokes after this, never after a real timeout."""
     gate = asyncio.Event()
+    seen: list[str] = []
 
     async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
         await gate.wait()
         return web.Response(text="ok")
 
     runner, base = await serve(handler)
     http = Http1Client(limit=1)
     try:
-        first = asyncio.create_task(http.request("GET", f"{base}/x"))
-        await asyncio.sleep(0.05)
-        with pytest.raises(TimeoutError):
-            await http.request("GET", f"{base}/x", timeout=0.1)
+        first = asyncio.create_task(http.request("GET", f"{base}/first"))
+        await eventually(lambda: seen == ["/first"], what="the first request in flight")
+        with pytest.raises(HttpError, match="nothing sent"):
+            await http.request("GET", f"{base}/second", timeout=0.1)
         gate.set()
         assert (await first).status == 200
+        assert seen == ["/first"]
         assert (await http.request("GET", f"{base}/x", timeout=5)).status == 200
     finally:
         await http.close()

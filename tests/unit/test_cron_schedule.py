@@ -87,6 +87,12 @@ PARSED = [
     ("  0   9 * * *  ;", ["0 9 * * *"]),
     ("@Daily", ["@daily"]),
     ("0 * * * *;0 * * * *", ["0 * * * *"]),
+    ("@every 2s", ["@every 2s"]),
+    ("@every 5m; @every 300s", ["@every 5m"]),
+    ("@every 1h30m", ["@every 90m"]),
+    ("@every 500ms", ["@every 1s"]),  # robfig/cron: at least a second
+    ("CRON_TZ=Europe/Berlin 0 9 * * *", ["0 9 * * *"]),
+    ("TZ=America/New_York @daily", ["@daily"]),
 ]
 
 
@@ -104,6 +110,10 @@ INVALID = [
     ("@reboot", "unknown descriptor"),
     ("0 0 30 2 *", "never fires"),
     ("0 9 * * *;nonsense", "five fields"),
+    ("@every", "expected a duration"),
+    ("@every soon", "expected a duration"),
+    ("CRON_TZ=Europe/Berlin", "without a schedule"),
+    ("CRON_TZ=Mars/Olympus 0 9 * * *", "unknown time zone"),
 ]
 
 
@@ -122,3 +132,44 @@ def test_slots_between_includes_both_ends() -> None:
     (schedule,) = parse_schedules("*/10 * * * *")
     found = slots_between(schedule, utc("2026-01-01T10:00"), utc("2026-01-01T10:30"))
     assert found == [utc(f"2026-01-01T10:{m}") for m in ("00", "10", "20", "30")]
+
+
+def test_the_descriptors_robfig_cron_accepts_parse() -> None:
+    for text in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"):
+        (schedule,) = parse_schedules(text)
+        assert schedule.every == 0
+
+
+def test_a_zone_prefix_sets_that_expression_zone_over_the_annotation() -> None:
+    berlin, utc_default = parse_schedules("CRON_TZ=Europe/Berlin 0 9 * * *; 0 9 * * *", "UTC")
+    assert (berlin.zone_name, utc_default.zone_name) == ("Europe/Berlin", "UTC")
+    # 09:00 in Berlin in winter is 08:00Z
+    assert next_slot(berlin, utc("2026-01-01T00:00")) == utc("2026-01-01T08:00")
+    assert next_slot(utc_default, utc("2026-01-01T00:00")) == utc("2026-01-01T09:00")
+
+
+def test_every_fires_at_whole_multiples_of_its_period_since_the_epoch() -> None:
+    (two,) = parse_schedules("@every 2s")
+    assert next_slot(two, utc("2026-01-01T10:00:00")) == utc("2026-01-01T10:00:02")
+    assert next_slot(two, utc("2026-01-01T10:00:01.5")) == utc("2026-01-01T10:00:02")
+    (five,) = parse_schedules("@every 5m", "Asia/Kolkata")  # a zone does not shift it
+    found = slots_between(five, utc("2026-01-01T10:01"), utc("2026-01-01T10:20"))
+    assert found == [utc(f"2026-01-01T10:{m}") for m in ("05", "10", "15", "20")]
+
+
+def test_a_huge_schedule_is_refused_and_its_error_does_not_quote_it_whole() -> None:
+    text = "x" * 10_000
+    with pytest.raises(ScheduleError) as caught:
+        parse_schedules(text)
+    message = str(caught.value)
+    assert len(message) < 200
+    assert "10000 characters" in message
+
+
+def test_more_than_32_expressions_in_one_annotation_are_refused() -> None:
+    assert len(parse_schedules("; ".join(f"{m} * * * *" for m in range(32)))) == 32
+    every_minute_of_a_day = ";".join(f"{m} {h} * * *" for h in range(24) for m in range(60))
+    with pytest.raises(ScheduleError, match="more than 32"):
+        parse_schedules(every_minute_of_a_day[:1024])
+    with pytest.raises(ScheduleError, match="longer than 1024"):
+        parse_schedules(every_minute_of_a_day)

@@ -93,5 +93,12 @@ def test_secrets_are_not_echoed_in_errors() -> None:
 
 def test_help_shows_each_variable_once_with_its_default() -> None:
     text = describe_settings(GatewaySettings)
-    assert "upstream_timeout" in text and "[30s]" in text
+    assert "upstream_timeout" in text and "[1m]" in text
     assert text.count("gateway_url ") == 1
+
+
+def test_rebuild_timeout_is_read_as_rebuild_interval() -> None:
+    from connectors.cron.config import CronConnectorConfig
+
+    config = load_settings(CronConnectorConfig, {"rebuild_timeout": "30s"})
+    assert config.connector.rebuild_interval == 30.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -74,3 +75,13 @@ def test_annotations_override_the_policy() -> None:
 
 def test_a_malformed_annotation_is_ignored() -> None:
     assert POLICY.for_function({"com.openfaas.retry.attempts": "many"}) == POLICY
+
+
+def test_a_timeout_is_final_unless_retry_on_timeout() -> None:
+    strict = RetryPolicy(max_attempts=5, initial_wait=1, max_wait=2, codes=frozenset({504}))
+    outcome = strict.decide(status=None, attempt=1, error="timed out after 1s", timed_out=True)
+    assert outcome.verdict is Verdict.FAILED
+    assert "timed out after 1s" in outcome.reason and "retry_on_timeout=false" in outcome.reason
+    lenient = dataclasses.replace(strict, retry_on_timeout=True)
+    assert lenient.decide(status=None, attempt=1, timed_out=True).verdict is Verdict.RETRY
+    assert strict.decide(status=504, attempt=1).verdict is Verdict.RETRY

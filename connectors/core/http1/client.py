@@ -144,23 +144,34 @@ class Http1Client:
         body: bytes = b"",
         timeout: float | None = None,
     ) -> Response:
-        """One exchange. Raises HttpError, InvalidRequest or TimeoutError (after `timeout`)."""
+        """One exchange. Raises HttpError, InvalidRequest or TimeoutError (after `timeout`).
+
+        TimeoutError means the request may have reached the server (it was being sent or
+        answered); a deadline that passes before anything was sent is an HttpError, so a caller
+        can tell "may have run" from "certainly did not run".
+        """
         origin, target = split_url(url)
         head = encode_head(method, target, origin, headers, len(body))
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         slots = self._slots
         if not slots.free:  # every connection in use: wait for one, within the deadline
-            async with asyncio.timeout_at(deadline):
-                await slots.wait_free()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await slots.wait_free()
+            except TimeoutError:
+                raise HttpError("no free connection before the deadline; nothing sent") from None
         slots.take()
         try:
             connection = self._take_idle(origin)
             while True:
                 reused = connection is not None
                 if connection is None:
-                    async with asyncio.timeout_at(deadline):
-                        connection = await self._connect(origin)
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            connection = await self._connect(origin)
+                    except TimeoutError:
+                        raise HttpError("no connection before the deadline; nothing sent") from None
                 try:
                     response = await connection.send(head, body, head_only, deadline)
                 except _Stale:

@@ -1,0 +1,52 @@
+"""Slot claims in a real JetStream bucket are per function: names that look alike never share
+a claim key, so neither function loses its slots to the other."""
+
+from __future__ import annotations
+
+import uuid
+
+from connectors.cron.claims import JetStreamClaims, busy_key, claim_key
+from connectors.jetstream.settings import NatsSettings
+from tests.support.brokers import NatsServer
+from tests.support.clock import FakeClock
+from tests.support.cron import cron, skipped, utc
+from tests.support.http import FakeGateway
+from tests.support.ports import eventually
+
+LOOKALIKES = ["a+b.fn", "a_b.fn", "é.fn", "_.fn", "a=2Bb.fn", "a/b.fn", "a..b.fn", "a.=2Eb.fn"]
+
+
+def test_claim_and_busy_keys_are_one_to_one() -> None:
+    assert len({claim_key(name, 1) for name in LOOKALIKES}) == len(LOOKALIKES)
+    assert len({busy_key(name) for name in LOOKALIKES}) == len(LOOKALIKES)
+    assert claim_key("nightly.openfaas-fn", 5) == "slot.nightly.openfaas-fn.5"  # plain: as before
+
+
+async def test_lookalike_names_each_win_their_own_claim_in_jetstream(
+    nats_server: NatsServer,
+) -> None:
+    settings = NatsSettings(nats_url=nats_server.url)
+    claims = await JetStreamClaims.open(settings, f"cron-{uuid.uuid4().hex[:8]}")
+    try:
+        won = [await claims.claim(name, 1_767_261_600_000, "me") for name in LOOKALIKES]
+        again = [await claims.claim(name, 1_767_261_600_000, "other") for name in LOOKALIKES]
+    finally:
+        await claims.close()
+    assert won == [True] * len(LOOKALIKES)
+    assert again == [False] * len(LOOKALIKES)
+
+
+async def test_functions_whose_names_differ_only_in_unsafe_characters_both_fire(
+    gateway: FakeGateway, nats_server: NatsServer
+) -> None:
+    for name in ("a+b", "a_b", "é", "_"):
+        gateway.subscribe(name, "cron-function", schedule="* * * * *")
+        gateway.function(name)
+    clock = FakeClock(utc("2026-01-01T10:00:30"))
+    env = {"nats_url": nats_server.url, "cron_kv_bucket": f"cron-{uuid.uuid4().hex[:8]}"}
+    async with cron(gateway, clock, **env) as connector:
+        await clock.settle(4)
+        await clock.advance_to(utc("2026-01-01T10:02:00"), idle=lambda: not connector.firer.tasks)
+        for name in ("a+b", "a_b", "é", "_"):
+            await eventually(lambda n=name: len(gateway.calls_to(n)) == 2, 10, what=name)
+            assert skipped(connector, name, "claimed_elsewhere") == 0
