@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
+from connectors.core.supervision import until_stopped
 from connectors.core.topicmap import FunctionInfo, TopicMap
 from connectors.cron.claims import ClaimError, JetStreamClaims, LocalClaims, SlotClaims
 from connectors.cron.clock import Clock, SystemClock
@@ -101,9 +102,9 @@ class CronConnector:
     async def run(self) -> None:
         self._running = True
         self._reconcile(self.topics.current)
-        refresher = asyncio.create_task(self.topics.run())
+        refresher = asyncio.create_task(self.topics.run(), name="topic-map")
         try:
-            await self._stopping.wait()
+            await until_stopped(self._stopping, [refresher])
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

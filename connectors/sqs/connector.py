@@ -18,6 +18,7 @@ from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
 from connectors.core.slots import Slots
+from connectors.core.supervision import until_stopped
 from connectors.sqs.client import SqsClient, SqsError, region_from_url
 from connectors.sqs.config import SqsConnectorConfig
 from connectors.sqs.deleter import BatchDeleter
@@ -106,10 +107,14 @@ class SqsConnector:
         self._stopping.set()
 
     async def run(self) -> None:
-        refresher = asyncio.create_task(self.topics.run())
-        self._pollers = [asyncio.create_task(self._poll(q)) for q in self.queues]
+        """Poll every queue until stopped; a poller or the topic-map refresher that dies
+        makes this raise (`TaskDied`), so the process exits 1 instead of going quiet."""
+        refresher = asyncio.create_task(self.topics.run(), name="topic-map")
+        self._pollers = [
+            asyncio.create_task(self._poll(q), name=f"poll {q.name}") for q in self.queues
+        ]
         try:
-            await self._stopping.wait()
+            await until_stopped(self._stopping, [refresher, *self._pollers])
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
