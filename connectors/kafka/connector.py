@@ -244,6 +244,7 @@ class KafkaConnector:
                         partition=record.partition,
                         offset=record.offset,
                         key=record.key,
+                        value=record.value,
                         headers=headers,
                     )
         except Abandoned as exc:

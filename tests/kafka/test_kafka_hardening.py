@@ -3,8 +3,10 @@ duplicate entries, oversized failing records, header bytes and nulls."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from tests.kafka.conftest import FUNCTION, StartConnector
-from tests.support.http import FakeGateway
+from tests.support.http import Call, FakeGateway
 from tests.support.kafka import KafkaTopic, RunningConnector
 from tests.support.ports import eventually
 
@@ -70,4 +72,31 @@ async def test_near_duplicate_entries_invoke_the_function_once_per_record(
     await eventually(lambda: _committed(topic, 2), 30, what="both records committed")
     assert [c.body for c in gateway.calls_to(FUNCTION)] == [b"once", b"after"]
     assert await connector.metric("connector_topic_map_size") == 1
+    assert await connector.process.stop() == 0, connector.process.output()
+
+
+def _fails_when_large(call: Call) -> web.Response:
+    if len(call.body) > 1024:
+        return web.Response(status=400, text="too much")
+    return web.Response(text="ok")
+
+
+async def test_a_failing_record_over_1_mib_is_dead_lettered_whole_and_the_partition_moves_on(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+) -> None:
+    big = bytes(range(256)) * (1536 * 4)  # 1.5 MiB
+    gateway.function(FUNCTION, _fails_when_large)
+    gateway.subscribe(FUNCTION, topic.name)
+    await topic.send(big, key=b"big", headers=[("origin", b"test")])
+    await topic.send(b"small")
+    connector = await start_connector(topic)
+    await eventually(lambda: _committed(topic, 2), 60, what="the partition committed past both")
+    assert [len(c.body) for c in gateway.calls_to(FUNCTION)] == [len(big), len(b"small")]
+    dead = await topic.read(topic.dead_letter)
+    assert len(dead) == 1
+    value, headers = dead[0]
+    assert value == big
+    assert headers["origin"] == b"test"
+    assert headers["Ferry-Source-Offset"] == b"0"
+    assert "Ferry-Value-Omitted" not in headers
     assert await connector.process.stop() == 0, connector.process.output()

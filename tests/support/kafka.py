@@ -18,6 +18,7 @@ from tests.support.brokers import ChildServer
 from tests.support.ports import free_port
 from tests.support.procs import FerryProcess
 
+LARGEST_TEST_RECORD = 8 * 1024 * 1024  # tests send records over aiokafka's 1 MiB default
 # tansu joins a group in about half the session timeout: keep it short in tests.
 GROUP_TIMING = {"session_timeout": "2s", "heartbeat_interval": "500ms"}
 
@@ -83,7 +84,10 @@ class KafkaTopic:
         finally:
             await admin.close()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.broker.bootstrap, enable_idempotence=False, linger_ms=5
+            bootstrap_servers=self.broker.bootstrap,
+            enable_idempotence=False,
+            linger_ms=5,
+            max_request_size=LARGEST_TEST_RECORD,
         )
         await self._producer.start()
         return self
