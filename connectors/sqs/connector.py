@@ -21,6 +21,7 @@ from connectors.core.slots import Slots
 from connectors.core.supervision import until_stopped
 from connectors.sqs.client import SqsClient, SqsError, region_from_url
 from connectors.sqs.config import SqsConnectorConfig
+from connectors.sqs.deadletter import max_message_size
 from connectors.sqs.deleter import BatchDeleter
 from connectors.sqs.handler import MessageHandler, QueueState
 from connectors.sqs.message import SqsMessage, queue_name
@@ -82,7 +83,10 @@ class SqsConnector:
                 queue.redrive = bool(attributes.get("RedrivePolicy"))
                 queue.deleter = BatchDeleter(self.client, queue.url)
             if sqs.dead_letter_queue_url:
-                await asyncio.wait_for(self.client.attributes(sqs.dead_letter_queue_url), bound)
+                dead = await asyncio.wait_for(
+                    self.client.attributes(sqs.dead_letter_queue_url), bound
+                )
+                self.handler.dead_letter_limit = max_message_size(dead)
         except (SqsError, TimeoutError) as exc:
             await self.client.close()
             detail = str(exc) or f"no answer within {bound:g}s"
