@@ -3,6 +3,7 @@ connector process."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import pytest
@@ -92,3 +93,27 @@ async def test_a_copy_near_the_limit_keeps_its_body_and_gives_up_the_attributes_
 
 async def _depth_is(queues: Queues, url: str, depth: int) -> bool:
     return await queues.depth(url) == depth
+
+
+async def test_string_attributes_reach_the_function_as_the_same_utf8_bytes(
+    procs: list[FerryProcess], moto_server: MotoServer, queues: Queues, gateway: FakeGateway
+) -> None:
+    url = await queues.create("text")
+    gateway.subscribe("fn", _topic(url))
+    gateway.function("fn")
+    await queues.send(url, "alone", word="café")
+    await queues.send(url, "beside", word="café", lang="日本")
+    await queues.send(url, "lines", note="two\nlines")
+    proc = await _start(procs, moto_server, gateway, url)
+    await eventually(lambda: len(gateway.calls_to("fn")) == 3, 30, what="three calls")
+    calls = {c.body: c.headers for c in gateway.calls_to("fn")}
+    for body in (b"alone", b"beside"):
+        word = calls[body]["X-SQS-Attr-word"]
+        assert word.encode("utf-8", "surrogateescape") == "café".encode()
+        assert "X-SQS-Attr-word-Enc" not in calls[body]
+    assert calls[b"beside"]["X-SQS-Attr-lang"].encode("utf-8", "surrogateescape") == (
+        "日本".encode()
+    )
+    assert calls[b"lines"]["X-SQS-Attr-note-Enc"] == "b64"
+    assert base64.b64decode(calls[b"lines"]["X-SQS-Attr-note"]) == b"two\nlines"
+    assert await proc.stop() == 0, proc.output()

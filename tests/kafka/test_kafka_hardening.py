@@ -100,3 +100,45 @@ async def test_a_failing_record_over_1_mib_is_dead_lettered_whole_and_the_partit
     assert headers["Ferry-Source-Offset"] == b"0"
     assert "Ferry-Value-Omitted" not in headers
     assert await connector.process.stop() == 0, connector.process.output()
+
+
+async def test_cafe_reaches_the_function_as_the_same_utf8_bytes_with_or_without_cjk_beside(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+) -> None:
+    gateway.function(FUNCTION)
+    gateway.subscribe(FUNCTION, topic.name)
+    cafe = "café".encode()
+    await topic.send(b"alone", key=cafe, headers=[("word", cafe)])
+    await topic.send(b"beside", key=cafe, headers=[("word", cafe), ("lang", "日本".encode())])
+    connector = await start_connector(topic)
+    await eventually(lambda: len(gateway.calls_to(FUNCTION)) == 2, 30, what="both records")
+    for call in gateway.calls_to(FUNCTION):
+        for name in ("X-Kafka-Key", "X-Kafka-word"):
+            assert call.headers[name].encode("utf-8", "surrogateescape") == cafe, call.body
+            assert name + "-Enc" not in call.headers
+    beside = gateway.calls_to(FUNCTION)[1]
+    assert beside.headers["X-Kafka-lang"].encode("utf-8", "surrogateescape") == "日本".encode()
+    assert await connector.process.stop() == 0, connector.process.output()
+
+
+async def test_a_tombstone_and_a_null_header_reach_the_function_marked_and_dead_letter_as_nulls(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+) -> None:
+    gateway.function(FUNCTION, lambda call: web.Response(status=400, text="no"))
+    gateway.subscribe(FUNCTION, topic.name)
+    await topic.send(None, key=b"gone", headers=[("nothing", None), ("empty", b"")])
+    await topic.send(b"", key=b"empty-value")
+    connector = await start_connector(topic)
+    await eventually(lambda: _committed(topic, 2), 30, what="both records finished")
+    tombstone, empty = gateway.calls_to(FUNCTION)
+    assert tombstone.body == b"" and tombstone.headers["X-Kafka-Tombstone"] == "true"
+    assert tombstone.headers["X-Kafka-nothing"] == ""
+    assert tombstone.headers["X-Kafka-nothing-Enc"] == "null"
+    assert tombstone.headers["X-Kafka-empty"] == ""
+    assert "X-Kafka-empty-Enc" not in tombstone.headers
+    assert empty.body == b"" and "X-Kafka-Tombstone" not in empty.headers
+    dead = await topic.read_exactly(topic.dead_letter)
+    assert [value for value, _ in dead] == [None, b""]
+    assert ("nothing", None) in dead[0][1]
+    assert ("empty", b"") in dead[0][1]
+    assert await connector.process.stop() == 0, connector.process.output()
