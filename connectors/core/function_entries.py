@@ -84,12 +84,16 @@ class FunctionEntries:
 
 
 def parse_entries(items: object, namespace: str) -> FunctionEntries:
-    """Every usable entry of one `/system/functions` answer (a JSON list already decoded)."""
+    """Every usable entry of one `/system/functions` answer (a JSON list already decoded).
+
+    The list is emptied as it is read: freed one entry at a time, 100,000 decoded entries
+    never make one long deallocation that holds the GIL (and so the event loop)."""
     if not isinstance(items, list):
         raise MalformedEntry("/system/functions did not return a list")
     functions: list[FunctionInfo] = []
     skipped: list[str] = []
-    for item in items:
+    for index, item in enumerate(items):
+        items[index] = None
         try:
             functions.append(parse_function(item, namespace))
         except MalformedEntry as exc:
