@@ -3,10 +3,21 @@ defensively (one malformed entry is skipped, never fatal)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.core.function_entries import MalformedEntry, parse_entries
-from connectors.core.topicmap import FunctionInfo, TopicMap, namespaces_from, parse_function
+from connectors.core.topicmap import (
+    FunctionInfo,
+    GatewayQueryError,
+    TopicMap,
+    decode_list,
+    namespaces_from,
+    parse_function,
+)
 
 
 def fn(name: str, topic: str, namespace: str = "openfaas-fn") -> FunctionInfo:
@@ -106,3 +117,24 @@ def test_namespaces_that_are_not_names_are_skipped_with_a_reason() -> None:
     assert len(skipped) == 4
     assert namespaces_from([None]) == ([""], [namespaces_from([None])[1][0]])
     assert namespaces_from("not a list") == ([""], [])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+
+
+@given(json_values, st.sampled_from([None, 0, 2]))
+def test_the_item_by_item_decoder_reads_what_json_loads_reads(
+    value: object, indent: int | None
+) -> None:
+    data = json.dumps(value, indent=indent).encode()
+    assert decode_list(b" \n" + data + b"\n ", "/x") == json.loads(data)
+
+
+@pytest.mark.parametrize("data", [b"[1,]", b"[1 2]", b"[1] x", b"[", b"", b"[{]"])
+def test_what_is_not_json_is_a_failed_read(data: bytes) -> None:
+    with pytest.raises(GatewayQueryError, match="not JSON"):
+        decode_list(data, "/system/functions")
