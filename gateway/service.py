@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
+from connectors.core.supervision import until_stopped
 from connectors.core.urlguard import CallbackPolicy
 from gateway.config import GatewayConfig
 from gateway.front_door import FrontDoor
@@ -153,9 +154,9 @@ class GatewayService:
         return self._connected and self.catalog.loaded and not self._stopping.is_set()
 
     async def run(self) -> None:
-        refresher = asyncio.create_task(self.catalog.run())
+        refresher = asyncio.create_task(self.catalog.run(), name="function-list")
         try:
-            await self._stopping.wait()
+            await until_stopped(self._stopping, [refresher])
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

@@ -31,6 +31,14 @@ def _ending(task: asyncio.Task[Any]) -> tuple[str, BaseException | None]:
     return f"task {name} died: {error.__class__.__name__}: {error}", error
 
 
+def raise_if_ended(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """For loops that wake up on their own: `TaskDied` if one of `tasks` has ended."""
+    for task in tasks:
+        if task.done():
+            what, error = _ending(task)
+            raise TaskDied(what) from error
+
+
 async def until_stopped(stopping: asyncio.Event, tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Wait for `stopping`; raise `TaskDied` if one of `tasks` ends first.
 

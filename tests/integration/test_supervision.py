@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.config import RuntimeSettings
 from connectors.core.runner import EXIT_CRASH, EXIT_OK, serve
-from connectors.core.supervision import TaskDied, until_stopped
+from connectors.core.supervision import TaskDied, raise_if_ended, until_stopped
 from tests.support.ports import free_port
 
 
@@ -111,3 +111,15 @@ async def test_a_clean_stop_leaves_the_process_healthy_and_exits_0() -> None:
     status = await serve(service, _runtime(port), handle_signals=False, stop_event=stop)
     assert status == EXIT_OK
     assert service.health_during_drain == 200
+
+
+async def test_a_loop_that_wakes_on_its_own_sees_a_dead_helper() -> None:
+    alive = asyncio.create_task(asyncio.sleep(60), name="alive")
+    dead = asyncio.create_task(_fails_soon(), name="pending-gauges")
+    try:
+        await asyncio.gather(dead, return_exceptions=True)
+        with pytest.raises(TaskDied, match="pending-gauges died: ValueError"):
+            raise_if_ended([alive, dead])
+        raise_if_ended([alive])
+    finally:
+        alive.cancel()
