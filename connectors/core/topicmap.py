@@ -217,6 +217,7 @@ class TopicMapRefresher:
         self.builds = 0  # how many times a map was actually built (not skipped as unchanged)
         self._digest: bytes | None = None
         self._reported: frozenset[str] = frozenset()
+        self._merged_reported = 0
         self._on_rebuild = on_rebuild
         self._on_failure = on_failure
 
@@ -256,12 +257,13 @@ class TopicMapRefresher:
             if line not in self._reported:
                 log.warning("gateway function entry skipped: %s", line)
         self._reported = frozenset(new_map.skipped)
-        if new_map.merged and new_map.merged != self.current.merged:
+        if new_map.merged and new_map.merged != self._merged_reported:
             log.warning(
                 "%d function entries repeat a name.namespace listed before; each function "
                 "is subscribed once",
                 new_map.merged,
             )
+        self._merged_reported = new_map.merged
 
     async def run(self, first_retry: float = 1.0) -> None:
         """Rebuild forever: every `first_retry` seconds until one rebuild has succeeded (a
@@ -277,8 +279,7 @@ class TopicMapRefresher:
         found = await asyncio.to_thread(
             build_from_answers, answers, self.delimiter, namespace_skips
         )
-        for line in found.skipped:
-            log.warning("gateway function entry skipped: %s", line)
+        self._report(found)
         return list(found.functions)
 
     async def _read(self) -> tuple[GatewayAnswers, list[str]]:
