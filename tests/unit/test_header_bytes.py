@@ -106,3 +106,17 @@ def test_printable_text_reads_back_the_same_in_aiohttp_whatever_its_neighbours(
     assert aiohttp_headers(data) == headers
     for name, value in headers:
         assert f"{name}: {value}\r\n".encode() in data
+
+
+forwarded_bytes = st.binary(max_size=24).map(
+    lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F).strip(b" ")
+)
+
+
+@given(st.lists(st.tuples(names, forwarded_bytes), min_size=1, max_size=5))
+def test_forwarded_answer_header_bytes_read_back_the_same_in_aiohttp(
+    headers: list[tuple[str, bytes]],
+) -> None:
+    sent = [(name, as_sent_text(raw.decode("latin-1"))) for name, raw in headers]
+    read = aiohttp_headers(head(sent))
+    assert [(k, v.encode("utf-8", "surrogateescape")) for k, v in read] == headers
