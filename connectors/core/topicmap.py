@@ -128,6 +128,11 @@ def decode_json(data: bytes, path: str) -> Any:
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
+def _after_space(text: str, at: int) -> int:
+    match = _SPACE.match(text, at)
+    return match.end() if match is not None else at
+
+
 def decode_list(data: bytes, path: str) -> Any:
     """A JSON answer that should be a list, decoded one item at a time.
 
@@ -137,27 +142,23 @@ def decode_list(data: bytes, path: str) -> Any:
     """
     try:
         text = data.decode("utf-8")
-        at = _SPACE.match(text).end()  # type: ignore[union-attr]
+        at = _after_space(text, 0)
         if not text.startswith("[", at):
             return json.loads(text)
         decoder = json.JSONDecoder()
         items: list[Any] = []
-        at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
-        if text.startswith("]", at):
-            at += 1
-        else:
-            while True:
-                item, at = decoder.raw_decode(text, at)
-                items.append(item)
-                at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
-                if text.startswith("]", at):
-                    at += 1
-                    break
-                if not text.startswith(",", at):
-                    raise ValueError(f"expected ',' or ']' at {at}")
-                at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
-        if _SPACE.match(text, at).end() != len(text):  # type: ignore[union-attr]
-            raise ValueError(f"extra data at {at}")
+        at = _after_space(text, at + 1)
+        closed = text.startswith("]", at)
+        while not closed:
+            item, at = decoder.raw_decode(text, at)
+            items.append(item)
+            at = _after_space(text, at)
+            closed = text.startswith("]", at)
+            if not closed and not text.startswith(",", at):
+                raise ValueError(f"expected ',' or ']' at character {at}")
+            at = _after_space(text, at + 1) if not closed else at
+        if _after_space(text, at + 1) != len(text):
+            raise ValueError(f"extra data at character {at + 1}")
         return items
     except (ValueError, RecursionError) as exc:
         raise GatewayQueryError(f"GET {path}: not JSON: {str(exc)[:200]}") from None
