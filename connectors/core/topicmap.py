@@ -46,7 +46,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TOPIC_ANNOTATION = "topic"
-MAX_ANSWER_BYTES = 128 * 1024 * 1024  # one /system/functions answer (100k functions: ~30 MiB)
+# /system/functions answers, all namespaces together (100,000 functions are about 30 MiB)
+MAX_ANSWER_BYTES = 128 * 1024 * 1024
 MAX_NAMESPACES_BYTES = 1024 * 1024
 READ_CHUNK = 256 * 1024
 
@@ -291,15 +292,19 @@ class TopicMapRefresher:
         else:
             listing, namespaces, skipped = await self._namespaces()
         functions = []
+        budget = self.max_answer_bytes
         for ns in namespaces:
             query = f"?namespace={quote(ns, safe='')}" if ns else ""
-            body = await self._get(f"/system/functions{query}", self.max_answer_bytes)
+            bound = f"{self.max_answer_bytes} bytes for all namespaces"
+            body = await self._get(f"/system/functions{query}", budget, bound)
+            budget -= len(body)
             functions.append((ns, body))
         return GatewayAnswers(listing, tuple(functions)), skipped
 
     async def _namespaces(self) -> tuple[bytes, list[str], list[str]]:
         try:
-            body = await self._get("/system/namespaces", MAX_NAMESPACES_BYTES)
+            bound = f"{MAX_NAMESPACES_BYTES} bytes"
+            body = await self._get("/system/namespaces", MAX_NAMESPACES_BYTES, bound)
         except GatewayQueryError as exc:
             if exc.status == 404:  # a gateway without namespaces (e.g. faasd, older versions)
                 return b"", [""], []
@@ -307,7 +312,7 @@ class TopicMapRefresher:
         usable, skipped = namespaces_from(decode_json(body, "/system/namespaces"))
         return body, usable, skipped
 
-    async def _get(self, path: str, limit: int) -> bytes:
+    async def _get(self, path: str, limit: int, bound: str) -> bytes:
         """The answer's body, refused (not read on) once it passes `limit` bytes."""
         try:
             async with self.client.system_get(path) as response:
@@ -316,13 +321,13 @@ class TopicMapRefresher:
                         f"GET {path} answered {response.status}", response.status
                     )
                 if (response.content_length or 0) > limit:
-                    raise GatewayQueryError(f"GET {path}: answer over {limit} bytes")
+                    raise GatewayQueryError(f"GET {path}: answers over {bound}")
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.content.iter_chunked(READ_CHUNK):
                     size += len(chunk)
                     if size > limit:
-                        raise GatewayQueryError(f"GET {path}: answer over {limit} bytes")
+                        raise GatewayQueryError(f"GET {path}: answers over {bound}")
                     chunks.append(chunk)
                 return b"".join(chunks)
         except (aiohttp.ClientError, TimeoutError) as exc:

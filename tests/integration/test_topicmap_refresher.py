@@ -186,5 +186,20 @@ async def test_a_function_list_answer_over_the_bound_is_a_failed_rebuild(
         assert not await refresher.refresh()
     finally:
         await refresher.client.close()
-    assert "over 200 bytes" in failures[0]
+    assert "answers over 200 bytes for all namespaces" in failures[0]
     assert names(refresher.current, "orders") == ["fn.openfaas-fn"]
+
+
+async def test_the_answer_bound_holds_for_all_namespaces_together(gateway: FakeGateway) -> None:
+    gateway.subscribe("one", "orders," + "x" * 150, namespace="a")
+    gateway.subscribe("two", "orders," + "y" * 150, namespace="b")
+    failures: list[str] = []
+    client = GatewayClient(GatewaySettings(gateway_url=gateway.url), max_inflight=4)
+    refresher = TopicMapRefresher(
+        client, interval=INTERVAL, on_failure=failures.append, max_answer_bytes=300
+    )
+    try:
+        assert not await refresher.refresh()
+    finally:
+        await refresher.client.close()
+    assert "namespace=b: answers over 300 bytes for all namespaces" in failures[0]
