@@ -15,7 +15,7 @@ from typing import Any
 SHOWN_NAME_CHARS = 80  # a skipped entry is named in a log line: bound what it can add to it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FunctionInfo:
     name: str
     namespace: str = ""
