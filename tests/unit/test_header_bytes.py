@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from connectors.core.header_values import bytes_header, text_header
 from connectors.core.http1 import Origin, as_sent_text, encode_head
+from connectors.sqs.message import SqsMessage
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
 
@@ -120,3 +121,24 @@ def test_forwarded_answer_header_bytes_read_back_the_same_in_aiohttp(
     sent = [(name, as_sent_text(raw.decode("latin-1"))) for name, raw in headers]
     read = aiohttp_headers(head(sent))
     assert [(k, v.encode("utf-8", "surrogateescape")) for k, v in read] == headers
+
+
+def test_sqs_attributes_follow_the_same_rule_and_binary_ones_are_always_base64() -> None:
+    message = SqsMessage(
+        queue_url="http://sqs/q",
+        message_id="m-1",
+        receipt="r",
+        body="b",
+        attributes={
+            "bin": {"DataType": "Binary", "BinaryValue": b"plain"},
+            "text": {"DataType": "String", "StringValue": "café 日本"},
+            "lines": {"DataType": "String", "StringValue": "a\r\nb"},
+        },
+    )
+    found = dict(message.headers())
+    assert base64.b64decode(found["X-SQS-Attr-bin"]) == b"plain"
+    assert found["X-SQS-Attr-bin-Enc"] == "b64"
+    assert found["X-SQS-Attr-text"] == "café 日本"
+    assert "X-SQS-Attr-text-Enc" not in found
+    assert base64.b64decode(found["X-SQS-Attr-lines"]) == b"a\r\nb"
+    assert found["X-SQS-Attr-lines-Enc"] == "b64"
