@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import pytest
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpRequestParser
 from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.core.header_values import bytes_header, text_header
-from connectors.core.http1 import Origin, as_sent_text, encode_head
+from connectors.core.http1 import InvalidRequest, Origin, as_sent_text, encode_head
 from connectors.sqs.message import SqsMessage
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
@@ -142,3 +143,8 @@ def test_sqs_attributes_follow_the_same_rule_and_binary_ones_are_always_base64()
     assert "X-SQS-Attr-text-Enc" not in found
     assert base64.b64decode(found["X-SQS-Attr-lines"]) == b"a\r\nb"
     assert found["X-SQS-Attr-lines-Enc"] == "b64"
+
+
+def test_text_that_cannot_be_utf8_is_an_invalid_request_not_a_crash() -> None:
+    with pytest.raises(InvalidRequest, match="not UTF-8"):
+        head([("X-Broken", "half a pair \ud800")])
