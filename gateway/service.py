@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
+from connectors.core.supervision import until_stopped
 from connectors.core.urlguard import CallbackPolicy
 from connectors.jetstream.connect import NatsConnection, connect
 from connectors.jetstream.credentials import check_files
@@ -160,11 +161,12 @@ class GatewayService:
         )
 
     async def run(self) -> None:
-        """Serve until stopped; raise NatsLost if NATS closes the connection for good."""
+        """Serve until stopped; raise NatsLost if NATS closes the connection for good, or
+        TaskDied if the function-list refresher ends."""
         assert self._nats is not None
-        refresher = asyncio.create_task(self.catalog.run())
+        refresher = asyncio.create_task(self.catalog.run(), name="function-list")
         try:
-            await self._nats.while_open(self._stopping.wait())
+            await self._nats.while_open(until_stopped(self._stopping, [refresher]))
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

@@ -33,6 +33,11 @@ class ProgressKeeper:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="jetstream-in-progress")
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived task to watch (it ends only when `stop` cancels it)."""
+        return [self._task] if self._task is not None else []
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -28,6 +28,7 @@ from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.slots import Slots
+from connectors.core.supervision import raise_if_ended
 from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker import codec, jetstream
 from queue_worker.codec import QueueRequest
@@ -147,14 +148,16 @@ class QueueWorker:
 
     async def _pull(self) -> None:
         assert self._puller is not None
-        refresher = asyncio.create_task(self._refresh_pending())
+        refresher = asyncio.create_task(self._refresh_pending(), name="pending-gauges")
         self.progress.start()
+        helpers = [refresher, *self.progress.tasks]
         puller = self._puller
         try:
             # One pass per event that may let the worker ask for more: a slot freed, a pull
             # request ended, the finishing count fell below its limit, a reconnect, stop. Woken
             # once or twice per message, so the pass itself makes no tasks.
             while not self._stopping.is_set():
+                raise_if_ended(helpers)  # a helper that died ends the process (exit 1)
                 puller.changed.clear()
                 wanted = self.slots.free + self.prefetched.room - puller.outstanding
                 if self._finishing >= self.finishing_limit:

@@ -27,7 +27,7 @@ from tenacity import (
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
-from connectors.core.http1 import Http1Client, HttpError, InvalidRequest
+from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, as_sent_text
 from connectors.core.invoker import NOT_FORWARDED, InvocationResult
 from connectors.core.urlguard import CallbackPolicy, GuardedResolver
 from connectors.core.version import USER_AGENT
@@ -78,8 +78,13 @@ def result_headers(
     start_time: str,
     retry_max: int,
 ) -> list[tuple[str, str]]:
-    """The headers of DESIGN.md: the function's own plus ferry's `X-*` summary."""
-    headers = [(k, v) for k, v in result.headers.items() if k.lower() not in _NOT_FROM_FUNCTION]
+    """The headers of DESIGN.md: the function's own (passed on as the same bytes) plus
+    ferry's `X-*` summary."""
+    headers = [
+        (k, as_sent_text(v))
+        for k, v in result.headers.items()
+        if k.lower() not in _NOT_FROM_FUNCTION
+    ]
     headers += zip(
         SUMMARY_HEADERS,
         (

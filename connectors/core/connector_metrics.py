@@ -58,6 +58,12 @@ class ConnectorMetrics:
             "Topic subscriptions in the current topic map",
             registry=registry,
         )
+        self.topic_map_skipped = Gauge(
+            "connector_topic_map_skipped_entries",
+            "Gateway function entries (and namespaces) left out of the current topic map as "
+            "malformed",
+            registry=registry,
+        )
         self.topic_map_failures = Counter(
             "connector_topic_map_rebuild_failures_total",
             "Failed topic-map rebuilds",

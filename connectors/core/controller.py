@@ -125,6 +125,7 @@ class Controller:
 
         def rebuilt(topic_map: TopicMap) -> None:
             metrics.topic_map_size.set(topic_map.size)
+            metrics.topic_map_skipped.set(len(topic_map.skipped))
             if on_rebuild is not None:
                 on_rebuild(topic_map)
 

@@ -1,4 +1,8 @@
-"""The small HTTP server every process exposes: `/healthz`, `/readyz` and `/metrics`."""
+"""The small HTTP server every process exposes: `/healthz`, `/readyz` and `/metrics`.
+
+`/healthz` answers 503 once `healthy` says the process is broken (a long-lived task died and
+it is on its way out), so a liveness probe never reports a process that stopped working.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ class HealthServer:
         *,
         host: str = "0.0.0.0",
         port: int = 8081,
+        healthy: Callable[[], bool] = lambda: True,
     ) -> None:
         self.registry = registry
         self.ready = ready
+        self.healthy = healthy
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -45,7 +51,9 @@ class HealthServer:
             self._runner = None
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        if self.healthy():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="unhealthy\n")
 
     async def _readyz(self, _: web.Request) -> web.Response:
         if self.ready():

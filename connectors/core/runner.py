@@ -1,7 +1,9 @@
 """Runs one long-lived service as a process: start-up, health server, signals, graceful drain.
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad configuration or a dependency
-unreachable at start-up (one line on stderr, no traceback), 1 if the service crashed.
+unreachable at start-up (one line on stderr, no traceback), 1 if the service crashed: its
+`run()` raised, for example because one of its long-lived tasks died (`supervision.py`). From
+that moment `/healthz` answers 503 while the service drains.
 """
 
 from __future__ import annotations
@@ -72,8 +74,13 @@ async def serve(
         await service.start()
     except (ConfigError, StartupError) as exc:
         return fail(str(exc))
+    crashed = asyncio.Event()
     health = HealthServer(
-        service.registry, service.ready, host=runtime.health_host, port=runtime.health_port
+        service.registry,
+        service.ready,
+        host=runtime.health_host,
+        port=runtime.health_port,
+        healthy=lambda: not crashed.is_set(),
     )
     try:
         port = await health.start()
@@ -92,15 +99,15 @@ async def serve(
     status = EXIT_OK
     if worker.done() and not stopper.done():
         crash = worker.exception()
+        crashed.set()  # /healthz answers 503 from now on
         if isinstance(crash, FerryError):  # a failure ferry diagnosed: its one line says why
-            log.error("%s stopped: %s", service.name, crash)
-            status = EXIT_CRASH
+            log.error("%s stopped: %s", service.name, crash, exc_info=crash.__cause__)
         elif crash is not None:
             log.error("%s stopped unexpectedly", service.name, exc_info=crash)
-            status = EXIT_CRASH
+        else:
+            log.error("%s stopped unexpectedly: its run() returned", service.name)
+        status = EXIT_CRASH
     stopper.cancel()
-    if status == EXIT_CRASH:
-        await health.stop()  # /healthz and /readyz fail at once, not only after the drain
     log.info("%s stopping: draining for up to %gs", service.name, runtime.graceful_timeout)
     service.stop()
     try:

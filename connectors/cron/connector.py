@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
+from connectors.core.supervision import until_stopped
 from connectors.core.topicmap import FunctionInfo, TopicMap
 from connectors.cron.claims import JetStreamClaims, LocalClaims, SlotClaims
 from connectors.cron.clock import Clock, SystemClock
@@ -101,12 +102,13 @@ class CronConnector:
     async def run(self) -> None:
         self._running = True
         self._reconcile(self.topics.current)
-        refresher = asyncio.create_task(self.topics.run())
+        refresher = asyncio.create_task(self.topics.run(), name="topic-map")
         try:
+            watched = until_stopped(self._stopping, [refresher])
             if self._nats is None:
-                await self._stopping.wait()
+                await watched
             else:  # raises NatsLost if NATS closes the connection for good
-                await self._nats.while_open(self._stopping.wait())
+                await self._nats.while_open(watched)
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

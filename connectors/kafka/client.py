@@ -17,15 +17,35 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.kafka.config import KafkaSecuritySettings, KafkaSettings
 
+# What one fetch may bring (aiokafka's defaults, set here so the producer can be sized from
+# them): up to 1 MiB per partition, 50 MiB in all; a single larger record still comes whole.
+MAX_PARTITION_FETCH_BYTES = 1024 * 1024
+FETCH_MAX_BYTES = 50 * 1024 * 1024
+# The producer copies records to the dead-letter topic (and responses to the response topic):
+# it accepts anything a fetch can bring, plus room for the headers ferry adds. aiokafka's own
+# default (1 MiB) would refuse a record the consumer had no trouble receiving.
+MAX_COPY_BYTES = FETCH_MAX_BYTES + 1024 * 1024
+# Errors that say the write can never succeed as it is: retrying the same bytes cannot help.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+
 
 class KafkaUnavailable(FerryError):
     """A Kafka request failed (broker down, rebalance in progress, timeout)."""
+
+
+class RecordRefused(FerryError):
+    """A write that can never succeed as it is (too large for this client or the broker)."""
 
 
 def _read_secret(path: str, variable: str) -> str:
@@ -81,6 +101,8 @@ def build_consumer(
         auto_offset_reset="earliest" if kafka.initial_offset == "oldest" else "latest",
         session_timeout_ms=int(kafka.session_timeout * 1000),
         heartbeat_interval_ms=int(kafka.heartbeat_interval * 1000),
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+        fetch_max_bytes=FETCH_MAX_BYTES,
         **security,
     )
 
@@ -93,8 +115,27 @@ def build_producer(
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
+        max_request_size=MAX_COPY_BYTES,
         **security,
     )
+
+
+async def produce(
+    producer: AIOKafkaProducer,
+    topic: str,
+    value: bytes | None,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes | None]] | None = None,
+) -> None:
+    """Write one record and wait for the broker: `RecordRefused` when it can never be
+    written as it is, `KafkaUnavailable` when a later try may succeed."""
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
+    except _TOO_LARGE as exc:
+        raise RecordRefused(_describe(exc)) from None
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"produce to {topic}: {_describe(exc)}") from None
 
 
 async def start_client(

@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from connectors.core.controller import Abandoned, Controller
+from connectors.core.supervision import until_stopped
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
 from connectors.kafka.config import KafkaConnectorConfig
@@ -127,15 +128,24 @@ class KafkaConnector:
         self._stopping.set()
 
     async def run(self) -> None:
-        helpers = [
+        """Fetch until stopped, beside the topic-map and commit loops; if any of them dies,
+        raise (`TaskDied`) so the process exits 1 instead of silently stopping that work."""
+        self._fetch_idle.clear()
+        tasks = [
+            asyncio.create_task(self._fetch_until_stopped(), name="fetch"),
             asyncio.create_task(self.refresher.run(), name="topic-map"),
             asyncio.create_task(self._commit_periodically(), name="commits"),
         ]
-        self._fetch_idle.clear()
+        if self._responses is not None:
+            tasks.extend(self._responses.tasks)
         try:
-            await self._fetch_until_stopped()
+            await until_stopped(self._stopping, tasks)
+            await tasks[0]
         finally:
-            self._fetch_idle.set()
+            fetch, helpers = tasks[0], tasks[1:3]
+            fetch.cancel()  # only still running when another task died: records it fetched
+            await asyncio.gather(fetch, return_exceptions=True)  # but did not start stay
+            self._fetch_idle.set()  # uncommitted, so the next owner reads them again
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -234,6 +244,7 @@ class KafkaConnector:
                         partition=record.partition,
                         offset=record.offset,
                         key=record.key,
+                        value=record.value,
                         headers=headers,
                     )
         except Abandoned as exc:

@@ -1,9 +1,15 @@
 """Where a record goes when a function's outcome is a final failure.
 
-With `dead_letter_topic` the record is re-produced there (same key, value and headers) with
-headers that name the function, the reason and the source position, and the write is confirmed
-before the source offset may be committed. Without it the failure is logged and counted:
-either way the record is recorded as dead with its reason before its offset moves.
+With `dead_letter_topic` the record is re-produced there (same key, value and headers; a
+tombstone stays a tombstone, a null header value stays null) with headers that name the
+function, the reason and the source position, and the write is confirmed before the source
+offset may be committed. Without it the failure is logged and counted: either way the record
+is recorded as dead with its reason before its offset moves.
+
+A write is retried while the broker may still take it (unreachable, leader moving). A copy
+that can never be written (too large for the producer or the broker) is replaced by a dead
+letter without the record's key, value and headers that says so (`Ferry-Value-Omitted`) and
+names its coordinates, so the partition moves on and the record is still found.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import logging
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Abandoned, Delivery
+from connectors.kafka.client import KafkaUnavailable, RecordRefused, produce
 
 log = logging.getLogger("ferry.kafka")
 
 WRITE_RETRY_SECONDS = 1.0
+OMITTED = "Ferry-Value-Omitted"
+
+Headers = list[tuple[str, bytes | None]]
 
 
 class DeadLetters:
@@ -43,6 +52,7 @@ class DeadLetters:
         partition: int,
         offset: int,
         key: bytes | None,
+        value: bytes | None,
         headers: Sequence[tuple[str, bytes | None]],
     ) -> None:
         """Record `delivery` as dead; returns only once that is durable (or logged)."""
@@ -52,7 +62,7 @@ class DeadLetters:
             log.error("dead letter (no dead_letter_topic): %s %s: %s", fn, source, _why(delivery))
             self.metrics.dead_letters.labels(fn, "log").inc()
             return
-        extra = [
+        extra: Headers = [
             ("Ferry-Dead-Reason", _why(delivery).encode()),
             ("Ferry-Function", fn.encode()),
             ("Ferry-Attempts", str(delivery.result.attempt).encode()),
@@ -61,20 +71,44 @@ class DeadLetters:
             ("Ferry-Source-Partition", str(partition).encode()),
             ("Ferry-Source-Offset", str(offset).encode()),
         ]
-        kept = [(n, v or b"") for n, v in headers if not n.startswith("Ferry-")]
+        kept: Headers = [(n, v) for n, v in headers if not n.startswith("Ferry-")]
+        try:
+            await self._write(value, key, kept + extra, source)
+        except RecordRefused as exc:
+            log.error("dead letter for %s cannot be written with its value: %s", source, exc)
+            note = f"the copy of the record ({_size(key, value, headers)} bytes) was refused: {exc}"
+            try:
+                await self._write(b"", None, [*extra, (OMITTED, note.encode())], source)
+            except RecordRefused as again:
+                log.error(
+                    "dead letter (not writable: %s): %s %s: %s", again, fn, source, _why(delivery)
+                )
+                self.metrics.dead_letters.labels(fn, "log").inc()
+                return
+        log.error("dead-lettered %s %s to %s: %s", fn, source, self.topic, _why(delivery))
+        self.metrics.dead_letters.labels(fn, self.topic).inc()
+
+    async def _write(
+        self, value: bytes | None, key: bytes | None, headers: Headers, source: str
+    ) -> None:
+        """Write until the broker confirms; `RecordRefused` when it never can, `Abandoned`
+        when the connector stops while the broker is unavailable."""
+        assert self.producer is not None
         while True:
             try:
-                await self.producer.send_and_wait(
-                    self.topic, delivery.event.body, key=key, headers=kept + extra
-                )
-                break
-            except KafkaError as exc:
+                await produce(self.producer, self.topic, value, key=key, headers=headers)
+                return
+            except KafkaUnavailable as exc:
                 if self._stopping():
                     raise Abandoned(f"dead letter for {source} not written: {exc}") from None
                 log.warning("dead letter for %s not written yet (%s); retrying", source, exc)
                 await asyncio.sleep(WRITE_RETRY_SECONDS)
-        log.error("dead-lettered %s %s to %s: %s", fn, source, self.topic, _why(delivery))
-        self.metrics.dead_letters.labels(fn, self.topic).inc()
+
+
+def _size(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
+) -> int:
+    return len(key or b"") + len(value or b"") + sum(len(n) + len(v or b"") for n, v in headers)
 
 
 def _why(delivery: Delivery) -> str:

@@ -1,35 +1,20 @@
 """A Kafka record as a connector `Event`: body, topic and the `X-Kafka-*` headers.
 
-HTTP header values must be printable text, while Kafka keys and header values are bytes. Text
-that is valid UTF-8 and printable is passed as is; anything else is sent base64-encoded with a
-companion `...-Enc: b64` header, so a function can always recover the exact bytes.
+HTTP header values must be printable text, while Kafka keys and header values are bytes (or
+null): `header_values` says how each is sent (as it is, base64 with `-Enc: b64`, or empty with
+`-Enc: null`). A tombstone (a null value) arrives as an empty body with `X-Kafka-Tombstone:
+true`, so a function can tell it from an empty value.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 
 from connectors.core.controller import Event
+from connectors.core.header_values import bytes_header
 from connectors.core.http1 import is_token
 
-
-def header_text(value: bytes) -> str | None:
-    """`value` as header text, or None when it must be base64-encoded."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-        return None
-    return text
-
-
-def _encoded(name: str, value: bytes) -> list[tuple[str, str]]:
-    text = header_text(value)
-    if text is not None:
-        return [(name, text)]
-    return [(name, base64.b64encode(value).decode("ascii")), (f"{name}-Enc", "b64")]
+TOMBSTONE_HEADER = "X-Kafka-Tombstone"
 
 
 def kafka_headers(
@@ -45,11 +30,11 @@ def kafka_headers(
         ("X-Kafka-Offset", str(offset)),
     ]
     if key is not None:
-        out.extend(_encoded("X-Kafka-Key", key))
+        out.extend(bytes_header("X-Kafka-Key", key))
     for name, value in headers:
         if not is_token(name):
             continue  # not expressible as an HTTP header name
-        out.extend(_encoded(f"X-Kafka-{name}", value or b""))
+        out.extend(bytes_header(f"X-Kafka-{name}", value))
     return tuple(out)
 
 
@@ -61,10 +46,11 @@ def record_event(
     value: bytes | None,
     headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> Event:
+    found = kafka_headers(topic, partition, offset, key, headers)
     return Event(
         topic=topic,
         body=value or b"",
-        headers=kafka_headers(topic, partition, offset, key, headers),
+        headers=found if value is not None else (*found, (TOMBSTONE_HEADER, "true")),
         call_id=f"{topic}-{partition}-{offset}",
     )
 

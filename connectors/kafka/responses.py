@@ -48,6 +48,11 @@ class ResponseTopic:
     def start(self) -> None:
         self._task = asyncio.create_task(self._publish(), name="response-topic")
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The long-lived task to watch (it ends only when `close` cancels it)."""
+        return [self._task] if self._task is not None else []
+
     def response(self, delivery: Delivery) -> None:
         try:
             self._queue.put_nowait(delivery)

@@ -18,8 +18,10 @@ from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
 from connectors.core.slots import Slots
+from connectors.core.supervision import until_stopped
 from connectors.sqs.client import SqsClient, SqsError, region_from_url
 from connectors.sqs.config import SqsConnectorConfig
+from connectors.sqs.deadletter import max_message_size
 from connectors.sqs.deleter import BatchDeleter
 from connectors.sqs.handler import MessageHandler, QueueState
 from connectors.sqs.message import SqsMessage, queue_name
@@ -81,7 +83,10 @@ class SqsConnector:
                 queue.redrive = bool(attributes.get("RedrivePolicy"))
                 queue.deleter = BatchDeleter(self.client, queue.url)
             if sqs.dead_letter_queue_url:
-                await asyncio.wait_for(self.client.attributes(sqs.dead_letter_queue_url), bound)
+                dead = await asyncio.wait_for(
+                    self.client.attributes(sqs.dead_letter_queue_url), bound
+                )
+                self.handler.dead_letter_limit = max_message_size(dead)
         except (SqsError, TimeoutError) as exc:
             await self.client.close()
             detail = str(exc) or f"no answer within {bound:g}s"
@@ -106,10 +111,14 @@ class SqsConnector:
         self._stopping.set()
 
     async def run(self) -> None:
-        refresher = asyncio.create_task(self.topics.run())
-        self._pollers = [asyncio.create_task(self._poll(q)) for q in self.queues]
+        """Poll every queue until stopped; a poller or the topic-map refresher that dies
+        makes this raise (`TaskDied`), so the process exits 1 instead of going quiet."""
+        refresher = asyncio.create_task(self.topics.run(), name="topic-map")
+        self._pollers = [
+            asyncio.create_task(self._poll(q), name=f"poll {q.name}") for q in self.queues
+        ]
         try:
-            await self._stopping.wait()
+            await until_stopped(self._stopping, [refresher, *self._pollers])
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

@@ -23,7 +23,7 @@ from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.topicmap import FunctionInfo
 from connectors.sqs.client import SqsClient, SqsError
-from connectors.sqs.deadletter import send_dead_letter
+from connectors.sqs.deadletter import DEFAULT_MAX_MESSAGE_BYTES, send_dead_letter
 from connectors.sqs.deleter import BatchDeleter
 from connectors.sqs.message import SqsMessage
 from connectors.sqs.metrics import SqsMetrics
@@ -62,6 +62,7 @@ class MessageHandler:
         self.sqs_metrics = sqs_metrics
         self.visibility_timeout = visibility_timeout
         self.dead_letter_queue_url = dead_letter_queue_url
+        self.dead_letter_limit = DEFAULT_MAX_MESSAGE_BYTES  # the queue's own, read at start
         self._settled: OrderedDict[str, dict[str, Delivery]] = OrderedDict()
 
     async def handle(self, queue: QueueState, message: SqsMessage) -> bool:
@@ -193,6 +194,7 @@ class MessageHandler:
                     reason=first.outcome.reason,
                     attempts=first.result.attempt,
                     last_status=str(first.result.reported_status),
+                    limit=self.dead_letter_limit,
                 )
             except SqsError as exc:
                 log.error("could not dead-letter %s, keeping it: %s", message.message_id, exc)

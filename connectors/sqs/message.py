@@ -1,11 +1,17 @@
-"""One received SQS message, and the headers a function sees for it."""
+"""One received SQS message, and the headers a function sees for it.
+
+String attributes follow `header_values`: printable text as it is (the function reads the
+same UTF-8 bytes), anything else base64 with `-Enc: b64`; binary attributes are always sent
+base64 with `-Enc: b64`.
+"""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from connectors.core.header_values import base64_header, text_header
 
 ATTRIBUTE_HEADER_PREFIX = "X-SQS-Attr-"
 
@@ -13,11 +19,6 @@ ATTRIBUTE_HEADER_PREFIX = "X-SQS-Attr-"
 def queue_name(url: str) -> str:
     """The topic of a queue's messages: the last segment of its URL."""
     return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _header_value(text: str) -> str:
-    """Header values cannot carry line breaks; fold them so a message never breaks a request."""
-    return " ".join(text.splitlines())
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,9 @@ class SqsMessage:
         if self.group_id:
             headers.append(("X-SQS-Group-ID", self.group_id))
         for name, value in sorted(self.attributes.items()):
+            header = f"{ATTRIBUTE_HEADER_PREFIX}{name}"
             if "StringValue" in value:
-                text = str(value["StringValue"])
+                headers.extend(text_header(header, str(value["StringValue"])))
             elif "BinaryValue" in value:
-                text = base64.b64encode(bytes(value["BinaryValue"])).decode("ascii")
-            else:
-                continue
-            headers.append((f"{ATTRIBUTE_HEADER_PREFIX}{name}", _header_value(text)))
+                headers.extend(base64_header(header, bytes(value["BinaryValue"])))
         return tuple(headers)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from pathlib import Path
+
+import pytest
 
 from connectors.core.config import GatewaySettings
 from connectors.core.gateway import GatewayClient
@@ -81,3 +84,122 @@ async def test_with_basic_auth_the_function_list_is_read_with_the_admin_credenti
     assert gateway.system_authorizations
     assert set(gateway.system_authorizations) == {expected}
     assert names(refresher.current, "orders") == ["fn.openfaas-fn"]
+
+
+async def test_a_malformed_entry_is_skipped_once_logged_and_later_changes_still_apply(
+    gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway.subscribe("good", "orders")
+    gateway.raw_entries = [{"name": "bad", "annotations": ["topic"]}]
+    skipped: list[int] = []
+    client = GatewayClient(GatewaySettings(gateway_url=gateway.url), max_inflight=4)
+    refresher = TopicMapRefresher(
+        client, interval=INTERVAL, on_rebuild=lambda m: skipped.append(len(m.skipped))
+    )
+    caplog.set_level(logging.WARNING, logger="connectors.core.topicmap")
+    running = asyncio.create_task(refresher.run(first_retry=0.05))
+    try:
+        await eventually(lambda: refresher.rebuilt_once, 10, what="the first map")
+        assert names(refresher.current, "orders") == ["good.openfaas-fn"]
+        gateway.raw_entries.append({"name": "worse", "labels": "x", "namespace": 3})
+        gateway.subscribe("late", "orders")
+        await eventually(
+            lambda: "late.openfaas-fn" in names(refresher.current, "orders"),
+            INTERVAL * 10,
+            what="a change after the malformed entries",
+        )
+        await eventually(lambda: len(skipped) >= 6, INTERVAL * 20, what="more rebuilds")
+        assert not running.done()
+        assert skipped[-1] == 2
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await client.close()
+    warnings = [r.getMessage() for r in caplog.records if "entry skipped" in r.getMessage()]
+    assert len([w for w in warnings if "bad" in w]) == 1, warnings
+    assert len([w for w in warnings if "worse" in w]) == 1, warnings
+
+
+async def test_at_start_up_a_malformed_entry_does_not_stop_the_first_map(
+    gateway: FakeGateway,
+) -> None:
+    for entry in ({"name": "a", "annotations": "t"}, {"name": "b", "annotations": 1}, ["x"]):
+        gateway.raw_entries.append(entry)
+    gateway.subscribe("good", "orders")
+    refresher = refresher_for(gateway, [])
+    try:
+        assert await refresher.refresh()
+    finally:
+        await refresher.client.close()
+    assert names(refresher.current, "orders") == ["good.openfaas-fn"]
+    assert len(refresher.current.skipped) == 3
+
+
+async def test_an_unchanged_answer_is_not_rebuilt_and_a_changed_one_is(
+    gateway: FakeGateway,
+) -> None:
+    gateway.subscribe("fn", "orders")
+    refresher = refresher_for(gateway, [])
+    try:
+        assert await refresher.refresh()
+        first = refresher.current
+        assert await refresher.refresh()
+        assert await refresher.refresh()
+        assert refresher.builds == 1
+        assert refresher.current is first
+        gateway.subscribe("fn", "orders,audit")
+        assert await refresher.refresh()
+        assert refresher.builds == 2
+        assert names(refresher.current, "audit") == ["fn.openfaas-fn"]
+    finally:
+        await refresher.client.close()
+
+
+async def test_namespaces_are_url_encoded_and_non_string_ones_skipped(
+    gateway: FakeGateway,
+) -> None:
+    gateway.namespaces = ["a&namespace=b", None, 7, "b"]
+    gateway.subscribe("odd", "orders", namespace="a&namespace=b")
+    gateway.subscribe("plain", "orders", namespace="b")
+    refresher = refresher_for(gateway, [])
+    try:
+        assert await refresher.refresh()
+    finally:
+        await refresher.client.close()
+    assert names(refresher.current, "orders") == ["odd.a&namespace=b", "plain.b"]
+    assert len(refresher.current.skipped) == 2
+    assert not any(fn.namespace in {"None", "7"} for fn in refresher.current.functions)
+
+
+async def test_a_function_list_answer_over_the_bound_is_a_failed_rebuild(
+    gateway: FakeGateway,
+) -> None:
+    gateway.subscribe("fn", "orders")
+    failures: list[str] = []
+    client = GatewayClient(GatewaySettings(gateway_url=gateway.url), max_inflight=4)
+    refresher = TopicMapRefresher(
+        client, interval=INTERVAL, on_failure=failures.append, max_answer_bytes=200
+    )
+    try:
+        assert await refresher.refresh()
+        gateway.subscribe("other", "orders," + "x" * 200)
+        assert not await refresher.refresh()
+    finally:
+        await refresher.client.close()
+    assert "answers over 200 bytes for all namespaces" in failures[0]
+    assert names(refresher.current, "orders") == ["fn.openfaas-fn"]
+
+
+async def test_the_answer_bound_holds_for_all_namespaces_together(gateway: FakeGateway) -> None:
+    gateway.subscribe("one", "orders," + "x" * 150, namespace="a")
+    gateway.subscribe("two", "orders," + "y" * 150, namespace="b")
+    failures: list[str] = []
+    client = GatewayClient(GatewaySettings(gateway_url=gateway.url), max_inflight=4)
+    refresher = TopicMapRefresher(
+        client, interval=INTERVAL, on_failure=failures.append, max_answer_bytes=300
+    )
+    try:
+        assert not await refresher.refresh()
+    finally:
+        await refresher.client.close()
+    assert "namespace=b: answers over 300 bytes for all namespaces" in failures[0]

@@ -54,6 +54,8 @@ class FakeGateway:
         self.running = 0
         self.peak = 0
         self.functions: list[dict[str, object]] = []
+        self.raw_entries: list[object] = []  # listed as they are in every namespace's answer
+        self.namespaces: list[object] | None = None  # /system/namespaces as it is, when set
         self.system_authorizations: list[str | None] = []  # one per /system/* request
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -123,10 +125,12 @@ class FakeGateway:
         self.system_authorizations.append(request.headers.get("Authorization"))
         namespace = request.query.get("namespace")
         items = [f for f in self.functions if namespace in (None, f.get("namespace"))]
-        return web.json_response(items)
+        return web.json_response([*items, *self.raw_entries])
 
     async def _namespaces(self, request: web.Request) -> web.Response:
         self.system_authorizations.append(request.headers.get("Authorization"))
+        if self.namespaces is not None:
+            return web.json_response(self.namespaces)
         names = sorted({str(f.get("namespace", "openfaas-fn")) for f in self.functions})
         return web.json_response(names or ["openfaas-fn"])
 

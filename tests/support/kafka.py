@@ -18,6 +18,7 @@ from tests.support.brokers import ChildServer
 from tests.support.ports import free_port
 from tests.support.procs import FerryProcess
 
+LARGEST_TEST_RECORD = 8 * 1024 * 1024  # tests send records over aiokafka's 1 MiB default
 # tansu joins a group in about half the session timeout: keep it short in tests.
 GROUP_TIMING = {"session_timeout": "2s", "heartbeat_interval": "500ms"}
 
@@ -83,7 +84,10 @@ class KafkaTopic:
         finally:
             await admin.close()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.broker.bootstrap, enable_idempotence=False, linger_ms=5
+            bootstrap_servers=self.broker.bootstrap,
+            enable_idempotence=False,
+            linger_ms=5,
+            max_request_size=LARGEST_TEST_RECORD,
         )
         await self._producer.start()
         return self
@@ -107,10 +111,10 @@ class KafkaTopic:
 
     async def send(
         self,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None = None,
         partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> tuple[int, int]:
         """Produce one record; returns its (partition, offset)."""
         assert self._producer is not None
@@ -173,6 +177,15 @@ class KafkaTopic:
 
     async def read(self, topic: str, timeout: float = 5.0) -> list[tuple[bytes, dict[str, bytes]]]:
         """Every record of `topic` (value and headers), read from the start without a group."""
+        return [
+            (value or b"", {k: v or b"" for k, v in headers})
+            for value, headers in await self.read_exactly(topic, timeout)
+        ]
+
+    async def read_exactly(
+        self, topic: str, timeout: float = 5.0
+    ) -> list[tuple[bytes | None, list[tuple[str, bytes | None]]]]:
+        """Every record of `topic` as stored: a null value or header value stays None."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest"
         )
@@ -181,12 +194,12 @@ class KafkaTopic:
             tp = TopicPartition(topic, 0)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
-            out: list[tuple[bytes, dict[str, bytes]]] = []
+            out: list[tuple[bytes | None, list[tuple[str, bytes | None]]]] = []
             deadline = asyncio.get_running_loop().time() + timeout
             while asyncio.get_running_loop().time() < deadline:
                 batch = await consumer.getmany(tp, timeout_ms=100)
                 for record in batch.get(tp, []):
-                    out.append((record.value or b"", dict(record.headers or ())))
+                    out.append((record.value, list(record.headers or ())))
                 highwater = consumer.highwater(tp)
                 if highwater is not None and await consumer.position(tp) >= highwater:
                     break

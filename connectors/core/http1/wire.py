@@ -85,6 +85,16 @@ def split_url(url: str) -> tuple[Origin, str]:
     return origin, target
 
 
+def as_sent_text(received: str) -> str:
+    """A header value as an answer was read (one character per byte, `answer.py`) turned into
+    the text `encode_head` writes back as the same bytes: forwarding never re-encodes."""
+    try:
+        raw = received.encode("latin-1")
+    except UnicodeEncodeError:
+        return received  # not one character per byte: it is text already
+    return raw.decode("utf-8", "surrogateescape")
+
+
 # Characters a path or query may hold as they are (RFC 3986), "%" kept for existing escapes.
 _PATH_SAFE = "/:@!$&'()*+,;=%~"
 _QUERY_SAFE = _PATH_SAFE + "?"
@@ -93,7 +103,12 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 def encode_head(
     method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]], length: int
 ) -> bytes:
-    """Request line and headers, with Host and Content-Length set here and nowhere else."""
+    """Request line and headers, with Host and Content-Length set here and nowhere else.
+
+    Always UTF-8, whatever the other headers hold, so a value's bytes never depend on its
+    neighbours. Bytes that arrived undecodable (aiohttp's and `as_sent_text`'s surrogate
+    escapes) go out as the same bytes.
+    """
     if not is_token(method):
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
@@ -106,8 +121,7 @@ def encode_head(
     if length or method not in {"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}:
         lines.append(f"Content-Length: {length}\r\n")
     lines.append("\r\n")
-    text = "".join(lines)
     try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError:
-        return text.encode("utf-8")
+        return "".join(lines).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"a header holds text that is not UTF-8: {exc.reason}") from None

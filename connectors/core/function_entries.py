@@ -1,0 +1,101 @@
+"""The gateway's `/system/functions` entries read defensively: one bad entry never costs the rest.
+
+The gateway is another program, and its answer is input like any other: an entry whose name,
+namespace, annotations or labels do not have the shape OpenFaaS documents (strings, and
+objects of strings) is skipped with the reason, so a single malformed function cannot stop a
+topic map from being built for everyone else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SHOWN_NAME_CHARS = 80  # a skipped entry is named in a log line: bound what it can add to it
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    name: str
+    namespace: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        """`name.namespace` when the namespace is known: what the gateway routes by."""
+        return f"{self.name}.{self.namespace}" if self.namespace else self.name
+
+
+class MalformedEntry(ValueError):
+    """A function entry that does not have the documented shape; the message says which one
+    and why, in one bounded line."""
+
+
+def describe_entry(item: object, namespace: str) -> str:
+    """How a log line names an entry: its name (and namespace) when it has them, bounded."""
+    if isinstance(item, Mapping):
+        name = item.get("name")
+        shown = name if isinstance(name, str) else repr(name)
+    else:
+        shown = f"a {type(item).__name__} entry"
+    if len(shown) > SHOWN_NAME_CHARS:
+        shown = shown[:SHOWN_NAME_CHARS] + "..."
+    return f"{shown!s} (namespace {namespace!r})" if namespace else shown
+
+
+def _strings(item: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = item.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedEntry(f"{key} is a {type(value).__name__}, not an object")
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise MalformedEntry(f"{key} holds a value that is not a string")
+    return dict(value)
+
+
+def parse_function(item: object, namespace: str) -> FunctionInfo:
+    """One entry as a `FunctionInfo`; `MalformedEntry` when it cannot be one."""
+    if not isinstance(item, Mapping):
+        raise MalformedEntry(f"the entry is a {type(item).__name__}, not an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedEntry("the entry has no name")
+    listed = item.get("namespace")
+    if listed is not None and not isinstance(listed, str):
+        raise MalformedEntry(f"its namespace is a {type(listed).__name__}, not a string")
+    return FunctionInfo(
+        name=name,
+        namespace=listed or namespace,
+        annotations=_strings(item, "annotations"),
+        labels=_strings(item, "labels"),
+    )
+
+
+@dataclass(frozen=True)
+class FunctionEntries:
+    """What one namespace's answer held: the usable functions and why the rest were skipped."""
+
+    functions: tuple[FunctionInfo, ...]
+    skipped: tuple[str, ...]  # one line per skipped entry: who and why
+
+
+def parse_entries(items: object, namespace: str) -> FunctionEntries:
+    """Every usable entry of one `/system/functions` answer (a JSON list already decoded).
+
+    The list is emptied as it is read: freed one entry at a time, 100,000 decoded entries
+    never make one long deallocation that holds the GIL (and so the event loop)."""
+    if not isinstance(items, list):
+        raise MalformedEntry("/system/functions did not return a list")
+    functions: list[FunctionInfo] = []
+    skipped: list[str] = []
+    for index, item in enumerate(items):
+        items[index] = None
+        try:
+            functions.append(parse_function(item, namespace))
+        except MalformedEntry as exc:
+            skipped.append(f"{describe_entry(item, namespace)}: {exc}")
+    return FunctionEntries(tuple(functions), tuple(skipped))

@@ -1,0 +1,54 @@
+"""How a source's bytes and text become HTTP header values, by one rule for every connector.
+
+A header value on the wire is UTF-8 (`http1.wire`), but HTTP cannot carry every value as it
+is: line breaks and other control characters would break the request, and parsers trim
+leading and trailing spaces. So text that is printable UTF-8 with no edge spaces is sent as it
+is (the function reads the same UTF-8 bytes); anything else is sent base64-encoded with a
+companion `{name}-Enc: b64` header, and a null value is sent empty with `{name}-Enc: null`.
+A function can always tell empty from null and recover the exact bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+
+ENC_SUFFIX = "-Enc"
+BASE64 = "b64"
+NULL = "null"
+
+
+def printable(text: str) -> bool:
+    """True when `text` survives as a header value byte for byte."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        return False
+    return text == text.strip(" ")
+
+
+def header_text(value: bytes) -> str | None:
+    """`value` as header text, or None when it must be base64-encoded."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if printable(text) else None
+
+
+def base64_header(name: str, value: bytes) -> list[tuple[str, str]]:
+    return [(name, base64.b64encode(value).decode("ascii")), (name + ENC_SUFFIX, BASE64)]
+
+
+def bytes_header(name: str, value: bytes | None) -> list[tuple[str, str]]:
+    """The header(s) for a value that is bytes (a Kafka key or header value), or null."""
+    if value is None:
+        return [(name, ""), (name + ENC_SUFFIX, NULL)]
+    text = header_text(value)
+    if text is not None:
+        return [(name, text)]
+    return base64_header(name, value)
+
+
+def text_header(name: str, text: str) -> list[tuple[str, str]]:
+    """The header(s) for a value that is text (an SQS string attribute)."""
+    if printable(text):
+        return [(name, text)]
+    return base64_header(name, text.encode("utf-8", "surrogatepass"))

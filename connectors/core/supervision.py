@@ -1,0 +1,60 @@
+"""Long-lived tasks are watched: one that ends while its service still runs is a crash.
+
+An asyncio task that raises keeps its exception to itself until someone awaits it; a
+background loop that dies that way (a topic-map refresher, a commit loop, a poller) would
+leave the process looking healthy while it silently stopped doing that part of its job.
+A service's `run()` waits here instead: if a watched task ends before the service is told to
+stop, `run()` raises `TaskDied` naming it, and the runner logs it and exits 1 (so the
+orchestrator restarts the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from connectors.core.errors import FerryError
+
+
+class TaskDied(FerryError):
+    """A long-lived task ended while its service was still running."""
+
+
+def _ending(task: asyncio.Task[Any]) -> tuple[str, BaseException | None]:
+    name = task.get_name()
+    if task.cancelled():
+        return f"task {name} was cancelled", None
+    error = task.exception()
+    if error is None:
+        return f"task {name} returned", None
+    return f"task {name} died: {error.__class__.__name__}: {error}", error
+
+
+def raise_if_ended(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """For loops that wake up on their own: `TaskDied` if one of `tasks` has ended."""
+    for task in tasks:
+        if task.done():
+            what, error = _ending(task)
+            raise TaskDied(what) from error
+
+
+async def until_stopped(stopping: asyncio.Event, tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Wait for `stopping`; raise `TaskDied` if one of `tasks` ends first.
+
+    A task that ends after `stopping` is set is simply done (loops end when told to stop).
+    The tasks are left running either way: the caller decides how each one is ended.
+    """
+    watched = set(tasks)
+    waiter = asyncio.create_task(stopping.wait(), name="stop-signal")
+    try:
+        while watched and not stopping.is_set():
+            done, _ = await asyncio.wait({waiter, *watched}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {waiter}:
+                watched.discard(task)
+                if not stopping.is_set():
+                    what, error = _ending(task)
+                    raise TaskDied(what) from error
+        await waiter
+    finally:
+        waiter.cancel()
