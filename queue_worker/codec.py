@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from connectors.core.errors import DecodeError
 from connectors.core.http1 import is_header_value, is_token
+from connectors.core.targets import function_name_problem, path_problem, shorten
 
 _KEYS = (
     "Header",
@@ -48,6 +50,7 @@ _GO_URL_FIELDS = frozenset(
         "RawFragment",
     )
 )
+_MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
 
@@ -103,21 +106,30 @@ def decode(data: bytes) -> QueueRequest:
     """Parse a queued message; raise DecodeError with the reason if it is not a QueueRequest."""
     try:
         raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("not JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
+        raise DecodeError(f"not JSON: {shorten(str(exc))}") from None
     if not isinstance(raw, dict):
         raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
+    if _MAY_HOLD_SURROGATES.search(data):
+        _refuse_lone_surrogates(raw)
     fields = _fold_keys(raw, _KEYS, _CANONICAL)
     function = fields.get("Function")
     if not isinstance(function, str) or not function:
         raise DecodeError("Function is missing or empty")
+    if (problem := function_name_problem(function)) is not None:
+        raise DecodeError(problem)
+    path = _string(fields, "Path")
+    if (problem := path_problem(path)) is not None:
+        raise DecodeError(problem)
     return QueueRequest(
         function=function,
         method=_method(fields),
         body=_body(fields.get("Body")),
         header=_header(fields.get("Header")),
         host=_string(fields, "Host"),
-        path=_string(fields, "Path"),
+        path=path,
         query_string=_string(fields, "QueryString"),
         queue_name=_string(fields, "QueueName"),
         annotations=_string_map(fields, "Annotations"),
@@ -188,6 +200,17 @@ def url_from_go(obj: dict[str, Any]) -> str:
     fragment = _string(fields, "Fragment")
     text = SplitResult(scheme, _string(fields, "Host"), path, _string(fields, "RawQuery"), "")
     return text.geturl() + (f"#{quote(fragment, safe='')}" if fragment else "")
+
+
+def _refuse_lone_surrogates(raw: dict[str, Any]) -> None:
+    """JSON may spell half a UTF-16 pair (`"\\ud800"`), which no text encoding can write: such
+    a message could never become a request. (Checked only when the bytes hold such an escape.)"""
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError("a string holds half a UTF-16 surrogate pair") from None
+    except RecursionError:
+        raise DecodeError("nested too deeply") from None
 
 
 def _fold_keys(

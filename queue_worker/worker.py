@@ -26,6 +26,7 @@ from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.slots import Slots
+from connectors.core.targets import shorten
 from queue_worker import codec, jetstream
 from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
@@ -180,6 +181,7 @@ class QueueWorker:
     async def _handle(self, msg: Msg) -> None:
         slot = _SlotHold(self)
         finishing = False
+        request: QueueRequest | None = None
         try:
             self.progress.hold(msg)
             try:
@@ -208,9 +210,9 @@ class QueueWorker:
         except PublishError as exc:
             log.warning("could not record an outcome, handing the message back: %s", exc)
             await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
-        except Exception:
-            log.exception("unexpected error handling a message; handing it back")
-            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+        except Exception as exc:
+            slot.release()
+            await self._after_unexpected(msg, request, exc)
         finally:
             slot.release()
             if finishing:
@@ -273,6 +275,40 @@ class QueueWorker:
         )
         self.metrics.dead_letters.labels("", "undecodable").inc()
         await msg.ack_sync(timeout=5.0)
+
+    async def _after_unexpected(
+        self, msg: Msg, request: QueueRequest | None, error: Exception
+    ) -> None:
+        """An error nobody foresaw counts as a failed attempt: the message is retried with
+        back-off, and dead-lettered once its attempts are used up, so no message cycles for
+        ever. One log line per message (when it is given up); each delivery's traceback goes
+        to the debug log only."""
+        assert self._dead is not None
+        policy = self._policy(request) if request is not None else self.policy
+        attempt = msg.metadata.num_delivered or 1
+        reason = f"unexpected error: {type(error).__name__}: {shorten(str(error), 200)}"
+        log.debug("message %s, attempt %d: %s", _seq(msg), attempt, reason, exc_info=error)
+        outcome = policy.decide(status=None, attempt=attempt, error=reason)
+        if outcome.verdict is Verdict.RETRY:
+            await self._hand_back(msg, delay=outcome.delay)
+            return
+        function = request.function if request is not None else ""
+        call_id = request.call_id if request is not None else ""
+        log.error("%s call %s (message %s): %s", function, call_id, _seq(msg), outcome.reason)
+        try:
+            await self._dead.write(
+                msg,
+                function=function,
+                call_id=call_id,
+                reason=outcome.reason,
+                attempts=attempt,
+                last_status="",
+            )
+            self.metrics.dead_letters.labels(function, "unexpected").inc()
+            await msg.ack_sync(timeout=5.0)
+        except (PublishError, NatsError, TimeoutError) as exc:
+            log.warning("could not dead-letter message %s, handing it back: %s", _seq(msg), exc)
+            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
 
     async def _send_callback(
         self, request: QueueRequest, result: InvocationResult, retry_max: int

@@ -108,7 +108,7 @@ header_value = st.text(st.characters(codec="utf-8", blacklist_characters="\r\n\x
 
 
 @given(
-    function=st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{1,8})?", fullmatch=True),
+    function=st.from_regex(r"[a-z]([a-z0-9-]{0,19}[a-z0-9])?(\.[a-z]{1,8})?", fullmatch=True),
     body=st.binary(max_size=200),
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
     header=st.dictionaries(header_name, st.lists(header_value, min_size=1, max_size=3), max_size=4),
