@@ -32,6 +32,7 @@ from gateway.functions import (
 )
 from gateway.listener import FastListener
 from gateway.metrics import GatewayMetrics
+from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.standalone import StandaloneRoutes
 from queue_worker import jetstream
@@ -119,7 +120,9 @@ class GatewayService:
         log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
 
     def _app(self, front_door: FrontDoor) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes, middlewares=[refuse_dot_segments]
+        )
         app.add_routes(front_door.routes())
         if self.config.standalone:
             app.add_routes(StandaloneRoutes(self.catalog, self.proxy).routes())
