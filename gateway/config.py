@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.config import RuntimeSettings
+from connectors.core.hosts import allowed_hosts
 from connectors.core.settings import (
-    csv,
     duration,
     group,
     http_url_or_empty,
@@ -76,7 +76,7 @@ class GatewayConfig:
         "callback_allowed_hosts",
         (),
         "hosts (a.example, *.example) or CIDRs an X-Callback-Url may name even if private",
-        csv,
+        allowed_hosts,
     )
     callback_allow_private: bool = setting(
         "callback_allow_private",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from connectors.core.hosts import allowed_hosts
 from connectors.core.settings import (
     choice,
-    csv,
     duration,
     http_url,
     int_in,
@@ -102,7 +102,7 @@ class CallbackSettings:
         "callback_allowed_hosts",
         (),
         "hosts (a.example, *.example) or CIDRs a callback may reach even if private",
-        csv,
+        allowed_hosts,
     )
     callback_allow_private: bool = setting(
         "callback_allow_private",
