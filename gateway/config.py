@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.config import RuntimeSettings
-from connectors.core.hosts import allowed_hosts
+from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
     duration,
     group,
@@ -13,6 +13,7 @@ from connectors.core.settings import (
     int_in,
     parse_bool,
     port,
+    positive_duration,
     setting,
 )
 from queue_worker.config import NatsSettings
@@ -24,7 +25,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 class GatewayConfig:
     nats: NatsSettings = group(NatsSettings)
     port: int = setting("port", 8080, "port of the front door and proxy (0: any free)", port)
-    listen_host: str = setting("listen_host", "0.0.0.0", "address the front door binds")
+    listen_host: str = setting(
+        "listen_host", "0.0.0.0", "address the front door binds", listen_address
+    )
     upstream_url: str = setting(
         "upstream_url",
         "",
@@ -53,6 +56,13 @@ class GatewayConfig:
         "how long to wait for JetStream to confirm a queued call (503 after)",
         duration,
         shown="5s",
+    )
+    read_timeout: float = setting(
+        "read_timeout",
+        65.0,
+        "most time a whole request (head and body) may take to arrive (408 after)",
+        positive_duration,
+        shown="65s",
     )
     upstream_timeout: float = setting(
         "upstream_timeout",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import socket
 import time
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient
 from connectors.core.urlguard import CallbackPolicy
+from gateway.arrival_deadline import arrival_deadline
 from gateway.config import GatewayConfig
 from gateway.front_door import FrontDoor
 from gateway.functions import (
@@ -30,7 +31,7 @@ from gateway.functions import (
     FunctionSource,
     UpstreamFunctions,
 )
-from gateway.listener import FastListener
+from gateway.listener import KEEPALIVE_TIMEOUT, FastListener
 from gateway.metrics import GatewayMetrics
 from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
@@ -121,7 +122,8 @@ class GatewayService:
 
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(
-            client_max_size=self.config.max_body_bytes, middlewares=[refuse_dot_segments]
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[refuse_dot_segments, arrival_deadline(self.config.read_timeout)],
         )
         app.add_routes(front_door.routes())
         if self.config.standalone:
@@ -133,27 +135,36 @@ class GatewayService:
     async def _listen(self, front_door: FrontDoor) -> None:
         # Bodies are queued and proxied as sent, with their Content-Encoding, as the Go gateway
         # does: aiohttp would otherwise decode a gzip body and leave the header on it.
+        # aiohttp closes a connection whose next head is not complete within its keep-alive
+        # timeout: at most read_timeout, so a slow head is cut off there too.
         self._runner = web.AppRunner(
-            self._app(front_door), access_log=None, handle_signals=False, auto_decompress=False
+            self._app(front_door),
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            keepalive_timeout=min(KEEPALIVE_TIMEOUT, self.config.read_timeout),
         )
         await self._runner.setup()
         assert self._runner.server is not None
-        self._listener = FastListener(front_door, self._runner.server)
+        listener = FastListener(
+            front_door, self._runner.server, read_timeout=self.config.read_timeout
+        )
+        host, port = self.config.listen_host, self.config.port
         try:
-            self.port = await self._listener.start(self.config.listen_host, self.config.port)
+            self.port = await listener.start(host, port)
         except OSError as exc:
-            self._listener = None
             await self._runner.cleanup()
             self._runner = None
             await self._close()
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise StartupError(f"port={self.config.port}: cannot listen: {reason}") from None
+            raise StartupError(_cannot_listen(host, port, exc)) from None
+        self._listener = listener  # ready from here on
 
     async def _to_upstream(self, request: web.Request) -> web.StreamResponse:
         return await self.proxy.forward(request, self.config.upstream_url + request.raw_path)
 
     def ready(self) -> bool:
-        return self._connected and self.catalog.loaded and not self._stopping.is_set()
+        listening = self._listener is not None
+        return listening and self._connected and self.catalog.loaded and not self._stopping.is_set()
 
     async def run(self) -> None:
         refresher = asyncio.create_task(self.catalog.run())
@@ -199,3 +210,11 @@ class GatewayService:
     async def _on_reconnect(self) -> None:
         self._connected = True
         log.info("reconnected to NATS")
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    """One line naming the setting at fault: the address (not resolvable) or the port."""
+    if isinstance(error, socket.gaierror):
+        return f"listen_host={host}: cannot listen there: {error.strerror or error}"
+    reason = error.strerror or str(error) or error.__class__.__name__
+    return f"port={port} (listen_host={host}): cannot listen: {reason}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from connectors.core.hosts import allowed_hosts
+from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
     choice,
     duration,
@@ -138,7 +138,9 @@ class RuntimeSettings:
     health_port: int = setting(
         "health_port", 8081, "port of /healthz, /readyz and /metrics (0: any free)", port
     )
-    health_host: str = setting("health_host", "0.0.0.0", "address the health server binds")
+    health_host: str = setting(
+        "health_host", "0.0.0.0", "address the health server binds", listen_address
+    )
     log_encoding: str = setting(
         "log_encoding", "console", "console or json", choice("console", "json")
     )

@@ -80,3 +80,20 @@ def allowed_hosts(text: str) -> tuple[str, ...]:
         if re.fullmatch(r"[0-9.]+", entry) or not _NAME.fullmatch(entry.lower().rstrip(".")):
             raise ValueError(f"{entry!r} is not a host name, *.suffix, IP address or CIDR")
     return entries
+
+
+def listen_address(text: str) -> str:
+    """Parse an address to bind (`listen_host`, `health_host`): an IP address or a host name.
+
+    Raises ValueError for what is neither (e.g. `999.1.1.1`), so the process says which
+    variable is wrong instead of failing later with the resolver's error number."""
+    value = text.strip()
+    if re.fullmatch(r"[0-9.]+", value) or ":" in value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid IP address") from None
+        return value
+    if not _NAME.fullmatch(value.lower().rstrip(".")) or value.startswith("*"):
+        raise ValueError(f"{value!r} is not an IP address or host name")
+    return value
