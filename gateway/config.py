@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from connectors.core.config import RuntimeSettings
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
-    duration,
     group,
     http_url_or_empty,
     int_in,
@@ -47,14 +46,14 @@ class GatewayConfig:
         "refresh_interval",
         2.0,
         "how often the function list is re-read (file or upstream)",
-        duration,
+        positive_duration,
         shown="2s",
     )
     publish_timeout: float = setting(
         "publish_timeout",
         5.0,
         "how long to wait for JetStream to confirm a queued call (503 after)",
-        duration,
+        positive_duration,
         shown="5s",
     )
     read_timeout: float = setting(
@@ -68,7 +67,7 @@ class GatewayConfig:
         "upstream_timeout",
         60.0,
         "bound on waiting for bytes from a proxied upstream or function",
-        duration,
+        positive_duration,
         shown="60s",
     )
     basic_auth: bool = setting(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration, group, int_in, setting
+from connectors.core.settings import duration, group, int_in, positive_duration, setting
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
 
 
@@ -48,7 +48,7 @@ class NatsSettings:
         "nats_connect_timeout",
         5.0,
         "bound on the first connection at start-up",
-        duration,
+        positive_duration,
         shown="5s",
     )
 

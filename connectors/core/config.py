@@ -17,6 +17,7 @@ from connectors.core.settings import (
     int_in,
     parse_bool,
     port,
+    positive_duration,
     setting,
     status_codes,
 )
@@ -46,7 +47,7 @@ class GatewaySettings:
         fallback_reads=("faas_gateway_address", "faas_gateway_port"),
     )
     upstream_timeout: float = setting(
-        "upstream_timeout", 30.0, "bound on one function call", duration, shown="30s"
+        "upstream_timeout", 30.0, "bound on one function call", positive_duration, shown="30s"
     )
     basic_auth: bool = setting(
         "basic_auth",
@@ -117,7 +118,7 @@ class CallbackSettings:
         secret=True,
     )
     callback_timeout: float = setting(
-        "callback_timeout", 10.0, "bound on one callback POST", duration, shown="10s"
+        "callback_timeout", 10.0, "bound on one callback POST", positive_duration, shown="10s"
     )
     callback_max_attempts: int = setting(
         "callback_max_attempts", 5, "attempts per callback", int_in(1, 100)
