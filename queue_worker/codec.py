@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from connectors.core.errors import DecodeError
-from connectors.core.http1 import is_header_value, is_token
+from connectors.core.http1 import is_token
 from connectors.core.targets import function_name_problem, path_problem, shorten
 
 _KEYS = (
@@ -50,6 +50,7 @@ _GO_URL_FIELDS = frozenset(
         "RawFragment",
     )
 )
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
@@ -269,8 +270,10 @@ def _header(value: Any) -> dict[str, list[str]]:
         for item in values:
             if not isinstance(item, str):
                 raise DecodeError(f"Header {key!r} must be a list of strings")
-            if not is_header_value(item):
-                raise DecodeError(f"Header {key!r} holds a CR, LF or NUL character")
+            if _CONTROL.search(item):  # no HTTP server takes them (RFC 9110 field values)
+                raise DecodeError(
+                    f"Header {key!r} holds a control character (CR, LF or NUL, or another but tab)"
+                )
         if not is_token(key):
             raise DecodeError(f"Header name {key!r} is not a valid HTTP header name")
         out[key] = values
