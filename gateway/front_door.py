@@ -20,6 +20,7 @@ from aiohttp import web
 
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
+from connectors.core.targets import function_name_problem
 from connectors.core.urlguard import CallbackPolicy
 from gateway.call import AsyncCall
 from gateway.functions import Function, FunctionCatalog
@@ -73,7 +74,11 @@ class FrontDoor:
 
     async def admit(self, name: str, callback_url: str) -> Function | Answer:
         """The function a call is for, or the answer refusing it (before its body is read)."""
-        function = self.catalog.current.find(name) or await self.catalog.lookup(name)
+        function = self.catalog.current.find(name)
+        if function is None:
+            if (problem := function_name_problem(name)) is not None:
+                return self._reject("bad_name", 400, problem)  # never looked up upstream
+            function = await self.catalog.lookup(name)
         if function is None:
             return self._reject("not_found", 404, f"function {name} not found")
         if callback_url:

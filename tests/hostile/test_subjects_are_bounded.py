@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from queue_worker.layout import dead_letter_subject, durable_name, queue_subject
+from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
+from tests.support.streams import stored_messages
+from tests.support.wire import exchange, request
 
 # One NATS subject token: no whitespace, no wildcard, no separator, printable ASCII.
 _TOKEN = re.compile(r"[!-~]+")
@@ -61,3 +65,16 @@ async def test_a_4kb_function_name_is_dead_lettered_and_valid_calls_still_run(
     assert "is not a DNS-1123 label" in dead.headers["Ferry-Dead-Reason"]
     assert json.loads(dead.data)["Function"] == long_name  # the message is kept whole
     assert await queue.pending() == 0
+
+
+async def test_the_front_door_answers_400_to_a_name_openfaas_would_not_accept(
+    queue: QueueUnderTest, tmp_path: Path
+) -> None:
+    functions = write_functions(tmp_path / "f.yml", {"echo": {"url": "http://127.0.0.1:9"}})
+    async with running_gateway(gateway_env(queue, functions_file=str(functions))) as front:
+        for name in ("f" * 4096, "Echo", "a_b", "-x", "echo.team.x"):
+            status, _, _ = await exchange(front.port, request("POST", f"/async-function/{name}"))
+            assert status == 400, name
+        status, _, _ = await exchange(front.port, request("POST", "/async-function/missing"))
+        assert status == 404
+    assert await stored_messages(queue.js, queue.stream) == []
