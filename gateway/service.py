@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 
@@ -216,5 +217,5 @@ def _cannot_listen(host: str, port: int, error: OSError) -> str:
     """One line naming the setting at fault: the address (not resolvable) or the port."""
     if isinstance(error, socket.gaierror):
         return f"listen_host={host}: cannot listen there: {error.strerror or error}"
-    reason = error.strerror or str(error) or error.__class__.__name__
-    return f"port={port} (listen_host={host}): cannot listen: {reason}"
+    reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+    return f"port={port}: cannot listen: {reason}"
