@@ -55,6 +55,15 @@ _MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
 
+class InvalidFunctionName(DecodeError):
+    """The message names a function OpenFaaS would not accept; `function` is that name, so the
+    dead letter can keep it (in a header, its subject a bounded hash)."""
+
+    def __init__(self, reason: str, function: str) -> None:
+        super().__init__(reason)
+        self.function = function
+
+
 @dataclass
 class QueueRequest:
     """One queued call. Treat it as read-only (it is not frozen only because a frozen
@@ -120,7 +129,7 @@ def decode(data: bytes) -> QueueRequest:
     if not isinstance(function, str) or not function:
         raise DecodeError("Function is missing or empty")
     if (problem := function_name_problem(function)) is not None:
-        raise DecodeError(problem)
+        raise InvalidFunctionName(problem, function)
     path = _string(fields, "Path")
     if (problem := path_problem(path)) is not None:
         raise DecodeError(problem)

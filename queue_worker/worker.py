@@ -28,6 +28,7 @@ from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.slots import Slots
 from connectors.core.targets import shorten
 from queue_worker import codec, jetstream
+from queue_worker.attempt_log import log_attempt
 from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.deadletter import DeadLetterWriter
@@ -188,7 +189,8 @@ class QueueWorker:
                 request = codec.decode(msg.data)
             except DecodeError as exc:
                 slot.release()
-                await self._finish_undecodable(msg, str(exc))
+                named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
+                await self._finish_undecodable(msg, str(exc), named)
                 return
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
@@ -198,7 +200,7 @@ class QueueWorker:
             finishing = True
             self.metrics.duration.labels(request.function).observe(result.duration)
             outcome = result.outcome(policy)
-            self._log_attempt(request, result, outcome)
+            log_attempt(request, result, outcome, self.config.gateway.print_response_body)
             if outcome.verdict is Verdict.RETRY:
                 self.metrics.retries.labels(request.function).inc()
                 await msg.nak(delay=outcome.delay)
@@ -262,12 +264,12 @@ class QueueWorker:
         await msg.ack()
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
 
-    async def _finish_undecodable(self, msg: Msg, reason: str) -> None:
+    async def _finish_undecodable(self, msg: Msg, reason: str, function: str) -> None:
         assert self._dead is not None
         log.warning("dead-lettering an undecodable message (seq %s): %s", _seq(msg), reason)
         await self._dead.write(
             msg,
-            function="",
+            function=function,  # only an invalid name: the subject is then its hash
             call_id="",
             reason=f"undecodable: {reason}",
             attempts=msg.metadata.num_delivered or 1,
@@ -330,39 +332,6 @@ class QueueWorker:
         """Return a message unfinished (after `delay`, so a fault of ours is not a hot loop)."""
         with contextlib.suppress(NatsError, TimeoutError):
             await msg.nak(delay=delay)
-
-    def _log_attempt(
-        self, request: QueueRequest, result: InvocationResult, outcome: Outcome
-    ) -> None:
-        if outcome.verdict is Verdict.SUCCESS:
-            log.debug(
-                "%s call %s: status %s in %.3fs (attempt %d)",
-                request.function,
-                request.call_id,
-                result.status,
-                result.duration,
-                result.attempt,
-            )
-            if self.config.gateway.print_response_body:
-                log.info(
-                    "%s call %s body: %s",
-                    request.function,
-                    request.call_id,
-                    result.body.decode("utf-8", "replace"),
-                )
-            return
-        detail = result.error or f"status {result.status}"
-        if outcome.verdict is Verdict.RETRY:
-            log.warning(
-                "%s call %s: %s (attempt %d), retrying in %.2fs",
-                request.function,
-                request.call_id,
-                detail,
-                result.attempt,
-                outcome.delay,
-            )
-        else:
-            log.error("%s call %s: %s", request.function, request.call_id, outcome.reason)
 
     # -- connection events and gauges --------------------------------------------------------
 

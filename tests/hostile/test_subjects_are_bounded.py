@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queue_worker.layout import dead_letter_subject, durable_name, queue_subject
+from queue_worker.layout import dead_letter_subject, durable_name, hashed_token, queue_subject
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually
@@ -61,7 +61,8 @@ async def test_a_4kb_function_name_is_dead_lettered_and_valid_calls_still_run(
         assert worker.ready()
         assert worker._nc is not None and worker._nc.is_connected
     [dead] = await queue.dead_letters()
-    assert len(dead.subject) <= _SUBJECT_LIMIT
+    assert dead.subject == f"{queue.dead_stream}.{hashed_token(long_name)}"
+    assert dead.headers["Ferry-Function"] == long_name[:1024]  # the name, bounded
     assert "is not a DNS-1123 label" in dead.headers["Ferry-Dead-Reason"]
     assert json.loads(dead.data)["Function"] == long_name  # the message is kept whole
     assert await queue.pending() == 0
