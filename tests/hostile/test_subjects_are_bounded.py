@@ -13,6 +13,7 @@ from queue_worker.layout import dead_letter_subject, durable_name, hashed_token,
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually
+from tests.support.procs import FerryProcess
 from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages
 from tests.support.wire import exchange, request
@@ -79,3 +80,20 @@ async def test_the_front_door_answers_400_to_a_name_openfaas_would_not_accept(
         status, _, _ = await exchange(front.port, request("POST", "/async-function/missing"))
         assert status == 404
     assert await stored_messages(queue.js, queue.stream) == []
+
+
+async def test_a_worker_process_survives_a_4kb_function_name_and_keeps_serving(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    gateway.function("echo")
+    worker = await FerryProcess("queue-worker", queue.env()).start()
+    try:
+        await queue.publish_raw(json.dumps({"Function": "x" * 4096}).encode())
+        await queue.publish("echo", b"served after it")
+        await eventually(lambda: gateway.calls_to("echo"), what="the valid call")
+        await eventually(lambda: queue.dead_letters(), what="the dead letter")
+        assert worker.running
+        assert await worker.stop() == 0, worker.output()
+    finally:
+        await worker.close()
+    assert await queue.pending() == 0
