@@ -279,7 +279,8 @@ def _header(value: Any) -> dict[str, list[str]]:
         for item in values:
             if not isinstance(item, str):
                 raise DecodeError(f"Header {key!r} must be a list of strings")
-            if _CONTROL.search(item):  # no HTTP server takes them (RFC 9110 field values)
+            if not (item.isascii() and item.isprintable()) and _CONTROL.search(item):
+                # no HTTP server takes them (RFC 9110 field values)
                 raise DecodeError(
                     f"Header {key!r} holds a control character (CR, LF or NUL, or another but tab)"
                 )

@@ -19,9 +19,19 @@ _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
 _DOT_SEGMENTS = frozenset({".", ".."})
 
 
+_KNOWN_NAMES: set[str] = set()  # names seen valid: the same few come with every message
+_KNOWN_NAMES_MAX = 4096
+
+
 def is_function_name(text: str) -> bool:
     """True for `name` or `name.namespace`, each a DNS-1123 label (at most 63 of a-z, 0-9, -)."""
-    return len(text) <= 2 * LABEL_MAX + 1 and _FUNCTION_NAME.fullmatch(text) is not None
+    if text in _KNOWN_NAMES:
+        return True
+    if len(text) > 2 * LABEL_MAX + 1 or _FUNCTION_NAME.fullmatch(text) is None:
+        return False
+    if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+        _KNOWN_NAMES.add(text)
+    return True
 
 
 def function_name_problem(text: str) -> str | None:
@@ -38,6 +48,8 @@ def path_problem(path: str) -> str | None:
     """Why a request path must not be sent on, or None if it is safe.
 
     `path` is the raw (still percent-encoded) path, without its query."""
+    if "." not in path and "%" not in path:
+        return None  # most paths: no dot, no escape
     for segment in path.split("/"):
         if not segment:
             continue
