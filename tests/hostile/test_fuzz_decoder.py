@@ -70,7 +70,13 @@ def _check(data: bytes) -> QueueRequest | None:
         encode_head(call.method, target, origin, call.headers, len(call.body))
     except InvalidRequest:
         pass
-    assert decode(encode(request)) == request
+    # what ferry writes (replay, ferry publish) it reads back, the call unchanged
+    again = decode(encode(request))
+    assert (again.function, again.path, again.body) == (
+        request.function,
+        request.path,
+        request.body,
+    )
     return request
 
 
