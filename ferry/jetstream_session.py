@@ -10,13 +10,16 @@ from contextlib import asynccontextmanager
 import nats.errors
 from nats.js import JetStreamContext
 
+from connectors.core.logs import ConsoleFormatter
 from queue_worker import jetstream
 from queue_worker.config import NatsSettings
 
 
 def quiet_logging() -> None:
     """Shell commands speak through their output and one error line, not connection logs."""
-    logging.basicConfig(level=logging.ERROR, format="ferry: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(ConsoleFormatter("ferry: %(message)s"))  # control characters escaped
+    logging.basicConfig(level=logging.ERROR, handlers=[handler])
 
 
 @asynccontextmanager
