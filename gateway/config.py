@@ -18,6 +18,7 @@ from connectors.core.settings import (
 from queue_worker.config import NatsSettings
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_READ_TIMEOUT = 65.0  # seconds, the OpenFaaS chart's gateway readTimeout
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class GatewayConfig:
     )
     read_timeout: float = setting(
         "read_timeout",
-        65.0,
+        DEFAULT_READ_TIMEOUT,
         "most time a whole request (head and body) may take to arrive (408 after)",
         positive_duration,
         shown="65s",

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from gateway.config import DEFAULT_READ_TIMEOUT
 from gateway.front_door import Answer, FrontDoor
 from gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
 
 log = logging.getLogger("ferry.gateway")
 
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection is kept, as aiohttp does
-DEFAULT_READ_TIMEOUT = 65.0  # seconds a whole request may take to arrive (OpenFaaS's chart)
 _READ_AHEAD = 256 * 1024  # bytes buffered beyond the request being served before pausing
 
 
