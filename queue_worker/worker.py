@@ -212,6 +212,9 @@ class QueueWorker:
         except PublishError as exc:
             log.warning("could not record an outcome, handing the message back: %s", exc)
             await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+        except (NatsError, TimeoutError) as exc:  # the broker's fault, not the message's
+            log.warning("NATS failed on message %s, handing it back: %r", _seq(msg), exc)
+            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         except Exception as exc:
             slot.release()
             await self._after_unexpected(msg, request, exc)
