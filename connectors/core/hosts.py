@@ -15,6 +15,7 @@ import re
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_WHITESPACE = re.compile(r"[ \t\n\v\f\r]")
 _NUMERIC_PART = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 _LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -22,7 +23,10 @@ _NAME = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}")
 
 
 def inet_aton(host: str) -> ipaddress.IPv4Address | None:
-    """The IPv4 address the system resolver reads from a numeric host, or None for a name."""
+    """The IPv4 address the system resolver reads from a numeric host, or None for a name.
+
+    Like glibc's, it stops at the first whitespace: `127.1 x` is 127.0.0.1 too."""
+    host = _WHITESPACE.split(host, 1)[0]
     parts = host.split(".")
     if not 1 <= len(parts) <= 4 or not all(_NUMERIC_PART.fullmatch(p) for p in parts):
         return None

@@ -23,6 +23,7 @@ DISGUISED = [
     "http://0x7f000001/",
     "http://0x7F.1/",
     "http://127.1/",
+    "http://127.1 x/",
     "http://017700000001/",
     "http://0177.0.0.1/",
     "http://0/",
@@ -59,8 +60,12 @@ _PART = st.one_of(
 
 
 @settings(max_examples=500)
-@given(st.lists(_PART, min_size=1, max_size=5).map(".".join))
-def test_numeric_hosts_agree_with_the_system_inet_aton(host: str) -> None:
+@given(
+    st.lists(_PART, min_size=1, max_size=5).map(".".join),
+    st.sampled_from(["", " ", " x", "\t1", "\n", "x", " 1.2"]),
+)
+def test_numeric_hosts_agree_with_the_system_inet_aton(numeric: str, tail: str) -> None:
+    host = numeric + tail
     try:
         expected = ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
