@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from nats.js import JetStreamContext
 
+from connectors.core.logs import ConsoleFormatter
 from connectors.jetstream.connect import connect
 from queue_worker import jetstream
 from queue_worker.config import QueueNatsSettings
@@ -15,7 +16,9 @@ from queue_worker.config import QueueNatsSettings
 
 def quiet_logging() -> None:
     """Shell commands speak through their output and one error line, not connection logs."""
-    logging.basicConfig(level=logging.ERROR, format="ferry: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(ConsoleFormatter("ferry: %(message)s"))  # control characters escaped
+    logging.basicConfig(level=logging.ERROR, handlers=[handler])
 
 
 @asynccontextmanager

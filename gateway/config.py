@@ -5,26 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.config import RuntimeSettings
+from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
-    csv,
-    duration,
     group,
     http_url_or_empty,
     int_in,
     parse_bool,
     port,
+    positive_duration,
     setting,
 )
 from queue_worker.config import QueueNatsSettings
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_READ_TIMEOUT = 65.0  # seconds, the OpenFaaS chart's gateway readTimeout
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
     nats: QueueNatsSettings = group(QueueNatsSettings)
     port: int = setting("port", 8080, "port of the front door and proxy (0: any free)", port)
-    listen_host: str = setting("listen_host", "0.0.0.0", "address the front door binds")
+    listen_host: str = setting(
+        "listen_host", "0.0.0.0", "address the front door binds", listen_address
+    )
     upstream_url: str = setting(
         "upstream_url",
         "",
@@ -44,21 +47,28 @@ class GatewayConfig:
         "refresh_interval",
         2.0,
         "how often the function list is re-read (file or upstream)",
-        duration,
+        positive_duration,
         shown="2s",
     )
     publish_timeout: float = setting(
         "publish_timeout",
         5.0,
         "how long to wait for JetStream to confirm a queued call (503 after)",
-        duration,
+        positive_duration,
         shown="5s",
+    )
+    read_timeout: float = setting(
+        "read_timeout",
+        DEFAULT_READ_TIMEOUT,
+        "most time a whole request (head and body) may take to arrive (408 after)",
+        positive_duration,
+        shown="65s",
     )
     upstream_timeout: float = setting(
         "upstream_timeout",
         60.0,
         "bound on waiting for bytes from a proxied upstream or function",
-        duration,
+        positive_duration,
         shown="60s",
     )
     basic_auth: bool = setting(
@@ -76,7 +86,7 @@ class GatewayConfig:
         "callback_allowed_hosts",
         (),
         "hosts (a.example, *.example) or CIDRs an X-Callback-Url may name even if private",
-        csv,
+        allowed_hosts,
     )
     callback_allow_private: bool = setting(
         "callback_allow_private",

@@ -1,8 +1,9 @@
 """`POST /async-function/{name}[/{path}]`: validate, store on JetStream, answer 202.
 
 The answer is 202 only after JetStream acknowledged storing the message; any doubt (NATS
-disconnected, no PubAck within `publish_timeout`) is a 503, so a caller never holds a call id
-for a call that was not queued.
+disconnected, no PubAck within `publish_timeout`) is a 503. A publish that timed out may still
+be stored, so the 503 carries the call's `X-Call-Id` too: a client that retries with it gets
+the call run once (the stream de-duplicates by `Nats-Msg-Id` within its duplicate window).
 
 `FrontDoor` works on plain values and returns an `Answer`, so that both ways a request reaches
 it (aiohttp's routes here, and the lean listener in `gateway.listener`) behave the same.
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
+from connectors.core.targets import function_name_problem
 from connectors.core.urlguard import CallbackPolicy
 from gateway.call import AsyncCall
 from gateway.functions import Function, FunctionCatalog
@@ -72,7 +74,11 @@ class FrontDoor:
 
     async def admit(self, name: str, callback_url: str) -> Function | Answer:
         """The function a call is for, or the answer refusing it (before its body is read)."""
-        function = self.catalog.current.find(name) or await self.catalog.lookup(name)
+        function = self.catalog.current.find(name)
+        if function is None:
+            if (problem := function_name_problem(name)) is not None:
+                return self._reject("bad_name", 400, problem)  # never looked up upstream
+            function = await self.catalog.lookup(name)
         if function is None:
             return self._reject("not_found", 404, f"function {name} not found")
         if callback_url:
@@ -95,16 +101,16 @@ class FrontDoor:
             annotations=function.annotations,
             callback_url=call.callback_url,
         )
+        ids = (("X-Call-Id", queued.call_id), ("X-Start-Time", queued.start_time))
         if not self.connected():
-            return self._unavailable("not connected to NATS")
+            return self._unavailable("not connected to NATS", ids)
         started = time.perf_counter()
         try:
             ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout)
         except PublishError as exc:
-            return self._unavailable(str(exc))
+            return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)
         (self._duplicate if ack.duplicate else self._accepted).inc()
-        ids = (("X-Call-Id", queued.call_id), ("X-Start-Time", queued.start_time))
         return Answer(202, headers=ids)
 
     def too_large(self) -> Answer:
@@ -157,11 +163,16 @@ class FrontDoor:
         self.metrics.async_calls.labels(outcome).inc()
         return Answer(status, text + "\n")
 
-    def _unavailable(self, reason: str) -> Answer:
-        log.warning("refusing an async call, it could not be queued: %s", reason)
-        return self._reject(
-            "unavailable", 503, f"the call was not queued: NATS JetStream is unavailable ({reason})"
+    def _unavailable(self, reason: str, ids: tuple[tuple[str, str], ...]) -> Answer:
+        """503, with the call's id: a publish that timed out may still have been stored, so a
+        client that retries must send the same `X-Call-Id` (JetStream keeps the call once)."""
+        log.warning("an async call may not have been queued: %s", reason)
+        self.metrics.async_calls.labels("unavailable").inc()
+        text = (
+            f"the call may not have been queued: NATS JetStream is unavailable ({reason}); "
+            f"retry with the header X-Call-Id: {ids[0][1]}\n"
         )
+        return Answer(503, text, headers=ids)
 
 
 def _queued_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

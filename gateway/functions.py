@@ -20,6 +20,7 @@ import yaml
 
 from connectors.core.errors import ConfigError, FerryError
 from connectors.core.gateway import GatewayClient
+from connectors.core.targets import is_function_name
 from connectors.core.topicmap import GatewayQueryError, TopicMapRefresher
 
 log = logging.getLogger("ferry.gateway")
@@ -109,24 +110,41 @@ def parse_functions_file(path: Path) -> FunctionList:
     if not isinstance(items, list):
         raise ConfigError(f"functions_file={path}: expected a top-level 'functions:' list")
     try:
-        return FunctionList(tuple(_function(item, i) for i, item in enumerate(items)))
+        functions = tuple(_function(item, i) for i, item in enumerate(items))
+        _refuse_duplicates(functions)
     except ValueError as exc:
         raise ConfigError(f"functions_file={path}: {exc}") from None
+    return FunctionList(functions)
+
+
+def _refuse_duplicates(functions: Iterable[Function]) -> None:
+    """Two entries with one name would make which one serves a call depend on their order."""
+    seen: set[tuple[str, str]] = set()
+    for fn in functions:
+        if (fn.name, fn.namespace) in seen:
+            raise ValueError(f"function {fn.name}.{fn.namespace} is listed twice")
+        seen.add((fn.name, fn.namespace))
 
 
 def _function(item: Any, index: int) -> Function:
     if not isinstance(item, dict):
         raise ValueError(f"functions[{index}] must be a mapping")
     name = item.get("name")
-    if not isinstance(name, str) or not name or "." in name or "/" in name:
-        raise ValueError(f"functions[{index}].name must be a name without '.' or '/'")
+    if not isinstance(name, str) or not is_function_name(name) or "." in name:
+        raise ValueError(
+            f"functions[{index}].name must be a DNS-1123 label (a-z, 0-9 and '-', at most 63), "
+            "as OpenFaaS names functions"
+        )
+    namespace = str(item.get("namespace") or DEFAULT_NAMESPACE)
+    if not is_function_name(namespace) or "." in namespace:
+        raise ValueError(f"function {name}: namespace must be a DNS-1123 label")
     url = item.get("url")
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"function {name}: url must be an http:// or https:// URL")
     return Function(
         name=name,
-        namespace=str(item.get("namespace") or DEFAULT_NAMESPACE),
+        namespace=namespace,
         url=str(url).rstrip("/"),
         annotations=_strings(item.get("annotations"), f"function {name}: annotations"),
         labels=_strings(item.get("labels"), f"function {name}: labels"),

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from gateway.config import DEFAULT_READ_TIMEOUT
 from gateway.front_door import Answer, FrontDoor
 from gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
 
@@ -31,10 +32,17 @@ _READ_AHEAD = 256 * 1024  # bytes buffered beyond the request being served befor
 class FastListener:
     """Accepts connections on the gateway's port and keeps track of the lean ones."""
 
-    def __init__(self, front_door: FrontDoor, fallback: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(
+        self,
+        front_door: FrontDoor,
+        fallback: Callable[[], asyncio.Protocol],
+        *,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
         self.front_door = front_door
         self.fallback = fallback
         self.keepalive_timeout = KEEPALIVE_TIMEOUT
+        self.read_timeout = read_timeout
         self.loop = asyncio.get_running_loop()
         self.connections: set[FastConnection] = set()
         self.closing = False
@@ -51,16 +59,22 @@ class FastListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     def _sweep(self) -> None:
-        """Close connections idle for longer than the keep-alive timeout; runs periodically.
+        """Close connections idle for longer than the keep-alive timeout, and answer 408 to
+        requests that take longer than `read_timeout` to arrive; runs periodically.
 
         One timer for all connections: a timer per request cost several µs of each call."""
-        timeout = self.keepalive_timeout
+        timeout, read_timeout = self.keepalive_timeout, self.read_timeout
         now = self.loop.time()
         for connection in list(self.connections):
+            since = connection.reading_since
+            if since is not None and now - since >= read_timeout:
+                connection.time_out()
+                continue
             since = connection.idle_since
             if since is not None and now - since >= timeout:
                 connection.close_if_idle()
-        self._sweeper = self.loop.call_later(max(0.05, min(1.0, timeout / 2)), self._sweep)
+        shortest = min(timeout, read_timeout)
+        self._sweeper = self.loop.call_later(max(0.05, min(1.0, shortest / 2)), self._sweep)
 
     async def close(self, timeout: float) -> None:
         """Stop accepting; let calls being served finish (within `timeout`), close the rest."""
@@ -100,6 +114,8 @@ class FastConnection(asyncio.Protocol):
         self.serving: asyncio.Task[None] | None = None
         # since when the connection has waited for a request (None: one is being read or served)
         self.idle_since: float | None = None
+        # since when the request being read began to arrive (None: none is being read)
+        self.reading_since: float | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._eof = False
@@ -118,6 +134,8 @@ class FastConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         if self.serving is None:
+            if self.reading_since is None:
+                self.reading_since = self.listener.loop.time()
             self._next()
         busy = self.serving is not None or self._writing_paused
         if busy and len(self.buffer) > _READ_AHEAD and self.transport is not None:
@@ -167,6 +185,7 @@ class FastConnection(asyncio.Protocol):
         head, self.head = self.head, None
         body = bytes(self.buffer[head.body_start : head.end])
         del self.buffer[: head.end]
+        self.reading_since = None
         self.serving = self.listener.loop.create_task(self._serve(head, body))
 
     async def _serve(self, head: Head, body: bytes) -> None:
@@ -196,6 +215,7 @@ class FastConnection(asyncio.Protocol):
             return
         self._resume_reading()
         if self.buffer:
+            self.reading_since = self.listener.loop.time()  # the next request began to arrive
             self._next()
         if self.serving is None:
             if self._eof:  # what is left can never be completed
@@ -210,6 +230,7 @@ class FastConnection(asyncio.Protocol):
         self._resume_reading()
         self.listener.connections.discard(self)
         self.transport = None
+        self.reading_since = None
         handler = self.listener.fallback()
         transport.set_protocol(handler)
         handler.connection_made(transport)
@@ -224,6 +245,16 @@ class FastConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- closing ----------------------------------------------------------------------------
+
+    def time_out(self) -> None:
+        """The request being read took longer than `read_timeout` to arrive: 408, then close
+        (a client sending a byte now and then must not hold a connection for ever)."""
+        transport = self.transport
+        self.reading_since = None
+        if self.serving is None and transport is not None and not transport.is_closing():
+            answer = Answer(408, "the request took longer than read_timeout to arrive\n")
+            transport.write(self.listener.encode(answer, keep_alive=False))
+            self._close()
 
     def close_if_idle(self) -> None:
         if self.serving is None:

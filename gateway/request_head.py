@@ -58,7 +58,9 @@ def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
     """The head at the start of `buffer`, `NEED_MORE` if it is incomplete, or `HAND_OFF`."""
     end = buffer.find(b"\r\n\r\n", 0, HEAD_LIMIT)
     if end < 0:
-        return HAND_OFF if len(buffer) >= HEAD_LIMIT else NEED_MORE
+        if len(buffer) >= HEAD_LIMIT or buffer.count(b"\n") != buffer.count(b"\r\n"):
+            return HAND_OFF  # too long, or a bare LF: this head would never end in CRLF CRLF
+        return NEED_MORE
     try:
         head = buffer[:end].decode("ascii")
     except UnicodeDecodeError:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from connectors.core.supervision import until_stopped
 from connectors.core.urlguard import CallbackPolicy
 from connectors.jetstream.connect import NatsConnection, connect
 from connectors.jetstream.credentials import check_files
+from gateway.arrival_deadline import arrival_deadline
 from gateway.config import GatewayConfig
 from gateway.front_door import FrontDoor
 from gateway.functions import (
@@ -31,8 +33,9 @@ from gateway.functions import (
     FunctionSource,
     UpstreamFunctions,
 )
-from gateway.listener import FastListener
+from gateway.listener import KEEPALIVE_TIMEOUT, FastListener
 from gateway.metrics import GatewayMetrics
+from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.standalone import StandaloneRoutes
 from queue_worker import jetstream
@@ -122,7 +125,10 @@ class GatewayService:
         log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
 
     def _app(self, front_door: FrontDoor) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[refuse_dot_segments, arrival_deadline(self.config.read_timeout)],
+        )
         app.add_routes(front_door.routes())
         if self.config.standalone:
             app.add_routes(StandaloneRoutes(self.catalog, self.proxy).routes())
@@ -133,28 +139,37 @@ class GatewayService:
     async def _listen(self, front_door: FrontDoor) -> None:
         # Bodies are queued and proxied as sent, with their Content-Encoding, as the Go gateway
         # does: aiohttp would otherwise decode a gzip body and leave the header on it.
+        # aiohttp closes a connection whose next head is not complete within its keep-alive
+        # timeout: at most read_timeout, so a slow head is cut off there too.
         self._runner = web.AppRunner(
-            self._app(front_door), access_log=None, handle_signals=False, auto_decompress=False
+            self._app(front_door),
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            keepalive_timeout=min(KEEPALIVE_TIMEOUT, self.config.read_timeout),
         )
         await self._runner.setup()
         assert self._runner.server is not None
-        self._listener = FastListener(front_door, self._runner.server)
+        listener = FastListener(
+            front_door, self._runner.server, read_timeout=self.config.read_timeout
+        )
+        host, port = self.config.listen_host, self.config.port
         try:
-            self.port = await self._listener.start(self.config.listen_host, self.config.port)
+            self.port = await listener.start(host, port)
         except OSError as exc:
-            self._listener = None
             await self._runner.cleanup()
             self._runner = None
             await self._close()
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise StartupError(f"port={self.config.port}: cannot listen: {reason}") from None
+            raise StartupError(_cannot_listen(host, port, exc)) from None
+        self._listener = listener  # ready from here on
 
     async def _to_upstream(self, request: web.Request) -> web.StreamResponse:
         return await self.proxy.forward(request, self.config.upstream_url + request.raw_path)
 
     def ready(self) -> bool:
         return (
-            self._nats is not None
+            self._listener is not None
+            and self._nats is not None
             and self._nats.connected
             and self.catalog.loaded
             and not self._stopping.is_set()
@@ -204,3 +219,11 @@ class GatewayService:
 
     async def _on_reconnect(self) -> None:
         self._connected = True
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    """One line naming the setting at fault: the address (not resolvable) or the port."""
+    if isinstance(error, socket.gaierror):
+        return f"listen_host={host}: cannot listen there: {error.strerror or error}"
+    reason = os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+    return f"port={port}: cannot listen: {reason}"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from connectors.core.errors import DecodeError
-from connectors.core.http1 import is_header_value, is_token
+from connectors.core.http1 import is_token
+from connectors.core.targets import function_name_problem, path_problem, shorten
 
 _KEYS = (
     "Header",
@@ -48,7 +50,18 @@ _GO_URL_FIELDS = frozenset(
         "RawFragment",
     )
 )
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
+
+
+class InvalidFunctionName(DecodeError):
+    """The message names a function OpenFaaS would not accept; `function` is that name, so the
+    dead letter can keep it (in a header, its subject a bounded hash)."""
+
+    def __init__(self, reason: str, function: str) -> None:
+        super().__init__(reason)
+        self.function = function
 
 
 @dataclass
@@ -103,21 +116,30 @@ def decode(data: bytes) -> QueueRequest:
     """Parse a queued message; raise DecodeError with the reason if it is not a QueueRequest."""
     try:
         raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("not JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
+        raise DecodeError(f"not JSON: {shorten(str(exc))}") from None
     if not isinstance(raw, dict):
         raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
+    if _MAY_HOLD_SURROGATES.search(data):
+        _refuse_lone_surrogates(raw)
     fields = _fold_keys(raw, _KEYS, _CANONICAL)
     function = fields.get("Function")
     if not isinstance(function, str) or not function:
         raise DecodeError("Function is missing or empty")
+    if (problem := function_name_problem(function)) is not None:
+        raise InvalidFunctionName(problem, function)
+    path = _string(fields, "Path")
+    if (problem := path_problem(path)) is not None:
+        raise DecodeError(problem)
     return QueueRequest(
         function=function,
         method=_method(fields),
         body=_body(fields.get("Body")),
         header=_header(fields.get("Header")),
         host=_string(fields, "Host"),
-        path=_string(fields, "Path"),
+        path=path,
         query_string=_string(fields, "QueryString"),
         queue_name=_string(fields, "QueueName"),
         annotations=_string_map(fields, "Annotations"),
@@ -190,6 +212,17 @@ def url_from_go(obj: dict[str, Any]) -> str:
     return text.geturl() + (f"#{quote(fragment, safe='')}" if fragment else "")
 
 
+def _refuse_lone_surrogates(raw: dict[str, Any]) -> None:
+    """JSON may spell half a UTF-16 pair (`"\\ud800"`), which no text encoding can write: such
+    a message could never become a request. (Checked only when the bytes hold such an escape.)"""
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError("a string holds half a UTF-16 surrogate pair") from None
+    except RecursionError:
+        raise DecodeError("nested too deeply") from None
+
+
 def _fold_keys(
     raw: dict[str, Any], known: tuple[str, ...], spelled: frozenset[str]
 ) -> dict[str, Any]:
@@ -246,8 +279,11 @@ def _header(value: Any) -> dict[str, list[str]]:
         for item in values:
             if not isinstance(item, str):
                 raise DecodeError(f"Header {key!r} must be a list of strings")
-            if not is_header_value(item):
-                raise DecodeError(f"Header {key!r} holds a CR, LF or NUL character")
+            if not (item.isascii() and item.isprintable()) and _CONTROL.search(item):
+                # no HTTP server takes them (RFC 9110 field values)
+                raise DecodeError(
+                    f"Header {key!r} holds a control character (CR, LF or NUL, or another but tab)"
+                )
         if not is_token(key):
             raise DecodeError(f"Header name {key!r} is not a valid HTTP header name")
         out[key] = values

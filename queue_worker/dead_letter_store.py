@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from connectors.core.errors import FerryError
+from queue_worker.header_text import decode_headers
 from queue_worker.jetstream import publish
 from queue_worker.layout import (
     DEAD_AT,
@@ -99,7 +100,7 @@ class DeadLetterStore:
             if raw.seq is None:
                 break
             letter = DeadLetter(
-                raw.seq, raw.subject or "", raw.data or b"", dict(raw.headers or {})
+                raw.seq, raw.subject or "", raw.data or b"", decode_headers(raw.headers)
             )
             if not function or letter.belongs_to(function):
                 letters.append(letter)

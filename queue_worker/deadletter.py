@@ -7,6 +7,7 @@ import time
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from queue_worker.header_text import encode_value
 from queue_worker.jetstream import publish
 from queue_worker.layout import (
     DEAD_AT,
@@ -37,6 +38,8 @@ class DeadLetterWriter:
     ) -> None:
         """Store the original message and why it died; raises PublishError if not stored.
 
+        Values from input are bounded and encoded so they read back as written
+        (`header_text`); the subject is bounded whatever the function's name (`layout`).
         The message id is the source stream and sequence, so a worker that crashes after
         writing and before acking does not store the same dead letter twice.
         """
@@ -44,12 +47,12 @@ class DeadLetterWriter:
         source = f"{meta.stream}:{meta.sequence.stream if meta.sequence else ''}"
         headers = {
             "Nats-Msg-Id": f"dead:{source}",
-            DEAD_REASON: _one_line(reason),
+            DEAD_REASON: encode_value(_one_line(reason)),
             DEAD_ATTEMPTS: str(attempts),
-            DEAD_LAST_STATUS: last_status,
-            DEAD_SUBJECT: msg.subject,
-            DEAD_FUNCTION: function,
-            DEAD_CALL_ID: call_id,
+            DEAD_LAST_STATUS: encode_value(last_status),
+            DEAD_SUBJECT: encode_value(msg.subject),
+            DEAD_FUNCTION: encode_value(function),
+            DEAD_CALL_ID: encode_value(call_id),
             DEAD_AT: str(time.time_ns()),
         }
         await publish(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+
+from connectors.core.targets import is_function_name
 
 DEFAULT_STREAM = "faas-request"
 DEFAULT_DURABLE = "faas-workers"
@@ -17,13 +20,22 @@ DEAD_FUNCTION = "Ferry-Function"
 DEAD_CALL_ID = "Ferry-Call-Id"
 DEAD_AT = "Ferry-Dead-At"
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+# A named queue is one subject token and part of a durable name; what is not such a name is
+# replaced by a hash of bounded length, so no input can make a subject NATS refuses (a subject
+# longer than the server's control line closes the connection).
+_QUEUE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+HASHED_PREFIX = "_h"
+
+
+def hashed_token(text: str) -> str:
+    """A bounded subject token standing for `text`, the same wherever it is computed."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{HASHED_PREFIX}{digest[:32]}"
 
 
 def subject_token(text: str) -> str:
-    """A subject-safe rendering of a name (NATS tokens cannot hold spaces, `*` or `>`)."""
-    cleaned = _UNSAFE.sub("_", text).strip(".")
-    return re.sub(r"\.{2,}", ".", cleaned) or "_"
+    """`text` if it is a plain name (letters, digits, `_`, `-`; at most 64), else its hash."""
+    return text if _QUEUE_TOKEN.fullmatch(text) else hashed_token(text)
 
 
 def queue_subject(stream: str, queue_name: str) -> str:
@@ -32,10 +44,12 @@ def queue_subject(stream: str, queue_name: str) -> str:
 
 
 def durable_name(queue_name: str) -> str:
-    return (
-        f"{subject_token(queue_name).replace('.', '_')}-workers" if queue_name else DEFAULT_DURABLE
-    )
+    return f"{subject_token(queue_name)}-workers" if queue_name else DEFAULT_DURABLE
 
 
 def dead_letter_subject(stream: str, function: str) -> str:
-    return f"{stream}.{subject_token(function) if function else '_unknown'}"
+    """`faas-dead-letter.{function}` for a valid function name (`name` or `name.namespace`);
+    any other name is replaced by its hash (the full name is in the `Ferry-Function` header)."""
+    if not function:
+        return f"{stream}._unknown"
+    return f"{stream}.{function if is_function_name(function) else hashed_token(function)}"

@@ -29,8 +29,10 @@ from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
+from connectors.core.targets import shorten
 from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker import codec, jetstream
+from queue_worker.attempt_log import log_attempt
 from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.deadletter import DeadLetterWriter
@@ -223,13 +225,15 @@ class QueueWorker:
     async def _handle(self, msg: Msg) -> None:
         slot = _SlotHold(self)
         finishing = False
+        request: QueueRequest | None = None
         try:
             self.progress.hold(msg)
             try:
                 request = codec.decode(msg.data)
             except DecodeError as exc:
                 slot.release()
-                await self._finish_undecodable(msg, str(exc))
+                named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
+                await self._finish_undecodable(msg, str(exc), named)
                 return
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
@@ -239,7 +243,7 @@ class QueueWorker:
             finishing = True
             self.metrics.duration.labels(request.function).observe(result.duration)
             outcome = result.outcome(policy)
-            self._log_attempt(request, result, outcome)
+            log_attempt(request, result, outcome, self.config.gateway.print_response_body)
             if outcome.verdict is Verdict.RETRY:
                 self.metrics.retries.labels(request.function).inc()
                 await msg.nak(delay=outcome.delay)
@@ -251,9 +255,12 @@ class QueueWorker:
         except PublishError as exc:
             log.warning("could not record an outcome, handing the message back: %s", exc)
             await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
-        except Exception:
-            log.exception("unexpected error handling a message; handing it back")
+        except (NatsError, TimeoutError) as exc:  # the broker's fault, not the message's
+            log.warning("NATS failed on message %s, handing it back: %r", _seq(msg), exc)
             await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+        except Exception as exc:
+            slot.release()
+            await self._after_unexpected(msg, request, exc)
         finally:
             slot.release()
             if finishing:
@@ -303,12 +310,12 @@ class QueueWorker:
         await msg.ack()
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
 
-    async def _finish_undecodable(self, msg: Msg, reason: str) -> None:
+    async def _finish_undecodable(self, msg: Msg, reason: str, function: str) -> None:
         assert self._dead is not None
         log.warning("dead-lettering an undecodable message (seq %s): %s", _seq(msg), reason)
         await self._dead.write(
             msg,
-            function="",
+            function=function,  # only an invalid name: the subject is then its hash
             call_id="",
             reason=f"undecodable: {reason}",
             attempts=msg.metadata.num_delivered or 1,
@@ -316,6 +323,40 @@ class QueueWorker:
         )
         self.metrics.dead_letters.labels("", "undecodable").inc()
         await msg.ack_sync(timeout=5.0)
+
+    async def _after_unexpected(
+        self, msg: Msg, request: QueueRequest | None, error: Exception
+    ) -> None:
+        """An error nobody foresaw counts as a failed attempt: the message is retried with
+        back-off, and dead-lettered once its attempts are used up, so no message cycles for
+        ever. One log line per message (when it is given up); each delivery's traceback goes
+        to the debug log only."""
+        assert self._dead is not None
+        policy = self._policy(request) if request is not None else self.policy
+        attempt = msg.metadata.num_delivered or 1
+        reason = f"unexpected error: {type(error).__name__}: {shorten(str(error), 200)}"
+        log.debug("message %s, attempt %d: %s", _seq(msg), attempt, reason, exc_info=error)
+        outcome = policy.decide(status=None, attempt=attempt, error=reason)
+        if outcome.verdict is Verdict.RETRY:
+            await self._hand_back(msg, delay=outcome.delay)
+            return
+        function = request.function if request is not None else ""
+        call_id = request.call_id if request is not None else ""
+        log.error("%s call %s (message %s): %s", function, call_id, _seq(msg), outcome.reason)
+        try:
+            await self._dead.write(
+                msg,
+                function=function,
+                call_id=call_id,
+                reason=outcome.reason,
+                attempts=attempt,
+                last_status="",
+            )
+            self.metrics.dead_letters.labels(function, "unexpected").inc()
+            await msg.ack_sync(timeout=5.0)
+        except (PublishError, NatsError, TimeoutError) as exc:
+            log.warning("could not dead-letter message %s, handing it back: %s", _seq(msg), exc)
+            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
 
     async def _send_callback(
         self, request: QueueRequest, result: InvocationResult, retry_max: int
@@ -337,39 +378,6 @@ class QueueWorker:
         """Return a message unfinished (after `delay`, so a fault of ours is not a hot loop)."""
         with contextlib.suppress(NatsError, TimeoutError):
             await msg.nak(delay=delay)
-
-    def _log_attempt(
-        self, request: QueueRequest, result: InvocationResult, outcome: Outcome
-    ) -> None:
-        if outcome.verdict is Verdict.SUCCESS:
-            log.debug(
-                "%s call %s: status %s in %.3fs (attempt %d)",
-                request.function,
-                request.call_id,
-                result.status,
-                result.duration,
-                result.attempt,
-            )
-            if self.config.gateway.print_response_body:
-                log.info(
-                    "%s call %s body: %s",
-                    request.function,
-                    request.call_id,
-                    result.body.decode("utf-8", "replace"),
-                )
-            return
-        detail = result.error or f"status {result.status}"
-        if outcome.verdict is Verdict.RETRY:
-            log.warning(
-                "%s call %s: %s (attempt %d), retrying in %.2fs",
-                request.function,
-                request.call_id,
-                detail,
-                result.attempt,
-                outcome.delay,
-            )
-        else:
-            log.error("%s call %s: %s", request.function, request.call_id, outcome.reason)
 
     # -- connection events and gauges --------------------------------------------------------
 

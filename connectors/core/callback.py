@@ -148,10 +148,13 @@ class CallbackSender:
     async def deliver(self, callback: Callback) -> CallbackOutcome:
         """POST the callback with bounded retries; never raises for a delivery problem."""
         try:
-            self.check(callback.url)
-        except CallbackRefused as exc:
+            return await self._deliver(callback)
+        except CallbackRefused as exc:  # by the URL's text, or by the addresses it resolves to
             log.warning("callback for call %s refused: %s", callback.call_id, exc)
             return CallbackOutcome.REFUSED
+
+    async def _deliver(self, callback: Callback) -> CallbackOutcome:
+        self.check(callback.url)
         try:
             status = await self._post(callback)  # the common case: one attempt, no retry state
         except InvalidRequest as exc:

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
     choice,
-    csv,
     duration,
     http_url,
     int_in,
     parse_bool,
     port,
+    positive_duration,
     setting,
     status_codes,
 )
@@ -49,7 +50,7 @@ class GatewaySettings:
         "upstream_timeout",
         60.0,
         "bound on waiting for one function call (the OpenFaaS chart's 1m)",
-        duration,
+        positive_duration,
         shown="1m",
     )
     basic_auth: bool = setting(
@@ -120,7 +121,7 @@ class CallbackSettings:
         "callback_allowed_hosts",
         (),
         "hosts (a.example, *.example) or CIDRs a callback may reach even if private",
-        csv,
+        allowed_hosts,
     )
     callback_allow_private: bool = setting(
         "callback_allow_private",
@@ -135,7 +136,7 @@ class CallbackSettings:
         secret=True,
     )
     callback_timeout: float = setting(
-        "callback_timeout", 10.0, "bound on one callback POST", duration, shown="10s"
+        "callback_timeout", 10.0, "bound on one callback POST", positive_duration, shown="10s"
     )
     callback_max_attempts: int = setting(
         "callback_max_attempts", 5, "attempts per callback", int_in(1, 100)
@@ -156,7 +157,9 @@ class RuntimeSettings:
     health_port: int = setting(
         "health_port", 8081, "port of /healthz, /readyz and /metrics (0: any free)", port
     )
-    health_host: str = setting("health_host", "0.0.0.0", "address the health server binds")
+    health_host: str = setting(
+        "health_host", "0.0.0.0", "address the health server binds", listen_address
+    )
     log_encoding: str = setting(
         "log_encoding", "console", "console or json", choice("console", "json")
     )

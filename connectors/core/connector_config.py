@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.core.settings import duration, http_url_or_empty, int_in, parse_bool, setting
+from connectors.core.settings import (
+    http_url_or_empty,
+    int_in,
+    parse_bool,
+    positive_duration,
+    setting,
+)
 
 
 @dataclass(frozen=True)
@@ -13,7 +19,7 @@ class ConnectorSettings:
         "rebuild_interval",
         10.0,
         "how often the topic map is re-read from the gateway",
-        duration,
+        positive_duration,
         aliases=("rebuild_timeout",),
         shown="10s",
     )

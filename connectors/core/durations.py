@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -13,6 +14,8 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
+# Go's time.Duration is an int64 of nanoseconds: nothing longer (about 292 years) is a duration.
+LONGEST_SECONDS = (2**63 - 1) / 1e9
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
@@ -31,7 +34,7 @@ def parse_duration(text: str) -> float:
     else:
         if seconds < 0:
             raise ValueError("duration must not be negative")
-        return seconds
+        return _bounded(seconds)
     sign = 1.0
     if value[0] in "+-":
         sign = -1.0 if value[0] == "-" else 1.0
@@ -47,7 +50,13 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 2m or seconds)")
     if sign < 0 and total > 0:
         raise ValueError("duration must not be negative")
-    return total
+    return _bounded(total)
+
+
+def _bounded(seconds: float) -> float:
+    if not math.isfinite(seconds) or seconds > LONGEST_SECONDS:  # "inf", "nan", "1e400"
+        raise ValueError("duration is not finite or longer than Go's longest (about 292 years)")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

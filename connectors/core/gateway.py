@@ -27,6 +27,9 @@ def read_basic_auth(secret_mount_path: str) -> str:
             f"basic_auth=true but the credentials could not be read from {folder}: "
             f"{exc.strerror or exc}"
         ) from None
+    for name, value in (("basic-auth-user", user), ("basic-auth-password", password)):
+        if not value:
+            raise ConfigError(f"basic_auth=true but {folder / name} is empty")
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 

@@ -200,6 +200,14 @@ def duration(text: str) -> float:
     return parse_duration(text)
 
 
+def positive_duration(text: str) -> float:
+    """A duration that must be longer than zero (a zero timeout would make a process useless)."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be longer than 0")
+    return seconds
+
+
 def port(text: str) -> int:
     return int(int_in(0, 65535)(text))
 

@@ -5,6 +5,8 @@ A callback URL must be absolute http(s). Its host is then either named by the al
 to public addresses, unless `callback_allow_private` is set. The check runs twice: on the URL's
 text when the call is accepted, and on the addresses the name resolves to when the callback is
 sent (`GuardedResolver`), so a DNS answer that changes in between cannot reach a private host.
+A numeric host is read as the resolver would read it (`hosts.host_address`: `127.1` and
+`2130706433` are loopback, so is `localhost`), and a refusal at either check is final.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
+from connectors.core.hosts import host_address
 from connectors.core.http1 import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -81,9 +84,8 @@ class CallbackPolicy:
             raise CallbackRefused(f"callback URL {url!r} is not an absolute http(s) URL")
         if self.host_listed(host):
             return host
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        address = host_address(host)  # also `127.1`, `2130706433`, `localhost`
+        if address is None:
             return host  # a name: its addresses are checked when it is resolved
         if not self.address_allowed(address):
             raise CallbackRefused(f"callback host {host} is a private or loopback address")
@@ -116,7 +118,8 @@ class GuardedResolver:
             return addresses
         allowed = [a for a in addresses if self.policy.address_allowed(_address(a))]
         if not allowed:
-            raise OSError(f"callback host {host} resolves only to refused addresses")
+            # not an OSError: the connection did not fail, the policy refused it (final)
+            raise CallbackRefused(f"callback host {host} resolves only to refused addresses")
         return allowed
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 
 from connectors.core.errors import ConfigError, FerryError, StartupError
+from connectors.core.logs import escape_controls
 from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging
@@ -76,18 +77,26 @@ async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
 
 
 def _print_replayed(letter: DeadLetter) -> None:
-    print(
+    text = (
         f"replayed {letter.call_id or '-'} ({letter.function or '?'}) to {letter.original_subject}"
     )
+    print(escape_controls(text))
 
 
 def print_table(letters: list[DeadLetter]) -> None:
     rows = [("CALL ID", "FUNCTION", "ATTEMPTS", "LAST STATUS", "AGE", "REASON")]
     for d in letters:
         age = _age(d.age())
-        rows.append(
-            (d.call_id or "-", d.function or "-", d.attempts, d.last_status or "-", age, d.reason)
+        cells = (
+            d.call_id or "-",
+            d.function or "-",
+            d.attempts,
+            d.last_status or "-",
+            age,
+            d.reason,
         )
+        call_id, function, attempts, status, age, reason = map(escape_controls, cells)
+        rows.append((call_id, function, attempts, status, age, reason))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)), row[5])

@@ -138,7 +138,7 @@ async def test_standalone_mode_serves_the_openfaas_system_api_and_proxies_functi
             (echo,) = await response.json()
         async with session.get(f"{gw.url}/system/functions?namespace=team-b") as response:
             (other,) = await response.json()
-        async with session.post(f"{gw.url}/function/echo/x%2Fy?q=1", data=b"hi") as response:
+        async with session.post(f"{gw.url}/function/echo/x%20y?q=1", data=b"hi") as response:
             assert response.status == 201
             assert await response.read() == b"echo:hi"
             assert response.headers["X-Fn-Header"] == "fn"
@@ -152,7 +152,7 @@ async def test_standalone_mode_serves_the_openfaas_system_api_and_proxies_functi
     assert (other["name"], other["namespace"]) == ("other", "team-b")
     assert {"replicas", "availableReplicas", "annotations", "image"} <= set(echo)
     (call,) = gateway.calls_to("echo")
-    assert (call.path, call.query, call.body) == ("/x/y", "q=1", b"hi")
+    assert (call.path, call.query, call.body) == ("/x y", "q=1", b"hi")
 
 
 async def test_a_compressed_request_body_reaches_the_function_as_sent(

@@ -61,9 +61,9 @@ async def test_the_resolver_drops_private_answers() -> None:
     assert await resolver("mixed.example", 80) == ["93.184.216.34"]
 
 
-async def test_a_name_resolving_only_to_private_addresses_fails() -> None:
+async def test_a_name_resolving_only_to_private_addresses_is_refused() -> None:
     resolver = GuardedResolver(STRICT, fixed("127.0.0.1"))
-    with pytest.raises(OSError, match="refused"):
+    with pytest.raises(CallbackRefused, match="refused"):
         await resolver("rebind.example", 80)
 
 

@@ -11,6 +11,8 @@ from connectors.core.http1.answer import AnswerParser, Response
 from connectors.core.http1.wire import HttpError, Origin, encode_head, split_url
 from connectors.core.slots import Slots
 
+# (host, port) -> addresses. An OSError from it is a failed connection (HttpError); any other
+# exception (a policy's refusal, say) reaches the caller of `request` unchanged.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 

@@ -1,0 +1,119 @@
+"""Finding 11: a callback host that is loopback in disguise is refused where it is first seen,
+and a refusal by the resolver-time guard is final (not retried) and counted as refused."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.core.hosts import allowed_hosts, host_address, inet_aton
+from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.http import CallbackReceiver, FakeGateway
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
+from tests.support.wire import exchange, request
+
+DISGUISED = [
+    "http://2130706433/",
+    "http://0x7f000001/",
+    "http://0x7F.1/",
+    "http://127.1/",
+    "http://127.1 x/",
+    "http://017700000001/",
+    "http://0177.0.0.1/",
+    "http://0/",
+    "http://localhost/",
+    "http://LOCALHOST./x",
+    "http://api.localhost:8080/",
+    "http://10.1/",
+    "http://0xa9.0xfe.0xa9fe/",  # 169.254.169.254, the cloud metadata address
+]
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("1.2.65535", "1.2.255.255"),
+        ("0xa9.0xfe.0xa9fe", "169.254.169.254"),
+    ],
+)
+def test_numeric_hosts_are_read_as_the_resolver_reads_them(host: str, address: str) -> None:
+    assert inet_aton(host) == ipaddress.IPv4Address(address)
+
+
+_PART = st.one_of(
+    st.integers(0, 2**32).map(str),
+    st.integers(0, 2**32).map(lambda n: f"0{n:o}"),
+    st.integers(0, 2**32).map(lambda n: f"0x{n:x}"),
+    st.sampled_from(["0x", "08", "09", "0", "00", "0X1F", "1a", ""]),
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(_PART, min_size=1, max_size=5).map(".".join),
+    st.sampled_from(["", " ", " x", "\t1", "\n", "x", " 1.2"]),
+)
+def test_numeric_hosts_agree_with_the_system_inet_aton(numeric: str, tail: str) -> None:
+    host = numeric + tail
+    try:
+        expected = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        expected = None
+    assert inet_aton(host) == expected
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "1.2.3.4.5", "08", "1.256.1.1", "1.2.65536", "1e3"]
+)
+def test_what_the_resolver_would_look_up_is_not_a_numeric_address(host: str) -> None:
+    assert host_address(host) is None
+
+
+@pytest.mark.parametrize("entry", ["300.1.1.1/99", "10.0.0.0/33", "1.2.3.999", "a b", "127.1"])
+def test_a_malformed_allow_list_entry_is_refused(entry: str) -> None:
+    with pytest.raises(ValueError, match=r"is not|four decimal parts"):
+        allowed_hosts(entry)
+
+
+async def test_the_front_door_answers_400_to_loopback_in_disguise_unless_private_is_allowed(
+    queue: QueueUnderTest, tmp_path: Path
+) -> None:
+    functions = write_functions(tmp_path / "f.yml", {"echo": {"url": "http://127.0.0.1:9"}})
+    for allow_private, expected in (("false", 400), ("true", 202)):
+        env = gateway_env(
+            queue, functions_file=str(functions), callback_allow_private=allow_private
+        )
+        async with running_gateway(env) as front:
+            for url in DISGUISED:
+                data = request("POST", "/async-function/echo", f"X-Callback-Url: {url}")
+                status, _, body = await exchange(front.port, data)
+                assert status == expected, (url, body)
+
+
+async def test_the_worker_refuses_a_queued_disguised_callback_once_as_refused(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    gateway.function("echo")
+    await queue.publish("echo", b"x", callback_url=f"http://127.1:{receiver.port}/cb")
+    async with queue.worker(callback_allow_private="false") as worker:
+        await eventually(lambda: _drained(queue), what="acked")
+        refused = worker.registry.get_sample_value(
+            "queue_worker_callbacks_total", {"outcome": "refused"}
+        )
+    assert receiver.received == []
+    assert refused == 1
+
+
+async def _drained(queue: QueueUnderTest) -> bool:
+    return await queue.pending() == 0

@@ -1,0 +1,98 @@
+"""Findings 9 and 10: settings that would make a process useless, or that it would misread,
+are refused at start: one line on stderr naming the variable, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.brokers import NatsServer
+from tests.support.procs import run_to_exit
+
+EXIT_CONFIG = 2
+
+
+def _functions(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "functions.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def _secrets(tmp_path: Path, user: str, password: str) -> str:
+    (tmp_path / "basic-auth-user").write_text(user)
+    (tmp_path / "basic-auth-password").write_text(password)
+    return str(tmp_path)
+
+
+ONE_FUNCTION = "functions:\n  - {name: echo, url: 'http://127.0.0.1:9'}\n"
+TWICE = ONE_FUNCTION + "  - {name: echo, url: 'http://127.0.0.1:8'}\n"
+
+CASES = {
+    "worker upstream_timeout=0": ("queue-worker", {"upstream_timeout": "0"}, "upstream_timeout"),
+    "worker callback_timeout=0": ("queue-worker", {"callback_timeout": "0s"}, "callback_timeout"),
+    "worker upstream_timeout<0": ("queue-worker", {"upstream_timeout": "-1s"}, "upstream_timeout"),
+    "worker nats_connect_timeout=0": (
+        "queue-worker",
+        {"nats_connect_timeout": "0"},
+        "nats_connect_timeout",
+    ),
+    "worker upstream_timeout=inf": (
+        "queue-worker",
+        {"upstream_timeout": "inf"},
+        "upstream_timeout",
+    ),
+    "worker malformed CIDR": (
+        "queue-worker",
+        {"callback_allowed_hosts": "10.0.0.0/8,300.1.1.1/99"},
+        "callback_allowed_hosts",
+    ),
+    "worker health_host": ("queue-worker", {"health_host": "999.1.1.1"}, "health_host"),
+    "gateway publish_timeout=0": ("gateway", {"publish_timeout": "0"}, "publish_timeout"),
+    "gateway upstream_timeout=0": ("gateway", {"upstream_timeout": "0ms"}, "upstream_timeout"),
+    "gateway read_timeout=0": ("gateway", {"read_timeout": "0"}, "read_timeout"),
+    "gateway refresh_interval=0": ("gateway", {"refresh_interval": "0"}, "refresh_interval"),
+    "gateway listen_host": ("gateway", {"listen_host": "999.1.1.1"}, "listen_host"),
+    "gateway malformed CIDR": (
+        "gateway",
+        {"callback_allowed_hosts": "300.1.1.1/99"},
+        "callback_allowed_hosts",
+    ),
+}
+
+
+@pytest.mark.parametrize(("command", "env", "variable"), CASES.values(), ids=list(CASES))
+async def test_a_useless_or_malformed_setting_is_one_line_naming_it_and_exit_2(
+    command: str, env: dict[str, str], variable: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    base = {"nats_url": nats_server.url, "gateway_url": "http://127.0.0.1:9"}
+    if command == "gateway":
+        base["functions_file"] = _functions(tmp_path, ONE_FUNCTION)
+    status, output = await run_to_exit(command, {**base, **env})
+    assert status == EXIT_CONFIG, output
+    assert output.count("\n") == 0 and "Traceback" not in output, output
+    assert variable in output
+
+
+async def test_a_function_listed_twice_is_refused(nats_server: NatsServer, tmp_path: Path) -> None:
+    env = {"nats_url": nats_server.url, "functions_file": _functions(tmp_path, TWICE)}
+    status, output = await run_to_exit("gateway", env)
+    assert status == EXIT_CONFIG, output
+    assert "functions_file=" in output and "echo.openfaas-fn is listed twice" in output
+
+
+@pytest.mark.parametrize(("user", "password"), [("", "secret"), ("admin", "\n")])
+@pytest.mark.parametrize("command", ["gateway", "queue-worker"])
+async def test_an_empty_basic_auth_file_is_refused(
+    command: str, user: str, password: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    env = {
+        "nats_url": nats_server.url,
+        "basic_auth": "true",
+        "secret_mount_path": _secrets(tmp_path, user, password),
+        "gateway_url": "http://127.0.0.1:9",
+        "upstream_url": "http://127.0.0.1:9",
+    }
+    status, output = await run_to_exit(command, env)
+    assert status == EXIT_CONFIG, output
+    assert output.count("\n") == 0 and "is empty" in output, output
