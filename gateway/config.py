@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.core.config import RuntimeSettings
+from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.settings import (
     csv,
     duration,
@@ -61,6 +61,7 @@ class GatewayConfig:
         duration,
         shown="60s",
     )
+    max_response_bytes: int = max_response_bytes_setting()
     basic_auth: bool = setting(
         "basic_auth",
         False,

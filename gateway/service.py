@@ -47,7 +47,11 @@ class GatewayService:
         self.config = config
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
-        self.proxy = ReverseProxy(self.metrics, read_timeout=config.upstream_timeout)
+        self.proxy = ReverseProxy(
+            self.metrics,
+            read_timeout=config.upstream_timeout,
+            max_response_bytes=config.max_response_bytes,
+        )
         self._upstream: GatewayClient | None = None
         self.catalog = FunctionCatalog(
             self._source(),
@@ -68,6 +72,7 @@ class GatewayService:
         settings = GatewaySettings(
             gateway_url=self.config.upstream_url,
             upstream_timeout=self.config.upstream_timeout,
+            max_response_bytes=self.config.max_response_bytes,
             basic_auth=self.config.basic_auth,
             secret_mount_path=self.config.secret_mount_path,
         )

@@ -14,7 +14,13 @@ from urllib.parse import quote
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.gateway import GatewayClient
-from connectors.core.http1 import HttpError, InvalidRequest
+from connectors.core.http1 import (
+    BodySourceError,
+    HttpError,
+    InvalidRequest,
+    ResponseTooLarge,
+    StreamedBody,
+)
 from connectors.core.retry import Outcome, RetryPolicy, Verdict, parse_retry_after
 from connectors.core.version import USER_AGENT
 
@@ -47,7 +53,7 @@ class InvocationRequest:
     """One call to make: `{method} {gateway}/function/{function}{path}?{query}`."""
 
     function: str
-    body: bytes = b""
+    body: bytes | StreamedBody = b""
     method: str = "POST"
     path: str = ""
     query: str = ""
@@ -72,7 +78,9 @@ class InvocationResult:
     body: bytes = b""
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     error: str = ""
-    unsendable: bool = False  # the request itself cannot be sent as HTTP: retrying cannot help
+    # Retrying cannot help: the request cannot be sent as HTTP, or the answer is larger than
+    # max_response_bytes (the function would give the same answer again).
+    final: bool = False
 
     @property
     def ok(self) -> bool:
@@ -88,7 +96,7 @@ class InvocationResult:
         return parse_retry_after(self.headers.get("Retry-After"))
 
     def outcome(self, policy: RetryPolicy) -> Outcome:
-        if self.unsendable:
+        if self.final:
             return Outcome(Verdict.FAILED, reason=f"{self.error} (not retried)")
         return policy.decide(
             status=self.status, attempt=self.attempt, retry_after=self.retry_after, error=self.error
@@ -109,7 +117,7 @@ class Invoker:
         ]
         headers.append(("User-Agent", USER_AGENT))
         started = time.monotonic()
-        unsendable = False
+        final = False
         try:
             response = await self.client.http.request(
                 request.method,
@@ -128,15 +136,19 @@ class Invoker:
             )
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
+        except ResponseTooLarge as exc:
+            error, final = f"{exc} (the function answered {exc.status})", True
+        except BodySourceError as exc:
+            error = f"the request body could not be read: {exc}"
         except HttpError as exc:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
-            error, unsendable = f"the request cannot be sent: {exc}", True
+            error, final = f"the request cannot be sent: {exc}", True
         return InvocationResult(
             function=request.function,
             status=None,
             attempt=attempt,
             duration=time.monotonic() - started,
             error=error,
-            unsendable=unsendable,
+            final=final,
         )
