@@ -17,7 +17,7 @@ from connectors.core.settings import (
 )
 from queue_worker.config import NatsSettings
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class GatewayConfig:
     max_body_bytes: int = setting(
         "max_body_bytes",
         DEFAULT_MAX_BODY_BYTES,
-        "largest async request body (413 above)",
+        "largest async request body (413 above); bodies too large for one NATS message"
+        " go to the large_body_bucket object store",
         int_in(0),
     )
     refresh_interval: float = setting(

@@ -35,6 +35,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.proxy import ReverseProxy
 from gateway.standalone import StandaloneRoutes
 from queue_worker import jetstream
+from queue_worker.large_bodies import BodyStore
 from queue_worker.publisher import Publisher
 
 log = logging.getLogger("ferry.gateway")
@@ -104,9 +105,11 @@ class GatewayService:
         self._connected = True
         js = self._nc.jetstream()
         await jetstream.ensure_streams(js, nats.nats_stream, nats.dead_letter_stream)
+        bodies = BodyStore(js, nats.large_body_bucket, ttl=nats.large_body_ttl)
+        await bodies.ensure()
         front_door = FrontDoor(
             self.catalog,
-            Publisher(js, nats.nats_stream),
+            Publisher(js, nats.nats_stream, bodies),
             CallbackPolicy.build(
                 self.config.callback_allowed_hosts, self.config.callback_allow_private
             ),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.settings import duration, group, int_in, setting
+from queue_worker.large_bodies import DEFAULT_BUCKET, DEFAULT_TTL
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
 
 
@@ -25,6 +27,19 @@ def nats_url_parse(text: str) -> str:
     if scheme not in {"nats", "tls", "ws", "wss"}:
         raise ValueError("expected a nats:// URL")
     return text
+
+
+def bucket_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ValueError("expected letters, digits, - and _ (at most 64)")
+    return text
+
+
+def positive_duration(text: str) -> float:
+    value = duration(text)
+    if value <= 0:
+        raise ValueError("must be longer than 0s")
+    return value
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,19 @@ class NatsSettings:
         "bound on the first connection at start-up",
         duration,
         shown="5s",
+    )
+    large_body_bucket: str = setting(
+        "large_body_bucket",
+        DEFAULT_BUCKET,
+        "JetStream object store for call bodies too large for one message",
+        bucket_name,
+    )
+    large_body_ttl: float = setting(
+        "large_body_ttl",
+        DEFAULT_TTL,
+        "how long a stored body is kept at most (deleted sooner once its call is done)",
+        positive_duration,
+        shown="168h",
     )
 
 

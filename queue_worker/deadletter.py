@@ -8,6 +8,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from queue_worker.jetstream import publish
+from queue_worker.large_bodies import BODY_OBJECT
 from queue_worker.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
@@ -38,7 +39,8 @@ class DeadLetterWriter:
         """Store the original message and why it died; raises PublishError if not stored.
 
         The message id is the source stream and sequence, so a worker that crashes after
-        writing and before acking does not store the same dead letter twice.
+        writing and before acking does not store the same dead letter twice. A claim check
+        (`Ferry-Body-Object`) goes with it: the object stays until the dead letter is purged.
         """
         meta = msg.metadata
         source = f"{meta.stream}:{meta.sequence.stream if meta.sequence else ''}"
@@ -52,6 +54,9 @@ class DeadLetterWriter:
             DEAD_CALL_ID: call_id,
             DEAD_AT: str(time.time_ns()),
         }
+        reference = (msg.headers or {}).get(BODY_OBJECT)
+        if reference:  # the dead letter keeps the call's body object, for replay
+            headers[BODY_OBJECT] = reference
         await publish(
             self.js,
             dead_letter_subject(self.stream, function),
