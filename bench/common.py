@@ -82,11 +82,12 @@ def start_nats(store: str) -> tuple[Child, str]:
     return child, f"nats://127.0.0.1:{port}"
 
 
-def start_function_server(delay: float) -> tuple[Child, str]:
-    """An aiohttp function in its own process: answers every call after `delay` seconds."""
+def start_function_server(delay: float, mode: str = "echo") -> tuple[Child, str]:
+    """An aiohttp function in its own process: answers every call after `delay` seconds, with
+    its body (`echo`) or the body's digest (`digest`)."""
     port = free_port()
     child = Child(
-        [sys.executable, str(ROOT / "bench" / "function_server.py"), str(port), str(delay)]
+        [sys.executable, str(ROOT / "bench" / "function_server.py"), str(port), str(delay), mode]
     )
     wait_for_port(port)
     return child, f"http://127.0.0.1:{port}"

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 BODY_OBJECT = "Ferry-Body-Object"  # NATS message header: "{bucket}/{object name}"
 DEFAULT_BUCKET = "faas-bodies"
 DEFAULT_TTL = 7 * 24 * 3600.0
+CHUNK_BYTES = 128 * 1024
 _BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NAME = re.compile(r"[0-9a-f-]{36}")  # what `put` names objects: a random UUID
 
@@ -102,9 +103,12 @@ class BodyStore:
         """Store `body`; returns the `Ferry-Body-Object` value naming it. PublishError if
         JetStream did not store it (nothing is left behind then)."""
         name = str(uuid.uuid4())
+        # chunks of 128 KiB (nats-py's default), smaller if the server takes less per message
+        chunk = min(CHUNK_BYTES, server_max_payload(self.js) - 1024)
+        meta = js_api.ObjectMeta(name=name, options=js_api.ObjectMetaOptions(max_chunk_size=chunk))
         try:
             store = await self.js.object_store(self.bucket)
-            await store.put(name, body)
+            await store.put(name, body, meta=meta)
         except (NatsError, TimeoutError, OSError) as exc:
             raise PublishError(
                 f"the body could not be stored in {self.bucket}: {_describe(exc)}"

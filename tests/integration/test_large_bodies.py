@@ -5,20 +5,30 @@ dead letter until it is purged, and survives a worker killed half way."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import nats
 import pytest
 from aiohttp import web
 from nats.js.errors import NotFoundError
 
 from queue_worker.large_bodies import BODY_OBJECT
+from tests.support.brokers import NatsServer
 from tests.support.cli import ferry
-from tests.support.front_door import gateway_env, gateway_process, write_functions
+from tests.support.front_door import (
+    gateway_env,
+    gateway_process,
+    running_gateway,
+    write_functions,
+)
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.http1 import serve
 from tests.support.ports import eventually
@@ -247,3 +257,53 @@ async def test_a_900_kb_body_on_a_default_server_is_accepted_and_delivered(
         await eventually(lambda: len(gateway.calls_to("echo")) == 1, 30, what="the call")
     assert digest(gateway.calls_to("echo")[0].body) == digest(body)
     await no_objects_left(queue, bucket)
+
+
+@dataclass
+class SmallPayloadNats(NatsServer):
+    """A nats-server whose max_payload is 32 KiB, from a configuration file."""
+
+    def command(self) -> list[str]:
+        config = Path(self.store) / "server.conf"
+        config.write_text("max_payload: 32768\n")
+        return [*super().command(), "-c", str(config)]
+
+
+@pytest.fixture
+def small_nats() -> Iterator[SmallPayloadNats]:
+    server = SmallPayloadNats().start()
+    yield server
+    server.cleanup()
+
+
+async def test_the_threshold_is_the_servers_own_max_payload_and_small_bodies_stay_inline(
+    small_nats: SmallPayloadNats, gateway: FakeGateway, bucket: str, tmp_path: Path
+) -> None:
+    gateway.function("echo")
+    functions = write_functions(tmp_path / "f.yml", {"echo": {"url": gateway.url}})
+    nc = await nats.connect(small_nats.url)
+    try:
+        queue = await QueueUnderTest(nc, small_nats.url, gateway.url).setup()
+        env = gateway_env(queue, functions_file=str(functions), large_body_bucket=bucket)
+        async with running_gateway(env) as gw, aiohttp.ClientSession() as session:
+            for size in (1024, 100 * 1024):  # inline; too large for 32 KiB messages
+                async with session.post(
+                    f"{gw.url}/async-function/echo", data=os.urandom(size)
+                ) as response:
+                    assert response.status == 202, await response.text()
+            async with session.post(
+                f"{gw.url}/async-function/echo",
+                data=b"x",
+                headers={f"X-Big-{n}": "y" * 8000 for n in range(5)},
+            ) as response:  # the call alone is larger than any message the server takes
+                assert response.status == 413
+                assert "max_payload" in await response.text()
+        small, large = [await queue.js.get_msg(queue.stream, seq=seq) for seq in (1, 2)]
+        assert await queue.stored() == 2
+        assert BODY_OBJECT not in (small.headers or {})
+        assert len(base64.b64decode(json.loads(small.data or b"")["Body"])) == 1024
+        assert BODY_OBJECT in (large.headers or {})
+        assert "Body" not in json.loads(large.data or b"")  # valid for Go: an empty body
+        assert len(await live_objects(queue, bucket)) == 1
+    finally:
+        await nc.close()
