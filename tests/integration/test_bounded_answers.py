@@ -15,6 +15,7 @@ from tests.support.front_door import gateway_env, running_gateway, write_functio
 from tests.support.http import CallbackReceiver
 from tests.support.http1 import serve
 from tests.support.large import hostile_functions
+from tests.support.memory import peak_rss_kib
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
@@ -27,14 +28,6 @@ async def hostile_gateway() -> AsyncIterator[str]:
     runner, base = await serve(hostile_functions)
     yield base
     await runner.cleanup()
-
-
-def peak_rss_kib(pid: int) -> int:
-    """The most resident memory the process ever had (VmHWM), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM in /proc status")
 
 
 async def test_a_500_mib_answer_is_a_final_failure_with_the_reason_and_memory_stays_bounded(

@@ -20,7 +20,8 @@ import pytest
 from aiohttp import web
 from nats.js.errors import NotFoundError
 
-from queue_worker.large_bodies import BODY_OBJECT
+from queue_worker.large_bodies import BODY_OBJECT, BodyStore
+from queue_worker.publisher import Publisher, build_request
 from tests.support.brokers import NatsServer
 from tests.support.cli import ferry
 from tests.support.front_door import (
@@ -31,6 +32,7 @@ from tests.support.front_door import (
 )
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.http1 import serve
+from tests.support.memory import peak_rss_kib
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
@@ -307,3 +309,45 @@ async def test_the_threshold_is_the_servers_own_max_payload_and_small_bodies_sta
         assert len(await live_objects(queue, bucket)) == 1
     finally:
         await nc.close()
+
+
+async def test_bodies_in_flight_are_streamed_not_held_by_the_worker(
+    queue: QueueUnderTest, bucket: str
+) -> None:
+    """Eight 10 MiB calls in flight at once cost the worker far less than their 80 MiB."""
+    in_flight, all_read = 8, asyncio.Event()
+    read: list[str] = []
+
+    async def reads_then_waits_for_all(request: web.Request) -> web.Response:
+        hashed = hashlib.sha256()
+        async for piece in request.content.iter_chunked(256 * 1024):
+            hashed.update(piece)
+        read.append(hashed.hexdigest())
+        if len(read) == in_flight:
+            all_read.set()
+        await all_read.wait()
+        return web.Response(text="ok")
+
+    runner, functions_url = await serve(reads_then_waits_for_all)
+    body = os.urandom(10 * MiB)
+    bodies = BodyStore(queue.js, bucket)
+    await bodies.ensure()
+    publisher = Publisher(queue.js, queue.stream, bodies)
+    try:
+        for _ in range(in_flight):
+            await publisher.enqueue(build_request("f", body=body), timeout=30)
+        worker = await queue.spawn_worker(
+            **worker_env(bucket, gateway_url=functions_url, max_inflight=str(in_flight))
+        )
+        try:
+            await asyncio.wait_for(all_read.wait(), 60)
+            await no_objects_left(queue, bucket)
+            peak_mib = peak_rss_kib(worker.pid) // 1024
+        finally:
+            worker.terminate()
+            await worker.wait()
+    finally:
+        await runner.cleanup()
+    assert read == [digest(body)] * in_flight
+    print(f"queue worker peak RSS with {in_flight} x 10 MiB in flight: {peak_mib} MiB")
+    assert peak_mib < 100
