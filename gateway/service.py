@@ -158,7 +158,8 @@ class GatewayService:
         return await self.proxy.forward(request, self.config.upstream_url + request.raw_path)
 
     def ready(self) -> bool:
-        return self._connected and self.catalog.loaded and not self._stopping.is_set()
+        listening = self._listener is not None  # streams and bucket ready, port known
+        return listening and self._connected and self.catalog.loaded and not self._stopping.is_set()
 
     async def run(self) -> None:
         refresher = asyncio.create_task(self.catalog.run())

@@ -149,8 +149,8 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         if self.transport is not None:
-            if self.body_cut:  # unsent body bytes would only wait for a peer not reading them
-                self.transport.abort()
+            if self.body_cut or self._writable is not None:
+                self.transport.abort()  # unsent body bytes would wait on a peer not reading
             else:
                 self.transport.close()
 
