@@ -56,7 +56,7 @@ class DeadLetterWriter:
         }
         reference = (msg.headers or {}).get(BODY_OBJECT)
         if reference:  # the dead letter keeps the call's body object, for replay
-            headers[BODY_OBJECT] = reference
+            headers[BODY_OBJECT] = str(reference)
         await publish(
             self.js,
             dead_letter_subject(self.stream, function),

@@ -195,7 +195,7 @@ class QueueWorker:
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
             invocation = _invocation(request)
-            reference = (msg.headers or {}).get(BODY_OBJECT, "")
+            reference = str((msg.headers or {}).get(BODY_OBJECT, ""))
             if reference:  # a claim check: the body is streamed from the object store
                 try:
                     assert self._bodies is not None

@@ -75,8 +75,12 @@ class AnswerParser:
             elif self.state == "length":
                 if len(self.buffer) < self.remaining:
                     return None
-                self.chunks.append(bytes(self.buffer[: self.remaining]))
-                del self.buffer[: self.remaining]
+                if len(self.buffer) == self.remaining:  # the usual case: one copy, not two
+                    self.chunks.append(bytes(self.buffer))
+                    self.buffer.clear()
+                else:
+                    self.chunks.append(bytes(self.buffer[: self.remaining]))
+                    del self.buffer[: self.remaining]
                 return self._done()
             elif self.state == "chunk-size":
                 if not self._read_chunk_size():
