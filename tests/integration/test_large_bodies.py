@@ -262,24 +262,35 @@ async def test_a_900_kb_body_on_a_default_server_is_accepted_and_delivered(
 
 
 @dataclass
-class SmallPayloadNats(NatsServer):
-    """A nats-server whose max_payload is 32 KiB, from a configuration file."""
+class ConfiguredNats(NatsServer):
+    """A nats-server with a configuration file of its own."""
+
+    config: str = ""
 
     def command(self) -> list[str]:
-        config = Path(self.store) / "server.conf"
-        config.write_text("max_payload: 32768\n")
-        return [*super().command(), "-c", str(config)]
+        path = Path(self.store) / "server.conf"
+        path.write_text(self.config)
+        return [*super().command(), "-c", str(path)]
 
 
 @pytest.fixture
-def small_nats() -> Iterator[SmallPayloadNats]:
-    server = SmallPayloadNats().start()
+def small_nats() -> Iterator[ConfiguredNats]:
+    """A server that takes messages of 32 KiB at most."""
+    server = ConfiguredNats(config="max_payload: 32768\n").start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def full_nats() -> Iterator[ConfiguredNats]:
+    """A server whose JetStream has 8 MB of file storage."""
+    server = ConfiguredNats(config="jetstream { max_file_store: 8MB }\n").start()
     yield server
     server.cleanup()
 
 
 async def test_the_threshold_is_the_servers_own_max_payload_and_small_bodies_stay_inline(
-    small_nats: SmallPayloadNats, gateway: FakeGateway, bucket: str, tmp_path: Path
+    small_nats: ConfiguredNats, gateway: FakeGateway, bucket: str, tmp_path: Path
 ) -> None:
     gateway.function("echo")
     functions = write_functions(tmp_path / "f.yml", {"echo": {"url": gateway.url}})
@@ -351,3 +362,26 @@ async def test_bodies_in_flight_are_streamed_not_held_by_the_worker(
     assert read == [digest(body)] * in_flight
     print(f"queue worker peak RSS with {in_flight} x 10 MiB in flight: {peak_mib} MiB")
     assert peak_mib < 100
+
+
+async def test_a_body_the_object_store_has_no_room_for_is_503_as_retrying_can_help(
+    full_nats: ConfiguredNats, gateway: FakeGateway, bucket: str, tmp_path: Path
+) -> None:
+    gateway.function("echo")
+    functions = write_functions(tmp_path / "f.yml", {"echo": {"url": gateway.url}})
+    nc = await nats.connect(full_nats.url)
+    try:
+        queue = await QueueUnderTest(nc, full_nats.url, gateway.url).setup()
+        env = gateway_env(queue, functions_file=str(functions), large_body_bucket=bucket)
+        async with running_gateway(env) as gw, aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{gw.url}/async-function/echo", data=os.urandom(10 * MiB)
+            ) as response:
+                assert response.status == 503
+                assert "insufficient resources" in await response.text()
+            async with session.post(f"{gw.url}/async-function/echo", data=b"small") as response:
+                assert response.status == 202
+        assert await queue.stored() == 1
+        assert await live_objects(queue, bucket) == []
+    finally:
+        await nc.close()
