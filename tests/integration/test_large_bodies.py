@@ -53,12 +53,13 @@ def worker_env(bucket: str, **extra: str) -> dict[str, str]:
 
 
 async def live_objects(queue: QueueUnderTest, bucket: str) -> list[str]:
-    """Names of the objects in `bucket` that are not deleted."""
+    """The chunk subjects of the objects in `bucket` still holding data (one per object;
+    deleting an object purges its chunks)."""
     try:
-        store = await queue.js.object_store(bucket)
-        return [info.name for info in await store.list(ignore_deletes=True) if info.name]
+        info = await queue.js.stream_info(f"OBJ_{bucket}", subjects_filter=f"$O.{bucket}.C.>")
     except NotFoundError:
         return []
+    return sorted(info.state.subjects or {})
 
 
 async def no_objects_left(queue: QueueUnderTest, bucket: str) -> None:
