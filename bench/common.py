@@ -153,11 +153,12 @@ def _wait_for_meta_leader(monitor_ports: list[int], size: int, timeout: float = 
     raise TimeoutError("the NATS cluster did not elect a meta leader")
 
 
-def start_function_server(delay: float) -> tuple[Child, str]:
-    """An aiohttp function in its own process: answers every call after `delay` seconds."""
+def start_function_server(delay: float, mode: str = "echo") -> tuple[Child, str]:
+    """The lean function (bench/function_server.py) in its own process: answers every call
+    after `delay` seconds, with its body (`echo`) or the body's digest (`digest`)."""
     port = free_port()
     child = Child(
-        [sys.executable, str(ROOT / "bench" / "function_server.py"), str(port), str(delay)]
+        [sys.executable, str(ROOT / "bench" / "function_server.py"), str(port), str(delay), mode]
     )
     wait_for_port(port)
     return child, f"http://127.0.0.1:{port}"

@@ -1,6 +1,9 @@
-"""A lean function server for benchmarks; as a script: `python function_server.py PORT DELAY`.
+"""A lean function server for benchmarks; as a script:
+`python function_server.py PORT DELAY [echo|digest]`.
 
-Answers every request with 200 and the request body, after DELAY seconds. It is a bare asyncio
+Answers every request with 200 after DELAY seconds: with the request body (`echo`, the
+default), or with the body's SHA-256 in hex (`digest`: the body is hashed as it arrives and
+never held whole, for large bodies). It is a bare asyncio
 protocol with `httptools` (the parser uvicorn uses), so it costs a few microseconds per request
 and the benchmarks measure ferry, not the function: an aiohttp server cost about ten times as
 much, and was the limit of the 100 ms scenario at concurrency 200 and of the Kafka benchmark,
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import sys
 from collections.abc import Callable
 
@@ -31,9 +35,11 @@ def echo(method: bytes, path: bytes, body: bytes) -> tuple[bytes, bytes]:
 class FunctionProtocol(asyncio.Protocol):
     """One connection: keep-alive HTTP/1.1, answers in request order."""
 
-    def __init__(self, handler: Handler, delay: float) -> None:
+    def __init__(self, handler: Handler, delay: float, digest: bool = False) -> None:
         self.handler = handler
         self.delay = delay
+        self.digest = digest
+        self.hashed = hashlib.sha256()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -58,16 +64,21 @@ class FunctionProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.body = []
+        self.hashed = hashlib.sha256()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        if self.digest:
+            self.hashed.update(body)
+        else:
+            self.body.append(body)
 
     def on_message_complete(self) -> None:
         path = self.url.split(b"?", 1)[0]
-        content_type, body = self.handler(self.parser.get_method(), path, b"".join(self.body))
+        received = self.hashed.hexdigest().encode() if self.digest else b"".join(self.body)
+        content_type, body = self.handler(self.parser.get_method(), path, received)
         answer = _HEAD % (content_type, len(body)) + body
         if not self.delay:
             self._write(answer)
@@ -92,16 +103,20 @@ class FunctionProtocol(asyncio.Protocol):
 class LeanServer:
     """The function server inside a benchmark's own event loop."""
 
-    def __init__(self, handler: Handler = echo, delay: float = 0.0) -> None:
+    def __init__(self, handler: Handler = echo, delay: float = 0.0, digest: bool = False) -> None:
         self.handler = handler
         self.delay = delay
+        self.digest = digest
         self.port = 0
         self._server: asyncio.Server | None = None
 
     async def start(self, port: int = 0) -> int:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: FunctionProtocol(self.handler, self.delay), "127.0.0.1", port, backlog=1024
+            lambda: FunctionProtocol(self.handler, self.delay, self.digest),
+            "127.0.0.1",
+            port,
+            backlog=1024,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
@@ -112,8 +127,8 @@ class LeanServer:
             await self._server.wait_closed()
 
 
-async def serve(port: int, delay: float) -> None:
-    server = LeanServer(echo, delay)
+async def serve(port: int, delay: float, digest: bool) -> None:
+    server = LeanServer(echo, delay, digest)
     await server.start(port)
     assert server._server is not None
     async with server._server:
@@ -122,12 +137,13 @@ async def serve(port: int, delay: float) -> None:
 
 def main() -> None:
     port, delay = int(sys.argv[1]), float(sys.argv[2])
+    digest = len(sys.argv) > 3 and sys.argv[3] == "digest"
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(port, delay))
+        asyncio.run(serve(port, delay, digest))
         return
-    uvloop.run(serve(port, delay))
+    uvloop.run(serve(port, delay, digest))
 
 
 if __name__ == "__main__":

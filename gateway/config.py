@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.core.config import RuntimeSettings
+from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
     group,
@@ -17,7 +17,7 @@ from connectors.core.settings import (
 )
 from queue_worker.config import QueueNatsSettings
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 65.0  # seconds, the OpenFaaS chart's gateway readTimeout
 
 
@@ -40,7 +40,8 @@ class GatewayConfig:
     max_body_bytes: int = setting(
         "max_body_bytes",
         DEFAULT_MAX_BODY_BYTES,
-        "largest async request body (413 above)",
+        "largest async request body (413 above); bodies too large for one NATS message"
+        " go to the large_body_bucket object store",
         int_in(0),
     )
     refresh_interval: float = setting(
@@ -71,6 +72,7 @@ class GatewayConfig:
         positive_duration,
         shown="60s",
     )
+    max_response_bytes: int = max_response_bytes_setting()
     basic_auth: bool = setting(
         "basic_auth",
         False,

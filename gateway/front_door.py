@@ -25,7 +25,7 @@ from connectors.core.urlguard import CallbackPolicy
 from gateway.call import AsyncCall
 from gateway.functions import Function, FunctionCatalog
 from gateway.metrics import GatewayMetrics
-from queue_worker.jetstream import PublishError
+from queue_worker.jetstream import NeverStorable, PublishError
 from queue_worker.publisher import Publisher, build_request
 
 log = logging.getLogger("ferry.gateway")
@@ -107,6 +107,8 @@ class FrontDoor:
         started = time.perf_counter()
         try:
             ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout)
+        except NeverStorable as exc:  # retrying cannot help: not a 503
+            return self._reject("too_large", 413, f"the call cannot be queued: {exc}")
         except PublishError as exc:
             return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)

@@ -1,7 +1,9 @@
 """A streaming reverse proxy: request and response bodies flow through without buffering.
 
 Status, headers and body pass unchanged except the hop-by-hop headers (RFC 9110 section 7.6.1),
-which describe one connection and must not be forwarded.
+which describe one connection and must not be forwarded. An answer longer than
+`max_response_bytes` is refused with 502 when its length is declared, and cut off (the
+connection to the caller aborted, so it cannot take it for whole) when it is not.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ log = logging.getLogger("ferry.gateway")
 CHUNK = 64 * 1024
 
 
+class AnswerTooLarge(Exception):
+    """The upstream's answer went past `max_response_bytes` after its status line was sent."""
+
+
 class ReverseProxy:
-    def __init__(self, metrics: GatewayMetrics, *, read_timeout: float) -> None:
+    def __init__(
+        self, metrics: GatewayMetrics, *, read_timeout: float, max_response_bytes: int
+    ) -> None:
         self.metrics = metrics
         self.read_timeout = read_timeout
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -58,10 +67,18 @@ class ReverseProxy:
                 data=data,
                 allow_redirects=False,
             ) as upstream:
+                limit = self.max_response_bytes
+                if (upstream.content_length or 0) > limit:
+                    return self._too_large(request, target)
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
                 response.headers.update(_forwardable(upstream.headers))
                 await response.prepare(request)
+                sent = 0
                 async for chunk in upstream.content.iter_chunked(CHUNK):
+                    sent += len(chunk)
+                    if sent > limit:
+                        self._too_large(request, target)
+                        raise AnswerTooLarge(target)  # aiohttp aborts the caller's connection
                     await response.write(chunk)
                 await response.write_eof()
                 self.metrics.proxied.labels(str(upstream.status)).inc()
@@ -74,6 +91,12 @@ class ReverseProxy:
             return web.Response(
                 status=502, text=f"upstream {target} unreachable: {type(exc).__name__}: {exc}\n"
             )
+
+    def _too_large(self, request: web.Request, target: str) -> web.Response:
+        self.metrics.proxied.labels("502").inc()
+        reason = f"response larger than max_response_bytes ({self.max_response_bytes} bytes)"
+        log.warning("proxy %s %s refused: %s", request.method, target, reason)
+        return web.Response(status=502, text=f"upstream {target}: {reason}\n")
 
 
 def _forwardable(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:

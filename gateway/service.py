@@ -39,6 +39,7 @@ from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.standalone import StandaloneRoutes
 from queue_worker import jetstream
+from queue_worker.large_bodies import BodyStore
 from queue_worker.publisher import Publisher
 
 log = logging.getLogger("ferry.gateway")
@@ -51,7 +52,11 @@ class GatewayService:
         self.config = config
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
-        self.proxy = ReverseProxy(self.metrics, read_timeout=config.upstream_timeout)
+        self.proxy = ReverseProxy(
+            self.metrics,
+            read_timeout=config.upstream_timeout,
+            max_response_bytes=config.max_response_bytes,
+        )
         self._upstream: GatewayClient | None = None
         self.catalog = FunctionCatalog(
             self._source(),
@@ -72,6 +77,7 @@ class GatewayService:
         settings = GatewaySettings(
             gateway_url=self.config.upstream_url,
             upstream_timeout=self.config.upstream_timeout,
+            max_response_bytes=self.config.max_response_bytes,
             basic_auth=self.config.basic_auth,
             secret_mount_path=self.config.secret_mount_path,
         )
@@ -105,9 +111,16 @@ class GatewayService:
         await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
+        bodies = BodyStore(
+            js,
+            nats.large_body_bucket,
+            ttl=nats.large_body_ttl,
+            replicas=nats.nats_stream_replicas,
+        )
+        await bodies.ensure()
         front_door = FrontDoor(
             self.catalog,
-            Publisher(js, nats.nats_stream),
+            Publisher(js, nats.nats_stream, bodies),
             CallbackPolicy.build(
                 self.config.callback_allowed_hosts, self.config.callback_allow_private
             ),
@@ -168,7 +181,7 @@ class GatewayService:
 
     def ready(self) -> bool:
         return (
-            self._listener is not None
+            self._listener is not None  # streams and bucket ready, port known
             and self._nats is not None
             and self._nats.connected
             and self.catalog.loaded

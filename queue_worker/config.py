@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration, group, int_in, setting
+from connectors.core.settings import duration, group, int_in, positive_duration, setting
 from connectors.jetstream.settings import NatsSettings
+from queue_worker.large_bodies import DEFAULT_BUCKET, DEFAULT_TTL
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
 
 
@@ -15,6 +17,12 @@ def prefetch_parse(text: str) -> int | None:
         return None
     value: int = int_in(0, 10_000)(text)
     return value
+
+
+def bucket_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ValueError("expected letters, digits, - and _ (at most 64)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,19 @@ class QueueNatsSettings(NatsSettings):
     )
     dead_letter_stream: str = setting(
         "dead_letter_stream", DEAD_LETTER_STREAM, "stream that keeps dead letters"
+    )
+    large_body_bucket: str = setting(
+        "large_body_bucket",
+        DEFAULT_BUCKET,
+        "JetStream object store for call bodies too large for one message",
+        bucket_name,
+    )
+    large_body_ttl: float = setting(
+        "large_body_ttl",
+        DEFAULT_TTL,
+        "how long a stored body is kept at most (deleted sooner once its call is done)",
+        positive_duration,
+        shown="168h",
     )
 
 

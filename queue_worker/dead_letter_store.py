@@ -4,6 +4,9 @@ Replay publishes first and deletes second. The replayed message's `Nats-Msg-Id` 
 letter (`replay:{stream}:{seq}`), not the call, so a replay is never mistaken for the original
 call inside the duplicate window, while a replay re-run after a crash between the two steps is
 stored once. A message that fails again is dead-lettered again, as a new dead letter.
+
+A dead letter whose call's body is in the object store (`Ferry-Body-Object`) keeps that
+object: replay hands the reference on with the message, purge deletes the object too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from nats.js.errors import NotFoundError
 from connectors.core.errors import FerryError
 from queue_worker.header_text import decode_headers
 from queue_worker.jetstream import publish
+from queue_worker.large_bodies import BODY_OBJECT, BodyStore
 from queue_worker.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
@@ -62,6 +66,10 @@ class DeadLetter:
         return self.headers.get(DEAD_LAST_STATUS, "")
 
     @property
+    def body_object(self) -> str:
+        return self.headers.get(BODY_OBJECT, "")
+
+    @property
     def original_subject(self) -> str:
         return self.headers.get(DEAD_SUBJECT, "")
 
@@ -85,6 +93,7 @@ class DeadLetterStore:
         self.js = js
         self.stream = stream
         self.request_stream = request_stream
+        self.bodies = BodyStore(js, "unused")  # deletes name their own bucket
 
     async def read(self, function: str = "") -> list[DeadLetter]:
         """Every dead letter, oldest first, optionally only one function's."""
@@ -121,11 +130,14 @@ class DeadLetterStore:
         count = 0
         for letter in letters:
             subject = letter.original_subject or self.request_stream
+            headers = {"Nats-Msg-Id": f"replay:{self.stream}:{letter.seq}"}
+            if letter.body_object:
+                headers[BODY_OBJECT] = letter.body_object
             await publish(
                 self.js,
                 subject,
                 letter.data,
-                headers={"Nats-Msg-Id": f"replay:{self.stream}:{letter.seq}"},
+                headers=headers,
                 stream=self.request_stream,
             )
             await self._delete(letter)
@@ -139,6 +151,8 @@ class DeadLetterStore:
         letters = await self.read(function)
         for letter in letters:
             await self._delete(letter)
+            if letter.body_object:  # after the letter: a crash between leaves only an orphan
+                await self.bodies.delete(letter.body_object)
         return len(letters)
 
     async def _delete(self, letter: DeadLetter) -> None:

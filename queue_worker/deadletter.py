@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from queue_worker.header_text import encode_value
 from queue_worker.jetstream import publish
+from queue_worker.large_bodies import BODY_OBJECT
 from queue_worker.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
@@ -41,7 +42,8 @@ class DeadLetterWriter:
         Values from input are bounded and encoded so they read back as written
         (`header_text`); the subject is bounded whatever the function's name (`layout`).
         The message id is the source stream and sequence, so a worker that crashes after
-        writing and before acking does not store the same dead letter twice.
+        writing and before acking does not store the same dead letter twice. A claim check
+        (`Ferry-Body-Object`) goes with it: the object stays until the dead letter is purged.
         """
         meta = msg.metadata
         source = f"{meta.stream}:{meta.sequence.stream if meta.sequence else ''}"
@@ -55,6 +57,9 @@ class DeadLetterWriter:
             DEAD_CALL_ID: encode_value(call_id),
             DEAD_AT: str(time.time_ns()),
         }
+        reference = (msg.headers or {}).get(BODY_OBJECT)
+        if reference:  # the dead letter keeps the call's body object, for replay
+            headers[BODY_OBJECT] = str(reference)
         await publish(
             self.js,
             dead_letter_subject(self.stream, function),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from nats.errors import Error as NatsError
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 class PublishError(FerryError):
     """JetStream did not confirm that a message was stored."""
+
+
+class NeverStorable(PublishError):
+    """The message is larger than the server ever takes (`max_payload`): retrying cannot help."""
 
 
 def request_stream_config(stream: str) -> js_api.StreamConfig:
@@ -100,6 +105,10 @@ async def publish(
     """Publish and wait for JetStream's acknowledgement that the message is stored."""
     try:
         return await js.publish(subject, data, timeout=timeout, stream=stream, headers=headers)
+    except MaxPayloadError:
+        raise NeverStorable(
+            f"the message for {subject} ({len(data)} bytes) is larger than NATS's max_payload"
+        ) from None
     except (NatsError, TimeoutError, OSError) as exc:
         raise PublishError(
             f"JetStream did not store the message on {subject}: {describe(exc)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -13,10 +14,14 @@ from nats.js import api as js_api
 
 from queue_worker import codec
 from queue_worker.codec import QueueRequest
-from queue_worker.jetstream import publish
+from queue_worker.jetstream import NeverStorable, publish
+from queue_worker.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
 from queue_worker.layout import DEFAULT_STREAM, queue_subject
 
 QUEUE_ANNOTATION = "com.openfaas.queue"
+# Room left in a message for what is not the base64 body: the rest of the JSON (the caller's
+# headers, up to the front door's 64 KiB head) and the NATS headers.
+MESSAGE_ROOM = 80 * 1024
 
 
 def new_call_id() -> str:
@@ -78,17 +83,30 @@ def _canonical(name: str) -> str:
 
 
 class Publisher:
-    def __init__(self, js: JetStreamContext, stream: str = DEFAULT_STREAM) -> None:
+    """Stores calls on the request stream; with a `BodyStore`, a body too large for one
+    message goes to the object store and the message names it (`large_bodies`)."""
+
+    def __init__(
+        self, js: JetStreamContext, stream: str = DEFAULT_STREAM, bodies: BodyStore | None = None
+    ) -> None:
         self.js = js
         self.stream = stream
+        self.bodies = bodies
+        max_payload = server_max_payload(js) if bodies is not None else 0
+        self.max_message = max_payload
+        # Bodies up to this size fit inline whatever the rest of the call holds: no check.
+        self.surely_inline = max(0, (max_payload - MESSAGE_ROOM) * 3 // 4)
 
     def enqueue(
         self, request: QueueRequest, *, timeout: float = 5.0
     ) -> Coroutine[Any, Any, js_api.PubAck]:
-        """Store the request; raises PublishError if JetStream did not confirm it.
+        """Store the request; raises PublishError if JetStream did not confirm it
+        (NeverStorable if it never can).
 
         Not a coroutine itself: it hands back `publish`'s, one frame less for every call
         through the front door to enter and leave."""
+        if self.bodies is not None and len(request.body) > self.surely_inline:
+            return self._enqueue_large(request, self.bodies, timeout)
         headers = {"Nats-Msg-Id": request.call_id} if request.call_id else None
         return publish(
             self.js,
@@ -98,3 +116,43 @@ class Publisher:
             stream=self.stream,
             timeout=timeout,
         )
+
+    async def _enqueue_large(
+        self, request: QueueRequest, bodies: BodyStore, timeout: float
+    ) -> js_api.PubAck:
+        """Inline if the whole message fits after all; else the body as an object first."""
+        subject = queue_subject(self.stream, request.queue_name)
+        headers = {"Nats-Msg-Id": request.call_id} if request.call_id else {}
+        # NATS headers count too: Nats-Msg-Id (the call id) and Ferry-Body-Object
+        room = self.max_message - 256 - len(request.call_id)
+        if (len(request.body) + 2) // 3 * 4 < room:
+            data = codec.encode(request)
+            if len(data) <= room:
+                return await publish(
+                    self.js,
+                    subject,
+                    data,
+                    headers=headers or None,
+                    stream=self.stream,
+                    timeout=timeout,
+                )
+        data = codec.encode(dataclasses.replace(request, body=b""))
+        if len(data) > room:
+            raise NeverStorable(
+                f"the call without its body ({len(data)} bytes) is larger than NATS's "
+                f"max_payload ({self.max_message} bytes)"
+            )
+        reference = await bodies.put(request.body)
+        # Not deleted if the publish fails: the call may be stored all the same (a lost PubAck),
+        # and it would need its body. An orphan goes with the bucket's TTL.
+        ack = await publish(
+            self.js,
+            subject,
+            data,
+            headers={**headers, BODY_OBJECT: reference},
+            stream=self.stream,
+            timeout=timeout,
+        )
+        if ack.duplicate:
+            await bodies.delete(reference)  # the call is stored already, with its own object
+        return ack

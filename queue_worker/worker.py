@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -37,6 +38,7 @@ from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.deadletter import DeadLetterWriter
 from queue_worker.jetstream import PublishError
+from queue_worker.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from queue_worker.layout import durable_name, queue_subject
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.prefetch import Prefetched, auto_prefetch
@@ -86,6 +88,7 @@ class QueueWorker:
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None
         self._dead: DeadLetterWriter | None = None
+        self._bodies: BodyStore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._connected = False
@@ -119,6 +122,12 @@ class QueueWorker:
         self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
         await self._puller.start()
         self._dead = DeadLetterWriter(self._js, nats.dead_letter_stream)
+        self._bodies = BodyStore(
+            self._js,
+            nats.large_body_bucket,
+            ttl=nats.large_body_ttl,
+            replicas=nats.nats_stream_replicas,
+        )
         log.info(
             "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
@@ -237,7 +246,18 @@ class QueueWorker:
                 return
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
-            result = await self.invoker.invoke(_invocation(request), attempt=attempt)
+            invocation = _invocation(request)
+            reference = str((msg.headers or {}).get(BODY_OBJECT, ""))
+            if reference:  # a claim check: the body is streamed from the object store
+                try:
+                    assert self._bodies is not None
+                    body = await self._bodies.open(reference)
+                except BodyMissing as exc:
+                    slot.release()
+                    await self._finish_bodiless(msg, request, str(exc))
+                    return
+                invocation = dataclasses.replace(invocation, body=body)
+            result = await self.invoker.invoke(invocation, attempt=attempt)
             slot.release()
             self._finish_started()
             finishing = True
@@ -248,7 +268,7 @@ class QueueWorker:
                 self.metrics.retries.labels(request.function).inc()
                 await msg.nak(delay=outcome.delay)
                 return
-            await self._finish(msg, request, result, outcome, policy)
+            await self._finish(msg, request, result, outcome, policy, reference)
         except asyncio.CancelledError:
             await self._hand_back(msg)
             raise
@@ -291,8 +311,10 @@ class QueueWorker:
         result: InvocationResult,
         outcome: Outcome,
         policy: RetryPolicy,
+        reference: str = "",
     ) -> None:
-        """Record a final outcome: dead letter if failed, then callback, then ack."""
+        """Record a final outcome: dead letter if failed, then callback, then ack; then a
+        body object is deleted, unless its dead letter keeps it."""
         assert self._dead is not None
         if outcome.verdict is Verdict.FAILED:
             await self._dead.write(
@@ -307,8 +329,29 @@ class QueueWorker:
             self.metrics.dead_letters.labels(request.function, kind).inc()
         if request.callback:
             await self._send_callback(request, result, policy.max_attempts)
-        await msg.ack()
+        if not reference:
+            await msg.ack()
+        else:
+            await msg.ack_sync(timeout=5.0)  # the body goes only once the call surely will not
+            if outcome.verdict is not Verdict.FAILED:
+                assert self._bodies is not None
+                await self._bodies.delete(reference)
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
+
+    async def _finish_bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
+        """A call whose body object is gone can never run: a dead letter at once."""
+        assert self._dead is not None
+        log.warning("%s call %s: dead-lettered: %s", request.function, request.call_id, reason)
+        await self._dead.write(
+            msg,
+            function=request.function,
+            call_id=request.call_id,
+            reason=reason,
+            attempts=msg.metadata.num_delivered or 1,
+            last_status="",
+        )
+        self.metrics.dead_letters.labels(request.function, "not_retried").inc()
+        await msg.ack_sync(timeout=5.0)
 
     async def _finish_undecodable(self, msg: Msg, reason: str, function: str) -> None:
         assert self._dead is not None

@@ -27,7 +27,13 @@ from tenacity import (
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
-from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, as_sent_text
+from connectors.core.http1 import (
+    Http1Client,
+    HttpError,
+    InvalidRequest,
+    ResponseTooLarge,
+    as_sent_text,
+)
 from connectors.core.invoker import NOT_FORWARDED, InvocationResult
 from connectors.core.urlguard import CallbackPolicy, GuardedResolver
 from connectors.core.version import USER_AGENT
@@ -35,6 +41,10 @@ from connectors.core.version import USER_AGENT
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Ferry-Signature"
+# Why ferry gave up on a call without retrying (e.g. "response larger than
+# max_response_bytes"), sent with the callback of such a final failure.
+ERROR_HEADER = "X-Ferry-Error"
+RECEIVER_ANSWER_BYTES = 64 * 1024  # a receiver's answer is not used: read little of it
 FIRST_RETRY_WAIT = 0.2  # seconds; later waits double up to callback_max_wait
 SET_HERE = frozenset({"user-agent", SIGNATURE_HEADER.lower()})  # added by the sender
 RETRYABLE_CALLBACK_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -68,7 +78,9 @@ SUMMARY_HEADERS = (
 # Of the function's own headers, these never reach the callback: hop-by-hop ones and what ferry
 # sets itself (here, or in the sender). The body is passed on exactly as the function sent it,
 # so its Content-Encoding goes with it.
-_NOT_FROM_FUNCTION = NOT_FORWARDED | SET_HERE | {h.lower() for h in SUMMARY_HEADERS}
+_NOT_FROM_FUNCTION = (
+    NOT_FORWARDED | SET_HERE | {h.lower() for h in SUMMARY_HEADERS} | {ERROR_HEADER.lower()}
+)
 
 
 def result_headers(
@@ -98,6 +110,8 @@ def result_headers(
         ),
         strict=True,
     )
+    if result.final and result.error:
+        headers.append((ERROR_HEADER, result.error))
     return headers
 
 
@@ -142,7 +156,11 @@ class CallbackSender:
     @property
     def http(self) -> Http1Client:
         if self._http is None:
-            self._http = Http1Client(limit=self._concurrency, resolver=GuardedResolver(self.policy))
+            self._http = Http1Client(
+                limit=self._concurrency,
+                resolver=GuardedResolver(self.policy),
+                max_response_bytes=RECEIVER_ANSWER_BYTES,
+            )
         return self._http
 
     async def deliver(self, callback: Callback) -> CallbackOutcome:
@@ -215,15 +233,18 @@ class CallbackSender:
                 body=callback.body,
                 timeout=self.settings.callback_timeout,
             )
+            status = response.status
         except TimeoutError:
             raise _RetryableCallbackError(
                 f"timed out after {self.settings.callback_timeout:g}s"
             ) from None
+        except ResponseTooLarge as exc:  # only the receiver's (unused) answer was cut short
+            status = exc.status
         except HttpError as exc:
             raise _RetryableCallbackError(str(exc)) from exc
-        if response.status in RETRYABLE_CALLBACK_STATUSES:
-            raise _RetryableCallbackError(f"receiver answered {response.status}")
-        return response.status
+        if status in RETRYABLE_CALLBACK_STATUSES:
+            raise _RetryableCallbackError(f"receiver answered {status}")
+        return status
 
     async def close(self) -> None:
         if self._http is not None:

@@ -23,6 +23,17 @@ from connectors.core.settings import (
 )
 
 DEFAULT_RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+def max_response_bytes_setting() -> int:
+    """The one declaration of `max_response_bytes`, for every process that reads an answer."""
+    return setting(  # type: ignore[no-any-return]
+        "max_response_bytes",
+        DEFAULT_MAX_RESPONSE_BYTES,
+        "largest function answer read (bytes); a larger one is a final failure, not retried",
+        int_in(1),
+    )
 
 
 def _gateway_from_parts(environ: Mapping[str, str]) -> str | None:
@@ -53,6 +64,7 @@ class GatewaySettings:
         positive_duration,
         shown="1m",
     )
+    max_response_bytes: int = max_response_bytes_setting()
     basic_auth: bool = setting(
         "basic_auth",
         False,

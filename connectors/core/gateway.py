@@ -56,7 +56,9 @@ class GatewayClient:
     @property
     def http(self) -> Http1Client:
         if self._http is None:
-            self._http = Http1Client(limit=self._limit)
+            self._http = Http1Client(
+                limit=self._limit, max_response_bytes=self.settings.max_response_bytes
+            )
         return self._http
 
     @property

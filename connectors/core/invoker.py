@@ -15,7 +15,13 @@ from urllib.parse import quote
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.gateway import GatewayClient
-from connectors.core.http1 import HttpError, InvalidRequest
+from connectors.core.http1 import (
+    BodySourceError,
+    HttpError,
+    InvalidRequest,
+    ResponseTooLarge,
+    StreamedBody,
+)
 from connectors.core.retry import Outcome, RetryPolicy, Verdict, parse_retry_after
 from connectors.core.version import USER_AGENT
 
@@ -51,7 +57,7 @@ class InvocationRequest:
     """One call to make: `{method} {gateway}/function/{function}{path}?{query}`."""
 
     function: str
-    body: bytes = b""
+    body: bytes | StreamedBody = b""
     method: str = "POST"
     path: str = ""
     query: str = ""
@@ -76,7 +82,9 @@ class InvocationResult:
     body: bytes = b""
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: CIMultiDictProxy(CIMultiDict()))
     error: str = ""
-    unsendable: bool = False  # the request itself cannot be sent as HTTP: retrying cannot help
+    # Retrying cannot help: the request cannot be sent as HTTP, or the answer is larger than
+    # max_response_bytes (the function would give the same answer again).
+    final: bool = False
     timed_out: bool = False  # ferry stopped waiting; the function may still be running
 
     @property
@@ -93,7 +101,7 @@ class InvocationResult:
         return parse_retry_after(self.headers.get("Retry-After"))
 
     def outcome(self, policy: RetryPolicy) -> Outcome:
-        if self.unsendable:
+        if self.final:
             return Outcome(Verdict.FAILED, reason=f"{self.error} (not retried)")
         return policy.decide(
             status=self.status,
@@ -120,7 +128,7 @@ class Invoker:
         if self.client.settings.print_request_body:
             _print_body(request)
         started = time.monotonic()
-        unsendable = timed_out = False
+        final = timed_out = False
         try:
             response = await self.client.http.request(
                 request.method,
@@ -140,22 +148,29 @@ class Invoker:
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
             timed_out = True
+        except ResponseTooLarge as exc:
+            error, final = f"{exc} (the function answered {exc.status})", True
+        except BodySourceError as exc:
+            error = f"the request body could not be read: {exc}"
         except HttpError as exc:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
-            error, unsendable = f"the request cannot be sent: {exc}", True
+            error, final = f"the request cannot be sent: {exc}", True
         return InvocationResult(
             function=request.function,
             status=None,
             attempt=attempt,
             duration=time.monotonic() - started,
             error=error,
-            unsendable=unsendable,
+            final=final,
             timed_out=timed_out,
         )
 
 
 def _print_body(request: InvocationRequest) -> None:
+    if isinstance(request.body, StreamedBody):  # a large body is streamed, never held here
+        log.info("%s request body: (%d bytes, streamed)", request.function, request.body.length)
+        return
     shown = request.body[:PRINTED_BODY_BYTES].decode("utf-8", "replace")
     more = len(request.body) - PRINTED_BODY_BYTES
     log.info(

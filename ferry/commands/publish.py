@@ -15,12 +15,14 @@ from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging
 from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueNatsSettings
+from queue_worker.large_bodies import BodyStore
 from queue_worker.publisher import QUEUE_ANNOTATION, Publisher, build_request
 
 HELP = (
     "Store one async invocation of NAME on NATS JetStream (the QueueRequest the front door\n"
     "writes for POST /async-function/NAME) and print its call id. Re-running with the same\n"
-    "--header X-Call-Id:ID inside the duplicate window stores it once."
+    "--header X-Call-Id:ID inside the duplicate window stores it once. A body too large for\n"
+    "one NATS message is stored in the large_body_bucket object store, as the front door does."
 )
 EPILOG = describe_settings(QueueNatsSettings)
 
@@ -104,4 +106,13 @@ def _header(text: str) -> tuple[str, str]:
 
 async def _enqueue(settings: QueueNatsSettings, request: QueueRequest) -> None:
     async with open_jetstream(settings) as js:
-        await Publisher(js, settings.nats_stream).enqueue(request)
+        bodies = BodyStore(
+            js,
+            settings.large_body_bucket,
+            ttl=settings.large_body_ttl,
+            replicas=settings.nats_stream_replicas,
+        )
+        publisher = Publisher(js, settings.nats_stream, bodies)
+        if len(request.body) > publisher.surely_inline:  # it may go to the object store
+            await bodies.ensure()
+        await publisher.enqueue(request)

@@ -67,7 +67,7 @@ def _check(data: bytes) -> QueueRequest | None:
     )
     try:
         origin, target = split_url("http://gateway:8080" + call.url_path())
-        encode_head(call.method, target, origin, call.headers, len(call.body))
+        encode_head(call.method, target, origin, call.headers, len(request.body))
     except InvalidRequest:
         pass
     # what ferry writes (replay, ferry publish) it reads back, the call unchanged

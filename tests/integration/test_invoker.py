@@ -7,6 +7,8 @@ from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationRequest, Invoker
 from connectors.core.retry import RetryPolicy, Verdict
 from tests.support.http import FakeGateway
+from tests.support.http1 import serve
+from tests.support.large import hostile_functions
 from tests.support.ports import free_port
 
 POLICY = RetryPolicy.from_settings(RetrySettings(max_retry_attempts=5))
@@ -41,3 +43,22 @@ async def test_an_unreachable_gateway_is_retried() -> None:
         await client.close()
     assert result.status is None
     assert result.outcome(POLICY).verdict is Verdict.RETRY
+
+
+async def test_an_answer_past_max_response_bytes_fails_at_once_in_every_connector() -> None:
+    """The invoker is what the Kafka, SQS and cron connectors call, so the bound holds there."""
+    runner, base = await serve(hostile_functions)
+    settings = GatewaySettings(gateway_url=base, max_response_bytes=1024 * 1024)
+    client = GatewayClient(settings, max_inflight=1)
+    try:
+        invoker = Invoker(client)
+        huge = await invoker.invoke(InvocationRequest("huge-chunked", body=b"go"))
+        small = await invoker.invoke(InvocationRequest("echo", body=b"fine"))
+    finally:
+        await client.close()
+        await runner.cleanup()
+    outcome = huge.outcome(POLICY)
+    assert outcome.verdict is Verdict.FAILED
+    assert "response larger than max_response_bytes (1048576 bytes)" in outcome.reason
+    assert "not retried" in outcome.reason
+    assert (small.status, small.body) == (200, b"fine")

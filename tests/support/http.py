@@ -156,7 +156,7 @@ class CallbackReceiver:
         return f"http://127.0.0.1:{self.port}{path}"
 
     async def start(self) -> CallbackReceiver:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # large callbacks too
         app.router.add_post("/{tail:.*}", self._receive)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

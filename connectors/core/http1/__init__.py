@@ -16,15 +16,21 @@ answer came back, is sent once more on a new connection.
 What it refuses, with an error rather than a guess: header names or values that would break
 the framing (CR, LF, NUL, a colon or space in a name), a malformed status line, a head over
 64 KiB, conflicting Content-Length values, a broken chunk.
-Left out on purpose: redirects, proxies, cookies, compression, streaming bodies.
+An answer's body is bounded (`max_response_bytes`): past it the answer is not read further,
+the connection is closed and the call fails with `ResponseTooLarge`. A request body may be
+streamed (`StreamedBody`: a known length, chunks read as they are sent) so that a large one is
+never held whole.
+Left out on purpose: redirects, proxies, cookies, compression, streamed answers.
 
-`wire` writes requests, `answer` reads answers, `client` keeps the connections.
+`wire` writes requests, `streamed` describes a streamed body, `answer` reads answers,
+`client` keeps the connections.
 """
 
 from __future__ import annotations
 
-from connectors.core.http1.answer import Response
+from connectors.core.http1.answer import Response, ResponseTooLarge
 from connectors.core.http1.client import Http1Client, Resolver
+from connectors.core.http1.streamed import BodySourceError, StreamedBody
 from connectors.core.http1.wire import (
     TOKEN_PATTERN,
     HttpError,
@@ -39,12 +45,15 @@ from connectors.core.http1.wire import (
 
 __all__ = [
     "TOKEN_PATTERN",
+    "BodySourceError",
     "Http1Client",
     "HttpError",
     "InvalidRequest",
     "Origin",
     "Resolver",
     "Response",
+    "ResponseTooLarge",
+    "StreamedBody",
     "as_sent_text",
     "encode_head",
     "is_header_value",

@@ -1,5 +1,9 @@
 """Reading an answer: the status line, the headers and a body framed by Content-Length, chunked
-coding or the end of the connection (RFC 9112, 6.3), fed in whatever pieces the socket gives."""
+coding or the end of the connection (RFC 9112, 6.3), fed in whatever pieces the socket gives.
+
+A body longer than the parser's `max_body` is refused as soon as that is known (a declared
+length at once, a chunk when its size line arrives, an unframed body once it passes the
+bound), so no more than `max_body` bytes of body are ever held."""
 
 from __future__ import annotations
 
@@ -15,6 +19,19 @@ MAX_CHUNK_LINE = 4 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+UNBOUNDED = 1 << 62
+
+
+class ResponseTooLarge(HttpError):
+    """The answer's body is longer than the caller allows: it was not read further.
+
+    Retrying cannot help (the same function gives the same answer), so callers treat it as
+    final. `status` is the answer's status, read before its body."""
+
+    def __init__(self, limit: int, status: int) -> None:
+        super().__init__(f"response larger than max_response_bytes ({limit} bytes)")
+        self.limit = limit
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +50,10 @@ def _is_decimal(text: str, size: int | None = None) -> bool:
 class AnswerParser:
     """Frames one answer from the bytes of a connection, incrementally."""
 
-    def __init__(self, head_only: bool) -> None:
+    def __init__(self, head_only: bool, max_body: int = UNBOUNDED) -> None:
         self.head_only = head_only
+        self.max_body = max_body
+        self.body_size = 0  # bytes of a chunked body taken so far
         self.buffer = bytearray()
         self.got_bytes = False
         self.state = "head"
@@ -56,8 +75,12 @@ class AnswerParser:
             elif self.state == "length":
                 if len(self.buffer) < self.remaining:
                     return None
-                self.chunks.append(bytes(self.buffer[: self.remaining]))
-                del self.buffer[: self.remaining]
+                if len(self.buffer) == self.remaining:  # the usual case: one copy, not two
+                    self.chunks.append(bytes(self.buffer))
+                    self.buffer.clear()
+                else:
+                    self.chunks.append(bytes(self.buffer[: self.remaining]))
+                    del self.buffer[: self.remaining]
                 return self._done()
             elif self.state == "chunk-size":
                 if not self._read_chunk_size():
@@ -80,6 +103,8 @@ class AnswerParser:
                 del self.buffer[: end + 4]
                 return self._done()
             else:  # "until-close": the body is whatever arrives before the connection ends
+                if len(self.buffer) > self.max_body:
+                    raise ResponseTooLarge(self.max_body, self.status)
                 return None
 
     def finish_at_close(self) -> Response | None:
@@ -154,6 +179,8 @@ class AnswerParser:
             if len(values) != 1 or not _is_decimal(value := values.pop()):
                 raise HttpError(f"invalid Content-Length {lengths!r}")
             self.state, self.remaining = "length", int(value)
+            if self.remaining > self.max_body:
+                raise ResponseTooLarge(self.max_body, self.status)
             return
         self.state, self.keep_alive = "until-close", False
 
@@ -170,6 +197,9 @@ class AnswerParser:
         size = int(size_text, 16)
         if size == 0:
             self.state = "trailers"
-        else:
-            self.state, self.remaining = "chunk-data", size
+            return True
+        self.body_size += size
+        if self.body_size > self.max_body:  # refused before the chunk is buffered
+            raise ResponseTooLarge(self.max_body, self.status)
+        self.state, self.remaining = "chunk-data", size
         return True

@@ -7,7 +7,8 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from connectors.core.http1.answer import AnswerParser, Response
+from connectors.core.http1.answer import UNBOUNDED, AnswerParser, Response
+from connectors.core.http1.streamed import BodySourceError, StreamedBody
 from connectors.core.http1.wire import HttpError, Origin, encode_head, split_url
 from connectors.core.slots import Slots
 
@@ -31,16 +32,23 @@ class _Connection(asyncio.Protocol):
         self._parser: AnswerParser | None = None
         self._waiter: asyncio.Future[Response] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while the socket buffer is full
+        self.body_cut = False  # a streamed body was not sent to its end
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self._parser is not None and self._parser.keep_alive
+        return (
+            not self.closed
+            and not self.body_cut
+            and self._parser is not None
+            and self._parser.keep_alive
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def send(
-        self, request: bytes, body: bytes, head_only: bool, deadline: float | None
+        self, request: bytes, body: bytes, head_only: bool, deadline: float | None, max_body: int
     ) -> asyncio.Future[Response]:
         """Write the request; the future holds the answer (TimeoutError at `deadline`).
 
@@ -48,7 +56,7 @@ class _Connection(asyncio.Protocol):
         twice per message, and a coroutine or asyncio.timeout() here costs more than the rest.
         """
         assert self.transport is not None
-        self._parser = AnswerParser(head_only)
+        self._parser = AnswerParser(head_only, max_body)
         waiter: asyncio.Future[Response] = self.loop.create_future()
         self._waiter = waiter
         if len(body) <= 16384:
@@ -58,6 +66,33 @@ class _Connection(asyncio.Protocol):
         if deadline is not None:
             self._timer = self.loop.call_at(deadline, self._expire)
         return waiter
+
+    async def stream(self, body: StreamedBody, answer: asyncio.Future[Response]) -> None:
+        """Write `body` after its head, as fast as the peer takes it (at most the transport's
+        high-water mark is buffered here). Stops early once the answer is settled: a server
+        may answer (say, 413) before it has read the whole body."""
+        sent = 0
+        async for chunk in body.chunks:
+            if answer.done() or self.closed:
+                self.body_cut = True  # the server stopped reading: never send it more
+                return
+            sent += len(chunk)
+            if sent > body.length:
+                raise BodySourceError(f"the body is longer than its {body.length} bytes")
+            assert self.transport is not None
+            self.transport.write(chunk)
+            if self._writable is not None:
+                await asyncio.wait((self._writable, answer), return_when=asyncio.FIRST_COMPLETED)
+        if sent != body.length and not answer.done():
+            raise BodySourceError(f"the body ended after {sent} of its {body.length} bytes")
+
+    def pause_writing(self) -> None:
+        self._writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
 
     def _settle(self, response: Response | None, error: BaseException | None = None) -> None:
         if self._timer is not None:
@@ -95,6 +130,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         parser, waiter = self._parser, self._waiter
         if parser is None or waiter is None or waiter.done():
             self._settle(None)
@@ -115,7 +151,10 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         if self.transport is not None:
-            self.transport.close()
+            if self.body_cut or self._writable is not None:
+                self.transport.abort()  # unsent body bytes would wait on a peer not reading
+            else:
+                self.transport.close()
 
 
 class Http1Client:
@@ -128,9 +167,11 @@ class Http1Client:
         idle_timeout: float = 30.0,
         resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        max_response_bytes: int = UNBOUNDED,
     ) -> None:
         self.limit = limit
         self.idle_timeout = idle_timeout
+        self.max_response_bytes = max_response_bytes
         self._resolver = resolver
         self._ssl_context = ssl_context
         self._slots = Slots(limit)
@@ -143,17 +184,21 @@ class Http1Client:
         url: str,
         *,
         headers: Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
+        body: bytes | StreamedBody = b"",
         timeout: float | None = None,
     ) -> Response:
-        """One exchange. Raises HttpError, InvalidRequest or TimeoutError (after `timeout`).
+        """One exchange. Raises HttpError (ResponseTooLarge past `max_response_bytes`,
+        BodySourceError when a streamed body fails), InvalidRequest or TimeoutError.
 
         TimeoutError means the request may have reached the server (it was being sent or
         answered); a deadline that passes before anything was sent is an HttpError, so a caller
         can tell "may have run" from "certainly did not run".
         """
         origin, target = split_url(url)
-        head = encode_head(method, target, origin, headers, len(body))
+        streamed = body if isinstance(body, StreamedBody) else None
+        payload = b"" if isinstance(body, StreamedBody) else body
+        length = streamed.length if streamed is not None else len(payload)
+        head = encode_head(method, target, origin, headers, length)
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         slots = self._slots
@@ -175,7 +220,12 @@ class Http1Client:
                     except TimeoutError:
                         raise HttpError("no connection before the deadline; nothing sent") from None
                 try:
-                    response = await connection.send(head, body, head_only, deadline)
+                    answer = connection.send(
+                        head, payload, head_only, deadline, self.max_response_bytes
+                    )
+                    if streamed is not None:
+                        await _stream_until_answered(connection, streamed, answer)
+                    response = await answer
                 except _Stale:
                     connection.close()
                     if not reused:
@@ -245,3 +295,17 @@ class Http1Client:
                 connection.close()
         self._idle.clear()
         self._idle_count = 0
+
+
+async def _stream_until_answered(
+    connection: _Connection, body: StreamedBody, answer: asyncio.Future[Response]
+) -> None:
+    """Send a streamed body; a failing source closes the connection (the peer must never take
+    a short body for a whole one) and its error is raised unless the answer came first."""
+    try:
+        await connection.stream(body, answer)
+    except BaseException:
+        connection.close()
+        if answer.done() and not answer.cancelled():
+            answer.exception()  # seen: the source's error is the one that matters
+        raise

@@ -1,0 +1,195 @@
+"""Claim checks: call bodies too large for one NATS message, kept in a JetStream object store.
+
+A call whose QueueRequest would not fit in the server's `max_payload` has its body stored as an
+object in the bucket `large_body_bucket`; the queued QueueRequest keeps an empty `Body` (still
+valid for Go readers) and the NATS message header `Ferry-Body-Object: {bucket}/{object}` names
+the object. The worker sends the object to the function as it reads it, one chunk at a time, and
+deletes it once the call's outcome is final and acknowledged; a dead letter keeps it (replay
+needs it) until it is purged. Objects expire after the bucket's TTL (`large_body_ttl`) whatever
+happens, so a process that dies half way leaves nothing behind for longer than that.
+
+nats-py's object store writes objects; reading is done here with direct gets, chunk by chunk,
+because its `get` collects the whole object in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError, NotFoundError, ObjectNotFoundError
+
+from connectors.core.errors import FerryError, StartupError
+from connectors.core.http1 import BodySourceError, StreamedBody
+from queue_worker.jetstream import PublishError
+
+log = logging.getLogger(__name__)
+
+BODY_OBJECT = "Ferry-Body-Object"  # NATS message header: "{bucket}/{object name}"
+DEFAULT_BUCKET = "faas-bodies"
+DEFAULT_TTL = 7 * 24 * 3600.0
+CHUNK_BYTES = 128 * 1024
+_BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NAME = re.compile(r"[0-9a-f-]{36}")  # what `put` names objects: a random UUID
+
+
+class BodyMissing(FerryError):
+    """The object a call refers to is not there (expired, deleted, or never written)."""
+
+
+def server_max_payload(js: JetStreamContext) -> int:
+    """The largest message the connected server takes (its INFO `max_payload`).
+
+    nats-py learns it at connect and keeps it on the client behind the JetStream context."""
+    return int(js._nc.max_payload)
+
+
+def parse_reference(value: str) -> tuple[str, str]:
+    """(bucket, object) of a `Ferry-Body-Object` value; BodyMissing if it is not one of ours."""
+    bucket, _, name = value.partition("/")
+    if not _BUCKET.fullmatch(bucket) or not _NAME.fullmatch(name):
+        raise BodyMissing(f"{BODY_OBJECT} {value[:100]!r} does not name a body object")
+    return bucket, name
+
+
+class BodyStore:
+    """One bucket of call bodies: create it, put, stream back and delete objects."""
+
+    def __init__(
+        self, js: JetStreamContext, bucket: str, *, ttl: float = DEFAULT_TTL, replicas: int = 1
+    ) -> None:
+        self.js = js
+        self.bucket = bucket
+        self.ttl = ttl
+        self.replicas = replicas
+
+    async def ensure(self) -> None:
+        """Create the bucket if it is missing (several processes may race to do it)."""
+        config = js_api.ObjectStoreConfig(
+            bucket=self.bucket,
+            description="ferry: bodies of queued calls too large for one message",
+            ttl=self.ttl,
+            storage=js_api.StorageType.FILE,
+            replicas=self.replicas,
+        )
+        try:
+            try:
+                await self.js.object_store(self.bucket)
+                return
+            except NotFoundError:
+                pass
+            try:
+                await self.js.create_object_store(self.bucket, config=config)
+                log.info("created object store %s for large bodies", self.bucket)
+            except BadRequestError as exc:
+                if "already in use" not in str(exc.description or ""):
+                    raise StartupError(
+                        f"large_body_bucket={self.bucket}: cannot create it: {exc.description}"
+                    ) from None
+        except (NatsError, TimeoutError) as exc:
+            raise StartupError(
+                f"large_body_bucket={self.bucket}: object store not available: {_describe(exc)}"
+            ) from None
+
+    async def put(self, body: bytes) -> str:
+        """Store `body`; returns the `Ferry-Body-Object` value naming it. PublishError if
+        JetStream did not store it (nothing is left behind then)."""
+        name = str(uuid.uuid4())
+        # chunks of 128 KiB (nats-py's default), smaller if the server takes less per message
+        chunk = min(CHUNK_BYTES, server_max_payload(self.js) - 1024)
+        meta = js_api.ObjectMeta(name=name, options=js_api.ObjectMetaOptions(max_chunk_size=chunk))
+        try:
+            store = await self.js.object_store(self.bucket)
+            await store.put(name, body, meta=meta)
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise PublishError(
+                f"the body could not be stored in {self.bucket}: {_describe(exc)}"
+            ) from None
+        return f"{self.bucket}/{name}"
+
+    async def open(self, reference: str) -> StreamedBody:
+        """The object as a streamed body (read only while it is sent). BodyMissing if it is
+        gone; PublishError if JetStream could not be asked."""
+        bucket, name = parse_reference(reference)
+        try:
+            store = await self.js.object_store(bucket)
+            info = await store.get_info(name)
+        except (NotFoundError, ObjectNotFoundError):
+            raise BodyMissing(
+                f"the body object {reference} is gone (expired after large_body_ttl, or deleted)"
+            ) from None
+        except (NatsError, TimeoutError) as exc:
+            raise PublishError(f"cannot read {reference}: {_describe(exc)}") from None
+        return StreamedBody(info.size or 0, _ObjectChunks(self.js, bucket, info))
+
+    async def delete(self, reference: str) -> None:
+        """Remove the object; a failure is logged, not raised (the bucket's TTL is the backstop)."""
+        try:
+            bucket, name = parse_reference(reference)
+            store = await self.js.object_store(bucket)
+            await store.delete(name)
+        except (NotFoundError, ObjectNotFoundError, BodyMissing):
+            pass  # already gone
+        except (NatsError, TimeoutError) as exc:
+            log.warning("could not delete %s (it expires with its bucket): %s", reference, exc)
+
+
+class _ObjectChunks:
+    """An object's chunks in order, one direct get each; iterating again starts over.
+
+    The digest is checked before the last chunk is handed out, so a damaged object never
+    reaches a function whole."""
+
+    def __init__(self, js: JetStreamContext, bucket: str, info: js_api.ObjectInfo) -> None:
+        self.js = js
+        self.stream = f"OBJ_{bucket}"
+        self.subject = f"$O.{bucket}.C.{info.nuid}"
+        self.size = info.size or 0
+        self.digest = info.digest or ""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._read()
+
+    async def _read(self) -> AsyncIterator[bytes]:
+        hashed = hashlib.sha256()
+        seq, sent = 1, 0
+        while sent < self.size:
+            raw = await self._next_chunk(seq)
+            data = raw.data or b""
+            seq = (raw.seq or seq) + 1
+            sent += len(data)
+            hashed.update(data)
+            if not data or sent > self.size:
+                raise BodySourceError(f"{self.subject} does not hold {self.size} bytes")
+            if sent == self.size and not self._digest_matches(hashed):
+                raise BodySourceError(f"{self.subject} does not match the object's digest")
+            yield data
+
+    async def _next_chunk(self, seq: int) -> Any:
+        try:
+            return await self.js.get_msg(
+                self.stream, seq=seq, subject=self.subject, direct=True, next=True
+            )
+        except NotFoundError:
+            raise BodySourceError(f"{self.subject} ended early (the object was removed)") from None
+        except (NatsError, TimeoutError) as exc:
+            raise BodySourceError(f"cannot read {self.subject}: {_describe(exc)}") from None
+
+    def _digest_matches(self, hashed: Any) -> bool:
+        text = self.digest.partition("=")[2]
+        try:
+            return bool(base64.urlsafe_b64decode(text) == hashed.digest())
+        except ValueError:
+            return False
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or exc.__class__.__name__

@@ -1,0 +1,91 @@
+"""The http1 answer parser with a body bound: below it, the body aiohttp's parser reads; above
+it, ResponseTooLarge, however the answer is framed and wherever the bytes are cut."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_parser import HttpResponseParser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.core.http1 import ResponseTooLarge
+from connectors.core.http1.answer import AnswerParser
+
+FRAMINGS = st.sampled_from(["length", "chunked", "close"])
+
+
+def answer(body: bytes, framing: str, chunk: int) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\n"
+    if framing == "length":
+        return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    if framing == "chunked":
+        pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+        coded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + coded
+    return head + b"Connection: close\r\n\r\n" + body
+
+
+def aiohttp_body(data: bytes) -> bytes:
+    """The body aiohttp's response parser reads from `data`, the connection closing after it."""
+    loop = asyncio.new_event_loop()
+    try:
+        parser = HttpResponseParser(BaseProtocol(loop), loop, 2**16, read_until_eof=True)
+        messages, _, _ = parser.feed_data(data)
+        parser.feed_eof()
+        _, payload = messages[0]
+        return loop.run_until_complete(payload.read())
+    finally:
+        loop.close()
+
+
+def bounded_read(data: bytes, cuts: list[int], max_body: int) -> bytes:
+    """Feed `data` in pieces to a parser bound to `max_body`; the body it read, or raise."""
+    parser = AnswerParser(False, max_body)
+    points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
+    start = 0
+    for point in points:
+        response = parser.feed(data[start:point])
+        start = point
+        assert sum(map(len, parser.chunks)) <= max_body  # never more body held than allowed
+        if response is not None:
+            return response.body
+    response = parser.finish_at_close()
+    assert response is not None
+    return response.body
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.binary(max_size=300),
+    FRAMINGS,
+    st.integers(1, 64),
+    st.integers(0, 320),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_a_body_within_the_bound_is_read_as_aiohttp_reads_it_and_a_longer_one_is_refused(
+    body: bytes, framing: str, chunk: int, max_body: int, cuts: list[int]
+) -> None:
+    data = answer(body, framing, chunk)
+    assert aiohttp_body(data) == body
+    if len(body) <= max_body:
+        assert bounded_read(data, cuts, max_body) == body
+    else:
+        with pytest.raises(ResponseTooLarge, match="response larger than max_response_bytes"):
+            bounded_read(data, cuts, max_body)
+
+
+def test_a_declared_length_over_the_bound_is_refused_before_any_body_byte() -> None:
+    parser = AnswerParser(False, 1000)
+    with pytest.raises(ResponseTooLarge) as refused:
+        parser.feed(b"HTTP/1.1 201 Created\r\nContent-Length: 524288000\r\n\r\n")
+    assert refused.value.status == 201
+    assert refused.value.limit == 1000
+
+
+def test_a_chunk_over_the_bound_is_refused_from_its_size_line() -> None:
+    parser = AnswerParser(False, 1000)
+    with pytest.raises(ResponseTooLarge):
+        parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1f400000\r\n")
