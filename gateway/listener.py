@@ -1,11 +1,12 @@
-"""The gateway's port: a lean HTTP/1.1 path for async calls, aiohttp for everything else.
+"""The gateway's port: a lean HTTP/1.1 path for async and function calls, aiohttp for the rest.
 
 aiohttp's full request machinery costs more CPU per request than storing the call on JetStream
-does, and `POST /async-function/...` is the one request a busy front door serves by the
-thousand. So every connection starts with `FastConnection`, which serves such calls itself
-(`request_head` reads them, `FrontDoor` answers them) and, at the first request it does not
-serve itself, hands the connection with all the bytes read so far to aiohttp's request handler
-for good. Requests on one connection are answered in order, one at a time.
+does, and `POST /async-function/...` and `/function/...` are the requests a busy gateway serves
+by the thousand. So every connection starts with `FastConnection`, which serves such calls
+itself (`request_head` reads them; `FrontDoor` answers async calls, `LeanProxy` forwards
+function calls) and, at the first request it does not serve itself, hands the connection with
+all the bytes read so far to aiohttp's request handler for good. Requests on one connection are
+answered in order, one at a time.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from connectors.core.http1 import Response
 from gateway.config import DEFAULT_READ_TIMEOUT
 from gateway.front_door import Answer, FrontDoor
+from gateway.lean_proxy import LeanProxy, encode_answer
 from gateway.request_head import HAND_OFF, NEED_MORE, Head, read_head
 
 log = logging.getLogger("ferry.gateway")
@@ -38,8 +41,10 @@ class FastListener:
         fallback: Callable[[], asyncio.Protocol],
         *,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        proxy: LeanProxy | None = None,
     ) -> None:
         self.front_door = front_door
+        self.proxy = proxy  # None: function calls are left to aiohttp
         self.fallback = fallback
         self.keepalive_timeout = KEEPALIVE_TIMEOUT
         self.read_timeout = read_timeout
@@ -92,7 +97,9 @@ class FastListener:
             if connection.serving is not None:  # not done in time; the rest close by themselves
                 connection.abort()
 
-    def encode(self, answer: Answer, keep_alive: bool) -> bytes:
+    def encode(self, answer: Answer | Response, keep_alive: bool) -> bytes:
+        if isinstance(answer, Response):
+            return encode_answer(answer, keep_alive, self._date.now())
         lines = [_status_line(answer.status)]
         lines.extend(f"{name}: {value}" for name, value in answer.headers)
         body = answer.text.encode()
@@ -171,7 +178,12 @@ class FastConnection(asyncio.Protocol):
         if transport is None or transport.is_closing() or self._writing_paused or not self.buffer:
             return
         if self.head is None:
-            read = read_head(self.buffer, self.listener.front_door.max_body_bytes)
+            listener = self.listener
+            read = read_head(
+                self.buffer,
+                listener.front_door.max_body_bytes,
+                functions=listener.proxy is not None,
+            )
             if read is NEED_MORE:
                 return
             if read is HAND_OFF:
@@ -190,15 +202,20 @@ class FastConnection(asyncio.Protocol):
 
     async def _serve(self, head: Head, body: bytes) -> None:
         keep_alive = head.keep_alive
-        front_door = self.listener.front_door
+        front_door, proxy = self.listener.front_door, self.listener.proxy
+        answer: Answer | Response
         try:
-            admitted = await front_door.admit(head.name, head.callback_url)
-            if isinstance(admitted, Answer):
-                answer = admitted
+            if head.proxied:
+                assert proxy is not None  # read_head reads function calls only for a proxy
+                answer = await proxy.forward(head, body)
             else:
-                answer = await front_door.enqueue(admitted, head, body)
+                admitted = await front_door.admit(head.name, head.callback_url)
+                if isinstance(admitted, Answer):
+                    answer = admitted
+                else:
+                    answer = await front_door.enqueue(admitted, head, body)
         except Exception:
-            log.exception("async call to %s failed unexpectedly", head.name)
+            log.exception("call to %s failed unexpectedly", head.name)
             answer = Answer(500, "internal error\n")
             keep_alive = False
         # After the client's EOF, requests it sent before are still answered; the last answer

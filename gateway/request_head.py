@@ -1,13 +1,19 @@
-"""Reads the head of an HTTP/1.1 request, for the one shape the lean listener serves itself.
+"""Reads the head of an HTTP/1.1 request, for the two shapes the lean listener serves itself.
 
-`read_head` accepts only a plain `POST /async-function/{name}[/{tail}][?query] HTTP/1.1` with
-a Content-Length (or no body), printable ASCII throughout, and nothing whose meaning needs more
-than this module knows: no Transfer-Encoding, Expect or Upgrade, no folded or repeated framing
-headers, no more than `MAX_FIELDS` header lines, no percent-escapes or dot segments in the
-path. Anything else is `HAND_OFF`: the listener gives the connection, with every byte read so
-far, to aiohttp, whose parser handles all of HTTP. So this module may be strict (refusing what
-it is unsure of costs only speed), and must never accept a request that aiohttp would read
-differently, or refuse.
+`read_head` accepts only a plain `POST /async-function/{name}[/{tail}][?query] HTTP/1.1` and,
+when the listener proxies calls (`functions=True`), `{GET,POST,PUT,PATCH,DELETE}
+/function/{name}[/{tail}][?query] HTTP/1.1`; each with a Content-Length (or no body), printable
+ASCII throughout, and nothing whose meaning needs more than this module knows: no
+Transfer-Encoding, Expect or Upgrade, no folded or repeated framing headers, no more than
+`MAX_FIELDS` header lines, no percent-escapes or dot segments in the path. Anything else is
+`HAND_OFF`: the listener gives the connection, with every byte read so far, to aiohttp, whose
+parser handles all of HTTP. So this module may be strict (refusing what it is unsure of costs
+only speed), and must never accept a request that aiohttp would read differently, or refuse.
+
+A proxied call's query goes on to the upstream as it came, so it is accepted only when
+aiohttp's client (yarl) would send it unchanged too: no character yarl escapes, and no
+percent-escape that yarl decodes (`%41` goes out as `A`, `%2F` as `/`). Otherwise the two
+ways in would reach the function with different queries.
 """
 
 from __future__ import annotations
@@ -25,11 +31,17 @@ MAX_FIELDS: Final = 100  # header lines it will read (aiohttp refuses more than 
 
 _BAD_CHARACTER = re.compile(r"[^\t\r\n -~]")  # anything but printable ASCII, tab, CR, LF
 _FIELDS = re.compile(rf"(?:{TOKEN_PATTERN}:[^\r\n]*(?:\r\n|\Z))*")
-_TARGET = re.compile(
-    r"/async-function/([A-Za-z0-9_.\-]+)"
-    r"(?:/([A-Za-z0-9\-._~!$&'()*+,;=:@/]*))?"
-    r"(?:\?([!\x24-\x7e]*))?"
+_NAME_AND_TAIL = r"([A-Za-z0-9_.\-]+)(?:/([A-Za-z0-9\-._~!$&'()*+,;=:@/]*))?"
+_ASYNC_TARGET = re.compile(rf"/async-function/{_NAME_AND_TAIL}(?:\?([!\x24-\x7e]*))?")
+_FUNCTION_TARGET = re.compile(
+    rf"/function/{_NAME_AND_TAIL}(?:\?((?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-F]{{2}})*))?"
 )
+# Bytes whose percent-escape yarl decodes in a query: unreserved characters and a few others.
+_DECODED_BY_YARL = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$'()*,/:?@"
+)
+_ESCAPE = re.compile(r"%([0-9A-F]{2})")
+PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _DOT_SEGMENTS = (".", "..")
 _FRAMING = frozenset({"content-length", "host", "connection", "x-callback-url"})
 _NOT_HERE = frozenset({"transfer-encoding", "expect", "upgrade"})  # left to aiohttp
@@ -40,6 +52,8 @@ class Head(AsyncCall):
     """A request the lean path serves: the call, and where it lies in the buffer."""
 
     keep_alive: bool
+    proxied: bool = False  # a `/function/` call to forward, not an async call to queue
+    path: str = ""  # the request target's path, as received
     body_start: int  # offset of the body in the buffer
     body_length: int
     end: int  # offset just past the body
@@ -54,8 +68,11 @@ NEED_MORE: Final = Verdict.NEED_MORE
 HAND_OFF: Final = Verdict.HAND_OFF
 
 
-def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
-    """The head at the start of `buffer`, `NEED_MORE` if it is incomplete, or `HAND_OFF`."""
+def read_head(
+    buffer: bytes | bytearray, max_body: int, *, functions: bool = False
+) -> Head | Verdict:
+    """The head at the start of `buffer`, `NEED_MORE` if it is incomplete, or `HAND_OFF`.
+    `functions`: whether `/function/` calls are served (read) here too."""
     end = buffer.find(b"\r\n\r\n", 0, HEAD_LIMIT)
     if end < 0:
         if len(buffer) >= HEAD_LIMIT or buffer.count(b"\n") != buffer.count(b"\r\n"):
@@ -70,9 +87,20 @@ def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
         return HAND_OFF  # a control character, or a bare CR or LF
     request_line, _, fields = head.partition("\r\n")
     parts = request_line.split(" ")
-    if len(parts) != 3 or parts[0] != "POST" or parts[2] != "HTTP/1.1":
+    if len(parts) != 3 or parts[2] != "HTTP/1.1":
         return HAND_OFF
-    target = _TARGET.fullmatch(parts[1])
+    method, raw_target = parts[0], parts[1]
+    proxied = functions and raw_target.startswith("/function/")
+    if proxied:
+        if method not in PROXIED_METHODS:
+            return HAND_OFF
+        target = _FUNCTION_TARGET.fullmatch(raw_target)
+        if target is not None and target.group(3) and not _kept_by_yarl(target.group(3)):
+            return HAND_OFF
+    elif method == "POST":
+        target = _ASYNC_TARGET.fullmatch(raw_target)
+    else:
+        return HAND_OFF
     if fields.count("\r\n") >= MAX_FIELDS:
         return HAND_OFF
     if target is None or (fields and _FIELDS.fullmatch(fields) is None):
@@ -114,6 +142,9 @@ def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
     if host is None or (length or 0) > max_body:
         return HAND_OFF
     return Head(
+        method=method,
+        proxied=proxied,
+        path=raw_target.partition("?")[0],
         name=name,
         tail=tail,
         query_string=query,
@@ -125,3 +156,10 @@ def read_head(buffer: bytes | bytearray, max_body: int) -> Head | Verdict:
         body_length=length or 0,
         end=end + 4 + (length or 0),
     )
+
+
+def _kept_by_yarl(query: str) -> bool:
+    """Whether no percent-escape in `query` is one that yarl would decode before sending."""
+    if "%" not in query:
+        return True
+    return all(int(h, 16) not in _DECODED_BY_YARL for h in _ESCAPE.findall(query))

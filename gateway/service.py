@@ -1,7 +1,8 @@
 """`ferry gateway` as a runner `Service`: NATS connection, function list, one listening port.
 
-The port is `FastListener`'s: it serves async calls itself and hands every other connection to
-the aiohttp application built here.
+The port is `FastListener`'s: it serves async calls and plain function calls itself (the latter
+forwarded by `LeanProxy`) and hands every other connection to the aiohttp application built
+here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gateway.functions import (
     FunctionSource,
     UpstreamFunctions,
 )
+from gateway.lean_proxy import LeanProxy
 from gateway.listener import KEEPALIVE_TIMEOUT, FastListener
 from gateway.metrics import GatewayMetrics
 from gateway.path_guard import refuse_dot_segments
@@ -64,12 +66,20 @@ class GatewayService:
             on_update=self._count_functions,
             on_failure=self.metrics.refresh_failures.inc,
         )
+        self.lean_proxy = self._lean_proxy()
         self.port = config.port
         self._nats: NatsConnection | None = None
         self._runner: web.AppRunner | None = None
         self._listener: FastListener | None = None
         self._connected = False
         self._stopping = asyncio.Event()
+
+    def _lean_proxy(self) -> LeanProxy | None:
+        """What forwards the function calls the lean listener reads (None: aiohttp does)."""
+        timeout = self.config.upstream_timeout
+        if self.config.standalone:
+            return LeanProxy(self.metrics, timeout=timeout, catalog=self.catalog)
+        return LeanProxy(self.metrics, timeout=timeout, upstream_url=self.config.upstream_url)
 
     def _source(self) -> FunctionSource:
         if self.config.standalone:
@@ -164,7 +174,10 @@ class GatewayService:
         await self._runner.setup()
         assert self._runner.server is not None
         listener = FastListener(
-            front_door, self._runner.server, read_timeout=self.config.read_timeout
+            front_door,
+            self._runner.server,
+            read_timeout=self.config.read_timeout,
+            proxy=self.lean_proxy,
         )
         host, port = self.config.listen_host, self.config.port
         try:
@@ -218,6 +231,8 @@ class GatewayService:
 
     async def _close(self) -> None:
         await self.proxy.close()
+        if self.lean_proxy is not None:
+            await self.lean_proxy.close()
         if self._upstream is not None:
             await self._upstream.close()
         if self._nats is not None:
