@@ -45,6 +45,18 @@ PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _DOT_SEGMENTS = (".", "..")
 _FRAMING = frozenset({"content-length", "host", "connection", "x-callback-url"})
 _NOT_HERE = frozenset({"transfer-encoding", "expect", "upgrade"})  # left to aiohttp
+# Headers aiohttp's parser refuses to see twice (Content-Length and Host are framing, above).
+_SINGLETONS = frozenset(
+    [
+        "content-location",
+        "content-range",
+        "content-type",
+        "etag",
+        "max-forwards",
+        "server",
+        "user-agent",
+    ]
+)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -116,6 +128,7 @@ def read_head(
     host: str | None = None
     callback: str | None = None
     keep_alive = True
+    singletons: set[str] = set()
     for line in fields.split("\r\n") if fields else ():
         field, _, value = line.partition(":")
         value = value.strip(" \t")
@@ -124,6 +137,10 @@ def read_head(
         if lower not in _FRAMING:
             if lower in _NOT_HERE:
                 return HAND_OFF
+            if lower in _SINGLETONS:
+                if lower in singletons:
+                    return HAND_OFF  # aiohttp answers 400 to a repeated one
+                singletons.add(lower)
         elif lower == "content-length":
             if length is not None or not value.isdigit() or len(value) > 12:
                 return HAND_OFF

@@ -12,9 +12,11 @@ import pytest
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
+from connectors.core.http1 import split_url
 from gateway.request_head import (
     HAND_OFF,
     HEAD_LIMIT,
@@ -115,6 +117,9 @@ HANDED_OFF = {
     "length list": request("POST /async-function/f HTTP/1.1", "Host: h", "Content-Length: 1,1"),
     "body above the limit": request(
         "POST /async-function/f HTTP/1.1", "Host: h", f"Content-Length: {MAX_BODY + 1}"
+    ),
+    "two content types": request(
+        "POST /async-function/f HTTP/1.1", "Host: h", "Content-Type: a", "content-type: b"
     ),
     "no host": request("POST /async-function/f HTTP/1.1", "X-A: b"),
     "two hosts": request("POST /async-function/f HTTP/1.1", "Host: h", "Host: i"),
@@ -232,3 +237,131 @@ def test_whatever_is_accepted_aiohttp_reads_the_same_way(
         head.body_length,
         False,
     )
+
+
+# -- function calls (`/function/...`), read only when the listener proxies them ------------------
+
+
+def test_a_function_call_is_read_with_its_method_path_and_query() -> None:
+    data = request(
+        "DELETE /function/echo.team/sub/?a=%20b&c=d+e;f:@/? HTTP/1.1",
+        "Host: gw",
+        "Authorization: Basic dTpw",
+    )
+    head = read_head(data, MAX_BODY, functions=True)
+    assert isinstance(head, Head)
+    assert head.proxied
+    assert (head.method, head.name, head.path) == (
+        "DELETE",
+        "echo.team",
+        "/function/echo.team/sub/",
+    )
+    assert head.query_string == "a=%20b&c=d+e;f:@/?"
+    assert ("Authorization", "Basic dTpw") in head.headers
+    assert read_head(data, MAX_BODY) is HAND_OFF  # not read unless the listener proxies
+
+
+def test_an_async_call_is_not_mistaken_for_a_function_call() -> None:
+    head = read_head(
+        request("POST /async-function/f HTTP/1.1", "Host: h"), MAX_BODY, functions=True
+    )
+    assert isinstance(head, Head)
+    assert not head.proxied
+
+
+FUNCTION_CALLS_HANDED_OFF = {
+    "HEAD": request("HEAD /function/f HTTP/1.1", "Host: h"),
+    "OPTIONS": request("OPTIONS /function/f HTTP/1.1", "Host: h"),
+    "percent-escape in the path": request("GET /function/f/a%20b HTTP/1.1", "Host: h"),
+    "encoded slash": request("GET /function/f/a%2Fb HTTP/1.1", "Host: h"),
+    "encoded dot segment": request("GET /function/f/%2e%2e/x HTTP/1.1", "Host: h"),
+    "dot segment": request("GET /function/f/../system/functions HTTP/1.1", "Host: h"),
+    "escape yarl decodes": request("GET /function/f?a=%41 HTTP/1.1", "Host: h"),
+    "encoded slash in the query": request("GET /function/f?a=%2F HTTP/1.1", "Host: h"),
+    "lower-case escape": request("GET /function/f?a=%2b HTTP/1.1", "Host: h"),
+    "character yarl escapes": request("GET /function/f?a=<b> HTTP/1.1", "Host: h"),
+    "chunked": request("POST /function/f HTTP/1.1", "Host: h", "Transfer-Encoding: chunked"),
+    "expect": request("PUT /function/f HTTP/1.1", "Host: h", "Expect: 100-continue"),
+    "body above the limit": request(
+        "POST /function/f HTTP/1.1", "Host: h", f"Content-Length: {MAX_BODY + 1}"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "data", FUNCTION_CALLS_HANDED_OFF.values(), ids=FUNCTION_CALLS_HANDED_OFF.keys()
+)
+def test_function_calls_the_lean_path_is_unsure_of_are_handed_to_aiohttp(data: bytes) -> None:
+    assert read_head(data, MAX_BODY, functions=True) is HAND_OFF
+
+
+FUNCTION_TARGETS = st.builds(
+    lambda name, tail, query: f"/function/{name}{tail}{query}",
+    st.one_of(
+        st.sampled_from(["echo", "f.team-a", "a_b"]), st.text("ab.%", min_size=1, max_size=3)
+    ),
+    st.one_of(st.just(""), st.text("/ab.~:@;", max_size=6).map(lambda t: "/" + t)),
+    st.one_of(
+        st.just(""),
+        st.lists(
+            st.one_of(
+                *[st.sampled_from(list("?=&a/:@!$'()*+,;~"))] * 3,
+                *[st.integers(0, 255).map(lambda n: f"%{n:02X}")] * 2,
+                st.integers(0, 255).map(lambda n: f"%{n:02x}"),
+                st.sampled_from(list('<>[]{}|^`\\"#% ')),
+            ),
+            max_size=5,
+        ).map(lambda parts: "?" + "".join(parts)),
+    ),
+)
+FUNCTION_METHODS = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+PLAIN_FIELD = st.tuples(
+    st.sampled_from(["X-A", "Authorization", "Content-Type", "Connection", "Content-Length"]),
+    st.sampled_from(["a", "Basic dTpw", "close", "keep-alive", "3", "0"]),
+    SEPARATORS,
+)
+FUNCTION_FIELDS = st.lists(st.one_of(PLAIN_FIELD, PLAIN_FIELD, FIELD), max_size=3)
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    FUNCTION_METHODS,
+    FUNCTION_TARGETS,
+    VERSIONS,
+    FUNCTION_FIELDS,
+    FUNCTION_FIELDS,
+    st.binary(max_size=8),
+)
+def test_whatever_function_call_is_accepted_aiohttp_reads_and_forwards_the_same_way(
+    method: str,
+    target: str,
+    version: str,
+    before: list[tuple[str, str, str]],
+    after: list[tuple[str, str, str]],
+    body: bytes,
+) -> None:
+    """aiohttp's parser reads the same request, and aiohttp's client (yarl) would send the
+    same path and query to the upstream as ferry's http1 client does."""
+    fields = [*before, ("Host", "gw:8080", ": "), *after]
+    lines = [f"{method} {target} {version}"] + [f"{n}{sep}{v}" for n, v, sep in fields]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    head = read_head(data, MAX_BODY, functions=True)
+    event("accepted" if isinstance(head, Head) else "handed off")
+    if not isinstance(head, Head):
+        return
+    assert head.proxied
+    theirs = aiohttp_reads(data[: head.body_start] + b"\0" * head.body_length)
+    assert theirs is not None, "accepted a request aiohttp refuses"
+    assert theirs == (
+        head.method,
+        head.path,
+        head.query_string,
+        head.headers,
+        head.keep_alive,
+        head.body_length,
+        False,
+    )
+    upstream = "http://up.example:8080" + head.path
+    if head.query_string:
+        upstream += "?" + head.query_string
+    assert split_url(upstream)[1] == URL(upstream).raw_path_qs
