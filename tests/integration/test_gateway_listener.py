@@ -28,6 +28,7 @@ from queue_worker import codec
 from queue_worker.codec import QueueRequest
 from queue_worker.publisher import Publisher
 from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.http import FakeGateway
 from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages
 
@@ -246,12 +247,27 @@ async def test_stopping_the_gateway_closes_idle_connections_and_exits_cleanly(
 
 
 async def test_a_random_mix_of_lean_and_handed_off_requests_is_answered_in_order(
-    gateway_port: int, queue: QueueUnderTest
+    queue: QueueUnderTest, gateway: FakeGateway, tmp_path: Path
 ) -> None:
-    """Several connections, each sending a seeded random mix of lean calls, chunked calls and
-    other routes, some sent ahead: every request gets its own answer, in order, and exactly
-    the accepted calls are stored."""
+    """Several connections, each sending a seeded random mix of lean async calls, function
+    calls (lean and chunked), chunked async calls and other routes, some sent ahead: every
+    request gets its own answer, in order, exactly the accepted calls are stored, and the
+    function receives exactly the function calls."""
     rng = random.Random(20261129)
+    gateway.function("echo")
+    functions = write_functions(
+        tmp_path / "functions.yml", {"echo": {"url": f"{gateway.url}/function/echo"}}
+    )
+
+    kinds = ["lean", "lean", "lean", "chunked", "list", "missing"]
+    kinds += ["function", "function", "function", "chunked function"]
+
+    def function_call(body: bytes, chunked: bool) -> bytes:
+        framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+        head = f"PUT /function/echo/p?n=1 HTTP/1.1\r\nHost: h\r\n{framing}\r\n\r\n".encode()
+        if not chunked:
+            return head + body
+        return head + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
 
     def chunked(body: bytes) -> bytes:
         head = async_call("/async-function/echo", b"").replace(
@@ -259,17 +275,23 @@ async def test_a_random_mix_of_lean_and_handed_off_requests_is_answered_in_order
         )
         return head + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
 
-    async def one_connection(number: int) -> list[bytes]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", gateway_port)
+    async def one_connection(number: int, port: int) -> tuple[list[bytes], list[bytes]]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         wire = Wire(reader, writer)
         accepted: list[bytes] = []
+        proxied: list[bytes] = []
+        echoed: list[bytes] = []  # answers still to come from the function, in order
         try:
             for step in range(12):
                 burst: list[tuple[bytes, int, bytes | None]] = []
                 for _ in range(rng.choice((1, 1, 2, 3))):
                     body = b"c%d-%d-%d" % (number, step, len(burst))
-                    kind = rng.choice(("lean", "lean", "lean", "chunked", "list", "missing"))
-                    if kind == "lean":
+                    kind = rng.choice(kinds)
+                    if kind in ("function", "chunked function"):
+                        burst.append((function_call(body, kind != "function"), 200, None))
+                        proxied.append(body)
+                        echoed.append(body)
+                    elif kind == "lean":
                         burst.append((async_call("/async-function/echo", body), 202, body))
                     elif kind == "chunked":
                         burst.append((chunked(body), 202, body))
@@ -278,17 +300,24 @@ async def test_a_random_mix_of_lean_and_handed_off_requests_is_answered_in_order
                     else:
                         burst.append((async_call("/async-function/nope", body), 404, None))
                 await wire.send(b"".join(data for data, _, _ in burst))
-                for _, status, stored_body in burst:
-                    assert (await wire.answer())[0] == status
+                for data, status, stored_body in burst:
+                    answered, _, answer_body = await wire.answer()
+                    assert answered == status
                     if stored_body is not None:
                         accepted.append(stored_body)
+                    if data.startswith(b"PUT /function/"):  # the function echoes the body
+                        assert answer_body == echoed.pop(0)
         finally:
             writer.close()
-        return accepted
+        return accepted, proxied
 
-    sent = await asyncio.gather(*(one_connection(n) for n in range(4)))
+    async with running_gateway(gateway_env(queue, functions_file=str(functions))) as gw:
+        sent = await asyncio.gather(*(one_connection(n, gw.port) for n in range(4)))
     stored_bodies = sorted(r.body for r in await stored(queue))
-    assert stored_bodies == sorted(body for bodies in sent for body in bodies)
+    assert stored_bodies == sorted(body for bodies, _ in sent for body in bodies)
+    calls = gateway.calls_to("echo")
+    assert sorted(c.body for c in calls) == sorted(body for _, bodies in sent for body in bodies)
+    assert {(c.method, c.path, c.query) for c in calls} == {("PUT", "/p", "n=1")}
 
 
 class HeldPublisher:
