@@ -68,7 +68,7 @@ class GatewayConfig:
     upstream_timeout: float = setting(
         "upstream_timeout",
         60.0,
-        "bound on waiting for bytes from a proxied upstream or function",
+        "bound on a proxied call's wait for the upstream or function (502 past it)",
         positive_duration,
         shown="60s",
     )
