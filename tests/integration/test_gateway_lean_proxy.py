@@ -318,3 +318,17 @@ async def test_standalone_calls_reach_the_functions_url_with_tail_and_query(
     received = [as_received(r)[0] for r in function.requests]
     expected = ["/fn/sub/?q=1&r", "/fn?x=%20", "/fn"]
     assert received == [f"POST {path} HTTP/1.1" for path in expected for _ in range(2)]
+
+
+async def test_a_function_call_whose_body_arrives_too_slowly_gets_408_and_is_not_forwarded(
+    queue: QueueUnderTest, upstream: RawServer
+) -> None:
+    env = gateway_env(queue, upstream_url=f"http://127.0.0.1:{upstream.port}", read_timeout="500ms")
+    async with running_gateway(env) as gw:
+        wire = await Wire.open(gw.port)
+        await wire.send(call("POST", "/function/echo", b"0123456789")[:-8])  # 8 bytes short
+        status, headers, _ = await wire.answer()
+        assert (status, headers["connection"]) == (408, "close")
+        assert await wire.closed_by_server()
+        wire.close()
+    assert function_calls(upstream) == []
