@@ -10,8 +10,10 @@ the caller's headers minus the hop-by-hop ones and those named in Connection, th
 Authorization as it came (the gateway's own credentials are for `/system/*` alone), Host set to
 the upstream's authority, no `X-Forwarded-*` added; the answer's status, reason and headers
 minus the hop-by-hop ones. Differences, on purpose: the answer is re-framed with Content-Length
-(it is read whole, up to `MAX_ANSWER_BYTES`, rather than streamed); `upstream_timeout` bounds
-the whole exchange rather than each wait for bytes; and no `Server` header names aiohttp.
+(it is read whole rather than streamed, so its size must be bounded: `MAX_ANSWER_BYTES`);
+`upstream_timeout` bounds the whole exchange rather than each wait for bytes; a repeated request
+header is passed on each time (aiohttp's client keeps the last); and no `Server` header names
+aiohttp.
 """
 
 from __future__ import annotations
