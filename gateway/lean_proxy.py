@@ -10,7 +10,8 @@ the caller's headers minus the hop-by-hop ones and those named in Connection, th
 Authorization as it came (the gateway's own credentials are for `/system/*` alone), Host set to
 the upstream's authority, no `X-Forwarded-*` added; the answer's status, reason and headers
 minus the hop-by-hop ones. Differences, on purpose: the answer is re-framed with Content-Length
-(it is read whole rather than streamed, so its size must be bounded: `MAX_ANSWER_BYTES`);
+(it is read whole rather than streamed, so it is bounded by `max_response_bytes`: a longer
+answer, declared or chunked, is a 502);
 `upstream_timeout` bounds the whole exchange rather than each wait for bytes; a repeated request
 header is passed on each time (aiohttp's client keeps the last); and no `Server` header names
 aiohttp.
@@ -31,9 +32,6 @@ from gateway.request_head import Head
 
 log = logging.getLogger("ferry.gateway")
 
-# The largest answer read from an upstream (bytes): the one place to wire the setting
-# `max_response_bytes` to, and to pass to the http1 client once it bounds answers (issue 14).
-MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
 # Connections to the upstream in use at once (and kept idle); calls beyond wait for one.
 MAX_CONNECTIONS: Final = 1024
 
@@ -54,6 +52,7 @@ class LeanProxy:
         metrics: GatewayMetrics,
         *,
         timeout: float,
+        max_response_bytes: int,
         upstream_url: str = "",
         catalog: FunctionCatalog | None = None,
     ) -> None:
@@ -63,8 +62,7 @@ class LeanProxy:
         self.timeout = timeout
         self.upstream_url = upstream_url
         self.catalog = catalog
-        # at merge with issue 14: Http1Client(..., max_response_bytes=MAX_ANSWER_BYTES)
-        self.client = Http1Client(limit=MAX_CONNECTIONS)
+        self.client = Http1Client(limit=MAX_CONNECTIONS, max_response_bytes=max_response_bytes)
 
     async def close(self) -> None:
         await self.client.close()

@@ -76,10 +76,17 @@ class GatewayService:
 
     def _lean_proxy(self) -> LeanProxy | None:
         """What forwards the function calls the lean listener reads (None: aiohttp does)."""
-        timeout = self.config.upstream_timeout
+        timeout, limit = self.config.upstream_timeout, self.config.max_response_bytes
         if self.config.standalone:
-            return LeanProxy(self.metrics, timeout=timeout, catalog=self.catalog)
-        return LeanProxy(self.metrics, timeout=timeout, upstream_url=self.config.upstream_url)
+            return LeanProxy(
+                self.metrics, timeout=timeout, max_response_bytes=limit, catalog=self.catalog
+            )
+        return LeanProxy(
+            self.metrics,
+            timeout=timeout,
+            max_response_bytes=limit,
+            upstream_url=self.config.upstream_url,
+        )
 
     def _source(self) -> FunctionSource:
         if self.config.standalone:
