@@ -25,10 +25,11 @@ from typing import Any
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError
 
 from connectors.core.errors import FerryError, StartupError
 from connectors.core.http1 import BodySourceError, StreamedBody
+from connectors.jetstream.setup import ensure_object_store
 from queue_worker.jetstream import PublishError
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class BodyStore:
         self.replicas = replicas
 
     async def ensure(self) -> None:
-        """Create the bucket if it is missing (several processes may race to do it)."""
+        """Create the bucket if it is missing (several processes may race to do it), or bring
+        its replicas to `replicas`."""
         config = js_api.ObjectStoreConfig(
             bucket=self.bucket,
             description="ferry: bodies of queued calls too large for one message",
@@ -81,23 +83,9 @@ class BodyStore:
             replicas=self.replicas,
         )
         try:
-            try:
-                await self.js.object_store(self.bucket)
-                return
-            except NotFoundError:
-                pass
-            try:
-                await self.js.create_object_store(self.bucket, config=config)
-                log.info("created object store %s for large bodies", self.bucket)
-            except BadRequestError as exc:
-                if "already in use" not in str(exc.description or ""):
-                    raise StartupError(
-                        f"large_body_bucket={self.bucket}: cannot create it: {exc.description}"
-                    ) from None
-        except (NatsError, TimeoutError) as exc:
-            raise StartupError(
-                f"large_body_bucket={self.bucket}: object store not available: {_describe(exc)}"
-            ) from None
+            await ensure_object_store(self.js, config)
+        except StartupError as exc:
+            raise StartupError(f"large_body_bucket={self.bucket}: {exc}") from None
 
     async def put(self, body: bytes) -> str:
         """Store `body`; returns the `Ferry-Body-Object` value naming it. PublishError if

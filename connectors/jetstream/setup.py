@@ -1,4 +1,5 @@
-"""Streams and key-value buckets ferry owns: created with `nats_stream_replicas`, kept at it.
+"""Streams, key-value buckets and object stores ferry owns: created with `nats_stream_replicas`,
+kept at it.
 
 Creating is safe when several replicas of a process race to do it. A stream ferry owns that
 exists with another replica count is updated to the configured count (logged); nothing else
@@ -17,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from connectors.core.errors import StartupError
 from connectors.jetstream.connect import describe
@@ -79,6 +81,36 @@ async def ensure_key_value(
     except (NatsError, TimeoutError) as exc:
         if isinstance(exc, APIError):
             raise StartupError(_refusal(f"cannot use bucket {bucket}", replicas, exc)) from None
+        raise StartupError(f"JetStream is not available: {describe(exc)}") from None
+
+
+async def ensure_object_store(
+    js: JetStreamContext, config: js_api.ObjectStoreConfig
+) -> ObjectStore:
+    """The object store, created with `config` if missing, else with its replicas brought to
+    `config.replicas` (nothing else of an existing bucket is changed)."""
+    bucket = config.bucket or ""
+    replicas = config.replicas or 1
+    try:
+        info = await _info(js, f"OBJ_{bucket}")
+        if info is None:
+            try:
+                store = await js.create_object_store(bucket, config=config)
+            except APIError as exc:
+                if "already in use" not in str(exc.description or ""):
+                    raise StartupError(
+                        _refusal(f"cannot create object store {bucket}", replicas, exc)
+                    ) from None
+            else:
+                log.info("created object store %s (%d replicas)", bucket, replicas)
+                return store
+        else:
+            await _keep_replicas(js, info, replicas)
+        return await js.object_store(bucket)
+    except (NatsError, TimeoutError) as exc:
+        if isinstance(exc, APIError):
+            refusal = _refusal(f"cannot use object store {bucket}", replicas, exc)
+            raise StartupError(refusal) from None
         raise StartupError(f"JetStream is not available: {describe(exc)}") from None
 
 

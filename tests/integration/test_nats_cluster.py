@@ -18,6 +18,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from queue_worker.jetstream import PublishError
+from queue_worker.large_bodies import BodyStore
 from tests.support.brokers import NatsServer
 from tests.support.clock import FakeClock
 from tests.support.cron import cron, utc
@@ -100,6 +101,19 @@ async def test_an_existing_r1_stream_is_moved_to_r3_and_that_is_logged(
     assert f"stream {queue.stream} had 1 replicas; updated to nats_stream_replicas=3" in (
         caplog.text
     )
+
+
+async def test_the_large_body_bucket_is_created_replicated_and_an_r1_one_is_moved_to_r3(
+    healthy: NatsCluster, client: Client
+) -> None:
+    js = client.jetstream()
+    fresh, existing = (f"bodies-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    await BodyStore(js, fresh, replicas=3).ensure()
+    assert await replicas(client, f"OBJ_{fresh}") == 3
+    await BodyStore(js, existing, replicas=1).ensure()
+    assert await replicas(client, f"OBJ_{existing}") == 1
+    await BodyStore(js, existing, replicas=3).ensure()
+    assert await replicas(client, f"OBJ_{existing}") == 3
 
 
 async def test_more_replicas_than_servers_exits_2_with_the_reason_nats_gives(
