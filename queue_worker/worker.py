@@ -22,15 +22,14 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
-from connectors.core.callback import Callback, CallbackSender, result_headers
+from connectors.core.callback import CallbackSender
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import DecodeError
 from connectors.core.gateway import GatewayClient
-from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
-from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.invoker import InvocationRequest, Invoker
+from connectors.core.retry import RetryPolicy, Verdict
 from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
-from connectors.core.targets import shorten
 from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker import codec, jetstream
 from queue_worker.attempt_log import log_attempt
@@ -41,6 +40,7 @@ from queue_worker.jetstream import PublishError
 from queue_worker.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from queue_worker.layout import durable_name, queue_subject
 from queue_worker.metrics import QueueWorkerMetrics
+from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
 from queue_worker.progress import ProgressKeeper
 from queue_worker.puller import Puller
@@ -49,7 +49,6 @@ log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
 REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding pull requests at least this often
-HAND_BACK_DELAY_SECONDS = 5.0  # after a fault of ours (e.g. the dead-letter stream unwritable)
 # Messages whose invocation is over but whose outcome is still being recorded (mostly: waiting
 # on a callback) are held in memory and unacknowledged. Past this many per slot (at least 64),
 # the worker takes no new messages until some are done, so a callback receiver that is down
@@ -87,8 +86,8 @@ class QueueWorker:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None
-        self._dead: DeadLetterWriter | None = None
         self._bodies: BodyStore | None = None
+        self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._connected = False
@@ -121,12 +120,17 @@ class QueueWorker:
         )
         self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
         await self._puller.start()
-        self._dead = DeadLetterWriter(self._js, nats.dead_letter_stream)
         self._bodies = BodyStore(
             self._js,
             nats.large_body_bucket,
             ttl=nats.large_body_ttl,
             replicas=nats.nats_stream_replicas,
+        )
+        self._outcomes = OutcomeRecorder(
+            DeadLetterWriter(self._js, nats.dead_letter_stream),
+            self._bodies,
+            self.callbacks,
+            self.metrics,
         )
         log.info(
             "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
@@ -148,7 +152,7 @@ class QueueWorker:
     def stop(self) -> None:
         self._stopping.set()
         for msg in self.prefetched.take_all():  # another replica may run them now
-            self._spawn(self._hand_back(msg))
+            self._spawn(hand_back(msg))
         if self._puller is not None:
             self._puller.poke()
 
@@ -206,11 +210,11 @@ class QueueWorker:
     def _deliver(self, msg: Msg) -> None:
         """A message arrived for one of our pull requests: start it, keep it, or hand it back."""
         if self._stopping.is_set():
-            self._spawn(self._hand_back(msg))
+            self._spawn(hand_back(msg))
         elif self.slots.free > 0:
             self._start(msg)
         elif not self.prefetched.offer(msg):
-            self._spawn(self._hand_back(msg))
+            self._spawn(hand_back(msg))
 
     def _start(self, msg: Msg) -> None:
         self.slots.take()
@@ -232,6 +236,8 @@ class QueueWorker:
     # -- one message -----------------------------------------------------------------------
 
     async def _handle(self, msg: Msg) -> None:
+        assert self._outcomes is not None
+        outcomes = self._outcomes
         slot = _SlotHold(self)
         finishing = False
         request: QueueRequest | None = None
@@ -242,7 +248,7 @@ class QueueWorker:
             except DecodeError as exc:
                 slot.release()
                 named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
-                await self._finish_undecodable(msg, str(exc), named)
+                await outcomes.undecodable(msg, str(exc), named)
                 return
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
@@ -254,7 +260,7 @@ class QueueWorker:
                     body = await self._bodies.open(reference)
                 except BodyMissing as exc:
                     slot.release()
-                    await self._finish_bodiless(msg, request, str(exc))
+                    await outcomes.bodiless(msg, request, str(exc))
                     return
                 invocation = dataclasses.replace(invocation, body=body)
             result = await self.invoker.invoke(invocation, attempt=attempt)
@@ -268,19 +274,20 @@ class QueueWorker:
                 self.metrics.retries.labels(request.function).inc()
                 await msg.nak(delay=outcome.delay)
                 return
-            await self._finish(msg, request, result, outcome, policy, reference)
+            await outcomes.final(msg, request, result, outcome, policy, reference)
         except asyncio.CancelledError:
-            await self._hand_back(msg)
+            await hand_back(msg)
             raise
         except PublishError as exc:
             log.warning("could not record an outcome, handing the message back: %s", exc)
-            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+            await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         except (NatsError, TimeoutError) as exc:  # the broker's fault, not the message's
-            log.warning("NATS failed on message %s, handing it back: %r", _seq(msg), exc)
-            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+            log.warning("NATS failed on message %s, handing it back: %r", seq(msg), exc)
+            await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         except Exception as exc:
             slot.release()
-            await self._after_unexpected(msg, request, exc)
+            policy = self._policy(request) if request is not None else self.policy
+            await outcomes.unexpected(msg, request, exc, policy)
         finally:
             slot.release()
             if finishing:
@@ -303,124 +310,6 @@ class QueueWorker:
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)
-
-    async def _finish(
-        self,
-        msg: Msg,
-        request: QueueRequest,
-        result: InvocationResult,
-        outcome: Outcome,
-        policy: RetryPolicy,
-        reference: str = "",
-    ) -> None:
-        """Record a final outcome: dead letter if failed, then callback, then ack; then a
-        body object is deleted, unless its dead letter keeps it."""
-        assert self._dead is not None
-        if outcome.verdict is Verdict.FAILED:
-            await self._dead.write(
-                msg,
-                function=request.function,
-                call_id=request.call_id,
-                reason=outcome.reason,
-                attempts=result.attempt,
-                last_status=str(result.reported_status),
-            )
-            kind = "retries_exhausted" if outcome.exhausted else "not_retried"
-            self.metrics.dead_letters.labels(request.function, kind).inc()
-        if request.callback:
-            await self._send_callback(request, result, policy.max_attempts)
-        if not reference:
-            await msg.ack()
-        else:
-            await msg.ack_sync(timeout=5.0)  # the body goes only once the call surely will not
-            if outcome.verdict is not Verdict.FAILED:
-                assert self._bodies is not None
-                await self._bodies.delete(reference)
-        self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
-
-    async def _finish_bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
-        """A call whose body object is gone can never run: a dead letter at once."""
-        assert self._dead is not None
-        log.warning("%s call %s: dead-lettered: %s", request.function, request.call_id, reason)
-        await self._dead.write(
-            msg,
-            function=request.function,
-            call_id=request.call_id,
-            reason=reason,
-            attempts=msg.metadata.num_delivered or 1,
-            last_status="",
-        )
-        self.metrics.dead_letters.labels(request.function, "not_retried").inc()
-        await msg.ack_sync(timeout=5.0)
-
-    async def _finish_undecodable(self, msg: Msg, reason: str, function: str) -> None:
-        assert self._dead is not None
-        log.warning("dead-lettering an undecodable message (seq %s): %s", _seq(msg), reason)
-        await self._dead.write(
-            msg,
-            function=function,  # only an invalid name: the subject is then its hash
-            call_id="",
-            reason=f"undecodable: {reason}",
-            attempts=msg.metadata.num_delivered or 1,
-            last_status="",
-        )
-        self.metrics.dead_letters.labels("", "undecodable").inc()
-        await msg.ack_sync(timeout=5.0)
-
-    async def _after_unexpected(
-        self, msg: Msg, request: QueueRequest | None, error: Exception
-    ) -> None:
-        """An error nobody foresaw counts as a failed attempt: the message is retried with
-        back-off, and dead-lettered once its attempts are used up, so no message cycles for
-        ever. One log line per message (when it is given up); each delivery's traceback goes
-        to the debug log only."""
-        assert self._dead is not None
-        policy = self._policy(request) if request is not None else self.policy
-        attempt = msg.metadata.num_delivered or 1
-        reason = f"unexpected error: {type(error).__name__}: {shorten(str(error), 200)}"
-        log.debug("message %s, attempt %d: %s", _seq(msg), attempt, reason, exc_info=error)
-        outcome = policy.decide(status=None, attempt=attempt, error=reason)
-        if outcome.verdict is Verdict.RETRY:
-            await self._hand_back(msg, delay=outcome.delay)
-            return
-        function = request.function if request is not None else ""
-        call_id = request.call_id if request is not None else ""
-        log.error("%s call %s (message %s): %s", function, call_id, _seq(msg), outcome.reason)
-        try:
-            await self._dead.write(
-                msg,
-                function=function,
-                call_id=call_id,
-                reason=outcome.reason,
-                attempts=attempt,
-                last_status="",
-            )
-            self.metrics.dead_letters.labels(function, "unexpected").inc()
-            await msg.ack_sync(timeout=5.0)
-        except (PublishError, NatsError, TimeoutError) as exc:
-            log.warning("could not dead-letter message %s, handing it back: %s", _seq(msg), exc)
-            await self._hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
-
-    async def _send_callback(
-        self, request: QueueRequest, result: InvocationResult, retry_max: int
-    ) -> None:
-        headers = result_headers(
-            result, call_id=request.call_id, start_time=request.start_time, retry_max=retry_max
-        )
-        callback = Callback(
-            url=request.callback,
-            body=result.body,
-            headers=headers,
-            call_id=request.call_id,
-            function=request.function,
-        )
-        outcome = await self.callbacks.deliver(callback)
-        self.metrics.callbacks.labels(outcome.value).inc()
-
-    async def _hand_back(self, msg: Msg, delay: float | None = None) -> None:
-        """Return a message unfinished (after `delay`, so a fault of ours is not a hot loop)."""
-        with contextlib.suppress(NatsError, TimeoutError):
-            await msg.nak(delay=delay)
 
     # -- connection events and gauges --------------------------------------------------------
 
@@ -467,7 +356,3 @@ def _invocation(request: QueueRequest) -> InvocationRequest:
         query=request.query_string,
         headers=request.header_pairs(),
     )
-
-
-def _seq(msg: Msg) -> int | None:
-    return msg.metadata.sequence.stream if msg.metadata.sequence else None

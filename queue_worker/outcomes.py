@@ -1,0 +1,160 @@
+"""What the queue worker does with a message once its fate is known: dead letter, callback,
+ack, and the large body's object; or, for a fault of ours, hand it back to JetStream.
+
+Kept apart from the worker's pulling and scheduling (`worker.py`): this half only records
+outcomes, in the one order that loses nothing (dead letter, then callback, then ack, then the
+body object), so a crash between two steps repeats a step rather than skipping one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from connectors.core.callback import Callback, CallbackSender, result_headers
+from connectors.core.invoker import InvocationResult
+from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.targets import shorten
+from queue_worker.codec import QueueRequest
+from queue_worker.deadletter import DeadLetterWriter
+from queue_worker.jetstream import PublishError
+from queue_worker.large_bodies import BodyStore
+from queue_worker.metrics import QueueWorkerMetrics
+
+log = logging.getLogger("ferry.queue_worker")
+
+HAND_BACK_DELAY_SECONDS = 5.0  # after a fault of ours (e.g. the dead-letter stream unwritable)
+
+
+class OutcomeRecorder:
+    def __init__(
+        self,
+        dead: DeadLetterWriter,
+        bodies: BodyStore,
+        callbacks: CallbackSender,
+        metrics: QueueWorkerMetrics,
+    ) -> None:
+        self.dead = dead
+        self.bodies = bodies
+        self.callbacks = callbacks
+        self.metrics = metrics
+
+    async def final(
+        self,
+        msg: Msg,
+        request: QueueRequest,
+        result: InvocationResult,
+        outcome: Outcome,
+        policy: RetryPolicy,
+        reference: str = "",
+    ) -> None:
+        """Record a final outcome: dead letter if failed, then callback, then ack; then a
+        body object is deleted, unless its dead letter keeps it."""
+        if outcome.verdict is Verdict.FAILED:
+            await self.dead.write(
+                msg,
+                function=request.function,
+                call_id=request.call_id,
+                reason=outcome.reason,
+                attempts=result.attempt,
+                last_status=str(result.reported_status),
+            )
+            kind = "retries_exhausted" if outcome.exhausted else "not_retried"
+            self.metrics.dead_letters.labels(request.function, kind).inc()
+        if request.callback:
+            await self.callback(request, result, policy.max_attempts)
+        if not reference:
+            await msg.ack()
+        else:
+            await msg.ack_sync(timeout=5.0)  # the body goes only once the call surely will not
+            if outcome.verdict is not Verdict.FAILED:
+                await self.bodies.delete(reference)
+        self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
+
+    async def bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
+        """A call whose body object is gone can never run: a dead letter at once."""
+        log.warning("%s call %s: dead-lettered: %s", request.function, request.call_id, reason)
+        await self.dead.write(
+            msg,
+            function=request.function,
+            call_id=request.call_id,
+            reason=reason,
+            attempts=msg.metadata.num_delivered or 1,
+            last_status="",
+        )
+        self.metrics.dead_letters.labels(request.function, "not_retried").inc()
+        await msg.ack_sync(timeout=5.0)
+
+    async def undecodable(self, msg: Msg, reason: str, function: str) -> None:
+        log.warning("dead-lettering an undecodable message (seq %s): %s", seq(msg), reason)
+        await self.dead.write(
+            msg,
+            function=function,  # only an invalid name: the subject is then its hash
+            call_id="",
+            reason=f"undecodable: {reason}",
+            attempts=msg.metadata.num_delivered or 1,
+            last_status="",
+        )
+        self.metrics.dead_letters.labels("", "undecodable").inc()
+        await msg.ack_sync(timeout=5.0)
+
+    async def unexpected(
+        self, msg: Msg, request: QueueRequest | None, error: Exception, policy: RetryPolicy
+    ) -> None:
+        """An error nobody foresaw counts as a failed attempt: the message is retried with
+        back-off, and dead-lettered once its attempts are used up, so no message cycles for
+        ever. One log line per message (when it is given up); each delivery's traceback goes
+        to the debug log only."""
+        attempt = msg.metadata.num_delivered or 1
+        reason = f"unexpected error: {type(error).__name__}: {shorten(str(error), 200)}"
+        log.debug("message %s, attempt %d: %s", seq(msg), attempt, reason, exc_info=error)
+        outcome = policy.decide(status=None, attempt=attempt, error=reason)
+        if outcome.verdict is Verdict.RETRY:
+            await hand_back(msg, delay=outcome.delay)
+            return
+        function = request.function if request is not None else ""
+        call_id = request.call_id if request is not None else ""
+        log.error("%s call %s (message %s): %s", function, call_id, seq(msg), outcome.reason)
+        try:
+            await self.dead.write(
+                msg,
+                function=function,
+                call_id=call_id,
+                reason=outcome.reason,
+                attempts=attempt,
+                last_status="",
+            )
+            self.metrics.dead_letters.labels(function, "unexpected").inc()
+            await msg.ack_sync(timeout=5.0)
+        except (PublishError, NatsError, TimeoutError) as exc:
+            log.warning("could not dead-letter message %s, handing it back: %s", seq(msg), exc)
+            await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+
+    async def callback(
+        self, request: QueueRequest, result: InvocationResult, retry_max: int
+    ) -> None:
+        headers = result_headers(
+            result, call_id=request.call_id, start_time=request.start_time, retry_max=retry_max
+        )
+        callback = Callback(
+            url=request.callback,
+            body=result.body,
+            headers=headers,
+            call_id=request.call_id,
+            function=request.function,
+        )
+        outcome = await self.callbacks.deliver(callback)
+        self.metrics.callbacks.labels(outcome.value).inc()
+
+
+async def hand_back(msg: Msg, delay: float | None = None) -> None:
+    """Return a message unfinished (after `delay`, so a fault of ours is not a hot loop)."""
+    with contextlib.suppress(NatsError, TimeoutError):
+        await msg.nak(delay=delay)
+
+
+def seq(msg: Msg) -> int | None:
+    return msg.metadata.sequence.stream if msg.metadata.sequence else None
