@@ -16,6 +16,7 @@ from connectors.core.settings import (
     setting,
 )
 from queue_worker.config import QueueNatsSettings
+from queue_worker.ledger import CallLedgerSettings
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 65.0  # seconds, the OpenFaaS chart's gateway readTimeout
@@ -76,7 +77,8 @@ class GatewayConfig:
     basic_auth: bool = setting(
         "basic_auth",
         False,
-        "proxy mode: read the function list with basic auth (from secret_mount_path)",
+        "proxy mode: read the function list with basic auth (from secret_mount_path); "
+        "either mode: require the same credentials on /system/calls",
         parse_bool,
     )
     secret_mount_path: str = setting(
@@ -96,6 +98,7 @@ class GatewayConfig:
         "accept X-Callback-Url on loopback, private and link-local addresses",
         parse_bool,
     )
+    ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from connectors.core.urlguard import CallbackPolicy
 from gateway.call import AsyncCall
 from gateway.functions import Function, FunctionCatalog
 from gateway.metrics import GatewayMetrics
+from gateway.queued_calls import QueuedCalls
 from queue_worker.jetstream import NeverStorable, PublishError
 from queue_worker.publisher import Publisher, build_request
 
@@ -59,6 +60,7 @@ class FrontDoor:
         max_body_bytes: int,
         publish_timeout: float,
         connected: Callable[[], bool],
+        ledger: QueuedCalls | None = None,
     ) -> None:
         self.catalog = catalog
         self.publisher = publisher
@@ -67,6 +69,7 @@ class FrontDoor:
         self.max_body_bytes = max_body_bytes
         self.publish_timeout = publish_timeout
         self.connected = connected
+        self.ledger = ledger
         self._accepted = metrics.async_calls.labels("accepted")
         self._duplicate = metrics.async_calls.labels("duplicate")
 
@@ -105,11 +108,17 @@ class FrontDoor:
         if not self.connected():
             return self._unavailable("not connected to NATS", ids)
         started = time.perf_counter()
+        if self.ledger is not None:
+            self.ledger.queued(queued)  # written beside the publish, never awaited
         try:
             ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout)
         except NeverStorable as exc:  # retrying cannot help: not a 503
+            if self.ledger is not None:
+                self.ledger.not_queued(queued)
             return self._reject("too_large", 413, f"the call cannot be queued: {exc}")
         except PublishError as exc:
+            if self.ledger is not None:
+                self.ledger.not_queued(queued)
             return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)
         (self._duplicate if ack.duplicate else self._accepted).inc()

@@ -15,16 +15,18 @@ import socket
 import time
 
 from aiohttp import web
+from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
-from connectors.core.gateway import GatewayClient
+from connectors.core.gateway import GatewayClient, read_basic_auth
 from connectors.core.supervision import until_stopped
 from connectors.core.urlguard import CallbackPolicy
 from connectors.jetstream.connect import NatsConnection, connect
 from connectors.jetstream.credentials import check_files
 from gateway.arrival_deadline import arrival_deadline
+from gateway.call_routes import CallRoutes
 from gateway.config import GatewayConfig
 from gateway.front_door import FrontDoor
 from gateway.functions import (
@@ -39,9 +41,11 @@ from gateway.listener import KEEPALIVE_TIMEOUT, FastListener
 from gateway.metrics import GatewayMetrics
 from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
+from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
 from queue_worker import jetstream
 from queue_worker.large_bodies import BodyStore
+from queue_worker.ledger_store import LedgerStore, open_or_handle
 from queue_worker.publisher import Publisher
 
 log = logging.getLogger("ferry.gateway")
@@ -71,6 +75,8 @@ class GatewayService:
         self._nats: NatsConnection | None = None
         self._runner: web.AppRunner | None = None
         self._listener: FastListener | None = None
+        self._queued_calls: QueuedCalls | None = None
+        self._call_routes = CallRoutes(None, authorization=None)
         self._connected = False
         self._stopping = asyncio.Event()
 
@@ -135,6 +141,7 @@ class GatewayService:
             replicas=nats.nats_stream_replicas,
         )
         await bodies.ensure()
+        await self._open_ledger(js)
         front_door = FrontDoor(
             self.catalog,
             Publisher(js, nats.nats_stream, bodies),
@@ -145,6 +152,7 @@ class GatewayService:
             max_body_bytes=self.config.max_body_bytes,
             publish_timeout=self.config.publish_timeout,
             connected=lambda: self._nats is not None and self._nats.connected,
+            ledger=self._queued_calls,
         )
         await self._listen(front_door)
         mode = (
@@ -154,12 +162,28 @@ class GatewayService:
         )
         log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
 
+    async def _open_ledger(self, js: JetStreamContext) -> None:
+        """The call ledger's bucket (the gateway runs on without it if it cannot be had)."""
+        auth = self.config.basic_auth
+        authorization = read_basic_auth(self.config.secret_mount_path) if auth else None
+        if not self.config.ledger.call_ledger:
+            self._call_routes = CallRoutes(None, authorization=authorization)
+            return
+        replicas = self.config.nats.nats_stream_replicas
+        kv = await open_or_handle(js, self.config.ledger, replicas, who="gateway")
+        assert self._nats is not None
+        bucket = self.config.ledger.call_ledger_bucket
+        self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
+        await self._queued_calls.start()
+        self._call_routes = CallRoutes(LedgerStore(kv), authorization=authorization)
+
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(
             client_max_size=self.config.max_body_bytes,
             middlewares=[refuse_dot_segments, arrival_deadline(self.config.read_timeout)],
         )
         app.add_routes(front_door.routes())
+        app.add_routes(self._call_routes.routes())
         if self.config.standalone:
             app.add_routes(StandaloneRoutes(self.catalog, self.proxy).routes())
         else:
@@ -240,6 +264,8 @@ class GatewayService:
         await self.proxy.close()
         if self.lean_proxy is not None:
             await self.lean_proxy.close()
+        if self._queued_calls is not None:
+            await self._queued_calls.close()
         if self._upstream is not None:
             await self._upstream.close()
         if self._nats is not None:

@@ -10,6 +10,7 @@ from connectors.core.settings import duration, group, int_in, positive_duration,
 from connectors.jetstream.settings import NatsSettings
 from queue_worker.large_bodies import DEFAULT_BUCKET, DEFAULT_TTL
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
+from queue_worker.ledger import CallLedgerSettings
 
 
 def prefetch_parse(text: str) -> int | None:
@@ -83,6 +84,7 @@ class QueueWorkerConfig:
     gateway: GatewaySettings = group(GatewaySettings)
     retry: RetrySettings = group(RetrySettings)
     callbacks: CallbackSettings = group(CallbackSettings)
+    ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ from queue_worker.deadletter import DeadLetterWriter
 from queue_worker.jetstream import PublishError
 from queue_worker.large_bodies import BodyStore
 from queue_worker.metrics import QueueWorkerMetrics
+from queue_worker.worker_ledger import WorkerLedger
 
 log = logging.getLogger("ferry.queue_worker")
 
@@ -36,11 +37,13 @@ class OutcomeRecorder:
         bodies: BodyStore,
         callbacks: CallbackSender,
         metrics: QueueWorkerMetrics,
+        ledger: WorkerLedger,
     ) -> None:
         self.dead = dead
         self.bodies = bodies
         self.callbacks = callbacks
         self.metrics = metrics
+        self.ledger = ledger
 
     async def final(
         self,
@@ -52,8 +55,11 @@ class OutcomeRecorder:
         reference: str = "",
     ) -> None:
         """Record a final outcome: dead letter if failed, then callback, then ack; then a
-        body object is deleted, unless its dead letter keeps it."""
-        if outcome.verdict is Verdict.FAILED:
+        body object is deleted, unless its dead letter keeps it. The call ledger hears of it
+        first (never awaited), and of the callback's outcome once it is known."""
+        succeeded = outcome.verdict is not Verdict.FAILED
+        self.ledger.finished(request, result, succeeded=succeeded)
+        if not succeeded:
             await self.dead.write(
                 msg,
                 function=request.function,
@@ -65,18 +71,20 @@ class OutcomeRecorder:
             kind = "retries_exhausted" if outcome.exhausted else "not_retried"
             self.metrics.dead_letters.labels(request.function, kind).inc()
         if request.callback:
-            await self.callback(request, result, policy.max_attempts)
+            delivered = await self.callback(request, result, policy.max_attempts)
+            self.ledger.finished(request, result, succeeded=succeeded, callback_outcome=delivered)
         if not reference:
             await msg.ack()
         else:
             await msg.ack_sync(timeout=5.0)  # the body goes only once the call surely will not
-            if outcome.verdict is not Verdict.FAILED:
+            if succeeded:
                 await self.bodies.delete(reference)
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
 
     async def bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
         """A call whose body object is gone can never run: a dead letter at once."""
         log.warning("%s call %s: dead-lettered: %s", request.function, request.call_id, reason)
+        self.ledger.gave_up(request, msg.metadata.num_delivered or 1, reason)
         await self.dead.write(
             msg,
             function=request.function,
@@ -128,14 +136,27 @@ class OutcomeRecorder:
                 last_status="",
             )
             self.metrics.dead_letters.labels(function, "unexpected").inc()
+            if request is not None:
+                self.ledger.gave_up(request, attempt, outcome.reason)
             await msg.ack_sync(timeout=5.0)
         except (PublishError, NatsError, TimeoutError) as exc:
             log.warning("could not dead-letter message %s, handing it back: %s", seq(msg), exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
 
+    async def cancelled(self, msg: Msg, request: QueueRequest, reference: str) -> None:
+        """A call cancelled through the ledger: acked without a call, no callback, no dead
+        letter; its body object, if any, is deleted."""
+        self.ledger.skipped(request)
+        if not reference:
+            await msg.ack()
+            return
+        await msg.ack_sync(timeout=5.0)
+        await self.bodies.delete(reference)
+
     async def callback(
         self, request: QueueRequest, result: InvocationResult, retry_max: int
-    ) -> None:
+    ) -> str:
+        """Deliver the callback; its outcome (delivered, rejected, failed, refused)."""
         headers = result_headers(
             result, call_id=request.call_id, start_time=request.start_time, retry_max=retry_max
         )
@@ -148,6 +169,7 @@ class OutcomeRecorder:
         )
         outcome = await self.callbacks.deliver(callback)
         self.metrics.callbacks.labels(outcome.value).inc()
+        return outcome.value
 
 
 async def hand_back(msg: Msg, delay: float | None = None) -> None:

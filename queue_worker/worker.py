@@ -44,6 +44,7 @@ from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand
 from queue_worker.prefetch import Prefetched, auto_prefetch
 from queue_worker.progress import ProgressKeeper
 from queue_worker.puller import Puller
+from queue_worker.worker_ledger import WorkerLedger
 
 log = logging.getLogger("ferry.queue_worker")
 
@@ -91,6 +92,9 @@ class QueueWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._connected = False
+        self.ledger = WorkerLedger(
+            config.ledger, self.registry, replicas=config.nats.nats_stream_replicas
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,6 +122,7 @@ class QueueWorker:
             self.subject,
             ack_wait=self.config.ack_wait,
         )
+        await self.ledger.start(self._nc, self._js)
         self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
         await self._puller.start()
         self._bodies = BodyStore(
@@ -131,6 +136,7 @@ class QueueWorker:
             self._bodies,
             self.callbacks,
             self.metrics,
+            self.ledger,
         )
         log.info(
             "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
@@ -202,6 +208,7 @@ class QueueWorker:
                 await self._puller.stop()
         await self.gateway.close()
         await self.callbacks.close()
+        await self.ledger.close()
         if self._nats is not None:
             await self._nats.close()
 
@@ -250,10 +257,14 @@ class QueueWorker:
                 named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
                 await outcomes.undecodable(msg, str(exc), named)
                 return
+            reference = str((msg.headers or {}).get(BODY_OBJECT, ""))
+            if self.ledger.is_cancelled(request):  # acked without a call, no callback
+                slot.release()
+                await outcomes.cancelled(msg, request, reference)
+                return
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
             invocation = _invocation(request)
-            reference = str((msg.headers or {}).get(BODY_OBJECT, ""))
             if reference:  # a claim check: the body is streamed from the object store
                 try:
                     assert self._bodies is not None
@@ -263,6 +274,7 @@ class QueueWorker:
                     await outcomes.bodiless(msg, request, str(exc))
                     return
                 invocation = dataclasses.replace(invocation, body=body)
+            self.ledger.running(request, attempt)
             result = await self.invoker.invoke(invocation, attempt=attempt)
             slot.release()
             self._finish_started()
@@ -272,6 +284,7 @@ class QueueWorker:
             log_attempt(request, result, outcome, self.config.gateway.print_response_body)
             if outcome.verdict is Verdict.RETRY:
                 self.metrics.retries.labels(request.function).inc()
+                self.ledger.retrying(request, result, outcome.delay)
                 await msg.nak(delay=outcome.delay)
                 return
             await outcomes.final(msg, request, result, outcome, policy, reference)

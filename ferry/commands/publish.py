@@ -13,9 +13,10 @@ from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging
+from ferry.ledger_settings import LedgerCommandSettings
 from queue_worker.codec import QueueRequest
-from queue_worker.config import QueueNatsSettings
 from queue_worker.large_bodies import BodyStore
+from queue_worker.ledger_store import open_or_handle, record_queued
 from queue_worker.publisher import QUEUE_ANNOTATION, Publisher, build_request
 
 HELP = (
@@ -24,7 +25,7 @@ HELP = (
     "--header X-Call-Id:ID inside the duplicate window stores it once. A body too large for\n"
     "one NATS message is stored in the large_body_bucket object store, as the front door does."
 )
-EPILOG = describe_settings(QueueNatsSettings)
+EPILOG = describe_settings(LedgerCommandSettings)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     quiet_logging()
     try:
-        settings = load_settings(QueueNatsSettings, os.environ)
+        settings = load_settings(LedgerCommandSettings, os.environ)
         request = build(args)
     except ConfigError as exc:
         return fail(str(exc))
@@ -104,15 +105,19 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-async def _enqueue(settings: QueueNatsSettings, request: QueueRequest) -> None:
-    async with open_jetstream(settings) as js:
+async def _enqueue(settings: LedgerCommandSettings, request: QueueRequest) -> None:
+    nats = settings.nats
+    async with open_jetstream(nats) as js:
         bodies = BodyStore(
-            js,
-            settings.large_body_bucket,
-            ttl=settings.large_body_ttl,
-            replicas=settings.nats_stream_replicas,
+            js, nats.large_body_bucket, ttl=nats.large_body_ttl, replicas=nats.nats_stream_replicas
         )
-        publisher = Publisher(js, settings.nats_stream, bodies)
+        publisher = Publisher(js, nats.nats_stream, bodies)
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
-        await publisher.enqueue(request)
+        if not settings.ledger.call_ledger:
+            await publisher.enqueue(request)
+            return
+        kv = await open_or_handle(
+            js, settings.ledger, nats.nats_stream_replicas, who="ferry publish"
+        )
+        await record_queued(kv, request, publisher.enqueue(request))

@@ -193,6 +193,7 @@ def test_the_dashboard_shows_what_an_operator_needs(path: Path) -> None:
     assert {"connector_invocation_inflight", "connector_max_inflight"} <= names
     assert {"queue_worker_pending_messages", "connector_consumer_lag"} <= names
     assert "queue_worker_callbacks_total" in names
+    assert "queue_worker_call_ledger_write_failures_total" in names
     exprs = " ".join(expressions(dashboard(path)))
     assert exprs.count("histogram_quantile(") >= 6
 

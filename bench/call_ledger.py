@@ -1,0 +1,133 @@
+"""Benchmark: what the call ledger costs, front door and queue worker, ledger on against off.
+
+    .venv/bin/python bench/call_ledger.py [--part gateway|worker|both] [--count N] [--rounds R]
+
+gateway: one nats-server and two `ferry gateway` processes (standalone mode), one with
+  `call_ledger=true`, one with `false`, each on its own stream; in every round the same load
+  (64 keep-alive connections POSTing 1 KiB bodies to /async-function/bench, as bench/gateway.py)
+  goes to one, then the other, alternating which goes first. The result is the median ratio
+  on/off of accepted calls/s.
+worker: bench/queue_worker.py's `instant` scenario (instant function, callbacks, max_inflight
+  64; three ledger writes per message: running, succeeded, the callback's outcome) run with the
+  ledger off and on, alternating, `--rounds` times each. The result is the median ratio on/off
+  of end-to-end messages/s.
+
+All on 127.0.0.1, every phase bounded by --count messages and --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Child, free_port, start_nats, wait_for_port
+from bench.gateway import GATEWAY_MAIN, CpuMeter, gateway_posts, purge
+
+
+async def gateway_part(args: argparse.Namespace) -> float:
+    work = Path(tempfile.mkdtemp(prefix="ferry-bench-ledger-"))
+    server, nats_url = start_nats(str(work / "js"))
+    functions = work / "functions.yml"
+    functions.write_text(
+        yaml.safe_dump({"functions": [{"name": "bench", "url": "http://127.0.0.1:9"}]})
+    )
+    gateways: dict[str, tuple[Child, int]] = {}
+    try:
+        for ledger in ("off", "on"):
+            port = free_port()
+            child = Child(
+                [sys.executable, "-c", GATEWAY_MAIN],
+                env={
+                    "nats_url": nats_url,
+                    "nats_stream": f"bench-ledger-{ledger}",
+                    "call_ledger": "true" if ledger == "on" else "false",
+                    "functions_file": str(functions),
+                    "port": str(port),
+                    "listen_host": "127.0.0.1",
+                    "health_port": "0",
+                    "health_host": "127.0.0.1",
+                },
+            )
+            gateways[ledger] = (child, port)
+            wait_for_port(port)
+        ratios: list[float] = []
+        for round_ in range(1, args.rounds + 1):
+            order = ("off", "on") if round_ % 2 else ("on", "off")
+            rates: dict[str, float] = {}
+            for ledger in order:
+                child, port = gateways[ledger]
+                result, cpu = await CpuMeter(child, server).measure(gateway_posts(port, args))
+                rates[ledger] = result.rate
+                await purge(nats_url, f"bench-ledger-{ledger}")
+                print(f"round {round_} ledger {ledger}: {result.line().strip()}")
+                print(cpu)
+            ratios.append(rates["on"] / rates["off"])
+            print(f"  on / off: {ratios[-1]:.0%}")
+        median = statistics.median(ratios)
+        print(
+            f"gateway, ledger on / off over {len(ratios)} rounds: median {median:.0%}, "
+            f"lowest {min(ratios):.0%}, highest {max(ratios):.0%} (target: at least 80%)"
+        )
+        return median
+    finally:
+        for child, _ in gateways.values():
+            child.stop()
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def worker_part(args: argparse.Namespace) -> float:
+    from bench.queue_worker import SCENARIOS, _run
+
+    ratios: list[float] = []
+    for round_ in range(1, args.rounds + 1):
+        order = ("off", "on") if round_ % 2 else ("on", "off")
+        rates: dict[str, float] = {}
+        for ledger in order:
+            # the worker child inherits this process environment
+            os.environ["call_ledger"] = "true" if ledger == "on" else "false"  # noqa: SIM112
+            results = _run(SCENARIOS["instant"](args.count))
+            rates[ledger] = results["messages/s end to end"]
+            print(
+                f"round {round_} ledger {ledger}: {rates[ledger]:,.0f} msgs/s end to end, "
+                f"worker {results['worker CPU µs/message']:.0f} µs CPU per message, "
+                f"{results['ratio to ceiling']:.0%} of the raw POST ceiling measured beside it"
+            )
+        ratios.append(rates["on"] / rates["off"])
+        print(f"  on / off: {ratios[-1]:.0%}")
+    os.environ.pop("call_ledger", None)
+    median = statistics.median(ratios)
+    print(
+        f"queue worker, ledger on / off over {len(ratios)} rounds: median {median:.0%}, "
+        f"lowest {min(ratios):.0%}, highest {max(ratios):.0%} (target: at least 80%)"
+    )
+    return median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("gateway", "worker", "both"), default="both")
+    parser.add_argument("--count", type=int, default=10_000, help="messages per phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time bound per phase")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="on/off pairs per part")
+    args = parser.parse_args()
+    args.count = min(args.count, 20_000)
+    if args.part in ("gateway", "both"):
+        asyncio.run(gateway_part(args))
+    if args.part in ("worker", "both"):
+        worker_part(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""`/system/calls/{call_id}` on the front door: what became of an async call, its answer, cancel.
+
+Behind basic auth whenever the gateway's management API is (`basic_auth=true`, the
+credentials in `secret_mount_path`), since anyone who can read a result can read what a
+function answered, and anyone who can cancel can stop work.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from queue_worker.ledger import CallEntry
+from queue_worker.ledger_store import CancelAnswer, LedgerStore, LedgerUnavailable
+
+# The stored answer's own headers that the result route does not repeat: ours replace them.
+_NOT_SERVED = {
+    "content-length",
+    "content-type",
+    "date",
+    "server",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "x-call-id",
+    "x-function-status",
+    "x-duration-seconds",
+}
+
+
+class CallRoutes:
+    def __init__(self, store: LedgerStore | None, *, authorization: str | None) -> None:
+        self.store = store
+        self.authorization = authorization
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/system/calls/{call_id}", self.get),
+            web.get("/system/calls/{call_id}/result", self.result),
+            web.delete("/system/calls/{call_id}", self.cancel),
+            web.delete("/async-function/{call_id}", self.cancel),  # as OpenFaaS Pro names it
+        ]
+
+    async def get(self, request: web.Request) -> web.Response:
+        found = await self._lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(found.public())
+
+    async def result(self, request: web.Request) -> web.Response:
+        found = await self._lookup(request)
+        if isinstance(found, web.Response):
+            return found
+        if not found.state.final:
+            return _error(409, f"call {found.call_id} has not finished (it is {found.state})")
+        stored = found.result
+        if stored is None:
+            why = "was cancelled" if found.state.value == "cancelled" else "was not stored"
+            return _error(410, f"the answer of call {found.call_id} {why}")
+        headers = [(k, v) for k, v in stored.headers if k.lower() not in _NOT_SERVED]
+        headers += [
+            ("X-Call-Id", found.call_id),
+            ("X-Function-Status", str(stored.status)),
+            ("X-Duration-Seconds", f"{stored.duration_seconds:.6f}"),
+        ]
+        response = web.Response(body=stored.body, headers=headers)
+        if stored.content_type:
+            response.headers["Content-Type"] = stored.content_type
+        return response
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        assert self.store is not None
+        call_id = request.match_info["call_id"]
+        try:
+            answer, entry = await self.store.cancel(call_id)
+        except LedgerUnavailable as exc:
+            return _error(503, str(exc))
+        if answer is CancelAnswer.UNKNOWN or entry is None:
+            return _error(404, f"no call {call_id} in the ledger")
+        if answer is CancelAnswer.TOO_LATE:
+            return _error(409, f"call {call_id} cannot be cancelled: it is {entry.state}")
+        return web.json_response(entry.public(), status=202)
+
+    async def _lookup(self, request: web.Request) -> CallEntry | web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        assert self.store is not None
+        call_id = request.match_info["call_id"]
+        try:
+            entry = await self.store.get(call_id)
+        except LedgerUnavailable as exc:
+            return _error(503, str(exc))
+        if entry is None:
+            return _error(404, f"no call {call_id} in the ledger (unknown or expired)")
+        return entry
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        if self.authorization is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), self.authorization.encode()):
+                response = _error(401, "unauthorized")
+                response.headers["WWW-Authenticate"] = 'Basic realm="ferry"'
+                return response
+        if self.store is None:
+            return _error(501, "the call ledger is off (call_ledger=false)")
+        return None
+
+
+def _error(status: int, message: str) -> web.Response:
+    body: dict[str, Any] = {"error": message, "status": status}
+    return web.json_response(body, status=status)

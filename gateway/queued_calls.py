@@ -1,0 +1,42 @@
+"""The front door's part of the call ledger: a `queued` entry for each call it accepts.
+
+Written with `create` beside the JetStream publish, never awaited, so accepting a call waits
+on nothing more than before; if a worker already wrote a later state, the create fails
+harmlessly. A call whose publish failed has its entry removed again (the 503 says so).
+"""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
+
+from queue_worker.codec import QueueRequest
+from queue_worker.ledger import CallState, entry_key
+from queue_worker.ledger_store import queued_value
+from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
+
+
+class QueuedCalls:
+    def __init__(self, nc: Client, bucket: str, registry: CollectorRegistry) -> None:
+        self.metrics = LedgerMetrics(registry, "gateway")
+        self.writer = LedgerWriter(
+            nc, bucket, on_failure=self.metrics.write_failures.inc, on_drop=self.metrics.dropped.inc
+        )
+        self._queued = self.metrics.states.labels(CallState.QUEUED.value)
+
+    async def start(self) -> None:
+        await self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+    def queued(self, request: QueueRequest) -> None:
+        if not request.call_id:
+            return
+        self._queued.inc()
+        entry = queued_value(request)
+        self.writer.submit(entry_key(request.call_id), Change(Op.CREATE, entry))
+
+    def not_queued(self, request: QueueRequest) -> None:
+        if request.call_id:
+            self.writer.submit(entry_key(request.call_id), Change(Op.DELETE))

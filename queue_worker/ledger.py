@@ -1,0 +1,237 @@
+"""The call ledger's entries and keys: what became of each async call, kept in a KV bucket.
+
+One entry per call id, under `call.<token>`; a cancel leaves a marker under `cancel.<token>`,
+which is all the workers watch. A call id that is not a short plain token maps to a bounded
+hash token, so no key is ever built from unbounded input; the entry keeps the real id.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from connectors.core.settings import int_in, parse_bool, positive_duration, setting
+
+DEFAULT_BUCKET = "faas-calls"
+DEFAULT_TTL_SECONDS = 24 * 3600.0
+DEFAULT_RESULT_MAX_BYTES = 64 * 1024
+RESULT_MAX_BYTES_LIMIT = 512 * 1024  # an entry must stay well under NATS's message size
+MAX_TOKEN = 128
+MAX_ENTRY_BYTES = 1024 * 1024  # an entry read back larger than this is refused, not parsed
+_PLAIN_TOKEN = re.compile(rf"[-_a-zA-Z0-9]{{1,{MAX_TOKEN}}}")
+ENTRY_PREFIX = "call."
+CANCEL_PREFIX = "cancel."
+
+
+class CallState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (CallState.SUCCEEDED, CallState.FAILED, CallState.CANCELLED)
+
+    @property
+    def cancellable(self) -> bool:
+        return self in (CallState.QUEUED, CallState.RETRYING)
+
+
+@dataclass(frozen=True)
+class CallLedgerSettings:
+    """Where and how long the ledger keeps calls; shared by the gateway, worker and shell."""
+
+    call_ledger: bool = setting(
+        "call_ledger", True, "record every async call's state in a key-value bucket", parse_bool
+    )
+    call_ledger_bucket: str = setting(
+        "call_ledger_bucket", DEFAULT_BUCKET, "key-value bucket of the call ledger"
+    )
+    call_ledger_ttl: float = setting(
+        "call_ledger_ttl",
+        DEFAULT_TTL_SECONDS,
+        "how long a call's entry is kept after its last change",
+        positive_duration,
+        shown="24h",
+    )
+    call_result_max_bytes: int = setting(
+        "call_result_max_bytes",
+        DEFAULT_RESULT_MAX_BYTES,
+        "largest function answer kept with its call (0: keep none)",
+        int_in(0, RESULT_MAX_BYTES_LIMIT),
+    )
+
+
+def call_token(call_id: str) -> str:
+    """The key token of a call id: the id itself if it is a plain short token, else a hash.
+
+    Hash tokens start with `=`, which a plain token never contains, so the two cannot meet."""
+    if _PLAIN_TOKEN.fullmatch(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return "=" + digest[:48]
+
+
+def entry_key(call_id: str) -> str:
+    return ENTRY_PREFIX + call_token(call_id)
+
+
+def cancel_key(call_id: str) -> str:
+    return CANCEL_PREFIX + call_token(call_id)
+
+
+def now_text() -> str:
+    return rfc3339(time.time())
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def rfc3339(seconds: float) -> str:
+    """UTC with milliseconds (`2026-12-02T07:27:23.850+00:00`); the date and time of day are
+    formatted once per second, since every state change of every call needs one or two."""
+    whole = int(seconds)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((seconds - whole) * 1000):03d}+00:00"
+
+
+def start_time_text(start_time: str) -> str | None:
+    """X-Start-Time (Unix nanoseconds, as OpenFaaS sets it) as a time, or None if it is not."""
+    if not start_time.isdigit() or len(start_time) > 20:
+        return None
+    return rfc3339(int(start_time) / 1e9)
+
+
+def public_url(url: str) -> str:
+    """A callback URL without user information, which may hold a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))[:2048]
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """The function's final answer, as the result route serves it."""
+
+    status: int
+    content_type: str
+    duration_seconds: float
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "content_type": self.content_type,
+            "duration_seconds": self.duration_seconds,
+            "headers": [list(pair) for pair in self.headers],
+            "body": base64.b64encode(self.body).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoredResult:
+        return cls(
+            status=int(data["status"]),
+            content_type=str(data.get("content_type") or ""),
+            duration_seconds=float(data.get("duration_seconds") or 0.0),
+            headers=[(str(k), str(v)) for k, v in data.get("headers") or []],
+            body=base64.b64decode(data.get("body") or ""),
+        )
+
+
+@dataclass
+class CallEntry:
+    """What the ledger knows about one call. `result` is kept apart from what GET shows."""
+
+    call_id: str
+    function: str
+    state: CallState
+    namespace: str = ""
+    queue: str = ""
+    attempts: int = 0
+    status: int | None = None
+    queued_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    next_attempt_at: str | None = None
+    updated_at: str = field(default_factory=now_text)
+    callback_url: str | None = None
+    callback_outcome: str | None = None
+    error: str | None = None
+    result_stored: bool = False
+    result_bytes: int | None = None
+    result: StoredResult | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The entry as the API and the CLI show it (the stored body is not part of it)."""
+        data = {name: getattr(self, name) for name in _SHOWN}  # shallow: asdict copies deeply
+        data["state"] = self.state.value
+        return data
+
+    def encode(self) -> bytes:
+        """Compact JSON, written field by field: about a third of `json.dumps`'s CPU, which
+        matters because the front door encodes an entry for every call it accepts."""
+        text = ",".join([key + _json_value(getattr(self, name)) for key, name in _KEYS])
+        if self.result is not None:
+            text += ',"result":' + json.dumps(self.result.to_json(), separators=(",", ":"))
+        return ("{" + text + "}").encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CallEntry:
+        """Parse an entry; ValueError if it is not one (too big, not JSON, fields missing)."""
+        if len(raw) > MAX_ENTRY_BYTES:
+            raise ValueError("entry too large")
+        try:
+            data = json.loads(raw)
+            result = data.pop("result", None)
+            known = {k: v for k, v in data.items() if k in _FIELDS}
+            known["state"] = CallState(known["state"])
+            entry = cls(**known)
+            if isinstance(result, dict):
+                entry.result = StoredResult.from_json(result)
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a call entry: {exc}") from None
+        return entry
+
+
+_SHOWN = tuple(name for name in CallEntry.__dataclass_fields__ if name != "result")
+_FIELDS = frozenset(_SHOWN)
+_KEYS = tuple((f'"{name}":', name) for name in _SHOWN)
+_quote = json.encoder.encode_basestring_ascii
+
+
+def _json_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):  # CallState too: a StrEnum
+        quoted: str = _quote(value)
+        return quoted
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    raise TypeError(f"cannot write {type(value).__name__} in a call entry")
+
+
+def split_function(function: str) -> tuple[str, str]:
+    """`name.namespace` -> (`name`, `namespace`), as OpenFaaS writes a namespaced function."""
+    name, _, namespace = function.partition(".")
+    return name, namespace

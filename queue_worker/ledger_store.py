@@ -1,0 +1,229 @@
+"""Reading and cancelling ledger entries: what the gateway's call routes and `ferry calls` use.
+
+nats-py exceptions stop here: callers see `LedgerUnavailable`, or a plain answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from connectors.core.errors import FerryError, StartupError
+from connectors.jetstream.connect import describe
+from connectors.jetstream.setup import ensure_key_value
+from queue_worker.codec import QueueRequest
+from queue_worker.ledger import (
+    ENTRY_PREFIX,
+    CallEntry,
+    CallLedgerSettings,
+    CallState,
+    cancel_key,
+    entry_key,
+    now_text,
+    public_url,
+    split_function,
+    start_time_text,
+)
+
+log = logging.getLogger("ferry.ledger")
+T = TypeVar("T")
+
+CANCEL_TRIES = 5  # compare-and-set retries when a worker writes between our read and write
+LIST_SCAN_LIMIT = 100_000  # entries `list` looks at before it stops
+
+
+class LedgerUnavailable(FerryError):
+    """The ledger's bucket could not be read or written."""
+
+
+class CancelAnswer(enum.Enum):
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+    TOO_LATE = "too_late"  # running or finished
+
+
+async def open_bucket(
+    js: JetStreamContext, settings: CallLedgerSettings, replicas: int
+) -> KeyValue:
+    """The ledger's bucket, created with `replicas` if missing (StartupError if it cannot be)."""
+    return await ensure_key_value(
+        js,
+        settings.call_ledger_bucket,
+        ttl=settings.call_ledger_ttl,
+        history=1,
+        replicas=replicas,
+    )
+
+
+def bucket_handle(js: JetStreamContext, bucket: str) -> KeyValue:
+    """A handle on the bucket without asking NATS, for a process that must run without it:
+    its writes fail (and are counted) until the bucket exists."""
+    return KeyValue(name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=js, direct=False)
+
+
+async def open_or_handle(
+    js: JetStreamContext, settings: CallLedgerSettings, replicas: int, *, who: str
+) -> KeyValue:
+    try:
+        return await open_bucket(js, settings, replicas)
+    except StartupError as exc:
+        log.warning("%s: call ledger unavailable, calls run without it: %s", who, exc)
+        return bucket_handle(js, settings.call_ledger_bucket)
+
+
+def queued_entry(request: QueueRequest) -> CallEntry:
+    """The entry of a call just handed to JetStream, before any worker saw it."""
+    return CallEntry(
+        call_id=request.call_id,
+        function=request.function,
+        namespace=split_function(request.function)[1],
+        queue=request.queue_name,
+        state=CallState.QUEUED,
+        queued_at=start_time_text(request.start_time),
+        callback_url=public_url(request.callback) if request.callback else None,
+    )
+
+
+def queued_value(request: QueueRequest) -> bytes:
+    """`queued_entry(request).encode()` in a third of the time: the front door writes one for
+    every call it accepts, and only six of the fields vary."""
+    callback = public_url(request.callback) if request.callback else None
+    queued_at = start_time_text(request.start_time)
+    return _QUEUED.format(
+        _json_text(request.call_id),
+        _json_text(request.function),
+        _json_text(split_function(request.function)[1]),
+        _json_text(request.queue_name),
+        _json_text(queued_at),
+        _json_text(now_text()),
+        _json_text(callback),
+    ).encode()
+
+
+_QUEUED = (
+    '{{"call_id":{},"function":{},"state":"queued","namespace":{},"queue":{},"attempts":0,'
+    '"status":null,"queued_at":{},"started_at":null,"finished_at":null,"next_attempt_at":null,'
+    '"updated_at":{},"callback_url":{},"callback_outcome":null,"error":null,'
+    '"result_stored":false,"result_bytes":null}}'
+)
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else str(json.encoder.encode_basestring_ascii(value))
+
+
+async def record_queued(kv: KeyValue, request: QueueRequest, publish: Coroutine[Any, Any, T]) -> T:
+    """Run `publish` with the `queued` entry created beside it (for one-shot commands, which
+    have no background writer). A ledger that cannot be written is logged, never raised."""
+    create = asyncio.ensure_future(
+        kv.create(entry_key(request.call_id), queued_value(request), validate_keys=False)
+    )
+    try:
+        return await publish
+    finally:
+        try:
+            await create
+        except KeyWrongLastSequenceError:
+            pass  # a worker wrote first
+        except (NatsError, TimeoutError) as exc:
+            log.warning("call ledger: could not record the call as queued: %s", describe(exc))
+
+
+class LedgerStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def get(self, call_id: str) -> CallEntry | None:
+        """The entry of `call_id`, or None if there is none (never written, or expired)."""
+        found = await self._get(call_id)
+        return found[0] if found else None
+
+    async def _get(self, call_id: str) -> tuple[CallEntry, int] | None:
+        try:
+            raw = await self.kv.get(entry_key(call_id), validate_keys=False)
+        except KeyNotFoundError:
+            return None
+        except (NatsError, TimeoutError) as exc:
+            raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
+        try:
+            entry = CallEntry.decode(raw.value or b"")
+        except ValueError:
+            return None
+        if entry.call_id != call_id:  # a hash token shared by two ids: not this call
+            return None
+        return entry, raw.revision or 0
+
+    async def cancel(self, call_id: str) -> tuple[CancelAnswer, CallEntry | None]:
+        """Move a `queued` or `retrying` entry to `cancelled` (compare-and-set), then leave the
+        marker the workers watch. Running or finished calls are left alone."""
+        for _ in range(CANCEL_TRIES):
+            found = await self._get(call_id)
+            if found is None:
+                return CancelAnswer.UNKNOWN, None
+            entry, revision = found
+            if not entry.state.cancellable:
+                return CancelAnswer.TOO_LATE, entry
+            entry.state = CallState.CANCELLED
+            entry.finished_at = entry.updated_at = now_text()
+            entry.next_attempt_at = None
+            try:
+                await self.kv.update(entry_key(call_id), entry.encode(), last=revision)
+                await self.kv.put(cancel_key(call_id), call_id.encode(), validate_keys=False)
+            except KeyWrongLastSequenceError:
+                continue  # a worker wrote meanwhile: look again
+            except (NatsError, TimeoutError) as exc:
+                raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
+            return CancelAnswer.CANCELLED, entry
+        return CancelAnswer.TOO_LATE, await self.get(call_id)
+
+    async def list(
+        self,
+        *,
+        function: str = "",
+        state: str = "",
+        limit: int = 50,
+        scan_limit: int = LIST_SCAN_LIMIT,
+    ) -> list[CallEntry]:
+        """The `limit` most recently changed entries that match, newest first."""
+        wanted = _matcher(function, state)
+        kept: deque[CallEntry] = deque(maxlen=max(1, limit))
+        try:
+            watcher = await self.kv.watch(ENTRY_PREFIX + ">", ignore_deletes=True)
+            try:
+                for _ in range(scan_limit):
+                    update = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
+                    if update is None:
+                        break
+                    try:
+                        entry = CallEntry.decode(update.value or b"")
+                    except ValueError:
+                        continue
+                    if wanted(entry):
+                        entry.result = None  # keep memory to the entries, not their bodies
+                        kept.append(entry)
+                    if not update.delta:
+                        break
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        except (NatsError, TimeoutError) as exc:
+            raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
+        return list(reversed(kept))
+
+
+def _matcher(function: str, state: str) -> Callable[[CallEntry], bool]:
+    def matches(entry: CallEntry) -> bool:
+        if state and entry.state.value != state:
+            return False
+        return not function or function in (entry.function, entry.function.partition(".")[0])
+
+    return matches

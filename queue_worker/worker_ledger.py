@@ -1,0 +1,255 @@
+"""The queue worker's side of the call ledger: state changes out, cancel markers in.
+
+Every change is handed to a `LedgerWriter` and never awaited. The worker owns an entry once it
+runs the call, so it writes whole entries (`put`) built from the message alone: a call queued
+by the Go gateway, `ferry publish` or any other client gets its entry too. Cancel markers come
+in through one filtered watch into a bounded local set, so the check before each attempt costs
+no round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry
+
+from connectors.core.invoker import InvocationResult
+from connectors.jetstream.connect import describe
+from queue_worker.codec import QueueRequest
+from queue_worker.ledger import (
+    CANCEL_PREFIX,
+    CallEntry,
+    CallLedgerSettings,
+    CallState,
+    StoredResult,
+    call_token,
+    entry_key,
+    public_url,
+    rfc3339,
+    split_function,
+    start_time_text,
+)
+from queue_worker.ledger_store import open_or_handle
+from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
+
+log = logging.getLogger("ferry.ledger")
+
+CANCELLED_REMEMBERED = 100_000
+INITIAL_SYNC_SECONDS = 5.0
+WATCH_RETRY_SECONDS = 2.0
+_NOT_KEPT = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+class WorkerLedger:
+    """Hooks the queue worker calls; all of them return at once."""
+
+    def __init__(
+        self, settings: CallLedgerSettings, registry: CollectorRegistry, *, replicas: int
+    ) -> None:
+        self.settings = settings
+        self.replicas = replicas
+        self.metrics = LedgerMetrics(registry, "queue_worker")
+        self._counted = {state: self.metrics.states.labels(state.value) for state in CallState}
+        self.enabled = settings.call_ledger
+        self._writer: LedgerWriter | None = None
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self._watch: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+
+    async def start(self, nc: Client, js: JetStreamContext) -> None:
+        """Open the bucket (or run without it) and wait, bounded, until the cancel markers
+        already written are known, so a call cancelled before this worker started is skipped."""
+        if not self.enabled:
+            return
+        kv = await open_or_handle(js, self.settings, self.replicas, who="queue worker")
+        self._writer = LedgerWriter(
+            nc,
+            self.settings.call_ledger_bucket,
+            on_failure=self.metrics.write_failures.inc,
+            on_drop=self.metrics.dropped.inc,
+        )
+        await self._writer.start()
+        self._watch = asyncio.create_task(self._watch_cancels(kv), name="ledger-cancels")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(INITIAL_SYNC_SECONDS):
+                await self._synced.wait()
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        if self._writer is not None:
+            await self._writer.close()
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def is_cancelled(self, request: QueueRequest) -> bool:
+        return self.enabled and call_token(request.call_id) in self._cancelled
+
+    def running(self, request: QueueRequest, attempt: int) -> None:
+        now = time.time()
+
+        def build() -> CallEntry:
+            entry = self._entry(request, CallState.RUNNING, attempt, now)
+            entry.started_at = entry.updated_at
+            return entry
+
+        self._put(request, CallState.RUNNING, build, held=True)  # a fast answer makes it moot
+
+    def retrying(self, request: QueueRequest, result: InvocationResult, delay: float) -> None:
+        now = time.time()
+
+        def build() -> CallEntry:
+            entry = self._entry(request, CallState.RETRYING, result.attempt, now)
+            entry.status = result.status
+            entry.error = result.error or None
+            entry.started_at = rfc3339(now - result.duration)
+            entry.next_attempt_at = rfc3339(now + delay)
+            return entry
+
+        self._put(request, CallState.RETRYING, build)
+
+    def finished(
+        self,
+        request: QueueRequest,
+        result: InvocationResult,
+        *,
+        succeeded: bool,
+        callback_outcome: str | None = None,
+    ) -> None:
+        now = time.time()
+        state = CallState.SUCCEEDED if succeeded else CallState.FAILED
+        outcome = (callback_outcome or "pending") if request.callback else None
+
+        def build() -> CallEntry:
+            entry = self._entry(request, state, result.attempt, now)
+            entry.status = result.reported_status
+            entry.error = result.error or None
+            entry.started_at = rfc3339(now - result.duration)
+            entry.finished_at = entry.updated_at
+            entry.callback_outcome = outcome
+            entry.result_bytes = len(result.body)
+            entry.result = self._stored(result)
+            entry.result_stored = entry.result is not None
+            return entry
+
+        # with a callback, its outcome usually follows within the hold: one write for both
+        self._put(request, state, build, final=True, held=outcome == "pending")
+
+    def _stored(self, result: InvocationResult) -> StoredResult | None:
+        limit = self.settings.call_result_max_bytes
+        if not limit or len(result.body) > limit or result.status is None:
+            return None
+        return StoredResult(
+            status=result.status,
+            content_type=result.headers.get("Content-Type", ""),
+            duration_seconds=round(result.duration, 6),
+            headers=[(k, v) for k, v in result.headers.items() if k.lower() not in _NOT_KEPT],
+            body=result.body,
+        )
+
+    def gave_up(self, request: QueueRequest, attempt: int, reason: str) -> None:
+        """A call dead-lettered after errors of ferry's own (no function answer to keep)."""
+        now = time.time()
+
+        def build() -> CallEntry:
+            entry = self._entry(request, CallState.FAILED, attempt, now)
+            entry.error = reason
+            entry.finished_at = entry.updated_at
+            return entry
+
+        self._put(request, CallState.FAILED, build, final=True)
+
+    def skipped(self, request: QueueRequest) -> None:
+        """A cancelled call acked without a call: say `cancelled` again, in case an earlier
+        write of ours (e.g. `retrying`) landed after the cancel."""
+        now = time.time()
+
+        def build() -> CallEntry:
+            entry = self._entry(request, CallState.CANCELLED, 0, now)
+            entry.finished_at = entry.updated_at
+            return entry
+
+        self._put(request, CallState.CANCELLED, build, final=True)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _entry(
+        self, request: QueueRequest, state: CallState, attempt: int, now: float
+    ) -> CallEntry:
+        _, namespace = split_function(request.function)
+        return CallEntry(
+            call_id=request.call_id,
+            function=request.function,
+            namespace=namespace,
+            queue=request.queue_name,
+            state=state,
+            attempts=attempt,
+            queued_at=start_time_text(request.start_time),
+            updated_at=rfc3339(now),
+            callback_url=public_url(request.callback) if request.callback else None,
+        )
+
+    def _put(
+        self,
+        request: QueueRequest,
+        state: CallState,
+        build: Callable[[], CallEntry],
+        *,
+        final: bool = False,
+        held: bool = False,
+    ) -> None:
+        """Hand a change to the writer; the entry is built only if it is written."""
+        if self._writer is None or not request.call_id:
+            return
+        self._counted[state].inc()
+        change = Change(Op.PUT, _Deferred(build), final=final, held=held)
+        self._writer.submit(entry_key(request.call_id), change)
+
+    async def _watch_cancels(self, kv: KeyValue) -> None:
+        """Follow the cancel markers for as long as the worker runs; re-watch after a fault."""
+        while True:
+            try:
+                watcher = await kv.watch(CANCEL_PREFIX + ">", ignore_deletes=True)
+                try:
+                    async for update in watcher:
+                        if update is None:
+                            self._synced.set()
+                            continue
+                        self._remember(update.key[len(CANCEL_PREFIX) :])
+                        if not update.delta:
+                            self._synced.set()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()  # type: ignore[no-untyped-call]
+            except (NatsError, TimeoutError) as exc:
+                log.warning("call ledger: cannot watch cancellations: %s", describe(exc))
+            self._synced.set()  # do not hold the worker back when the bucket is not there
+            await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    def _remember(self, token: str) -> None:
+        self._cancelled[token] = None
+        self._cancelled.move_to_end(token)
+        while len(self._cancelled) > CANCELLED_REMEMBERED:
+            self._cancelled.popitem(last=False)
+
+
+class _Deferred:
+    """An entry to be built and encoded when (and if) the writer sends it."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], CallEntry]) -> None:
+        self.build = build
+
+    def encode(self) -> bytes:
+        return self.build().encode()

@@ -1,0 +1,214 @@
+"""`ferry gateway`'s call routes: a call's entry, its stored answer, and cancelling it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.service import GatewayService
+from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.http import CallbackReceiver, FakeGateway, held_until
+from tests.support.ledger import LedgerUnderTest
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
+
+FUNCTIONS = ("echo", "held", "big", "never")
+
+
+@pytest.fixture
+async def front_door(
+    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> AsyncIterator[GatewayService]:
+    functions = {name: {"url": f"{gateway.url}/function/{name}"} for name in FUNCTIONS}
+    path = write_functions(tmp_path / "functions.yml", functions)
+    env = gateway_env(queue, functions_file=str(path), **ledger.env())
+    async with running_gateway(env) as service:
+        yield service
+
+
+async def request(
+    method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=body, headers=headers) as response,
+    ):
+        return response.status, await response.read(), dict(response.headers)
+
+
+async def accept(front_door: GatewayService, name: str, callback: str = "") -> str:
+    headers = {"X-Callback-Url": callback} if callback else {}
+    status, _, answer = await request(
+        "POST", f"{front_door.url}/async-function/{name}", b"x", headers
+    )
+    assert status == 202
+    return answer["X-Call-Id"]
+
+
+async def entry(front_door: GatewayService, call_id: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{front_door.url}/system/calls/{call_id}") as response,
+    ):
+        assert response.status == 200
+        found: dict[str, Any] = await response.json()
+        return found
+
+
+async def state_is(front_door: GatewayService, call_id: str, state: str) -> dict[str, Any] | None:
+    found = await entry(front_door, call_id)
+    return found if found["state"] == state else None
+
+
+async def test_an_accepted_call_is_queued_then_succeeded_and_its_answer_reads_back_exactly(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    answer = bytes(range(256))
+    gateway.function(
+        "echo", lambda call: web.Response(body=answer, content_type="application/x-bytes")
+    )
+    call_id = await accept(front_door, "echo")
+    queued = await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
+    assert (queued["function"], queued["attempts"], queued["status"]) == ("echo", 0, None)
+    async with queue.worker(**ledger.env()):
+        done = await eventually(lambda: state_is(front_door, call_id, "succeeded"), what="done")
+    assert (done["attempts"], done["status"], done["result_stored"]) == (1, 200, True)
+    status, body, headers = await request("GET", f"{front_door.url}/system/calls/{call_id}/result")
+    assert status == 200
+    assert body == answer
+    assert headers["Content-Type"] == "application/x-bytes"
+    assert headers["X-Function-Status"] == "200"
+    assert headers["X-Call-Id"] == call_id
+    assert float(headers["X-Duration-Seconds"]) >= 0
+
+
+async def test_an_unknown_call_id_is_404_on_every_route(front_door: GatewayService) -> None:
+    base = front_door.url
+    for method, path in (
+        ("GET", "/system/calls/no-such-call"),
+        ("GET", "/system/calls/no-such-call/result"),
+        ("DELETE", "/system/calls/no-such-call"),
+        ("DELETE", "/async-function/no-such-call"),
+    ):
+        status, body, headers = await request(method, base + path)
+        assert status == 404, (method, path)
+        assert headers["Content-Type"].startswith("application/json")
+        assert b"no-such-call" in body
+
+
+async def test_a_running_call_answers_409_to_its_result_and_to_cancel(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    release = asyncio.Event()
+    gateway.function("held", held_until(release))
+    call_id = await accept(front_door, "held")
+    async with queue.worker(**ledger.env()):
+        await eventually(lambda: state_is(front_door, call_id, "running"), what="running")
+        result, _, _ = await request("GET", f"{front_door.url}/system/calls/{call_id}/result")
+        cancel, _, _ = await request("DELETE", f"{front_door.url}/system/calls/{call_id}")
+        release.set()
+        await eventually(lambda: state_is(front_door, call_id, "succeeded"), what="done")
+    assert (result, cancel) == (409, 409)
+
+
+async def test_an_answer_over_call_result_max_bytes_is_410(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    gateway.function("big", lambda call: web.Response(body=b"z" * 5000))
+    call_id = await accept(front_door, "big")
+    async with queue.worker(**ledger.env(call_result_max_bytes="4096")):
+        await eventually(lambda: state_is(front_door, call_id, "succeeded"), what="done")
+    status, _, _ = await request("GET", f"{front_door.url}/system/calls/{call_id}/result")
+    assert status == 410
+
+
+async def test_a_call_cancelled_while_queued_is_never_invoked_nor_called_back(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+    receiver: CallbackReceiver,
+) -> None:
+    gateway.function("never", lambda call: web.Response(text="ran"))
+    cancelled = await accept(front_door, "never", receiver.url())
+    await eventually(lambda: state_is(front_door, cancelled, "queued"), what="queued")
+    status, body, _ = await request("DELETE", f"{front_door.url}/system/calls/{cancelled}")
+    assert status == 202, body
+    again, _, _ = await request("DELETE", f"{front_door.url}/async-function/{cancelled}")
+    assert again == 409  # already final
+    after = await accept(front_door, "never", receiver.url())
+    async with queue.worker(**ledger.env()):
+        await receiver.wait_for(1)  # the call after it ran and was called back
+        await eventually(lambda: _drained(queue), what="both acked")
+    assert [call.headers["X-Call-Id"] for call in gateway.calls_to("never")] == [after]
+    assert [cb.headers["X-Call-Id"] for cb in receiver.received] == [after]
+    assert (await entry(front_door, cancelled))["state"] == "cancelled"
+    assert await queue.dead_letters() == []
+
+
+async def test_openfaas_pro_cancel_route_cancels_a_queued_call(
+    ledger: LedgerUnderTest, front_door: GatewayService
+) -> None:
+    call_id = await accept(front_door, "never")
+    await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
+    status, _, _ = await request("DELETE", f"{front_door.url}/async-function/{call_id}")
+    assert status == 202
+    assert (await entry(front_door, call_id))["state"] == "cancelled"
+
+
+async def _drained(queue: QueueUnderTest) -> bool:
+    return await queue.pending() == 0
+
+
+async def test_with_basic_auth_the_call_routes_need_the_gateway_credentials(
+    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "basic-auth-user").write_text("admin")
+    (secrets / "basic-auth-password").write_text("s3cret")
+    path = write_functions(tmp_path / "f.yml", {"echo": {"url": f"{gateway.url}/function/echo"}})
+    env = gateway_env(
+        queue,
+        functions_file=str(path),
+        basic_auth="true",
+        secret_mount_path=str(secrets),
+        **ledger.env(),
+    )
+    async with running_gateway(env) as service:
+        call_id = await accept(service, "echo")
+        url = f"{service.url}/system/calls/{call_id}"
+        anonymous, _, _ = await request("GET", url)
+        wrong, _, _ = await request("DELETE", url, headers={"Authorization": "Basic eDp5"})
+        good = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+        allowed, _, _ = await request("GET", url, headers={"Authorization": good})
+    assert (anonymous, wrong, allowed) == (401, 401, 200)
+
+
+async def test_a_long_client_chosen_call_id_is_found_under_its_hashed_key(
+    ledger: LedgerUnderTest, front_door: GatewayService
+) -> None:
+    call_id = "order:" + "7" * 300
+    status, _, headers = await request(
+        "POST", f"{front_door.url}/async-function/never", b"x", {"X-Call-Id": call_id}
+    )
+    assert (status, headers["X-Call-Id"]) == (202, call_id)
+    found = await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
+    assert found["call_id"] == call_id
+    assert ledger.key(call_id).startswith("call.=")

@@ -1,0 +1,105 @@
+"""The queue worker records each call's state; the ledger never costs a call."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from tests.support.http import FakeGateway
+from tests.support.ledger import LedgerUnderTest
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
+
+
+async def test_a_call_run_by_the_worker_ends_succeeded_with_its_answer_stored(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function(
+        "echo", lambda call: web.Response(body=b"\x00hi\xff", content_type="application/x-demo")
+    )
+    request = await queue.publish("echo", b"x")
+    async with queue.worker(**ledger.env()):
+        entry = await ledger.wait_for_state(request.call_id, "succeeded")
+    assert (entry.attempts, entry.status, entry.function) == (1, 200, "echo")
+    assert entry.result is not None and entry.result_stored
+    assert entry.result.body == b"\x00hi\xff"
+    assert entry.result.content_type == "application/x-demo"
+    assert entry.queued_at and entry.started_at and entry.finished_at
+    assert ledger.states[request.call_id][-1] == "succeeded"
+
+
+async def test_a_message_published_straight_to_the_stream_gets_an_entry(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function("fn", lambda call: web.Response(text="ok"))
+    request = await queue.publish("fn", b"x")  # the publisher alone: no front door, no entry
+    assert await ledger.get(request.call_id) is None
+    async with queue.worker(**ledger.env()):
+        await ledger.wait_for_state(request.call_id, "succeeded")
+
+
+async def test_failing_twice_then_succeeding_shows_retrying_and_ends_with_three_attempts(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    statuses = iter([500, 500])
+    gateway.function("flaky", lambda call: web.Response(status=next(statuses, 200)))
+    request = await queue.publish("flaky", b"x")
+    async with queue.worker(**ledger.env(initial_retry_wait="300ms", max_retry_wait="300ms")):
+        entry = await ledger.wait_for_state(request.call_id, "succeeded")
+    assert (entry.attempts, entry.status) == (3, 200)
+    seen = ledger.states[request.call_id]
+    assert "retrying" in seen and seen.index("retrying") < seen.index("succeeded")
+
+
+async def test_always_failing_ends_failed_after_max_attempts_and_is_still_dead_lettered(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function("broken", lambda call: web.Response(status=500, text="boom"))
+    request = await queue.publish("broken", b"x")
+    async with queue.worker(**ledger.env(max_retry_attempts="3")):
+        entry = await ledger.wait_for_state(request.call_id, "failed")
+        await eventually(queue.dead_letters, what="the dead letter")
+    assert (entry.attempts, entry.status) == (3, 500)
+    assert entry.result is not None and entry.result.body == b"boom"
+
+
+async def test_an_answer_over_call_result_max_bytes_is_marked_not_stored(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function("big", lambda call: web.Response(body=b"y" * 2000))
+    request = await queue.publish("big", b"x")
+    async with queue.worker(**ledger.env(call_result_max_bytes="1000")):
+        entry = await ledger.wait_for_state(request.call_id, "succeeded")
+    assert not entry.result_stored and entry.result is None
+    assert entry.result_bytes == 2000
+
+
+async def test_calls_run_and_failed_writes_are_counted_when_the_bucket_is_gone(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function("fn", lambda call: web.Response(text="ok"))
+    async with queue.worker(**ledger.env()) as worker:
+        await ledger.close()  # the bucket is deleted under the running worker
+        for _ in range(3):
+            await queue.publish("fn", b"x")
+        await eventually(lambda: len(gateway.calls_to("fn")) == 3, what="three calls")
+        name = "queue_worker_call_ledger_write_failures_total"
+        # at least the final state of each call
+        await eventually(
+            lambda: (worker.registry.get_sample_value(name) or 0) >= 3, what="failures counted"
+        )
+    await eventually(lambda: _drained(queue), what="every call acked")
+
+
+async def test_call_ledger_false_writes_nothing(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function("fn", lambda call: web.Response(text="ok"))
+    request = await queue.publish("fn", b"x")
+    async with queue.worker(**ledger.env(call_ledger="false")):
+        await eventually(lambda: gateway.calls_to("fn"), what="the call")
+        await eventually(lambda: _drained(queue), what="acked")
+    assert await ledger.get(request.call_id) is None
+
+
+async def _drained(queue: QueueUnderTest) -> bool:
+    return await queue.pending() == 0

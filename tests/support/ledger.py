@@ -1,0 +1,66 @@
+"""Reading the call ledger in tests: one bucket per test, entries as the API shows them."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from queue_worker.ledger import CallEntry, CallLedgerSettings, entry_key
+from queue_worker.ledger_store import LedgerStore, open_bucket
+from tests.support.ports import eventually
+
+
+class LedgerUnderTest:
+    """A ledger bucket unique to one test, and a record of every state each call went through."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.bucket = f"faas-calls-{uuid.uuid4().hex[:8]}"
+        self.states: dict[str, list[str]] = {}
+        self._sub: Any = None
+        self.store: LedgerStore | None = None
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {"call_ledger_bucket": self.bucket, **overrides}
+
+    async def setup(self) -> LedgerUnderTest:
+        settings = CallLedgerSettings(call_ledger_bucket=self.bucket)
+        kv = await open_bucket(self.js, settings, replicas=1)
+        self.store = LedgerStore(kv)
+        # every write as it goes to the bucket, on a plain subscription to the bucket's subjects
+        self._sub = await self.js._nc.subscribe(f"$KV.{self.bucket}.call.>", cb=self._follow)
+        return self
+
+    async def _follow(self, msg: Any) -> None:
+        if not msg.data:
+            return
+        entry = CallEntry.decode(msg.data)
+        seen = self.states.setdefault(entry.call_id, [])
+        if not seen or seen[-1] != entry.state.value:
+            seen.append(entry.state.value)
+
+    async def close(self) -> None:
+        """Stop following and delete the bucket (a test may call it to take the bucket away)."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        with contextlib.suppress(Exception):
+            await self.js.delete_key_value(self.bucket)
+
+    async def get(self, call_id: str) -> CallEntry | None:
+        assert self.store is not None
+        return await self.store.get(call_id)
+
+    async def wait_for_state(self, call_id: str, state: str) -> CallEntry:
+        async def reached() -> CallEntry | None:
+            entry = await self.get(call_id)
+            return entry if entry is not None and entry.state.value == state else None
+
+        found: CallEntry = await eventually(reached, what=f"call {call_id} {state}")
+        return found
+
+    def key(self, call_id: str) -> str:
+        return entry_key(call_id)

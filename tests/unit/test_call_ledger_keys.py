@@ -1,0 +1,85 @@
+"""Call ledger keys are bounded and valid whatever the call id; entries read back as written."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from queue_worker.ledger import (
+    MAX_TOKEN,
+    CallEntry,
+    CallState,
+    StoredResult,
+    call_token,
+    cancel_key,
+    entry_key,
+    public_url,
+)
+from queue_worker.ledger_store import queued_entry, queued_value
+from queue_worker.publisher import build_request
+
+KV_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")
+
+
+@given(st.text(max_size=5000))
+def test_any_call_id_maps_to_a_short_valid_key(call_id: str) -> None:
+    for key in (entry_key(call_id), cancel_key(call_id)):
+        assert KV_KEY.fullmatch(key)
+        assert len(key) <= len("cancel.") + MAX_TOKEN
+
+
+def test_a_plain_id_is_its_own_token_and_others_are_hashed_apart_from_it() -> None:
+    uuid = "0b4c1a8e-5f1e-4b3a-9c1d-2e3f4a5b6c7d"
+    assert call_token(uuid) == uuid
+    odd = "a b/c.d"
+    assert call_token(odd).startswith("=") and "=" not in uuid
+    assert call_token("x" * (MAX_TOKEN + 1)) != call_token("x" * MAX_TOKEN)
+    assert call_token("x" * (MAX_TOKEN + 1)) != call_token("x" * (MAX_TOKEN + 2))
+
+
+@given(
+    call_id=st.text(max_size=200),
+    function=st.text(max_size=60),
+    status=st.none() | st.integers(100, 599),
+    body=st.binary(max_size=300),
+)
+def test_an_entry_reads_back_as_written(
+    call_id: str, function: str, status: int | None, body: bytes
+) -> None:
+    entry = CallEntry(
+        call_id=call_id,
+        function=function,
+        state=CallState.SUCCEEDED,
+        attempts=2,
+        status=status,
+        result_stored=True,
+        result=StoredResult(200, "text/plain", 0.25, [("X-A", "b")], body),
+    )
+    again = CallEntry.decode(entry.encode())
+    assert again.public() == entry.public()
+    assert again.result == entry.result
+
+
+def test_a_callback_url_is_kept_without_its_user_information() -> None:
+    assert public_url("https://user:secret@hooks.example/done?x=1") == (
+        "https://hooks.example/done?x=1"
+    )
+
+
+@given(
+    call_id=st.text(max_size=100),
+    function=st.text(max_size=60),
+    callback=st.sampled_from(["", "http://u:p@hooks.example/x?y=1"]),
+)
+def test_the_front_doors_quick_queued_entry_is_the_entry(
+    call_id: str, function: str, callback: str
+) -> None:
+    request = build_request(
+        function, headers=[("X-Call-Id", call_id)] if call_id else [], callback_url=callback
+    )
+    quick = CallEntry.decode(queued_value(request)).public()
+    full = queued_entry(request).public()
+    quick.pop("updated_at"), full.pop("updated_at")
+    assert quick == full
