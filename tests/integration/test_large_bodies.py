@@ -18,7 +18,6 @@ import aiohttp
 import nats
 import pytest
 from aiohttp import web
-from nats.js.errors import NotFoundError
 
 from queue_worker.large_bodies import BODY_OBJECT, BodyStore
 from queue_worker.publisher import Publisher, build_request
@@ -32,6 +31,7 @@ from tests.support.front_door import (
 )
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.http1 import serve
+from tests.support.large import live_objects, no_objects_left
 from tests.support.memory import peak_rss_kib
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
@@ -50,23 +50,6 @@ def bucket() -> str:
 
 def worker_env(bucket: str, **extra: str) -> dict[str, str]:
     return {"large_body_bucket": bucket, "max_response_bytes": str(64 * MiB), **extra}
-
-
-async def live_objects(queue: QueueUnderTest, bucket: str) -> list[str]:
-    """The chunk subjects of the objects in `bucket` still holding data (one per object;
-    deleting an object purges its chunks)."""
-    try:
-        info = await queue.js.stream_info(f"OBJ_{bucket}", subjects_filter=f"$O.{bucket}.C.>")
-    except NotFoundError:
-        return []
-    return sorted(info.state.subjects or {})
-
-
-async def no_objects_left(queue: QueueUnderTest, bucket: str) -> None:
-    async def empty() -> bool:
-        return await live_objects(queue, bucket) == []
-
-    await eventually(empty, 20, what=f"no objects left in {bucket}")
 
 
 async def chunked(body: bytes) -> AsyncIterator[bytes]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from aiohttp import web
 from gateway.service import GatewayService
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import CallbackReceiver, FakeGateway, held_until
+from tests.support.large import live_objects, no_objects_left
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
@@ -212,3 +215,26 @@ async def test_a_long_client_chosen_call_id_is_found_under_its_hashed_key(
     found = await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
     assert found["call_id"] == call_id
     assert ledger.key(call_id).startswith("call.=")
+
+
+async def test_a_cancelled_call_with_a_large_body_is_never_invoked_and_leaves_no_object(
+    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    bucket = f"bodies-{uuid.uuid4().hex[:8]}"
+    gateway.function("never", lambda call: web.Response(text="ran"))
+    path = write_functions(tmp_path / "f.yml", {"never": {"url": f"{gateway.url}/function/never"}})
+    env = gateway_env(queue, functions_file=str(path), large_body_bucket=bucket, **ledger.env())
+    async with running_gateway(env) as service:
+        status, _, answer = await request(
+            "POST", f"{service.url}/async-function/never", os.urandom(2 * 1024 * 1024)
+        )
+        assert status == 202
+        call_id = answer["X-Call-Id"]
+        assert len(await live_objects(queue, bucket)) == 1  # too large for one message
+        await eventually(lambda: state_is(service, call_id, "queued"), what="queued")
+        status, _, _ = await request("DELETE", f"{service.url}/system/calls/{call_id}")
+        assert status == 202
+        async with queue.worker(large_body_bucket=bucket, **ledger.env()):
+            await eventually(lambda: _drained(queue), what="acked")
+    assert gateway.calls_to("never") == []
+    await no_objects_left(queue, bucket)

@@ -1,5 +1,5 @@
 """Large bodies without large memory: a function server that streams hundreds of megabytes
-from one small block, and a body source for streamed requests."""
+from one small block, a body source for streamed requests, and what is left in a body bucket."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from nats.js.errors import NotFoundError
+
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
 
 BLOCK = os.urandom(64 * 1024)
 HUGE = 500 * 1024 * 1024  # what a hostile function answers
@@ -65,3 +69,20 @@ class RepeatedBlocks:
             digest.update(BLOCK)
         digest.update(BLOCK[:rest])
         return digest.hexdigest()
+
+
+async def live_objects(queue: QueueUnderTest, bucket: str) -> list[str]:
+    """The chunk subjects of the objects in `bucket` still holding data (one per object;
+    deleting an object purges its chunks)."""
+    try:
+        info = await queue.js.stream_info(f"OBJ_{bucket}", subjects_filter=f"$O.{bucket}.C.>")
+    except NotFoundError:
+        return []
+    return sorted(info.state.subjects or {})
+
+
+async def no_objects_left(queue: QueueUnderTest, bucket: str) -> None:
+    async def empty() -> bool:
+        return await live_objects(queue, bucket) == []
+
+    await eventually(empty, 20, what=f"no objects left in {bucket}")
