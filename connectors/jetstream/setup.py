@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -24,6 +26,8 @@ from connectors.core.errors import StartupError
 from connectors.jetstream.connect import describe
 
 log = logging.getLogger("ferry.nats")
+
+B = TypeVar("B")  # a bucket handle: KeyValue or ObjectStore
 
 SCALE_WAIT_SECONDS = 30.0
 
@@ -59,29 +63,15 @@ async def ensure_key_value(
     js: JetStreamContext, bucket: str, *, ttl: float, history: int, replicas: int
 ) -> KeyValue:
     """The bucket, created with `replicas` if missing, else with its replicas brought to that."""
-    try:
-        info = await _info(js, f"KV_{bucket}")
-        if info is None:
-            config = js_api.KeyValueConfig(
-                bucket=bucket, ttl=ttl, history=history, replicas=replicas
-            )
-            try:
-                kv = await js.create_key_value(config)
-            except APIError as exc:
-                if "already in use" not in str(exc.description or ""):
-                    raise StartupError(
-                        _refusal(f"cannot create key-value bucket {bucket}", replicas, exc)
-                    ) from None
-            else:
-                log.info("created key-value bucket %s (%d replicas)", bucket, replicas)
-                return kv
-        else:
-            await _keep_replicas(js, info, replicas)
-        return await js.key_value(bucket)
-    except (NatsError, TimeoutError) as exc:
-        if isinstance(exc, APIError):
-            raise StartupError(_refusal(f"cannot use bucket {bucket}", replicas, exc)) from None
-        raise StartupError(f"JetStream is not available: {describe(exc)}") from None
+    config = js_api.KeyValueConfig(bucket=bucket, ttl=ttl, history=history, replicas=replicas)
+    return await _ensure_bucket(
+        js,
+        f"KV_{bucket}",
+        f"key-value bucket {bucket}",
+        replicas,
+        create=lambda: js.create_key_value(config),
+        existing=lambda: js.key_value(bucket),
+    )
 
 
 async def ensure_object_store(
@@ -90,27 +80,44 @@ async def ensure_object_store(
     """The object store, created with `config` if missing, else with its replicas brought to
     `config.replicas` (nothing else of an existing bucket is changed)."""
     bucket = config.bucket or ""
-    replicas = config.replicas or 1
+    return await _ensure_bucket(
+        js,
+        f"OBJ_{bucket}",
+        f"object store {bucket}",
+        config.replicas or 1,
+        create=lambda: js.create_object_store(bucket, config=config),
+        existing=lambda: js.object_store(bucket),
+    )
+
+
+async def _ensure_bucket(
+    js: JetStreamContext,
+    stream: str,
+    what: str,
+    replicas: int,
+    *,
+    create: Callable[[], Awaitable[B]],
+    existing: Callable[[], Awaitable[B]],
+) -> B:
+    """A bucket (key-value or object store: a stream underneath), created if missing (safe
+    when several processes race to do it), else with its replicas brought to `replicas`."""
     try:
-        info = await _info(js, f"OBJ_{bucket}")
+        info = await _info(js, stream)
         if info is None:
             try:
-                store = await js.create_object_store(bucket, config=config)
+                made = await create()
             except APIError as exc:
                 if "already in use" not in str(exc.description or ""):
-                    raise StartupError(
-                        _refusal(f"cannot create object store {bucket}", replicas, exc)
-                    ) from None
+                    raise StartupError(_refusal(f"cannot create {what}", replicas, exc)) from None
             else:
-                log.info("created object store %s (%d replicas)", bucket, replicas)
-                return store
+                log.info("created %s (%d replicas)", what, replicas)
+                return made
         else:
             await _keep_replicas(js, info, replicas)
-        return await js.object_store(bucket)
+        return await existing()
     except (NatsError, TimeoutError) as exc:
         if isinstance(exc, APIError):
-            refusal = _refusal(f"cannot use object store {bucket}", replicas, exc)
-            raise StartupError(refusal) from None
+            raise StartupError(_refusal(f"cannot use {what}", replicas, exc)) from None
         raise StartupError(f"JetStream is not available: {describe(exc)}") from None
 
 
