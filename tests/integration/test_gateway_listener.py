@@ -31,6 +31,7 @@ from tests.support.front_door import gateway_env, running_gateway, write_functio
 from tests.support.http import FakeGateway
 from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages
+from tests.support.wire import RawWire
 
 BODY = b'{"n": 1}'
 LIST_FUNCTIONS = b"GET /system/functions HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -55,28 +56,8 @@ def async_call(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-class Wire:
+class Wire(RawWire):
     """One client connection reading HTTP/1.1 answers off the socket."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def answer(self) -> tuple[int, dict[str, str], bytes]:
-        """The next answer: status, headers (lower-case names) and body."""
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
-        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        body = await asyncio.wait_for(self.reader.readexactly(length), 10)
-        return int(status_line.split(" ")[1]), headers, body
 
     async def closed_by_server(self) -> bool:
         return await asyncio.wait_for(self.reader.read(1), 10) == b""
