@@ -18,7 +18,7 @@ import nats
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
-from tests.support.brokers import NatsServer, venv_bin
+from tests.support.brokers import NatsServer
 from tests.support.ports import eventually, free_port
 
 CLUSTER_NAME = "ferry-test"
@@ -33,14 +33,7 @@ class NatsNode(NatsServer):
 
     def command(self) -> list[str]:
         return [
-            venv_bin("nats-server"),
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-sd",
-            self.store,
+            *super().command(),
             "-m",
             str(self.monitor_port),
             "--server_name",
