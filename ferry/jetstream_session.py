@@ -1,14 +1,20 @@
-"""A short-lived JetStream connection for the shell commands (`publish`, `dead-letters`)."""
+"""A short-lived JetStream connection for the shell commands (`publish`, `dead-letters`,
+`calls`), and the one way they turn its errors into an error line and an exit status."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from nats.js import JetStreamContext
 
-from connectors.core.logs import ConsoleFormatter
+from connectors.core.errors import ConfigError, FerryError, StartupError
+from connectors.core.logs import ConsoleFormatter, escape_controls
+from connectors.core.runner import EXIT_CRASH, fail
 from connectors.jetstream.connect import connect
 from queue_worker import jetstream
 from queue_worker.config import QueueNatsSettings
@@ -37,3 +43,16 @@ async def open_jetstream(settings: QueueNatsSettings) -> AsyncIterator[JetStream
         yield js
     finally:
         await connection.close()
+
+
+def run_action(action: Coroutine[Any, Any, int]) -> int:
+    """Run a command's work to its exit status: bad settings or NATS out of reach is one line
+    and exit 2, any other failure ferry diagnosed one line and exit 1 (control characters
+    escaped, as everything from input may hold them)."""
+    try:
+        return asyncio.run(action)
+    except (StartupError, ConfigError) as exc:
+        return fail(escape_controls(str(exc)))
+    except FerryError as exc:
+        print(f"ferry: {escape_controls(str(exc))}", file=sys.stderr)
+        return EXIT_CRASH

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 
-from connectors.core.errors import ConfigError, FerryError, StartupError
+from connectors.core.errors import ConfigError, FerryError
 from connectors.core.logs import escape_controls
-from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
+from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
-from ferry.jetstream_session import open_jetstream, quiet_logging
+from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
 from queue_worker.ledger import CallEntry, CallState
 from queue_worker.ledger_store import CancelAnswer, LedgerStore, open_bucket
@@ -73,13 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if not settings.ledger.call_ledger:
         return fail("call_ledger=false: the call ledger is off")
-    try:
-        return asyncio.run(_act(settings, args))
-    except (StartupError, ConfigError) as exc:
-        return fail(str(exc))
-    except FerryError as exc:
-        print(f"ferry: {escape_controls(str(exc))}", file=sys.stderr)
-        return EXIT_CRASH
+    return run_action(_act(settings, args))
 
 
 async def _act(settings: LedgerCommandSettings, args: argparse.Namespace) -> int:

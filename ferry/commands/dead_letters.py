@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import sys
 
-from connectors.core.errors import ConfigError, FerryError, StartupError
+from connectors.core.errors import ConfigError
 from connectors.core.logs import escape_controls
-from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
+from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
-from ferry.jetstream_session import open_jetstream, quiet_logging
+from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from queue_worker.config import QueueNatsSettings
 from queue_worker.dead_letter_store import DeadLetter, DeadLetterStore
 
@@ -44,13 +42,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(QueueNatsSettings, os.environ)
     except ConfigError as exc:
         return fail(str(exc))
-    try:
-        return asyncio.run(_act(settings, args))
-    except (StartupError, ConfigError) as exc:
-        return fail(str(exc))
-    except FerryError as exc:
-        print(f"ferry: {exc}", file=sys.stderr)
-        return EXIT_CRASH
+    return run_action(_act(settings, args))
 
 
 async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from pathlib import Path
 
-from connectors.core.errors import CallbackRefused, ConfigError, FerryError, StartupError
-from connectors.core.runner import EXIT_CRASH, EXIT_OK, fail
+from connectors.core.errors import CallbackRefused, ConfigError
+from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from connectors.core.urlguard import CallbackPolicy
-from ferry.jetstream_session import open_jetstream, quiet_logging
+from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
 from queue_worker.codec import QueueRequest
 from queue_worker.large_bodies import BodyStore
@@ -54,15 +53,7 @@ def run(args: argparse.Namespace) -> int:
         request = build(args)
     except ConfigError as exc:
         return fail(str(exc))
-    try:
-        asyncio.run(_enqueue(settings, request))
-    except (StartupError, ConfigError) as exc:
-        return fail(str(exc))
-    except FerryError as exc:
-        print(f"ferry: {exc}", file=sys.stderr)
-        return EXIT_CRASH
-    print(request.call_id)
-    return EXIT_OK
+    return run_action(_enqueue(settings, request))
 
 
 def build(args: argparse.Namespace) -> QueueRequest:
@@ -105,7 +96,14 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-async def _enqueue(settings: LedgerCommandSettings, request: QueueRequest) -> None:
+async def _enqueue(settings: LedgerCommandSettings, request: QueueRequest) -> int:
+    """Store the call (and its `queued` entry), then print its id once the connection is done."""
+    await _store(settings, request)
+    print(request.call_id)
+    return EXIT_OK
+
+
+async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None:
     nats = settings.nats
     async with open_jetstream(nats) as js:
         bodies = BodyStore(
