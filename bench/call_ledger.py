@@ -31,7 +31,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Child, free_port, start_nats, wait_for_port
-from bench.gateway import GATEWAY_MAIN, CpuMeter, gateway_posts, purge
+from bench.gateway import GATEWAY_MAIN, gateway_posts, purge
+from bench.gateway_load import CpuMeter
 
 
 async def gateway_part(args: argparse.Namespace) -> float:
