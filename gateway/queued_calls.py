@@ -18,11 +18,10 @@ from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
 
 class QueuedCalls:
     def __init__(self, nc: Client, bucket: str, registry: CollectorRegistry) -> None:
-        self.metrics = LedgerMetrics(registry, "gateway")
+        self.metrics = LedgerMetrics(registry, "gateway", [CallState.QUEUED])
         self.writer = LedgerWriter(
             nc, bucket, on_failure=self.metrics.write_failures.inc, on_drop=self.metrics.dropped.inc
         )
-        self._queued = self.metrics.states.labels(CallState.QUEUED.value)
 
     async def start(self) -> None:
         await self.writer.start()
@@ -33,7 +32,7 @@ class QueuedCalls:
     def queued(self, request: QueueRequest) -> None:
         if not request.call_id:
             return
-        self._queued.inc()
+        self.metrics.states.add(CallState.QUEUED)
         entry = queued_value(request)
         self.writer.submit(entry_key(request.call_id), Change(Op.CREATE, entry))
 

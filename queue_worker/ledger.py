@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -94,16 +96,21 @@ def now_text() -> str:
     return rfc3339(time.time())
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+_SECONDS_KEPT = 64
+_second_texts: dict[int, str] = {}  # whole seconds formatted lately, and their text
 
 
 def rfc3339(seconds: float) -> str:
-    """UTC with milliseconds (`2026-12-02T07:27:23.850+00:00`); the date and time of day are
-    formatted once per second, since every state change of every call needs one or two."""
+    """UTC with milliseconds (`2026-12-02T07:27:23.850+00:00`); each whole second's date and
+    time of day is formatted once and kept a while, since every state change of every call
+    needs two or three times (now, when it started, when it was queued)."""
     whole = int(seconds)
-    if whole != _second[0]:
-        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second[1]}.{int((seconds - whole) * 1000):03d}+00:00"
+    text = _second_texts.get(whole)
+    if text is None:
+        if len(_second_texts) >= _SECONDS_KEPT:
+            _second_texts.clear()
+        text = _second_texts[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{text}.{int((seconds - whole) * 1000):03d}+00:00"
 
 
 def start_time_text(start_time: str) -> str | None:
@@ -113,6 +120,7 @@ def start_time_text(start_time: str) -> str | None:
     return rfc3339(int(start_time) / 1e9)
 
 
+@functools.lru_cache(maxsize=256)  # most calls name one of a few callback URLs
 def public_url(url: str) -> str:
     """A callback URL without user information, which may hold a password."""
     try:
@@ -133,14 +141,15 @@ class StoredResult:
     headers: list[tuple[str, str]]
     body: bytes
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "content_type": self.content_type,
-            "duration_seconds": self.duration_seconds,
-            "headers": [list(pair) for pair in self.headers],
-            "body": base64.b64encode(self.body).decode("ascii"),
-        }
+    def encode_json(self) -> str:
+        """Compact JSON, written directly (the body in base64): the queue worker stores one
+        with most calls it finishes, so this is on its hot path."""
+        headers = ",".join(["[" + _quote(k) + "," + _quote(v) + "]" for k, v in self.headers])
+        return (
+            f'{{"status":{self.status:d},"content_type":{_quote(self.content_type)},'
+            f'"duration_seconds":{_float_text(self.duration_seconds)},"headers":[{headers}],'
+            f'"body":"{base64.b64encode(self.body).decode("ascii")}"}}'
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StoredResult:
@@ -183,12 +192,29 @@ class CallEntry:
         return data
 
     def encode(self) -> bytes:
-        """Compact JSON, written field by field: about a third of `json.dumps`'s CPU, which
-        matters because the front door encodes an entry for every call it accepts."""
-        text = ",".join([key + _json_value(getattr(self, name)) for key, name in _KEYS])
-        if self.result is not None:
-            text += ',"result":' + json.dumps(self.result.to_json(), separators=(",", ":"))
-        return ("{" + text + "}").encode()
+        """Compact JSON from one template: about a sixth of `json.dumps`'s CPU, which matters
+        because the front door and the queue worker each encode one for every call."""
+        text = _text
+        return _ENTRY.format(
+            text(self.call_id),
+            text(self.function),
+            text(self.state.value),
+            text(self.namespace),
+            text(self.queue),
+            _int_text(self.attempts),
+            _int_text(self.status),
+            text(self.queued_at),
+            text(self.started_at),
+            text(self.finished_at),
+            text(self.next_attempt_at),
+            text(self.updated_at),
+            text(self.callback_url),
+            text(self.callback_outcome),
+            text(self.error),
+            "true" if self.result_stored else "false",
+            _int_text(self.result_bytes),
+            "" if self.result is None else ',"result":' + self.result.encode_json(),
+        ).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> CallEntry:
@@ -210,25 +236,23 @@ class CallEntry:
 
 _SHOWN = tuple(name for name in CallEntry.__dataclass_fields__ if name != "result")
 _FIELDS = frozenset(_SHOWN)
-_KEYS = tuple((f'"{name}":', name) for name in _SHOWN)
 _quote = json.encoder.encode_basestring_ascii
+# the fields in `encode`'s order, then the stored result (if any); `{}` stands for each value
+_ENTRY = "{{" + ",".join(f'"{name}":{{}}' for name in _SHOWN) + "{}}}"
 
 
-def _json_value(value: object) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):  # CallState too: a StrEnum
-        quoted: str = _quote(value)
-        return quoted
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return json.dumps(value)
-    raise TypeError(f"cannot write {type(value).__name__} in a call entry")
+def _text(value: str | None) -> str:
+    return "null" if value is None else str(_quote(value))
+
+
+def _int_text(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _float_text(value: float) -> str:
+    if math.isfinite(value):
+        return repr(float(value))
+    raise ValueError(f"cannot write {value} in a call entry")
 
 
 def split_function(function: str) -> tuple[str, str]:

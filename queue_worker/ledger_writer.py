@@ -1,16 +1,21 @@
 """Writes ledger changes in the background, so no invocation ever waits on the ledger.
 
-A change is published straight to the bucket's subject with a reply subject under one inbox
-of the writer's own; JetStream's acknowledgements come back there and are only checked for
-errors, never awaited. This costs a fraction of nats-py's `js.publish` (no future, no task, no
-parsed PubAck per write) and needs no task per write. The writes of one call cannot overtake
-each other: they leave in order on one connection. Each write is one JetStream round trip.
+Changes are published straight to the bucket's subject, in batches of up to `BATCH` gathered
+over `GATHER_SECONDS`; only the last of a batch carries a reply subject (under one inbox of the
+writer's own), and JetStream's answer to it stands for the batch: one stream takes one
+connection's messages in order, and what makes a write fail (the bucket gone, no stream leader,
+the stream full) fails its neighbours too. That answer is only checked for errors, never
+awaited. This costs a fraction of nats-py's `js.publish` (no future, no task, no parsed PubAck
+per write, and one answer for many writes). The writes of one call cannot overtake each other:
+they leave in order on one connection.
 
 Bounded: at most `limit` changes wait to be sent or confirmed. A newer change for a key still
 waiting replaces it; when full, the oldest intermediate change is dropped (a later one
-supersedes it), a final change only when nothing else waits; both are counted. Writes that
-fail (an error answer, no responders: the bucket is gone, or no answer in `ACK_TIMEOUT`) are
-counted and logged at most once per `LOG_EVERY_SECONDS`, never per call.
+supersedes it), a final change only when nothing else waits; both are counted. When a batch's
+answer is an error, no responders (the bucket is gone) or does not come in `ACK_TIMEOUT`,
+every write of the batch is counted as failed (a write that failed alone inside a batch whose
+last write landed goes uncounted); failures are logged at most once per `LOG_EVERY_SECONDS`,
+never per call.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +36,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from connectors.jetstream.connect import describe
 
@@ -41,18 +47,37 @@ ACK_TIMEOUT = 5.0
 DEFAULT_LIMIT = 8192
 HOLD_SECONDS = 0.05
 WRONG_LAST_SEQUENCE = (b"10071", b"10164")  # `create` found an entry: a worker got there first
-_EXPECT_NONE = {"Nats-Expected-Last-Subject-Sequence": "0"}
-_DELETE = {"KV-Operation": "DEL"}
+BATCH = 64  # changes sent together; JetStream's answer to the last stands for them all
+GATHER_SECONDS = 0.001
+
+
+class StateCounts:
+    """Call state changes by new state: plain integers, read when Prometheus scrapes. Every
+    call makes two to four, and a `Counter` child takes a lock for each."""
+
+    HELP = "Call state changes handed to the call ledger, by new state"
+
+    def __init__(self, registry: CollectorRegistry, name: str, states: Iterable[str]) -> None:
+        self.name = name
+        self.counts = dict.fromkeys(states, 0)
+        registry.register(self)
+
+    def add(self, state: str) -> None:
+        self.counts[state] += 1
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.HELP, labels=["state"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.HELP, labels=["state"])
+        for state, count in self.counts.items():
+            family.add_metric([state], count)
+        yield family
 
 
 class LedgerMetrics:
-    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
-        self.states = Counter(
-            f"{prefix}_call_ledger_states_total",
-            "Call state changes handed to the call ledger, by new state",
-            ["state"],
-            registry=registry,
-        )
+    def __init__(self, registry: CollectorRegistry, prefix: str, states: Iterable[str]) -> None:
+        self.states = StateCounts(registry, f"{prefix}_call_ledger_states", states)
         self.write_failures = Counter(
             f"{prefix}_call_ledger_write_failures_total",
             "Call ledger writes that failed (the calls ran on)",
@@ -69,6 +94,13 @@ class Op(enum.Enum):
     PUT = "put"  # the worker owns the entry: write whatever is there
     CREATE = "create"  # the front door: only if no entry exists yet (a worker may be first)
     DELETE = "delete"
+
+
+_HEADERS: dict[Op, dict[str, str] | None] = {
+    Op.PUT: None,
+    Op.CREATE: {"Nats-Expected-Last-Subject-Sequence": "0"},
+    Op.DELETE: {"KV-Operation": "DEL"},
+}
 
 
 class Encodable(Protocol):
@@ -97,7 +129,7 @@ class LedgerWriter:
         nc: Client,
         bucket: str,
         *,
-        on_failure: Callable[[], None],
+        on_failure: Callable[[int], None],
         on_drop: Callable[[], None],
         limit: int = DEFAULT_LIMIT,
     ) -> None:
@@ -108,20 +140,26 @@ class LedgerWriter:
         self.limit = limit
         self._pending: OrderedDict[str, Change] = OrderedDict()  # to send now
         self._held: OrderedDict[str, tuple[Change, float]] = OrderedDict()  # to send when due
-        self._unconfirmed: OrderedDict[int, float] = OrderedDict()  # write number -> sent at
+        # batch number -> (sent at, changes in it), and how many changes that is in all
+        self._unconfirmed: OrderedDict[int, tuple[float, int]] = OrderedDict()
+        self._in_flight = 0
         self._inbox = f"_INBOX.ledger{os.urandom(8).hex()}."
         self._next = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._sub: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._busy = asyncio.Event()  # something is held or unconfirmed: the timer runs
+        self._tasks: list[asyncio.Task[None]] = []
         self._last_log = 0.0
         self._unlogged = 0
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._inbox + "*", cb=self._answered)
-        self._task = asyncio.create_task(self._send(), name="ledger-writer")
+        self._tasks = [
+            asyncio.create_task(self._send(), name="ledger-writer"),
+            asyncio.create_task(self._tick(), name="ledger-writer-timer"),
+        ]
 
     def submit(self, key: str, change: Change) -> None:
         """Queue a change without waiting; never raises. It replaces any still waiting for
@@ -131,13 +169,14 @@ class LedgerWriter:
             self._drop_one()
         if change.held:
             self._held[key] = (change, time.monotonic() + HOLD_SECONDS)
+            self._busy.set()
         else:
             self._pending[key] = change
             self._wake.set()
         self._idle.clear()
 
     def _waiting(self) -> int:
-        return len(self._pending) + len(self._held) + len(self._unconfirmed)
+        return len(self._pending) + len(self._held) + self._in_flight
 
     def _drop_one(self) -> None:
         for queue in (self._held, self._pending):
@@ -161,9 +200,9 @@ class LedgerWriter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._sub is not None:
             with contextlib.suppress(NatsError):
                 await self._sub.unsubscribe()
@@ -172,17 +211,25 @@ class LedgerWriter:
 
     async def _send(self) -> None:
         while True:
-            wait = HOLD_SECONDS if self._held else 1.0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
+            await self._wake.wait()
+            await asyncio.sleep(GATHER_SECONDS)  # let a busy process's changes gather
             self._wake.clear()
+            while self._pending and self._in_flight < self.limit:
+                await self._publish_batch()
+            self._settle()
+
+    async def _tick(self) -> None:
+        """Every `HOLD_SECONDS` while anything is held or unconfirmed: release what is due
+        and give up on answers that did not come; asleep otherwise (no timer per write)."""
+        while True:
+            if not self._held and not self._unconfirmed:
+                self._busy.clear()
+                await self._busy.wait()
+            await asyncio.sleep(HOLD_SECONDS)
             self._expire()
             self._release_due()
-            while self._pending and len(self._unconfirmed) < self.limit:
-                key, change = self._pending.popitem(last=False)
-                await self._publish(key, change)
-            self._settle()
+            if self._pending:
+                self._wake.set()
 
     def _release_due(self) -> None:
         """Held changes whose time has come join the ones to send (they are in due order)."""
@@ -195,54 +242,65 @@ class LedgerWriter:
             del held[key]
             self._pending[key] = change
 
-    async def _publish(self, key: str, change: Change) -> None:
+    async def _publish_batch(self) -> None:
+        """Send up to `BATCH` changes; only the last asks JetStream for an answer, which then
+        stands for the whole batch (one stream takes them in order on one connection)."""
         self._next += 1
         number = self._next
-        headers = _EXPECT_NONE if change.op is Op.CREATE else None
-        if change.op is Op.DELETE:
-            headers = _DELETE
-        value = change.value if isinstance(change.value, bytes) else change.value.encode()
+        pending = self._pending
+        count = min(len(pending), BATCH)
+        sent = 0
         try:
-            await self.nc.publish(
-                self.prefix + key, value, reply=f"{self._inbox}{number}", headers=headers
-            )
+            for _ in range(count):
+                key, change = pending.popitem(last=False)
+                sent += 1
+                headers = _HEADERS[change.op]
+                value = change.value if isinstance(change.value, bytes) else change.value.encode()
+                reply = f"{self._inbox}{number}" if sent == count else ""
+                await self.nc.publish(self.prefix + key, value, reply=reply, headers=headers)
         except (NatsError, OSError) as exc:
-            self._failed(exc)
+            self._failed(exc, sent)  # no answer will come for these; the rest go next time
             return
-        self._unconfirmed[number] = time.monotonic()
+        self._unconfirmed[number] = (time.monotonic(), count)
+        self._in_flight += count
+        self._busy.set()
 
     async def _answered(self, msg: Msg) -> None:
         try:
             number = int(msg.subject[len(self._inbox) :])
         except ValueError:
             return
-        if self._unconfirmed.pop(number, None) is None:
+        batch = self._unconfirmed.pop(number, None)
+        if batch is None:
             return  # counted as failed already (no answer in time)
+        count = batch[1]
+        self._in_flight -= count
         if msg.headers and msg.headers.get("Status") == "503":
-            self._failed(RuntimeError("no responders: the ledger's bucket is not there"))
+            self._failed(RuntimeError("no responders: the ledger's bucket is not there"), count)
         elif b'"error":' in msg.data[:64] and not any(c in msg.data for c in WRONG_LAST_SEQUENCE):
-            self._failed(RuntimeError(msg.data[:200].decode("utf-8", "replace")))
+            self._failed(RuntimeError(msg.data[:200].decode("utf-8", "replace")), count)
         self._settle()
 
     def _expire(self) -> None:
         deadline = time.monotonic() - ACK_TIMEOUT
         while self._unconfirmed:
-            number, sent = next(iter(self._unconfirmed.items()))
+            number, (sent, count) = next(iter(self._unconfirmed.items()))
             if sent > deadline:
                 break
             del self._unconfirmed[number]
-            self._failed(TimeoutError("no answer from JetStream"))
+            self._in_flight -= count
+            self._failed(TimeoutError("no answer from JetStream"), count)
         self._settle()
 
     def _settle(self) -> None:
         if not self._pending and not self._unconfirmed and not self._held:
             self._idle.set()
-        elif self._pending and len(self._unconfirmed) < self.limit:
+        elif self._pending and self._in_flight < self.limit:
             self._wake.set()  # room again for what waits
 
-    def _failed(self, error: BaseException) -> None:
-        self.on_failure()
-        self._unlogged += 1
+    def _failed(self, error: BaseException, count: int) -> None:
+        self.on_failure(count)
+        self._unlogged += count
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_SECONDS:
             log.warning(

@@ -27,12 +27,12 @@ from connectors.jetstream.connect import describe
 from queue_worker.codec import QueueRequest
 from queue_worker.ledger import (
     CANCEL_PREFIX,
+    ENTRY_PREFIX,
     CallEntry,
     CallLedgerSettings,
     CallState,
     StoredResult,
     call_token,
-    entry_key,
     public_url,
     rfc3339,
     split_function,
@@ -44,6 +44,7 @@ from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
 log = logging.getLogger("ferry.ledger")
 
 CANCELLED_REMEMBERED = 100_000
+TOKENS_KEPT = 4096
 INITIAL_SYNC_SECONDS = 5.0
 WATCH_RETRY_SECONDS = 2.0
 _NOT_KEPT = {"content-length", "transfer-encoding", "connection", "keep-alive"}
@@ -57,11 +58,12 @@ class WorkerLedger:
     ) -> None:
         self.settings = settings
         self.replicas = replicas
-        self.metrics = LedgerMetrics(registry, "queue_worker")
-        self._counted = {state: self.metrics.states.labels(state.value) for state in CallState}
+        written = [state for state in CallState if state is not CallState.QUEUED]
+        self.metrics = LedgerMetrics(registry, "queue_worker", written)
         self.enabled = settings.call_ledger
         self._writer: LedgerWriter | None = None
         self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self._tokens: dict[str, str] = {}  # call id -> key token, of the calls seen lately
         self._watch: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
 
@@ -93,7 +95,7 @@ class WorkerLedger:
     # -- hooks --------------------------------------------------------------------------------
 
     def is_cancelled(self, request: QueueRequest) -> bool:
-        return self.enabled and call_token(request.call_id) in self._cancelled
+        return self.enabled and self._token(request.call_id) in self._cancelled
 
     def running(self, request: QueueRequest, attempt: int) -> None:
         now = time.time()
@@ -143,7 +145,8 @@ class WorkerLedger:
             return entry
 
         # with a callback, its outcome usually follows within the hold: one write for both
-        self._put(request, state, build, final=True, held=outcome == "pending")
+        pending = outcome == "pending"
+        self._put(request, state, build, final=True, held=pending, counted=not callback_outcome)
 
     def _stored(self, result: InvocationResult) -> StoredResult | None:
         limit = self.settings.call_result_max_bytes
@@ -207,13 +210,27 @@ class WorkerLedger:
         *,
         final: bool = False,
         held: bool = False,
+        counted: bool = True,
     ) -> None:
-        """Hand a change to the writer; the entry is built only if it is written."""
-        if self._writer is None or not request.call_id:
+        """Hand a change to the writer; the entry is built only if it is written. `counted`
+        is false for a second write of the same state (the callback's outcome added)."""
+        writer = self._writer
+        call_id = request.call_id
+        if writer is None or not call_id:
             return
-        self._counted[state].inc()
-        change = Change(Op.PUT, _Deferred(build), final=final, held=held)
-        self._writer.submit(entry_key(request.call_id), change)
+        if counted:
+            self.metrics.states.add(state)
+        key = ENTRY_PREFIX + self._token(call_id)
+        writer.submit(key, Change(Op.PUT, _Deferred(build), final, held))
+
+    def _token(self, call_id: str) -> str:
+        """`call_token`, worked out once per call (a call has up to five changes and checks)."""
+        token = self._tokens.get(call_id)
+        if token is None:
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._tokens.clear()
+            token = self._tokens[call_id] = call_token(call_id)
+        return token
 
     async def _watch_cancels(self, kv: KeyValue) -> None:
         """Follow the cancel markers for as long as the worker runs; re-watch after a fault."""

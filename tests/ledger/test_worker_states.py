@@ -17,8 +17,12 @@ async def test_a_call_run_by_the_worker_ends_succeeded_with_its_answer_stored(
         "echo", lambda call: web.Response(body=b"\x00hi\xff", content_type="application/x-demo")
     )
     request = await queue.publish("echo", b"x")
-    async with queue.worker(**ledger.env()):
+    async with queue.worker(**ledger.env()) as worker:
         entry = await ledger.wait_for_state(request.call_id, "succeeded")
+        counted = worker.registry.get_sample_value(
+            "queue_worker_call_ledger_states_total", {"state": "succeeded"}
+        )
+    assert counted == 1
     assert (entry.attempts, entry.status, entry.function) == (1, 200, "echo")
     assert entry.result is not None and entry.result_stored
     assert entry.result.body == b"\x00hi\xff"

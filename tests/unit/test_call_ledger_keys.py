@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from hypothesis import given
@@ -39,27 +40,47 @@ def test_a_plain_id_is_its_own_token_and_others_are_hashed_apart_from_it() -> No
     assert call_token("x" * (MAX_TOKEN + 1)) != call_token("x" * (MAX_TOKEN + 2))
 
 
+_texts = st.none() | st.text(max_size=40)
+_counts = st.none() | st.integers(0, 10**12)
+
+
 @given(
-    call_id=st.text(max_size=200),
-    function=st.text(max_size=60),
-    status=st.none() | st.integers(100, 599),
-    body=st.binary(max_size=300),
-)
-def test_an_entry_reads_back_as_written(
-    call_id: str, function: str, status: int | None, body: bytes
-) -> None:
-    entry = CallEntry(
-        call_id=call_id,
-        function=function,
-        state=CallState.SUCCEEDED,
-        attempts=2,
-        status=status,
-        result_stored=True,
-        result=StoredResult(200, "text/plain", 0.25, [("X-A", "b")], body),
+    entry=st.builds(
+        CallEntry,
+        call_id=st.text(max_size=200),
+        function=st.text(max_size=60),
+        state=st.sampled_from(CallState),
+        namespace=st.text(max_size=20),
+        queue=st.text(max_size=20),
+        attempts=st.integers(0, 1000),
+        status=st.none() | st.integers(100, 599),
+        queued_at=_texts,
+        started_at=_texts,
+        finished_at=_texts,
+        next_attempt_at=_texts,
+        updated_at=st.text(max_size=40),
+        callback_url=_texts,
+        callback_outcome=_texts,
+        error=_texts,
+        result_stored=st.booleans(),
+        result_bytes=_counts,
+        result=st.none()
+        | st.builds(
+            StoredResult,
+            status=st.integers(100, 599),
+            content_type=st.text(max_size=40),
+            duration_seconds=st.floats(0, 1e6),
+            headers=st.lists(st.tuples(st.text(max_size=20), st.text(max_size=40)), max_size=5),
+            body=st.binary(max_size=300),
+        ),
     )
-    again = CallEntry.decode(entry.encode())
+)
+def test_an_entry_reads_back_as_written(entry: CallEntry) -> None:
+    raw = entry.encode()
+    again = CallEntry.decode(raw)
     assert again.public() == entry.public()
     assert again.result == entry.result
+    assert list(json.loads(raw))[: len(entry.public())] == list(entry.public())  # same order
 
 
 def test_a_callback_url_is_kept_without_its_user_information() -> None:
