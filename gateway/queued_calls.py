@@ -16,11 +16,18 @@ from queue_worker.ledger_store import queued_value
 from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
 
 
+GATHER_SECONDS = 0.001  # a busy front door's entries leave together, one answer for many
+
+
 class QueuedCalls:
     def __init__(self, nc: Client, bucket: str, registry: CollectorRegistry) -> None:
         self.metrics = LedgerMetrics(registry, "gateway", [CallState.QUEUED])
         self.writer = LedgerWriter(
-            nc, bucket, on_failure=self.metrics.write_failures.inc, on_drop=self.metrics.dropped.inc
+            nc,
+            bucket,
+            on_failure=self.metrics.write_failures.inc,
+            on_drop=self.metrics.dropped.inc,
+            gather=GATHER_SECONDS,
         )
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -142,13 +143,8 @@ class StoredResult:
     body: bytes
 
     def encode_json(self) -> str:
-        """Compact JSON, written directly (the body in base64): the queue worker stores one
-        with most calls it finishes, so this is on its hot path."""
-        headers = ",".join(["[" + _quote(k) + "," + _quote(v) + "]" for k, v in self.headers])
-        return (
-            f'{{"status":{self.status:d},"content_type":{_quote(self.content_type)},'
-            f'"duration_seconds":{_float_text(self.duration_seconds)},"headers":[{headers}],'
-            f'"body":"{base64.b64encode(self.body).decode("ascii")}"}}'
+        return result_json(
+            self.status, self.content_type, self.duration_seconds, self.headers, self.body
         )
 
     @classmethod
@@ -241,8 +237,36 @@ _quote = json.encoder.encode_basestring_ascii
 _ENTRY = "{{" + ",".join(f'"{name}":{{}}' for name in _SHOWN) + "{}}}"
 
 
-def _text(value: str | None) -> str:
+def result_json(
+    status: int,
+    content_type: str,
+    duration: float,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+) -> str:
+    """A stored answer as compact JSON, written directly (the body in base64): the queue
+    worker stores one with most calls it finishes, so this is on its hot path."""
+    pairs = ",".join(["[" + _quote(k) + "," + _quote(v) + "]" for k, v in headers])
+    return (
+        f'{{"status":{status:d},"content_type":{_quote(content_type)},'
+        f'"duration_seconds":{_float_text(duration)},"headers":[{pairs}],'
+        f'"body":"{base64.b64encode(body).decode("ascii")}"}}'
+    )
+
+
+def json_text(value: str | None) -> str:
+    """A string (or None) as JSON text."""
     return "null" if value is None else str(_quote(value))
+
+
+_text = json_text
+
+
+@functools.lru_cache(maxsize=256)
+def function_texts(function: str, queue: str) -> tuple[str, str, str]:
+    """A function's name, namespace and queue as JSON text (a process meets few of them, and
+    every entry it writes holds all three)."""
+    return json_text(function), json_text(split_function(function)[1]), json_text(queue)
 
 
 def _int_text(value: int | None) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -29,8 +29,11 @@ from queue_worker.ledger import (
     CallState,
     cancel_key,
     entry_key,
+    function_texts,
+    json_text,
     now_text,
     public_url,
+    rfc3339,
     split_function,
     start_time_text,
 )
@@ -95,31 +98,27 @@ def queued_entry(request: QueueRequest) -> CallEntry:
 
 
 def queued_value(request: QueueRequest) -> bytes:
-    """`queued_entry(request).encode()` in a third of the time: the front door writes one for
-    every call it accepts, and only six of the fields vary."""
-    callback = public_url(request.callback) if request.callback else None
-    queued_at = start_time_text(request.start_time)
+    """`queued_entry(request).encode()` in a fraction of the time: the front door writes one
+    for every call it accepts, and only four of the fields vary from call to call."""
+    callback = request.callback
+    function, namespace, queue = function_texts(request.function, request.queue_name)
     return _QUEUED.format(
-        _json_text(request.call_id),
-        _json_text(request.function),
-        _json_text(split_function(request.function)[1]),
-        _json_text(request.queue_name),
-        _json_text(queued_at),
-        _json_text(now_text()),
-        _json_text(callback),
+        json_text(request.call_id),
+        function,
+        namespace,
+        queue,
+        json_text(start_time_text(request.start_time)),
+        rfc3339(time.time()),
+        json_text(public_url(callback)) if callback else "null",
     ).encode()
 
 
 _QUEUED = (
     '{{"call_id":{},"function":{},"state":"queued","namespace":{},"queue":{},"attempts":0,'
     '"status":null,"queued_at":{},"started_at":null,"finished_at":null,"next_attempt_at":null,'
-    '"updated_at":{},"callback_url":{},"callback_outcome":null,"error":null,'
+    '"updated_at":"{}","callback_url":{},"callback_outcome":null,"error":null,'
     '"result_stored":false,"result_bytes":null}}'
 )
-
-
-def _json_text(value: str | None) -> str:
-    return "null" if value is None else str(json.encoder.encode_basestring_ascii(value))
 
 
 async def record_queued(kv: KeyValue, request: QueueRequest, publish: Coroutine[Any, Any, T]) -> T:

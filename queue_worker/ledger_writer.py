@@ -1,7 +1,8 @@
 """Writes ledger changes in the background, so no invocation ever waits on the ledger.
 
-Changes are published straight to the bucket's subject, in batches of up to `BATCH` gathered
-over `GATHER_SECONDS`; only the last of a batch carries a reply subject (under one inbox of the
+Changes are published straight to the bucket's subject, in batches of up to `BATCH` (what
+waits when the writer's task runs, or what comes within `gather` seconds of a first change);
+only the last of a batch carries a reply subject (under one inbox of the
 writer's own), and JetStream's answer to it stands for the batch: one stream takes one
 connection's messages in order, and what makes a write fail (the bucket gone, no stream leader,
 the stream full) fails its neighbours too. That answer is only checked for errors, never
@@ -48,7 +49,6 @@ DEFAULT_LIMIT = 8192
 HOLD_SECONDS = 0.05
 WRONG_LAST_SEQUENCE = (b"10071", b"10164")  # `create` found an entry: a worker got there first
 BATCH = 64  # changes sent together; JetStream's answer to the last stands for them all
-GATHER_SECONDS = 0.001
 
 
 class StateCounts:
@@ -132,8 +132,10 @@ class LedgerWriter:
         on_failure: Callable[[int], None],
         on_drop: Callable[[], None],
         limit: int = DEFAULT_LIMIT,
+        gather: float = 0.0,
     ) -> None:
         self.nc = nc
+        self.gather = gather
         self.prefix = f"$KV.{bucket}."
         self.on_failure = on_failure
         self.on_drop = on_drop
@@ -212,7 +214,8 @@ class LedgerWriter:
     async def _send(self) -> None:
         while True:
             await self._wake.wait()
-            await asyncio.sleep(GATHER_SECONDS)  # let a busy process's changes gather
+            if self.gather:
+                await asyncio.sleep(self.gather)  # let a busy process's changes gather
             self._wake.clear()
             while self._pending and self._in_flight < self.limit:
                 await self._publish_batch()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -66,8 +67,12 @@ async def entry(front_door: GatewayService, call_id: str) -> dict[str, Any]:
 
 
 async def state_is(front_door: GatewayService, call_id: str, state: str) -> dict[str, Any] | None:
-    found = await entry(front_door, call_id)
-    return found if found["state"] == state else None
+    """The entry once it is in `state`; None before (the `queued` write is not awaited, so
+    the entry may be missing for a moment after the 202)."""
+    status, body, _ = await request("GET", f"{front_door.url}/system/calls/{call_id}")
+    assert status in (200, 404), body
+    found: dict[str, Any] = json.loads(body) if status == 200 else {}
+    return found if found.get("state") == state else None
 
 
 async def test_an_accepted_call_is_queued_then_succeeded_and_its_answer_reads_back_exactly(
