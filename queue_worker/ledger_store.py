@@ -42,6 +42,10 @@ log = logging.getLogger("ferry.ledger")
 T = TypeVar("T")
 
 CANCEL_TRIES = 5  # compare-and-set retries when a worker writes between our read and write
+# How long a cancel waits before it reads the entry again: longer than a worker takes to write
+# `running` (held 50 ms, released on a 50 ms tick) or a final state (gathered for 5 ms) for an
+# attempt it began before it saw the cancel marker.
+CANCEL_SETTLE_SECONDS = 0.25
 LIST_SCAN_LIMIT = 100_000  # entries `list` looks at before it stops
 
 
@@ -162,9 +166,15 @@ class LedgerStore:
             return None
         return entry, raw.revision or 0
 
-    async def cancel(self, call_id: str) -> tuple[CancelAnswer, CallEntry | None]:
+    async def cancel(
+        self, call_id: str, settle: float = CANCEL_SETTLE_SECONDS
+    ) -> tuple[CancelAnswer, CallEntry | None]:
         """Move a `queued` or `retrying` entry to `cancelled` (compare-and-set), then leave the
-        marker the workers watch. Running or finished calls are left alone."""
+        marker the workers watch. Running or finished calls are left alone.
+
+        A worker may have begun an attempt just before the marker reached it, with its
+        `running` not written yet: after `settle` seconds the entry is read again, and if a
+        worker's write replaced `cancelled` the answer is TOO_LATE with what it wrote."""
         for _ in range(CANCEL_TRIES):
             found = await self._get(call_id)
             if found is None:
@@ -182,8 +192,17 @@ class LedgerStore:
                 continue  # a worker wrote meanwhile: look again
             except (NatsError, TimeoutError) as exc:
                 raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
-            return CancelAnswer.CANCELLED, entry
+            return await self._settled(call_id, entry, settle)
         return CancelAnswer.TOO_LATE, await self.get(call_id)
+
+    async def _settled(
+        self, call_id: str, cancelled: CallEntry, settle: float
+    ) -> tuple[CancelAnswer, CallEntry | None]:
+        await asyncio.sleep(settle)
+        after = await self.get(call_id)
+        if after is not None and after.state is not CallState.CANCELLED:
+            return CancelAnswer.TOO_LATE, after  # a worker had begun it: it runs on
+        return CancelAnswer.CANCELLED, after or cancelled
 
     async def list(
         self,

@@ -48,7 +48,7 @@ log = logging.getLogger("ferry.ledger")
 
 CANCELLED_REMEMBERED = 100_000
 TOKENS_KEPT = 4096
-GATHER_SECONDS = 0.001  # a final state waits up to this long to leave with others
+GATHER_SECONDS = 0.005  # a final state waits up to this long to leave with others
 INITIAL_SYNC_SECONDS = 5.0
 WATCH_RETRY_SECONDS = 2.0
 _NOT_KEPT = {"content-length", "transfer-encoding", "connection", "keep-alive"}

@@ -132,6 +132,32 @@ async def test_a_running_call_answers_409_to_its_result_and_to_cancel(
     assert (result, cancel) == (409, 409)
 
 
+async def test_cancel_just_after_an_attempt_began_answers_409_and_the_call_runs_on(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def held(call: object) -> web.Response:
+        started.set()
+        await release.wait()
+        return web.Response(text="ran")
+
+    gateway.function("held", held)
+    call_id = await accept(front_door, "held")
+    await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
+    async with queue.worker(**ledger.env()):
+        await started.wait()  # the attempt began; the worker has not written `running` yet
+        cancel, body, _ = await request("DELETE", f"{front_door.url}/system/calls/{call_id}")
+        release.set()
+        done = await eventually(lambda: state_is(front_door, call_id, "succeeded"), what="done")
+    assert cancel == 409, body
+    assert b"running" in body
+    assert done["attempts"] == 1
+
+
 async def test_an_answer_over_call_result_max_bytes_is_410(
     queue: QueueUnderTest,
     gateway: FakeGateway,
