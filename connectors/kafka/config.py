@@ -19,6 +19,7 @@ from connectors.core.settings import (
     group,
     int_in,
     parse_bool,
+    positive_duration,
     setting,
 )
 
@@ -82,7 +83,11 @@ class KafkaSettings:
         int_in(1, 1_000_000),
     )
     commit_interval: float = setting(
-        "commit_interval", 1.0, "how often finished offsets are committed", duration, shown="1s"
+        "commit_interval",
+        1.0,
+        "how often finished offsets are committed",
+        positive_duration,
+        shown="1s",
     )
     revoke_timeout: float = setting(
         "revoke_timeout",

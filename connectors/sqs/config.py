@@ -9,7 +9,15 @@ from typing import ClassVar
 
 from connectors.core.config import GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.connector_config import ConnectorSettings
-from connectors.core.settings import csv, duration, group, http_url_or_empty, int_in, setting
+from connectors.core.settings import (
+    csv,
+    duration,
+    group,
+    http_url_or_empty,
+    int_in,
+    positive_duration,
+    setting,
+)
 
 MAX_VISIBILITY_SECONDS = 12 * 3600  # SQS refuses a longer visibility timeout
 
@@ -89,7 +97,7 @@ class SqsSettings:
         "sqs_connect_timeout",
         5.0,
         "bound on reaching SQS at start-up and on each connection",
-        duration,
+        positive_duration,
         shown="5s",
     )
 

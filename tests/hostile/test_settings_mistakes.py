@@ -52,6 +52,12 @@ CASES = {
     "gateway upstream_timeout=0": ("gateway", {"upstream_timeout": "0ms"}, "upstream_timeout"),
     "gateway read_timeout=0": ("gateway", {"read_timeout": "0"}, "read_timeout"),
     "gateway refresh_interval=0": ("gateway", {"refresh_interval": "0"}, "refresh_interval"),
+    "sqs sqs_connect_timeout=0": (
+        "sqs-connector",
+        {"sqs_connect_timeout": "0s", "sqs_region": "us-east-1"},
+        "sqs_connect_timeout",
+    ),
+    "kafka commit_interval=0": ("kafka-connector", {"commit_interval": "0"}, "commit_interval"),
     "gateway listen_host": ("gateway", {"listen_host": "999.1.1.1"}, "listen_host"),
     "gateway malformed CIDR": (
         "gateway",
