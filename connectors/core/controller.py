@@ -100,6 +100,8 @@ class Controller:
         self.print_response_body = print_response_body
         self.subscribers: list[ResponseSubscriber] = []
         self._limit = asyncio.Semaphore(settings.max_inflight)
+        self.running = 0  # invocations under way; the inflight gauge reads it when scraped
+        metrics.inflight.set_function(lambda: self.running)
         # qualified name -> (the FunctionInfo it was made for, its policy): a topic-map
         # rebuild makes new FunctionInfo objects, so a changed annotation is seen at once
         self._policies: dict[str, tuple[FunctionInfo, RetryPolicy]] = {}
@@ -194,12 +196,14 @@ class Controller:
 
     async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
         """One invocation, bounded by max_inflight; the outcome says whether to retry."""
-        async with self._limit:
-            self.metrics.inflight.inc()
-            try:
-                result = await self.invoker.invoke(self.request(event, function), attempt=attempt)
-            finally:
-                self.metrics.inflight.dec()
+        limit = self._limit
+        await limit.acquire()
+        self.running += 1
+        try:
+            result = await self.invoker.invoke(self.request(event, function), attempt=attempt)
+        finally:
+            self.running -= 1
+            limit.release()
         self.metrics.duration_by(function.qualified).observe(result.duration)
         outcome = result.outcome(self.policy_for(function))
         if outcome.verdict is Verdict.RETRY:
