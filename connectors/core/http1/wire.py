@@ -113,9 +113,10 @@ def encode_head(
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     for name, value in headers:
-        if not is_token(name):
+        if name not in _VALID_NAMES and not is_token(name):
             raise InvalidRequest(f"header name {name!r} is not a valid token")
-        if not is_header_value(value):
+        # printable text holds no CR, LF or NUL: one pass in C decides the usual value
+        if not value.isprintable() and not is_header_value(value):
             raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
         lines.append(f"{name}: {value}\r\n")
     if length or method not in {"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}:
