@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 # A header name (and a method) is an RFC 9110 token; a value may hold anything but CR, LF, NUL.
@@ -48,13 +48,15 @@ class Origin:
     scheme: str
     host: str
     port: int
+    # The Host header: the port only when it is not the scheme's default. Worked out once,
+    # as every request's head carries it.
+    authority: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def authority(self) -> str:
-        """The Host header: the port only when it is not the scheme's default."""
+    def __post_init__(self) -> None:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        authority = host if self.port == default else f"{host}:{self.port}"
+        object.__setattr__(self, "authority", authority)
 
 
 @functools.lru_cache(maxsize=1024)
