@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -43,9 +43,9 @@ FETCH_MAX_RECORDS = 500
 MAP_RETRY_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class Work:
-    """One fetched record and the ledger of the ownership it was fetched under."""
+class Work(NamedTuple):
+    """One fetched record and the ledger of the ownership it was fetched under (a named
+    tuple: one is made per record, and a tuple is the cheapest immutable value to make)."""
 
     partition: TopicPartition
     record: ConsumerRecord[bytes, bytes]
