@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
+CHILDREN_REMEMBERED = 10_000  # label sets kept per metric; past it, the cache starts over
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class LabelledChildren(Generic[M]):
+    """A labelled metric's children, remembered by their label values.
+
+    `labels(...)` takes a lock and builds its key on every call; the same few topics and
+    functions come with every message, so a dict lookup stands in for it on the hot path.
+    Never used for a metric whose children are removed (`lag`): a removed child would live
+    on here, counting where nobody reads."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            if len(self._children) >= CHILDREN_REMEMBERED:
+                self._children.clear()
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 class ConnectorMetrics:
@@ -69,6 +96,11 @@ class ConnectorMetrics:
             "Failed topic-map rebuilds",
             registry=registry,
         )
+        self.received_by = LabelledChildren(self.received)
+        self.invocations_by = LabelledChildren(self.invocations)
+        self.retries_by = LabelledChildren(self.retries)
+        self.unmatched_by = LabelledChildren(self.unmatched)
+        self.duration_by = LabelledChildren(self.duration)
         self.lag = Gauge(
             "connector_consumer_lag",
             "Events waiting at the source, where it knows",

@@ -28,6 +28,8 @@ from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
 
 log = logging.getLogger("ferry.connector")
 
+POLICIES_REMEMBERED = 10_000  # functions whose retry policy is kept; past it, start over
+
 
 @dataclass(frozen=True)
 class Event:
@@ -98,6 +100,11 @@ class Controller:
         self.print_response_body = print_response_body
         self.subscribers: list[ResponseSubscriber] = []
         self._limit = asyncio.Semaphore(settings.max_inflight)
+        self.running = 0  # invocations under way; the inflight gauge reads it when scraped
+        metrics.inflight.set_function(lambda: self.running)
+        # qualified name -> (the FunctionInfo it was made for, its policy): a topic-map
+        # rebuild makes new FunctionInfo objects, so a changed annotation is seen at once
+        self._policies: dict[str, tuple[FunctionInfo, RetryPolicy]] = {}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -158,7 +165,16 @@ class Controller:
         return self.topics.current.match(topic)
 
     def policy_for(self, function: FunctionInfo) -> RetryPolicy:
-        return self.policy.for_function(function.annotations)
+        """The process's policy with the function's retry annotations laid over it, made
+        once per function (per topic map: a rebuilt map's functions are new objects)."""
+        known = self._policies.get(function.qualified)
+        if known is not None and known[0] is function:
+            return known[1]
+        policy = self.policy.for_function(function.annotations)
+        if len(self._policies) >= POLICIES_REMEMBERED:
+            self._policies.clear()
+        self._policies[function.qualified] = (function, policy)
+        return policy
 
     def request(self, event: Event, function: FunctionInfo) -> InvocationRequest:
         headers: list[tuple[str, str]] = [
@@ -180,16 +196,18 @@ class Controller:
 
     async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
         """One invocation, bounded by max_inflight; the outcome says whether to retry."""
-        async with self._limit:
-            self.metrics.inflight.inc()
-            try:
-                result = await self.invoker.invoke(self.request(event, function), attempt=attempt)
-            finally:
-                self.metrics.inflight.dec()
-        self.metrics.duration.labels(function.qualified).observe(result.duration)
+        limit = self._limit
+        await limit.acquire()
+        self.running += 1
+        try:
+            result = await self.invoker.invoke(self.request(event, function), attempt=attempt)
+        finally:
+            self.running -= 1
+            limit.release()
+        self.metrics.duration_by(function.qualified).observe(result.duration)
         outcome = result.outcome(self.policy_for(function))
         if outcome.verdict is Verdict.RETRY:
-            self.metrics.retries.labels(function.qualified).inc()
+            self.metrics.retries_by(function.qualified).inc()
             log.warning(
                 "%s on %s: %s (attempt %d), retry in %.2fs",
                 function.qualified,
@@ -230,10 +248,10 @@ class Controller:
 
     async def dispatch(self, event: Event) -> Sequence[Delivery]:
         """Every subscribed function invoked to a final outcome, concurrently."""
-        self.metrics.received.labels(event.topic).inc()
+        self.metrics.received_by(event.topic).inc()
         functions = self.match(event.topic)
         if not functions:
-            self.metrics.unmatched.labels(event.topic).inc()
+            self.metrics.unmatched_by(event.topic).inc()
             log.debug("no function subscribes to %s", event.topic)
             return ()
         if len(functions) == 1:  # the common case, without a task per event
@@ -244,7 +262,7 @@ class Controller:
         """Record a final delivery: metrics, logs, subscribers."""
         result = delivery.result
         name = delivery.function.qualified
-        self.metrics.invocations.labels(name, str(result.reported_status)).inc()
+        self.metrics.invocations_by(name, str(result.reported_status)).inc()
         if delivery.ok:
             if self.settings.print_response:
                 log.info(

@@ -19,6 +19,8 @@ NULL = "null"
 
 def printable(text: str) -> bool:
     """True when `text` survives as a header value byte for byte."""
+    if text.isascii():  # the usual case, in C: ASCII is printable from space to tilde
+        return text.isprintable() and text == text.strip(" ")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         return False
     return text == text.strip(" ")

@@ -7,6 +7,7 @@ is a success, a retry after a delay, or a final failure.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from connectors.core.http1 import (
     ResponseTooLarge,
     StreamedBody,
 )
-from connectors.core.retry import Outcome, RetryPolicy, Verdict, parse_retry_after
+from connectors.core.retry import SUCCEEDED, Outcome, RetryPolicy, Verdict, parse_retry_after
 from connectors.core.version import USER_AGENT
 
 # Headers that describe one hop of a connection, not the request (RFC 9110, 7.6.1).
@@ -65,10 +66,18 @@ class InvocationRequest:
     asynchronous: bool = False
 
     def url_path(self) -> str:
-        prefix = "/async-function/" if self.asynchronous else "/function/"
-        path = self.path if not self.path or self.path.startswith("/") else "/" + self.path
-        target = prefix + quote(self.function, safe=".-_~") + path
+        target = function_route(self.function, self.asynchronous)
+        if self.path:
+            target += self.path if self.path.startswith("/") else "/" + self.path
         return f"{target}?{self.query}" if self.query else target
+
+
+@functools.lru_cache(maxsize=4096)
+def function_route(function: str, asynchronous: bool) -> str:
+    """`/function/NAME` (or `/async-function/NAME`), the name quoted: the same few functions
+    are called for every message, so each is quoted once."""
+    prefix = "/async-function/" if asynchronous else "/function/"
+    return prefix + quote(function, safe=".-_~")
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,8 @@ class InvocationResult:
     def outcome(self, policy: RetryPolicy) -> Outcome:
         if self.final:
             return Outcome(Verdict.FAILED, reason=f"{self.error} (not retried)")
+        if self.ok:  # before Retry-After is parsed: a success has no use for it
+            return SUCCEEDED
         return policy.decide(
             status=self.status,
             attempt=self.attempt,

@@ -49,6 +49,9 @@ class Outcome:
         return self.verdict is not Verdict.RETRY
 
 
+SUCCEEDED = Outcome(Verdict.SUCCESS)  # one value for every success: nothing else to say
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int
@@ -120,7 +123,7 @@ class RetryPolicy:
         gateway is a status like any other and follows `codes`.
         """
         if status is not None and 200 <= status < 300:
-            return Outcome(Verdict.SUCCESS)
+            return SUCCEEDED
         if timed_out and not self.retry_on_timeout:
             return Outcome(
                 Verdict.FAILED,

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -32,6 +32,7 @@ from connectors.kafka.deadletter import DeadLetters
 from connectors.kafka.lanes import LaneScheduler, lane_for
 from connectors.kafka.ledger import CommitTracker, PartitionLedger
 from connectors.kafka.metrics import KafkaMetrics
+from connectors.kafka.pauses import PartitionPauses
 from connectors.kafka.records import record_event
 from connectors.kafka.responses import ResponseTopic
 
@@ -42,9 +43,9 @@ FETCH_MAX_RECORDS = 500
 MAP_RETRY_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class Work:
-    """One fetched record and the ledger of the ownership it was fetched under."""
+class Work(NamedTuple):
+    """One fetched record and the ledger of the ownership it was fetched under (a named
+    tuple: one is made per record, and a tuple is the cheapest immutable value to make)."""
 
     partition: TopicPartition
     record: ConsumerRecord[bytes, bytes]
@@ -74,7 +75,9 @@ class KafkaConnector:
         self._dead: DeadLetters | None = None
         self._responses: ResponseTopic | None = None
         self._owned: set[TopicPartition] = set()
-        self._paused: set[TopicPartition] = set()
+        self.pauses: PartitionPauses[TopicPartition] = PartitionPauses(
+            self.kafka.max_uncommitted, self._pause, self._resume
+        )
         self._stopping = asyncio.Event()
         self._fetch_idle = asyncio.Event()
         self._fetch_idle.set()
@@ -178,7 +181,7 @@ class KafkaConnector:
                 # never treat records as unmatched before the first topic map is known
                 await self._pause_for(MAP_RETRY_SECONDS)
                 continue
-            room = self._apply_backpressure(consumer)
+            room = self._apply_backpressure()
             try:
                 batch = await client.translate(
                     "fetch", consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=room)
@@ -200,25 +203,38 @@ class KafkaConnector:
         lane = lane_for(self.kafka.ordering, record.key, record.offset)
         self.lanes.submit(partition, lane, Work(partition, record, ledger))
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> int:
+    def _apply_backpressure(self) -> int:
         """Pause partitions holding `max_uncommitted` records, resume them below half;
         return how many records the next fetch may bring."""
-        limit = self.kafka.max_uncommitted
-        room = 0
-        for partition in list(self._owned):
-            ledger = self.tracker.ledger(partition)
-            held = ledger.pending if ledger is not None else 0
-            if partition not in self._paused and held >= limit:
-                consumer.pause(partition)
-                self._paused.add(partition)
-            elif partition in self._paused and held < max(limit // 2, 1):
-                consumer.resume(partition)
-                self._paused.discard(partition)
-            if partition not in self._paused:
-                room += limit - held
-        self.kafka_metrics.paused.set(len(self._paused))
+        room = self.pauses.apply((p, self._held(p)) for p in list(self._owned))
+        self.kafka_metrics.paused.set(len(self.pauses.paused))
         self.kafka_metrics.uncommitted.set(self.tracker.pending)
         return max(1, min(room, FETCH_MAX_RECORDS))
+
+    def _held(self, partition: TopicPartition) -> int:
+        ledger = self.tracker.ledger(partition)
+        return ledger.pending if ledger is not None else 0
+
+    def _pause(self, partition: TopicPartition) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(partition)
+
+    def _resume(self, partition: TopicPartition) -> None:
+        assert self._consumer is not None
+        self._consumer.resume(partition)
+
+    def _finished(self, work: Work) -> None:
+        """The record is final: its offset may be committed once those before it are, and
+        its partition resumes at once if this brought it below the pause's low mark."""
+        work.ledger.finish(work.record.offset)
+        partition = work.partition
+        if (
+            partition in self.pauses.paused
+            and partition in self._owned
+            and self.tracker.ledger(partition) is work.ledger
+            and self.pauses.finished(partition, work.ledger.pending)
+        ):
+            self.kafka_metrics.paused.set(len(self.pauses.paused))
 
     async def _pause_for(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -250,7 +266,7 @@ class KafkaConnector:
         except Abandoned as exc:
             log.info("left uncommitted for redelivery: %s", exc)
             return
-        work.ledger.finish(record.offset)
+        self._finished(work)
 
     # -- commits ---------------------------------------------------------------------------
 
@@ -306,7 +322,7 @@ class KafkaConnector:
         await self._commit(lost)
         for partition in lost:
             self.tracker.release(partition)
-            self._paused.discard(partition)
+            self.pauses.forget(partition)
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(_source(partition))
         self.kafka_metrics.assigned.set(len(self._owned))

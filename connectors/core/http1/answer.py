@@ -175,8 +175,14 @@ class AnswerParser:
                 self.state, self.keep_alive = "until-close", False
             return
         if lengths:
-            values = {value.strip() for line in lengths for value in line.split(",")}
-            if len(values) != 1 or not _is_decimal(value := values.pop()):
+            if len(lengths) == 1 and "," not in lengths[0]:  # the usual answer: one value
+                value = lengths[0].strip()
+            else:
+                values = {value.strip() for line in lengths for value in line.split(",")}
+                if len(values) != 1:
+                    raise HttpError(f"invalid Content-Length {lengths!r}")
+                value = values.pop()
+            if not _is_decimal(value):
                 raise HttpError(f"invalid Content-Length {lengths!r}")
             self.state, self.remaining = "length", int(value)
             if self.remaining > self.max_body:

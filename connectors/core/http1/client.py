@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from connectors.core.http1.answer import UNBOUNDED, AnswerParser, Response
+from connectors.core.http1.deadlines import Deadlines
 from connectors.core.http1.streamed import BodySourceError, StreamedBody
 from connectors.core.http1.wire import HttpError, Origin, encode_head, split_url
 from connectors.core.slots import Slots
@@ -24,14 +25,14 @@ class _Stale(HttpError):
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one exchange at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadlines: Deadlines) -> None:
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self._parser: AnswerParser | None = None
         self._waiter: asyncio.Future[Response] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = deadlines  # the client's: expires the answer at its deadline
         self._writable: asyncio.Future[None] | None = None  # set while the socket buffer is full
         self.body_cut = False  # a streamed body was not sent to its end
 
@@ -52,8 +53,9 @@ class _Connection(asyncio.Protocol):
     ) -> asyncio.Future[Response]:
         """Write the request; the future holds the answer (TimeoutError at `deadline`).
 
-        A plain method returning a future, with a timer handle for the deadline: this runs
-        twice per message, and a coroutine or asyncio.timeout() here costs more than the rest.
+        A plain method returning a future, the deadline kept by the client's `Deadlines`: this
+        runs twice per message, and a coroutine, asyncio.timeout() or even a timer handle of
+        its own here costs more than the rest.
         """
         assert self.transport is not None
         self._parser = AnswerParser(head_only, max_body)
@@ -64,7 +66,7 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.writelines((request, body))
         if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._expire)
+            self._deadlines.watch(self, deadline)
         return waiter
 
     async def stream(self, body: StreamedBody, answer: asyncio.Future[Response]) -> None:
@@ -95,9 +97,7 @@ class _Connection(asyncio.Protocol):
             writable.set_result(None)
 
     def _settle(self, response: Response | None, error: BaseException | None = None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadlines.forget(self)
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
@@ -106,8 +106,8 @@ class _Connection(asyncio.Protocol):
         else:
             waiter.set_result(response)  # type: ignore[arg-type]
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """The deadline passed before the answer was complete."""
         self._settle(None, TimeoutError())
         self.close()
 
@@ -147,9 +147,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadlines.forget(self)
         if self.transport is not None:
             if self.body_cut or self._writable is not None:
                 self.transport.abort()  # unsent body bytes would wait on a peer not reading
@@ -177,6 +175,7 @@ class Http1Client:
         self._slots = Slots(limit)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
+        self._deadlines = Deadlines()
 
     async def request(
         self,
@@ -275,7 +274,7 @@ class Http1Client:
             for host in hosts:
                 try:
                     _, connection = await loop.create_connection(
-                        _Connection,
+                        lambda: _Connection(self._deadlines),
                         host,
                         origin.port,
                         ssl=tls,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 # A header name (and a method) is an RFC 9110 token; a value may hold anything but CR, LF, NUL.
@@ -48,13 +48,15 @@ class Origin:
     scheme: str
     host: str
     port: int
+    # The Host header: the port only when it is not the scheme's default. Worked out once,
+    # as every request's head carries it.
+    authority: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def authority(self) -> str:
-        """The Host header: the port only when it is not the scheme's default."""
+    def __post_init__(self) -> None:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        authority = host if self.port == default else f"{host}:{self.port}"
+        object.__setattr__(self, "authority", authority)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -113,9 +115,10 @@ def encode_head(
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     for name, value in headers:
-        if not is_token(name):
+        if name not in _VALID_NAMES and not is_token(name):
             raise InvalidRequest(f"header name {name!r} is not a valid token")
-        if not is_header_value(value):
+        # printable text holds no CR, LF or NUL: one pass in C decides the usual value
+        if not value.isprintable() and not is_header_value(value):
             raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
         lines.append(f"{name}: {value}\r\n")
     if length or method not in {"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}:

@@ -1,0 +1,54 @@
+"""Back-pressure per partition: pause fetching a partition that holds too much, resume it soon.
+
+A partition holding `max_uncommitted` records is paused; it is resumed once it holds fewer than
+half of that. The resume happens at the finish that brings it there, not at the fetch loop's
+next round: that loop may be waiting up to its fetch timeout for the partitions still fetching,
+and with every partition paused and its records finished, the lanes would sit idle for that
+long (half a second at a time, measured in `bench/kafka_connector.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+P = TypeVar("P", bound=Hashable)
+
+
+class PartitionPauses(Generic[P]):
+    """Which partitions are paused; `pause`/`resume` tell the consumer (its partitions)."""
+
+    def __init__(self, limit: int, pause: Callable[[P], None], resume: Callable[[P], None]) -> None:
+        self.limit = limit
+        self.low = max(limit // 2, 1)  # resume below this
+        self.paused: set[P] = set()
+        self._pause = pause
+        self._resume = resume
+
+    def apply(self, held: Iterable[tuple[P, int]]) -> int:
+        """Pause partitions holding `limit` records, resume those below half; return how
+        many more records the partitions still fetching may hold."""
+        room = 0
+        for partition, count in held:
+            if partition not in self.paused and count >= self.limit:
+                self._pause(partition)
+                self.paused.add(partition)
+            elif partition in self.paused and count < self.low:
+                self._resume(partition)
+                self.paused.discard(partition)
+            if partition not in self.paused:
+                room += self.limit - count
+        return room
+
+    def finished(self, partition: P, count: int) -> bool:
+        """A record of `partition` (still owned) finished and it now holds `count`: resume
+        it at once if it was paused and is below half. True if it was resumed."""
+        if partition not in self.paused or count >= self.low:
+            return False
+        self._resume(partition)
+        self.paused.discard(partition)
+        return True
+
+    def forget(self, partition: P) -> None:
+        """The partition is no longer ours (revoked): nothing to resume later."""
+        self.paused.discard(partition)
