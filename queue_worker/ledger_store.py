@@ -88,17 +88,25 @@ async def open_or_handle(
         return bucket_handle(js, settings.call_ledger_bucket)
 
 
-def queued_entry(request: QueueRequest) -> CallEntry:
-    """The entry of a call just handed to JetStream, before any worker saw it."""
+def base_entry(request: QueueRequest, state: CallState, attempt: int, now: float) -> CallEntry:
+    """An entry with what the message itself says, in `state` as of `now`."""
+    _, namespace = split_function(request.function)
     return CallEntry(
         call_id=request.call_id,
         function=request.function,
-        namespace=split_function(request.function)[1],
+        namespace=namespace,
         queue=request.queue_name,
-        state=CallState.QUEUED,
+        state=state,
+        attempts=attempt,
         queued_at=start_time_text(request.start_time),
+        updated_at=rfc3339(now),
         callback_url=public_url(request.callback) if request.callback else None,
     )
+
+
+def queued_entry(request: QueueRequest) -> CallEntry:
+    """The entry of a call just handed to JetStream, before any worker saw it."""
+    return base_entry(request, CallState.QUEUED, 0, time.time())
 
 
 def queued_value(request: QueueRequest) -> bytes:

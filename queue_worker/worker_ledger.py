@@ -38,10 +38,9 @@ from queue_worker.ledger import (
     public_url,
     result_json,
     rfc3339,
-    split_function,
     start_time_text,
 )
-from queue_worker.ledger_store import open_or_handle
+from queue_worker.ledger_store import base_entry, open_or_handle
 from queue_worker.ledger_writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
 
 log = logging.getLogger("ferry.ledger")
@@ -107,7 +106,7 @@ class WorkerLedger:
         now = time.time()
 
         def build() -> CallEntry:
-            entry = self._entry(request, CallState.RUNNING, attempt, now)
+            entry = base_entry(request, CallState.RUNNING, attempt, now)
             entry.started_at = entry.updated_at
             return entry
 
@@ -118,7 +117,7 @@ class WorkerLedger:
         now = time.time()
 
         def build() -> CallEntry:
-            entry = self._entry(request, CallState.RETRYING, result.attempt, now)
+            entry = base_entry(request, CallState.RETRYING, result.attempt, now)
             entry.status = result.status
             entry.error = result.error or None
             entry.started_at = rfc3339(now - result.duration)
@@ -147,7 +146,7 @@ class WorkerLedger:
         now = time.time()
 
         def build() -> CallEntry:
-            entry = self._entry(request, CallState.FAILED, attempt, now)
+            entry = base_entry(request, CallState.FAILED, attempt, now)
             entry.error = reason
             entry.finished_at = entry.updated_at
             return entry
@@ -160,29 +159,13 @@ class WorkerLedger:
         now = time.time()
 
         def build() -> CallEntry:
-            entry = self._entry(request, CallState.CANCELLED, 0, now)
+            entry = base_entry(request, CallState.CANCELLED, 0, now)
             entry.finished_at = entry.updated_at
             return entry
 
         self._put(request, CallState.CANCELLED, _Deferred(build), final=True)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _entry(
-        self, request: QueueRequest, state: CallState, attempt: int, now: float
-    ) -> CallEntry:
-        _, namespace = split_function(request.function)
-        return CallEntry(
-            call_id=request.call_id,
-            function=request.function,
-            namespace=namespace,
-            queue=request.queue_name,
-            state=state,
-            attempts=attempt,
-            queued_at=start_time_text(request.start_time),
-            updated_at=rfc3339(now),
-            callback_url=public_url(request.callback) if request.callback else None,
-        )
 
     def _put(
         self,
@@ -257,8 +240,8 @@ class _Deferred:
 class _Finished:
     """A call's final entry with the function's answer, encoded straight from the call and
     its result: the worker writes one for nearly every call, and skipping the `CallEntry` and
-    `StoredResult` objects halves the cost. `finished_entry` builds the same entry the long
-    way; a test holds the two equal."""
+    `StoredResult` objects halves the cost. `entry()` builds the same entry the long way; a
+    test holds the two equal."""
 
     __slots__ = ("limit", "now", "outcome", "request", "result", "state")
 
@@ -277,6 +260,20 @@ class _Finished:
         self.now = now
         self.outcome = outcome
         self.limit = limit
+
+    def entry(self) -> CallEntry:
+        """The entry `encode` writes, built field by field (the reference for tests)."""
+        result = self.result
+        entry = base_entry(self.request, self.state, result.attempt, self.now)
+        entry.status = result.reported_status
+        entry.error = result.error or None
+        entry.started_at = rfc3339(self.now - result.duration)
+        entry.finished_at = entry.updated_at
+        entry.callback_outcome = self.outcome
+        entry.result_bytes = len(result.body)
+        entry.result = stored_result(result, self.limit)
+        entry.result_stored = entry.result is not None
+        return entry
 
     def encode(self) -> bytes:
         request, result, now = self.request, self.result, self.now
@@ -338,35 +335,3 @@ def stored_result(result: InvocationResult, limit: int) -> StoredResult | None:
         headers=_kept_headers(result),
         body=result.body,
     )
-
-
-def finished_entry(
-    request: QueueRequest,
-    state: CallState,
-    result: InvocationResult,
-    now: float,
-    outcome: str | None,
-    limit: int,
-) -> CallEntry:
-    """The entry `_Finished` encodes, built field by field (for tests and for reading)."""
-    _, namespace = split_function(request.function)
-    entry = CallEntry(
-        call_id=request.call_id,
-        function=request.function,
-        namespace=namespace,
-        queue=request.queue_name,
-        state=state,
-        attempts=result.attempt,
-        queued_at=start_time_text(request.start_time),
-        updated_at=rfc3339(now),
-        callback_url=public_url(request.callback) if request.callback else None,
-    )
-    entry.status = result.reported_status
-    entry.error = result.error or None
-    entry.started_at = rfc3339(now - result.duration)
-    entry.finished_at = entry.updated_at
-    entry.callback_outcome = outcome
-    entry.result_bytes = len(result.body)
-    entry.result = stored_result(result, limit)
-    entry.result_stored = entry.result is not None
-    return entry

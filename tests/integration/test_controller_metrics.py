@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import CollectorRegistry
-
-from connectors.core.config import GatewaySettings, RetrySettings
-from connectors.core.connector_config import ConnectorSettings
-from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Controller, Event
-from connectors.core.gateway import GatewayClient
-from connectors.core.invoker import Invoker
-from connectors.core.retry import RetryPolicy
-from connectors.core.topicmap import TopicMapRefresher
+from connectors.core.controller import Event
+from tests.support.controller import controller_for
 from tests.support.http import FakeGateway, held_until
 from tests.support.ports import eventually
 
@@ -24,37 +16,27 @@ async def test_inflight_counts_the_invocations_under_way_and_counters_count_each
     release = asyncio.Event()
     gateway.function("fn", held_until(release))
     gateway.subscribe("fn", "orders")
-    registry = CollectorRegistry()
-    client = GatewayClient(GatewaySettings(gateway_url=gateway.url), max_inflight=4)
-    topics = TopicMapRefresher(client, interval=60)
-    settings = ConnectorSettings()
-    controller = Controller(
-        connector="test",
-        settings=settings,
-        invoker=Invoker(client),
-        policy=RetryPolicy.from_settings(RetrySettings()),
-        topics=topics,
-        metrics=ConnectorMetrics(registry, settings.max_inflight),
-    )
+    async with controller_for(gateway) as under_test:
+        controller = under_test.controller
 
-    def sample(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, labels)
+        def sample(name: str, **labels: str) -> float | None:
+            return under_test.registry.get_sample_value(name, labels)
 
-    try:
-        assert await topics.refresh()
-        running = [asyncio.create_task(controller.dispatch(Event("orders", b"x"))) for _ in "ab"]
-        await eventually(lambda: len(gateway.calls_to("fn")) == 2, 10, what="both calls held")
-        assert sample("connector_invocation_inflight") == 2
-        release.set()
-        await asyncio.gather(*running)
-        await controller.dispatch(Event("nobody-listens", b"x"))
-        assert sample("connector_invocation_inflight") == 0
-        assert sample("connector_messages_received_total", topic="orders") == 2
-        assert sample("connector_messages_received_total", topic="nobody-listens") == 1
-        assert sample("connector_unmatched_messages_total", topic="nobody-listens") == 1
-        fn = "fn.openfaas-fn"
-        assert sample("connector_invocations_total", function=fn, status="200") == 2
-        assert sample("connector_invocation_duration_seconds_count", function=fn) == 2
-    finally:
-        release.set()
-        await client.close()
+        try:
+            running = [
+                asyncio.create_task(controller.dispatch(Event("orders", b"x"))) for _ in "ab"
+            ]
+            await eventually(lambda: len(gateway.calls_to("fn")) == 2, 10, what="both held")
+            assert sample("connector_invocation_inflight") == 2
+            release.set()
+            await asyncio.gather(*running)
+            await controller.dispatch(Event("nobody-listens", b"x"))
+            assert sample("connector_invocation_inflight") == 0
+            assert sample("connector_messages_received_total", topic="orders") == 2
+            assert sample("connector_messages_received_total", topic="nobody-listens") == 1
+            assert sample("connector_unmatched_messages_total", topic="nobody-listens") == 1
+            fn = "fn.openfaas-fn"
+            assert sample("connector_invocations_total", function=fn, status="200") == 2
+            assert sample("connector_invocation_duration_seconds_count", function=fn) == 2
+        finally:
+            release.set()

@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from connectors.core.invoker import InvocationResult
 from queue_worker.codec import QueueRequest
 from queue_worker.ledger import CallEntry, CallState
-from queue_worker.worker_ledger import _Finished, finished_entry
+from queue_worker.worker_ledger import _Finished
 
 _header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=30)
 
@@ -64,7 +64,8 @@ def test_the_quick_final_entry_reads_back_as_the_full_one(
     now: float,
 ) -> None:
     request, result = call
-    quick = CallEntry.decode(_Finished(request, state, result, now, outcome, limit).encode())
-    full = finished_entry(request, state, result, now, outcome, limit)
+    finished = _Finished(request, state, result, now, outcome, limit)
+    quick = CallEntry.decode(finished.encode())
+    full = finished.entry()
     assert quick.public() == full.public()
     assert quick.result == full.result
