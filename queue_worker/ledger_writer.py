@@ -248,24 +248,30 @@ class LedgerWriter:
     async def _publish_batch(self) -> None:
         """Send up to `BATCH` changes; only the last asks JetStream for an answer, which then
         stands for the whole batch (one stream takes them in order on one connection)."""
+        pending = self._pending
+        batch: list[tuple[str, dict[str, str] | None, bytes]] = []
+        for _ in range(min(len(pending), BATCH)):
+            key, change = pending.popitem(last=False)
+            try:
+                value = change.value if isinstance(change.value, bytes) else change.value.encode()
+            except Exception as exc:  # an entry that cannot be encoded must not stop the ledger
+                self._failed(exc, 1)
+                continue
+            batch.append((self.prefix + key, _HEADERS[change.op], value))
+        if not batch:
+            return
         self._next += 1
         number = self._next
-        pending = self._pending
-        count = min(len(pending), BATCH)
-        sent = 0
+        last = len(batch) - 1
         try:
-            for _ in range(count):
-                key, change = pending.popitem(last=False)
-                sent += 1
-                headers = _HEADERS[change.op]
-                value = change.value if isinstance(change.value, bytes) else change.value.encode()
-                reply = f"{self._inbox}{number}" if sent == count else ""
-                await self.nc.publish(self.prefix + key, value, reply=reply, headers=headers)
+            for index, (subject, headers, value) in enumerate(batch):
+                reply = f"{self._inbox}{number}" if index == last else ""
+                await self.nc.publish(subject, value, reply=reply, headers=headers)
         except (NatsError, OSError) as exc:
-            self._failed(exc, sent)  # no answer will come for these; the rest go next time
+            self._failed(exc, len(batch))  # none of them will be confirmed
             return
-        self._unconfirmed[number] = (time.monotonic(), count)
-        self._in_flight += count
+        self._unconfirmed[number] = (time.monotonic(), len(batch))
+        self._in_flight += len(batch)
         self._busy.set()
 
     async def _answered(self, msg: Msg) -> None:

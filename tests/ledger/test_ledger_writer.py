@@ -139,3 +139,28 @@ async def test_a_burst_of_many_batches_lands_whole_and_in_order_per_key(
     assert all(seen[-1] == f"done {key[2:]}".encode() for key, seen in counts.writes.items())
     for n in (0, BATCH, 5 * BATCH + 2):
         assert await value(ledger, f"w.{n}") == f"done {n}".encode()
+
+
+class Broken:
+    def encode(self) -> bytes:
+        raise ValueError("cannot write this entry")
+
+
+async def test_an_entry_that_cannot_be_encoded_is_counted_and_the_writer_goes_on(
+    queue: QueueUnderTest, ledger: LedgerUnderTest, counts: Counts
+) -> None:
+    writer = writer_for(queue, ledger.bucket, counts)
+    await writer.start()
+    writer.submit("w.bad", Change(Op.PUT, Broken(), final=True))
+    writer.submit("w.good", Change(Op.PUT, b"fine", final=True))
+    await writer.close()
+    assert counts.failures == 1
+    assert await value(ledger, "w.good") == b"fine"
+    late = writer_for(queue, ledger.bucket, counts)  # and a batch of only that one
+    await late.start()
+    late.submit("w.bad", Change(Op.PUT, Broken(), final=True))
+    await asyncio.sleep(0.05)
+    late.submit("w.after", Change(Op.PUT, b"still", final=True))
+    await late.close()
+    assert counts.failures == 2
+    assert await value(ledger, "w.after") == b"still"
