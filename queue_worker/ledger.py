@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from connectors.core.http1.wire import is_header_value, is_token
 from connectors.core.settings import int_in, parse_bool, positive_duration, setting
 
 DEFAULT_BUCKET = "faas-calls"
@@ -153,7 +154,11 @@ class StoredResult:
             status=int(data["status"]),
             content_type=str(data.get("content_type") or ""),
             duration_seconds=float(data.get("duration_seconds") or 0.0),
-            headers=[(str(k), str(v)) for k, v in data.get("headers") or []],
+            headers=[
+                (k, v)
+                for k, v in data.get("headers") or []
+                if isinstance(k, str) and isinstance(v, str) and is_token(k) and is_header_value(v)
+            ],
             body=base64.b64decode(data.get("body") or ""),
         )
 
@@ -221,17 +226,32 @@ class CallEntry:
             data = json.loads(raw)
             result = data.pop("result", None)
             known = {k: v for k, v in data.items() if k in _FIELDS}
+            for name, value in known.items():
+                kind = _KINDS[name]
+                if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                    raise TypeError(f"{name} is not {_FIELD_TYPES[name]}")
             known["state"] = CallState(known["state"])
             entry = cls(**known)
             if isinstance(result, dict):
                 entry.result = StoredResult.from_json(result)
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, AttributeError, RecursionError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a call entry: {exc}") from None
         return entry
 
 
 _SHOWN = tuple(name for name in CallEntry.__dataclass_fields__ if name != "result")
 _FIELDS = frozenset(_SHOWN)
+# what each field may hold when an entry is read back (anyone with access can write the bucket)
+_FIELD_TYPES = {name: str(CallEntry.__dataclass_fields__[name].type) for name in _SHOWN}
+_KIND_OF: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "str | None": (str, type(None)),
+    "int": int,
+    "int | None": (int, type(None)),
+    "bool": bool,
+    "CallState": str,
+}
+_KINDS = {name: _KIND_OF[kind] for name, kind in _FIELD_TYPES.items()}
 _quote = json.encoder.encode_basestring_ascii
 # the fields in `encode`'s order, then the stored result (if any); `{}` stands for each value
 _ENTRY = "{{" + ",".join(f'"{name}":{{}}' for name in _SHOWN) + "{}}}"
