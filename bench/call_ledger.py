@@ -101,7 +101,7 @@ def worker_part(args: argparse.Namespace) -> float:
             results = _run(SCENARIOS[args.scenario](args.count))
             rates[ledger] = results["messages/s end to end"]
             ceiling = results.get("ratio to ceiling")
-            beside = f", {ceiling:.0%} of the raw POST ceiling measured beside it" if ceiling else ""
+            beside = f", {ceiling:.0%} of the raw POST ceiling beside it" if ceiling else ""
             print(
                 f"round {round_} ledger {ledger}: {rates[ledger]:,.0f} msgs/s end to end, "
                 f"worker {results['worker CPU µs/message']:.0f} µs CPU per message{beside}"

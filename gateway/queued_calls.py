@@ -15,7 +15,6 @@ from queue_worker.ledger import CallState, entry_key
 from queue_worker.ledger_store import queued_value
 from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
 
-
 GATHER_SECONDS = 0.001  # a busy front door's entries leave together, one answer for many
 
 
