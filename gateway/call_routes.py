@@ -71,11 +71,10 @@ class CallRoutes:
         return response
 
     async def cancel(self, request: web.Request) -> web.Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
+        call_id = self._call_id(request)
+        if isinstance(call_id, web.Response):
+            return call_id
         assert self.store is not None
-        call_id = request.match_info["call_id"]
         try:
             answer, entry = await self.store.cancel(call_id)
         except LedgerUnavailable as exc:
@@ -87,11 +86,10 @@ class CallRoutes:
         return web.json_response(entry.public(), status=202)
 
     async def _lookup(self, request: web.Request) -> CallEntry | web.Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
+        call_id = self._call_id(request)
+        if isinstance(call_id, web.Response):
+            return call_id
         assert self.store is not None
-        call_id = request.match_info["call_id"]
         try:
             entry = await self.store.get(call_id)
         except LedgerUnavailable as exc:
@@ -99,6 +97,11 @@ class CallRoutes:
         if entry is None:
             return _error(404, f"no call {call_id} in the ledger (unknown or expired)")
         return entry
+
+    def _call_id(self, request: web.Request) -> str | web.Response:
+        """The call id the route names, or the refusal (credentials, ledger off)."""
+        refused = self._refusal(request)
+        return refused if refused is not None else request.match_info["call_id"]
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         if self.authorization is not None:
