@@ -264,7 +264,7 @@ class QueueWorker:
                 return
             policy = self._policy(request)
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
-            invocation = _invocation(request)
+            invocation = invocation_of(request)
             if reference:  # a claim check: the body is streamed from the object store
                 try:
                     assert self._bodies is not None
@@ -360,7 +360,8 @@ class _SlotHold:
             self.worker._slot_freed()
 
 
-def _invocation(request: QueueRequest) -> InvocationRequest:
+def invocation_of(request: QueueRequest) -> InvocationRequest:
+    """The HTTP call a queued request makes (the fuzz tests check what it builds)."""
     return InvocationRequest(
         function=request.function,
         body=request.body,

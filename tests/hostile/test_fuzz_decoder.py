@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from connectors.core.errors import DecodeError
 from connectors.core.http1 import InvalidRequest
 from connectors.core.http1.wire import encode_head, split_url
-from connectors.core.invoker import InvocationRequest
 from connectors.core.targets import is_function_name, path_problem
 from queue_worker.codec import QueueRequest, decode, encode
+from queue_worker.worker import invocation_of
 
 COMPAT = sorted((Path(__file__).parents[1] / "compat").glob("*.json"))
 KEYS = [
@@ -57,14 +57,7 @@ def _check(data: bytes) -> QueueRequest | None:
         return None
     assert is_function_name(request.function)
     assert path_problem(request.path) is None
-    call = InvocationRequest(
-        function=request.function,
-        body=request.body,
-        method=request.method,
-        path=request.path,
-        query=request.query_string,
-        headers=request.header_pairs(),
-    )
+    call = invocation_of(request)
     try:
         origin, target = split_url("http://gateway:8080" + call.url_path())
         encode_head(call.method, target, origin, call.headers, len(request.body))
