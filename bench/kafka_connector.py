@@ -36,18 +36,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import raw_http1_rate, raw_post_rate
+from bench.common import cpu_seconds, free_port, raw_http1_rate, raw_post_rate
 from bench.function_server import LeanServer
 
 PARTITIONS = 6
 KEYS = 1000
 VALUE = b"x" * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
@@ -127,15 +121,6 @@ class FunctionServer:
             ]
             return b"application/json", json.dumps(listed).encode()
         return b"application/json", b'["openfaas-fn"]'
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid` so far (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def produce(bootstrap: str, topic: str, records: int) -> None:

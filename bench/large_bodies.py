@@ -34,6 +34,7 @@ import nats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Child, free_port, start_function_server, start_nats
+from bench.queue_harness import drained
 from queue_worker.jetstream import ensure_streams
 from queue_worker.large_bodies import BodyStore
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
@@ -79,19 +80,6 @@ async def publish_all(nats_url: str, scenario: Scenario) -> None:
         await nc.close()
 
 
-async def stream_empty(nats_url: str, timeout: float) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        deadline = time.monotonic() + timeout
-        while (await js.stream_info(DEFAULT_STREAM)).state.messages:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the stream did not empty in time")
-            await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
-
-
 async def run(scenario: Scenario) -> dict[str, float]:
     store = tempfile.mkdtemp(prefix="ferry-bench-")
     nats_child, nats_url = start_nats(store)
@@ -113,8 +101,11 @@ async def run(scenario: Scenario) -> dict[str, float]:
             },
         )
         started = time.perf_counter()
-        await stream_empty(nats_url, timeout=300)
-        elapsed = time.perf_counter() - started
+        nc = await nats.connect(nats_url)
+        try:
+            elapsed = await drained(nc, started, timeout=300) - started
+        finally:
+            await nc.close()
         megabytes = scenario.count * scenario.body_size / 1e6
         return {
             "calls": scenario.count,

@@ -177,7 +177,7 @@ async def drained(nc: Client, started: float, timeout: float) -> float:
     """When the request stream became empty (every message acknowledged)."""
     js = nc.jetstream()
     while time.perf_counter() - started < timeout:
-        if (await js.stream_info("faas-request")).state.messages == 0:
+        if (await js.stream_info(DEFAULT_STREAM)).state.messages == 0:
             return time.perf_counter()
         await asyncio.sleep(0.02)
     raise TimeoutError("the worker did not finish in time")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 
-import nats
 import pytest
 
 from tests.support.brokers import NatsServer
 from tests.support.http import CallbackReceiver, FakeGateway
 from tests.support.kafka import TansuBroker
 from tests.support.moto import moto_server  # noqa: F401  (session fixture)
-from tests.support.queue import QueueUnderTest
+from tests.support.queue import QueueUnderTest, queue_on
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
@@ -47,7 +46,5 @@ async def receiver() -> AsyncIterator[CallbackReceiver]:
 
 @pytest.fixture
 async def queue(nats_server: NatsServer, gateway: FakeGateway) -> AsyncIterator[QueueUnderTest]:
-    nc = await nats.connect(nats_server.url)
-    q = await QueueUnderTest(nc, nats_server.url, gateway.url).setup()
-    yield q
-    await nc.close()
+    async with queue_on(nats_server.url, gateway.url) as q:
+        yield q

@@ -50,7 +50,7 @@ async def test_thousands_of_hostile_messages_end_invoked_or_dead_and_the_worker_
         )
         assert worker.ready()
         assert worker._nc is not None and worker._nc.is_connected
-        await eventually(lambda: _nothing_pending(queue), what="nothing pending")
+        await eventually(queue.drained, what="nothing pending")
 
     dead = await queue.dead_letters()
     echoed = Counter(c.body for c in gateway.calls_to("echo"))
@@ -64,7 +64,3 @@ async def test_thousands_of_hostile_messages_end_invoked_or_dead_and_the_worker_
     assert all(d.headers["Ferry-Dead-Reason"] for d in dead)
     flaky_attempts = {d.headers["Ferry-Attempts"] for d in dead if b'"flaky"' in d.data}
     assert flaky_attempts <= {"3"}
-
-
-async def _nothing_pending(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0

@@ -107,13 +107,9 @@ async def test_the_worker_refuses_a_queued_disguised_callback_once_as_refused(
     gateway.function("echo")
     await queue.publish("echo", b"x", callback_url=f"http://127.1:{receiver.port}/cb")
     async with queue.worker(callback_allow_private="false") as worker:
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
         refused = worker.registry.get_sample_value(
             "queue_worker_callbacks_total", {"outcome": "refused"}
         )
     assert receiver.received == []
     assert refused == 1
-
-
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0

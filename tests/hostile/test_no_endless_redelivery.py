@@ -33,7 +33,7 @@ async def test_messages_that_cannot_become_a_call_are_dead_lettered_at_the_first
     await queue.publish("echo", b"after")
     async with queue.worker():
         await eventually(lambda: gateway.calls_to("echo"), what="the valid call")
-        await eventually(lambda: _drained(queue), what="nothing left")
+        await eventually(queue.drained, what="nothing left")
     dead = await queue.dead_letters()
     assert sorted(d.data for d in dead) == sorted(UNUSABLE.values())
     assert all(d.headers["Ferry-Attempts"] == "1" for d in dead)
@@ -60,7 +60,7 @@ async def test_an_unexpected_error_is_a_failed_attempt_and_ends_as_a_dead_letter
         call = await queue.publish("cursed", b"x")
         await queue.publish("echo", b"fine")
         await eventually(lambda: queue.dead_letters(), what="the dead letter")
-        await eventually(lambda: _drained(queue), what="nothing left")
+        await eventually(queue.drained, what="nothing left")
     [dead] = await queue.dead_letters()
     assert dead.headers["Ferry-Attempts"] == "3"
     assert dead.headers["Ferry-Call-Id"] == call.call_id
@@ -69,7 +69,3 @@ async def test_an_unexpected_error_is_a_failed_attempt_and_ends_as_a_dead_letter
     )
     about_it = [r for r in caplog.records if "unforeseen" in r.getMessage()]
     assert len(about_it) == 1 and about_it[0].exc_info is None  # one line, no traceback
-
-
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0

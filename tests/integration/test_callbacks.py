@@ -12,17 +12,13 @@ from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
 
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0
-
-
 async def test_a_loopback_callback_is_refused_unless_allowed(
     queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
 ) -> None:
     gateway.function("echo")
     await queue.publish("echo", b"x", callback_url=receiver.url())
     async with queue.worker(callback_allow_private="false") as worker:
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
         refused = worker.registry.get_sample_value(
             "queue_worker_callbacks_total", {"outcome": "refused"}
         )
@@ -48,7 +44,7 @@ async def test_a_name_resolving_to_loopback_is_refused_once_and_counted_as_refus
     gateway.function("echo")
     await queue.publish("echo", b"x", callback_url=f"http://{host}:{receiver.port}/cb")
     async with queue.worker(callback_allow_private="false", callback_max_wait="1m") as worker:
-        await eventually(lambda: _drained(queue), timeout=10, what="acked without retries")
+        await eventually(queue.drained, timeout=10, what="acked without retries")
         outcomes = {
             outcome: worker.registry.get_sample_value(
                 "queue_worker_callbacks_total", {"outcome": outcome}
@@ -83,7 +79,7 @@ async def test_a_failing_receiver_is_retried_then_gets_the_callback(
         await receiver.wait_for(2)
         receiver.status = 200
         await receiver.wait_for(3, timeout=30)
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     assert len({r.headers["X-Call-Id"] for r in receiver.received}) == 1
 
 
@@ -104,7 +100,7 @@ async def test_a_receiver_that_is_down_stops_new_work_instead_of_filling_memory(
         invoked = len(gateway.calls_to("echo"))
         finishing = worker.registry.get_sample_value("queue_worker_messages_finishing")
         receiver.status = 200
-        await eventually(lambda: _drained(queue), timeout=60, what="all acked")
+        await eventually(queue.drained, timeout=60, what="all acked")
     assert 64 <= invoked <= 65  # the cap, plus at most the one call in flight when it was hit
     assert finishing is not None and finishing >= 64
     assert len(gateway.calls_to("echo")) == 100

@@ -11,11 +11,9 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import nats
 import pytest
 from aiohttp import web
 
@@ -34,7 +32,7 @@ from tests.support.http1 import serve
 from tests.support.large import live_objects, no_objects_left
 from tests.support.memory import peak_rss_kib
 from tests.support.ports import eventually
-from tests.support.queue import QueueUnderTest
+from tests.support.queue import QueueUnderTest, queue_on
 
 MiB = 1024 * 1024
 
@@ -245,42 +243,34 @@ async def test_a_900_kb_body_on_a_default_server_is_accepted_and_delivered(
     await no_objects_left(queue, bucket)
 
 
-@dataclass
-class ConfiguredNats(NatsServer):
-    """A nats-server with a configuration file of its own."""
-
-    config: str = ""
-
-    def command(self) -> list[str]:
-        path = Path(self.store) / "server.conf"
-        path.write_text(self.config)
-        return [*super().command(), "-c", str(path)]
+def configured_nats(path: Path, config: str) -> NatsServer:
+    """A nats-server started with `config` as its configuration file."""
+    path.write_text(config)
+    return NatsServer(args=("-c", str(path))).start()
 
 
 @pytest.fixture
-def small_nats() -> Iterator[ConfiguredNats]:
+def small_nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A server that takes messages of 32 KiB at most."""
-    server = ConfiguredNats(config="max_payload: 32768\n").start()
+    server = configured_nats(tmp_path / "small.conf", "max_payload: 32768\n")
     yield server
     server.cleanup()
 
 
 @pytest.fixture
-def full_nats() -> Iterator[ConfiguredNats]:
+def full_nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A server whose JetStream has 8 MB of file storage."""
-    server = ConfiguredNats(config="jetstream { max_file_store: 8MB }\n").start()
+    server = configured_nats(tmp_path / "full.conf", "jetstream { max_file_store: 8MB }\n")
     yield server
     server.cleanup()
 
 
 async def test_the_threshold_is_the_servers_own_max_payload_and_small_bodies_stay_inline(
-    small_nats: ConfiguredNats, gateway: FakeGateway, bucket: str, tmp_path: Path
+    small_nats: NatsServer, gateway: FakeGateway, bucket: str, tmp_path: Path
 ) -> None:
     gateway.function("echo")
     functions = write_functions(tmp_path / "f.yml", {"echo": {"url": gateway.url}})
-    nc = await nats.connect(small_nats.url)
-    try:
-        queue = await QueueUnderTest(nc, small_nats.url, gateway.url).setup()
+    async with queue_on(small_nats.url, gateway.url) as queue:
         env = gateway_env(queue, functions_file=str(functions), large_body_bucket=bucket)
         async with running_gateway(env) as gw, aiohttp.ClientSession() as session:
             for size in (1024, 100 * 1024):  # inline; too large for 32 KiB messages
@@ -302,8 +292,6 @@ async def test_the_threshold_is_the_servers_own_max_payload_and_small_bodies_sta
         assert BODY_OBJECT in (large.headers or {})
         assert "Body" not in json.loads(large.data or b"")  # valid for Go: an empty body
         assert len(await live_objects(queue, bucket)) == 1
-    finally:
-        await nc.close()
 
 
 async def test_bodies_in_flight_are_streamed_not_held_by_the_worker(
@@ -349,13 +337,11 @@ async def test_bodies_in_flight_are_streamed_not_held_by_the_worker(
 
 
 async def test_a_body_the_object_store_has_no_room_for_is_503_as_retrying_can_help(
-    full_nats: ConfiguredNats, gateway: FakeGateway, bucket: str, tmp_path: Path
+    full_nats: NatsServer, gateway: FakeGateway, bucket: str, tmp_path: Path
 ) -> None:
     gateway.function("echo")
     functions = write_functions(tmp_path / "f.yml", {"echo": {"url": gateway.url}})
-    nc = await nats.connect(full_nats.url)
-    try:
-        queue = await QueueUnderTest(nc, full_nats.url, gateway.url).setup()
+    async with queue_on(full_nats.url, gateway.url) as queue:
         env = gateway_env(queue, functions_file=str(functions), large_body_bucket=bucket)
         async with running_gateway(env) as gw, aiohttp.ClientSession() as session:
             async with session.post(
@@ -367,5 +353,3 @@ async def test_a_body_the_object_store_has_no_room_for_is_503_as_retrying_can_he
                 assert response.status == 202
         assert await queue.stored() == 1
         assert await live_objects(queue, bucket) == []
-    finally:
-        await nc.close()

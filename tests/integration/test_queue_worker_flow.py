@@ -22,10 +22,6 @@ def sleeper(seconds: float):  # type: ignore[no-untyped-def]
     return handler
 
 
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0
-
-
 async def test_a_call_slower_than_ack_wait_completes_once(
     queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
 ) -> None:
@@ -33,7 +29,7 @@ async def test_a_call_slower_than_ack_wait_completes_once(
     await queue.publish("slow", b"x", callback_url=receiver.url())
     async with queue.worker(ack_wait="1s", upstream_timeout="10s", max_inflight="4"):
         await receiver.wait_for(1, timeout=30)
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
         await asyncio.sleep(1.5)  # past another ack_wait: a redelivery would show up now
     assert len(gateway.calls_to("slow")) == 1
     assert len(receiver.received) == 1
@@ -45,7 +41,7 @@ async def test_max_inflight_is_never_exceeded(queue: QueueUnderTest, gateway: Fa
         await queue.publish("counted", str(i).encode())
     async with queue.worker(max_inflight="3"):
         await eventually(lambda: len(gateway.calls_to("counted")) >= 40, what="all calls")
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     assert gateway.peak == 3
 
 
@@ -58,7 +54,7 @@ async def test_an_undecodable_message_is_dead_lettered_and_the_worker_goes_on(
     await queue.publish("fine", b"after")
     async with queue.worker():
         await eventually(lambda: gateway.calls_to("fine"), what="the good message")
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     dead = await queue.dead_letters()
     reasons = sorted(d.headers["Ferry-Dead-Reason"] for d in dead)
     assert len(dead) == 2
@@ -76,7 +72,7 @@ async def test_two_workers_share_the_work_and_never_both_handle_a_message(
         await queue.publish("shared", body)
     async with queue.worker(max_inflight="2") as one, queue.worker(max_inflight="2") as two:
         await eventually(lambda: len(gateway.calls_to("shared")) >= 60, what="all calls")
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     seen = Counter(c.body for c in gateway.calls_to("shared"))
     assert set(seen) == set(bodies)
     assert max(seen.values()) == 1
@@ -122,5 +118,5 @@ async def test_sigterm_finishes_in_flight_calls_sends_callbacks_and_hands_back_t
     async with queue.worker(max_inflight="6"):
         await eventually(lambda: set(finished) >= set(bodies), what="the rest redelivered")
         await receiver.wait_for(6)
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     assert Counter(c.body for c in gateway.calls_to("slow")).most_common(1)[0][1] == 1

@@ -48,7 +48,7 @@ async def test_a_worker_holds_at_most_prefetch_messages_beyond_max_inflight(
             assert gateway.peak == 4
             release.set()
             await eventually(lambda: len(gateway.calls_to("held")) >= 12, what="all calls")
-            await eventually(lambda: _drained(queue), what="acked")
+            await eventually(queue.drained, what="acked")
     assert Counter(c.body for c in gateway.calls_to("held")) == Counter(bodies)
 
 
@@ -66,7 +66,7 @@ async def test_a_message_waiting_longer_than_ack_wait_is_not_redelivered(
     # one slot, three waiting: the last waits about 5 s, five times ack_wait
     async with queue.worker(max_inflight="1", prefetch="3", ack_wait="1s", upstream_timeout="5s"):
         await eventually(lambda: len(gateway.calls_to("slow")) >= 4, timeout=30, what="4 calls")
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
         await asyncio.sleep(1.5)  # past another ack_wait: a redelivery would show up now
     assert gateway.peak == 1
     assert Counter(c.body for c in gateway.calls_to("slow")) == Counter(bodies)
@@ -95,7 +95,7 @@ async def test_stopping_hands_waiting_messages_back_before_the_running_call_ends
             assert not running.done()
             release.set()
             assert await running == 0
-            await eventually(lambda: _drained(queue), what="acked")
+            await eventually(queue.drained, what="acked")
     finally:
         release.set()
         stop.set()
@@ -110,7 +110,3 @@ def test_prefetch_auto_takes_nothing_ahead_for_a_one_at_a_time_worker(
     many = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="200")))
     capped = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="5000")))
     assert (one.prefetched.limit, many.prefetched.limit, capped.prefetched.limit) == (0, 50, 64)
-
-
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0

@@ -21,7 +21,7 @@ async def test_503_twice_then_200_is_invoked_three_times_with_one_callback(
     request = await queue.publish("flaky", b"x", callback_url=receiver.url())
     async with queue.worker():
         (callback,) = await receiver.wait_for(1)
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     assert len(gateway.calls_to("flaky")) == 3
     assert callback.headers["X-Function-Status"] == "200"
     assert callback.headers["X-Retry"] == "2"
@@ -52,7 +52,7 @@ async def test_always_500_is_dead_lettered_after_max_attempts_with_a_final_callb
     request = await queue.publish("broken", b"payload", callback_url=receiver.url())
     async with queue.worker(max_retry_attempts="3"):
         (callback,) = await receiver.wait_for(1)
-        await eventually(lambda: _drained(queue), what="nothing pending")
+        await eventually(queue.drained, what="nothing pending")
     assert len(gateway.calls_to("broken")) == 3
     assert callback.headers["X-Function-Status"] == "500"
     assert callback.headers["X-Retry"] == "2"
@@ -106,10 +106,6 @@ async def test_an_unreachable_function_is_retried_and_reported_as_503(
     assert "could not reach" in dead.headers["Ferry-Dead-Reason"]
 
 
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0
-
-
 async def test_a_failure_that_cannot_be_dead_lettered_stays_queued_until_it_can(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
@@ -124,7 +120,7 @@ async def test_a_failure_that_cannot_be_dead_lettered_stays_queued_until_it_can(
         assert await queue.pending() == 1  # handed back, not acknowledged
         await ensure_stream(queue.js, dead_letter_stream_config(queue.dead_stream), 1)
         await eventually(queue.dead_letters, 30, what="the dead letter once it can be written")
-        await eventually(lambda: _drained(queue), what="acknowledged after that")
+        await eventually(queue.drained, what="acknowledged after that")
     (dead,) = await queue.dead_letters()
     assert json.loads(dead.data)["Body"] == base64.b64encode(b"keep me").decode()
     # handed back with a pause, not redelivered in a tight loop

@@ -20,10 +20,6 @@ async def _slow(call: Call) -> web.Response:
     return web.Response(text="late")
 
 
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0
-
-
 async def test_a_call_outlasting_upstream_timeout_is_invoked_once_and_fails_with_the_reason(
     queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
 ) -> None:
@@ -31,7 +27,7 @@ async def test_a_call_outlasting_upstream_timeout_is_invoked_once_and_fails_with
     await queue.publish("slow", b"x", callback_url=receiver.url())
     async with queue.worker(upstream_timeout="1s", max_retry_attempts="3"):
         (callback,) = await receiver.wait_for(1)
-        await eventually(lambda: _drained(queue), what="acknowledged")
+        await eventually(queue.drained, what="acknowledged")
     assert len(gateway.calls_to("slow")) == 1
     assert callback.headers["X-Function-Status"] == "503"
     (dead,) = await queue.dead_letters()
@@ -48,7 +44,7 @@ async def test_a_call_outlasting_upstream_timeout_is_invoked_again_with_retry_on
     await queue.publish("slow", b"x")
     async with queue.worker(upstream_timeout="1s", max_retry_attempts="2", retry_on_timeout="true"):
         await eventually(queue.dead_letters, 30, what="a dead letter")
-        await eventually(lambda: _drained(queue), what="acknowledged")
+        await eventually(queue.drained, what="acknowledged")
     assert len(gateway.calls_to("slow")) == 2
     (dead,) = await queue.dead_letters()
     assert "timed out after 1s after 2 attempts" in dead.headers["Ferry-Dead-Reason"]
@@ -62,5 +58,5 @@ async def test_a_504_from_the_gateway_stays_retryable_without_retry_on_timeout(
     await queue.publish("gated", b"x")
     async with queue.worker():
         await eventually(lambda: len(gateway.calls_to("gated")) == 3, what="two retries")
-        await eventually(lambda: _drained(queue), what="acknowledged")
+        await eventually(queue.drained, what="acknowledged")
     assert await queue.dead_letters() == []

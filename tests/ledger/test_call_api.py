@@ -189,7 +189,7 @@ async def test_a_call_cancelled_while_queued_is_never_invoked_nor_called_back(
     after = await accept(front_door, "never", receiver.url())
     async with queue.worker(**ledger.env()):
         await receiver.wait_for(1)  # the call after it ran and was called back
-        await eventually(lambda: _drained(queue), what="both acked")
+        await eventually(queue.drained, what="both acked")
     assert [call.headers["X-Call-Id"] for call in gateway.calls_to("never")] == [after]
     assert [cb.headers["X-Call-Id"] for cb in receiver.received] == [after]
     assert (await entry(front_door, cancelled))["state"] == "cancelled"
@@ -204,10 +204,6 @@ async def test_openfaas_pro_cancel_route_cancels_a_queued_call(
     status, _, _ = await request("DELETE", f"{front_door.url}/async-function/{call_id}")
     assert status == 202
     assert (await entry(front_door, call_id))["state"] == "cancelled"
-
-
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0
 
 
 async def test_with_basic_auth_the_call_routes_need_the_gateway_credentials(
@@ -266,6 +262,6 @@ async def test_a_cancelled_call_with_a_large_body_is_never_invoked_and_leaves_no
         status, _, _ = await request("DELETE", f"{service.url}/system/calls/{call_id}")
         assert status == 202
         async with queue.worker(large_body_bucket=bucket, **ledger.env()):
-            await eventually(lambda: _drained(queue), what="acked")
+            await eventually(queue.drained, what="acked")
     assert gateway.calls_to("never") == []
     await no_objects_left(queue, bucket)

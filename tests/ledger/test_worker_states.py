@@ -91,7 +91,7 @@ async def test_calls_run_and_failed_writes_are_counted_when_the_bucket_is_gone(
         await eventually(
             lambda: (worker.registry.get_sample_value(name) or 0) >= 3, what="failures counted"
         )
-    await eventually(lambda: _drained(queue), what="every call acked")
+    await eventually(queue.drained, what="every call acked")
 
 
 async def test_call_ledger_false_writes_nothing(
@@ -101,9 +101,5 @@ async def test_call_ledger_false_writes_nothing(
     request = await queue.publish("fn", b"x")
     async with queue.worker(**ledger.env(call_ledger="false")):
         await eventually(lambda: gateway.calls_to("fn"), what="the call")
-        await eventually(lambda: _drained(queue), what="acked")
+        await eventually(queue.drained, what="acked")
     assert await ledger.get(request.call_id) is None
-
-
-async def _drained(queue: QueueUnderTest) -> bool:
-    return await queue.pending() == 0

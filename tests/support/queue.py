@@ -79,6 +79,10 @@ class QueueUnderTest:
         info = await self.js.consumer_info(self.stream, durable_name(queue_name))
         return int((info.num_pending or 0) + (info.num_ack_pending or 0))
 
+    async def drained(self) -> bool:
+        """Every message of the default queue acknowledged (nothing waiting or in flight)."""
+        return await self.pending() == 0
+
     async def stored(self) -> int:
         info = await self.js.stream_info(self.stream)
         return int(info.state.messages)
@@ -130,3 +134,13 @@ class QueueUnderTest:
 
 def encode_request(request: QueueRequest) -> bytes:
     return encode(request)
+
+
+@asynccontextmanager
+async def queue_on(nats_url: str, gateway_url: str) -> AsyncIterator[QueueUnderTest]:
+    """A queue (its own streams) on the NATS server at `nats_url`, connected while in use."""
+    nc = await nats.connect(nats_url)
+    try:
+        yield await QueueUnderTest(nc, nats_url, gateway_url).setup()
+    finally:
+        await nc.close()
