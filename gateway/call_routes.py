@@ -106,7 +106,9 @@ class CallRoutes:
     def _refusal(self, request: web.Request) -> web.Response | None:
         if self.authorization is not None:
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), self.authorization.encode()):
+            # a header's bytes that are not UTF-8 come as surrogate escapes: compare them as bytes
+            given_bytes = given.encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given_bytes, self.authorization.encode()):
                 response = _error(401, "unauthorized")
                 response.headers["WWW-Authenticate"] = 'Basic realm="ferry"'
                 return response

@@ -32,6 +32,8 @@ def inet_aton(host: str) -> ipaddress.IPv4Address | None:
         return None
     values: list[int] = []
     for part in parts:
+        if len(part.lstrip("0xX")) > 11:  # past 2**32 in any base: no address (nor a huge int)
+            return None
         if part[:2].lower() == "0x":
             values.append(int(part[2:], 16))
         elif len(part) > 1 and part[0] == "0":

@@ -3,6 +3,7 @@ and a refusal by the resolver-time guard is final (not retried) and counted as r
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.core.errors import CallbackRefused
 from connectors.core.hosts import allowed_hosts, host_address, inet_aton
+from connectors.core.urlguard import CallbackPolicy
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import CallbackReceiver, FakeGateway
 from tests.support.ports import eventually
@@ -78,6 +81,23 @@ def test_numeric_hosts_agree_with_the_system_inet_aton(numeric: str, tail: str) 
 )
 def test_what_the_resolver_would_look_up_is_not_a_numeric_address(host: str) -> None:
     assert host_address(host) is None
+
+
+@pytest.mark.parametrize(
+    "host", ["1" * 5000, "0x" + "f" * 5000, "0" + "7" * 5000, "1.2.3." + "9" * 5000, "0" * 40 + "1"]
+)
+def test_a_numeric_host_of_any_length_is_read_as_the_system_reads_it(host: str) -> None:
+    try:
+        expected = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        expected = None
+    assert inet_aton(host) == expected
+
+
+def test_a_callback_to_a_numeric_host_of_thousands_of_digits_is_checked_without_an_error() -> None:
+    url = "http://" + "1" * 5000 + "/cb"  # not an address: a name no resolver finds
+    with contextlib.suppress(CallbackRefused):  # refused or let through: never a ValueError
+        CallbackPolicy.build([], allow_private=False).check_url(url)
 
 
 @pytest.mark.parametrize("entry", ["300.1.1.1/99", "10.0.0.0/33", "1.2.3.999", "a b", "127.1"])

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from gateway.service import GatewayService
 from tests.support.front_door import gateway_env, running_gateway, write_functions
@@ -22,6 +23,7 @@ from tests.support.large import live_objects, no_objects_left
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
+from tests.support.wire import exchange
 
 FUNCTIONS = ("echo", "held", "big", "never")
 
@@ -228,7 +230,10 @@ async def test_with_basic_auth_the_call_routes_need_the_gateway_credentials(
         wrong, _, _ = await request("DELETE", url, headers={"Authorization": "Basic eDp5"})
         good = "Basic " + base64.b64encode(b"admin:s3cret").decode()
         allowed, _, _ = await request("GET", url, headers={"Authorization": good})
+        raw = b"GET /system/calls/x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic \xff\xfe\r\n\r\n"
+        not_utf8, _, _ = await exchange(URL(service.url).port or 0, raw)  # bytes, not text
     assert (anonymous, wrong, allowed) == (401, 401, 200)
+    assert not_utf8 == 401
 
 
 async def test_a_long_client_chosen_call_id_is_found_under_its_hashed_key(

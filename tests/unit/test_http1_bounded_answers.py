@@ -89,3 +89,16 @@ def test_a_chunk_over_the_bound_is_refused_from_its_size_line() -> None:
     parser = AnswerParser(False, 1000)
     with pytest.raises(ResponseTooLarge):
         parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1f400000\r\n")
+
+
+@pytest.mark.parametrize("digits", ["9" * 20, "1" * 5000, "0" * 30 + "9" * 5000])
+def test_a_content_length_of_any_number_of_digits_is_too_large_not_an_error(digits: str) -> None:
+    parser = AnswerParser(False, 1000)
+    with pytest.raises(ResponseTooLarge):
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: " + digits.encode() + b"\r\n\r\n")
+
+
+def test_a_content_length_with_leading_zeros_is_its_value() -> None:
+    parser = AnswerParser(False, 1000)
+    response = parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"0" * 40 + b"2\r\n\r\nok")
+    assert response is not None and response.body == b"ok"

@@ -184,6 +184,8 @@ class AnswerParser:
                 value = values.pop()
             if not _is_decimal(value):
                 raise HttpError(f"invalid Content-Length {lengths!r}")
+            if len(value.lstrip("0")) > 19:  # past UNBOUNDED: too large, and no huge int made
+                raise ResponseTooLarge(self.max_body, self.status)
             self.state, self.remaining = "length", int(value)
             if self.remaining > self.max_body:
                 raise ResponseTooLarge(self.max_body, self.status)
