@@ -234,7 +234,14 @@ class CallEntry:
             entry = cls(**known)
             if isinstance(result, dict):
                 entry.result = StoredResult.from_json(result)
-        except (KeyError, TypeError, AttributeError, RecursionError, json.JSONDecodeError) as exc:
+        except (
+            KeyError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            OverflowError,
+            json.JSONDecodeError,
+        ) as exc:
             raise ValueError(f"not a call entry: {exc}") from None
         return entry
 

@@ -257,6 +257,9 @@ class LedgerWriter:
             except Exception as exc:  # an entry that cannot be encoded must not stop the ledger
                 self._failed(exc, 1)
                 continue
+            if len(value) > self.nc.max_payload:  # NATS would refuse it, and the batch with it
+                self._failed(ValueError(f"entry of {len(value)} bytes is over max_payload"), 1)
+                continue
             batch.append((self.prefix + key, _HEADERS[change.op], value))
         if not batch:
             return

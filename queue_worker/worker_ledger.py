@@ -28,6 +28,7 @@ from queue_worker.codec import QueueRequest
 from queue_worker.ledger import (
     CANCEL_PREFIX,
     ENTRY_PREFIX,
+    MAX_TOKEN,
     CallEntry,
     CallLedgerSettings,
     CallState,
@@ -192,9 +193,11 @@ class WorkerLedger:
         """`call_token`, worked out once per call (a call has up to five changes and checks)."""
         token = self._tokens.get(call_id)
         if token is None:
-            if len(self._tokens) >= TOKENS_KEPT:
-                self._tokens.clear()
-            token = self._tokens[call_id] = call_token(call_id)
+            token = call_token(call_id)
+            if len(call_id) <= MAX_TOKEN:  # a long id is hashed again rather than kept
+                if len(self._tokens) >= TOKENS_KEPT:
+                    self._tokens.clear()
+                self._tokens[call_id] = token
         return token
 
     async def _watch_cancels(self, kv: KeyValue) -> None:

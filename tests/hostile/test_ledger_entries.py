@@ -70,6 +70,7 @@ def test_deep_nesting_huge_entries_and_non_objects_are_refused() -> None:
         b'{"call_id": "a", "function": "f", "state": "exploded"}',
         b'{"call_id": "a", "function": "f", "state": "queued", "attempts": true}',
         b'{"call_id": 7, "function": "f", "state": "queued"}',
+        b'{"call_id": "a", "function": "f", "state": "succeeded", "result": {"status": Infinity}}',
     ):
         assert _read(raw) is None, raw[:80]
 

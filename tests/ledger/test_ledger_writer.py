@@ -165,3 +165,17 @@ async def test_an_entry_that_cannot_be_encoded_is_counted_and_the_writer_goes_on
     await late.close()
     assert counts.failures == 2
     assert await value(ledger, "w.after") == b"still"
+
+
+async def test_an_entry_over_max_payload_is_counted_alone_and_its_batch_lands(
+    queue: QueueUnderTest, ledger: LedgerUnderTest, counts: Counts
+) -> None:
+    writer = writer_for(queue, ledger.bucket, counts)
+    await writer.start()
+    writer.submit("w.before", Change(Op.PUT, b"one", final=True))
+    writer.submit("w.huge", Change(Op.PUT, b"x" * (queue.nc.max_payload + 1), final=True))
+    writer.submit("w.after", Change(Op.PUT, b"two", final=True))
+    await writer.close()
+    assert counts.failures == 1
+    assert await value(ledger, "w.before") == b"one"
+    assert await value(ledger, "w.after") == b"two"
