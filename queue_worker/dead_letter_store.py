@@ -11,6 +11,7 @@ object: replay hands the reference on with the message, purge deletes the object
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,12 +27,15 @@ from queue_worker.large_bodies import BODY_OBJECT, BodyStore
 from queue_worker.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
+    DEAD_BODY_OMITTED,
     DEAD_CALL_ID,
     DEAD_FUNCTION,
     DEAD_LAST_STATUS,
     DEAD_REASON,
     DEAD_SUBJECT,
 )
+
+log = logging.getLogger("ferry.dead_letters")
 
 
 class DeadLetterError(FerryError):
@@ -56,6 +60,11 @@ class DeadLetter:
     @property
     def reason(self) -> str:
         return self.headers.get(DEAD_REASON, "")
+
+    @property
+    def body_omitted(self) -> str:
+        """Why the message is not in the dead letter (too large to keep), or ""."""
+        return self.headers.get(DEAD_BODY_OMITTED, "")
 
     @property
     def attempts(self) -> str:
@@ -129,6 +138,9 @@ class DeadLetterStore:
         """Put each message back on its original queue, then delete its dead letter."""
         count = 0
         for letter in letters:
+            if DEAD_BODY_OMITTED in letter.headers:
+                log.warning("dead letter %d not replayed: %s", letter.seq, letter.body_omitted)
+                continue
             subject = letter.original_subject or self.request_stream
             headers = {"Nats-Msg-Id": f"replay:{self.stream}:{letter.seq}"}
             if letter.body_object:

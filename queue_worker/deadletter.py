@@ -9,10 +9,11 @@ from nats.js import JetStreamContext
 
 from queue_worker.header_text import encode_value
 from queue_worker.jetstream import publish
-from queue_worker.large_bodies import BODY_OBJECT
+from queue_worker.large_bodies import BODY_OBJECT, server_max_payload
 from queue_worker.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
+    DEAD_BODY_OMITTED,
     DEAD_CALL_ID,
     DEAD_FUNCTION,
     DEAD_LAST_STATUS,
@@ -60,13 +61,28 @@ class DeadLetterWriter:
         reference = (msg.headers or {}).get(BODY_OBJECT)
         if reference:  # the dead letter keeps the call's body object, for replay
             headers[BODY_OBJECT] = str(reference)
+        data = msg.data
+        limit = server_max_payload(self.js)
+        if len(data) + _header_block_size(headers) > limit:
+            # a message near the size limit has no room left for the headers: keep the record
+            # (the reason, the call) without the message rather than hand it back for ever
+            headers[DEAD_BODY_OMITTED] = (
+                f"the message ({len(data)} bytes) was not kept: with its dead-letter headers it "
+                f"is over the server's max_payload ({limit} bytes)"
+            )
+            data = b""
         await publish(
             self.js,
             dead_letter_subject(self.stream, function),
-            msg.data,
+            data,
             headers=headers,
             stream=self.stream,
         )
+
+
+def _header_block_size(headers: dict[str, str]) -> int:
+    """Bytes the headers take in a NATS message (`NATS/1.0`, one line each, a blank line)."""
+    return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
 
 
 def _one_line(text: str) -> str:

@@ -19,6 +19,8 @@ DEAD_SUBJECT = "Ferry-Original-Subject"
 DEAD_FUNCTION = "Ferry-Function"
 DEAD_CALL_ID = "Ferry-Call-Id"
 DEAD_AT = "Ferry-Dead-At"
+# the message itself did not fit beside the dead letter's headers: what it was, instead of it
+DEAD_BODY_OMITTED = "Ferry-Body-Omitted"
 
 # A named queue is one subject token and part of a durable name; what is not such a name is
 # replaced by a hash of bounded length, so no input can make a subject NATS refuses (a subject

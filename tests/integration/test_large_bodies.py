@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from queue_worker.codec import encode
+from queue_worker.dead_letter_store import DeadLetterStore
 from queue_worker.large_bodies import BODY_OBJECT, BodyStore
 from queue_worker.publisher import Publisher, build_request
 from tests.support.brokers import NatsServer
@@ -353,3 +355,27 @@ async def test_a_body_the_object_store_has_no_room_for_is_503_as_retrying_can_he
                 assert response.status == 202
         assert await queue.stored() == 1
         assert await live_objects(queue, bucket) == []
+
+
+async def test_a_message_too_large_to_dead_letter_whole_is_dead_lettered_without_it(
+    small_nats: NatsServer, gateway: FakeGateway
+) -> None:
+    gateway.function("fails", lambda call: web.Response(status=500))
+    limit = 32768
+    body = b"x" * 24_000  # near the limit once JSON and base64 wrap it
+    data = encode(build_request("fails", body=body))
+    data = encode(build_request("fails", body=body + b"x" * ((limit - 200 - len(data)) * 3 // 4)))
+    assert limit - 400 < len(data) <= limit - 100  # fits alone, not with the dead-letter headers
+    async with queue_on(small_nats.url, gateway.url) as queue:
+        await queue.publish_raw(data)
+        async with queue.worker(max_retry_attempts="1"):
+            dead = await eventually(queue.dead_letters, 30, what="the dead letter")
+            await eventually(queue.drained, 30, what="acked, not handed back")
+        assert len(gateway.calls_to("fails")) == 1
+        store = DeadLetterStore(queue.js, queue.dead_stream, request_stream=queue.stream)
+        assert await store.replay(await store.read()) == 0  # nothing there to run again
+        assert len(await queue.dead_letters()) == 1
+    (letter,) = dead
+    assert letter.data == b""
+    assert "was not kept" in letter.headers["Ferry-Body-Omitted"]
+    assert letter.headers["Ferry-Dead-Reason"]
