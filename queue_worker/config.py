@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.settings import duration, group, int_in, positive_duration, setting
 from connectors.jetstream.settings import NatsSettings
-from queue_worker.large_bodies import DEFAULT_BUCKET, DEFAULT_TTL
+from queue_worker.large_bodies import BUCKET_NAME, DEFAULT_BUCKET, DEFAULT_TTL
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
 from queue_worker.ledger import CallLedgerSettings
 
@@ -21,7 +20,7 @@ def prefetch_parse(text: str) -> int | None:
 
 
 def bucket_name(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+    if not BUCKET_NAME.fullmatch(text):
         raise ValueError("expected letters, digits, - and _ (at most 64)")
     return text
 

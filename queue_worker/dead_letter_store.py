@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from connectors.core.errors import FerryError
+from connectors.jetstream.connect import describe
 from queue_worker.header_text import decode_headers
 from queue_worker.jetstream import publish
 from queue_worker.large_bodies import BODY_OBJECT, BodyStore
@@ -114,7 +115,7 @@ class DeadLetterStore:
             except NotFoundError:
                 break
             except (NatsError, TimeoutError) as exc:
-                raise DeadLetterError(f"cannot read {self.stream}: {_describe(exc)}") from None
+                raise DeadLetterError(f"cannot read {self.stream}: {describe(exc)}") from None
             if raw.seq is None:
                 break
             letter = DeadLetter(
@@ -174,9 +175,5 @@ class DeadLetterStore:
             pass  # already gone: a concurrent replay or purge did it
         except (NatsError, TimeoutError) as exc:
             raise DeadLetterError(
-                f"cannot delete dead letter {letter.seq} from {self.stream}: {_describe(exc)}"
+                f"cannot delete dead letter {letter.seq} from {self.stream}: {describe(exc)}"
             ) from None
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc).strip() or exc.__class__.__name__

@@ -29,6 +29,7 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError
 
 from connectors.core.errors import FerryError, StartupError
 from connectors.core.http1 import BodySourceError, StreamedBody
+from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_object_store
 from queue_worker.jetstream import PublishError
 
@@ -38,7 +39,7 @@ BODY_OBJECT = "Ferry-Body-Object"  # NATS message header: "{bucket}/{object name
 DEFAULT_BUCKET = "faas-bodies"
 DEFAULT_TTL = 7 * 24 * 3600.0
 CHUNK_BYTES = 128 * 1024
-_BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}")
+BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a bucket (and its setting) may be called
 _NAME = re.compile(r"[0-9a-f-]{36}")  # what `put` names objects: a random UUID
 
 
@@ -56,7 +57,7 @@ def server_max_payload(js: JetStreamContext) -> int:
 def parse_reference(value: str) -> tuple[str, str]:
     """(bucket, object) of a `Ferry-Body-Object` value; BodyMissing if it is not one of ours."""
     bucket, _, name = value.partition("/")
-    if not _BUCKET.fullmatch(bucket) or not _NAME.fullmatch(name):
+    if not BUCKET_NAME.fullmatch(bucket) or not _NAME.fullmatch(name):
         raise BodyMissing(f"{BODY_OBJECT} {value[:100]!r} does not name a body object")
     return bucket, name
 
@@ -99,7 +100,7 @@ class BodyStore:
             await store.put(name, body, meta=meta)
         except (NatsError, TimeoutError, OSError) as exc:
             raise PublishError(
-                f"the body could not be stored in {self.bucket}: {_describe(exc)}"
+                f"the body could not be stored in {self.bucket}: {describe(exc)}"
             ) from None
         return f"{self.bucket}/{name}"
 
@@ -115,7 +116,7 @@ class BodyStore:
                 f"the body object {reference} is gone (expired after large_body_ttl, or deleted)"
             ) from None
         except (NatsError, TimeoutError) as exc:
-            raise PublishError(f"cannot read {reference}: {_describe(exc)}") from None
+            raise PublishError(f"cannot read {reference}: {describe(exc)}") from None
         return StreamedBody(info.size or 0, _ObjectChunks(self.js, bucket, info))
 
     async def delete(self, reference: str) -> None:
@@ -169,7 +170,7 @@ class _ObjectChunks:
         except NotFoundError:
             raise BodySourceError(f"{self.subject} ended early (the object was removed)") from None
         except (NatsError, TimeoutError) as exc:
-            raise BodySourceError(f"cannot read {self.subject}: {_describe(exc)}") from None
+            raise BodySourceError(f"cannot read {self.subject}: {describe(exc)}") from None
 
     def _digest_matches(self, hashed: Any) -> bool:
         text = self.digest.partition("=")[2]
@@ -177,7 +178,3 @@ class _ObjectChunks:
             return bool(base64.urlsafe_b64decode(text) == hashed.digest())
         except ValueError:
             return False
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc).strip() or exc.__class__.__name__

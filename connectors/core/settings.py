@@ -204,7 +204,7 @@ def positive_duration(text: str) -> float:
     """A duration that must be longer than zero (a zero timeout would make a process useless)."""
     seconds = parse_duration(text)
     if seconds <= 0:
-        raise ValueError("must be longer than 0")
+        raise ValueError("must be more than 0s")
     return seconds
 
 

@@ -29,6 +29,7 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from connectors.core.durations import format_duration, parse_duration
+from connectors.core.targets import shorten
 
 DESCRIPTORS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -51,9 +52,7 @@ NEVER_CHECK_FROM = datetime(2000, 1, 1)
 
 def shown(text: str) -> str:
     """`text` quoted for a message, cut to SHOWN_CHARS: a hostile annotation is not logged whole."""
-    if len(text) <= SHOWN_CHARS:
-        return repr(text)
-    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
+    return shorten(text, SHOWN_CHARS)
 
 
 class ScheduleError(ValueError):

@@ -80,10 +80,6 @@ class NatsConnection:
         return self._connected and not self._lost.is_set()
 
     @property
-    def lost(self) -> bool:
-        return self._lost.is_set()
-
-    @property
     def server(self) -> str:
         """The server connected to, as it may be logged (no user information)."""
         if self._client is None or self._client.connected_url is None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.core.settings import duration, int_in, setting
+from connectors.core.settings import int_in, positive_duration, setting
 
 SCHEMES = ("nats", "tls", "ws", "wss")
 DEFAULT_NATS_URL = "nats://nats:4222"
@@ -63,13 +63,6 @@ def parse_servers_or_empty(text: str) -> str:
 def file_path(text: str) -> str:
     """A path, read when connecting (so manifests can be checked where the secret is absent)."""
     return text.strip()
-
-
-def positive_duration(text: str) -> float:
-    value = duration(text)
-    if value <= 0:
-        raise ValueError("must be more than 0s")
-    return value
 
 
 def _servers_from_parts(environ: Mapping[str, str]) -> str | None:

@@ -167,7 +167,7 @@ class KafkaGatewaySettings(GatewaySettings):
         "upstream_timeout",
         120.0,
         "bound on waiting for one function call (the OpenFaaS kafka-connector chart's 2m)",
-        duration,
+        positive_duration,
         shown="2m",
     )
 

@@ -58,6 +58,11 @@ CASES = {
         "sqs_connect_timeout",
     ),
     "kafka commit_interval=0": ("kafka-connector", {"commit_interval": "0"}, "commit_interval"),
+    "kafka upstream_timeout=0": (
+        "kafka-connector",
+        {"upstream_timeout": "0", "topics": "orders"},
+        "upstream_timeout",
+    ),
     "gateway listen_host": ("gateway", {"listen_host": "999.1.1.1"}, "listen_host"),
     "gateway malformed CIDR": (
         "gateway",

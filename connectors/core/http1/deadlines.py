@@ -31,9 +31,6 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for = math.inf
 
-    def __len__(self) -> int:
-        return len(self._waiting)
-
     def watch(self, waiter: Expiring, deadline: float) -> None:
         self._waiting[waiter] = deadline
         if deadline < self._armed_for:
