@@ -77,21 +77,17 @@ class GatewayService:
         self._listener: FastListener | None = None
         self._queued_calls: QueuedCalls | None = None
         self._call_routes = CallRoutes(None, authorization=None)
-        self._connected = False
         self._stopping = asyncio.Event()
 
-    def _lean_proxy(self) -> LeanProxy | None:
-        """What forwards the function calls the lean listener reads (None: aiohttp does)."""
-        timeout, limit = self.config.upstream_timeout, self.config.max_response_bytes
-        if self.config.standalone:
-            return LeanProxy(
-                self.metrics, timeout=timeout, max_response_bytes=limit, catalog=self.catalog
-            )
+    def _lean_proxy(self) -> LeanProxy:
+        """What forwards the function calls the lean listener reads: to the functions file's
+        URLs in standalone mode, else to the upstream gateway (the config sets one of them)."""
         return LeanProxy(
             self.metrics,
-            timeout=timeout,
-            max_response_bytes=limit,
+            timeout=self.config.upstream_timeout,
+            max_response_bytes=self.config.max_response_bytes,
             upstream_url=self.config.upstream_url,
+            catalog=self.catalog if self.config.standalone else None,
         )
 
     def _source(self) -> FunctionSource:
@@ -123,13 +119,7 @@ class GatewayService:
         elif not await self.catalog.refresh():
             log.warning("upstream %s not answering yet; will keep trying", self.config.upstream_url)
         nats = self.config.nats
-        self._nats = await connect(
-            nats,
-            name="ferry-gateway",
-            on_disconnect=self._on_disconnect,
-            on_reconnect=self._on_reconnect,
-        )
-        self._connected = True
+        self._nats = await connect(nats, name="ferry-gateway")
         js = self._nats.client.jetstream()
         await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
@@ -262,24 +252,13 @@ class GatewayService:
 
     async def _close(self) -> None:
         await self.proxy.close()
-        if self.lean_proxy is not None:
-            await self.lean_proxy.close()
+        await self.lean_proxy.close()
         if self._queued_calls is not None:
             await self._queued_calls.close()
         if self._upstream is not None:
             await self._upstream.close()
         if self._nats is not None:
             await self._nats.close(drain=True)
-
-    # -- connection events -----------------------------------------------------------------
-
-    async def _on_disconnect(self) -> None:
-        if self._connected and not self._stopping.is_set():
-            log.warning("disconnected from NATS: async calls get 503 until it is back")
-        self._connected = False
-
-    async def _on_reconnect(self) -> None:
-        self._connected = True
 
 
 def _cannot_listen(host: str, port: int, error: OSError) -> str:

@@ -91,7 +91,6 @@ class QueueWorker:
         self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._connected = False
         self.ledger = WorkerLedger(
             config.ledger, self.registry, replicas=config.nats.nats_stream_replicas
         )
@@ -103,11 +102,9 @@ class QueueWorker:
         self._nats = await connect(
             nats,
             name=f"ferry-queue-worker-{self.durable}",
-            on_disconnect=self._on_disconnect,
             on_reconnect=self._on_reconnect,
         )
         self._nc = self._nats.client
-        self._connected = True
         self._js = self._nc.jetstream()
         await jetstream.ensure_streams(
             self._js,
@@ -168,7 +165,8 @@ class QueueWorker:
         await self._nats.while_open(self._pull())
 
     async def _pull(self) -> None:
-        assert self._puller is not None
+        assert self._puller is not None and self._nats is not None
+        nats = self._nats
         refresher = asyncio.create_task(self._refresh_pending(), name="pending-gauges")
         self.progress.start()
         helpers = [refresher, *self.progress.tasks]
@@ -183,7 +181,7 @@ class QueueWorker:
                 wanted = self.slots.free + self.prefetched.room - puller.outstanding
                 if self._finishing >= self.finishing_limit:
                     wanted = 0
-                if wanted > 0 and puller.can_request() and self._connected:
+                if wanted > 0 and puller.can_request() and nats.connected:
                     try:
                         await puller.request(wanted)
                     except NatsError as exc:
@@ -326,11 +324,7 @@ class QueueWorker:
 
     # -- connection events and gauges --------------------------------------------------------
 
-    async def _on_disconnect(self) -> None:
-        self._connected = False
-
     async def _on_reconnect(self) -> None:
-        self._connected = True
         if self._puller is not None:
             self._puller.forget_all()
         self.metrics.reconnects.inc()
