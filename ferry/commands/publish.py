@@ -10,6 +10,7 @@ from pathlib import Path
 from connectors.core.errors import CallbackRefused, ConfigError
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
+from connectors.core.targets import function_name_problem, path_problem
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
 def build(args: argparse.Namespace) -> QueueRequest:
     """The QueueRequest for the command line; ConfigError names what is wrong."""
-    if not args.name or "/" in args.name:
-        raise ConfigError(f"NAME {args.name!r} is not a function name")
+    problem = function_name_problem(args.name)  # what the worker would dead-letter at once
+    if problem is not None:
+        raise ConfigError(f"NAME: {problem}")
     if args.callback:
         try:
             CallbackPolicy.build((), allow_private=True).check_url(args.callback)
@@ -67,6 +69,9 @@ def build(args: argparse.Namespace) -> QueueRequest:
             raise ConfigError(f"--callback: {exc}") from None
     if args.path and not args.path.startswith("/"):
         raise ConfigError(f"--path {args.path!r} must start with /")
+    problem = path_problem(args.path)
+    if problem is not None:
+        raise ConfigError(f"--path: {problem}")
     return build_request(
         args.name,
         body=_body(args.data),

@@ -74,6 +74,8 @@ async def test_publish_reads_the_body_from_stdin_and_keeps_a_given_call_id(
         (("--header", "no-colon"), "--header"),
         (("--data", "@/nonexistent/file"), "--data"),
         (("--callback", "/relative"), "--callback"),
+        (("--path", "/a/../b"), "--path"),
+        (("--path", "/a/%2e%2e/b"), "--path"),
     ],
 )
 async def test_bad_input_is_one_line_and_exit_2(
@@ -83,6 +85,18 @@ async def test_bad_input_is_one_line_and_exit_2(
     assert result.status == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert needle in result.stderr
+    assert await queue.stored() == 0
+
+
+@pytest.mark.parametrize("name", ["Bad_Name", "a" * 5000, "fn\x1b[31m", "../x", ""])
+async def test_a_name_no_function_can_have_is_one_line_and_exit_2(
+    queue: QueueUnderTest, name: str
+) -> None:
+    result = await ferry("publish", name, env=env(queue))
+    assert result.status == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "NAME" in result.stderr and "\x1b" not in result.stderr
+    assert len(result.stderr) < 400
     assert await queue.stored() == 0
 
 
