@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
+from connectors.core.connector_metrics import LabelledChildren
 from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response
 from connectors.core.invoker import HOP_BY_HOP
 from gateway.front_door import Answer
@@ -59,6 +60,7 @@ class LeanProxy:
         if bool(upstream_url) == (catalog is not None):
             raise ValueError("give either upstream_url (proxy mode) or catalog (standalone)")
         self.metrics = metrics
+        self._proxied = LabelledChildren(metrics.proxied)  # a dict lookup per call, no lock
         self.timeout = timeout
         self.upstream_url = upstream_url
         self.catalog = catalog
@@ -93,10 +95,10 @@ class LeanProxy:
             )
         except (HttpError, InvalidRequest, TimeoutError) as exc:
             reason = str(exc) or f"no answer within upstream_timeout ({self.timeout:g}s)"
-            self.metrics.proxied.labels("502").inc()
+            self._proxied("502").inc()
             log.warning("proxy %s %s failed: %s", head.method, target, reason)
             return Answer(502, f"upstream {target} unreachable: {type(exc).__name__}: {reason}\n")
-        self.metrics.proxied.labels(str(response.status)).inc()
+        self._proxied(str(response.status)).inc()
         return response
 
 
