@@ -26,6 +26,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from connectors.core.errors import FerryError, StartupError
 from connectors.core.http1 import BodySourceError, StreamedBody
@@ -88,6 +89,11 @@ class BodyStore:
         except StartupError as exc:
             raise StartupError(f"large_body_bucket={self.bucket}: {exc}") from None
 
+    def _store(self, bucket: str) -> ObjectStore:
+        """A handle on `bucket` without asking the server first (`js.object_store` reads the
+        stream's info on every call): a missing bucket shows in the operation itself."""
+        return ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=self.js)
+
     async def put(self, body: bytes) -> str:
         """Store `body`; returns the `Ferry-Body-Object` value naming it. PublishError if
         JetStream did not store it (nothing is left behind then)."""
@@ -96,7 +102,7 @@ class BodyStore:
         chunk = min(CHUNK_BYTES, server_max_payload(self.js) - 1024)
         meta = js_api.ObjectMeta(name=name, options=js_api.ObjectMetaOptions(max_chunk_size=chunk))
         try:
-            store = await self.js.object_store(self.bucket)
+            store = self._store(self.bucket)
             await store.put(name, body, meta=meta)
         except (NatsError, TimeoutError, OSError) as exc:
             raise PublishError(
@@ -109,7 +115,7 @@ class BodyStore:
         gone; PublishError if JetStream could not be asked."""
         bucket, name = parse_reference(reference)
         try:
-            store = await self.js.object_store(bucket)
+            store = self._store(bucket)
             info = await store.get_info(name)
         except (NotFoundError, ObjectNotFoundError):
             raise BodyMissing(
@@ -123,7 +129,7 @@ class BodyStore:
         """Remove the object; a failure is logged, not raised (the bucket's TTL is the backstop)."""
         try:
             bucket, name = parse_reference(reference)
-            store = await self.js.object_store(bucket)
+            store = self._store(bucket)
             await store.delete(name)
         except (NotFoundError, ObjectNotFoundError, BodyMissing):
             pass  # already gone
