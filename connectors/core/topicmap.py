@@ -181,17 +181,22 @@ def build_from_answers(
     return TopicMap.build(functions, delimiter, skipped)
 
 
+MAX_NAMESPACES = 1000  # namespaces read per refresh, one /system/functions request each
+
+
 def namespaces_from(names: Any) -> tuple[list[str], list[str]]:
     """(usable namespaces, one line per skipped one) from a `/system/namespaces` answer."""
     if not isinstance(names, list) or not names:
         return [""], []
     usable: list[str] = []
     skipped: list[str] = []
-    for name in names:
+    for name in names[:MAX_NAMESPACES]:
         if isinstance(name, str) and name:
             usable.append(name)
         else:
             skipped.append(f"namespace {describe_entry({'name': name}, '')}: not a name")
+    if len(names) > MAX_NAMESPACES:  # each is a request per refresh: a bad answer must not stall it
+        skipped.append(f"{len(names) - MAX_NAMESPACES} namespaces past the first {MAX_NAMESPACES}")
     return usable or [""], skipped
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from connectors.core.function_entries import MalformedEntry, parse_entries
 from connectors.core.topicmap import (
+    MAX_NAMESPACES,
     FunctionInfo,
     GatewayQueryError,
     TopicMap,
@@ -138,3 +139,9 @@ def test_the_item_by_item_decoder_reads_what_json_loads_reads(
 def test_what_is_not_json_is_a_failed_read(data: bytes) -> None:
     with pytest.raises(GatewayQueryError, match="not JSON"):
         decode_list(data, "/system/functions")
+
+
+def test_a_namespace_list_of_any_length_is_read_up_to_its_bound() -> None:
+    usable, skipped = namespaces_from([f"ns{i}" for i in range(300_000)])
+    assert len(usable) == MAX_NAMESPACES
+    assert skipped == [f"{300_000 - MAX_NAMESPACES} namespaces past the first {MAX_NAMESPACES}"]
