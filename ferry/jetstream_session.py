@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from connectors.core.errors import ConfigError, FerryError, StartupError
-from connectors.core.logs import ConsoleFormatter, escape_controls
+from connectors.core.logs import ConsoleFormatter
 from connectors.core.runner import EXIT_CRASH, fail
 from connectors.jetstream.connect import connect
 from queue_worker import jetstream
@@ -47,12 +46,11 @@ async def open_jetstream(settings: QueueNatsSettings) -> AsyncIterator[JetStream
 
 def run_action(action: Coroutine[Any, Any, int]) -> int:
     """Run a command's work to its exit status: bad settings or NATS out of reach is one line
-    and exit 2, any other failure ferry diagnosed one line and exit 1 (control characters
-    escaped, as everything from input may hold them)."""
+    and exit 2, any other failure ferry diagnosed one line and exit 1 (`fail` escapes control
+    characters, as everything from input may hold them)."""
     try:
         return asyncio.run(action)
     except (StartupError, ConfigError) as exc:
-        return fail(escape_controls(str(exc)))
+        return fail(str(exc))
     except FerryError as exc:
-        print(f"ferry: {escape_controls(str(exc))}", file=sys.stderr)
-        return EXIT_CRASH
+        return fail(str(exc), EXIT_CRASH)

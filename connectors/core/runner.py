@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from connectors.core.config import RuntimeSettings
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.health import HealthServer
-from connectors.core.logs import configure_logging
+from connectors.core.logs import configure_logging, escape_controls
 from connectors.core.openfaas_settings import unread_names, warning_line
 from connectors.core.settings import load_settings
 
@@ -56,9 +56,10 @@ class Service(Protocol):
         """Whether the service can take work now (for /readyz)."""
 
 
-def fail(message: str) -> int:
-    print(f"ferry: {message}", file=sys.stderr)
-    return EXIT_CONFIG
+def fail(message: str, status: int = EXIT_CONFIG) -> int:
+    """One line on stderr, control characters escaped (messages quote input); the status."""
+    print(f"ferry: {escape_controls(message)}", file=sys.stderr)
+    return status
 
 
 async def serve(

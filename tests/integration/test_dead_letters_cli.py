@@ -133,3 +133,11 @@ async def test_replay_of_an_unknown_call_id_is_one_line_and_exit_2(queue: QueueU
     result = await dead_letters(queue, "replay", "no-such-call")
     assert result.status == 2
     assert result.stderr.strip() == "ferry: no dead letter for call id no-such-call"
+
+
+async def test_an_unknown_call_id_with_control_characters_is_shown_escaped(
+    queue: QueueUnderTest,
+) -> None:
+    result = await dead_letters(queue, "replay", "nope\x1b[2J\nforged")
+    assert result.status == 2
+    assert "\x1b" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
