@@ -12,18 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.core.invoker import HOP_BY_HOP
 from queue_worker.ledger import CallEntry
 from queue_worker.ledger_store import CancelAnswer, LedgerStore, LedgerUnavailable
 
-# The stored answer's own headers that the result route does not repeat: ours replace them.
-_NOT_SERVED = {
+# The stored answer's own headers that the result route does not repeat: hop-by-hop ones
+# (they were the function's connection's), and those the route writes itself.
+_NOT_SERVED = HOP_BY_HOP | {
     "content-length",
     "content-type",
     "date",
     "server",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
     "x-call-id",
     "x-function-status",
     "x-duration-seconds",

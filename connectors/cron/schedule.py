@@ -20,6 +20,7 @@ so replicas and restarts agree on its slots (robfig/cron counts from when it add
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -128,6 +129,7 @@ def split_zone(text: str, zone: str) -> tuple[str, str]:
     return stripped, zone
 
 
+@functools.lru_cache(maxsize=1024)  # every refresh re-reads the same annotations
 def parse_schedules(text: str, zone: str = "UTC") -> tuple[Schedule, ...]:
     """Every schedule of a `schedule` annotation (separated by `;`), in `zone` unless an
     expression names its own with a `CRON_TZ=` or `TZ=` prefix."""
