@@ -124,12 +124,7 @@ class GatewayService:
         await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
-        bodies = BodyStore(
-            js,
-            nats.large_body_bucket,
-            ttl=nats.large_body_ttl,
-            replicas=nats.nats_stream_replicas,
-        )
+        bodies = BodyStore.from_settings(js, nats)
         await bodies.ensure()
         await self._open_ledger(js)
         front_door = FrontDoor(

@@ -20,7 +20,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -33,6 +33,9 @@ from connectors.core.http1 import BodySourceError, StreamedBody
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_object_store
 from queue_worker.jetstream import PublishError
+
+if TYPE_CHECKING:  # the settings module imports this one
+    from queue_worker.config import QueueNatsSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,13 @@ class BodyStore:
         self.bucket = bucket
         self.ttl = ttl
         self.replicas = replicas
+
+    @classmethod
+    def from_settings(cls, js: JetStreamContext, nats: QueueNatsSettings) -> BodyStore:
+        """The store the settings name (`large_body_bucket`, `_ttl`, `nats_stream_replicas`)."""
+        return cls(
+            js, nats.large_body_bucket, ttl=nats.large_body_ttl, replicas=nats.nats_stream_replicas
+        )
 
     async def ensure(self) -> None:
         """Create the bucket if it is missing (several processes may race to do it), or bring

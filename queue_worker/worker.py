@@ -122,12 +122,7 @@ class QueueWorker:
         await self.ledger.start(self._nc, self._js)
         self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
         await self._puller.start()
-        self._bodies = BodyStore(
-            self._js,
-            nats.large_body_bucket,
-            ttl=nats.large_body_ttl,
-            replicas=nats.nats_stream_replicas,
-        )
+        self._bodies = BodyStore.from_settings(self._js, nats)
         self._outcomes = OutcomeRecorder(
             DeadLetterWriter(self._js, nats.dead_letter_stream),
             self._bodies,

@@ -111,9 +111,7 @@ async def _enqueue(settings: LedgerCommandSettings, request: QueueRequest) -> in
 async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None:
     nats = settings.nats
     async with open_jetstream(nats) as js:
-        bodies = BodyStore(
-            js, nats.large_body_bucket, ttl=nats.large_body_ttl, replicas=nats.nats_stream_replicas
-        )
+        bodies = BodyStore.from_settings(js, nats)
         publisher = Publisher(js, nats.nats_stream, bodies)
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
