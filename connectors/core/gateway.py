@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 
 from connectors.core.config import GatewaySettings
-from connectors.core.errors import ConfigError
 from connectors.core.http1 import Http1Client
+from connectors.core.secrets import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -19,17 +19,10 @@ def read_basic_auth(secret_mount_path: str) -> str:
     """The `Authorization` value for the credentials in `basic-auth-user` and
     `basic-auth-password` (encoded as UTF-8, as Go's SetBasicAuth sends them)."""
     folder = Path(secret_mount_path)
-    try:
-        user = (folder / "basic-auth-user").read_text().strip()
-        password = (folder / "basic-auth-password").read_text().strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"basic_auth=true but the credentials could not be read from {folder}: "
-            f"{exc.strerror or exc}"
-        ) from None
-    for name, value in (("basic-auth-user", user), ("basic-auth-password", password)):
-        if not value:
-            raise ConfigError(f"basic_auth=true but {folder / name} is empty")
+    user, password = (
+        read_secret("basic_auth=true: secret_mount_path", str(folder / name)).strip()
+        for name in ("basic-auth-user", "basic-auth-password")
+    )
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 

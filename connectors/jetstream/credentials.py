@@ -13,28 +13,10 @@ from typing import Any
 import nkeys
 
 from connectors.core.errors import ConfigError
+from connectors.core.secrets import read_secret
 from connectors.jetstream.settings import NatsSettings
 
-MAX_SECRET_BYTES = 64 * 1024
 _CREDS_MARKERS = ("BEGIN NATS USER JWT", "BEGIN USER NKEY SEED")
-
-
-def read_secret(variable: str, path: str) -> str:
-    """The text of a secret file, without its trailing newline."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SECRET_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{variable}={path!r}: cannot read the file: {exc.strerror}") from None
-    if len(data) > MAX_SECRET_BYTES:
-        raise ConfigError(f"{variable}={path!r}: larger than {MAX_SECRET_BYTES} bytes")
-    try:
-        text = data.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{variable}={path!r}: not UTF-8 text") from None
-    if not text.strip():
-        raise ConfigError(f"{variable}={path!r}: the file is empty")
-    return text
 
 
 def auth_options(settings: NatsSettings) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -26,6 +25,7 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from connectors.core.errors import ConfigError, FerryError, StartupError
+from connectors.core.secrets import read_secret
 from connectors.kafka.config import KafkaSecuritySettings, KafkaSettings
 
 # What one fetch may bring: about what the connector takes at a time, not aiokafka's 1 MiB per
@@ -51,13 +51,6 @@ class KafkaUnavailable(FerryError):
 
 class RecordRefused(FerryError):
     """A write that can never succeed as it is (too large for this client or the broker)."""
-
-
-def _read_secret(path: str, variable: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{variable}={path}: cannot read: {exc.strerror or exc}") from None
 
 
 def _ssl_context(security: KafkaSecuritySettings) -> ssl.SSLContext:
@@ -86,12 +79,12 @@ def security_options(security: KafkaSecuritySettings) -> dict[str, Any]:
         options["ssl_context"] = _ssl_context(security)
     if sasl:
         options["sasl_mechanism"] = security.sasl_mechanism.upper()
-        options["sasl_plain_username"] = _read_secret(
-            security.sasl_username_file, "sasl_username_file"
-        )
-        options["sasl_plain_password"] = _read_secret(
-            security.sasl_password_file, "sasl_password_file"
-        )
+        options["sasl_plain_username"] = read_secret(
+            "sasl_username_file", security.sasl_username_file
+        ).strip()
+        options["sasl_plain_password"] = read_secret(
+            "sasl_password_file", security.sasl_password_file
+        ).strip()
     return options
 
 

@@ -107,3 +107,22 @@ async def test_an_empty_basic_auth_file_is_refused(
     status, output = await run_to_exit(command, env)
     assert status == EXIT_CONFIG, output
     assert output.count("\n") == 0 and "is empty" in output, output
+
+
+@pytest.mark.parametrize("command", ["gateway", "queue-worker"])
+async def test_a_basic_auth_file_that_never_ends_is_refused_not_read(
+    command: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    folder = Path(_secrets(tmp_path, "admin", "x"))
+    (folder / "basic-auth-password").unlink()
+    (folder / "basic-auth-password").symlink_to("/dev/zero")
+    env = {
+        "nats_url": nats_server.url,
+        "basic_auth": "true",
+        "secret_mount_path": str(folder),
+        "gateway_url": "http://127.0.0.1:9",
+        "upstream_url": "http://127.0.0.1:9",
+    }
+    status, output = await run_to_exit(command, env)
+    assert status == EXIT_CONFIG, output
+    assert output.count("\n") == 0 and "larger than" in output, output
