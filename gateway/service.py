@@ -219,11 +219,12 @@ class GatewayService:
 
     async def run(self) -> None:
         """Serve until stopped; raise NatsLost if NATS closes the connection for good, or
-        TaskDied if the function-list refresher ends."""
+        TaskDied if the function-list refresher or the call ledger's writer ends."""
         assert self._nats is not None
         refresher = asyncio.create_task(self.catalog.run(), name="function-list")
+        ledger = self._queued_calls.writer.tasks if self._queued_calls is not None else []
         try:
-            await self._nats.while_open(until_stopped(self._stopping, [refresher]))
+            await self._nats.while_open(until_stopped(self._stopping, [refresher, *ledger]))
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)

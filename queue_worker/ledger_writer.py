@@ -163,6 +163,11 @@ class LedgerWriter:
             asyncio.create_task(self._tick(), name="ledger-writer-timer"),
         ]
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The writer's background tasks, for the process to watch (one that ends is a bug)."""
+        return list(self._tasks)
+
     def submit(self, key: str, change: Change) -> None:
         """Queue a change without waiting; never raises. It replaces any still waiting for
         the same key (one key is in at most one of the two queues)."""

@@ -164,7 +164,7 @@ class QueueWorker:
         nats = self._nats
         refresher = asyncio.create_task(self._refresh_pending(), name="pending-gauges")
         self.progress.start()
-        helpers = [refresher, *self.progress.tasks]
+        helpers = [refresher, *self.progress.tasks, *self.ledger.tasks]
         puller = self._puller
         try:
             # One pass per event that may let the worker ask for more: a slot freed, a pull

@@ -91,6 +91,12 @@ class WorkerLedger:
             async with asyncio.timeout(INITIAL_SYNC_SECONDS):
                 await self._synced.wait()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The cancel watch and the writer's tasks: if one ends, cancels or writes stop."""
+        own = [self._watch] if self._watch is not None else []
+        return own + (self._writer.tasks if self._writer is not None else [])
+
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()

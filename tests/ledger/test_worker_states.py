@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from aiohttp import web
 
 from tests.support.http import FakeGateway
@@ -103,3 +106,19 @@ async def test_call_ledger_false_writes_nothing(
         await eventually(lambda: gateway.calls_to("fn"), what="the call")
         await eventually(queue.drained, what="acked")
     assert await ledger.get(request.call_id) is None
+
+
+STOPPED = "queue-worker stopped: task ledger-cancels"
+
+
+async def test_a_ledger_task_that_ends_ends_the_worker_instead_of_silently_stopping_the_ledger(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest, caplog: Any
+) -> None:
+    gateway.function("fn", lambda call: web.Response(text="ok"))
+    with pytest.raises(AssertionError):  # the block's end finds the worker exited 1, not 0
+        async with queue.worker(**ledger.env()) as worker:
+            (watch, *_) = worker.ledger.tasks
+            watch.cancel()  # as if the cancel watch had died
+            await queue.publish("fn", b"x")  # the pull loop wakes and looks
+            await eventually(lambda: STOPPED in caplog.text, what="the worker stopping on it")
+    assert STOPPED in caplog.text
