@@ -20,15 +20,17 @@ aiohttp.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Final
 
 from connectors.core.connector_metrics import LabelledChildren
 from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response
-from connectors.core.invoker import HOP_BY_HOP
+from connectors.core.http1.answer import NO_BODY_STATUSES
+from connectors.core.http1.wire import NO_LENGTH_WHEN_EMPTY
+from connectors.core.invoker import HOP_BY_HOP, NOT_FORWARDED
 from gateway.front_door import Answer
 from gateway.functions import FunctionCatalog
 from gateway.metrics import GatewayMetrics
+from gateway.proxy import connection_named
 from gateway.request_head import Head
 
 log = logging.getLogger("ferry.gateway")
@@ -37,12 +39,9 @@ log = logging.getLogger("ferry.gateway")
 MAX_CONNECTIONS: Final = 1024
 
 # Set by the client library from the request, never copied from the caller's headers.
-_REBUILT = frozenset({"host", "content-length"})
+_REBUILT = NOT_FORWARDED - HOP_BY_HOP
 # Methods aiohttp's client sends an empty body for without a Content-Length.
-_NO_LENGTH_WHEN_EMPTY = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
-# Methods for which `encode_head` writes no Content-Length when the body is empty.
-_HTTP1_NO_LENGTH = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
-_NO_BODY_STATUSES = frozenset({204, 304})
+_AIOHTTP_NO_LENGTH = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
 
 
 class LeanProxy:
@@ -102,19 +101,10 @@ class LeanProxy:
         return response
 
 
-def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
-    return {
-        token.strip(" \t").lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-
-
 def _request_headers(head: Head, length: int) -> list[tuple[str, str]]:
     """The caller's headers as aiohttp's proxy forwards them; Host and Content-Length are the
     client's to write, except the `Content-Length: 0` aiohttp keeps or adds and it would not."""
-    named = _connection_named(head.headers)
+    named = connection_named(head.headers)
     caller_length = False
     forwarded: list[tuple[str, str]] = []
     for name, value in head.headers:
@@ -124,8 +114,8 @@ def _request_headers(head: Head, length: int) -> list[tuple[str, str]]:
         elif lower not in HOP_BY_HOP and lower not in named:
             forwarded.append((name, value))
     if not length:
-        aiohttp_sends = caller_length or head.method not in _NO_LENGTH_WHEN_EMPTY
-        sent = head.method not in _HTTP1_NO_LENGTH
+        aiohttp_sends = caller_length or head.method not in _AIOHTTP_NO_LENGTH
+        sent = head.method not in NO_LENGTH_WHEN_EMPTY
         if aiohttp_sends and not sent:
             forwarded.append(("Content-Length", "0"))
     return forwarded
@@ -135,11 +125,11 @@ def encode_answer(response: Response, keep_alive: bool, date: str) -> bytes:
     """The upstream's answer for the caller: its status, reason and headers minus the
     hop-by-hop ones, its body framed by Content-Length (as aiohttp would not: it streams)."""
     headers = response.headers
-    named = _connection_named(headers.items())
+    named = connection_named(headers.items())
     body = response.body
     status = response.status
     lines = [f"HTTP/1.1 {status} {response.reason}"]
-    no_body = status in _NO_BODY_STATUSES
+    no_body = status in NO_BODY_STATUSES
     for name, value in headers.items():
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in named or (lower == "content-length" and status != 304):

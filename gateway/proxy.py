@@ -9,6 +9,7 @@ connection to the caller aborted, so it cannot take it for whole) when it is not
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import aiohttp
 from aiohttp import web
@@ -99,12 +100,18 @@ class ReverseProxy:
         return web.Response(status=502, text=f"upstream {target}: {reason}\n")
 
 
-def _forwardable(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
-    named = {
-        token.strip().lower()
-        for value in headers.getall("Connection", [])
+def connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
+    """The header names a `Connection` header lists (hop-by-hop for this one connection)."""
+    return {
+        token.strip(" \t").lower()
+        for name, value in headers
+        if name.lower() == "connection"
         for token in value.split(",")
     }
+
+
+def _forwardable(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    named = connection_named(headers.items())
     return CIMultiDict(
         (k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP and k.lower() not in named
     )

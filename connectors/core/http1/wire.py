@@ -25,6 +25,10 @@ class InvalidRequest(ValueError):
     """The request cannot be written as asked (a bad URL or a header that breaks framing)."""
 
 
+# Methods whose request head carries no Content-Length when the body is empty.
+NO_LENGTH_WHEN_EMPTY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+
+
 def is_token(name: str | bytes) -> bool:
     """True for an RFC 9110 token: a header name or a method (remembered: the same few names
     come on every call)."""
@@ -121,7 +125,7 @@ def encode_head(
         if not value.isprintable() and not is_header_value(value):
             raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
         lines.append(f"{name}: {value}\r\n")
-    if length or method not in {"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}:
+    if length or method not in NO_LENGTH_WHEN_EMPTY:
         lines.append(f"Content-Length: {length}\r\n")
     lines.append("\r\n")
     try:
