@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.support.answer_wire import Wire
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import Call, FakeGateway
 from tests.support.http1 import RawServer, Reply
 from tests.support.queue import QueueUnderTest
+from tests.support.wire import RawWire
 
 HAND_OFF = b"GET /system/info HTTP/1.1\r\nHost: front.example\r\n\r\n"
 ANSWER = (
@@ -93,7 +93,7 @@ async def both_ways(port: int, request: bytes) -> list[tuple[str, list[tuple[str
     """What the caller gets for `request` on the lean path, then on the aiohttp path."""
     answers = []
     for prefix in (b"", HAND_OFF):
-        wire = await Wire.open(port)
+        wire = await RawWire.open(port)
         try:
             await wire.send(prefix + request)
             if prefix:
@@ -163,7 +163,7 @@ async def test_a_repeated_request_header_reaches_the_function_each_time(
     port: int, upstream: RawServer
 ) -> None:
     """Unlike the aiohttp path, which passes on only the last of them (left as it is there)."""
-    wire = await Wire.open(port)
+    wire = await RawWire.open(port)
     await wire.send(call("POST", "/function/echo", b"", "X-Custom: a", "x-custom: b"))
     assert (await wire.answer())[0] == 201
     wire.close()
@@ -182,7 +182,7 @@ async def test_hop_by_hop_headers_of_the_answer_are_removed_and_its_body_reframe
     await upstream.start()
     env = gateway_env(queue, upstream_url=f"http://127.0.0.1:{upstream.port}")
     async with running_gateway(env) as gw:
-        wire = await Wire.open(gw.port)
+        wire = await RawWire.open(gw.port)
         await wire.send(call("GET", "/function/f"))
         status, headers, body = await wire.answer()
         wire.close()
@@ -199,7 +199,7 @@ async def test_pipelined_function_calls_are_answered_in_order_over_one_upstream_
     await upstream.start()
     env = gateway_env(queue, upstream_url=f"http://127.0.0.1:{upstream.port}")
     async with running_gateway(env) as gw:
-        wire = await Wire.open(gw.port)
+        wire = await RawWire.open(gw.port)
         bodies = [b"one", b"two", b"", b"four"]
         await wire.send(b"".join(call("POST", "/function/echo", body) for body in bodies))
         answers = [await wire.answer() for _ in bodies]
@@ -213,7 +213,7 @@ async def test_pipelined_function_calls_are_answered_in_order_over_one_upstream_
 async def test_a_connection_moves_to_aiohttp_mid_stream_and_answers_stay_in_order(
     port: int, upstream: RawServer, queue: QueueUnderTest
 ) -> None:
-    wire = await Wire.open(port)
+    wire = await RawWire.open(port)
     chunked = call("POST", "/function/echo", None, "Transfer-Encoding: chunked") + b"0\r\n\r\n"
     await wire.send(call("POST", "/function/echo", b"lean") + chunked + call("GET", "/function/e"))
     answers = [await wire.answer() for _ in range(3)]
@@ -225,7 +225,7 @@ async def test_a_connection_moves_to_aiohttp_mid_stream_and_answers_stay_in_orde
 async def test_a_call_sent_a_byte_at_a_time_reaches_the_function_whole(
     port: int, upstream: RawServer
 ) -> None:
-    wire = await Wire.open(port)
+    wire = await RawWire.open(port)
     for byte in call("PUT", "/function/echo/slow", b"slowly"):
         await wire.send(bytes([byte]))
     assert (await wire.answer())[0] == 201
@@ -235,7 +235,7 @@ async def test_a_call_sent_a_byte_at_a_time_reaches_the_function_whole(
 
 
 async def test_connection_close_is_answered_then_closed(port: int) -> None:
-    wire = await Wire.open(port)
+    wire = await RawWire.open(port)
     await wire.send(call("POST", "/function/echo", b"x", "Connection: close"))
     status, headers, _ = await wire.answer()
     assert (status, headers["connection"]) == (201, "close")
@@ -243,7 +243,7 @@ async def test_connection_close_is_answered_then_closed(port: int) -> None:
 
 
 async def test_calls_whose_sender_stops_writing_are_still_answered(port: int) -> None:
-    wire = await Wire.open(port)
+    wire = await RawWire.open(port)
     await wire.send(call("POST", "/function/echo", b"a") + call("GET", "/function/echo"))
     wire.writer.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
     first, last = await wire.answer(), await wire.answer()
@@ -285,13 +285,13 @@ async def test_refusals_and_upstream_failures_keep_the_connection_and_match_aioh
             ]:
                 lean, full = await both_ways(gw.port, call("POST", target, b"b"))
                 assert int(lean[0].split(" ")[1]) == int(full[0].split(" ")[1]) == status
-                wire = await Wire.open(gw.port)
+                wire = await RawWire.open(gw.port)
                 await wire.send(call("POST", target, b"b") + call("POST", "/function/echo", b"ok"))
                 assert (await wire.answer())[0] == status
                 assert (await wire.answer())[:3:2] == (200, b"ok")
                 wire.close()
             assert lean[2].startswith(b"upstream http://127.0.0.1:")
-            wire = await Wire.open(gw.port)
+            wire = await RawWire.open(gw.port)
             await wire.send(
                 call("GET", "/function/echo/%2e%2e/system") + call("GET", "/function/echo")
             )
@@ -325,7 +325,7 @@ async def test_a_function_call_whose_body_arrives_too_slowly_gets_408_and_is_not
 ) -> None:
     env = gateway_env(queue, upstream_url=f"http://127.0.0.1:{upstream.port}", read_timeout="500ms")
     async with running_gateway(env) as gw:
-        wire = await Wire.open(gw.port)
+        wire = await RawWire.open(gw.port)
         await wire.send(call("POST", "/function/echo", b"0123456789")[:-8])  # 8 bytes short
         status, headers, _ = await wire.answer()
         assert (status, headers["connection"]) == (408, "close")

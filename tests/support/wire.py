@@ -18,16 +18,35 @@ class RawWire:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def answer(self, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    @classmethod
+    async def open(cls, port: int) -> RawWire:
+        """A connection the caller closes (`close`); `raw_wire` closes it for you."""
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def answer_head(self, timeout: float = 10.0) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The next answer: its status line, its headers as sent, and its Content-Length body
+        (for comparing answers byte for byte)."""
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
         status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-        headers = {}
+        headers = []
         for line in lines:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
+            headers.append((name.strip(), value.strip()))
+        length = next((int(v) for n, v in headers if n.lower() == "content-length"), 0)
         body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
-        return int(status_line.split(" ")[1]), headers, body
+        return status_line, headers, body
+
+    async def answer(self, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+        """The next answer: status, headers (lower-case names, the last of each) and body."""
+        status_line, headers, body = await self.answer_head(timeout)
+        return int(status_line.split(" ")[1]), {n.lower(): v for n, v in headers}, body
+
+    async def closed_by_server(self) -> bool:
+        """True if the next read finds the connection closed (nothing more was sent)."""
+        return await asyncio.wait_for(self.reader.read(1), 10) == b""
 
     async def closed(self, timeout: float = 10.0) -> bool:
         """True once the server has closed the connection (what is left unread is dropped)."""
@@ -39,11 +58,11 @@ class RawWire:
 
 @asynccontextmanager
 async def raw_wire(port: int) -> AsyncIterator[RawWire]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    wire = await RawWire.open(port)
     try:
-        yield RawWire(reader, writer)
+        yield wire
     finally:
-        writer.close()
+        wire.close()
 
 
 async def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
