@@ -9,8 +9,9 @@ from pathlib import Path
 import aiohttp
 
 from connectors.core.config import GatewaySettings
+from connectors.core.errors import ConfigError
 from connectors.core.http1 import Http1Client
-from connectors.core.secrets import read_secret
+from connectors.core.secrets import EMPTY, secret_text
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,19 @@ def read_basic_auth(secret_mount_path: str) -> str:
     """The `Authorization` value for the credentials in `basic-auth-user` and
     `basic-auth-password` (encoded as UTF-8, as Go's SetBasicAuth sends them)."""
     folder = Path(secret_mount_path)
-    user, password = (
-        read_secret("basic_auth=true: secret_mount_path", str(folder / name)).strip()
-        for name in ("basic-auth-user", "basic-auth-password")
-    )
+    texts = []
+    for name in ("basic-auth-user", "basic-auth-password"):
+        try:
+            texts.append(secret_text(str(folder / name)).strip())
+        except OSError as exc:
+            raise ConfigError(
+                f"basic_auth=true but the credentials could not be read from {folder}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        except ValueError as exc:
+            why = "is empty" if str(exc) == EMPTY else f"is refused: {exc}"
+            raise ConfigError(f"basic_auth=true but {folder / name} {why}") from None
+    user, password = texts
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 

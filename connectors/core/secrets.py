@@ -5,21 +5,30 @@ from __future__ import annotations
 from connectors.core.errors import ConfigError
 
 MAX_SECRET_BYTES = 64 * 1024  # a path to /dev/zero or a log file is refused, not read whole
+EMPTY = "the file is empty"
 
 
-def read_secret(variable: str, path: str) -> str:
-    """The text of a secret file, without its trailing newline."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SECRET_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{variable}={path!r}: cannot read the file: {exc.strerror}") from None
+def secret_text(path: str) -> str:
+    """The text of a secret file, without its trailing newline. OSError if it cannot be read,
+    ValueError saying why its content is no secret (too large, not UTF-8, empty)."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_SECRET_BYTES + 1)
     if len(data) > MAX_SECRET_BYTES:
-        raise ConfigError(f"{variable}={path!r}: larger than {MAX_SECRET_BYTES} bytes")
+        raise ValueError(f"larger than {MAX_SECRET_BYTES} bytes")
     try:
         text = data.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
-        raise ConfigError(f"{variable}={path!r}: not UTF-8 text") from None
+        raise ValueError("not UTF-8 text") from None
     if not text.strip():
-        raise ConfigError(f"{variable}={path!r}: the file is empty")
+        raise ValueError(EMPTY)
     return text
+
+
+def read_secret(variable: str, path: str) -> str:
+    """`secret_text`, any problem a ConfigError naming the setting."""
+    try:
+        return secret_text(path)
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path!r}: cannot read the file: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{variable}={path!r}: {exc}") from None
