@@ -60,53 +60,42 @@ class OutcomeRecorder:
         succeeded = outcome.verdict is not Verdict.FAILED
         self.ledger.finished(request, result, succeeded=succeeded)
         if not succeeded:
-            await self.dead.write(
+            await self._dead_letter(
                 msg,
-                function=request.function,
-                call_id=request.call_id,
-                reason=outcome.reason,
-                attempts=result.attempt,
+                request.function,
+                request.call_id,
+                outcome.reason,
+                result.attempt,
+                kind="retries_exhausted" if outcome.exhausted else "not_retried",
                 last_status=str(result.reported_status),
             )
-            kind = "retries_exhausted" if outcome.exhausted else "not_retried"
-            self.metrics.dead_letters.labels(request.function, kind).inc()
         if request.callback:
             delivered = await self.callback(request, result, policy.max_attempts)
             self.ledger.finished(request, result, succeeded=succeeded, callback_outcome=delivered)
-        if not reference:
-            await msg.ack()
-        else:
-            await msg.ack_sync(timeout=5.0)  # the body goes only once the call surely will not
-            if succeeded:
-                await self.bodies.delete(reference)
+        await self._ack(msg, reference, delete_body=succeeded)
         self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
 
     async def bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
         """A call whose body object is gone can never run: a dead letter at once."""
         log.warning("%s call %s: dead-lettered: %s", request.function, request.call_id, reason)
-        self.ledger.gave_up(request, msg.metadata.num_delivered or 1, reason)
-        await self.dead.write(
-            msg,
-            function=request.function,
-            call_id=request.call_id,
-            reason=reason,
-            attempts=msg.metadata.num_delivered or 1,
-            last_status="",
+        attempts = msg.metadata.num_delivered or 1
+        self.ledger.gave_up(request, attempts, reason)
+        await self._dead_letter(
+            msg, request.function, request.call_id, reason, attempts, kind="not_retried"
         )
-        self.metrics.dead_letters.labels(request.function, "not_retried").inc()
         await msg.ack_sync(timeout=5.0)
 
     async def undecodable(self, msg: Msg, reason: str, function: str) -> None:
         log.warning("dead-lettering an undecodable message (seq %s): %s", seq(msg), reason)
-        await self.dead.write(
+        await self._dead_letter(
             msg,
-            function=function,  # only an invalid name: the subject is then its hash
-            call_id="",
-            reason=f"undecodable: {reason}",
-            attempts=msg.metadata.num_delivered or 1,
-            last_status="",
+            function,  # only an invalid name: the subject is then its hash
+            "",
+            f"undecodable: {reason}",
+            msg.metadata.num_delivered or 1,
+            kind="undecodable",
+            label="",  # an invalid name is not a metric label
         )
-        self.metrics.dead_letters.labels("", "undecodable").inc()
         await msg.ack_sync(timeout=5.0)
 
     async def unexpected(
@@ -127,15 +116,9 @@ class OutcomeRecorder:
         call_id = request.call_id if request is not None else ""
         log.error("%s call %s (message %s): %s", function, call_id, seq(msg), outcome.reason)
         try:
-            await self.dead.write(
-                msg,
-                function=function,
-                call_id=call_id,
-                reason=outcome.reason,
-                attempts=attempt,
-                last_status="",
+            await self._dead_letter(
+                msg, function, call_id, outcome.reason, attempt, kind="unexpected"
             )
-            self.metrics.dead_letters.labels(function, "unexpected").inc()
             if request is not None:
                 self.ledger.gave_up(request, attempt, outcome.reason)
             await msg.ack_sync(timeout=5.0)
@@ -147,11 +130,40 @@ class OutcomeRecorder:
         """A call cancelled through the ledger: acked without a call, no callback, no dead
         letter; its body object, if any, is deleted."""
         self.ledger.skipped(request)
+        await self._ack(msg, reference, delete_body=True)
+
+    async def _dead_letter(
+        self,
+        msg: Msg,
+        function: str,
+        call_id: str,
+        reason: str,
+        attempts: int,
+        *,
+        kind: str,
+        last_status: str = "",
+        label: str | None = None,
+    ) -> None:
+        """Write the dead letter (PublishError if it was not stored) and count it by `kind`."""
+        await self.dead.write(
+            msg,
+            function=function,
+            call_id=call_id,
+            reason=reason,
+            attempts=attempts,
+            last_status=last_status,
+        )
+        self.metrics.dead_letters.labels(function if label is None else label, kind).inc()
+
+    async def _ack(self, msg: Msg, reference: str, *, delete_body: bool) -> None:
+        """Acknowledge; with a body object, surely (the body goes only once the message will
+        not come back), then delete the body if it is no longer wanted."""
         if not reference:
             await msg.ack()
             return
         await msg.ack_sync(timeout=5.0)
-        await self.bodies.delete(reference)
+        if delete_body:
+            await self.bodies.delete(reference)
 
     async def callback(
         self, request: QueueRequest, result: InvocationResult, retry_max: int
