@@ -31,6 +31,10 @@ BODY_OMITTED = "Ferry-Body-Omitted"
 Attributes = dict[str, Mapping[str, Any]]
 
 
+# the attributes ferry adds to a dead letter
+OWN = frozenset({REASON, FUNCTION, ATTEMPTS, LAST_STATUS, SOURCE_QUEUE})
+
+
 def max_message_size(queue_attributes: Mapping[str, str]) -> int:
     """A queue's `MaximumMessageSize`, or SQS's default when it does not say."""
     try:
@@ -75,13 +79,16 @@ def message_size(body: str, attributes: Attributes) -> int:
     return size
 
 
-def fitted_copy(
-    message: SqsMessage, attributes: Attributes, limit: int, own: frozenset[str]
-) -> tuple[str, Attributes]:
+def _ours(attributes: Attributes) -> Attributes:
+    """Only the attributes ferry adds (the message's own are dropped to make room)."""
+    return {name: value for name, value in attributes.items() if name in OWN}
+
+
+def fitted_copy(message: SqsMessage, attributes: Attributes, limit: int) -> tuple[str, Attributes]:
     """The body and attributes to send so that the copy fits `limit` bytes."""
     if message_size(message.body, attributes) <= limit:
         return message.body, attributes
-    ours = {name: value for name, value in attributes.items() if name in own}
+    ours = _ours(attributes)
     if message_size(message.body, ours) <= limit:
         return message.body, ours
     return omitted_copy(message, ours, f"over the dead-letter queue's {limit}-byte limit")
@@ -115,8 +122,7 @@ async def send_dead_letter(
     attributes = dead_letter_attributes(
         message, function=function, reason=reason, attempts=attempts, last_status=last_status
     )
-    own = frozenset({REASON, FUNCTION, ATTEMPTS, LAST_STATUS, SOURCE_QUEUE})
-    body, fitted = fitted_copy(message, attributes, limit, own)
+    body, fitted = fitted_copy(message, attributes, limit)
     fifo = url.endswith(".fifo")
     options = {
         "group_id": (message.group_id or "ferry-dead-letters") if fifo else "",
@@ -128,6 +134,5 @@ async def send_dead_letter(
         if not _too_long(exc) or BODY_OMITTED in fitted:
             raise
         # The queue's limit is lower than it said (or changed): record the failure anyway.
-        ours = {name: value for name, value in fitted.items() if name in own}
-        body, fitted = omitted_copy(message, ours, str(exc)[:300])
+        body, fitted = omitted_copy(message, _ours(fitted), str(exc)[:300])
         await client.send(url, body, fitted, **options)
