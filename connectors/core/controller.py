@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -22,18 +22,20 @@ from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.errors import FerryError
 from connectors.core.gateway import GatewayClient
-from connectors.core.invoker import InvocationRequest, InvocationResult, Invoker
+from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
+from connectors.core.version import USER_AGENT
 
 log = logging.getLogger("ferry.connector")
 
-POLICIES_REMEMBERED = 10_000  # functions whose retry policy is kept; past it, start over
+FUNCTIONS_REMEMBERED = 10_000  # functions whose call details are kept; past it, start over
 
 
 @dataclass(frozen=True)
 class Event:
-    """One message from a source, addressed by topic."""
+    """One message from a source, addressed by topic. `headers` are the source's own
+    (`X-Kafka-*`, `X-SQS-*`, `X-Cron-*`): they go with the call as they are."""
 
     topic: str
     body: bytes
@@ -53,6 +55,15 @@ class Delivery:
     @property
     def ok(self) -> bool:
         return self.outcome.verdict is Verdict.SUCCESS
+
+
+class _Prepared(NamedTuple):
+    """What every call of one function shares."""
+
+    function: FunctionInfo  # the object this was made for
+    policy: RetryPolicy  # the process's, with the function's retry annotations laid over it
+    url: str
+    headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
 
 
 class Abandoned(FerryError):
@@ -102,9 +113,8 @@ class Controller:
         self._limit = asyncio.Semaphore(settings.max_inflight)
         self.running = 0  # invocations under way; the inflight gauge reads it when scraped
         metrics.inflight.set_function(lambda: self.running)
-        # qualified name -> (the FunctionInfo it was made for, its policy): a topic-map
-        # rebuild makes new FunctionInfo objects, so a changed annotation is seen at once
-        self._policies: dict[str, tuple[FunctionInfo, RetryPolicy]] = {}
+        self._known: dict[str, _Prepared] = {}  # by qualified name; see _prepared
+        self._print_request_body = invoker.client.settings.print_request_body
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -165,52 +175,57 @@ class Controller:
         return self.topics.current.match(topic)
 
     def policy_for(self, function: FunctionInfo) -> RetryPolicy:
-        """The process's policy with the function's retry annotations laid over it, made
-        once per function (per topic map: a rebuilt map's functions are new objects)."""
-        known = self._policies.get(function.qualified)
-        if known is not None and known[0] is function:
-            return known[1]
-        policy = self.policy.for_function(function.annotations)
-        if len(self._policies) >= POLICIES_REMEMBERED:
-            self._policies.clear()
-        self._policies[function.qualified] = (function, policy)
-        return policy
+        """The process's policy with the function's retry annotations laid over it."""
+        return self._prepared(function).policy
 
-    def request(self, event: Event, function: FunctionInfo) -> InvocationRequest:
-        headers: list[tuple[str, str]] = [
-            ("X-Topic", event.topic),
-            ("X-Connector", self.connector),
-            ("Content-Type", self.settings.content_type),
-            *event.headers,
-        ]
-        if event.call_id:
-            headers.append(("X-Call-Id", event.call_id))
-        if self.settings.asynchronous_invocation and self.settings.callback_url:
-            headers.append(("X-Callback-Url", self.settings.callback_url))
-        return InvocationRequest(
-            function=function.qualified,
-            body=event.body,
-            headers=tuple(headers),
-            asynchronous=self.settings.asynchronous_invocation,
+    def _prepared(self, function: FunctionInfo) -> _Prepared:
+        """What every call of `function` shares, made once per function (per topic map: a
+        rebuilt map's functions are new objects, so a changed annotation is seen at once)."""
+        known = self._known.get(function.qualified)
+        if known is not None and known.function is function:
+            return known
+        settings = self.settings
+        headers = [("X-Connector", self.connector), ("Content-Type", settings.content_type)]
+        if settings.asynchronous_invocation and settings.callback_url:
+            headers.append(("X-Callback-Url", settings.callback_url))
+        headers.append(("User-Agent", USER_AGENT))
+        known = _Prepared(
+            function,
+            self.policy.for_function(function.annotations),
+            self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
+            tuple(headers),
         )
+        if len(self._known) >= FUNCTIONS_REMEMBERED:
+            self._known.clear()
+        self._known[function.qualified] = known
+        return known
 
     async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
         """One invocation, bounded by max_inflight; the outcome says whether to retry."""
+        prepared = self._prepared(function)
+        name = function.qualified
+        headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
+        if event.call_id:
+            headers.append(("X-Call-Id", event.call_id))
+        if self._print_request_body:
+            print_request_body(name, event.body)
         limit = self._limit
         await limit.acquire()
         self.running += 1
         try:
-            result = await self.invoker.invoke(self.request(event, function), attempt=attempt)
+            result = await self.invoker.call(
+                name, prepared.url, headers, event.body, attempt=attempt
+            )
         finally:
             self.running -= 1
             limit.release()
-        self.metrics.duration_by(function.qualified).observe(result.duration)
-        outcome = result.outcome(self.policy_for(function))
+        self.metrics.duration_by(name).observe(result.duration)
+        outcome = result.outcome(prepared.policy)
         if outcome.verdict is Verdict.RETRY:
-            self.metrics.retries_by(function.qualified).inc()
+            self.metrics.retries_by(name).inc()
             log.warning(
                 "%s on %s: %s (attempt %d), retry in %.2fs",
-                function.qualified,
+                name,
                 event.topic,
                 outcome.reason,
                 attempt,
