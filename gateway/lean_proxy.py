@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from connectors.core.connector_metrics import LabelledChildren
 from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response
 from connectors.core.http1.answer import NO_BODY_STATUSES
 from connectors.core.http1.wire import NO_LENGTH_WHEN_EMPTY
@@ -59,7 +58,6 @@ class LeanProxy:
         if bool(upstream_url) == (catalog is not None):
             raise ValueError("give either upstream_url (proxy mode) or catalog (standalone)")
         self.metrics = metrics
-        self._proxied = LabelledChildren(metrics.proxied)  # a dict lookup per call, no lock
         self.timeout = timeout
         self.upstream_url = upstream_url
         self.catalog = catalog
@@ -94,10 +92,10 @@ class LeanProxy:
             )
         except (HttpError, InvalidRequest, TimeoutError) as exc:
             reason = str(exc) or f"no answer within upstream_timeout ({self.timeout:g}s)"
-            self._proxied("502").inc()
+            self.metrics.proxied.inc("502")
             log.warning("proxy %s %s failed: %s", head.method, target, reason)
             return Answer(502, f"upstream {target} unreachable: {type(exc).__name__}: {reason}\n")
-        self._proxied(str(response.status)).inc()
+        self.metrics.proxied.inc(str(response.status))
         return response
 
 

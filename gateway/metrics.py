@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from connectors.core.loop_metrics import LoopCounter
+
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -22,11 +24,11 @@ class GatewayMetrics:
             buckets=PUBLISH_BUCKETS,
             registry=registry,
         )
-        self.proxied = Counter(
-            "gateway_proxied_requests_total",
+        self.proxied = LoopCounter(  # a dict of numbers: one count per proxied call
+            registry,
+            "gateway_proxied_requests",
             "Requests forwarded to the upstream gateway or a standalone function, by status",
             ["status"],
-            registry=registry,
         )
         self.functions = Gauge(
             "gateway_functions", "Functions in the current function list", registry=registry

@@ -82,10 +82,10 @@ class ReverseProxy:
                         raise AnswerTooLarge(target)  # aiohttp aborts the caller's connection
                     await response.write(chunk)
                 await response.write_eof()
-                self.metrics.proxied.labels(str(upstream.status)).inc()
+                self.metrics.proxied.inc(str(upstream.status))
                 return response
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.metrics.proxied.labels("502").inc()
+            self.metrics.proxied.inc("502")
             log.warning("proxy %s %s failed: %s", request.method, target, exc or type(exc).__name__)
             if response is not None and response.prepared:
                 raise  # the status line is already out: abort the connection
@@ -94,7 +94,7 @@ class ReverseProxy:
             )
 
     def _too_large(self, request: web.Request, target: str) -> web.Response:
-        self.metrics.proxied.labels("502").inc()
+        self.metrics.proxied.inc("502")
         reason = f"response larger than max_response_bytes ({self.max_response_bytes} bytes)"
         log.warning("proxy %s %s refused: %s", request.method, target, reason)
         return web.Response(status=502, text=f"upstream {target}: {reason}\n")

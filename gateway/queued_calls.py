@@ -38,7 +38,7 @@ class QueuedCalls:
     def queued(self, request: QueueRequest) -> None:
         if not request.call_id:
             return
-        self.metrics.states.add(CallState.QUEUED)
+        self.metrics.states.inc(CallState.QUEUED)
         entry = queued_value(request)
         self.writer.submit(entry_key(request.call_id), Change(Op.CREATE, entry))
 

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,8 +37,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, Metric
 
+from connectors.core.loop_metrics import LoopCounter
 from connectors.jetstream.connect import describe
 
 log = logging.getLogger("ferry.ledger")
@@ -51,33 +51,16 @@ WRONG_LAST_SEQUENCE = (b"10071", b"10164")  # `create` found an entry: a worker 
 BATCH = 64  # changes sent together; JetStream's answer to the last stands for them all
 
 
-class StateCounts:
-    """Call state changes by new state: plain integers, read when Prometheus scrapes. Every
-    call makes two to four, and a `Counter` child takes a lock for each."""
-
-    HELP = "Call state changes handed to the call ledger, by new state"
-
-    def __init__(self, registry: CollectorRegistry, name: str, states: Iterable[str]) -> None:
-        self.name = name
-        self.counts = dict.fromkeys(states, 0)
-        registry.register(self)
-
-    def add(self, state: str) -> None:
-        self.counts[state] += 1
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self.name, self.HELP, labels=["state"])
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.name, self.HELP, labels=["state"])
-        for state, count in self.counts.items():
-            family.add_metric([state], count)
-        yield family
-
-
 class LedgerMetrics:
     def __init__(self, registry: CollectorRegistry, prefix: str, states: Iterable[str]) -> None:
-        self.states = StateCounts(registry, f"{prefix}_call_ledger_states", states)
+        # two to four changes a call: plain numbers, not a Counter child's lock each time
+        self.states = LoopCounter(
+            registry,
+            f"{prefix}_call_ledger_states",
+            "Call state changes handed to the call ledger, by new state",
+            ["state"],
+            known=[(state,) for state in states],
+        )
         self.write_failures = Counter(
             f"{prefix}_call_ledger_write_failures_total",
             "Call ledger writes that failed (the calls ran on)",

@@ -191,7 +191,7 @@ class WorkerLedger:
         if writer is None or not call_id:
             return
         if counted:
-            self.metrics.states.add(state)
+            self.metrics.states.inc(state)
         key = ENTRY_PREFIX + self._token(call_id)
         writer.submit(key, Change(Op.PUT, value, final, held))
 

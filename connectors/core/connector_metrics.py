@@ -2,57 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
-
-M = TypeVar("M", bound=MetricWrapperBase)
-CHILDREN_REMEMBERED = 10_000  # label sets kept per metric; past it, the cache starts over
+from connectors.core.loop_metrics import LoopCounter, LoopHistogram
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
-class LabelledChildren(Generic[M]):
-    """A labelled metric's children, remembered by their label values.
-
-    `labels(...)` takes a lock and builds its key on every call; the same few topics and
-    functions come with every message, so a dict lookup stands in for it on the hot path.
-    Never used for a metric whose children are removed (`lag`): a removed child would live
-    on here, counting where nobody reads."""
-
-    def __init__(self, metric: M) -> None:
-        self.metric = metric
-        self._children: dict[tuple[str, ...], M] = {}
-
-    def __call__(self, *values: str) -> M:
-        child = self._children.get(values)
-        if child is None:
-            if len(self._children) >= CHILDREN_REMEMBERED:
-                self._children.clear()
-            child = self._children[values] = self.metric.labels(*values)
-        return child
-
-
 class ConnectorMetrics:
     def __init__(self, registry: CollectorRegistry, max_inflight: int) -> None:
-        self.received = Counter(
-            "connector_messages_received_total",
+        self.received = LoopCounter(
+            registry,
+            "connector_messages_received",
             "Events received, by topic",
             ["topic"],
-            registry=registry,
         )
-        self.invocations = Counter(
-            "connector_invocations_total",
+        self.invocations = LoopCounter(
+            registry,
+            "connector_invocations",
             "Final invocation outcomes, by function and the function's last status",
             ["function", "status"],
-            registry=registry,
         )
-        self.retries = Counter(
-            "connector_retries_total",
+        self.retries = LoopCounter(
+            registry,
+            "connector_retries",
             "Attempts that will be retried",
             ["function"],
-            registry=registry,
         )
         self.dead_letters = Counter(
             "connector_dead_letters_total",
@@ -60,18 +35,18 @@ class ConnectorMetrics:
             ["function", "destination"],
             registry=registry,
         )
-        self.unmatched = Counter(
-            "connector_unmatched_messages_total",
+        self.unmatched = LoopCounter(
+            registry,
+            "connector_unmatched_messages",
             "Events no function subscribes to",
             ["topic"],
-            registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
+            registry,
             "connector_invocation_duration_seconds",
             "Duration of each invocation attempt",
             ["function"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            DURATION_BUCKETS,
         )
         self.inflight = Gauge(
             "connector_invocation_inflight", "Invocations running now", registry=registry
@@ -96,11 +71,6 @@ class ConnectorMetrics:
             "Failed topic-map rebuilds",
             registry=registry,
         )
-        self.received_by = LabelledChildren(self.received)
-        self.invocations_by = LabelledChildren(self.invocations)
-        self.retries_by = LabelledChildren(self.retries)
-        self.unmatched_by = LabelledChildren(self.unmatched)
-        self.duration_by = LabelledChildren(self.duration)
         self.lag = Gauge(
             "connector_consumer_lag",
             "Events waiting at the source, where it knows",

@@ -219,10 +219,10 @@ class Controller:
         finally:
             self.running -= 1
             limit.release()
-        self.metrics.duration_by(name).observe(result.duration)
+        self.metrics.duration.observe(result.duration, name)
         outcome = result.outcome(prepared.policy)
         if outcome.verdict is Verdict.RETRY:
-            self.metrics.retries_by(name).inc()
+            self.metrics.retries.inc(name)
             log.warning(
                 "%s on %s: %s (attempt %d), retry in %.2fs",
                 name,
@@ -263,10 +263,10 @@ class Controller:
 
     async def dispatch(self, event: Event) -> Sequence[Delivery]:
         """Every subscribed function invoked to a final outcome, concurrently."""
-        self.metrics.received_by(event.topic).inc()
+        self.metrics.received.inc(event.topic)
         functions = self.match(event.topic)
         if not functions:
-            self.metrics.unmatched_by(event.topic).inc()
+            self.metrics.unmatched.inc(event.topic)
             log.debug("no function subscribes to %s", event.topic)
             return ()
         if len(functions) == 1:  # the common case, without a task per event
@@ -277,7 +277,7 @@ class Controller:
         """Record a final delivery: metrics, logs, subscribers."""
         result = delivery.result
         name = delivery.function.qualified
-        self.metrics.invocations_by(name, str(result.reported_status)).inc()
+        self.metrics.invocations.inc(name, str(result.reported_status))
         if delivery.ok:
             if self.settings.print_response:
                 log.info(

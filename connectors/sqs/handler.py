@@ -67,7 +67,7 @@ class MessageHandler:
 
     async def handle(self, queue: QueueState, message: SqsMessage) -> bool:
         """Process one message; True when it was deleted (finished), else it went back."""
-        self.metrics.received.labels(queue.name).inc()
+        self.metrics.received.inc(queue.name)
         try:
             return await self._handle(queue, message)
         except asyncio.CancelledError:
@@ -83,7 +83,7 @@ class MessageHandler:
         if not functions:
             # Nothing subscribes: delete it and count it, so it is never dropped silently
             # and never blocks a FIFO group forever.
-            self.metrics.unmatched.labels(queue.name).inc()
+            self.metrics.unmatched.inc(queue.name)
             log.warning(
                 "no function subscribes to %s: deleting message %s (counted as unmatched)",
                 queue.name,

@@ -262,7 +262,8 @@ async def test_refusals_and_upstream_failures_keep_the_connection_and_match_aioh
 ) -> None:
     """Standalone mode: an unknown function is a 404, a function that cannot be reached or
     does not answer within upstream_timeout a 502, on both paths; a path with an encoded dot
-    segment is left to aiohttp, which refuses it; the connection serves the next call."""
+    segment is left to aiohttp, which refuses it; the connection serves the next call; both
+    paths count what they forwarded, by status."""
     gateway.function("echo")
     gateway.function("slow", _slow)
     closed = socket.socket()
@@ -300,6 +301,15 @@ async def test_refusals_and_upstream_failures_keep_the_connection_and_match_aioh
             assert body.startswith(b"bad request:")
             assert (await wire.answer())[0] == 200
             wire.close()
+            proxied = {
+                status: gw.registry.get_sample_value(
+                    "gateway_proxied_requests_total", {"status": status}
+                )
+                for status in ("200", "404", "502")
+            }
+            # 502: down and slow, three times each (both paths, then pipelined); 200: the
+            # echo after each pipelined refusal, and the last one; a 404 was never forwarded
+            assert proxied == {"200": 4.0, "404": None, "502": 6.0}
     finally:
         closed.close()
 

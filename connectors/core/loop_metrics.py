@@ -1,0 +1,105 @@
+"""Labelled counters and histograms kept as plain numbers, read when Prometheus scrapes.
+
+A `prometheus_client` child takes a lock on every `inc` and `observe`, and finding it takes
+another; the per-message metrics of a connector are written several times for every message,
+only from the event loop's thread, and the metrics endpoint reads them on that thread too. So
+a dict of numbers does, at a fraction of the cost. The exposition is the same as the client
+library's, without the `_created` series.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+
+class LoopCounter:
+    """A counter by label values (`name` without `_total`: the exposition adds it)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        known: Iterable[tuple[str, ...]] = (),
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.counts: dict[tuple[str, ...], int] = dict.fromkeys(known, 0)  # shown from 0
+        registry.register(self)
+
+    def inc(self, *values: str) -> None:
+        counts = self.counts
+        counts[values] = counts.get(values, 0) + 1
+
+    def value(self, *values: str) -> int:
+        return self.counts.get(values, 0)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, count in list(self.counts.items()):
+            family.add_metric(values, count)
+        yield family
+
+
+class _Series:
+    __slots__ = ("buckets", "total")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0] * size  # not cumulative: an observation counts in its own bucket
+        self.total = 0.0
+
+
+class LoopHistogram:
+    """A histogram by label values, with fixed bucket bounds (`+Inf` added)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        buckets: Sequence[float],
+    ) -> None:
+        if list(buckets) != sorted(set(buckets)):
+            raise ValueError("histogram buckets must be distinct and in increasing order")
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.bounds = tuple(float(b) for b in buckets)
+        self._le = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        self.series: dict[tuple[str, ...], _Series] = {}
+        registry.register(self)
+
+    def observe(self, amount: float, *values: str) -> None:
+        series = self.series.get(values)
+        if series is None:
+            series = self.series[values] = _Series(len(self._le))
+        series.buckets[bisect_left(self.bounds, amount)] += 1  # le: bound >= amount
+        series.total += amount
+
+    def count(self, *values: str) -> int:
+        series = self.series.get(values)
+        return sum(series.buckets) if series is not None else 0
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, series in list(self.series.items()):
+            cumulative, running = [], 0
+            for le, count in zip(self._le, series.buckets, strict=True):
+                running += count
+                cumulative.append((le, running))
+            family.add_metric(list(values), cumulative, series.total)
+        yield family
