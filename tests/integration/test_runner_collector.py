@@ -1,0 +1,80 @@
+"""A process that runs one service sets the garbage collector up for it once started; a
+service run beside others (the tests, `ferry dev`) leaves the collector alone."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.core.config import RuntimeSettings
+from connectors.core.runner import EXIT_OK, GEN0_THRESHOLD, serve
+
+
+class _Observer:
+    """Records the collector's state while it runs."""
+
+    name = "observer"
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.seen: tuple[int, int] | None = None
+        self.stop_event = asyncio.Event()
+
+    async def start(self) -> None:
+        self.made_at_start = [object() for _ in range(10)]  # start-up's own objects
+
+    async def run(self) -> None:
+        self.seen = (gc.get_threshold()[0], gc.get_freeze_count())
+        await self.stop_event.wait()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    async def drain(self, timeout: float) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """The collector as it was, put back after the test (this process runs more tests)."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+async def _serve(whole_process: bool) -> _Observer:
+    service = _Observer()
+    runtime = RuntimeSettings(health_host="127.0.0.1", health_port=0)
+    signal = asyncio.Event()  # what SIGTERM would set
+    asyncio.get_running_loop().call_later(0.2, signal.set)
+    status = await serve(
+        service, runtime, handle_signals=False, stop_event=signal, whole_process=whole_process
+    )
+    assert status == EXIT_OK
+    return service
+
+
+@pytest.mark.usefixtures("collector")
+async def test_a_whole_process_freezes_start_up_and_collects_less_often() -> None:
+    gc.unfreeze()
+    service = await _serve(whole_process=True)
+    assert service.seen is not None
+    threshold, frozen = service.seen
+    assert threshold == GEN0_THRESHOLD
+    assert frozen > 0
+
+
+@pytest.mark.usefixtures("collector")
+async def test_a_service_beside_others_leaves_the_collector_alone() -> None:
+    gc.unfreeze()
+    before = gc.get_threshold()[0]
+    service = await _serve(whole_process=False)
+    assert service.seen == (before, 0)
