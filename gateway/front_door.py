@@ -70,8 +70,6 @@ class FrontDoor:
         self.publish_timeout = publish_timeout
         self.connected = connected
         self.ledger = ledger
-        self._accepted = metrics.async_calls.labels("accepted")
-        self._duplicate = metrics.async_calls.labels("duplicate")
 
     # -- the transport-neutral core ---------------------------------------------------------
 
@@ -121,7 +119,7 @@ class FrontDoor:
                 self.ledger.not_queued(queued)
             return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)
-        (self._duplicate if ack.duplicate else self._accepted).inc()
+        self.metrics.async_calls.inc("duplicate" if ack.duplicate else "accepted")
         return Answer(202, headers=ids)
 
     def too_large(self) -> Answer:
@@ -171,14 +169,14 @@ class FrontDoor:
     # -- refusals ---------------------------------------------------------------------------
 
     def _reject(self, outcome: str, status: int, text: str) -> Answer:
-        self.metrics.async_calls.labels(outcome).inc()
+        self.metrics.async_calls.inc(outcome)
         return Answer(status, text + "\n")
 
     def _unavailable(self, reason: str, ids: tuple[tuple[str, str], ...]) -> Answer:
         """503, with the call's id: a publish that timed out may still have been stored, so a
         client that retries must send the same `X-Call-Id` (JetStream keeps the call once)."""
         log.warning("an async call may not have been queued: %s", reason)
-        self.metrics.async_calls.labels("unavailable").inc()
+        self.metrics.async_calls.inc("unavailable")
         text = (
             f"the call may not have been queued: NATS JetStream is unavailable ({reason}); "
             f"retry with the header X-Call-Id: {ids[0][1]}\n"

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from connectors.core.loop_metrics import LoopCounter
+from connectors.core.loop_metrics import LoopCounter, LoopHistogram
 
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.async_calls = Counter(
-            "gateway_async_calls_total",
+        self.async_calls = LoopCounter(
+            registry,
+            "gateway_async_calls",
             "POST /async-function answers by outcome "
             "(accepted, duplicate, not_found, bad_callback, too_large, unavailable)",
             ["outcome"],
-            registry=registry,
         )
-        self.publish_duration = Histogram(
+        self.publish_duration = LoopHistogram(
+            registry,
             "gateway_publish_duration_seconds",
             "Time until JetStream confirmed a queued call",
-            buckets=PUBLISH_BUCKETS,
-            registry=registry,
+            [],
+            PUBLISH_BUCKETS,
         )
         self.proxied = LoopCounter(  # a dict of numbers: one count per proxied call
             registry,

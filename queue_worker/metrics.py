@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+from connectors.core.connector_metrics import DURATION_BUCKETS
+from connectors.core.loop_metrics import LoopCounter, LoopHistogram
 
 
 class QueueWorkerMetrics:
+    """The per-message ones (processed, retries, callbacks, duration) are plain numbers read
+    when Prometheus scrapes (`loop_metrics`): a client-library child takes a lock each time."""
+
     def __init__(self, registry: CollectorRegistry, max_inflight: int) -> None:
-        self.processed = Counter(
-            "queue_worker_messages_processed_total",
+        self.processed = LoopCounter(
+            registry,
+            "queue_worker_messages_processed",
             "Messages with a final outcome, by function and the function's last status",
             ["function", "status"],
-            registry=registry,
         )
         self.inflight = Gauge(
             "queue_worker_function_invocation_inflight",
@@ -48,11 +52,11 @@ class QueueWorkerMetrics:
         self.reconnects = Counter(
             "queue_worker_nats_reconnect_total", "Reconnections to NATS", registry=registry
         )
-        self.retries = Counter(
-            "queue_worker_retries_total",
+        self.retries = LoopCounter(
+            registry,
+            "queue_worker_retries",
             "Attempts handed back to JetStream for a later retry",
             ["function"],
-            registry=registry,
         )
         self.dead_letters = Counter(
             "queue_worker_dead_letters_total",
@@ -60,16 +64,16 @@ class QueueWorkerMetrics:
             ["function", "reason"],
             registry=registry,
         )
-        self.callbacks = Counter(
-            "queue_worker_callbacks_total",
+        self.callbacks = LoopCounter(
+            registry,
+            "queue_worker_callbacks",
             "Callbacks by outcome (delivered, rejected, failed, refused)",
             ["outcome"],
-            registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
+            registry,
             "queue_worker_invocation_duration_seconds",
             "Duration of each invocation attempt",
             ["function"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            DURATION_BUCKETS,
         )

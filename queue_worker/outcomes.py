@@ -73,7 +73,7 @@ class OutcomeRecorder:
             delivered = await self.callback(request, result, policy.max_attempts)
             self.ledger.finished(request, result, succeeded=succeeded, callback_outcome=delivered)
         await self._ack(msg, reference, delete_body=succeeded)
-        self.metrics.processed.labels(request.function, str(result.reported_status)).inc()
+        self.metrics.processed.inc(request.function, str(result.reported_status))
 
     async def bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
         """A call whose body object is gone can never run: a dead letter at once."""
@@ -180,7 +180,7 @@ class OutcomeRecorder:
             function=request.function,
         )
         outcome = await self.callbacks.deliver(callback)
-        self.metrics.callbacks.labels(outcome.value).inc()
+        self.metrics.callbacks.inc(outcome.value)
         return outcome.value
 
 

@@ -75,6 +75,7 @@ class QueueWorker:
         self.finishing_limit = max(FINISHING_AT_LEAST, FINISHING_PER_SLOT * config.max_inflight)
         self._finishing = 0
         self.metrics.finishing.set_function(lambda: self._finishing)
+        self.metrics.inflight.set_function(lambda: self.slots.used)
         self.progress = ProgressKeeper(config.ack_wait)
         prefetch = config.prefetch
         self.prefetched = Prefetched(
@@ -218,7 +219,6 @@ class QueueWorker:
 
     def _start(self, msg: Msg) -> None:
         self.slots.take()
-        self.metrics.inflight.inc()
         self._spawn(self._handle(msg))
 
     def _slot_freed(self) -> None:
@@ -272,11 +272,11 @@ class QueueWorker:
             slot.release()
             self._finish_started()
             finishing = True
-            self.metrics.duration.labels(request.function).observe(result.duration)
+            self.metrics.duration.observe(result.duration, request.function)
             outcome = result.outcome(policy)
             log_attempt(request, result, outcome, self.config.gateway.print_response_body)
             if outcome.verdict is Verdict.RETRY:
-                self.metrics.retries.labels(request.function).inc()
+                self.metrics.retries.inc(request.function)
                 self.ledger.retrying(request, result, outcome.delay)
                 await msg.nak(delay=outcome.delay)
                 return
@@ -345,7 +345,6 @@ class _SlotHold:
         if self.held:
             self.held = False
             self.worker.slots.release()
-            self.worker.metrics.inflight.dec()
             self.worker._slot_freed()
 
 

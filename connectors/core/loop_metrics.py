@@ -78,6 +78,8 @@ class LoopHistogram:
         self.bounds = tuple(float(b) for b in buckets)
         self._le = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
         self.series: dict[tuple[str, ...], _Series] = {}
+        if not self.labels:  # shown from the start, as the client library shows it
+            self.series[()] = _Series(len(self._le))
         registry.register(self)
 
     def observe(self, amount: float, *values: str) -> None:

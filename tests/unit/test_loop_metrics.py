@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from connectors.core.connector_metrics import DURATION_BUCKETS
 from connectors.core.loop_metrics import LoopCounter, LoopHistogram
+from gateway.metrics import PUBLISH_BUCKETS
 
 NAMES = st.sampled_from(["fn", "fn.openfaas-fn", "a-b", 'q"uote', "back\\slash", "new\nline"])
 AMOUNTS = st.one_of(
@@ -51,6 +52,21 @@ def test_a_loop_histogram_exposes_what_a_client_histogram_would(
     assert _without_created(generate_latest(ours)) == _without_created(generate_latest(theirs))
     for function, _ in observed:
         assert histogram.count(function) == sum(1 for f, _ in observed if f == function)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(AMOUNTS, max_size=40))
+def test_an_unlabelled_loop_histogram_exposes_what_a_client_histogram_would(
+    observed: list[float],
+) -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    histogram = LoopHistogram(ours, "took_seconds", "Time taken", [], PUBLISH_BUCKETS)
+    reference = Histogram("took_seconds", "Time taken", buckets=PUBLISH_BUCKETS, registry=theirs)
+    for amount in observed:
+        histogram.observe(amount)
+        reference.observe(amount)
+    assert _without_created(generate_latest(ours)) == _without_created(generate_latest(theirs))
+    assert histogram.count() == len(observed)
 
 
 def test_buckets_out_of_order_are_refused() -> None:
