@@ -28,10 +28,13 @@ class ControllerUnderTest:
 
 @asynccontextmanager
 async def controller_for(
-    gateway: FakeGateway, retry: RetrySettings | None = None
+    gateway: FakeGateway, retry: RetrySettings | None = None, print_request_body: bool = False
 ) -> AsyncIterator[ControllerUnderTest]:
     """A controller reading `gateway`'s topic map (refreshed once before it is handed out)."""
-    client = GatewayClient(GatewaySettings(gateway_url=gateway.url), max_inflight=4)
+    client = GatewayClient(
+        GatewaySettings(gateway_url=gateway.url, print_request_body=print_request_body),
+        max_inflight=4,
+    )
     topics = TopicMapRefresher(client, interval=60)
     settings = ConnectorSettings()
     registry = CollectorRegistry()
