@@ -65,6 +65,9 @@ def fail(message: str, status: int = EXIT_CONFIG) -> int:
     return status
 
 
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 async def serve(
     service: Service,
     runtime: RuntimeSettings,
@@ -75,15 +78,57 @@ async def serve(
 ) -> int:
     """Run `service` until a signal (or `stop_event`) and return the process exit status.
 
+    The signals are handled from the first moment: one that arrives during start-up cuts the
+    start-up short and the process exits 0 (nothing was taken yet), instead of dying of it.
     `whole_process`: the service is all this process runs, so the garbage collector is set up
     for it once it has started (`settle_collector`)."""
     stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, stop_event.set)
+    log.info("%s starting", service.name)
     try:
-        await service.start()
-    except (ConfigError, StartupError) as exc:
-        return fail(str(exc))
-    if whole_process:
-        settle_collector()
+        try:
+            started = await _start_unless_stopped(service, stop_event)
+        except (ConfigError, StartupError) as exc:
+            return fail(str(exc))
+        if not started:
+            log.info("%s stopped during start-up", service.name)
+            return EXIT_OK
+        if whole_process:
+            settle_collector()
+        return await _run_until_stopped(service, runtime, stop_event)
+    finally:
+        if handle_signals:
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
+
+
+async def _start_unless_stopped(service: Service, stop_event: asyncio.Event) -> bool:
+    """Start `service`; False if the stop came first (its start-up is then cancelled)."""
+    if stop_event.is_set():
+        return False
+    starting = asyncio.create_task(service.start(), name=f"{service.name}-start")
+    stopper = asyncio.create_task(stop_event.wait())
+    try:
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        starting.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if not starting.done():  # the stop came first
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        return False
+    starting.result()  # its ConfigError or StartupError, if it failed
+    return True
+
+
+async def _run_until_stopped(
+    service: Service, runtime: RuntimeSettings, stop_event: asyncio.Event
+) -> int:
     crashed = asyncio.Event()
     health = HealthServer(
         service.registry,
@@ -99,10 +144,6 @@ async def serve(
         return fail(f"health_port={runtime.health_port}: cannot listen: {exc.strerror or exc}")
     log.info("%s started; health and metrics on port %d", service.name, port)
 
-    loop = asyncio.get_running_loop()
-    if handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_event.set)
     worker = asyncio.create_task(service.run(), name=f"{service.name}-run")
     stopper = asyncio.create_task(stop_event.wait())
     await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -127,9 +168,6 @@ async def serve(
             worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         await health.stop()
-        if handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
     log.info("%s stopped", service.name)
     return status
 

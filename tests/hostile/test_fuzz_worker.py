@@ -62,5 +62,6 @@ async def test_thousands_of_hostile_messages_end_invoked_or_dead_and_the_worker_
     assert len(dead) == expected_dead
     assert sorted(d.data for d in dead) == sorted(m.data for m in messages if not m.invoked)
     assert all(d.headers["Ferry-Dead-Reason"] for d in dead)
-    flaky_attempts = {d.headers["Ferry-Attempts"] for d in dead if b'"flaky"' in d.data}
-    assert flaky_attempts <= {"3"}
+    flaky = [d for d in dead if b'"flaky"' in d.data]
+    assert flaky, "the generated messages include calls to a function that always answers 503"
+    assert {d.headers["Ferry-Attempts"] for d in flaky} == {"3"}  # retried, then dead

@@ -13,6 +13,7 @@ from aiohttp import web
 from connectors.core.http1 import BodySourceError, Http1Client, ResponseTooLarge, StreamedBody
 from tests.support.http1 import RawServer, Reply, serve
 from tests.support.large import RepeatedBlocks, stream_huge
+from tests.support.ports import eventually
 
 LIMIT = 1024 * 1024
 
@@ -96,7 +97,7 @@ async def test_a_streamed_body_shorter_than_declared_fails_and_is_never_taken_as
             await client.request("POST", server.url(), body=StreamedBody(100, short()), timeout=5)
     finally:
         await client.close()
-    await asyncio.sleep(0)
+    await eventually(lambda: server.ended == server.connections == 1, what="the server's side")
     assert server.requests == []  # the server never saw a complete request
 
 
@@ -117,6 +118,7 @@ async def test_a_failing_body_source_closes_the_connection_with_its_error(
         assert client._idle_count == 0
     finally:
         await client.close()
+    await eventually(lambda: server.ended == server.connections == 1, what="the server's side")
     assert server.requests == []
 
 

@@ -23,6 +23,7 @@ class RawServer:
     close_after_reply: bool = False
     requests: list[bytes] = field(default_factory=list)
     connections: int = 0
+    ended: int = 0  # connections whose requests are all in `requests` (the peer closed)
     port: int = 0
     server: asyncio.Server | None = None
 
@@ -54,6 +55,7 @@ class RawServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.ended += 1
             writer.close()
 
     async def stop(self) -> None:

@@ -1,10 +1,12 @@
-"""A process that runs one service sets the garbage collector up for it once started; a
-service run beside others (the tests, `ferry dev`) leaves the collector alone."""
+"""The runner's life cycle: a stop during start-up is a clean exit, and a process that runs one
+service sets the garbage collector up for it once started (a service run beside others, as in
+the tests or `ferry dev`, leaves the collector alone)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.config import RuntimeSettings
 from connectors.core.runner import EXIT_OK, GEN0_THRESHOLD, serve
+from tests.support.ports import eventually
+from tests.support.procs import FerryProcess
 
 
 class _Observer:
@@ -78,3 +82,57 @@ async def test_a_service_beside_others_leaves_the_collector_alone() -> None:
     before = gc.get_threshold()[0]
     service = await _serve(whole_process=False)
     assert service.seen == (before, 0)
+
+
+class _SlowToStart(_Observer):
+    """Its start-up waits for a dependency that never comes."""
+
+    name = "slow-to-start"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_cancelled = False
+        self.ran = False
+
+    async def start(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.start_cancelled = True
+            raise
+
+    async def run(self) -> None:
+        self.ran = True
+        await super().run()
+
+
+async def test_a_stop_during_start_up_cuts_it_short_and_is_a_clean_exit() -> None:
+    service = _SlowToStart()
+    signal = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.1, signal.set)
+    runtime = RuntimeSettings(health_host="127.0.0.1", health_port=0)
+    status = await asyncio.wait_for(
+        serve(service, runtime, handle_signals=False, stop_event=signal), 5
+    )
+    assert status == EXIT_OK
+    assert service.start_cancelled
+    assert not service.ran
+
+
+async def test_sigterm_while_a_process_waits_for_nats_at_start_up_exits_0() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # nothing listens: the worker keeps trying to connect
+    env = {
+        "nats_url": f"nats://127.0.0.1:{closed.getsockname()[1]}",
+        "nats_connect_timeout": "60s",
+        "health_port": "0",
+        "health_host": "127.0.0.1",
+    }
+    proc = await FerryProcess("queue-worker", env).start()
+    try:
+        await eventually(lambda: "queue-worker starting" in proc.output(), 20, what="start-up")
+        assert await proc.stop(timeout=10) == 0, proc.output()
+        assert "queue-worker stopped during start-up" in proc.output()
+    finally:
+        await proc.close()
+        closed.close()
