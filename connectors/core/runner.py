@@ -87,7 +87,7 @@ async def serve(
     if handle_signals:
         for sig in SIGNALS:
             loop.add_signal_handler(sig, stop_event.set)
-    log.info("%s starting", service.name)
+    log.debug("%s starting", service.name)  # signals handled from here on
     try:
         try:
             started = await _start_unless_stopped(service, stop_event)

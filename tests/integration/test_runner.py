@@ -127,6 +127,7 @@ async def test_sigterm_while_a_process_waits_for_nats_at_start_up_exits_0() -> N
         "nats_connect_timeout": "60s",
         "health_port": "0",
         "health_host": "127.0.0.1",
+        "write_debug": "true",  # for the line that says the signals are handled
     }
     proc = await FerryProcess("queue-worker", env).start()
     try:
