@@ -17,8 +17,28 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 
-class LoopCounter:
+class _LoopMetric:
+    """A metric's name, help and label names, and its empty family (`describe`, which the
+    registry reads to refuse a name already taken)."""
+
+    family_type: type[CounterMetricFamily] | type[HistogramMetricFamily]
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+
+    def family(self) -> Metric:
+        return self.family_type(self.name, self.documentation, labels=self.labels)
+
+    def describe(self) -> Iterator[Metric]:
+        yield self.family()
+
+
+class LoopCounter(_LoopMetric):
     """A counter by label values (`name` without `_total`: the exposition adds it)."""
+
+    family_type = CounterMetricFamily
 
     def __init__(
         self,
@@ -28,9 +48,7 @@ class LoopCounter:
         labels: Sequence[str],
         known: Iterable[tuple[str, ...]] = (),
     ) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labels = list(labels)
+        super().__init__(name, documentation, labels)
         self.counts: dict[tuple[str, ...], int] = dict.fromkeys(known, 0)  # shown from 0
         registry.register(self)
 
@@ -40,9 +58,6 @@ class LoopCounter:
 
     def value(self, *values: str) -> int:
         return self.counts.get(values, 0)
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation, labels=self.labels)
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
@@ -59,8 +74,10 @@ class _Series:
         self.total = 0.0
 
 
-class LoopHistogram:
+class LoopHistogram(_LoopMetric):
     """A histogram by label values, with fixed bucket bounds (`+Inf` added)."""
+
+    family_type = HistogramMetricFamily
 
     def __init__(
         self,
@@ -72,9 +89,7 @@ class LoopHistogram:
     ) -> None:
         if list(buckets) != sorted(set(buckets)):
             raise ValueError("histogram buckets must be distinct and in increasing order")
-        self.name = name
-        self.documentation = documentation
-        self.labels = list(labels)
+        super().__init__(name, documentation, labels)
         self.bounds = tuple(float(b) for b in buckets)
         self._le = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
         self.series: dict[tuple[str, ...], _Series] = {}
@@ -92,9 +107,6 @@ class LoopHistogram:
     def count(self, *values: str) -> int:
         series = self.series.get(values)
         return sum(series.buckets) if series is not None else 0
-
-    def describe(self) -> Iterator[Metric]:
-        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
