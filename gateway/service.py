@@ -56,6 +56,10 @@ class GatewayService:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        # read now, so a bad secret is the one line at start-up even while NATS is down
+        self._authorization = (
+            read_basic_auth(config.secret_mount_path) if config.basic_auth else None
+        )
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.proxy = ReverseProxy(
@@ -149,8 +153,7 @@ class GatewayService:
 
     async def _open_ledger(self, js: JetStreamContext) -> None:
         """The call ledger's bucket (the gateway runs on without it if it cannot be had)."""
-        auth = self.config.basic_auth
-        authorization = read_basic_auth(self.config.secret_mount_path) if auth else None
+        authorization = self._authorization
         if not self.config.ledger.call_ledger:
             self._call_routes = CallRoutes(None, authorization=authorization)
             return

@@ -3,6 +3,7 @@ are refused at start: one line on stderr naming the variable, exit status 2, no 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,34 @@ async def test_an_empty_basic_auth_file_is_refused(
         "upstream_url": "http://127.0.0.1:9",
     }
     status, output = await run_to_exit(command, env)
+    assert status == EXIT_CONFIG, output
+    assert output.count("\n") == 0 and "is empty" in output, output
+
+
+@pytest.mark.parametrize("mode", ["proxy", "standalone", "queue-worker"])
+async def test_a_bad_basic_auth_file_is_named_before_nats_is_tried(
+    mode: str, tmp_path: Path
+) -> None:
+    """With NATS down as well, the one line is about the secret, not the connection: a user
+    fixes their settings before the broker is even reachable."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # nothing listens here
+    env = {
+        "nats_url": f"nats://127.0.0.1:{closed.getsockname()[1]}",
+        "nats_connect_timeout": "30s",
+        "basic_auth": "true",
+        "secret_mount_path": _secrets(tmp_path, "", "secret"),
+        "gateway_url": "http://127.0.0.1:9",
+    }
+    if mode == "proxy":
+        env["upstream_url"] = "http://127.0.0.1:9"
+    elif mode == "standalone":
+        env["functions_file"] = _functions(tmp_path, ONE_FUNCTION)
+    command = "queue-worker" if mode == "queue-worker" else "gateway"
+    try:
+        status, output = await run_to_exit(command, env, timeout=20)
+    finally:
+        closed.close()
     assert status == EXIT_CONFIG, output
     assert output.count("\n") == 0 and "is empty" in output, output
 
