@@ -31,6 +31,12 @@ class _LoopMetric:
     def family(self) -> Metric:
         return self.family_type(self.name, self.documentation, labels=self.labels)
 
+    def _check(self, values: tuple[str, ...]) -> None:
+        """A new label set must fit (checked once per set): a wrong one would break every
+        scrape of `/metrics`, so it fails where it is counted instead."""
+        if len(values) != len(self.labels) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{self.name} takes {len(self.labels)} text label values: {values!r}")
+
     def describe(self) -> Iterator[Metric]:
         yield self.family()
 
@@ -54,7 +60,11 @@ class LoopCounter(_LoopMetric):
 
     def inc(self, *values: str) -> None:
         counts = self.counts
-        counts[values] = counts.get(values, 0) + 1
+        count = counts.get(values)
+        if count is None:
+            self._check(values)
+            count = 0
+        counts[values] = count + 1
 
     def value(self, *values: str) -> int:
         return self.counts.get(values, 0)
@@ -100,6 +110,7 @@ class LoopHistogram(_LoopMetric):
     def observe(self, amount: float, *values: str) -> None:
         series = self.series.get(values)
         if series is None:
+            self._check(values)
             series = self.series[values] = _Series(len(self._le))
         series.buckets[bisect_left(self.bounds, amount)] += 1  # le: bound >= amount
         series.total += amount

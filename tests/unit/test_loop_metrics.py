@@ -69,6 +69,20 @@ def test_an_unlabelled_loop_histogram_exposes_what_a_client_histogram_would(
     assert histogram.count() == len(observed)
 
 
+@pytest.mark.parametrize("values", [(), ("fn",), ("fn", "200", "x"), ("fn", 200)])
+def test_label_values_that_do_not_fit_are_refused_where_they_are_counted(
+    values: tuple[object, ...],
+) -> None:
+    registry = CollectorRegistry()
+    counter = LoopCounter(registry, "calls", "Calls made", ["function", "status"])
+    histogram = LoopHistogram(registry, "took", "Took", ["function", "status"], [1.0])
+    with pytest.raises(ValueError, match="takes 2 text label values"):
+        counter.inc(*values)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="takes 2 text label values"):
+        histogram.observe(0.5, *values)  # type: ignore[arg-type]
+    assert generate_latest(registry)  # the scrape still works
+
+
 def test_buckets_out_of_order_are_refused() -> None:
     with pytest.raises(ValueError, match="increasing"):
         LoopHistogram(CollectorRegistry(), "h", "h", [], [1, 0.5])
