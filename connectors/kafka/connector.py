@@ -78,6 +78,9 @@ class KafkaConnector:
         self.pauses: PartitionPauses[TopicPartition] = PartitionPauses(
             self.kafka.max_uncommitted, self._pause, self._resume
         )
+        # read when Prometheus scrapes (on this event loop), never kept up to date by hand
+        self.kafka_metrics.paused.set_function(lambda: len(self.pauses.paused))
+        self.kafka_metrics.uncommitted.set_function(lambda: self.tracker.pending)
         self._stopping = asyncio.Event()
         self._fetch_idle = asyncio.Event()
         self._fetch_idle.set()
@@ -207,8 +210,6 @@ class KafkaConnector:
         """Pause partitions holding `max_uncommitted` records, resume them below half;
         return how many records the next fetch may bring."""
         room = self.pauses.apply((p, self._held(p)) for p in list(self._owned))
-        self.kafka_metrics.paused.set(len(self.pauses.paused))
-        self.kafka_metrics.uncommitted.set(self.tracker.pending)
         return max(1, min(room, FETCH_MAX_RECORDS))
 
     def _held(self, partition: TopicPartition) -> int:
@@ -232,9 +233,8 @@ class KafkaConnector:
             partition in self.pauses.paused
             and partition in self._owned
             and self.tracker.ledger(partition) is work.ledger
-            and self.pauses.finished(partition, work.ledger.pending)
         ):
-            self.kafka_metrics.paused.set(len(self.pauses.paused))
+            self.pauses.finished(partition, work.ledger.pending)
 
     async def _pause_for(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
