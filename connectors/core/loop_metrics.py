@@ -18,10 +18,8 @@ from prometheus_client.utils import floatToGoString
 
 
 class _LoopMetric:
-    """A metric's name, help and label names, and its empty family (`describe`, which the
-    registry reads to refuse a name already taken)."""
-
-    family_type: type[CounterMetricFamily] | type[HistogramMetricFamily]
+    """A metric's name, help and label names; `describe` (which the registry reads to refuse
+    a name already taken) yields its empty family."""
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
         self.name = name
@@ -29,7 +27,8 @@ class _LoopMetric:
         self.labels = list(labels)
 
     def family(self) -> Metric:
-        return self.family_type(self.name, self.documentation, labels=self.labels)
+        """The empty family, to which `collect` adds the series."""
+        raise NotImplementedError
 
     def _check(self, values: tuple[str, ...]) -> None:
         """A new label set must fit (checked once per set): a wrong one would break every
@@ -43,8 +42,6 @@ class _LoopMetric:
 
 class LoopCounter(_LoopMetric):
     """A counter by label values (`name` without `_total`: the exposition adds it)."""
-
-    family_type = CounterMetricFamily
 
     def __init__(
         self,
@@ -69,8 +66,11 @@ class LoopCounter(_LoopMetric):
     def value(self, *values: str) -> int:
         return self.counts.get(values, 0)
 
+    def family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        family = self.family()
         for values, count in list(self.counts.items()):
             family.add_metric(values, count)
         yield family
@@ -86,8 +86,6 @@ class _Series:
 
 class LoopHistogram(_LoopMetric):
     """A histogram by label values, with fixed bucket bounds (`+Inf` added)."""
-
-    family_type = HistogramMetricFamily
 
     def __init__(
         self,
@@ -119,8 +117,11 @@ class LoopHistogram(_LoopMetric):
         series = self.series.get(values)
         return sum(series.buckets) if series is not None else 0
 
+    def family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        family = self.family()
         for values, series in list(self.series.items()):
             cumulative, running = [], 0
             for le, count in zip(self._le, series.buckets, strict=True):
