@@ -122,15 +122,26 @@ def start_time_text(start_time: str) -> str | None:
     return rfc3339(int(start_time) / 1e9)
 
 
-@functools.lru_cache(maxsize=256)  # most calls name one of a few callback URLs
+# Texts from a message longer than this are worked out each time: the caches below keep only
+# short ones, so a message cannot make them hold what it sends.
+CACHED_TEXT_CHARS = 512
+
+
 def public_url(url: str) -> str:
     """A callback URL without user information, which may hold a password."""
+    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else _public_url(url)
+
+
+def _public_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
         return ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))[:2048]
+
+
+_public_url_kept = functools.lru_cache(maxsize=256)(_public_url)  # most calls use a few URLs
 
 
 @dataclass(frozen=True)
@@ -195,7 +206,7 @@ class CallEntry:
     def encode(self) -> bytes:
         """Compact JSON from one template: about a sixth of `json.dumps`'s CPU, which matters
         because the front door and the queue worker each encode one for every call."""
-        text = _text
+        text = json_text
         return _ENTRY.format(
             text(self.call_id),
             text(self.function),
@@ -286,14 +297,19 @@ def json_text(value: str | None) -> str:
     return "null" if value is None else str(_quote(value))
 
 
-_text = json_text
-
-
-@functools.lru_cache(maxsize=256)
 def function_texts(function: str, queue: str) -> tuple[str, str, str]:
     """A function's name, namespace and queue as JSON text (a process meets few of them, and
     every entry it writes holds all three)."""
+    if len(function) + len(queue) <= CACHED_TEXT_CHARS:
+        return _function_texts_kept(function, queue)
+    return _function_texts(function, queue)
+
+
+def _function_texts(function: str, queue: str) -> tuple[str, str, str]:
     return json_text(function), json_text(split_function(function)[1]), json_text(queue)
+
+
+_function_texts_kept = functools.lru_cache(maxsize=256)(_function_texts)
 
 
 def _int_text(value: int | None) -> str:

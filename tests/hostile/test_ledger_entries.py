@@ -9,7 +9,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queue_worker.ledger import MAX_ENTRY_BYTES, CallEntry
+from queue_worker.ledger import (
+    MAX_ENTRY_BYTES,
+    CallEntry,
+    _function_texts_kept,
+    _public_url_kept,
+    function_texts,
+    public_url,
+)
 
 _FIELDS = [name for name in CallEntry.__dataclass_fields__ if name != "result"]
 _REQUIRED = ("call_id", "function", "state")
@@ -85,3 +92,17 @@ def test_stored_headers_that_could_not_be_served_are_left_out() -> None:
     entry = _read(raw.encode())
     assert entry is not None and entry.result is not None
     assert entry.result.headers == [("X-Ok", "fine")]
+
+
+def test_long_texts_from_a_message_are_never_kept_in_the_ledgers_caches() -> None:
+    """A queued message names its callback URL and queue: each can be as long as the message.
+    The results are the same, but only short texts are remembered."""
+    url = "http://user:secret@receiver.example/" + "p" * 200_000
+    queue = "q" * 200_000
+    kept = (_public_url_kept.cache_info().currsize, _function_texts_kept.cache_info().currsize)
+    assert public_url(url) == "http://receiver.example/" + "p" * (2048 - 24)
+    assert function_texts("fn.team", queue) == ('"fn.team"', '"team"', f'"{queue}"')
+    after = (_public_url_kept.cache_info().currsize, _function_texts_kept.cache_info().currsize)
+    assert after == kept
+    assert public_url("http://user:secret@receiver.example/cb") == "http://receiver.example/cb"
+    assert function_texts("fn.team", "jobs") == ('"fn.team"', '"team"', '"jobs"')
