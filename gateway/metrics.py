@@ -17,6 +17,7 @@ class GatewayMetrics:
             "POST /async-function answers by outcome "
             "(accepted, duplicate, not_found, bad_callback, too_large, unavailable)",
             ["outcome"],
+            known=[("accepted",), ("duplicate",)],  # shown from 0, for rate() and alerts
         )
         self.publish_duration = LoopHistogram(
             registry,

@@ -77,6 +77,22 @@ async def test_accepted_call_is_stored_before_the_202_with_call_id_and_start_tim
     assert (request.function, request.body, request.method) == ("echo", b"hello", "POST")
 
 
+async def test_accepted_and_duplicate_calls_are_counted_from_zero(
+    queue: QueueUnderTest, functions_file: Path
+) -> None:
+    async with running_gateway(gateway_env(queue, functions_file=str(functions_file))) as gw:
+
+        def counted(outcome: str) -> float | None:
+            name = "gateway_async_calls_total"
+            return gw.registry.get_sample_value(name, {"outcome": outcome})
+
+        assert (counted("accepted"), counted("duplicate")) == (0, 0)  # before any call
+        headers = {"X-Call-Id": "6d3f1c2a-0000-4000-8000-000000000001"}
+        for _ in range(2):
+            assert (await post(f"{gw.url}/async-function/echo", b"x", headers)).status == 202
+        assert (counted("accepted"), counted("duplicate")) == (1, 1)
+
+
 async def test_message_matches_the_go_gateway_field_by_field(
     queue: QueueUnderTest, functions_file: Path
 ) -> None:
