@@ -11,7 +11,7 @@ import aiohttp
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import ConfigError
 from connectors.core.http1 import Http1Client
-from connectors.core.secrets import EMPTY, secret_text
+from connectors.core.secrets import EmptySecret, secret_text
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,10 @@ def read_basic_auth(secret_mount_path: str) -> str:
                 f"basic_auth=true but the credentials could not be read from {folder}: "
                 f"{exc.strerror or exc}"
             ) from None
+        except EmptySecret:
+            raise ConfigError(f"basic_auth=true but {folder / name} is empty") from None
         except ValueError as exc:
-            why = "is empty" if str(exc) == EMPTY else f"is refused: {exc}"
-            raise ConfigError(f"basic_auth=true but {folder / name} {why}") from None
+            raise ConfigError(f"basic_auth=true but {folder / name} is refused: {exc}") from None
     user, password = texts
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 

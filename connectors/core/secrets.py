@@ -5,7 +5,10 @@ from __future__ import annotations
 from connectors.core.errors import ConfigError
 
 MAX_SECRET_BYTES = 64 * 1024  # a path to /dev/zero or a log file is refused, not read whole
-EMPTY = "the file is empty"
+
+
+class EmptySecret(ValueError):
+    """The file holds nothing but white space."""
 
 
 def secret_text(path: str) -> str:
@@ -20,7 +23,7 @@ def secret_text(path: str) -> str:
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     if not text.strip():
-        raise ValueError(EMPTY)
+        raise EmptySecret("the file is empty")
     return text
 
 
@@ -29,6 +32,7 @@ def read_secret(variable: str, path: str) -> str:
     try:
         return secret_text(path)
     except OSError as exc:
-        raise ConfigError(f"{variable}={path!r}: cannot read the file: {exc.strerror}") from None
+        why = exc.strerror or exc
+        raise ConfigError(f"{variable}={path!r}: cannot read the file: {why}") from None
     except ValueError as exc:
         raise ConfigError(f"{variable}={path!r}: {exc}") from None
