@@ -80,7 +80,7 @@ class GatewayService:
         self._runner: web.AppRunner | None = None
         self._listener: FastListener | None = None
         self._queued_calls: QueuedCalls | None = None
-        self._call_routes = CallRoutes(None, authorization=None)
+        self._call_routes = CallRoutes(None, authorization=self._authorization)  # ledger off
         self._stopping = asyncio.Event()
 
     def _lean_proxy(self) -> LeanProxy:
@@ -153,9 +153,7 @@ class GatewayService:
 
     async def _open_ledger(self, js: JetStreamContext) -> None:
         """The call ledger's bucket (the gateway runs on without it if it cannot be had)."""
-        authorization = self._authorization
         if not self.config.ledger.call_ledger:
-            self._call_routes = CallRoutes(None, authorization=authorization)
             return
         replicas = self.config.nats.nats_stream_replicas
         kv = await open_or_handle(js, self.config.ledger, replicas, who="gateway")
@@ -163,7 +161,7 @@ class GatewayService:
         bucket = self.config.ledger.call_ledger_bucket
         self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
         await self._queued_calls.start()
-        self._call_routes = CallRoutes(LedgerStore(kv), authorization=authorization)
+        self._call_routes = CallRoutes(LedgerStore(kv), authorization=self._authorization)
 
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(
