@@ -288,7 +288,7 @@ class _Finished:
         request, result, now = self.request, self.result, self.now
         body = result.body
         stored = ""
-        if self.limit and len(body) <= self.limit and result.status is not None:
+        if result_kept(result, self.limit):
             stored = ',"result":' + result_json(
                 result.status,
                 result.headers.get("Content-Type", ""),
@@ -333,9 +333,14 @@ def _kept_headers(result: InvocationResult) -> list[tuple[str, str]]:
     return [(k, v) for k, v in result.headers.items() if k.lower() not in _NOT_KEPT]
 
 
+def result_kept(result: InvocationResult, limit: int) -> bool:
+    """Whether the ledger keeps the answer: a function answered, within `result_max_bytes`."""
+    return bool(limit) and len(result.body) <= limit and result.status is not None
+
+
 def stored_result(result: InvocationResult, limit: int) -> StoredResult | None:
     """The answer as the ledger keeps it, or None when it is not kept."""
-    if not limit or len(result.body) > limit or result.status is None:
+    if not result_kept(result, limit):
         return None
     return StoredResult(
         status=result.status,
