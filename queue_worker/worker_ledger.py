@@ -288,9 +288,10 @@ class _Finished:
         request, result, now = self.request, self.result, self.now
         body = result.body
         stored = ""
-        if result_kept(result, self.limit):
+        status = kept_status(result, self.limit)
+        if status is not None:
             stored = ',"result":' + result_json(
-                result.status,
+                status,
                 result.headers.get("Content-Type", ""),
                 round(result.duration, 6),
                 _kept_headers(result),
@@ -333,17 +334,21 @@ def _kept_headers(result: InvocationResult) -> list[tuple[str, str]]:
     return [(k, v) for k, v in result.headers.items() if k.lower() not in _NOT_KEPT]
 
 
-def result_kept(result: InvocationResult, limit: int) -> bool:
-    """Whether the ledger keeps the answer: a function answered, within `result_max_bytes`."""
-    return bool(limit) and len(result.body) <= limit and result.status is not None
+def kept_status(result: InvocationResult, limit: int) -> int | None:
+    """The status of an answer the ledger keeps (a function answered, within
+    `result_max_bytes`), or None when it keeps none."""
+    if not limit or len(result.body) > limit:
+        return None
+    return result.status
 
 
 def stored_result(result: InvocationResult, limit: int) -> StoredResult | None:
     """The answer as the ledger keeps it, or None when it is not kept."""
-    if not result_kept(result, limit):
+    status = kept_status(result, limit)
+    if status is None:
         return None
     return StoredResult(
-        status=result.status,
+        status=status,
         content_type=result.headers.get("Content-Type", ""),
         duration_seconds=round(result.duration, 6),
         headers=_kept_headers(result),
