@@ -25,6 +25,7 @@ from connectors.core.health import HealthServer
 from connectors.core.logs import configure_logging, escape_controls
 from connectors.core.openfaas_settings import unread_names, warning_line
 from connectors.core.settings import load_settings
+from connectors.core.supervision import unless_set
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +110,8 @@ async def _start_unless_stopped(service: Service, stop_event: asyncio.Event) -> 
     """Start `service`; False if the stop came first (its start-up is then cancelled)."""
     if stop_event.is_set():
         return False
-    starting = asyncio.create_task(service.start(), name=f"{service.name}-start")
-    stopper = asyncio.create_task(stop_event.wait())
-    try:
-        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        starting.cancel()
-        raise
-    finally:
-        stopper.cancel()
-    if not starting.done():  # the stop came first
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
+    starting = await unless_set(stop_event, service.start())
+    if starting.cancelled():
         return False
     starting.result()  # its ConfigError or StartupError, if it failed
     return True

@@ -11,10 +11,12 @@ orchestrator restarts the process).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
 
 from connectors.core.errors import FerryError
+
+T = TypeVar("T")
 
 
 class TaskDied(FerryError):
@@ -58,3 +60,19 @@ async def until_stopped(stopping: asyncio.Event, tasks: Iterable[asyncio.Task[An
         await waiter
     finally:
         waiter.cancel()
+
+
+async def unless_set(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Run `work` until it ends or `stop` is set, whichever comes first. If `stop` comes first
+    (or the caller is cancelled), `work` is cancelled and awaited. The future returned is done:
+    cancelled when the stop came first, else holding `work`'s result or exception."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task

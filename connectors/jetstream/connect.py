@@ -24,6 +24,7 @@ from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
 from connectors.core.errors import FerryError, StartupError
+from connectors.core.supervision import unless_set
 from connectors.jetstream.credentials import auth_options, tls_context
 from connectors.jetstream.settings import NatsSettings, redact
 
@@ -91,15 +92,7 @@ class NatsConnection:
 
     async def while_open(self, work: Coroutine[Any, Any, T]) -> T:
         """Run `work`; if NATS closes the connection for good first, cancel it, raise NatsLost."""
-        task = asyncio.ensure_future(work)
-        watcher = asyncio.ensure_future(self._lost.wait())
-        try:
-            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        task = await unless_set(self._lost, work)
         if task.cancelled() and self._lost.is_set():
             raise NatsLost(f"NATS closed the connection for good: {self.lost_reason}")
         return task.result()
