@@ -15,7 +15,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -271,8 +271,18 @@ _KIND_OF: dict[str, type | tuple[type, ...]] = {
 }
 _KINDS = {name: _KIND_OF[kind] for name, kind in _FIELD_TYPES.items()}
 _quote = json.encoder.encode_basestring_ascii
-# the fields in `encode`'s order, then the stored result (if any); `{}` stands for each value
-_ENTRY = "{{" + ",".join(f'"{name}":{{}}' for name in _SHOWN) + "{}}}"
+
+
+def entry_template(fixed: Mapping[str, str] | None = None, *, result: bool = True) -> str:
+    """An entry as a format string, its fields in `encode`'s order: the JSON text (or format
+    field) in `fixed` for those named there, `{}` for each other value, then `{}` for the
+    stored result unless `result` is False. The quick writers fill them in order."""
+    fixed = fixed or {}
+    fields = ",".join(f'"{name}":{fixed.get(name, "{}")}' for name in _SHOWN)
+    return "{{" + fields + ("{}" if result else "") + "}}"
+
+
+_ENTRY = entry_template()
 
 
 def result_json(

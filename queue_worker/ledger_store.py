@@ -29,6 +29,7 @@ from queue_worker.ledger import (
     CallState,
     cancel_key,
     entry_key,
+    entry_template,
     function_texts,
     json_text,
     now_text,
@@ -125,11 +126,21 @@ def queued_value(request: QueueRequest) -> bytes:
     ).encode()
 
 
-_QUEUED = (
-    '{{"call_id":{},"function":{},"state":"queued","namespace":{},"queue":{},"attempts":0,'
-    '"status":null,"queued_at":{},"started_at":null,"finished_at":null,"next_attempt_at":null,'
-    '"updated_at":"{}","callback_url":{},"callback_outcome":null,"error":null,'
-    '"result_stored":false,"result_bytes":null}}'
+_QUEUED = entry_template(
+    {
+        "state": '"queued"',
+        "attempts": "0",
+        "status": "null",
+        "started_at": "null",
+        "finished_at": "null",
+        "next_attempt_at": "null",
+        "updated_at": '"{}"',
+        "callback_outcome": "null",
+        "error": "null",
+        "result_stored": "false",
+        "result_bytes": "null",
+    },
+    result=False,
 )
 
 

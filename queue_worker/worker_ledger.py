@@ -34,6 +34,7 @@ from queue_worker.ledger import (
     CallState,
     StoredResult,
     call_token,
+    entry_template,
     function_texts,
     json_text,
     public_url,
@@ -321,11 +322,17 @@ class _Finished:
         ).encode()
 
 
-_FINISHED = (
-    '{{"call_id":{},"function":{},"state":"{}","namespace":{},"queue":{},"attempts":{:d},'
-    '"status":{:d},"queued_at":{},"started_at":"{}","finished_at":"{}","next_attempt_at":null,'
-    '"updated_at":"{}","callback_url":{},"callback_outcome":{},"error":{},"result_stored":{},'
-    '"result_bytes":{:d}{}}}'
+_FINISHED = entry_template(
+    {
+        "state": '"{}"',
+        "attempts": "{:d}",
+        "status": "{:d}",
+        "started_at": '"{}"',
+        "finished_at": '"{}"',
+        "next_attempt_at": "null",
+        "updated_at": '"{}"',
+        "result_bytes": "{:d}",
+    }
 )
 
 
