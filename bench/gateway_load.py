@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from bench.common import Child, machine_busy_seconds
 
@@ -32,7 +32,7 @@ class Result:
 
 
 async def closed_loop(
-    name: str, count: int, seconds: float, concurrency: int, one: object
+    name: str, count: int, seconds: float, concurrency: int, one: Callable[[], Awaitable[bool]]
 ) -> Result:
     """Run `one()` from `concurrency` loops until `count` succeeded or `seconds` passed."""
     latencies: list[float] = []
@@ -45,7 +45,7 @@ async def closed_loop(
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
             started = time.perf_counter()
-            if await one():  # type: ignore[operator]
+            if await one():
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
