@@ -26,6 +26,11 @@ DEFAULT_BUCKET = "faas-calls"
 DEFAULT_TTL_SECONDS = 24 * 3600.0
 DEFAULT_RESULT_MAX_BYTES = 64 * 1024
 RESULT_MAX_BYTES_LIMIT = 512 * 1024  # an entry must stay well under NATS's message size
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+MIN_MAX_BYTES = 1024 * 1024
+# A stored answer may take at most this share of the bucket (1/RESULT_SHARE), so a few big
+# answers cannot push out every other call's entry at once.
+RESULT_SHARE = 128
 MAX_TOKEN = 128
 MAX_ENTRY_BYTES = 1024 * 1024  # an entry read back larger than this is refused, not parsed
 _PLAIN_TOKEN = re.compile(rf"[-_a-zA-Z0-9]{{1,{MAX_TOKEN}}}")

@@ -63,13 +63,15 @@ class CancelAnswer(enum.Enum):
 async def open_bucket(
     js: JetStreamContext, settings: CallLedgerSettings, replicas: int
 ) -> KeyValue:
-    """The ledger's bucket, created with `replicas` if missing (StartupError if it cannot be)."""
+    """The ledger's bucket, created with `replicas` if missing, bounded to
+    `call_ledger_max_bytes` (oldest entries first), StartupError if it cannot be."""
     return await ensure_key_value(
         js,
         settings.call_ledger_bucket,
         ttl=settings.call_ledger_ttl,
         history=1,
         replicas=replicas,
+        max_bytes=("call_ledger_max_bytes", settings.call_ledger_max_bytes),
     )
 
 

@@ -66,7 +66,7 @@ class WorkerLedger:
         written = [state for state in CallState if state is not CallState.QUEUED]
         self.metrics = LedgerMetrics(registry, "queue_worker", written)
         self.enabled = settings.call_ledger
-        self._result_limit = settings.call_result_max_bytes
+        self._result_limit = settings.result_limit
         self._writer: LedgerWriter | None = None
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self._tokens: dict[str, str] = {}  # call id -> key token, of the calls seen lately

@@ -60,18 +60,68 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repli
 
 
 async def ensure_key_value(
-    js: JetStreamContext, bucket: str, *, ttl: float, history: int, replicas: int
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    ttl: float,
+    history: int,
+    replicas: int,
+    max_bytes: tuple[str, int] | None = None,
 ) -> KeyValue:
-    """The bucket, created with `replicas` if missing, else with its replicas brought to that."""
-    config = js_api.KeyValueConfig(bucket=bucket, ttl=ttl, history=history, replicas=replicas)
-    return await _ensure_bucket(
-        js,
-        f"KV_{bucket}",
-        f"key-value bucket {bucket}",
-        replicas,
-        create=lambda: js.create_key_value(config),
-        existing=lambda: js.key_value(bucket),
+    """The bucket, created with `replicas` if missing, else with its replicas brought to that.
+
+    `max_bytes` (the setting's name and its value) bounds the bucket, oldest entries going
+    first when it is full; an existing bucket with another bound is updated to it (logged)."""
+    config = js_api.KeyValueConfig(
+        bucket=bucket,
+        ttl=ttl,
+        history=history,
+        replicas=replicas,
+        max_bytes=max_bytes[1] if max_bytes else None,
     )
+    what = f"key-value bucket {bucket}"
+    try:
+        kv = await _ensure_bucket(
+            js,
+            f"KV_{bucket}",
+            what,
+            replicas,
+            create=lambda: js.create_key_value(config),
+            existing=lambda: js.key_value(bucket),
+        )
+    except StartupError as exc:
+        if max_bytes is None or "insufficient storage" not in str(exc):
+            raise
+        name, limit = max_bytes
+        raise StartupError(
+            f"{name}={limit}: cannot create {what}: NATS says: insufficient storage resources"
+            f" available (it reserves {name}; lower it or give JetStream more storage)"
+        ) from None
+    if max_bytes is not None:
+        await _keep_bound(js, f"KV_{bucket}", what, max_bytes)
+    return kv
+
+
+async def _keep_bound(
+    js: JetStreamContext, stream: str, what: str, max_bytes: tuple[str, int]
+) -> None:
+    """Bring a bucket's stream to `max_bytes` with the oldest messages discarded first
+    (NATS makes key-value buckets refuse new writes when full, which would stop the ledger
+    for as long as its entries live)."""
+    name, limit = max_bytes
+    try:
+        info = await js.stream_info(stream)
+        current = info.config
+        if current.max_bytes == limit and current.discard == js_api.DiscardPolicy.OLD:
+            return
+        await js.update_stream(
+            dataclasses.replace(current, max_bytes=limit, discard=js_api.DiscardPolicy.OLD)
+        )
+    except (NatsError, TimeoutError) as exc:
+        reason = exc.description if isinstance(exc, APIError) else describe(exc)
+        raise StartupError(f"{name}={limit}: cannot bound {what}: NATS says: {reason}") from None
+    before = "no limit" if (current.max_bytes or -1) < 0 else f"{current.max_bytes} bytes"
+    log.info("%s bounded to %s=%d (was %s), oldest entries first", what, name, limit, before)
 
 
 async def ensure_object_store(
