@@ -161,7 +161,8 @@ class GatewayService:
         bucket = self.config.ledger.call_ledger_bucket
         self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
         await self._queued_calls.start()
-        self._call_routes = CallRoutes(LedgerStore(kv), authorization=self._authorization)
+        store = LedgerStore(kv, js, bucket)
+        self._call_routes = CallRoutes(store, authorization=self._authorization)
 
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(

@@ -76,7 +76,7 @@ async def test_a_flood_of_big_stored_answers_never_stops_intake(
             async with session.post(f"{url}/async-function/big", data=b"x") as answer:
                 assert answer.status == 202
                 call_id = answer.headers["X-Call-Id"]
-            store = LedgerStore(await queue.js.key_value(bucket))
+            store = LedgerStore(await queue.js.key_value(bucket), queue.js, bucket)
             entry = await eventually(lambda: _succeeded(store, call_id), what="the last call")
             assert entry.result is not None and len(entry.result.body) == ANSWER
             info = await queue.js.stream_info(f"KV_{bucket}")
