@@ -46,7 +46,7 @@ from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
-from ledger.store import LedgerStore, open_or_handle
+from ledger.store import LedgerStore, bucket_handle, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
 
@@ -159,9 +159,10 @@ class GatewayService:
         kv = await open_or_handle(js, self.config.ledger, replicas, who="gateway")
         assert self._nats is not None
         bucket = self.config.ledger.call_ledger_bucket
-        self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
-        await self._queued_calls.start()
-        store = LedgerStore(kv, js, bucket)
+        if kv is not None:  # None: the bucket must not be written (it could not be bounded)
+            self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
+            await self._queued_calls.start()
+        store = LedgerStore(kv or bucket_handle(js, bucket), js, bucket)
         self._call_routes = CallRoutes(store, authorization=self._authorization)
 
     def _app(self, front_door: FrontDoor) -> web.Application:

@@ -26,7 +26,7 @@ from nats.js.kv import KeyValue
 from asyncq.codec import QueueRequest
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import ensure_key_value
+from connectors.jetstream.setup import BoundRefused, ensure_key_value
 from ledger.entries import (
     ENTRY_PREFIX,
     CallEntry,
@@ -109,9 +109,15 @@ def bucket_handle(js: JetStreamContext, bucket: str) -> KeyValue:
 
 async def open_or_handle(
     js: JetStreamContext, settings: CallLedgerSettings, replicas: int, *, who: str
-) -> KeyValue:
+) -> KeyValue | None:
+    """The bucket to write to, or a handle on it if it cannot be had now (its writes fail and
+    are counted until it exists). None when it exists but cannot be bounded: writing to it
+    could fill JetStream's storage and stop intake, so the process writes nothing to it."""
     try:
         return await open_bucket(js, settings, replicas)
+    except BoundRefused as exc:
+        log.error("%s: the call ledger is not written (reads go on): %s", who, exc)
+        return None
     except StartupError as exc:
         log.warning("%s: call ledger unavailable, calls run without it: %s", who, exc)
         return bucket_handle(js, settings.call_ledger_bucket)

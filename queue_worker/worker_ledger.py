@@ -37,7 +37,7 @@ from ledger.entries import (
     rfc3339,
 )
 from ledger.settings import CallLedgerSettings
-from ledger.store import base_entry, open_or_handle
+from ledger.store import base_entry, bucket_handle, open_or_handle
 from ledger.writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
 from queue_worker.finished_entry import Finished
 
@@ -80,16 +80,18 @@ class WorkerLedger:
         already written are known, so a call cancelled before this worker started is skipped."""
         if not self.enabled:
             return
+        bucket = self.settings.call_ledger_bucket
         kv = await open_or_handle(js, self.settings, self.replicas, who="queue worker")
-        self._writer = LedgerWriter(
-            nc,
-            self.settings.call_ledger_bucket,
-            on_failure=self.metrics.write_failures.inc,
-            on_drop=self.metrics.dropped.inc,
-            gather=GATHER_SECONDS,
-        )
-        await self._writer.start()
-        watch = self._watch_cancels(kv, js)
+        if kv is not None:  # None: the bucket must not be written (it could not be bounded)
+            self._writer = LedgerWriter(
+                nc,
+                bucket,
+                on_failure=self.metrics.write_failures.inc,
+                on_drop=self.metrics.dropped.inc,
+                gather=GATHER_SECONDS,
+            )
+            await self._writer.start()
+        watch = self._watch_cancels(kv or bucket_handle(js, bucket), js)
         self._watch = asyncio.create_task(watch, name="ledger-cancels")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(INITIAL_SYNC_SECONDS):

@@ -32,6 +32,10 @@ B = TypeVar("B")  # a bucket handle: KeyValue or ObjectStore
 SCALE_WAIT_SECONDS = 30.0
 
 
+class BoundRefused(StartupError):
+    """A bucket exists but NATS would not bound it as asked (it stays as it was)."""
+
+
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, replicas: int) -> None:
     """Create the stream with `replicas` if it is missing, else bring its replicas to that."""
     name = config.name
@@ -119,7 +123,7 @@ async def _keep_bound(
         )
     except (NatsError, TimeoutError) as exc:
         reason = exc.description if isinstance(exc, APIError) else describe(exc)
-        raise StartupError(f"{name}={limit}: cannot bound {what}: NATS says: {reason}") from None
+        raise BoundRefused(f"{name}={limit}: cannot bound {what}: NATS says: {reason}") from None
     before = "no limit" if (current.max_bytes or -1) < 0 else f"{current.max_bytes} bytes"
     log.info("%s bounded to %s=%d (was %s), oldest entries first", what, name, limit, before)
 

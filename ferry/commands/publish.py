@@ -121,4 +121,7 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
         kv = await open_or_handle(
             js, settings.ledger, nats.nats_stream_replicas, who="ferry publish"
         )
+        if kv is None:  # the bucket must not be written (it could not be bounded)
+            await publisher.enqueue(request)
+            return
         await record_queued(kv, request, publisher.enqueue(request))

@@ -14,11 +14,17 @@ import aiohttp
 import nats
 import pytest
 from aiohttp import web
+from nats.js import api
 
 from ledger.entries import CallEntry
 from ledger.store import LedgerStore
 from tests.support.brokers import NatsServer
-from tests.support.front_door import gateway_env, gateway_process, write_functions
+from tests.support.front_door import (
+    gateway_env,
+    gateway_process,
+    running_gateway,
+    write_functions,
+)
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
@@ -104,3 +110,30 @@ async def _flood(session: aiohttp.ClientSession, url: str, count: int) -> dict[i
 async def _succeeded(store: LedgerStore, call_id: str) -> CallEntry | None:
     entry = await store.get(call_id)
     return entry if entry is not None and entry.state.value == "succeeded" else None
+
+
+async def test_a_bucket_the_server_will_not_bound_is_never_written(
+    small_queue: QueueUnderTest,
+    gateway: FakeGateway,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unbounded bucket from an older ferry, on a server that cannot reserve the bound:
+    writing to it could fill the storage again, so the gateway and the worker leave it alone
+    (one error line each) and every call is accepted and runs."""
+    queue = small_queue
+    gateway.function("fn", lambda call: web.Response(text="ok"))
+    functions = write_functions(tmp_path / "f.yml", {"fn": {"url": f"{gateway.url}/function/fn"}})
+    bucket = "faas-calls-unbounded"
+    await queue.js.create_key_value(api.KeyValueConfig(bucket=bucket, history=1))
+    too_big = {"call_ledger_bucket": bucket, "call_ledger_max_bytes": str(2 * STORE)}
+    env = gateway_env(queue, functions_file=str(functions), **too_big)
+    async with running_gateway(env) as front, aiohttp.ClientSession() as session:
+        statuses = await _flood(session, f"{front.url}/async-function/fn", 20)
+        async with queue.worker(**too_big):
+            await eventually(lambda: len(gateway.calls_to("fn")) >= 20, what="every call run")
+    assert statuses == {202: 20}
+    info = await queue.js.stream_info(f"KV_{bucket}")
+    assert (info.state.messages, info.config.max_bytes) == (0, -1)
+    refusals = [r for r in caplog.records if "the call ledger is not written" in r.getMessage()]
+    assert len(refusals) == 2  # the gateway's and the worker's
