@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 from nats.js import api
 
-from connectors.core.errors import StartupError
+from connectors.core.errors import ConfigError, StartupError
+from connectors.core.settings import load_settings
 from ledger.settings import CallLedgerSettings
 from ledger.store import open_bucket
 from tests.support.http import Call, FakeGateway
@@ -79,3 +80,9 @@ async def test_an_answer_over_its_share_of_the_bucket_is_not_stored(
 
 def _answer(size: int) -> Callable[[Call], web.Response]:
     return lambda call: web.Response(body=b"a" * size)
+
+
+@pytest.mark.parametrize("value", ["1000", "1MB", "-1"])
+def test_a_bound_under_1_mib_or_not_a_number_is_one_clear_line(value: str) -> None:
+    with pytest.raises(ConfigError, match="call_ledger_max_bytes"):
+        load_settings(CallLedgerSettings, {"call_ledger_max_bytes": value})
