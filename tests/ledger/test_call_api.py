@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -358,3 +359,38 @@ async def test_after_the_bucket_is_made_again_a_202_cancel_still_means_the_call_
     assert status == 202, body
     assert gateway.calls_to("never") == []
     assert (await entry(front_door, cancelled))["state"] == "cancelled"
+
+
+async def test_a_cancel_a_worker_has_not_been_handed_is_never_202(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    """A worker whose watch lags (here: its consumer paused) may run the call: the cancel
+    answers 503, not 202, and the entry ends saying what happened."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def held(call: object) -> web.Response:
+        started.set()
+        await release.wait()
+        return web.Response(text="ran")
+
+    gateway.function("held", held)
+    gateway.function("echo", lambda call: web.Response(text="ran"))
+    async with queue.worker(**ledger.env(max_inflight="1")):
+        await accept(front_door, "held")
+        await started.wait()  # the worker is busy: the next call waits in the stream
+        later = await accept(front_door, "echo")
+        await eventually(lambda: state_is(front_door, later, "queued"), what="queued")
+        stream = f"KV_{ledger.bucket}"
+        (watch,) = [c for c in await queue.js.consumers_info(stream) if c.push_bound]
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+        await queue.js.pause_consumer(stream, watch.name, until)
+        status, body, _ = await request("DELETE", f"{front_door.url}/system/calls/{later}")
+        release.set()
+        await eventually(queue.drained, what="both acked")
+        final = await entry(front_door, later)
+    assert status == 503, body
+    ran = bool(gateway.calls_to("echo"))
+    assert final["state"] == ("succeeded" if ran else "cancelled")
