@@ -240,32 +240,40 @@ class WorkerLedger:
         """Follow the cancel markers for as long as the worker runs; watch again from the
         start after a fault, or when the bucket was deleted and made again."""
         stream = f"KV_{self.settings.call_ledger_bucket}"
+        warned = False
         while True:
             try:
                 made = await _made_at(js, stream)
                 watcher = await kv.watch(CANCEL_PREFIX + ">", ignore_deletes=True)
-                follow = asyncio.create_task(self._follow(watcher), name="ledger-cancel-watch")
-                try:
-                    while not follow.done():
-                        await asyncio.wait({follow}, timeout=WATCH_CHECK_SECONDS)
-                        if not follow.done() and await _made_at(js, stream) != made:
-                            log.warning(
-                                "call ledger: its bucket was made again; re-reading cancels"
-                            )
-                            self._synced.clear()
-                            break
-                finally:
-                    follow.cancel()
-                    await asyncio.gather(follow, return_exceptions=True)
-                    with contextlib.suppress(Exception):
-                        await watcher.stop()  # type: ignore[no-untyped-call]
-                if follow.cancelled():
-                    continue  # watch the new bucket at once
-                follow.result()
+                warned = False
+                if await self._follow_while_same(watcher, js, stream, made):
+                    continue  # the bucket changed: watch what is there now, from its start
             except (NatsError, TimeoutError) as exc:
-                log.warning("call ledger: cannot watch cancellations: %s", describe(exc))
+                if not warned:  # once per outage, not once a second
+                    log.warning("call ledger: cannot watch cancellations: %s", describe(exc))
+                    warned = True
             self._synced.set()  # do not hold the worker back when the bucket is not there
             await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    async def _follow_while_same(
+        self, watcher: Any, js: JetStreamContext, stream: str, made: object
+    ) -> bool:
+        """Follow `watcher` until the bucket is not the one it watches any more (True) or
+        the watch ends (False, or what it raised)."""
+        follow = asyncio.create_task(self._follow(watcher), name="ledger-cancel-watch")
+        try:
+            while not follow.done():
+                await asyncio.wait({follow}, timeout=WATCH_CHECK_SECONDS)
+                if not follow.done() and await _made_at(js, stream) not in (made, _UNKNOWN):
+                    log.warning("call ledger: its bucket was deleted or made again; re-watching")
+                    return True
+            follow.result()
+            return False
+        finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await watcher.stop()
 
     async def _follow(self, watcher: Any) -> None:
         async for update in watcher:
@@ -286,6 +294,9 @@ class WorkerLedger:
             self._write_running(*attempt, held=False, counted=False)
 
 
+_UNKNOWN = object()  # NATS did not answer: nothing is known to have changed
+
+
 async def _made_at(js: JetStreamContext, stream: str) -> object:
     """When the bucket's stream was made (None if there is none): it changes when the bucket
     is deleted and made again."""
@@ -293,6 +304,8 @@ async def _made_at(js: JetStreamContext, stream: str) -> object:
         return (await js.stream_info(stream)).created
     except NotFoundError:
         return None
+    except (NatsError, TimeoutError):
+        return _UNKNOWN
 
 
 class _Deferred:
