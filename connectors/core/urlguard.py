@@ -5,8 +5,10 @@ A callback URL must be absolute http(s). Its host is then either named by the al
 to public addresses, unless `callback_allow_private` is set. The check runs twice: on the URL's
 text when the call is accepted, and on the addresses the name resolves to when the callback is
 sent (`GuardedResolver`), so a DNS answer that changes in between cannot reach a private host.
-A numeric host is read as the resolver would read it (`hosts.host_address`: `127.1` and
-`2130706433` are loopback, so is `localhost`), and a refusal at either check is final.
+A host is read as the resolver would read it (`hosts.host_address`: `127.1`, `2130706433`,
+`127。0。0。1` and `localhost` are loopback), an IPv6 address that carries an IPv4 one (NAT64
+`64:ff9b::7f00:1`, 6to4 `2002:7f00:1::`, `::127.0.0.1`) is judged by that IPv4 address, and a
+refusal at either check is final.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
-from connectors.core.hosts import host_address
+from connectors.core.hosts import LOCAL_NAT64, embedded_ipv4, host_address, resolver_name
 from connectors.core.http1 import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -29,8 +31,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether `address` is a public host; an IPv6 address that carries an IPv4 one (mapped,
+    compatible, NAT64, 6to4, Teredo) is judged by the IPv4 host it reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in LOCAL_NAT64:
+            return False
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
     return address.is_global and not address.is_multicast
 
 
@@ -82,6 +90,10 @@ class CallbackPolicy:
             raise CallbackRefused(f"callback URL {url!r} is malformed: {exc}") from None
         if parts.scheme not in {"http", "https"} or not host:
             raise CallbackRefused(f"callback URL {url!r} is not an absolute http(s) URL")
+        try:
+            host = resolver_name(host)  # `127。0。0。1` is looked up as `127.0.0.1`
+        except ValueError as exc:
+            raise CallbackRefused(f"callback URL {url!r}: {exc}") from None
         if self.host_listed(host):
             return host
         address = host_address(host)  # also `127.1`, `2130706433`, `localhost`
