@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration, group, int_in, positive_duration, setting
+from connectors.core.settings import duration_at_least, group, int_in, retention, setting
 from connectors.jetstream.settings import NatsSettings
 from queue_worker.large_bodies import BUCKET_NAME, DEFAULT_BUCKET, DEFAULT_TTL
 from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
@@ -45,7 +45,7 @@ class QueueNatsSettings(NatsSettings):
         "large_body_ttl",
         DEFAULT_TTL,
         "how long a stored body is kept at most (deleted sooner once its call is done)",
-        positive_duration,
+        retention,
         shown="168h",
     )
 
@@ -77,7 +77,7 @@ class QueueWorkerConfig:
         "ack_wait",
         30.0,
         "JetStream redelivers a message not acknowledged or touched by then",
-        duration,
+        duration_at_least("1s"),
         shown="30s",
     )
     gateway: GatewaySettings = group(GatewaySettings)
@@ -85,7 +85,3 @@ class QueueWorkerConfig:
     callbacks: CallbackSettings = group(CallbackSettings)
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
-
-    def __post_init__(self) -> None:
-        if self.ack_wait < 1:
-            raise ValueError(f"ack_wait must be at least 1s (got {self.ack_wait:g}s)")

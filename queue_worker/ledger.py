@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from connectors.core.http1.wire import is_header_value, is_token
-from connectors.core.settings import int_in, parse_bool, positive_duration, setting
+from connectors.core.settings import int_in, parse_bool, retention, setting
 
 DEFAULT_BUCKET = "faas-calls"
 DEFAULT_TTL_SECONDS = 24 * 3600.0
@@ -65,7 +65,7 @@ class CallLedgerSettings:
         "call_ledger_ttl",
         DEFAULT_TTL_SECONDS,
         "how long a call's entry is kept after its last change",
-        positive_duration,
+        retention,
         shown="24h",
     )
     call_result_max_bytes: int = setting(
