@@ -35,7 +35,7 @@ from connectors.core.http1 import (
     as_sent_text,
 )
 from connectors.core.invoker import NOT_FORWARDED, InvocationResult
-from connectors.core.urlguard import CallbackPolicy, GuardedResolver
+from connectors.core.urlguard import CallbackPolicy, GuardedResolver, shown_url
 from connectors.core.version import USER_AGENT
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,10 @@ class CallbackSender:
             log.debug("callback for call %s delivered (%d)", callback.call_id, status)
             return CallbackOutcome.DELIVERED
         log.warning(
-            "callback for call %s to %s rejected with %d", callback.call_id, callback.url, status
+            "callback for call %s to %s rejected with %d",
+            callback.call_id,
+            shown_url(callback.url),
+            status,
         )
         return CallbackOutcome.REJECTED
 
@@ -215,7 +218,7 @@ class CallbackSender:
         log.warning(
             "callback for call %s to %s failed after %d attempts: %s",
             callback.call_id,
-            callback.url,
+            shown_url(callback.url),
             attempts,
             error,
         )

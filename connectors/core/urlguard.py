@@ -19,7 +19,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
@@ -87,13 +87,13 @@ class CallbackPolicy:
             host = parts.hostname
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError as exc:
-            raise CallbackRefused(f"callback URL {url!r} is malformed: {exc}") from None
+            raise CallbackRefused(f"callback URL {shown_url(url)!r} is malformed: {exc}") from None
         if parts.scheme not in {"http", "https"} or not host:
-            raise CallbackRefused(f"callback URL {url!r} is not an absolute http(s) URL")
+            raise CallbackRefused(f"callback URL {shown_url(url)!r} is not an absolute http(s) URL")
         try:
             host = resolver_name(host)  # `127。0。0。1` is looked up as `127.0.0.1`
         except ValueError as exc:
-            raise CallbackRefused(f"callback URL {url!r}: {exc}") from None
+            raise CallbackRefused(f"callback URL {shown_url(url)!r}: {exc}") from None
         if self.host_listed(host):
             return host
         address = host_address(host)  # also `127.1`, `2130706433`, `localhost`
@@ -102,6 +102,26 @@ class CallbackPolicy:
         if not self.address_allowed(address):
             raise CallbackRefused(f"callback host {host} is a private or loopback address")
         return host
+
+
+REDACTED = "redacted"
+SHOWN_URL_CHARS = 2048
+
+
+def shown_url(url: str) -> str:
+    """A callback URL as ferry may show it (the call ledger, log lines, refusals): without user
+    information, fragment, nor any query value, which may each hold a secret
+    (`?token=...`); the query's names stay, so a reader still sees what the URL carried."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    host = parts.netloc.rpartition("@")[2]
+    query = "&".join(
+        name + (f"={REDACTED}" if sep else "")
+        for name, sep, _ in (part.partition("=") for part in parts.query.split("&"))
+    )
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))[:SHOWN_URL_CHARS]
 
 
 @functools.lru_cache(maxsize=4096)
