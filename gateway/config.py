@@ -8,6 +8,7 @@ from asyncq.settings import QueueNatsSettings
 from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
+    choice,
     group,
     http_url_or_empty,
     int_in,
@@ -97,6 +98,13 @@ class GatewayConfig:
         False,
         "accept X-Callback-Url on loopback, private and link-local addresses",
         parse_bool,
+    )
+    console_enabled: str = setting(
+        "console_enabled",
+        "auto",
+        "serve the web console at /system/console/: auto (only when basic_auth=true, behind its "
+        "credentials), true (also without credentials), false",
+        choice("auto", "true", "false"),
     )
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)

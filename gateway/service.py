@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from nats.js import JetStreamContext
@@ -50,6 +51,10 @@ from ledger.store import LedgerStore, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
 
+# An application served under its own prefix on the gateway's port (the shell mounts the web
+# console this way): made once JetStream is open, given the gateway's JetStream context.
+Mount = Callable[[JetStreamContext], tuple[str, web.Application]]
+
 
 class GatewayService:
     name = "gateway"
@@ -82,6 +87,8 @@ class GatewayService:
         self._queued_calls: QueuedCalls | None = None
         self._call_routes = CallRoutes(None, authorization=self._authorization)  # ledger off
         self._stopping = asyncio.Event()
+        self.mounts: list[Mount] = []  # set before start()
+        self._js: JetStreamContext | None = None
 
     def _lean_proxy(self) -> LeanProxy:
         """What forwards the function calls the lean listener reads: to the functions file's
@@ -124,7 +131,7 @@ class GatewayService:
             log.warning("upstream %s not answering yet; will keep trying", self.config.upstream_url)
         nats = self.config.nats
         self._nats = await connect(nats, name="ferry-gateway")
-        js = self._nats.client.jetstream()
+        js = self._js = self._nats.client.jetstream()
         await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
@@ -168,6 +175,10 @@ class GatewayService:
             client_max_size=self.config.max_body_bytes,
             middlewares=[refuse_dot_segments, arrival_deadline(self.config.read_timeout)],
         )
+        assert self._js is not None
+        for make in self.mounts:  # ahead of the catch-all route of proxy mode
+            prefix, sub_app = make(self._js)
+            app.add_subapp(prefix, sub_app)
         app.add_routes(front_door.routes())
         app.add_routes(self._call_routes.routes())
         if self.config.standalone:

@@ -24,6 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ferry.console_mount import mount_console
     from gateway.service import GatewayService
 
-    return run_from_env(GatewayConfig, GatewayService, lambda c: c.runtime)
+    def build(config: GatewayConfig) -> GatewayService:
+        service = GatewayService(config)
+        mount_console(service)
+        return service
+
+    return run_from_env(GatewayConfig, build, lambda c: c.runtime)
