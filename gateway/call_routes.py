@@ -13,8 +13,8 @@ from aiohttp import web
 
 from connectors.core.invoker import HOP_BY_HOP
 from gateway.credentials import Credentials
-from queue_worker.ledger import CallEntry
-from queue_worker.ledger_store import CancelAnswer, LedgerStore, LedgerUnavailable
+from ledger.entries import CallEntry
+from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable
 
 # The stored answer's own headers that the result route does not repeat: hop-by-hop ones
 # (they were the function's connection's), and those the route writes itself.

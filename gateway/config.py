@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asyncq.settings import QueueNatsSettings
 from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
@@ -15,8 +16,7 @@ from connectors.core.settings import (
     positive_duration,
     setting,
 )
-from queue_worker.config import QueueNatsSettings
-from queue_worker.ledger import CallLedgerSettings
+from ledger.settings import CallLedgerSettings
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 65.0  # seconds, the OpenFaaS chart's gateway readTimeout

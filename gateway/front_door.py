@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from asyncq.jetstream import NeverStorable, PublishError
+from asyncq.publisher import Publisher, build_request
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.targets import function_name_problem
@@ -26,8 +28,6 @@ from gateway.call import AsyncCall
 from gateway.functions import Function, FunctionCatalog
 from gateway.metrics import GatewayMetrics
 from gateway.queued_calls import QueuedCalls
-from queue_worker.jetstream import NeverStorable, PublishError
-from queue_worker.publisher import Publisher, build_request
 
 log = logging.getLogger("ferry.gateway")
 

@@ -18,6 +18,9 @@ from aiohttp import web
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from asyncq import jetstream
+from asyncq.large_bodies import BodyStore
+from asyncq.publisher import Publisher
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient, read_basic_auth
@@ -45,10 +48,7 @@ from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
-from queue_worker import jetstream
-from queue_worker.large_bodies import BodyStore
-from queue_worker.ledger_store import LedgerStore, open_or_handle
-from queue_worker.publisher import Publisher
+from ledger.store import LedgerStore, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
+from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
-from queue_worker.codec import QueueRequest
 
 log = logging.getLogger("ferry.queue_worker")
 

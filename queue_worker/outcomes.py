@@ -14,14 +14,14 @@ import logging
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from asyncq.codec import QueueRequest
+from asyncq.deadletter import DeadLetterWriter
+from asyncq.jetstream import PublishError
+from asyncq.large_bodies import BodyStore
 from connectors.core.callback import Callback, CallbackSender, result_headers
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.targets import shorten
-from queue_worker.codec import QueueRequest
-from queue_worker.deadletter import DeadLetterWriter
-from queue_worker.jetstream import PublishError
-from queue_worker.large_bodies import BodyStore
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.worker_ledger import WorkerLedger
 

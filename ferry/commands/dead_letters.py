@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
+from asyncq.settings import QueueNatsSettings
 from connectors.core.errors import ConfigError
 from connectors.core.logs import escape_controls
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
-from queue_worker.config import QueueNatsSettings
-from queue_worker.dead_letter_store import DeadLetter, DeadLetterStore
 
 HELP = (
     "list: show dead letters (call id, function, reason, attempts, last status, age).\n"

@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from asyncq.codec import QueueRequest
+from asyncq.large_bodies import BodyStore
+from asyncq.publisher import QUEUE_ANNOTATION, Publisher, build_request
 from connectors.core.errors import CallbackRefused, ConfigError
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
@@ -14,10 +17,7 @@ from connectors.core.targets import function_name_problem, path_problem
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
-from queue_worker.codec import QueueRequest
-from queue_worker.large_bodies import BodyStore
-from queue_worker.ledger_store import open_or_handle, record_queued
-from queue_worker.publisher import QUEUE_ANNOTATION, Publisher, build_request
+from ledger.store import open_or_handle, record_queued
 
 HELP = (
     "Store one async invocation of NAME on NATS JetStream (the QueueRequest the front door\n"

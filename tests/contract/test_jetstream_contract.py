@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from queue_worker.codec import decode
+from asyncq.codec import decode
 from tests.contract.base import FUNCTION, SourceContract, SourceHarness
 from tests.support.http import FakeGateway
 from tests.support.procs import FerryProcess

@@ -20,12 +20,10 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from connectors.core.errors import FerryError
-from connectors.jetstream.connect import describe
-from queue_worker.header_text import decode_headers
-from queue_worker.jetstream import publish
-from queue_worker.large_bodies import BODY_OBJECT, BodyStore
-from queue_worker.layout import (
+from asyncq.header_text import decode_headers
+from asyncq.jetstream import publish
+from asyncq.large_bodies import BODY_OBJECT, BodyStore
+from asyncq.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
     DEAD_BODY_OMITTED,
@@ -35,6 +33,8 @@ from queue_worker.layout import (
     DEAD_REASON,
     DEAD_SUBJECT,
 )
+from connectors.core.errors import FerryError
+from connectors.jetstream.connect import describe
 
 log = logging.getLogger("ferry.dead_letters")
 
