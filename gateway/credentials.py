@@ -5,7 +5,9 @@ route (function list and details, namespaces, info, secrets, logs), and ferry do
 function annotations and labels can name internals, and the call routes read what functions
 answered and cancel work. `/function/*`, `/async-function/*` and `/healthz` stay open, as on
 OpenFaaS. The lean listener serves no `/system` route (it hands them to aiohttp), so this
-aiohttp middleware covers every way in.
+aiohttp middleware covers every way in. In proxy mode the upstream guards its own routes (the
+caller's `Authorization` reaches it unchanged, so its bearer tokens keep working) and ferry
+checks only its call routes.
 """
 
 from __future__ import annotations

@@ -175,7 +175,9 @@ class GatewayService:
             client_max_size=self.config.max_body_bytes,
             middlewares=[
                 refuse_dot_segments,
-                system_routes_need(self._credentials),
+                # proxy mode: the upstream guards its own /system routes (it may take tokens
+                # ferry cannot check, e.g. OpenFaaS Pro's IAM); the call routes check anyway
+                system_routes_need(self._credentials if self.config.standalone else None),
                 arrival_deadline(self.config.read_timeout),
             ],
         )

@@ -94,24 +94,6 @@ async def test_the_answer_to_a_caller_without_credentials_asks_for_basic_auth(
     assert await status_of(f"{guarded.url}/healthz", "GET") == 200
 
 
-async def test_in_proxy_mode_the_upstreams_system_routes_are_guarded_before_they_are_passed_on(
-    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway
-) -> None:
-    env = gateway_env(
-        queue,
-        upstream_url=gateway.url,
-        basic_auth="true",
-        secret_mount_path=str(secrets_in(tmp_path / "secrets")),
-    )
-    async with running_gateway(env) as service:
-        url = f"{service.url}/system/functions"
-        before = len(gateway.system_authorizations)
-        assert await status_of(url, "GET") == 401
-        assert await status_of(url, "GET", {"Authorization": WRONG}) == 401
-        assert len(gateway.system_authorizations) == before  # never reached the upstream
-        assert await status_of(url, "GET", {"Authorization": GOOD}) == 200
-
-
 async def test_a_system_request_after_a_lean_call_on_one_connection_is_refused(
     guarded: GatewayService,
 ) -> None:
