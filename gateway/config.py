@@ -79,7 +79,8 @@ class GatewayConfig:
         "basic_auth",
         False,
         "proxy mode: read the function list with basic auth (from secret_mount_path); "
-        "either mode: require the same credentials on /system/calls",
+        "either mode: require the same credentials on the call routes (standalone mode: on "
+        "every /system route)",
         parse_bool,
     )
     secret_mount_path: str = setting(
