@@ -312,3 +312,17 @@ def test_credentials_come_from_secrets_never_from_values() -> None:
                 mounts = container(deployment)["volumeMounts"]
                 assert any(value.startswith(m["mountPath"] + "/") for m in mounts), name
         assert not {"basic-auth-password", "nats_token", "nats_password"} & set(env)
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("queueWorker.maxInflght=5", "Additional property maxInflght is not allowed"),
+        ("logs.format=text", "logs.format must be one of"),
+        ("gateway.replicas=-1", "gateway.replicas"),
+    ],
+)
+def test_a_mistyped_or_wrong_value_is_refused_naming_it(setting: str, named: str) -> None:
+    """A typo would otherwise be dropped in silence, and the setting believed in force."""
+    with pytest.raises(AssertionError, match=re.escape(named)):
+        template(["--set", setting])
