@@ -54,6 +54,7 @@ class Overview:
     consumers: list[QueueConsumer]
     stored: int  # messages in the request stream: waiting, in flight or between retries
     partial: bool  # the hour held more entries than the console reads
+    ledger_problem: str = ""  # why the ledger's part is missing, if it is
 
 
 class ConsoleData:
@@ -86,7 +87,11 @@ class ConsoleData:
             cached = self._overview
             if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
                 return cached[1]
-            entries, partial = await self.recent_entries()
+            problem = ""
+            try:
+                entries, partial = await self.recent_entries()
+            except ConsoleUnavailable as exc:  # the rest of the page is still worth showing
+                entries, partial, problem = [], False, str(exc)
             letters = await self.recent_letters()
             now = time.time()
             dead_times = [now - letter.age() for letter in letters if letter.age() < HOUR]
@@ -95,6 +100,7 @@ class ConsoleData:
                 await self.consumers(),
                 await self._stored(),
                 partial,
+                problem,
             )
             self._overview = (time.monotonic(), overview)
             return overview

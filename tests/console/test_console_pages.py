@@ -3,6 +3,7 @@ worker: every page, every action, credentials, CSRF and hostile values."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from html import unescape
@@ -14,9 +15,20 @@ import pytest
 from aiohttp import web
 
 from ledger.entries import CallState
-from tests.support.console import console_stack, csrf_of, ledger_entry, page
+from tests.support.console import (
+    PASSWORD,
+    PREFIX,
+    USER,
+    basic,
+    console_stack,
+    csrf_of,
+    ledger_entry,
+    page,
+    write_secrets,
+)
 from tests.support.http import Call, CallbackReceiver, FakeGateway
-from tests.support.ports import eventually
+from tests.support.ports import eventually, free_port, wait_for_port
+from tests.support.procs import FerryProcess, run_to_exit
 from tests.support.queue import QueueUnderTest
 
 pytestmark = pytest.mark.slow
@@ -250,3 +262,45 @@ async def _letters(console: str, session: aiohttp.ClientSession) -> list[tuple[s
     _, html = await page(session, console + "dead-letters")
     row = re.compile(r'dead-letter\?seq=(\d+)">\d+</a></td>\s*<td>(?:<a href="[^"]*">([^<]*)</a>)?')
     return [(seq, unescape(call)) for seq, call in row.findall(html)]
+
+
+async def test_ferry_console_alone_refuses_to_start_without_credentials(
+    queue: QueueUnderTest,
+) -> None:
+    code, output = await run_to_exit("console", queue.env(port="0"))
+    assert code == 2
+    assert output.count("\n") == 0 and "basic_auth=true" in output, output
+
+
+async def test_ferry_console_alone_serves_the_pages_from_nats_and_the_gateway_list(
+    queue: QueueUnderTest, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    gateway.functions.append(
+        {
+            "name": "tick",
+            "namespace": "openfaas-fn",
+            "annotations": {"topic": "cron-function", "schedule": "@every 30s"},
+        }
+    )
+    port = free_port()
+    env = queue.env(
+        port=str(port),
+        listen_host="127.0.0.1",
+        basic_auth="true",
+        secret_mount_path=str(write_secrets(tmp_path / "secrets")),
+    )
+    console = await FerryProcess("console", env).start()
+    try:
+        await asyncio.to_thread(wait_for_port, port, 20.0)
+        headers = {"Authorization": basic(USER, PASSWORD)}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            status, html = await page(session, f"http://127.0.0.1:{port}/")
+            assert status == 200 and "The last hour" in html
+            status, html = await page(session, f"http://127.0.0.1:{port}{PREFIX}schedules")
+            assert status == 200 and "tick" in html and "@every 30s" in html
+        async with aiohttp.ClientSession() as anonymous:
+            status, _ = await page(anonymous, f"http://127.0.0.1:{port}{PREFIX}calls")
+            assert status == 401
+    finally:
+        assert await console.stop() == 0, console.output()
+        await console.close()
