@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asyncq.settings import QueueNatsSettings
 from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
     body_bytes,
+    choice,
     connect_or_interval,
     exchange_timeout,
     group,
@@ -16,8 +18,7 @@ from connectors.core.settings import (
     port,
     setting,
 )
-from queue_worker.config import QueueNatsSettings
-from queue_worker.ledger import CallLedgerSettings
+from ledger.settings import CallLedgerSettings
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 65.0  # seconds, the OpenFaaS chart's gateway readTimeout
@@ -79,7 +80,8 @@ class GatewayConfig:
         "basic_auth",
         False,
         "proxy mode: read the function list with basic auth (from secret_mount_path); "
-        "either mode: require the same credentials on /system/calls",
+        "either mode: require the same credentials on the call routes (standalone mode: on "
+        "every /system route)",
         parse_bool,
     )
     secret_mount_path: str = setting(
@@ -98,6 +100,13 @@ class GatewayConfig:
         False,
         "accept X-Callback-Url on loopback, private and link-local addresses",
         parse_bool,
+    )
+    console_enabled: str = setting(
+        "console_enabled",
+        "auto",
+        "serve the web console at /system/console/: auto (only when basic_auth=true, behind its "
+        "credentials), true (also without credentials), false",
+        choice("auto", "true", "false"),
     )
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)

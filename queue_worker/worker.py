@@ -22,6 +22,12 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from asyncq import codec, jetstream
+from asyncq.codec import QueueRequest
+from asyncq.deadletter import DeadLetterWriter
+from asyncq.jetstream import PublishError
+from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
+from asyncq.layout import durable_name, queue_subject
 from connectors.core.callback import CallbackSender
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import DecodeError
@@ -31,14 +37,9 @@ from connectors.core.retry import RetryPolicy, Verdict
 from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
 from connectors.jetstream.connect import NatsConnection, connect
-from queue_worker import codec, jetstream
 from queue_worker.attempt_log import log_attempt
-from queue_worker.codec import QueueRequest
 from queue_worker.config import QueueWorkerConfig
-from queue_worker.deadletter import DeadLetterWriter
-from queue_worker.jetstream import PublishError
-from queue_worker.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
-from queue_worker.layout import durable_name, queue_subject
+from queue_worker.consumer import ensure_consumer
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
@@ -113,7 +114,7 @@ class QueueWorker:
             nats.dead_letter_stream,
             replicas=nats.nats_stream_replicas,
         )
-        await jetstream.ensure_consumer(
+        await ensure_consumer(
             self._js,
             nats.nats_stream,
             self.durable,

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from nats.aio.msg import Msg
 
-from queue_worker.codec import decode
+from asyncq.codec import decode
 from tests.contract.base import FUNCTION, SourceContract, SourceHarness
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.ports import eventually

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from queue_worker.layout import DEAD_REASON
+from asyncq.layout import DEAD_REASON
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import CallbackReceiver
 from tests.support.http1 import serve

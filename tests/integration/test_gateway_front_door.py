@@ -12,8 +12,8 @@ import aiohttp
 import nats
 import pytest
 
-from queue_worker import codec
-from queue_worker.layout import queue_subject
+from asyncq import codec
+from asyncq.layout import queue_subject
 from tests.support.brokers import NatsServer
 from tests.support.compat import COMPAT
 from tests.support.front_door import gateway_env, running_gateway, write_functions

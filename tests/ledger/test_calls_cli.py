@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from queue_worker.ledger import CallEntry, CallState
+from ledger.entries import CallEntry, CallState
 from tests.support.cli import Finished, ferry
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest

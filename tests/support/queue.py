@@ -13,13 +13,13 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from asyncq.codec import QueueRequest, encode
+from asyncq.jetstream import ensure_streams
+from asyncq.layout import durable_name, queue_subject
+from asyncq.publisher import Publisher, build_request
 from connectors.core.runner import serve
 from connectors.core.settings import load_settings
-from queue_worker.codec import QueueRequest, encode
 from queue_worker.config import QueueWorkerConfig
-from queue_worker.jetstream import ensure_streams
-from queue_worker.layout import durable_name, queue_subject
-from queue_worker.publisher import Publisher, build_request
 from queue_worker.worker import QueueWorker
 from tests.support.brokers import test_environ
 from tests.support.ports import eventually

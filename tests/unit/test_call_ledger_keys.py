@@ -8,7 +8,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queue_worker.ledger import (
+from asyncq.publisher import build_request
+from ledger.entries import (
     MAX_TOKEN,
     CallEntry,
     CallState,
@@ -18,8 +19,7 @@ from queue_worker.ledger import (
     entry_key,
     public_url,
 )
-from queue_worker.ledger_store import queued_entry, queued_value
-from queue_worker.publisher import build_request
+from ledger.store import queued_entry, queued_value
 
 KV_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from queue_worker.layout import dead_letter_subject, durable_name, hashed_token, queue_subject
-from queue_worker.ledger import call_token
+from asyncq.layout import dead_letter_subject, durable_name, hashed_token, queue_subject
+from ledger.entries import call_token
 
 # SHA-256 of each name's UTF-8 bytes (a lone surrogate as its "surrogatepass" bytes), as
 # `printf 'a b' | sha256sum` prints it.
@@ -28,8 +28,8 @@ NAMES = [*PINNED, "q" * 65, "*.>", "team/a b"]
 
 _TOKENS = """
 import json, sys
-from queue_worker.layout import dead_letter_subject, durable_name, queue_subject
-from queue_worker.ledger import call_token
+from asyncq.layout import dead_letter_subject, durable_name, queue_subject
+from ledger.entries import call_token
 names = json.loads(sys.stdin.read())
 print(json.dumps([
     [queue_subject("faas-request", n), durable_name(n),

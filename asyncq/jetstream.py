@@ -1,4 +1,4 @@
-"""The queue's JetStream edge: its streams, its consumers, publishing.
+"""The queue's JetStream edge: its streams and publishing.
 
 Connecting and creating streams with the configured replicas is `connectors.jetstream`'s job;
 this module says which streams and consumers the queue needs. nats-py exceptions stop here;
@@ -13,14 +13,13 @@ from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError
 
-from connectors.core.errors import FerryError, StartupError
+from asyncq.layout import DEAD_LETTER_STREAM
+from connectors.core.errors import FerryError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_stream
-from queue_worker.layout import DEAD_LETTER_STREAM
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("queue_worker.jetstream")
 
 
 class PublishError(FerryError):
@@ -57,40 +56,6 @@ async def ensure_streams(
     """The request and dead-letter streams, each with `replicas` (see connectors.jetstream)."""
     await ensure_stream(js, request_stream_config(stream), replicas)
     await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
-
-
-async def ensure_consumer(
-    js: JetStreamContext,
-    stream: str,
-    durable: str,
-    subject: str,
-    *,
-    ack_wait: float,
-) -> None:
-    """Create or update the durable pull consumer.
-
-    Create-or-update is idempotent, so many replicas may start at once, and a changed
-    `ack_wait` takes effect on the next start. `max_ack_pending` is unlimited: each worker
-    bounds what it holds by its own slots.
-    """
-    config = js_api.ConsumerConfig(
-        durable_name=durable,
-        filter_subject=subject,
-        ack_policy=js_api.AckPolicy.EXPLICIT,
-        deliver_policy=js_api.DeliverPolicy.ALL,
-        ack_wait=ack_wait,
-        max_deliver=-1,
-        max_ack_pending=-1,
-        max_waiting=512,
-    )
-    try:
-        try:
-            await js.add_consumer(stream, config)
-        except BadRequestError as exc:
-            log.warning("keeping consumer %s as it is: %s", durable, exc.description)
-    except (NatsError, TimeoutError) as exc:
-        reason = describe(exc)
-        raise StartupError(f"cannot create consumer {durable} on {stream}: {reason}") from None
 
 
 async def publish(

@@ -12,11 +12,11 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from queue_worker import codec
-from queue_worker.codec import QueueRequest
-from queue_worker.jetstream import NeverStorable, publish
-from queue_worker.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
-from queue_worker.layout import DEFAULT_STREAM, queue_subject
+from asyncq import codec
+from asyncq.codec import QueueRequest
+from asyncq.jetstream import NeverStorable, publish
+from asyncq.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
+from asyncq.layout import DEFAULT_STREAM, queue_subject
 
 QUEUE_ANNOTATION = "com.openfaas.queue"
 # Room left in a message for what is not the base64 body: the rest of the JSON (the caller's

@@ -20,7 +20,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -28,22 +28,17 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from asyncq.jetstream import PublishError
+from asyncq.settings import BUCKET_NAME, DEFAULT_TTL, QueueNatsSettings
 from connectors.core.errors import FerryError, StartupError
 from connectors.core.http1 import BodySourceError, StreamedBody
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_object_store
-from queue_worker.jetstream import PublishError
 
-if TYPE_CHECKING:  # the settings module imports this one
-    from queue_worker.config import QueueNatsSettings
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("queue_worker.large_bodies")
 
 BODY_OBJECT = "Ferry-Body-Object"  # NATS message header: "{bucket}/{object name}"
-DEFAULT_BUCKET = "faas-bodies"
-DEFAULT_TTL = 7 * 24 * 3600.0
 CHUNK_BYTES = 128 * 1024
-BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a bucket (and its setting) may be called
 _NAME = re.compile(r"[0-9a-f-]{36}")  # what `put` names objects: a random UUID
 
 

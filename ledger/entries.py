@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.core.http1.wire import is_header_value, is_token
-from connectors.core.settings import int_in, parse_bool, retention, setting
 from connectors.core.urlguard import shown_url
 
 DEFAULT_BUCKET = "faas-calls"
@@ -49,31 +48,6 @@ class CallState(enum.StrEnum):
     @property
     def cancellable(self) -> bool:
         return self in (CallState.QUEUED, CallState.RETRYING)
-
-
-@dataclass(frozen=True)
-class CallLedgerSettings:
-    """Where and how long the ledger keeps calls; shared by the gateway, worker and shell."""
-
-    call_ledger: bool = setting(
-        "call_ledger", True, "record every async call's state in a key-value bucket", parse_bool
-    )
-    call_ledger_bucket: str = setting(
-        "call_ledger_bucket", DEFAULT_BUCKET, "key-value bucket of the call ledger"
-    )
-    call_ledger_ttl: float = setting(
-        "call_ledger_ttl",
-        DEFAULT_TTL_SECONDS,
-        "how long a call's entry is kept after its last change",
-        retention,
-        shown="24h",
-    )
-    call_result_max_bytes: int = setting(
-        "call_result_max_bytes",
-        DEFAULT_RESULT_MAX_BYTES,
-        "largest function answer kept with its call (0: keep none)",
-        int_in(0, RESULT_MAX_BYTES_LIMIT),
-    )
 
 
 def call_token(call_id: str) -> str:
