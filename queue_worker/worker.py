@@ -85,6 +85,7 @@ class QueueWorker:
         self.metrics.prefetched.set_function(lambda: len(self.prefetched))
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = config.nats_durable or durable_name(config.queue_name)
+        self.stream = config.nats.nats_stream  # until start finds the stream holding the subject
         self._nats: NatsConnection | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -108,21 +109,23 @@ class QueueWorker:
         )
         self._nc = self._nats.client
         self._js = self._nc.jetstream()
-        await jetstream.ensure_streams(
+        self.stream = await jetstream.ensure_streams(
             self._js,
             nats.nats_stream,
             nats.dead_letter_stream,
             replicas=nats.nats_stream_replicas,
+            subject=self.subject,
         )
         await ensure_consumer(
             self._js,
-            nats.nats_stream,
+            self.stream,
             self.durable,
             self.subject,
             ack_wait=self.config.ack_wait,
+            owned=self.durable == durable_name(self.config.queue_name),
         )
         await self.ledger.start(self._nc, self._js)
-        self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
+        self._puller = Puller(self._nc, self.stream, self.durable, self._deliver)
         await self._puller.start()
         self._bodies = BodyStore.from_settings(self._js, nats)
         self._outcomes = OutcomeRecorder(
@@ -133,8 +136,9 @@ class QueueWorker:
             self.ledger,
         )
         log.info(
-            "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
+            "serving %s (stream %s, consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
+            self.stream,
             self.durable,
             self.config.max_inflight,
             self.prefetched.limit,
@@ -329,7 +333,7 @@ class QueueWorker:
         assert self._js is not None
         while True:
             with contextlib.suppress(NatsError, TimeoutError):
-                info = await self._js.consumer_info(self.config.nats.nats_stream, self.durable)
+                info = await self._js.consumer_info(self.stream, self.durable)
                 self.metrics.pending.set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
