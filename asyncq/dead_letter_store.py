@@ -33,6 +33,7 @@ from asyncq.layout import (
     DEAD_REASON,
     DEAD_SUBJECT,
 )
+from asyncq.settings import DEFAULT_BUCKET
 from connectors.core.errors import FerryError
 from connectors.jetstream.connect import describe
 
@@ -99,11 +100,18 @@ class DeadLetter:
 
 
 class DeadLetterStore:
-    def __init__(self, js: JetStreamContext, stream: str, *, request_stream: str) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        *,
+        request_stream: str,
+        body_bucket: str = DEFAULT_BUCKET,
+    ) -> None:
         self.js = js
         self.stream = stream
         self.request_stream = request_stream
-        self.bodies = BodyStore(js, "unused")  # deletes name their own bucket
+        self.bodies = BodyStore(js, body_bucket)  # `large_body_bucket`: the only one it deletes in
 
     async def read(self, function: str = "") -> list[DeadLetter]:
         """Every dead letter, oldest first, optionally only one function's."""
@@ -165,7 +173,7 @@ class DeadLetterStore:
         for letter in letters:
             await self._delete(letter)
             if letter.body_object:  # after the letter: a crash between leaves only an orphan
-                await self.bodies.delete(letter.body_object)
+                await self.bodies.delete(letter.body_object, letter.data)
         return len(letters)
 
     async def _delete(self, letter: DeadLetter) -> None:

@@ -151,7 +151,7 @@ class Publisher:
                 f"the call without its body ({len(data)} bytes) is larger than NATS's "
                 f"max_payload ({self.max_message} bytes)"
             )
-        reference = await bodies.put(request.body)
+        reference = await bodies.put(request.body, owner=data, call_id=request.call_id)
         # Not deleted if the publish fails: the call may be stored all the same (a lost PubAck),
         # and it would need its body. An orphan goes with the bucket's TTL.
         ack = await publish(
@@ -163,5 +163,5 @@ class Publisher:
             timeout=timeout,
         )
         if ack.duplicate:
-            await bodies.delete(reference)  # the call is stored already, with its own object
+            await bodies.delete(reference, data)  # the call is stored already, with its own object
         return ack

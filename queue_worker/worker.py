@@ -266,7 +266,7 @@ class QueueWorker:
             if reference:  # a claim check: the body is streamed from the object store
                 try:
                     assert self._bodies is not None
-                    body = await self._bodies.open(reference)
+                    body = await self._bodies.open(reference, msg.data)
                 except BodyMissing as exc:
                     slot.release()
                     await outcomes.bodiless(msg, request, str(exc))

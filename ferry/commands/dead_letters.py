@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
 async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
     async with open_jetstream(settings) as js:
         store = DeadLetterStore(
-            js, settings.dead_letter_stream, request_stream=settings.nats_stream
+            js,
+            settings.dead_letter_stream,
+            request_stream=settings.nats_stream,
+            body_bucket=settings.large_body_bucket,
         )
         if args.action == "list":
             print_table(await store.read(args.function))
