@@ -40,6 +40,7 @@ from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
+from queue_worker.held_answers import HeldAnswers
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
@@ -51,12 +52,6 @@ log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
 REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding pull requests at least this often
-# Messages whose invocation is over but whose outcome is still being recorded (mostly: waiting
-# on a callback) are held in memory and unacknowledged. Past this many per slot (at least 64),
-# the worker takes no new messages until some are done, so a callback receiver that is down
-# slows the worker instead of filling its memory.
-FINISHING_PER_SLOT = 4
-FINISHING_AT_LEAST = 64
 
 
 class QueueWorker:
@@ -73,9 +68,9 @@ class QueueWorker:
             config.callbacks, concurrency=max(16, min(config.max_inflight, 256))
         )
         self.slots = Slots(config.max_inflight)
-        self.finishing_limit = max(FINISHING_AT_LEAST, FINISHING_PER_SLOT * config.max_inflight)
-        self._finishing = 0
-        self.metrics.finishing.set_function(lambda: self._finishing)
+        self.held = HeldAnswers(config.max_inflight, config.max_held_answer_bytes, self._room)
+        self.metrics.finishing.set_function(lambda: self.held.count)
+        self.metrics.held_bytes.set_function(lambda: self.held.bytes)
         self.metrics.inflight.set_function(lambda: self.slots.used)
         self.progress = ProgressKeeper(config.ack_wait)
         prefetch = config.prefetch
@@ -180,7 +175,7 @@ class QueueWorker:
                 raise_if_ended(helpers)  # a helper that died ends the process (exit 1)
                 puller.changed.clear()
                 wanted = self.slots.free + self.prefetched.room - puller.outstanding
-                if self._finishing >= self.finishing_limit:
+                if self.held.full:
                     wanted = 0
                 if wanted > 0 and puller.can_request() and nats.connected:
                     try:
@@ -217,7 +212,7 @@ class QueueWorker:
         """A message arrived for one of our pull requests: start it, keep it, or hand it back."""
         if self._stopping.is_set():
             self._spawn(hand_back(msg))
-        elif self.slots.free > 0:
+        elif self.slots.free > 0 and not self.held.full:
             self._start(msg)
         elif not self.prefetched.offer(msg):
             self._spawn(hand_back(msg))
@@ -228,9 +223,23 @@ class QueueWorker:
 
     def _slot_freed(self) -> None:
         """A waiting message takes the slot at once; otherwise the puller may ask for more."""
-        if not self._stopping.is_set() and (msg := self.prefetched.take()) is not None:
+        if self._stopping.is_set() or self.held.full:
+            pass  # a prefetched message waits (held in progress) until there is room
+        elif (msg := self.prefetched.take()) is not None:
             self._start(msg)
-        elif self._puller is not None:
+            return
+        if self._puller is not None:
+            self._puller.poke()
+
+    def _room(self) -> None:
+        """Held answers fell below their bounds: waiting messages take the free slots, and the
+        puller may ask for more."""
+        while not self._stopping.is_set() and self.slots.free > 0:
+            msg = self.prefetched.take()
+            if msg is None:
+                break
+            self._start(msg)
+        if self._puller is not None:
             self._puller.poke()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -244,7 +253,7 @@ class QueueWorker:
         assert self._outcomes is not None
         outcomes = self._outcomes
         slot = _SlotHold(self)
-        finishing = False
+        held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
         try:
             self.progress.hold(msg)
@@ -274,9 +283,9 @@ class QueueWorker:
                 invocation = dataclasses.replace(invocation, body=body)
             self.ledger.running(request, attempt)
             result = await self.invoker.invoke(invocation, attempt=attempt)
+            held = len(result.body)
+            self.held.add(held)
             slot.release()
-            self._finish_started()
-            finishing = True
             self.metrics.duration.observe(result.duration, request.function)
             outcome = result.outcome(policy)
             log_attempt(request, result, outcome, self.config.gateway.print_response_body)
@@ -301,23 +310,9 @@ class QueueWorker:
             await outcomes.unexpected(msg, request, exc, policy)
         finally:
             slot.release()
-            if finishing:
-                self._finish_ended()
+            if held >= 0:
+                self.held.remove(held)
             self.progress.release(msg)
-
-    def _finish_started(self) -> None:
-        self._finishing += 1
-        if self._finishing == self.finishing_limit:
-            log.warning(
-                "%d results are waiting on their callbacks; taking no new messages until some "
-                "are delivered",
-                self._finishing,
-            )
-
-    def _finish_ended(self) -> None:
-        self._finishing -= 1
-        if self._finishing == self.finishing_limit - 1 and self._puller is not None:
-            self._puller.poke()  # below the limit again: the worker may ask for more
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)
