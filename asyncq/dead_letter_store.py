@@ -107,10 +107,14 @@ class DeadLetterStore:
         *,
         request_stream: str,
         body_bucket: str = DEFAULT_BUCKET,
+        stored_in: str = "",
     ) -> None:
+        """`request_stream` names the queue's subjects (`nats_stream`), `stored_in` the stream
+        that holds them when that is another (`ensure_streams`)."""
         self.js = js
         self.stream = stream
         self.request_stream = request_stream
+        self.stored_in = stored_in or request_stream
         self.bodies = BodyStore(js, body_bucket)  # `large_body_bucket`: the only one it deletes in
 
     async def read(self, function: str = "") -> list[DeadLetter]:
@@ -159,7 +163,7 @@ class DeadLetterStore:
                 subject,
                 letter.data,
                 headers=headers,
-                stream=self.request_stream,
+                stream=self.stored_in,
             )
             await self._delete(letter)
             count += 1

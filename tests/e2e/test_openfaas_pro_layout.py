@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
+import aiohttp
 import nats
 import pytest
 from nats.aio.client import Client
@@ -19,6 +22,8 @@ from nats.js import api as js_api
 from asyncq.codec import encode
 from asyncq.publisher import build_request
 from tests.support.brokers import NatsServer
+from tests.support.cli import ferry
+from tests.support.front_door import running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess, run_to_exit
@@ -165,3 +170,57 @@ async def test_a_push_consumer_named_by_nats_durable_cannot_be_shared(
     assert code == 2, output
     assert len(_error_lines(output)) == 1, output
     assert f"cannot use consumer pushed on stream {queue}: it is a push consumer" in output
+
+
+async def test_the_front_door_and_ferry_publish_queue_into_the_pro_stream(
+    nats_server: NatsServer, gateway: FakeGateway, js: JetStreamContext, tmp_path: Path
+) -> None:
+    queue = f"faas-request-{uuid.uuid4().hex[:8]}"
+    await _work_queue(js, f"OF_{queue}", [queue])
+    env = _env(nats_server, gateway, queue)
+    published = await ferry("publish", "echo", "--data", "by-cli", env=env)
+    assert published.status == 0, published.stderr
+    listed = write_functions(tmp_path / "functions.yaml", {"echo": {"url": gateway.url}})
+    front = {**env, "port": "0", "listen_host": "127.0.0.1", "functions_file": str(listed)}
+    async with (
+        running_gateway(front) as door,
+        aiohttp.ClientSession() as http,
+        http.post(f"{door.url}/async-function/echo", data=b"by-gateway") as answer,
+    ):
+        assert answer.status == 202, await answer.text()
+    assert (await js.stream_info(f"OF_{queue}")).state.messages == 2
+    gateway.function("echo")
+    async with running_worker(env):
+        await eventually(lambda: len(gateway.calls_to("echo")) == 2, 20, what="both calls")
+    assert sorted(call.body for call in gateway.calls_to("echo")) == [b"by-cli", b"by-gateway"]
+
+
+async def test_a_dead_letter_is_replayed_into_the_pro_stream(
+    nats_server: NatsServer, gateway: FakeGateway, js: JetStreamContext
+) -> None:
+    queue = f"faas-request-{uuid.uuid4().hex[:8]}"
+    await _work_queue(js, f"OF_{queue}", [queue])
+    env = _env(nats_server, gateway, queue)
+    assert (await ferry("publish", "gone", "--data", "x", env=env)).status == 0
+    async with running_worker(env):  # no function `gone`: a 404, dead-lettered at once
+        await eventually(lambda: _dead(js, f"{queue}-dead", 1), 20, what="the dead letter")
+    replayed = await ferry("dead-letters", "replay", "--function", "gone", env=env)
+    assert replayed.status == 0, replayed.stderr
+    assert (await js.stream_info(f"OF_{queue}")).state.messages == 1
+    assert await _dead(js, f"{queue}-dead", 0)
+
+
+async def _dead(js: JetStreamContext, stream: str, count: int) -> bool:
+    return (await js.stream_info(stream)).state.messages == count
+
+
+@asynccontextmanager
+async def running_worker(env: dict[str, str]) -> AsyncIterator[None]:
+    proc = await FerryProcess("queue-worker", env).start()
+    try:
+        await eventually(lambda: "serving " in proc.output() or not proc.running, 20)
+        assert proc.running, proc.output()
+        yield
+        assert await proc.stop() == 0, proc.output()
+    finally:
+        await proc.close()
