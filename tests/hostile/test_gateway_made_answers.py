@@ -21,6 +21,7 @@ from asyncq.layout import DEAD_REASON
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import CallbackReceiver
 from tests.support.http1 import serve
+from tests.support.ledger import LedgerUnderTest
 from tests.support.queue import QueueUnderTest
 
 BIG = 17 * 1024 * 1024
@@ -80,13 +81,20 @@ async def test_an_answer_too_large_for_the_gateway_is_final_and_a_gateway_timeou
         max_response_bytes="1048576",
         upstream_timeout="1s",
     )
+    ledger = await LedgerUnderTest(queue.js).setup()
     async with running_gateway(env) as gateway:
-        worker_env = {"gateway_url": gateway.url, "upstream_timeout": "20s"}
+        worker_env = {"gateway_url": gateway.url, "upstream_timeout": "20s", **ledger.env()}
         async with queue.worker(**worker_env, max_retry_attempts="3"):
+            calls = {}
             for name in names:
                 back = receiver.url(f"/{name}")
-                await queue.publish(name, b"go", method=method, callback_url=back)
+                request = await queue.publish(name, b"go", method=method, callback_url=back)
+                calls[name] = request.call_id
             received = await receiver.wait_for(len(names), 60)
+            big = await ledger.wait_for_state(calls["big"], "failed")
+    await ledger.close()
+    assert big.status == 502 and big.error is not None
+    assert "larger than its max_response_bytes" in big.error  # the ledger says why
     assert found.calls == dict.fromkeys(names, 1)  # each invoked once: the outcome was final
     by_name = {r.path.rsplit("/", 1)[-1]: r for r in received}
     for name in set(names) - {"slow"}:
