@@ -54,6 +54,8 @@ async def ensure_consumer(
             await _check_shareable(js, existing, stream, subject, where)
             log.info("binding to %s as it is (not created by ferry)", where)
             return
+        if existing is None:
+            await _check_queue(js, stream, where)
         try:
             await js.add_consumer(stream, _config(durable, subject, ack_wait))
         except APIError as exc:
@@ -86,6 +88,18 @@ async def _info(js: JetStreamContext, stream: str, durable: str) -> js_api.Consu
     except NotFoundError:
         return None
     return info
+
+
+async def _check_queue(js: JetStreamContext, stream: str, where: str) -> None:
+    """StartupError if a new consumer would run old calls again: on a stream that keeps its
+    messages by limits (not a work queue, nor interest), every stored message, acknowledged
+    by another worker or not, would be delivered to a consumer made now."""
+    retention = (await js.stream_info(stream)).config.retention
+    if retention == js_api.RetentionPolicy.LIMITS:
+        raise StartupError(
+            f"cannot create {where}: the stream keeps its messages by limits retention, not "
+            "as a work queue, so a new consumer would run every call it holds again"
+        )
 
 
 def _created_by_ferry(info: js_api.ConsumerInfo) -> bool:

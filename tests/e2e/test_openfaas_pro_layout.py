@@ -122,6 +122,21 @@ async def test_a_stream_overlapping_ours_is_named_as_the_cause_not_the_replicas(
     assert "nats_stream_replicas" not in output
 
 
+async def test_a_stream_that_keeps_every_message_is_not_replayed_by_a_new_consumer(
+    nats_server: NatsServer, gateway: FakeGateway, js: JetStreamContext
+) -> None:
+    queue = f"faas-request-{uuid.uuid4().hex[:8]}"
+    await js.add_stream(js_api.StreamConfig(name=f"OF_{queue}", subjects=[queue]))  # limits
+    await js.publish(queue, encode(build_request("echo", body=b"ran long ago")))
+    gateway.function("echo")
+    code, output = await run_to_exit("queue-worker", _env(nats_server, gateway, queue))
+    assert code == 2, output
+    assert len(_error_lines(output)) == 1, output
+    assert f"cannot create consumer faas-workers on stream OF_{queue}" in output
+    assert "limits retention" in output
+    assert gateway.calls_to("echo") == []
+
+
 async def test_a_consumer_refused_by_a_work_queue_stream_stops_the_worker_with_one_line(
     nats_server: NatsServer, gateway: FakeGateway, js: JetStreamContext
 ) -> None:
