@@ -87,7 +87,7 @@ async def stream_holding(js: JetStreamContext, subject: str) -> str | None:
         return None
     except (NatsError, TimeoutError) as exc:
         raise StartupError(
-            f"cannot ask JetStream which stream holds {subject}: {describe(exc)}"
+            f"JetStream is not available (asking which stream holds {subject}): {describe(exc)}"
         ) from None
 
 
