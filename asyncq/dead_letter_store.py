@@ -173,12 +173,17 @@ class DeadLetterStore:
 
     async def purge(self, function: str = "") -> int:
         """Delete every dead letter (or one function's); returns how many were removed."""
-        letters = await self.read(function)
+        return await self.discard(await self.read(function))
+
+    async def discard(self, letters: Iterable[DeadLetter]) -> int:
+        """Delete these dead letters and their stored bodies; returns how many."""
+        count = 0
         for letter in letters:
             await self._delete(letter)
             if letter.body_object:  # after the letter: a crash between leaves only an orphan
                 await self.bodies.delete(letter.body_object, letter.data)
-        return len(letters)
+            count += 1
+        return count
 
     async def _delete(self, letter: DeadLetter) -> None:
         try:

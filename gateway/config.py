@@ -8,6 +8,7 @@ from asyncq.settings import QueueNatsSettings
 from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
+    choice,
     group,
     http_url_or_empty,
     int_in,
@@ -78,7 +79,8 @@ class GatewayConfig:
         "basic_auth",
         False,
         "proxy mode: read the function list with basic auth (from secret_mount_path); "
-        "either mode: require the same credentials on /system/calls",
+        "either mode: require the same credentials on the call routes (standalone mode: on "
+        "every /system route)",
         parse_bool,
     )
     secret_mount_path: str = setting(
@@ -97,6 +99,13 @@ class GatewayConfig:
         False,
         "accept X-Callback-Url on loopback, private and link-local addresses",
         parse_bool,
+    )
+    console_enabled: str = setting(
+        "console_enabled",
+        "auto",
+        "serve the web console at /system/console/: auto (only when basic_auth=true, behind its "
+        "credentials), true (also without credentials), false",
+        choice("auto", "true", "false"),
     )
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)

@@ -29,7 +29,8 @@ from connectors.core.http1.answer import NO_BODY_STATUSES
 from connectors.core.http1.wire import NO_LENGTH_WHEN_EMPTY
 from connectors.core.invoker import HOP_BY_HOP, NOT_FORWARDED
 from gateway.front_door import Answer
-from gateway.functions import FunctionCatalog
+from gateway.function_status import FunctionStatus
+from gateway.functions import Function, FunctionCatalog
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import connection_named
 from gateway.request_head import Head
@@ -56,6 +57,7 @@ class LeanProxy:
         max_response_bytes: int,
         upstream_url: str = "",
         catalog: FunctionCatalog | None = None,
+        status: FunctionStatus | None = None,
     ) -> None:
         if bool(upstream_url) == (catalog is not None):
             raise ValueError("give either upstream_url (proxy mode) or catalog (standalone)")
@@ -63,27 +65,37 @@ class LeanProxy:
         self.timeout = timeout
         self.upstream_url = upstream_url
         self.catalog = catalog
+        self.status = status  # standalone: counts the calls to each function
         self.client = Http1Client(limit=MAX_CONNECTIONS, max_response_bytes=max_response_bytes)
 
     async def close(self) -> None:
         await self.client.close()
 
-    async def target(self, head: Head) -> str | Answer:
-        """The URL a call goes to, as the aiohttp routes work it out, or the 404 refusing it."""
+    async def target(self, head: Head) -> tuple[str, Function | None] | Answer:
+        """The URL a call goes to (and in standalone mode its function), as the aiohttp routes
+        work it out, or the 404 refusing it."""
         query = f"?{head.query_string}" if head.query_string else ""
         if self.catalog is None:
-            return self.upstream_url + head.path + query
+            return self.upstream_url + head.path + query, None
         function = await self.catalog.lookup(head.name)
         if function is None:
             return Answer(404, f"function {head.name} not found\n")
         rest = head.path[len("/function/") + len(head.name) :]  # "" or "/{tail}"
-        return function.url + rest + query
+        return function.url + rest + query, function
 
     async def forward(self, head: Head, body: bytes) -> Response | Answer:
         """The upstream's answer, or a 404 (standalone, unknown function) or 502 of our own."""
-        target = await self.target(head)
-        if isinstance(target, Answer):
-            return target
+        found = await self.target(head)
+        if isinstance(found, Answer):
+            return found
+        target, function = found
+        try:
+            return await self._send(head, body, target)
+        finally:
+            if function is not None and self.status is not None:
+                self.status.invoked(function)
+
+    async def _send(self, head: Head, body: bytes, target: str) -> Response | Answer:
         try:
             response = await self.client.request(
                 head.method,

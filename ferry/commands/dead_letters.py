@@ -12,6 +12,7 @@ from connectors.core.errors import ConfigError
 from connectors.core.logs import escape_controls
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
+from connectors.core.targets import short_id
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 
 HELP = (
@@ -75,7 +76,8 @@ async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
 
 def _print_replayed(letter: DeadLetter) -> None:
     text = (
-        f"replayed {letter.call_id or '-'} ({letter.function or '?'}) to {letter.original_subject}"
+        f"replayed {short_id(letter.call_id) or '-'} ({letter.function or '?'}) "
+        f"to {letter.original_subject}"
     )
     print(escape_controls(text))
 
@@ -85,7 +87,7 @@ def print_table(letters: list[DeadLetter]) -> None:
     for d in letters:
         age = _age(d.age())
         cells = (
-            d.call_id or "-",
+            short_id(d.call_id) or "-",
             d.function or "-",
             d.attempts,
             d.last_status or "-",
