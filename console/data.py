@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
 from asyncq.header_text import decode_headers
+from asyncq.settings import DEFAULT_BUCKET
 from connectors.core.errors import FerryError
 from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
@@ -68,12 +69,15 @@ class ConsoleData:
         ledger_bucket: str,
         functions: Functions,
         claims_bucket: str = "ferry-cron",
+        body_bucket: str = DEFAULT_BUCKET,
     ) -> None:
         self.js = js
         self.stream = stream
         self.ledger = LedgerStore(ledger) if ledger is not None else None
         self.ledger_bucket = ledger_bucket
-        self.letters = DeadLetterStore(js, dead_letter_stream, request_stream=stream)
+        self.letters = DeadLetterStore(
+            js, dead_letter_stream, request_stream=stream, body_bucket=body_bucket
+        )
         self.dead_letter_stream = dead_letter_stream
         self.functions = functions
         self.claims_bucket = claims_bucket

@@ -137,7 +137,7 @@ class GatewayService:
         nats = self.config.nats
         self._nats = await connect(nats, name="ferry-gateway")
         js = self._js = self._nats.client.jetstream()
-        await jetstream.ensure_streams(
+        stream = await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
         bodies = BodyStore.from_settings(js, nats)
@@ -145,7 +145,7 @@ class GatewayService:
         await self._open_ledger(js)
         front_door = FrontDoor(
             self.catalog,
-            Publisher(js, nats.nats_stream, bodies),
+            Publisher(js, nats.nats_stream, bodies, stored_in=stream),
             CallbackPolicy.build(
                 self.config.callback_allowed_hosts, self.config.callback_allow_private
             ),
@@ -161,7 +161,7 @@ class GatewayService:
             if self.config.standalone
             else f"proxy to {self.config.upstream_url}"
         )
-        log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
+        log.info("front door on port %d, %s, queueing on %s", self.port, mode, stream)
         if self._credentials is None and (self.config.standalone or self._queued_calls):
             log.warning(_open_routes(self.config.standalone, self.port))
 

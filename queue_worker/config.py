@@ -9,6 +9,9 @@ from connectors.core.config import CallbackSettings, GatewaySettings, RetrySetti
 from connectors.core.settings import duration_at_least, group, int_in, setting
 from ledger.settings import CallLedgerSettings
 
+DEFAULT_MAX_HELD_ANSWER_BYTES = 64 * 1024 * 1024
+MIN_HELD_ANSWER_BYTES = 64 * 1024
+
 
 def prefetch_parse(text: str) -> int | None:
     if text.strip().lower() in {"", "auto"}:
@@ -46,6 +49,13 @@ class QueueWorkerConfig:
         "JetStream redelivers a message not acknowledged or touched by then",
         duration_at_least("1s"),
         shown="30s",
+    )
+    max_held_answer_bytes: int = setting(
+        "max_held_answer_bytes",
+        DEFAULT_MAX_HELD_ANSWER_BYTES,
+        "bytes of function answers held while their callbacks are delivered; past it no new "
+        "call starts until some are delivered",
+        int_in(MIN_HELD_ANSWER_BYTES),
     )
     gateway: GatewaySettings = group(GatewaySettings)
     retry: RetrySettings = group(RetrySettings)
