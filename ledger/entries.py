@@ -18,9 +18,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from connectors.core.http1.wire import is_header_value, is_token
+from connectors.core.urlguard import shown_url
 
 DEFAULT_BUCKET = "faas-calls"
 DEFAULT_TTL_SECONDS = 24 * 3600.0
@@ -107,20 +107,11 @@ CACHED_TEXT_CHARS = 512
 
 
 def public_url(url: str) -> str:
-    """A callback URL without user information, which may hold a password."""
-    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else _public_url(url)
+    """A callback URL without what may hold a secret: user information and query values."""
+    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else shown_url(url)
 
 
-def _public_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))[:2048]
-
-
-_public_url_kept = functools.lru_cache(maxsize=256)(_public_url)  # most calls use a few URLs
+_public_url_kept = functools.lru_cache(maxsize=256)(shown_url)  # most calls use a few URLs
 
 
 @dataclass(frozen=True)

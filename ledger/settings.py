@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.core.settings import int_in, parse_bool, positive_duration, setting
+from connectors.core.settings import int_in, parse_bool, retention, setting
 from ledger.entries import (
     DEFAULT_BUCKET,
     DEFAULT_MAX_BYTES,
@@ -31,7 +31,7 @@ class CallLedgerSettings:
         "call_ledger_ttl",
         DEFAULT_TTL_SECONDS,
         "how long a call's entry is kept after its last change",
-        positive_duration,
+        retention,
         shown="24h",
     )
     call_ledger_max_bytes: int = setting(
