@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +41,7 @@ log = logging.getLogger("ferry.kafka")
 FETCH_TIMEOUT_MS = 500
 FETCH_MAX_RECORDS = 500
 MAP_RETRY_SECONDS = 1.0
+COMMIT_CHECK_SECONDS = 5.0  # reading the broker's committed offsets before a commit
 
 
 class Work(NamedTuple):
@@ -198,13 +199,53 @@ class KafkaConnector:
             for partition, records in batch.items():
                 for record in records:
                     self._submit(partition, record)
+            await self._notice_shrunk_partitions(consumer)
 
     def _submit(self, partition: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         ledger = self.tracker.ledger(partition)
-        if ledger is None or partition not in self._owned or not ledger.add(record.offset):
+        if ledger is None or partition not in self._owned:
             return
+        if ledger.went_back(record.offset):
+            ledger = self._restart(
+                partition, f"offset {record.offset} came after {ledger.next_offset}"
+            )
+        ledger.add(record.offset)
         lane = lane_for(self.kafka.ordering, record.key, record.offset)
         self.lanes.submit(partition, lane, Work(partition, record, ledger))
+
+    async def _notice_shrunk_partitions(self, consumer: AIOKafkaConsumer) -> None:
+        """A partition whose end is now before records it already gave us was deleted and
+        created again (or truncated): start its bookkeeping over and read it from its
+        beginning, instead of waiting at an offset the new log reaches only later and
+        skipping every record before it."""
+        for partition in list(self._owned):
+            ledger = self.tracker.ledger(partition)
+            end = consumer.highwater(partition)
+            if ledger is None or end is None or ledger.next_offset is None:
+                continue
+            if end < ledger.next_offset:
+                self._restart(partition, f"its end is offset {end}, before {ledger.next_offset}")
+                await self._read_from_beginning(consumer, partition)
+
+    async def _read_from_beginning(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition
+    ) -> None:
+        try:
+            await consumer.seek_to_beginning(partition)
+        except (KafkaError, IllegalStateError) as exc:  # revoked meanwhile
+            log.warning("%s not read from its beginning: %s", _source(partition), exc)
+
+    def _restart(self, partition: TopicPartition, why: str) -> PartitionLedger:
+        """The partition's offsets went back: a fresh ledger, so records of the new run are
+        neither skipped as seen nor committed past on the strength of the old run."""
+        self.kafka_metrics.offset_restarts.inc()
+        log.warning(
+            "%s went back (%s): the topic was deleted and created again, or the position was "
+            "reset; its records are invoked again from there",
+            _source(partition),
+            why,
+        )
+        return self.tracker.restart(partition)
 
     def _apply_backpressure(self) -> int:
         """Pause partitions holding `max_uncommitted` records, resume them below half;
@@ -280,6 +321,9 @@ class KafkaConnector:
         offsets = self.tracker.due(iter(partitions) if partitions is not None else None)
         if not offsets or self._consumer is None:
             return
+        offsets = await self._still_ours(self._consumer, offsets)
+        if not offsets:
+            return
         try:
             await self._consumer.commit(dict(offsets))
         except KafkaError as exc:
@@ -289,6 +333,36 @@ class KafkaConnector:
         self.tracker.committed(offsets)
         self.kafka_metrics.commits.inc()
         log.debug("committed %s", _show(offsets))
+
+    async def _still_ours(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The offsets that may be committed: a partition we committed before whose offset the
+        broker no longer has was deleted (Kafka drops a deleted topic's offsets) and perhaps
+        created again; committing our old position there would skip the new records before
+        it, so its bookkeeping starts over from its beginning instead. If the broker cannot
+        say, nothing we committed before is committed this round."""
+        checked = [p for p in offsets if self._committed_before(p)]
+        if not checked:
+            return offsets
+        try:
+            found = await asyncio.wait_for(
+                asyncio.gather(*(consumer.committed(p) for p in checked)), COMMIT_CHECK_SECONDS
+            )
+        except (KafkaError, TimeoutError) as exc:
+            self.kafka_metrics.commit_failures.inc()
+            log.warning("committed offsets not readable, committing later: %s", exc or "timeout")
+            return {p: o for p, o in offsets.items() if p not in checked}
+        for partition, broker_offset in zip(checked, found, strict=True):
+            if broker_offset is None and self.tracker.ledger(partition) is not None:
+                del offsets[partition]
+                self._restart(partition, "the broker no longer has its committed offset")
+                await self._read_from_beginning(consumer, partition)
+        return offsets
+
+    def _committed_before(self, partition: TopicPartition) -> bool:
+        ledger = self.tracker.ledger(partition)
+        return ledger is not None and ledger.committed is not None
 
     def _report_lag(self) -> None:
         """Records at the broker past what this process has committed, per partition."""

@@ -25,6 +25,12 @@ class KafkaMetrics:
             "Lanes still running at the end of revoke_timeout (left uncommitted)",
             registry=registry,
         )
+        self.offset_restarts = Counter(
+            "kafka_connector_offset_restarts_total",
+            "Times a partition's offsets went back (topic deleted and created again, or the "
+            "position reset) and its bookkeeping started over",
+            registry=registry,
+        )
         self.assigned = Gauge(
             "kafka_connector_assigned_partitions",
             "Partitions this process owns now",

@@ -1,0 +1,41 @@
+"""A partition whose offsets go backwards (its topic deleted and created again, or the
+consumer's position reset) starts its bookkeeping over: every record of the new run is
+invoked, none is taken for one already seen, and the restart is logged and counted."""
+
+from __future__ import annotations
+
+from tests.kafka.conftest import FUNCTION, StartConnector
+from tests.support.http import FakeGateway
+from tests.support.kafka import KafkaTopic
+from tests.support.ports import eventually
+
+
+async def _committed(topic: KafkaTopic, offset: int) -> bool:
+    return (await topic.committed())[0] == offset
+
+
+async def test_a_recreated_topic_has_every_record_invoked_from_offset_0(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+) -> None:
+    gateway.function(FUNCTION)
+    gateway.subscribe(FUNCTION, topic.name)
+    connector = await start_connector(topic)
+    await topic.send_many([(None, f"old-{n}".encode()) for n in range(50)])
+    await eventually(lambda: _committed(topic, 50), 30, what="the old records committed")
+
+    await topic.recreate()
+    await topic.send_many([(None, f"new-{n}".encode()) for n in range(60)])
+
+    def new_offsets() -> list[str]:
+        return [
+            c.headers["X-Kafka-Offset"]
+            for c in gateway.calls_to(FUNCTION)
+            if c.body.startswith(b"new-")
+        ]
+
+    await eventually(lambda: len(set(new_offsets())) == 60, 30, what="all 60 new records")
+    assert sorted(set(new_offsets()), key=int) == [str(n) for n in range(60)]
+    await eventually(lambda: _committed(topic, 60), 30, what="the new run committed")
+    assert await connector.metric("kafka_connector_offset_restarts_total") >= 1
+    assert await connector.process.stop() == 0, connector.process.output()
+    assert "went back" in connector.process.output()
