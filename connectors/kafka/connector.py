@@ -15,15 +15,16 @@ import contextlib
 import logging
 import os
 import socket
+from collections import Counter
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from connectors.core.controller import Abandoned, Controller
+from connectors.core.controller import Abandoned, Controller, unexpected_error
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
@@ -35,13 +36,13 @@ from connectors.kafka.metrics import KafkaMetrics
 from connectors.kafka.pauses import PartitionPauses
 from connectors.kafka.records import record_event
 from connectors.kafka.responses import ResponseTopic
+from connectors.kafka.rewinds import OffsetRewinds
 
 log = logging.getLogger("ferry.kafka")
 
 FETCH_TIMEOUT_MS = 500
 FETCH_MAX_RECORDS = 500
 MAP_RETRY_SECONDS = 1.0
-COMMIT_CHECK_SECONDS = 5.0  # reading the broker's committed offsets before a commit
 
 
 class Work(NamedTuple):
@@ -82,6 +83,9 @@ class KafkaConnector:
         # read when Prometheus scrapes (on this event loop), never kept up to date by hand
         self.kafka_metrics.paused.set_function(lambda: len(self.pauses.paused))
         self.kafka_metrics.uncommitted.set_function(lambda: self.tracker.pending)
+        self.rewinds = OffsetRewinds(self.tracker, self.kafka_metrics)
+        self._stalled: Counter[TopicPartition] = Counter()  # records failing unexpectedly
+        self.kafka_metrics.stalled.set_function(lambda: len(self._stalled))
         self._stopping = asyncio.Event()
         self._fetch_idle = asyncio.Event()
         self._fetch_idle.set()
@@ -125,10 +129,13 @@ class KafkaConnector:
         )
 
     def ready(self) -> bool:
+        """Consuming, with a topic map, and no partition held up by a record that keeps
+        failing unexpectedly."""
         return (
             self._consumer is not None
             and self.refresher.rebuilt_once
             and not self._stopping.is_set()
+            and not self._stalled
         )
 
     def stop(self) -> None:
@@ -199,53 +206,19 @@ class KafkaConnector:
             for partition, records in batch.items():
                 for record in records:
                     self._submit(partition, record)
-            await self._notice_shrunk_partitions(consumer)
+            await self.rewinds.notice_shrunk(consumer, list(self._owned))
 
     def _submit(self, partition: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         ledger = self.tracker.ledger(partition)
         if ledger is None or partition not in self._owned:
             return
         if ledger.went_back(record.offset):
-            ledger = self._restart(
+            ledger = self.rewinds.restart(
                 partition, f"offset {record.offset} came after {ledger.next_offset}"
             )
         ledger.add(record.offset)
         lane = lane_for(self.kafka.ordering, record.key, record.offset)
         self.lanes.submit(partition, lane, Work(partition, record, ledger))
-
-    async def _notice_shrunk_partitions(self, consumer: AIOKafkaConsumer) -> None:
-        """A partition whose end is now before records it already gave us was deleted and
-        created again (or truncated): start its bookkeeping over and read it from its
-        beginning, instead of waiting at an offset the new log reaches only later and
-        skipping every record before it."""
-        for partition in list(self._owned):
-            ledger = self.tracker.ledger(partition)
-            end = consumer.highwater(partition)
-            if ledger is None or end is None or ledger.next_offset is None:
-                continue
-            if end < ledger.next_offset:
-                self._restart(partition, f"its end is offset {end}, before {ledger.next_offset}")
-                await self._read_from_beginning(consumer, partition)
-
-    async def _read_from_beginning(
-        self, consumer: AIOKafkaConsumer, partition: TopicPartition
-    ) -> None:
-        try:
-            await consumer.seek_to_beginning(partition)
-        except (KafkaError, IllegalStateError) as exc:  # revoked meanwhile
-            log.warning("%s not read from its beginning: %s", _source(partition), exc)
-
-    def _restart(self, partition: TopicPartition, why: str) -> PartitionLedger:
-        """The partition's offsets went back: a fresh ledger, so records of the new run are
-        neither skipped as seen nor committed past on the strength of the old run."""
-        self.kafka_metrics.offset_restarts.inc()
-        log.warning(
-            "%s went back (%s): the topic was deleted and created again, or the position was "
-            "reset; its records are invoked again from there",
-            _source(partition),
-            why,
-        )
-        return self.tracker.restart(partition)
 
     def _apply_backpressure(self) -> int:
         """Pause partitions holding `max_uncommitted` records, resume them below half;
@@ -285,29 +258,75 @@ class KafkaConnector:
 
     async def _process(self, work: Work) -> None:
         """Every subscribed function to a final outcome, failures recorded as dead, then
-        the offset is finished (committable once everything before it is)."""
+        the offset is finished (committable once everything before it is). An error nothing
+        foresaw is a failed attempt of the whole record (`_failed_unexpectedly`): the
+        partition never waits on it for good."""
+        failures = 0
+        while True:
+            try:
+                await self._deliver(work)
+            except Abandoned as exc:
+                log.info("left uncommitted for redelivery: %s", exc)
+                return
+            except Exception as exc:
+                failures += 1
+                if await self._failed_unexpectedly(work, exc, failures):
+                    continue
+                return
+            self._finished(work)
+            return
+
+    async def _deliver(self, work: Work) -> None:
         record = work.record
         headers = list(record.headers or ())
         event = record_event(
             record.topic, record.partition, record.offset, record.key, record.value, headers
         )
         assert self._dead is not None
+        deliveries = await self.controller.dispatch(event)
+        for delivery in deliveries:
+            if not delivery.ok:
+                await self._dead.record(
+                    delivery,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                )
+
+    async def _failed_unexpectedly(self, work: Work, exc: Exception, failures: int) -> bool:
+        """Retry the record after the policy's back-off (True), or, once the attempts are
+        spent, record it as dead in the log with the reason and finish it (False); False
+        too when stopping (it stays uncommitted). While it waits, its partition counts as
+        stalled (`/readyz`, `kafka_connector_stalled_partitions`)."""
+        record = work.record
+        source = f"{record.topic}/{record.partition}@{record.offset}"
+        self.kafka_metrics.record_errors.inc()
+        outcome = self.controller.policy.decide(
+            status=None, attempt=failures, error=unexpected_error(exc)
+        )
+        if outcome.final:
+            log.error("dead letter (log): record %s: %s", source, outcome.reason, exc_info=exc)
+            self.metrics.dead_letters.labels("", "log").inc()
+            self._finished(work)
+            return False
+        log.error(
+            "record %s: %s (attempt %d), again in %.2fs",
+            source,
+            outcome.reason,
+            failures,
+            outcome.delay,
+            exc_info=exc,
+        )
+        self._stalled[work.partition] += 1
         try:
-            deliveries = await self.controller.dispatch(event)
-            for delivery in deliveries:
-                if not delivery.ok:
-                    await self._dead.record(
-                        delivery,
-                        partition=record.partition,
-                        offset=record.offset,
-                        key=record.key,
-                        value=record.value,
-                        headers=headers,
-                    )
-        except Abandoned as exc:
-            log.info("left uncommitted for redelivery: %s", exc)
-            return
-        self._finished(work)
+            await self._pause_for(outcome.delay)
+        finally:
+            self._stalled[work.partition] -= 1
+            if not self._stalled[work.partition]:
+                del self._stalled[work.partition]
+        return not self._stopping.is_set() and not self.controller.stopping
 
     # -- commits ---------------------------------------------------------------------------
 
@@ -321,7 +340,7 @@ class KafkaConnector:
         offsets = self.tracker.due(iter(partitions) if partitions is not None else None)
         if not offsets or self._consumer is None:
             return
-        offsets = await self._still_ours(self._consumer, offsets)
+        offsets = await self.rewinds.still_ours(self._consumer, offsets)
         if not offsets:
             return
         try:
@@ -333,36 +352,6 @@ class KafkaConnector:
         self.tracker.committed(offsets)
         self.kafka_metrics.commits.inc()
         log.debug("committed %s", _show(offsets))
-
-    async def _still_ours(
-        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
-    ) -> dict[TopicPartition, int]:
-        """The offsets that may be committed: a partition we committed before whose offset the
-        broker no longer has was deleted (Kafka drops a deleted topic's offsets) and perhaps
-        created again; committing our old position there would skip the new records before
-        it, so its bookkeeping starts over from its beginning instead. If the broker cannot
-        say, nothing we committed before is committed this round."""
-        checked = [p for p in offsets if self._committed_before(p)]
-        if not checked:
-            return offsets
-        try:
-            found = await asyncio.wait_for(
-                asyncio.gather(*(consumer.committed(p) for p in checked)), COMMIT_CHECK_SECONDS
-            )
-        except (KafkaError, TimeoutError) as exc:
-            self.kafka_metrics.commit_failures.inc()
-            log.warning("committed offsets not readable, committing later: %s", exc or "timeout")
-            return {p: o for p, o in offsets.items() if p not in checked}
-        for partition, broker_offset in zip(checked, found, strict=True):
-            if broker_offset is None and self.tracker.ledger(partition) is not None:
-                del offsets[partition]
-                self._restart(partition, "the broker no longer has its committed offset")
-                await self._read_from_beginning(consumer, partition)
-        return offsets
-
-    def _committed_before(self, partition: TopicPartition) -> bool:
-        ledger = self.tracker.ledger(partition)
-        return ledger is not None and ledger.committed is not None
 
     def _report_lag(self) -> None:
         """Records at the broker past what this process has committed, per partition."""

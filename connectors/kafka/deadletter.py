@@ -63,11 +63,11 @@ class DeadLetters:
             self.metrics.dead_letters.labels(fn, "log").inc()
             return
         extra: Headers = [
-            ("Ferry-Dead-Reason", _why(delivery).encode()),
-            ("Ferry-Function", fn.encode()),
+            ("Ferry-Dead-Reason", _utf8(_why(delivery))),
+            ("Ferry-Function", _utf8(fn)),
             ("Ferry-Attempts", str(delivery.result.attempt).encode()),
             ("Ferry-Last-Status", str(delivery.result.reported_status).encode()),
-            ("Ferry-Source-Topic", delivery.event.topic.encode()),
+            ("Ferry-Source-Topic", _utf8(delivery.event.topic)),
             ("Ferry-Source-Partition", str(partition).encode()),
             ("Ferry-Source-Offset", str(offset).encode()),
         ]
@@ -78,7 +78,7 @@ class DeadLetters:
             log.error("dead letter for %s cannot be written with its value: %s", source, exc)
             note = f"the copy of the record ({_size(key, value, headers)} bytes) was refused: {exc}"
             try:
-                await self._write(b"", None, [*extra, (OMITTED, note.encode())], source)
+                await self._write(b"", None, [*extra, (OMITTED, _utf8(note))], source)
             except RecordRefused as again:
                 log.error(
                     "dead letter (not writable: %s): %s %s: %s", again, fn, source, _why(delivery)
@@ -109,6 +109,12 @@ def _size(
     key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
 ) -> int:
     return len(key or b"") + len(value or b"") + sum(len(n) + len(v or b"") for n, v in headers)
+
+
+def _utf8(text: str) -> bytes:
+    """Header bytes for text that may quote input: a lone surrogate is escaped, never an
+    exception that would leave the record without its dead letter."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _why(delivery: Delivery) -> str:
