@@ -85,7 +85,7 @@ class KafkaConnector:
         self.kafka_metrics.uncommitted.set_function(lambda: self.tracker.pending)
         self.rewinds = OffsetRewinds(self.tracker, self.kafka_metrics)
         self._stalled: Counter[TopicPartition] = Counter()  # records failing unexpectedly
-        self.kafka_metrics.stalled.set_function(lambda: len(self._stalled))
+        self.kafka_metrics.stalled.set_function(lambda: len(self.stalled_partitions()))
         self._stopping = asyncio.Event()
         self._fetch_idle = asyncio.Event()
         self._fetch_idle.set()
@@ -129,14 +129,19 @@ class KafkaConnector:
         )
 
     def ready(self) -> bool:
-        """Consuming, with a topic map, and no partition held up by a record that keeps
-        failing unexpectedly."""
+        """Consuming, with a topic map, and no partition held up (`stalled_partitions`)."""
         return (
             self._consumer is not None
             and self.refresher.rebuilt_once
             and not self._stopping.is_set()
-            and not self._stalled
+            and not self.stalled_partitions()
         )
+
+    def stalled_partitions(self) -> set[str]:
+        """Partitions that cannot move on now: a record failing unexpectedly waits to be
+        tried again, or its dead letter cannot be written."""
+        waiting = set(self._dead.waiting) if self._dead is not None else set()
+        return waiting | {_source(p) for p in self._stalled}
 
     def stop(self) -> None:
         self._stopping.set()

@@ -15,8 +15,10 @@ names its coordinates, so the partition moves on and the record is still found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 
 from aiokafka import AIOKafkaProducer
 
@@ -44,6 +46,8 @@ class DeadLetters:
         self.topic = topic
         self.metrics = metrics
         self._stopping = stopping
+        # "topic/partition" of records whose dead letter cannot be written yet
+        self.waiting: Counter[str] = Counter()
 
     async def record(
         self,
@@ -92,17 +96,40 @@ class DeadLetters:
         self, value: bytes | None, key: bytes | None, headers: Headers, source: str
     ) -> None:
         """Write until the broker confirms; `RecordRefused` when it never can, `Abandoned`
-        when the connector stops while the broker is unavailable."""
+        when the connector stops while the broker is unavailable. While a write takes longer
+        than `WRITE_RETRY_SECONDS`, or waits to be tried again, the source partition is
+        `waiting`: it cannot move on until the write lands."""
         assert self.producer is not None
+        partition = source.rpartition("@")[0]
         while True:
+            write = asyncio.ensure_future(
+                produce(self.producer, self.topic, value, key=key, headers=headers)
+            )
             try:
-                await produce(self.producer, self.topic, value, key=key, headers=headers)
+                done, _ = await asyncio.wait({write}, timeout=WRITE_RETRY_SECONDS)
+                if not done:
+                    with self._waiting(partition):
+                        await write
+                write.result()
                 return
             except KafkaUnavailable as exc:
                 if self._stopping():
                     raise Abandoned(f"dead letter for {source} not written: {exc}") from None
                 log.warning("dead letter for %s not written yet (%s); retrying", source, exc)
-                await asyncio.sleep(WRITE_RETRY_SECONDS)
+                with self._waiting(partition):
+                    await asyncio.sleep(WRITE_RETRY_SECONDS)
+            finally:
+                write.cancel()  # only still running if this task was cancelled
+
+    @contextlib.contextmanager
+    def _waiting(self, partition: str) -> Iterator[None]:
+        self.waiting[partition] += 1
+        try:
+            yield
+        finally:
+            self.waiting[partition] -= 1
+            if not self.waiting[partition]:
+                del self.waiting[partition]
 
 
 def _size(
