@@ -39,3 +39,26 @@ async def test_a_recreated_topic_has_every_record_invoked_from_offset_0(
     assert await connector.metric("kafka_connector_offset_restarts_total") >= 1
     assert await connector.process.stop() == 0, connector.process.output()
     assert "went back" in connector.process.output()
+
+
+async def test_a_recreated_topic_shorter_than_the_old_one_is_read_from_offset_0(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+) -> None:
+    """The new log never reaches the old position, so no commit is ever due there: the
+    partition's end before the records already received is what shows it."""
+    gateway.function(FUNCTION)
+    gateway.subscribe(FUNCTION, topic.name)
+    connector = await start_connector(topic)
+    await topic.send_many([(None, f"old-{n}".encode()) for n in range(50)])
+    await eventually(lambda: _committed(topic, 50), 30, what="the old records committed")
+
+    await topic.recreate()
+    await topic.send_many([(None, f"new-{n}".encode()) for n in range(30)])
+
+    def new_bodies() -> set[bytes]:
+        return {c.body for c in gateway.calls_to(FUNCTION) if c.body.startswith(b"new-")}
+
+    await eventually(lambda: len(new_bodies()) == 30, 30, what="all 30 new records")
+    await eventually(lambda: _committed(topic, 30), 30, what="the new run committed")
+    assert await connector.metric("kafka_connector_offset_restarts_total") >= 1
+    assert await connector.process.stop() == 0, connector.process.output()
