@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import socket
-from collections import Counter
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -37,6 +36,7 @@ from connectors.kafka.pauses import PartitionPauses
 from connectors.kafka.records import record_event
 from connectors.kafka.responses import ResponseTopic
 from connectors.kafka.rewinds import OffsetRewinds
+from connectors.kafka.stalls import Stalls
 
 log = logging.getLogger("ferry.kafka")
 
@@ -84,8 +84,8 @@ class KafkaConnector:
         self.kafka_metrics.paused.set_function(lambda: len(self.pauses.paused))
         self.kafka_metrics.uncommitted.set_function(lambda: self.tracker.pending)
         self.rewinds = OffsetRewinds(self.tracker, self.kafka_metrics)
-        self._stalled: Counter[TopicPartition] = Counter()  # records failing unexpectedly
-        self.kafka_metrics.stalled.set_function(lambda: len(self.stalled_partitions()))
+        self.stalls = Stalls()  # partitions that cannot move on now
+        self.kafka_metrics.stalled.set_function(lambda: len(self.stalls))
         self._stopping = asyncio.Event()
         self._fetch_idle = asyncio.Event()
         self._fetch_idle.set()
@@ -111,6 +111,7 @@ class KafkaConnector:
             self.kafka.dead_letter_topic,
             self.metrics,
             lambda: self.controller.stopping,
+            self.stalls,
         )
         if self._producer is not None and self.kafka.response_topic:
             self._responses = ResponseTopic(
@@ -129,19 +130,13 @@ class KafkaConnector:
         )
 
     def ready(self) -> bool:
-        """Consuming, with a topic map, and no partition held up (`stalled_partitions`)."""
+        """Consuming, with a topic map, and no partition that cannot move on (`stalls`)."""
         return (
             self._consumer is not None
             and self.refresher.rebuilt_once
             and not self._stopping.is_set()
-            and not self.stalled_partitions()
+            and not self.stalls
         )
-
-    def stalled_partitions(self) -> set[str]:
-        """Partitions that cannot move on now: a record failing unexpectedly waits to be
-        tried again, or its dead letter cannot be written."""
-        waiting = set(self._dead.waiting) if self._dead is not None else set()
-        return waiting | {_source(p) for p in self._stalled}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -324,13 +319,8 @@ class KafkaConnector:
             outcome.delay,
             exc_info=exc,
         )
-        self._stalled[work.partition] += 1
-        try:
+        with self.stalls.hold(_source(work.partition)):
             await self._pause_for(outcome.delay)
-        finally:
-            self._stalled[work.partition] -= 1
-            if not self._stalled[work.partition]:
-                del self._stalled[work.partition]
         return not self._stopping.is_set() and not self.controller.stopping
 
     # -- commits ---------------------------------------------------------------------------

@@ -15,16 +15,15 @@ names its coordinates, so the partition moves on and the record is still found.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Abandoned, Delivery
 from connectors.kafka.client import KafkaUnavailable, RecordRefused, produce
+from connectors.kafka.stalls import Stalls
 
 log = logging.getLogger("ferry.kafka")
 
@@ -41,13 +40,13 @@ class DeadLetters:
         topic: str,
         metrics: ConnectorMetrics,
         stopping: Callable[[], bool],
+        stalls: Stalls | None = None,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.metrics = metrics
         self._stopping = stopping
-        # "topic/partition" of records whose dead letter cannot be written yet
-        self.waiting: Counter[str] = Counter()
+        self.stalls = stalls if stalls is not None else Stalls()  # partitions waiting on a write
 
     async def record(
         self,
@@ -97,8 +96,8 @@ class DeadLetters:
     ) -> None:
         """Write until the broker confirms; `RecordRefused` when it never can, `Abandoned`
         when the connector stops while the broker is unavailable. While a write takes longer
-        than `WRITE_RETRY_SECONDS`, or waits to be tried again, the source partition is
-        `waiting`: it cannot move on until the write lands."""
+        than `WRITE_RETRY_SECONDS`, or waits to be tried again, the source partition is held
+        in `stalls`: it cannot move on until the write lands."""
         assert self.producer is not None
         partition = source.rpartition("@")[0]
         while True:
@@ -108,7 +107,7 @@ class DeadLetters:
             try:
                 done, _ = await asyncio.wait({write}, timeout=WRITE_RETRY_SECONDS)
                 if not done:
-                    with self._waiting(partition):
+                    with self.stalls.hold(partition):
                         await write
                 write.result()
                 return
@@ -116,20 +115,10 @@ class DeadLetters:
                 if self._stopping():
                     raise Abandoned(f"dead letter for {source} not written: {exc}") from None
                 log.warning("dead letter for %s not written yet (%s); retrying", source, exc)
-                with self._waiting(partition):
+                with self.stalls.hold(partition):
                     await asyncio.sleep(WRITE_RETRY_SECONDS)
             finally:
                 write.cancel()  # only still running if this task was cancelled
-
-    @contextlib.contextmanager
-    def _waiting(self, partition: str) -> Iterator[None]:
-        self.waiting[partition] += 1
-        try:
-            yield
-        finally:
-            self.waiting[partition] -= 1
-            if not self.waiting[partition]:
-                del self.waiting[partition]
 
 
 def _size(
