@@ -386,7 +386,14 @@ class KafkaConnector:
         self.kafka_metrics.assigned.set(len(self._owned))
         log.info("partitions revoked: %s", ", ".join(sorted(_source(p) for p in lost)))
 
-    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def partitions_taken(self, assigned: set[TopicPartition]) -> None:
+        """Own the newly assigned partitions, their group offsets noted (`rewinds`)."""
+        fresh = self.partitions_assigned(assigned)
+        if self._consumer is not None:
+            await self.rewinds.baseline(self._consumer, fresh)
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> list[TopicPartition]:
+        """Own the newly assigned partitions; returns them."""
         fresh = [p for p in assigned if p not in self._owned]
         for partition in fresh:
             self.tracker.own(partition)
@@ -395,6 +402,7 @@ class KafkaConnector:
         self.kafka_metrics.assigned.set(len(self._owned))
         if fresh:
             log.info("partitions assigned: %s", ", ".join(sorted(_source(p) for p in fresh)))
+        return fresh
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -405,7 +413,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.connector.partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.connector.partitions_assigned(assigned)
+        await self.connector.partitions_taken(assigned)
 
 
 def _source(partition: TopicPartition) -> str:

@@ -6,7 +6,8 @@ grows past it, silently skipping 0-49. Kafka's clients before topic IDs cannot t
 of one name apart, so the connector watches for what a new log looks like from outside: a
 record at an offset already passed (`KafkaConnector._submit`), an end (high watermark) before
 records already received, or, just before a commit, a committed offset the broker no longer
-has (Kafka drops a deleted topic's offsets). Each restarts the partition's ledger, and the last
+has (Kafka drops a deleted topic's offsets; the one expected is what this process committed, or
+what the group had when the partition was assigned). Each restarts the partition's ledger, and the last
 two read the partition again from its beginning; each is logged and counted.
 """
 
@@ -84,6 +85,25 @@ class OffsetRewinds:
                 self.restart(partition, "the broker no longer has its committed offset")
                 await self._read_from_beginning(consumer, partition)
         return offsets
+
+    async def baseline(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        """Note the group's committed offset of newly owned partitions as theirs, so the
+        first commit of a new owner is checked too (a topic recreated right after a restart
+        or a rebalance). If it cannot be read, that first commit goes unchecked."""
+        if not partitions:
+            return
+        try:
+            found = await asyncio.wait_for(
+                asyncio.gather(*(consumer.committed(p) for p in partitions)),
+                COMMIT_CHECK_SECONDS,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("committed offsets not readable at assignment: %s", exc or "timeout")
+            return
+        for partition, broker_offset in zip(partitions, found, strict=True):
+            ledger = self.tracker.ledger(partition)
+            if ledger is not None and ledger.committed is None and broker_offset is not None:
+                ledger.committed = broker_offset
 
     def _committed_before(self, partition: TopicPartition) -> bool:
         ledger = self.tracker.ledger(partition)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.kafka.conftest import FUNCTION, StartConnector
 from tests.support.http import FakeGateway
-from tests.support.kafka import KafkaTopic
+from tests.support.kafka import KafkaTopic, RunningConnector
 from tests.support.ports import eventually
 
 
@@ -62,3 +62,34 @@ async def test_a_recreated_topic_shorter_than_the_old_one_is_read_from_offset_0(
     await eventually(lambda: _committed(topic, 30), 30, what="the new run committed")
     assert await connector.metric("kafka_connector_offset_restarts_total") >= 1
     assert await connector.process.stop() == 0, connector.process.output()
+
+
+async def test_a_topic_recreated_right_after_a_restart_is_read_from_offset_0(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector
+) -> None:
+    """The new owner has committed nothing yet: the group's offset when the partition was
+    assigned is what its first commit is checked against."""
+    gateway.function(FUNCTION)
+    gateway.subscribe(FUNCTION, topic.name)
+    first = await start_connector(topic)
+    await topic.send_many([(None, f"old-{n}".encode()) for n in range(50)])
+    await eventually(lambda: _committed(topic, 50), 30, what="the old records committed")
+    assert await first.process.stop() == 0, first.process.output()
+
+    second = await start_connector(topic)
+    await eventually(
+        lambda: _metric_is(second, "kafka_connector_assigned_partitions", 1), 30, what="assigned"
+    )
+    await topic.recreate()
+    await topic.send_many([(None, f"new-{n}".encode()) for n in range(60)])
+
+    def new_bodies() -> set[bytes]:
+        return {c.body for c in gateway.calls_to(FUNCTION) if c.body.startswith(b"new-")}
+
+    await eventually(lambda: len(new_bodies()) == 60, 30, what="all 60 new records")
+    await eventually(lambda: _committed(topic, 60), 30, what="the new run committed")
+    assert await second.process.stop() == 0, second.process.output()
+
+
+async def _metric_is(connector: RunningConnector, name: str, value: float) -> bool:
+    return await connector.metric(name) == value
