@@ -6,9 +6,9 @@ grows past it, silently skipping 0-49. Kafka's clients before topic IDs cannot t
 of one name apart, so the connector watches for what a new log looks like from outside: a
 record at an offset already passed (`KafkaConnector._submit`), an end (high watermark) before
 records already received, or, just before a commit, a committed offset the broker no longer
-has (Kafka drops a deleted topic's offsets; the one expected is what this process committed, or
-what the group had when the partition was assigned). Each restarts the partition's ledger, and the last
-two read the partition again from its beginning; each is logged and counted.
+has (Kafka drops a deleted topic's offsets; the one expected is what this process committed,
+or what the group had when the partition was assigned). Each restarts the partition's ledger,
+and the last two read the partition again from its beginning; each is logged and counted.
 """
 
 from __future__ import annotations
