@@ -11,6 +11,15 @@ from connectors.core.settings import (
     parse_bool,
     setting,
 )
+from connectors.core.targets import is_label, shorten
+
+
+def _namespace(text: str) -> str:
+    """A namespace is a DNS-1123 label, as the gateway's own are (it goes into a URL)."""
+    value = text.strip()
+    if value and not is_label(value):
+        raise ValueError(f"{shorten(value)} is not a DNS-1123 label (a-z, 0-9, '-', at most 63)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,10 @@ class ConnectorSettings:
         "topic_delimiter", ",", "separator between topics in a function's topic annotation"
     )
     namespace: str = setting(
-        "namespace", "", "only functions of this namespace (empty: every namespace)"
+        "namespace",
+        "",
+        "only functions of this namespace (empty: every namespace)",
+        _namespace,
     )
     asynchronous_invocation: bool = setting(
         "asynchronous_invocation", False, "invoke via /async-function (queued)", parse_bool
