@@ -71,6 +71,11 @@ class Abandoned(FerryError):
     outcome and must not be acknowledged (the broker delivers it again)."""
 
 
+class NotStarted(Abandoned):
+    """The source stopped before the attempt began (it waited for a free `max_inflight`
+    slot): the function was not called this time."""
+
+
 class ConnectorConfig(Protocol):
     """The setting groups every connector's config object nests."""
 
@@ -118,8 +123,9 @@ class Controller:
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
-        """Cut every back-off short: `deliver` raises `Abandoned` instead of waiting, so a
-        drain never waits out a retry delay. Calls already running finish normally."""
+        """Start no more calls: `deliver` raises `Abandoned` instead of waiting out a back-off
+        (a drain never waits out a retry delay), and an attempt still waiting for a free slot
+        raises `NotStarted` instead of calling. Calls already running finish normally."""
         self._stopping.set()
 
     @property
@@ -201,7 +207,8 @@ class Controller:
         return known
 
     async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
-        """One invocation, bounded by max_inflight; the outcome says whether to retry."""
+        """One invocation, bounded by max_inflight; the outcome says whether to retry.
+        `NotStarted` if the controller was stopped before a slot came free."""
         prepared = self._prepared(function)
         name = function.qualified
         headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
@@ -211,6 +218,9 @@ class Controller:
             print_request_body(name, event.body)
         limit = self._limit
         await limit.acquire()
+        if self._stopping.is_set():  # checked after the wait: the slot may come long after
+            limit.release()
+            raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
         self.running += 1
         try:
             result = await self.invoker.call(
@@ -238,7 +248,8 @@ class Controller:
     ) -> Delivery:
         """Invoke with in-process retries until the outcome is final (Kafka, cron).
 
-        Raises `Abandoned` if `stop` is called while waiting to retry.
+        Raises `Abandoned` if `stop` is called while waiting to retry (`NotStarted` if before
+        an attempt began).
         """
         attempt = first_attempt
         while True:
