@@ -1,0 +1,98 @@
+"""Finding 2 of issue 24: SIGTERM stops a busy cron connector at once, whatever happens inside
+the NATS client when its tasks are cancelled.
+
+The worst moment is just after a slot came due: hundreds of claims are on their way to NATS
+and hundreds of calls wait for a free slot. A real `ferry cron-connector` process, claims in a
+real nats-server, a real function server that notes when each call arrives; SIGTERM right
+after the first call of a slot arrives, in several rounds. Each round the process exits 0
+within `graceful_timeout` (and a small margin), and no call arrives after the process could
+act on the signal, nor for a slot whose instant is after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.support.brokers import NatsServer
+from tests.support.http import FakeGateway
+from tests.support.ports import eventually
+from tests.support.procs import FerryProcess
+
+pytestmark = pytest.mark.slow
+
+FUNCTIONS = 300
+ROUNDS = 4
+GRACEFUL_TIMEOUT = 3.0
+EXIT_MARGIN = 2.0  # start-up of nothing, closing NATS and the health port, process exit
+# A call sent in the same few event-loop turns as the signal's arrival may land just after
+# it; anything later was started after the process knew it had to stop.
+SIGNAL_SEEN = 0.5
+
+
+def _slot(scheduled: str) -> datetime:
+    return datetime.fromisoformat(scheduled.replace("Z", "+00:00"))
+
+
+async def _one_round(gateway: FakeGateway, nats_server: NatsServer) -> None:
+    gateway.calls.clear()
+    proc = await FerryProcess(
+        "cron-connector",
+        {
+            "gateway_url": gateway.url,
+            "nats_url": nats_server.url,
+            "cron_kv_bucket": f"cron-{uuid.uuid4().hex[:8]}",
+            "health_port": "0",
+            "health_host": "127.0.0.1",
+            "graceful_timeout": f"{GRACEFUL_TIMEOUT}s",
+            "upstream_timeout": "10s",
+        },
+    ).start()
+    assert proc.process is not None
+    try:
+        # one whole slot first, so every schedule is followed; then the first call of the next
+        first = await eventually(lambda: gateway.calls[:1], 60, 0.01, what="the first slot")
+        seen = first[0].headers["X-Cron-Scheduled-Time"]
+
+        def next_slot_began() -> bool:
+            return any(c.headers["X-Cron-Scheduled-Time"] > seen for c in gateway.calls)
+
+        await eventually(next_slot_began, 30, 0.002, what="a later slot")
+        signalled_at, signalled_wall = time.monotonic(), datetime.now(UTC)
+        proc.process.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(proc.process.wait(), GRACEFUL_TIMEOUT + EXIT_MARGIN)
+        except TimeoutError:
+            since = sum(1 for c in gateway.calls if c.at > signalled_at + SIGNAL_SEEN)
+            pytest.fail(
+                f"still running {GRACEFUL_TIMEOUT + EXIT_MARGIN}s after SIGTERM, "
+                f"{since} calls since; it said: {proc.output()[-1500:]}"
+            )
+        exited_after = time.monotonic() - signalled_at
+        assert code == 0, proc.output()[-3000:]
+        late = [c for c in gateway.calls if c.at > signalled_at + SIGNAL_SEEN]
+        assert not late, (
+            f"{len(late)} calls arrived more than {SIGNAL_SEEN}s after SIGTERM, the last "
+            f"{max(c.at for c in late) - signalled_at:.2f}s after; exited after {exited_after:.2f}s"
+        )
+        after = [
+            c for c in gateway.calls if _slot(c.headers["X-Cron-Scheduled-Time"]) > signalled_wall
+        ]
+        assert not after, f"{len(after)} calls for slots after SIGTERM"
+    finally:
+        await proc.close()
+
+
+async def test_sigterm_just_after_a_slot_stops_every_firing_and_exits_in_time(
+    gateway: FakeGateway, nats_server: NatsServer
+) -> None:
+    for i in range(FUNCTIONS):
+        gateway.subscribe(f"tick{i}", "cron-function", schedule="@every 1s")
+        gateway.function(f"tick{i}")
+    for _ in range(ROUNDS):
+        await _one_round(gateway, nats_server)
