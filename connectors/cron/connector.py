@@ -146,6 +146,12 @@ class CronConnector:
         )
         if unfinished:
             log.warning("%d schedules or calls cut short at the %gs bound", unfinished, timeout)
+        if self.firer.not_fired:
+            log.info(
+                "%d due slots not invoked because of the stop (cron_slots_skipped_total, "
+                'reason="shutdown")',
+                self.firer.not_fired,
+            )
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.wait({self._renewer}, timeout=CLOSE_WAIT)

@@ -84,6 +84,7 @@ class Firer:
         self.running: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
+        self.not_fired = 0  # slots dropped because the connector was stopping
         self._reported: dict[str, tuple[float, int]] = {}  # function -> (logged at, unlogged)
 
     def stop(self) -> None:
@@ -154,8 +155,11 @@ class Firer:
         )
 
     def _not_fired(self, slot: Slot, why: str) -> None:
+        """Counted; logged one by one only at debug (hundreds can come due as the stop does):
+        the drain says how many in one line."""
         self.skip(slot.function, "shutdown")
-        log.info("%s: slot at %s not invoked: %s", slot.function.qualified, rfc3339(slot.at), why)
+        self.not_fired += 1
+        log.debug("%s: slot at %s not invoked: %s", slot.function.qualified, rfc3339(slot.at), why)
 
     async def _invoke(self, slot: Slot) -> None:
         name = slot.function.qualified

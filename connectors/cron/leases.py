@@ -71,11 +71,12 @@ class BusyLeases:
             *(self.claims.renew_lease(fn, revision, value) for fn, revision in held),
             return_exceptions=True,
         )
+        failed: list[ClaimError] = []
         for (function, revision), answer in zip(held, answers, strict=True):
             if self.held.get(function) != revision:
                 continue  # released meanwhile
             if isinstance(answer, ClaimError):
-                log.warning("%s: %s (tried again in %gs)", function, answer, self.renew_every)
+                failed.append(answer)
             elif isinstance(answer, BaseException):
                 raise answer
             elif answer:
@@ -88,3 +89,10 @@ class BusyLeases:
                     function,
                     self.lease_ms / 1000,
                 )
+        if failed:  # one line a round, however many leases (NATS is down for all of them)
+            log.warning(
+                "could not renew %d busy leases (trying again in %gs): %s",
+                len(failed),
+                self.renew_every,
+                failed[0],
+            )

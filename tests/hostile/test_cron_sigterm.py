@@ -4,9 +4,10 @@ the NATS client when its tasks are cancelled.
 The worst moment is just after a slot came due: hundreds of claims are on their way to NATS
 and hundreds of calls wait for a free slot. A real `ferry cron-connector` process, claims in a
 real nats-server, a real function server that notes when each call arrives; SIGTERM right
-after the first call of a slot arrives, in several rounds. Each round the process exits 0
-within `graceful_timeout` (and a small margin), and no call arrives after the process could
-act on the signal, nor for a slot whose instant is after it.
+after the first call of a slot arrives, in several rounds, some with a second SIGTERM; one
+function never answers. Each round the process exits 0 within `graceful_timeout` (and a small
+margin), and no call arrives after the process could act on the signal, nor for a slot whose
+instant is after it.
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.brokers import NatsServer
-from tests.support.http import FakeGateway
+from tests.support.http import FakeGateway, held_until
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
 
 pytestmark = pytest.mark.slow
 
 FUNCTIONS = 300
-ROUNDS = 4
-GRACEFUL_TIMEOUT = 3.0
-EXIT_MARGIN = 2.0  # start-up of nothing, closing NATS and the health port, process exit
+# Each round signals at a different moment after the slot's first call arrived (claims still
+# on their way to NATS, then calls waiting for a free max_inflight slot), some twice.
+ROUNDS = ((0.0, False), (0.01, True), (0.03, False), (0.1, True))
+GRACEFUL_TIMEOUT = 2.0
+EXIT_MARGIN = 2.5  # cutting the held call short, closing NATS and the health port, exiting
 # A call sent in the same few event-loop turns as the signal's arrival may land just after
 # it; anything later was started after the process knew it had to stop.
 SIGNAL_SEEN = 0.5
@@ -39,7 +42,9 @@ def _slot(scheduled: str) -> datetime:
     return datetime.fromisoformat(scheduled.replace("Z", "+00:00"))
 
 
-async def _one_round(gateway: FakeGateway, nats_server: NatsServer) -> None:
+async def _one_round(
+    gateway: FakeGateway, nats_server: NatsServer, delay: float, twice: bool
+) -> None:
     gateway.calls.clear()
     proc = await FerryProcess(
         "cron-connector",
@@ -63,8 +68,12 @@ async def _one_round(gateway: FakeGateway, nats_server: NatsServer) -> None:
             return any(c.headers["X-Cron-Scheduled-Time"] > seen for c in gateway.calls)
 
         await eventually(next_slot_began, 30, 0.002, what="a later slot")
+        await asyncio.sleep(delay)
         signalled_at, signalled_wall = time.monotonic(), datetime.now(UTC)
         proc.process.send_signal(signal.SIGTERM)
+        if twice:
+            await asyncio.sleep(0.05)
+            proc.process.send_signal(signal.SIGTERM)
         try:
             code = await asyncio.wait_for(proc.process.wait(), GRACEFUL_TIMEOUT + EXIT_MARGIN)
         except TimeoutError:
@@ -91,8 +100,14 @@ async def _one_round(gateway: FakeGateway, nats_server: NatsServer) -> None:
 async def test_sigterm_just_after_a_slot_stops_every_firing_and_exits_in_time(
     gateway: FakeGateway, nats_server: NatsServer
 ) -> None:
+    never = asyncio.Event()
     for i in range(FUNCTIONS):
         gateway.subscribe(f"tick{i}", "cron-function", schedule="@every 1s")
         gateway.function(f"tick{i}")
-    for _ in range(ROUNDS):
-        await _one_round(gateway, nats_server)
+    gateway.subscribe("stuck", "cron-function", schedule="@every 1s")
+    gateway.function("stuck", held_until(never))  # its call outlives graceful_timeout
+    try:
+        for delay, twice in ROUNDS:
+            await _one_round(gateway, nats_server, delay, twice)
+    finally:
+        never.set()
