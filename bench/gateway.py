@@ -41,11 +41,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from asyncq import codec
+from asyncq.jetstream import ensure_streams
+from asyncq.publisher import build_request
 from bench.common import Child, free_port, start_nats, wait_for_port
 from bench.gateway_load import CpuMeter, RawHttpClient, Result, closed_loop
-from queue_worker import codec
-from queue_worker.jetstream import ensure_streams
-from queue_worker.publisher import build_request
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = os.urandom(512).hex().encode()  # 1 KiB

@@ -33,12 +33,12 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from asyncq.jetstream import ensure_streams
+from asyncq.large_bodies import BodyStore
+from asyncq.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
+from asyncq.publisher import Publisher, build_request
 from bench.common import Child, free_port, start_function_server, start_nats
 from bench.queue_harness import drained
-from queue_worker.jetstream import ensure_streams
-from queue_worker.large_bodies import BodyStore
-from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
-from queue_worker.publisher import Publisher, build_request
 
 MiB = 1024 * 1024
 

@@ -10,10 +10,10 @@ import aiohttp
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from asyncq import codec
+from asyncq.codec import QueueRequest
+from asyncq.layout import DEFAULT_STREAM, queue_subject
 from bench.common import free_port
-from queue_worker import codec
-from queue_worker.codec import QueueRequest
-from queue_worker.layout import DEFAULT_STREAM, queue_subject
 
 
 class Receiver:

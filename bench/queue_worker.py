@@ -36,6 +36,8 @@ import nats
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
+from asyncq.codec import QueueRequest
+from asyncq.publisher import build_request
 from bench.common import (
     Child,
     free_port,
@@ -57,8 +59,6 @@ from bench.queue_harness import (
     steady_rate,
     wait_ready,
 )
-from queue_worker.codec import QueueRequest
-from queue_worker.publisher import build_request
 
 BODY = b"x" * 1024
 

@@ -1,5 +1,8 @@
 """A short-lived JetStream connection for the shell commands (`publish`, `dead-letters`,
-`calls`), and the one way they turn its errors into an error line and an exit status."""
+`calls`), and the one way they turn its errors into an error line and an exit status.
+
+The shell owns it because both halves are about being a one-shot command: a connection named
+`ferry-cli` that lives as long as one action, and the mapping of errors to exit statuses."""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
+from asyncq import jetstream
+from asyncq.settings import QueueNatsSettings
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.logs import ConsoleFormatter
 from connectors.core.runner import EXIT_CRASH, fail
 from connectors.jetstream.connect import connect
-from queue_worker import jetstream
-from queue_worker.config import QueueNatsSettings
 
 
 def quiet_logging() -> None:

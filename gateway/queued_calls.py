@@ -10,10 +10,10 @@ from __future__ import annotations
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
-from queue_worker.codec import QueueRequest
-from queue_worker.ledger import CallState, entry_key
-from queue_worker.ledger_store import queued_value
-from queue_worker.ledger_writer import Change, LedgerMetrics, LedgerWriter, Op
+from asyncq.codec import QueueRequest
+from ledger.entries import CallState, entry_key
+from ledger.store import queued_value
+from ledger.writer import Change, LedgerMetrics, LedgerWriter, Op
 
 GATHER_SECONDS = 0.001  # a busy front door's entries leave together, one answer for many
 

@@ -13,11 +13,15 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from asyncq import jetstream
+from asyncq.large_bodies import BodyStore
+from asyncq.publisher import Publisher
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient, read_basic_auth
@@ -28,7 +32,9 @@ from connectors.jetstream.credentials import check_files
 from gateway.arrival_deadline import arrival_deadline
 from gateway.call_routes import CallRoutes
 from gateway.config import GatewayConfig
+from gateway.credentials import Credentials, system_routes_need
 from gateway.front_door import FrontDoor
+from gateway.function_status import FunctionStatus
 from gateway.functions import (
     FunctionCatalog,
     FunctionList,
@@ -43,12 +49,13 @@ from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
-from queue_worker import jetstream
-from queue_worker.large_bodies import BodyStore
-from queue_worker.ledger_store import LedgerStore, open_or_handle
-from queue_worker.publisher import Publisher
+from ledger.store import LedgerStore, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
+
+# An application served under its own prefix on the gateway's port (the shell mounts the web
+# console this way): made once JetStream is open, given the gateway's JetStream context.
+Mount = Callable[[JetStreamContext], tuple[str, web.Application]]
 
 
 class GatewayService:
@@ -57,8 +64,8 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         # read now, so a bad secret is the one line at start-up even while NATS is down
-        self._authorization = (
-            read_basic_auth(config.secret_mount_path) if config.basic_auth else None
+        self._credentials = (
+            Credentials(read_basic_auth(config.secret_mount_path)) if config.basic_auth else None
         )
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
@@ -68,6 +75,7 @@ class GatewayService:
             max_response_bytes=config.max_response_bytes,
         )
         self._upstream: GatewayClient | None = None
+        self.function_status = FunctionStatus()  # standalone: invocations, listed since
         self.catalog = FunctionCatalog(
             self._source(),
             interval=config.refresh_interval,
@@ -80,8 +88,10 @@ class GatewayService:
         self._runner: web.AppRunner | None = None
         self._listener: FastListener | None = None
         self._queued_calls: QueuedCalls | None = None
-        self._call_routes = CallRoutes(None, authorization=self._authorization)  # ledger off
+        self._call_routes = CallRoutes(None, credentials=self._credentials)  # ledger off
         self._stopping = asyncio.Event()
+        self.mounts: list[Mount] = []  # set before start()
+        self._js: JetStreamContext | None = None
 
     def _lean_proxy(self) -> LeanProxy:
         """What forwards the function calls the lean listener reads: to the functions file's
@@ -92,6 +102,7 @@ class GatewayService:
             max_response_bytes=self.config.max_response_bytes,
             upstream_url=self.config.upstream_url,
             catalog=self.catalog if self.config.standalone else None,
+            status=self.function_status if self.config.standalone else None,
         )
 
     def _source(self) -> FunctionSource:
@@ -109,6 +120,7 @@ class GatewayService:
 
     def _count_functions(self, functions: FunctionList) -> None:
         self.metrics.functions.set(len(functions.functions))
+        self.function_status.observe(functions)
 
     @property
     def url(self) -> str:
@@ -124,8 +136,8 @@ class GatewayService:
             log.warning("upstream %s not answering yet; will keep trying", self.config.upstream_url)
         nats = self.config.nats
         self._nats = await connect(nats, name="ferry-gateway")
-        js = self._nats.client.jetstream()
-        await jetstream.ensure_streams(
+        js = self._js = self._nats.client.jetstream()
+        stream = await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
         bodies = BodyStore.from_settings(js, nats)
@@ -133,7 +145,7 @@ class GatewayService:
         await self._open_ledger(js)
         front_door = FrontDoor(
             self.catalog,
-            Publisher(js, nats.nats_stream, bodies),
+            Publisher(js, nats.nats_stream, bodies, stored_in=stream),
             CallbackPolicy.build(
                 self.config.callback_allowed_hosts, self.config.callback_allow_private
             ),
@@ -149,7 +161,9 @@ class GatewayService:
             if self.config.standalone
             else f"proxy to {self.config.upstream_url}"
         )
-        log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
+        log.info("front door on port %d, %s, queueing on %s", self.port, mode, stream)
+        if self._credentials is None and (self.config.standalone or self._queued_calls):
+            log.warning(_open_routes(self.config.standalone, self.port))
 
     async def _open_ledger(self, js: JetStreamContext) -> None:
         """The call ledger's bucket (the gateway runs on without it if it cannot be had)."""
@@ -161,17 +175,28 @@ class GatewayService:
         bucket = self.config.ledger.call_ledger_bucket
         self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
         await self._queued_calls.start()
-        self._call_routes = CallRoutes(LedgerStore(kv), authorization=self._authorization)
+        self._call_routes = CallRoutes(LedgerStore(kv), credentials=self._credentials)
 
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(
             client_max_size=self.config.max_body_bytes,
-            middlewares=[refuse_dot_segments, arrival_deadline(self.config.read_timeout)],
+            middlewares=[
+                refuse_dot_segments,
+                # proxy mode: the upstream guards its own /system routes (it may take tokens
+                # ferry cannot check, e.g. OpenFaaS Pro's IAM); the call routes check anyway
+                system_routes_need(self._credentials if self.config.standalone else None),
+                arrival_deadline(self.config.read_timeout),
+            ],
         )
+        assert self._js is not None
+        for make in self.mounts:  # ahead of the catch-all route of proxy mode
+            prefix, sub_app = make(self._js)
+            app.add_subapp(prefix, sub_app)
         app.add_routes(front_door.routes())
         app.add_routes(self._call_routes.routes())
         if self.config.standalone:
-            app.add_routes(StandaloneRoutes(self.catalog, self.proxy).routes())
+            standalone = StandaloneRoutes(self.catalog, self.proxy, self.function_status)
+            app.add_routes(standalone.routes())
         else:
             app.router.add_route("*", "/{tail:.*}", self._to_upstream)
         return app
@@ -256,6 +281,19 @@ class GatewayService:
             await self._upstream.close()
         if self._nats is not None:
             await self._nats.close(drain=True)
+
+
+def _open_routes(standalone: bool, port: int) -> str:
+    """The one start-up line saying what answers anyone while ferry's own basic auth is off
+    (in proxy mode the upstream guards the rest of /system, but not ferry's call routes)."""
+    routes = "the call routes (/system/calls/{id}, DELETE /async-function/{id})"
+    if standalone:
+        routes = "/system/* (functions, namespaces, info, calls) and DELETE /async-function/{id}"
+    return (
+        f"basic_auth=false: {routes} answer anyone who reaches port {port}; to close them set "
+        "basic_auth=true with basic-auth-user and basic-auth-password in secret_mount_path, "
+        "or keep the port private (see docs/security.md)"
+    )
 
 
 def _cannot_listen(host: str, port: int, error: OSError) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asyncq.settings import QueueNatsSettings
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration, group, int_in, positive_duration, setting
-from connectors.jetstream.settings import NatsSettings
-from queue_worker.large_bodies import BUCKET_NAME, DEFAULT_BUCKET, DEFAULT_TTL
-from queue_worker.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
-from queue_worker.ledger import CallLedgerSettings
+from connectors.core.settings import duration_at_least, group, int_in, setting
+from ledger.settings import CallLedgerSettings
+
+DEFAULT_MAX_HELD_ANSWER_BYTES = 64 * 1024 * 1024
+MIN_HELD_ANSWER_BYTES = 64 * 1024
 
 
 def prefetch_parse(text: str) -> int | None:
@@ -17,37 +18,6 @@ def prefetch_parse(text: str) -> int | None:
         return None
     value: int = int_in(0, 10_000)(text)
     return value
-
-
-def bucket_name(text: str) -> str:
-    if not BUCKET_NAME.fullmatch(text):
-        raise ValueError("expected letters, digits, - and _ (at most 64)")
-    return text
-
-
-@dataclass(frozen=True)
-class QueueNatsSettings(NatsSettings):
-    """The shared NATS settings plus the streams of the async queue."""
-
-    nats_stream: str = setting(
-        "nats_stream", DEFAULT_STREAM, "stream of queued requests", aliases=("faas_nats_channel",)
-    )
-    dead_letter_stream: str = setting(
-        "dead_letter_stream", DEAD_LETTER_STREAM, "stream that keeps dead letters"
-    )
-    large_body_bucket: str = setting(
-        "large_body_bucket",
-        DEFAULT_BUCKET,
-        "JetStream object store for call bodies too large for one message",
-        bucket_name,
-    )
-    large_body_ttl: float = setting(
-        "large_body_ttl",
-        DEFAULT_TTL,
-        "how long a stored body is kept at most (deleted sooner once its call is done)",
-        positive_duration,
-        shown="168h",
-    )
 
 
 @dataclass(frozen=True)
@@ -77,15 +47,18 @@ class QueueWorkerConfig:
         "ack_wait",
         30.0,
         "JetStream redelivers a message not acknowledged or touched by then",
-        duration,
+        duration_at_least("1s"),
         shown="30s",
+    )
+    max_held_answer_bytes: int = setting(
+        "max_held_answer_bytes",
+        DEFAULT_MAX_HELD_ANSWER_BYTES,
+        "bytes of function answers held while their callbacks are delivered; past it no new "
+        "call starts until some are delivered",
+        int_in(MIN_HELD_ANSWER_BYTES),
     )
     gateway: GatewaySettings = group(GatewaySettings)
     retry: RetrySettings = group(RetrySettings)
     callbacks: CallbackSettings = group(CallbackSettings)
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
-
-    def __post_init__(self) -> None:
-        if self.ack_wait < 1:
-            raise ValueError(f"ack_wait must be at least 1s (got {self.ack_wait:g}s)")

@@ -22,15 +22,14 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
+from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from connectors.jetstream.connect import describe
-from queue_worker.codec import QueueRequest
-from queue_worker.ledger import (
+from ledger.entries import (
     CANCEL_PREFIX,
     ENTRY_PREFIX,
     MAX_TOKEN,
     CallEntry,
-    CallLedgerSettings,
     CallState,
     StoredResult,
     call_token,
@@ -42,8 +41,9 @@ from queue_worker.ledger import (
     rfc3339,
     start_time_text,
 )
-from queue_worker.ledger_store import base_entry, open_or_handle
-from queue_worker.ledger_writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
+from ledger.settings import CallLedgerSettings
+from ledger.store import base_entry, open_or_handle
+from ledger.writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
 
 log = logging.getLogger("ferry.ledger")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.settings import (
+    connect_or_interval,
     http_url_or_empty,
     int_in,
     parse_bool,
-    positive_duration,
     setting,
 )
 
@@ -19,7 +19,7 @@ class ConnectorSettings:
         "rebuild_interval",
         10.0,
         "how often the topic map is re-read from the gateway",
-        positive_duration,
+        connect_or_interval,
         aliases=("rebuild_timeout",),
         shown="10s",
     )

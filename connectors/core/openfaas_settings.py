@@ -17,6 +17,10 @@ _RECONNECT = "ferry reconnects to NATS forever; /readyz answers 503 while discon
 _PULL = "ferry sizes its JetStream pull requests from max_inflight"
 _DIRECT = "ferry always invokes {gateway_url}/function/{name}"
 _NO_NATS = "this process does not use NATS (the NATS processes read it)"
+_PRO_NATS_ADDRESS = (
+    "only the queue worker and the front door build nats_url from it; the cron connector's"
+    " slot claims take nats_url alone (empty: no claims), the Kafka and SQS connectors use no NATS"
+)
 
 # name -> why ferry does not read it (CE queue-worker, the Pro JetStream queue-worker, the
 # connectors). Names a process does read are left out of its warning and its --help, so a
@@ -31,8 +35,8 @@ NOT_READ: dict[str, str] = {
     "reconnect_delay": _RECONNECT,
     "gateway_invoke": _DIRECT,
     "faas_function_suffix": _DIRECT,
-    "nats_host": _NO_NATS,
-    "nats_port": _NO_NATS,
+    "nats_host": _PRO_NATS_ADDRESS,
+    "nats_port": _PRO_NATS_ADDRESS,
     "nats_stream_replicas": _NO_NATS,
     "tls_insecure": "ferry always verifies TLS certificates",
     "backoff": "ferry's back-off is always exponential with full jitter",

@@ -1,10 +1,13 @@
-"""What a call may name: the function, and the path that follows it.
+"""What a call may name: the function, the path that follows it, and its own id.
 
 ferry takes function names as OpenFaaS does (a DNS-1123 label, optionally `.namespace`, itself a
 label), so a name from a message or a request can never reach a broker subject, a log line or
 an upstream URL as anything else. A path may not hold dot segments (`.`, `..`), raw or
 percent-encoded, nor an encoded slash or backslash inside a segment: an upstream that resolves
 them would let `/function/echo/../../system/...` reach a route the caller was never given.
+A caller-chosen call id must be one the call routes can address (`/system/calls/{id}`) and short
+enough to log: OpenFaaS makes UUIDs; ferry's connectors make `topic-partition-offset`,
+`function:unix_ms` and SQS message ids, all within the same alphabet.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FUNCTION_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})?")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
 _DOT_SEGMENTS = frozenset({".", ".."})
+
+CALL_ID_MAX = 128
+# Characters a path segment carries as they are (RFC 3986 unreserved, plus ':', '@', '+', '=',
+# which no router or shell argument reads differently): no '/', '%', '?', '#' or space.
+_CALL_ID = re.compile(r"[A-Za-z0-9._~:@+=-]+")
 
 
 _KNOWN_NAMES: set[str] = set()  # names seen valid: the same few come with every message
@@ -67,3 +75,23 @@ def shorten(text: str, limit: int = 80) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def call_id_problem(text: str) -> str | None:
+    """Why a caller's `X-Call-Id` cannot be taken, or None if it can."""
+    if len(text) > CALL_ID_MAX:
+        return f"X-Call-Id is {len(text)} characters long; at most {CALL_ID_MAX} are accepted"
+    if _CALL_ID.fullmatch(text) is None or text in _DOT_SEGMENTS:
+        return (
+            f"X-Call-Id {shorten(text)} cannot be addressed by /system/calls/{{id}}: use letters, "
+            "digits and - . _ ~ : @ + = (a UUID, as OpenFaaS makes, is fine)"
+        )
+    return None
+
+
+def short_id(call_id: str) -> str:
+    """A call id for a log line or a listing: whole up to `CALL_ID_MAX` characters, else cut
+    there and marked (ids other publishers queued may be any length)."""
+    if len(call_id) <= CALL_ID_MAX:
+        return call_id
+    return call_id[:CALL_ID_MAX] + "…"

@@ -3,8 +3,9 @@ kept at it.
 
 Creating is safe when several replicas of a process race to do it. A stream ferry owns that
 exists with another replica count is updated to the configured count (logged); nothing else
-about an existing stream is changed. NATS's refusal (e.g. more replicas than servers) becomes
-one `StartupError` line that names `nats_stream_replicas` and gives NATS's reason.
+about an existing stream is changed. NATS's refusal becomes one `StartupError` line with NATS's
+reason, naming `nats_stream_replicas` where the replica count can be the cause (more replicas
+than servers), and the other stream where the subjects overlap one.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repli
                 await js.add_stream(dataclasses.replace(config, num_replicas=replicas))
             except APIError as exc:
                 if "already in use" not in str(exc.description or ""):
+                    subjects = ", ".join(config.subjects or [])
                     raise StartupError(
-                        _refusal(f"cannot create stream {name}", replicas, exc)
+                        _refusal(f"cannot create stream {name} ({subjects})", replicas, exc)
                     ) from None
                 info = await _info(js, name)  # another process created it first
             else:
@@ -160,5 +162,12 @@ async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int) -> N
 
 
 def _refusal(what: str, replicas: int, exc: APIError) -> str:
+    """NATS's refusal in one line, naming `nats_stream_replicas` only where the replica count
+    can be the cause: a subject another stream already holds is not."""
     reason = exc.description or describe(exc)
+    if "overlap" in reason:
+        return (
+            f"{what}: another stream already holds some of its subjects "
+            f"(find it with `nats stream ls`, or point nats_stream at it); NATS says: {reason}"
+        )
     return f"nats_stream_replicas={replicas}: {what}: NATS says: {reason}"

@@ -13,8 +13,8 @@ from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
-from queue_worker.ledger import CallEntry, CallState
-from queue_worker.ledger_store import CancelAnswer, LedgerStore, open_bucket
+from ledger.entries import CallEntry, CallState
+from ledger.store import CancelAnswer, LedgerStore, open_bucket
 
 HELP = (
     "get: show one call's entry (state, attempts, last status, times, callback outcome).\n"

@@ -7,7 +7,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queue_worker.header_text import decode_value, encode_value
+from asyncq.header_text import decode_value, encode_value
 from tests.support.cli import Finished, ferry
 from tests.support.http import Call, FakeGateway
 from tests.support.ports import eventually

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queue_worker.ledger import (
+from ledger.entries import (
     MAX_ENTRY_BYTES,
     CallEntry,
     _function_texts_kept,

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queue_worker.layout import dead_letter_subject, durable_name, hashed_token, queue_subject
+from asyncq.layout import dead_letter_subject, durable_name, hashed_token, queue_subject
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ports import eventually

@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from queue_worker.codec import QueueRequest
+from asyncq.codec import QueueRequest
 from tests.support.cli import Finished, ferry
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.ports import eventually

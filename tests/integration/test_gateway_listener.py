@@ -19,14 +19,14 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from asyncq import codec
+from asyncq.codec import QueueRequest
+from asyncq.publisher import Publisher
 from connectors.core.urlguard import CallbackPolicy
 from gateway import listener
 from gateway.front_door import FrontDoor
 from gateway.functions import Function, FunctionCatalog, FunctionList
 from gateway.metrics import GatewayMetrics
-from queue_worker import codec
-from queue_worker.codec import QueueRequest
-from queue_worker.publisher import Publisher
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.queue import QueueUnderTest

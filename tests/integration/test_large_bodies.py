@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from queue_worker.codec import encode
-from queue_worker.dead_letter_store import DeadLetterStore
-from queue_worker.large_bodies import BODY_OBJECT, BodyStore
-from queue_worker.publisher import Publisher, build_request
+from asyncq.codec import encode
+from asyncq.dead_letter_store import DeadLetterStore
+from asyncq.large_bodies import BODY_OBJECT, BodyStore
+from asyncq.publisher import Publisher, build_request
 from tests.support.brokers import NatsServer
 from tests.support.cli import ferry
 from tests.support.front_door import (

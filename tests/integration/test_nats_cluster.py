@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from nats.aio.client import Client
 
-from queue_worker.jetstream import PublishError
-from queue_worker.large_bodies import BodyStore
+from asyncq.jetstream import PublishError
+from asyncq.large_bodies import BodyStore
 from tests.support.brokers import NatsServer
 from tests.support.clock import FakeClock
 from tests.support.cron import cron, utc

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from queue_worker import codec
+from asyncq import codec
 from tests.support.cli import ferry
 from tests.support.queue import QueueUnderTest
 from tests.support.streams import stored_messages

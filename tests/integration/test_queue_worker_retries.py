@@ -109,8 +109,8 @@ async def test_an_unreachable_function_is_retried_and_reported_as_503(
 async def test_a_failure_that_cannot_be_dead_lettered_stays_queued_until_it_can(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
+    from asyncq.jetstream import dead_letter_stream_config
     from connectors.jetstream.setup import ensure_stream
-    from queue_worker.jetstream import dead_letter_stream_config
 
     gateway.function("broken", lambda call: web.Response(status=500))
     async with queue.worker(max_retry_attempts="1"):

@@ -199,12 +199,23 @@ async def test_a_call_cancelled_while_queued_is_never_invoked_nor_called_back(
 
 
 async def test_openfaas_pro_cancel_route_cancels_a_queued_call(
-    ledger: LedgerUnderTest, front_door: GatewayService
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
 ) -> None:
+    gateway.function("never", lambda call: web.Response(text="ran"))
     call_id = await accept(front_door, "never")
     await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
     status, _, _ = await request("DELETE", f"{front_door.url}/async-function/{call_id}")
     assert status == 202
+    assert (await entry(front_door, call_id))["state"] == "cancelled"
+    # a worker then takes the queue: the call after it runs, the cancelled one never does
+    after = await accept(front_door, "never")
+    async with queue.worker(**ledger.env()):
+        await eventually(lambda: state_is(front_door, after, "succeeded"), what="the next call")
+        await eventually(queue.drained, what="both messages acknowledged")
+    assert [call.headers["X-Call-Id"] for call in gateway.calls_to("never")] == [after]
     assert (await entry(front_door, call_id))["state"] == "cancelled"
 
 
@@ -239,7 +250,7 @@ async def test_with_basic_auth_the_call_routes_need_the_gateway_credentials(
 async def test_a_long_client_chosen_call_id_is_found_under_its_hashed_key(
     ledger: LedgerUnderTest, front_door: GatewayService
 ) -> None:
-    call_id = "order:" + "7" * 300
+    call_id = "order:" + "7" * 122  # 128 characters, the longest the front door takes
     status, _, headers = await request(
         "POST", f"{front_door.url}/async-function/never", b"x", {"X-Call-Id": call_id}
     )

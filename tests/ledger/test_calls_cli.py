@@ -6,11 +6,11 @@ import json
 
 from aiohttp import web
 
-from queue_worker.ledger import CallEntry, CallState
+from ledger.entries import CallEntry, CallState
 from tests.support.cli import Finished, ferry
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
-from tests.support.ports import free_port
+from tests.support.ports import eventually, free_port
 from tests.support.queue import QueueUnderTest
 
 
@@ -47,8 +47,9 @@ async def test_get_result_and_list_show_what_the_worker_recorded(
 
 
 async def test_cancel_a_queued_call_then_a_second_cancel_is_refused(
-    queue: QueueUnderTest, ledger: LedgerUnderTest
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
 ) -> None:
+    gateway.function("nobody-runs-this", lambda call: web.Response(text="ran"))
     request = await queue.publish("nobody-runs-this", b"x")
     assert ledger.store is not None
     queued = CallEntry(call_id=request.call_id, function="nobody-runs-this", state=CallState.QUEUED)
@@ -60,6 +61,15 @@ async def test_cancel_a_queued_call_then_a_second_cancel_is_refused(
     assert second.stderr.strip() == (
         f"ferry: call {request.call_id} cannot be cancelled: it is cancelled"
     )
+    # a worker then takes the queue: the call after it runs, the cancelled one never does
+    after = await queue.publish("nobody-runs-this", b"y")
+    async with queue.worker(**ledger.env()):
+        await ledger.wait_for_state(after.call_id, "succeeded")
+        await eventually(queue.drained, what="both messages acknowledged")
+    ran = [call.headers["X-Call-Id"] for call in gateway.calls_to("nobody-runs-this")]
+    assert ran == [after.call_id]
+    still = await ledger.get(request.call_id)
+    assert still is not None and still.state is CallState.CANCELLED
 
 
 async def test_an_unknown_id_is_one_line_and_exit_1(

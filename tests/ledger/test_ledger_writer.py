@@ -10,7 +10,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from queue_worker.ledger_writer import BATCH, Change, LedgerWriter, Op
+from ledger.writer import BATCH, Change, LedgerWriter, Op
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest

@@ -8,8 +8,9 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from queue_worker.ledger import CallEntry, CallLedgerSettings, entry_key
-from queue_worker.ledger_store import LedgerStore, open_bucket
+from ledger.entries import CallEntry, entry_key
+from ledger.settings import CallLedgerSettings
+from ledger.store import LedgerStore, open_bucket
 from tests.support.ports import eventually
 
 

@@ -13,13 +13,13 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from asyncq.codec import QueueRequest, encode
+from asyncq.jetstream import ensure_streams
+from asyncq.layout import durable_name, queue_subject
+from asyncq.publisher import Publisher, build_request
 from connectors.core.runner import serve
 from connectors.core.settings import load_settings
-from queue_worker.codec import QueueRequest, encode
 from queue_worker.config import QueueWorkerConfig
-from queue_worker.jetstream import ensure_streams
-from queue_worker.layout import durable_name, queue_subject
-from queue_worker.publisher import Publisher, build_request
 from queue_worker.worker import QueueWorker
 from tests.support.brokers import test_environ
 from tests.support.ports import eventually
@@ -78,6 +78,12 @@ class QueueUnderTest:
         """Messages still stored in the work queue for this consumer (delivered or not)."""
         info = await self.js.consumer_info(self.stream, durable_name(queue_name))
         return int((info.num_pending or 0) + (info.num_ack_pending or 0))
+
+    async def deliveries(self, queue_name: str = "") -> int:
+        """Every delivery the consumer has made, redeliveries included: once every message
+        is acknowledged, more deliveries than messages means one was redelivered."""
+        info = await self.js.consumer_info(self.stream, durable_name(queue_name))
+        return int(info.delivered.consumer_seq) if info.delivered else 0
 
     async def drained(self) -> bool:
         """Every message of the default queue acknowledged (nothing waiting or in flight)."""

@@ -8,7 +8,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queue_worker.ledger import (
+from asyncq.publisher import build_request
+from ledger.entries import (
     MAX_TOKEN,
     CallEntry,
     CallState,
@@ -18,8 +19,7 @@ from queue_worker.ledger import (
     entry_key,
     public_url,
 )
-from queue_worker.ledger_store import queued_entry, queued_value
-from queue_worker.publisher import build_request
+from ledger.store import queued_entry, queued_value
 
 KV_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")
 
@@ -90,9 +90,9 @@ def test_an_entry_reads_back_as_written(entry: CallEntry) -> None:
     assert list(json.loads(raw))[: len(entry.public())] == list(entry.public())  # same order
 
 
-def test_a_callback_url_is_kept_without_its_user_information() -> None:
-    assert public_url("https://user:secret@hooks.example/done?x=1") == (
-        "https://hooks.example/done?x=1"
+def test_a_callback_url_is_kept_without_its_user_information_nor_query_values() -> None:
+    assert public_url("https://user:secret@hooks.example/done?x=1&token=t0k&flag#f") == (
+        "https://hooks.example/done?x=redacted&token=redacted&flag"
     )
 
 

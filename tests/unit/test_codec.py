@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncq.codec import QueueRequest, decode, encode, go_url, url_from_go
 from connectors.core.errors import DecodeError
-from queue_worker.codec import QueueRequest, decode, encode, go_url, url_from_go
 from tests.support.compat import COMPAT, ORIGINALS
 
 VECTORS = sorted(COMPAT.glob("queue-request-*.json"))

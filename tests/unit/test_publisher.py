@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from queue_worker.publisher import build_request, new_call_id
+from asyncq.publisher import build_request, new_call_id
 
 
 def test_call_ids_are_distinct_version_4_uuids_in_their_usual_text_form() -> None:

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
-from queue_worker.codec import QueueRequest
-from queue_worker.ledger import CallEntry, CallState
+from ledger.entries import CallEntry, CallState
 from queue_worker.worker_ledger import _Finished
 
 _header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=30)

@@ -7,10 +7,10 @@ import time
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from queue_worker.header_text import encode_value
-from queue_worker.jetstream import publish
-from queue_worker.large_bodies import BODY_OBJECT, server_max_payload
-from queue_worker.layout import (
+from asyncq.header_text import encode_value
+from asyncq.jetstream import publish
+from asyncq.large_bodies import BODY_OBJECT, server_max_payload
+from asyncq.layout import (
     DEAD_AT,
     DEAD_ATTEMPTS,
     DEAD_BODY_OMITTED,

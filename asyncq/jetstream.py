@@ -1,4 +1,4 @@
-"""The queue's JetStream edge: its streams, its consumers, publishing.
+"""The queue's JetStream edge: its streams and publishing.
 
 Connecting and creating streams with the configured replicas is `connectors.jetstream`'s job;
 this module says which streams and consumers the queue needs. nats-py exceptions stop here;
@@ -13,14 +13,14 @@ from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError
+from nats.js.errors import NotFoundError
 
+from asyncq.layout import DEAD_LETTER_STREAM
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_stream
-from queue_worker.layout import DEAD_LETTER_STREAM
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("queue_worker.jetstream")
 
 
 class PublishError(FerryError):
@@ -52,45 +52,43 @@ def dead_letter_stream_config(stream: str = DEAD_LETTER_STREAM) -> js_api.Stream
 
 
 async def ensure_streams(
-    js: JetStreamContext, stream: str, dead_letter_stream: str, *, replicas: int = 1
-) -> None:
-    """The request and dead-letter streams, each with `replicas` (see connectors.jetstream)."""
-    await ensure_stream(js, request_stream_config(stream), replicas)
-    await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
-
-
-async def ensure_consumer(
     js: JetStreamContext,
     stream: str,
-    durable: str,
-    subject: str,
+    dead_letter_stream: str,
     *,
-    ack_wait: float,
-) -> None:
-    """Create or update the durable pull consumer.
+    replicas: int = 1,
+    subject: str = "",
+) -> str:
+    """The request and dead-letter streams; returns the name of the stream that serves the
+    queue's `subject` (`stream` itself unless another stream already holds it).
 
-    Create-or-update is idempotent, so many replicas may start at once, and a changed
-    `ack_wait` takes effect on the next start. `max_ack_pending` is unlimited: each worker
-    bounds what it holds by its own slots.
+    A stream that already holds the subject is served whatever its name, and left as it is
+    (OpenFaaS Pro names its stream after the queue with an `OF_` prefix: `OF_faas-request`
+    holding subject `faas-request`); ferry's own streams are created with `replicas` and kept
+    at it (see connectors.jetstream).
     """
-    config = js_api.ConsumerConfig(
-        durable_name=durable,
-        filter_subject=subject,
-        ack_policy=js_api.AckPolicy.EXPLICIT,
-        deliver_policy=js_api.DeliverPolicy.ALL,
-        ack_wait=ack_wait,
-        max_deliver=-1,
-        max_ack_pending=-1,
-        max_waiting=512,
-    )
+    subject = subject or stream
+    holder = await stream_holding(js, subject)
+    if holder is not None and holder != stream:
+        log.info("serving stream %s, which already holds subject %s", holder, subject)
+    else:
+        await ensure_stream(js, request_stream_config(stream), replicas)
+        holder = stream
+    await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
+    return holder
+
+
+async def stream_holding(js: JetStreamContext, subject: str) -> str | None:
+    """The stream whose subjects take `subject` (JetStream's stream-names-by-subject
+    request), or None if no stream does."""
     try:
-        try:
-            await js.add_consumer(stream, config)
-        except BadRequestError as exc:
-            log.warning("keeping consumer %s as it is: %s", durable, exc.description)
+        return await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        return None
     except (NatsError, TimeoutError) as exc:
-        reason = describe(exc)
-        raise StartupError(f"cannot create consumer {durable} on {stream}: {reason}") from None
+        raise StartupError(
+            f"JetStream is not available (asking which stream holds {subject}): {describe(exc)}"
+        ) from None
 
 
 async def publish(

@@ -18,14 +18,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from asyncq.codec import QueueRequest
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_key_value
-from queue_worker.codec import QueueRequest
-from queue_worker.ledger import (
+from ledger.entries import (
     ENTRY_PREFIX,
     CallEntry,
-    CallLedgerSettings,
     CallState,
     cancel_key,
     entry_key,
@@ -38,6 +37,7 @@ from queue_worker.ledger import (
     split_function,
     start_time_text,
 )
+from ledger.settings import CallLedgerSettings
 
 log = logging.getLogger("ferry.ledger")
 T = TypeVar("T")

@@ -18,10 +18,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from connectors.core.http1.wire import is_header_value, is_token
-from connectors.core.settings import int_in, parse_bool, positive_duration, setting
+from connectors.core.urlguard import shown_url
 
 DEFAULT_BUCKET = "faas-calls"
 DEFAULT_TTL_SECONDS = 24 * 3600.0
@@ -49,31 +48,6 @@ class CallState(enum.StrEnum):
     @property
     def cancellable(self) -> bool:
         return self in (CallState.QUEUED, CallState.RETRYING)
-
-
-@dataclass(frozen=True)
-class CallLedgerSettings:
-    """Where and how long the ledger keeps calls; shared by the gateway, worker and shell."""
-
-    call_ledger: bool = setting(
-        "call_ledger", True, "record every async call's state in a key-value bucket", parse_bool
-    )
-    call_ledger_bucket: str = setting(
-        "call_ledger_bucket", DEFAULT_BUCKET, "key-value bucket of the call ledger"
-    )
-    call_ledger_ttl: float = setting(
-        "call_ledger_ttl",
-        DEFAULT_TTL_SECONDS,
-        "how long a call's entry is kept after its last change",
-        positive_duration,
-        shown="24h",
-    )
-    call_result_max_bytes: int = setting(
-        "call_result_max_bytes",
-        DEFAULT_RESULT_MAX_BYTES,
-        "largest function answer kept with its call (0: keep none)",
-        int_in(0, RESULT_MAX_BYTES_LIMIT),
-    )
 
 
 def call_token(call_id: str) -> str:
@@ -128,20 +102,11 @@ CACHED_TEXT_CHARS = 512
 
 
 def public_url(url: str) -> str:
-    """A callback URL without user information, which may hold a password."""
-    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else _public_url(url)
+    """A callback URL without what may hold a secret: user information and query values."""
+    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else shown_url(url)
 
 
-def _public_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))[:2048]
-
-
-_public_url_kept = functools.lru_cache(maxsize=256)(_public_url)  # most calls use a few URLs
+_public_url_kept = functools.lru_cache(maxsize=256)(shown_url)  # most calls use a few URLs
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""The settings every process that queues or reads calls shares: NATS, plus the queue's streams
+and the large-body bucket. Declared once here, where the queued call lives; the worker, the
+front door and the shell commands group them into their own config objects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from asyncq.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
+from connectors.core.settings import retention, setting
+from connectors.jetstream.settings import NatsSettings
+
+DEFAULT_BUCKET = "faas-bodies"
+DEFAULT_TTL = 7 * 24 * 3600.0
+BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a bucket (and its setting) may be called
+
+
+def bucket_name(text: str) -> str:
+    if not BUCKET_NAME.fullmatch(text):
+        raise ValueError("expected letters, digits, - and _ (at most 64)")
+    return text
+
+
+@dataclass(frozen=True)
+class QueueNatsSettings(NatsSettings):
+    """The shared NATS settings plus the streams of the async queue."""
+
+    nats_stream: str = setting(
+        "nats_stream", DEFAULT_STREAM, "stream of queued requests", aliases=("faas_nats_channel",)
+    )
+    dead_letter_stream: str = setting(
+        "dead_letter_stream", DEAD_LETTER_STREAM, "stream that keeps dead letters"
+    )
+    large_body_bucket: str = setting(
+        "large_body_bucket",
+        DEFAULT_BUCKET,
+        "JetStream object store for call bodies too large for one message",
+        bucket_name,
+    )
+    large_body_ttl: float = setting(
+        "large_body_ttl",
+        DEFAULT_TTL,
+        "how long a stored body is kept at most (deleted sooner once its call is done)",
+        retention,
+        shown="168h",
+    )
