@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 FUNCTION = "long.openfaas-fn"
 FREED_WITHIN = 15.0  # the lease (6 s), a slot (1 s), and room for a loaded machine
 SKIP_LINE = "skipping the slot"
+PORT_LINE = re.compile(r"health and metrics on port (\d+)")
 SKIPS_BEFORE_KILL = 8  # at one slot a second, longer than a 6 s lease lasts unrenewed
 
 
@@ -46,7 +47,7 @@ async def replica(env: dict[str, str]) -> AsyncIterator[FerryProcess]:
 
 
 def health_port(proc: FerryProcess) -> int:
-    found = re.search(r"health and metrics on port (\d+)", proc.output())
+    found = PORT_LINE.search(proc.output())
     assert found, proc.output()
     return int(found.group(1))
 
@@ -97,6 +98,8 @@ async def test_a_killed_replica_frees_its_function_within_seconds(
     try:
         async with AsyncExitStack() as stack:
             replicas = [await stack.enter_async_context(replica(env)) for _ in range(2)]
+            for each in replicas:
+                await eventually(lambda r=each: PORT_LINE.search(r.output()), 60, what="start")
             (held,) = await eventually(lambda: gateway.calls_to("long"), 60, what="a first call")
             owner = await slot_owner(nats_server.url, bucket, held)
             (holder,) = [r for r in replicas if r.process and f"-{r.process.pid}-" in owner]
