@@ -82,6 +82,11 @@ class Abandoned(FerryError):
     outcome and must not be acknowledged (the broker delivers it again)."""
 
 
+class NotStarted(Abandoned):
+    """The source stopped before the attempt began (it waited for a free `max_inflight`
+    slot): the function was not called this time."""
+
+
 class ConnectorConfig(Protocol):
     """The setting groups every connector's config object nests."""
 
@@ -129,8 +134,9 @@ class Controller:
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
-        """Cut every back-off short: `deliver` raises `Abandoned` instead of waiting, so a
-        drain never waits out a retry delay. Calls already running finish normally."""
+        """Start no more calls: `deliver` raises `Abandoned` instead of waiting out a back-off
+        (a drain never waits out a retry delay), and an attempt still waiting for a free slot
+        raises `NotStarted` instead of calling. Calls already running finish normally."""
         self._stopping.set()
 
     @property
@@ -216,9 +222,13 @@ class Controller:
 
         An error nothing foresaw (a bug, or input no check caught) is a failed attempt like
         any other, never an exception: retried up to the limit, then final with its reason,
-        so the source dead-letters the message and moves on instead of stalling on it."""
+        so the source dead-letters the message and moves on instead of stalling on it.
+        `NotStarted` (raised, not a failed attempt) if the controller was stopped before a slot
+        came free."""
         try:
             return await self._attempt(event, function, attempt)
+        except Abandoned:
+            raise  # the source is stopping: no outcome, the broker delivers the event again
         except Exception as exc:
             return self._unexpected(event, function, attempt, exc)
 
@@ -246,6 +256,9 @@ class Controller:
             print_request_body(name, event.body)
         limit = self._limit
         await limit.acquire()
+        if self._stopping.is_set():  # checked after the wait: the slot may come long after
+            limit.release()
+            raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
         self.running += 1
         try:
             result = await self.invoker.call(
@@ -273,7 +286,8 @@ class Controller:
     ) -> Delivery:
         """Invoke with in-process retries until the outcome is final (Kafka, cron).
 
-        Raises `Abandoned` if `stop` is called while waiting to retry.
+        Raises `Abandoned` if `stop` is called while waiting to retry (`NotStarted` if before
+        an attempt began).
         """
         attempt = first_attempt
         while True:
