@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from connectors.core import tracing
 from connectors.core.gateway import GatewayClient
 from connectors.core.http1 import (
     BodySourceError,
@@ -48,6 +49,9 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 # caller's Authorization passes through unchanged; the gateway's admin credentials never go
 # with an invocation (they are for /system/* alone, see GatewayClient.system_get).
 REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 UNREACHABLE_STATUS = 503
 PRINTED_BODY_BYTES = 4096  # print_request_body shows at most this much of a body
@@ -166,6 +170,7 @@ class Invoker:
     ) -> InvocationResult:
         """One attempt with the headers exactly as they go (nothing filtered or added): for
         callers that build them themselves, as the connectors' `Controller` does."""
+        span = _function_span(function, method, url, headers, attempt) if tracing.ENABLED else None
         started = time.monotonic()
         final = timed_out = False
         try:
@@ -176,7 +181,7 @@ class Invoker:
                 body=body,
                 timeout=self.client.settings.upstream_timeout,
             )
-            return InvocationResult(
+            result = InvocationResult(
                 function=function,
                 status=response.status,
                 attempt=attempt,
@@ -184,6 +189,9 @@ class Invoker:
                 body=response.body,
                 headers=response.headers,
             )
+            if span is not None:
+                _answered(span, result)
+            return result
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
             timed_out = True
@@ -195,7 +203,7 @@ class Invoker:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
             error, final = f"the request cannot be sent: {exc}", True
-        return InvocationResult(
+        result = InvocationResult(
             function=function,
             status=None,
             attempt=attempt,
@@ -204,6 +212,29 @@ class Invoker:
             final=final,
             timed_out=timed_out,
         )
+        if span is not None:
+            _answered(span, result)
+        return result
+
+
+def _function_span(
+    function: str, method: str, url: str, headers: list[tuple[str, str]], attempt: int
+) -> Span:
+    """The CLIENT span of one function call (tracing on); the call carries its context."""
+    from connectors.core import spans
+
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "faas.invoked_name": function,
+        "ferry.attempt": attempt,
+    }
+    return spans.start_client(f"invoke {function}", url, headers, attributes)
+
+
+def _answered(span: Span, result: InvocationResult) -> None:
+    from connectors.core import spans
+
+    spans.answered(span, result.status, result.error)
 
 
 def print_request_body(function: str, body: bytes | StreamedBody) -> None:

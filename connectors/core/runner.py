@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from connectors.core import tracing
 from connectors.core.config import RuntimeSettings
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.health import HealthServer
@@ -182,7 +183,9 @@ def run_from_env(
         configure_logging(settings.log_encoding, settings.write_debug)
         if line := warning_line([*unread_names(config_cls, env), *ignored_flags]):
             log.warning(line)
+        tracing.configure(env)  # before `build`: hooks may be chosen when a part is made
         service = build(config)
+        tracing.start(f"ferry-{service.name}", env)
     except ConfigError as exc:
         return fail(str(exc))
     try:
@@ -190,6 +193,8 @@ def run_from_env(
             return runner.run(serve(service, settings, whole_process=True))
     except KeyboardInterrupt:
         return EXIT_OK
+    finally:
+        tracing.stop()
 
 
 def settle_collector() -> None:
