@@ -94,6 +94,15 @@ def stop() -> None:
         spans.uninstall()
 
 
+def dead_letter(function: str, reason: str) -> None:
+    """A final failure, as an event on the current span (which it marks failed): the span of
+    the delivery or event that gave up. Call only with tracing on."""
+    from connectors.core import spans
+
+    spans.note("ferry.dead_letter", {"faas.invoked_name": function, "ferry.reason": reason})
+    spans.outcome("failed", {}, reason)
+
+
 def trace_id(traceparent: list[str] | None) -> str | None:
     """The trace id of a W3C `traceparent` header value (the first of its values), or None if
     there is none or it is malformed. Used to record a call's trace without any tracing set up:

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
+from connectors.core import tracing
 from connectors.core.controller import Abandoned, Controller
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
@@ -33,7 +34,7 @@ from connectors.kafka.lanes import LaneScheduler, lane_for
 from connectors.kafka.ledger import CommitTracker, PartitionLedger
 from connectors.kafka.metrics import KafkaMetrics
 from connectors.kafka.pauses import PartitionPauses
-from connectors.kafka.records import record_event
+from connectors.kafka.records import record_event, record_span
 from connectors.kafka.responses import ResponseTopic
 
 log = logging.getLogger("ferry.kafka")
@@ -251,6 +252,7 @@ class KafkaConnector:
             record.topic, record.partition, record.offset, record.key, record.value, headers
         )
         assert self._dead is not None
+        span = record_span(record, self.kafka.group) if tracing.ENABLED else None
         try:
             deliveries = await self.controller.dispatch(event)
             for delivery in deliveries:
@@ -266,6 +268,9 @@ class KafkaConnector:
         except Abandoned as exc:
             log.info("left uncommitted for redelivery: %s", exc)
             return
+        finally:
+            if span is not None:
+                span.end()
         self._finished(work)
 
     # -- commits ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from connectors.core import tracing
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller, Delivery, Event
 from connectors.core.invoker import InvocationResult
@@ -25,7 +26,7 @@ from connectors.core.topicmap import FunctionInfo
 from connectors.sqs.client import SqsClient, SqsError
 from connectors.sqs.deadletter import DEFAULT_MAX_MESSAGE_BYTES, send_dead_letter
 from connectors.sqs.deleter import BatchDeleter
-from connectors.sqs.message import SqsMessage
+from connectors.sqs.message import SqsMessage, message_span
 from connectors.sqs.metrics import SqsMetrics
 
 log = logging.getLogger("ferry.sqs")
@@ -68,6 +69,7 @@ class MessageHandler:
     async def handle(self, queue: QueueState, message: SqsMessage) -> bool:
         """Process one message; True when it was deleted (finished), else it went back."""
         self.metrics.received.inc(queue.name)
+        span = message_span(queue.name, message) if tracing.ENABLED else None
         try:
             return await self._handle(queue, message)
         except asyncio.CancelledError:
@@ -77,6 +79,9 @@ class MessageHandler:
             log.exception("unexpected error on message %s; handing it back", message.message_id)
             await self.hand_back(queue, message)
             return False
+        finally:
+            if span is not None:
+                span.end()
 
     async def _handle(self, queue: QueueState, message: SqsMessage) -> bool:
         functions = self.controller.match(queue.name)

@@ -4,7 +4,6 @@ over OTLP/HTTP to a receiver in the test, which decodes them with `opentelemetry
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -13,20 +12,14 @@ from aiohttp import web
 
 from tests.support.front_door import gateway_env, gateway_process, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
-from tests.support.otlp import OtlpReceiver
+from tests.support.otlp import OtlpReceiver, otlp, traceparent_ids
 from tests.support.queue import QueueUnderTest
 
 pytestmark = pytest.mark.slow
+assert otlp  # a fixture
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-@pytest.fixture
-async def otlp() -> AsyncIterator[OtlpReceiver]:
-    receiver = await OtlpReceiver().start()
-    yield receiver
-    await receiver.stop()
 
 
 def fails_once() -> tuple[list[Call], object]:
@@ -39,12 +32,6 @@ def fails_once() -> tuple[list[Call], object]:
         return web.Response(text="done")
 
     return seen, handler
-
-
-def traceparent_of(call_headers: object) -> tuple[str, str]:
-    value = call_headers["traceparent"]  # type: ignore[index]
-    _, trace_id, span_id, _ = value.split("-")
-    return trace_id, span_id
 
 
 async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_callback(
@@ -115,7 +102,8 @@ async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_ca
     assert back.attributes["http.response.status_code"] == 200
 
     # the function and the callback receiver were handed the context of the spans that called
-    assert [traceparent_of(c.headers) for c in seen] == [i.traceparent_ids for i in invokes]
-    assert traceparent_of(callback.headers) == back.traceparent_ids
+    handed = [traceparent_ids(c.headers["traceparent"]) for c in seen]
+    assert handed == [i.traceparent_ids for i in invokes]
+    assert traceparent_ids(callback.headers["traceparent"]) == back.traceparent_ids
     # nothing secret went into a span
     assert "secret" not in json.dumps([vars(s) for s in spans], default=str)

@@ -6,9 +6,11 @@ A real aiohttp server answering `POST /v1/traces`, decoding each `ExportTraceSer
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -102,6 +104,20 @@ class OtlpReceiver:
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[CollectedSpan]:
         await eventually(lambda: len(self.spans) >= count, timeout, what=f"{count} spans")
         return self.spans
+
+
+@pytest.fixture
+async def otlp() -> AsyncIterator[OtlpReceiver]:
+    """A receiver for this test (import the fixture into a test module to use it)."""
+    receiver = await OtlpReceiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+def traceparent_ids(value: str) -> tuple[str, str]:
+    """(trace id, parent span id) of a `traceparent` header value."""
+    _, trace_id, span_id, _ = value.split("-")
+    return trace_id, span_id
 
 
 def _collected(service: str, span: Span) -> CollectedSpan:
