@@ -42,7 +42,7 @@ from ledger.entries import (
     start_time_text,
 )
 from ledger.settings import CallLedgerSettings
-from ledger.store import base_entry, open_or_handle
+from ledger.store import base_entry, open_or_handle, trace_id_of
 from ledger.writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
 
 log = logging.getLogger("ferry.ledger")
@@ -318,6 +318,7 @@ class _Finished:
             json_text(result.error or None),
             "true" if stored else "false",
             len(body),
+            json_text(trace_id_of(request)),
             stored,
         ).encode()
 

@@ -10,9 +10,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from ledger.entries import DEFAULT_BUCKET
+from ledger.store import LedgerStore
+from tests.support.cli import ferry
 from tests.support.front_door import gateway_env, gateway_process, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.otlp import OtlpReceiver, otlp, traceparent_ids
+from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
 pytestmark = pytest.mark.slow
@@ -48,7 +52,7 @@ async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_ca
     )
     env = gateway_env(queue, functions_file=str(functions), **otlp.env())
     async with gateway_process(env) as url:
-        worker = await queue.spawn_worker(gateway_url=url, **otlp.env())
+        worker = await queue.spawn_worker(gateway_url=url, log_encoding="json", **otlp.env())
         try:
             async with (
                 aiohttp.ClientSession() as session,
@@ -65,11 +69,18 @@ async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_ca
                 call_id = response.headers["X-Call-Id"]
             (callback,) = await receiver.wait_for(1)
             await otlp.wait_for(6)  # send, 2 x (process, invoke), callback
+            store = LedgerStore(await queue.js.key_value(DEFAULT_BUCKET))
+            await eventually(lambda: _finished(store, call_id), what="the final entry")
         finally:
             worker.terminate()
             _, stderr = await worker.communicate()
     assert worker.returncode == 0, stderr.decode(errors="replace")
     assert b"Traceback" not in stderr and b"detach" not in stderr, stderr.decode()
+    # the log line about the retried attempt, and the call's ledger entry, name the trace
+    (retried,) = [line for line in _json_lines(stderr) if "retrying" in line["msg"]]
+    assert retried["trace_id"] == CALLER_TRACE
+    shown = await ferry("calls", "get", call_id, env={"nats_url": queue.nats_url})
+    assert f"trace_id:         {CALLER_TRACE}" in shown.stdout, shown
     spans = otlp.spans
     assert {s.trace_id for s in spans} == {CALLER_TRACE}, "one trace, the caller's"
     (send,) = otlp.named("send ")
@@ -107,3 +118,12 @@ async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_ca
     assert traceparent_ids(callback.headers["traceparent"]) == back.traceparent_ids
     # nothing secret went into a span
     assert "secret" not in json.dumps([vars(s) for s in spans], default=str)
+
+
+async def _finished(store: LedgerStore, call_id: str) -> bool:
+    entry = await store.get(call_id)
+    return entry is not None and entry.state.final
+
+
+def _json_lines(stderr: bytes) -> list[dict[str, str]]:
+    return [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
