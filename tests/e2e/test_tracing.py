@@ -16,7 +16,7 @@ from tests.support.cli import ferry
 from tests.support.front_door import gateway_env, gateway_process, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.otlp import OtlpReceiver, otlp, traceparent_ids
-from tests.support.ports import eventually
+from tests.support.ports import eventually, free_port
 from tests.support.queue import QueueUnderTest
 
 pytestmark = pytest.mark.slow
@@ -127,3 +127,73 @@ async def _finished(store: LedgerStore, call_id: str) -> bool:
 
 def _json_lines(stderr: bytes) -> list[dict[str, str]]:
     return [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+
+
+async def test_with_tracing_off_nothing_is_exported(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    receiver: CallbackReceiver,
+    otlp: OtlpReceiver,
+    tmp_path: Path,
+) -> None:
+    gateway.function("echo")
+    functions = write_functions(
+        tmp_path / "functions.yml", {"echo": {"url": f"{gateway.url}/function/echo"}}
+    )
+    off = otlp.env(OTEL_TRACES_EXPORTER="none")  # an endpoint, but no exporter
+    env = gateway_env(queue, functions_file=str(functions), **off)
+    async with gateway_process(env) as url:
+        worker = await queue.spawn_worker(gateway_url=url, **off)
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{url}/async-function/echo",
+                    headers={
+                        "X-Callback-Url": receiver.url(),
+                        "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+                    },
+                ) as response,
+            ):
+                assert response.status == 202
+            (callback,) = await receiver.wait_for(1)
+        finally:
+            worker.terminate()
+            _, stderr = await worker.communicate()
+    # both processes have exited, so any span they had would have been sent by now
+    assert worker.returncode == 0, stderr.decode(errors="replace")
+    assert otlp.requests == 0 and otlp.spans == []
+    assert b"tracing on" not in stderr
+    # the caller's own context still reaches the function, as it always did
+    (call,) = gateway.calls_to("echo")
+    assert traceparent_ids(call.headers["traceparent"]) == (CALLER_TRACE, CALLER_SPAN)
+    assert "traceparent" not in callback.headers
+
+
+async def test_with_the_endpoint_down_calls_run_and_spans_are_dropped_not_held(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    gateway.function("echo")
+    down = OtlpReceiver(port=free_port())  # not listening until the calls are done
+    calls = 200  # a process and an invoke span each: 400 spans for a queue of 64
+    env = down.env(
+        OTEL_BSP_MAX_QUEUE_SIZE="64",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="16",
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",  # seconds: a failed export gives up quickly
+    )
+    for _ in range(calls):
+        await queue.publish("echo", b"x")
+    worker = await queue.spawn_worker(max_inflight="32", **env)
+    try:
+        await eventually(lambda: len(gateway.calls_to("echo")) >= calls, 30, what="all calls")
+        await eventually(queue.drained, 10, what="every call acknowledged")
+        await down.start()  # the endpoint is back: what the worker still holds is sent
+        await eventually(lambda: down.spans, 15, what="the spans still queued")
+    finally:
+        worker.terminate()
+        _, stderr = await worker.communicate()
+        await down.stop()
+    assert worker.returncode == 0, stderr.decode(errors="replace")
+    # all that reached the endpoint fits the bounded queue and one batch in flight: the
+    # spans made while it was down were dropped, never piled up in memory
+    assert 0 < len(down.spans) <= 64 + 16, len(down.spans)
