@@ -4,18 +4,20 @@ over OTLP/HTTP to a receiver in the test, which decodes them with `opentelemetry
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from nats.errors import Error as NatsError
 
 from ledger.entries import DEFAULT_BUCKET
 from ledger.store import LedgerStore
 from tests.support.cli import ferry
 from tests.support.front_door import gateway_env, gateway_process, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
-from tests.support.otlp import OtlpReceiver, otlp, traceparent_ids
+from tests.support.otlp import CollectedSpan, OtlpReceiver, otlp, traceparent_ids
 from tests.support.ports import eventually, free_port
 from tests.support.queue import QueueUnderTest
 
@@ -52,8 +54,15 @@ async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_ca
     )
     env = gateway_env(queue, functions_file=str(functions), **otlp.env())
     async with gateway_process(env) as url:
-        worker = await queue.spawn_worker(gateway_url=url, log_encoding="json", **otlp.env())
+        worker = await queue.spawn_worker(
+            gateway_url=url,
+            log_encoding="json",
+            initial_retry_wait="300ms",
+            max_retry_wait="300ms",
+            **otlp.env(),
+        )
         try:
+            await eventually(lambda: _consuming(queue), what="the worker's consumer")
             async with (
                 aiohttp.ClientSession() as session,
                 session.post(
@@ -118,6 +127,8 @@ async def test_an_async_call_with_a_retry_is_one_trace_from_the_caller_to_the_ca
     assert traceparent_ids(callback.headers["traceparent"]) == back.traceparent_ids
     # nothing secret went into a span
     assert "secret" not in json.dumps([vars(s) for s in spans], default=str)
+    if dump := os.environ.get("FERRY_TRACE_SPANS"):  # scripts/trace-picture draws them
+        _keep(Path(dump), spans)
 
 
 async def _finished(store: LedgerStore, call_id: str) -> bool:
@@ -197,3 +208,16 @@ async def test_with_the_endpoint_down_calls_run_and_spans_are_dropped_not_held(
     # all that reached the endpoint fits the bounded queue and one batch in flight: the
     # spans made while it was down were dropped, never piled up in memory
     assert 0 < len(down.spans) <= 64 + 16, len(down.spans)
+
+
+async def _consuming(queue: QueueUnderTest) -> bool:
+    """The worker has made its consumer (it asks for messages right after)."""
+    try:
+        await queue.js.consumer_info(queue.stream, "faas-workers")
+    except NatsError:
+        return False
+    return True
+
+
+def _keep(path: Path, spans: list[CollectedSpan]) -> None:
+    path.write_text(json.dumps([vars(s) for s in spans], indent=1) + "\n")
