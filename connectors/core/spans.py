@@ -233,7 +233,11 @@ def start_process(
         f"process {name}",
         context=parent,
         kind=SpanKind.CONSUMER,
-        attributes={"messaging.operation.type": "process", **attributes},
+        attributes={
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            **attributes,
+        },
         links=links,
     )
     return Scope(span)

@@ -20,6 +20,14 @@ from connectors.core.errors import ConfigError
 
 ENABLED = False  # read by every hook; set once, by `configure`
 
+HELP = (
+    "Tracing (OpenTelemetry, needs ferry[tracing]): off unless an exporter is configured by\n"
+    "the standard variables: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or\n"
+    "OTEL_TRACES_EXPORTER=otlp|console (OTLP over http/protobuf); OTEL_SERVICE_NAME,\n"
+    "OTEL_TRACES_SAMPLER and the other OTEL_* variables as the SDK reads them. See\n"
+    "docs/tracing.md."
+)
+
 EXPORTERS = frozenset({"otlp", "console"})
 PROTOCOL = "http/protobuf"
 FLUSH_AT_EXIT_SECONDS = 5.0  # at most this long (or OTEL_BSP_EXPORT_TIMEOUT) for the last spans
