@@ -84,13 +84,22 @@ def _canonical(name: str) -> str:
 
 class Publisher:
     """Stores calls on the request stream; with a `BodyStore`, a body too large for one
-    message goes to the object store and the message names it (`large_bodies`)."""
+    message goes to the object store and the message names it (`large_bodies`).
+
+    `stream` names the queue's subjects (`nats_stream`); `stored_in` the stream that holds
+    them, when that is another (OpenFaaS Pro's `OF_faas-request`, see `ensure_streams`)."""
 
     def __init__(
-        self, js: JetStreamContext, stream: str = DEFAULT_STREAM, bodies: BodyStore | None = None
+        self,
+        js: JetStreamContext,
+        stream: str = DEFAULT_STREAM,
+        bodies: BodyStore | None = None,
+        *,
+        stored_in: str = "",
     ) -> None:
         self.js = js
-        self.stream = stream
+        self.subjects = stream
+        self.stream = stored_in or stream
         self.bodies = bodies
         max_payload = server_max_payload(js) if bodies is not None else 0
         self.max_message = max_payload
@@ -110,7 +119,7 @@ class Publisher:
         headers = {"Nats-Msg-Id": request.call_id} if request.call_id else None
         return publish(
             self.js,
-            queue_subject(self.stream, request.queue_name),
+            queue_subject(self.subjects, request.queue_name),
             codec.encode(request),
             headers=headers,
             stream=self.stream,
@@ -121,7 +130,7 @@ class Publisher:
         self, request: QueueRequest, bodies: BodyStore, timeout: float
     ) -> js_api.PubAck:
         """Inline if the whole message fits after all; else the body as an object first."""
-        subject = queue_subject(self.stream, request.queue_name)
+        subject = queue_subject(self.subjects, request.queue_name)
         headers = {"Nats-Msg-Id": request.call_id} if request.call_id else {}
         # NATS headers count too: Nats-Msg-Id (the call id) and Ferry-Body-Object
         room = self.max_message - 256 - len(request.call_id)
@@ -142,7 +151,7 @@ class Publisher:
                 f"the call without its body ({len(data)} bytes) is larger than NATS's "
                 f"max_payload ({self.max_message} bytes)"
             )
-        reference = await bodies.put(request.body)
+        reference = await bodies.put(request.body, owner=data, call_id=request.call_id)
         # Not deleted if the publish fails: the call may be stored all the same (a lost PubAck),
         # and it would need its body. An orphan goes with the bucket's TTL.
         ack = await publish(
@@ -154,5 +163,5 @@ class Publisher:
             timeout=timeout,
         )
         if ack.duplicate:
-            await bodies.delete(reference)  # the call is stored already, with its own object
+            await bodies.delete(reference, data)  # the call is stored already, with its own object
         return ack

@@ -51,6 +51,7 @@ def mount_console(service: GatewayService) -> bool:
             ledger=bucket_handle(js, ledger.call_ledger_bucket) if ledger.call_ledger else None,
             ledger_bucket=ledger.call_ledger_bucket,
             functions=functions,
+            body_bucket=config.nats.large_body_bucket,
         )
         return PREFIX.rstrip("/"), console_app(data, authorization=authorization)
 

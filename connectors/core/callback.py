@@ -38,7 +38,7 @@ from connectors.core.http1 import (
 )
 from connectors.core.invoker import NOT_FORWARDED, InvocationResult
 from connectors.core.targets import short_id
-from connectors.core.urlguard import CallbackPolicy, GuardedResolver
+from connectors.core.urlguard import CallbackPolicy, GuardedResolver, shown_url
 from connectors.core.version import USER_AGENT
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class CallbackSender:
         log.warning(
             "callback for call %s to %s rejected with %d",
             short_id(callback.call_id),
-            callback.url,
+            shown_url(callback.url),
             status,
         )
         return CallbackOutcome.REJECTED
@@ -224,7 +224,7 @@ class CallbackSender:
         log.warning(
             "callback for call %s to %s failed after %d attempts: %s",
             short_id(callback.call_id),
-            callback.url,
+            shown_url(callback.url),
             attempts,
             error,
         )

@@ -67,6 +67,16 @@ class _Prepared(NamedTuple):
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
 
 
+UNEXPECTED_ERROR_CHARS = 300  # of an unforeseen error's text kept in a reason
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """A reason for an error nothing foresaw: its type and text, bounded, and printable as
+    UTF-8 (its text may quote input, e.g. a lone surrogate a header or log cannot hold)."""
+    text = f"unexpected error: {type(exc).__name__}: {exc}"[:UNEXPECTED_ERROR_CHARS]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Abandoned(FerryError):
     """Retries were cut short because the source is stopping: the event has no final
     outcome and must not be acknowledged (the broker delivers it again)."""
@@ -202,7 +212,31 @@ class Controller:
         return known
 
     async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
-        """One invocation, bounded by max_inflight; the outcome says whether to retry."""
+        """One invocation, bounded by max_inflight; the outcome says whether to retry.
+
+        An error nothing foresaw (a bug, or input no check caught) is a failed attempt like
+        any other, never an exception: retried up to the limit, then final with its reason,
+        so the source dead-letters the message and moves on instead of stalling on it."""
+        try:
+            return await self._attempt(event, function, attempt)
+        except Exception as exc:
+            return self._unexpected(event, function, attempt, exc)
+
+    def _unexpected(
+        self, event: Event, function: FunctionInfo, attempt: int, exc: Exception
+    ) -> Delivery:
+        name = function.qualified
+        error = unexpected_error(exc)
+        log.error("%r on %s: %s (attempt %d)", name, event.topic, error, attempt, exc_info=exc)
+        result = InvocationResult(function=name, status=None, attempt=attempt, duration=0.0)
+        known = self._known.get(name)  # the function's own policy, if it got that far
+        policy = known.policy if known is not None and known.function is function else self.policy
+        outcome = policy.decide(status=None, attempt=attempt, error=error)
+        if outcome.verdict is Verdict.RETRY:
+            self.metrics.retries.inc(name)
+        return Delivery(event, function, result, outcome)
+
+    async def _attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
         prepared = self._prepared(function)
         name = function.qualified
         headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]

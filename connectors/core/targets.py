@@ -18,6 +18,7 @@ from urllib.parse import unquote
 LABEL_MAX = 63
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FUNCTION_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})?")
+_ONE_LABEL = re.compile(_LABEL)
 _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
 _DOT_SEGMENTS = frozenset({".", ".."})
 
@@ -40,6 +41,11 @@ def is_function_name(text: str) -> bool:
     if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
         _KNOWN_NAMES.add(text)
     return True
+
+
+def is_label(text: str) -> bool:
+    """True for one DNS-1123 label: what a function's name and its namespace each must be."""
+    return len(text) <= LABEL_MAX and _ONE_LABEL.fullmatch(text) is not None
 
 
 def function_name_problem(text: str) -> str | None:

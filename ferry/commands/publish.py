@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from asyncq.codec import QueueRequest
+from asyncq.jetstream import stream_holding
 from asyncq.large_bodies import BodyStore
 from asyncq.publisher import QUEUE_ANNOTATION, Publisher, build_request
 from connectors.core.errors import CallbackRefused, ConfigError
@@ -116,7 +117,8 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
     nats = settings.nats
     async with open_jetstream(nats) as js:
         bodies = BodyStore.from_settings(js, nats)
-        publisher = Publisher(js, nats.nats_stream, bodies)
+        holder = await stream_holding(js, nats.nats_stream)
+        publisher = Publisher(js, nats.nats_stream, bodies, stored_in=holder or "")
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
         if not settings.ledger.call_ledger:
@@ -125,4 +127,7 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
         kv = await open_or_handle(
             js, settings.ledger, nats.nats_stream_replicas, who="ferry publish"
         )
+        if kv is None:  # the bucket must not be written (it could not be bounded)
+            await publisher.enqueue(request)
+            return
         await record_queued(kv, request, publisher.enqueue(request))
