@@ -24,8 +24,8 @@ def mount_console(service: GatewayService) -> bool:
     """Add the console to the gateway if its settings allow it; say which in the log."""
     config = service.config
     if not console_allowed(config.console_enabled, config.basic_auth):
-        if config.console_enabled == "auto":
-            log.info("web console off: it is served with basic_auth=true or console_enabled=true")
+        # debug, not info: a start-up that fails must stay one line on stderr
+        log.debug("web console off: it is served with basic_auth=true or console_enabled=true")
         return False
     authorization = read_basic_auth(config.secret_mount_path) if config.basic_auth else None
     if authorization is None:

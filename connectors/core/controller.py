@@ -25,6 +25,7 @@ from connectors.core.errors import FerryError
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.targets import addressable_call_id
 from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
 from connectors.core.version import USER_AGENT
 
@@ -241,7 +242,7 @@ class Controller:
         name = function.qualified
         headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
         if event.call_id:
-            headers.append(("X-Call-Id", event.call_id))
+            headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
         if self._print_request_body:
             print_request_body(name, event.body)
         limit = self._limit
