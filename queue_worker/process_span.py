@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from asyncq.codec import QueueRequest
-from connectors.core.invoker import InvocationResult
+from connectors.core.invoker import InvocationResult, span_error
 from connectors.core.retry import Outcome, Verdict
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def attempt_outcome(result: InvocationResult, outcome: Outcome) -> None:
     verdict = outcome.verdict
     error = ""
     if verdict is not Verdict.SUCCESS:
-        error = outcome.reason or result.error or f"status {result.reported_status}"
+        error = span_error(result) or outcome.reason or f"status {result.reported_status}"
     spans.outcome(
         _OUTCOMES[verdict],
         {"ferry.attempt": result.attempt, "ferry.function_status": result.reported_status},

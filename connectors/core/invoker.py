@@ -240,7 +240,13 @@ def _function_span(
 def _answered(span: Span, result: InvocationResult) -> None:
     from connectors.core import spans
 
-    spans.answered(span, result.status, result.error)
+    spans.answered(span, result.status, span_error(result))
+
+
+def span_error(result: InvocationResult) -> str:
+    """The error a span may show: a request that could not be sent names its URL (with the
+    caller's query), so only the reason's first part goes into a span."""
+    return result.error.split(":", 1)[0] if result.final else result.error
 
 
 def _gateway_made(
