@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
 from asyncq.jetstream import NeverStorable, PublishError
+from asyncq.layout import queue_subject
 from asyncq.publisher import Publisher, build_request
+from connectors.core import tracing
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.targets import call_id_problem, function_name_problem
@@ -29,7 +32,13 @@ from gateway.functions import Function, FunctionCatalog
 from gateway.metrics import GatewayMetrics
 from gateway.queued_calls import QueuedCalls
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from asyncq.codec import QueueRequest
+
 log = logging.getLogger("ferry.gateway")
+T = TypeVar("T")
 
 # Not stored in the queued request: one hop's headers, those the worker's client rebuilds,
 # and X-Start-Time, which the front door sets itself.
@@ -108,11 +117,13 @@ class FrontDoor:
         ids = (("X-Call-Id", queued.call_id), ("X-Start-Time", queued.start_time))
         if not self.connected():
             return self._unavailable("not connected to NATS", ids)
+        span = self._send_span(queued) if tracing.ENABLED else None
         started = time.perf_counter()
         if self.ledger is not None:
             self.ledger.queued(queued)  # written beside the publish, never awaited
         try:
-            ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout)
+            publishing = self.publisher.enqueue(queued, timeout=self.publish_timeout)
+            ack = await (publishing if span is None else _sent(span, publishing))
         except NeverStorable as exc:  # retrying cannot help: not a 503
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
@@ -124,6 +135,13 @@ class FrontDoor:
         self.metrics.publish_duration.observe(time.perf_counter() - started)
         self.metrics.async_calls.inc("duplicate" if ack.duplicate else "accepted")
         return Answer(202, headers=ids)
+
+    def _send_span(self, queued: QueueRequest) -> Span:
+        """The call's PRODUCER span (tracing on); the queued call then carries its context."""
+        from connectors.core import spans
+
+        subject = queue_subject(self.publisher.stream, queued.queue_name)
+        return spans.start_send(queued.function, "nats", subject, queued.call_id, queued.header)
 
     def too_large(self) -> Answer:
         return self._reject(
@@ -185,6 +203,12 @@ class FrontDoor:
             f"retry with the header X-Call-Id: {ids[0][1]}\n"
         )
         return Answer(503, text, headers=ids)
+
+
+async def _sent(span: Span, publishing: Awaitable[T]) -> T:
+    from connectors.core import spans
+
+    return await spans.sent(span, publishing)
 
 
 def _call_id_problem(headers: Iterable[tuple[str, str]]) -> str | None:

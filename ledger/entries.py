@@ -165,6 +165,7 @@ class CallEntry:
     error: str | None = None
     result_stored: bool = False
     result_bytes: int | None = None
+    trace_id: str | None = None  # of the `traceparent` the queued call carries (tracing.md)
     result: StoredResult | None = None
 
     def public(self) -> dict[str, Any]:
@@ -195,6 +196,7 @@ class CallEntry:
             text(self.error),
             "true" if self.result_stored else "false",
             _int_text(self.result_bytes),
+            text(self.trace_id),
             "" if self.result is None else ',"result":' + self.result.encode_json(),
         ).encode()
 

@@ -24,6 +24,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from asyncq.codec import QueueRequest
+from connectors.core import tracing
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import BoundRefused, ensure_key_value
@@ -136,7 +137,14 @@ def base_entry(request: QueueRequest, state: CallState, attempt: int, now: float
         queued_at=start_time_text(request.start_time),
         updated_at=rfc3339(now),
         callback_url=public_url(request.callback) if request.callback else None,
+        trace_id=trace_id_of(request),
     )
+
+
+def trace_id_of(request: QueueRequest) -> str | None:
+    """The trace a queued call belongs to: its `Traceparent` header, as the front door (with
+    tracing on) or the caller set it; one dict lookup, as Go and ferry spell the key."""
+    return tracing.trace_id(request.header.get("Traceparent"))
 
 
 def queued_entry(request: QueueRequest) -> CallEntry:
@@ -157,6 +165,7 @@ def queued_value(request: QueueRequest) -> bytes:
         json_text(start_time_text(request.start_time)),
         rfc3339(time.time()),
         json_text(public_url(callback)) if callback else "null",
+        json_text(trace_id_of(request)),
     ).encode()
 
 

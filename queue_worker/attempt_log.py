@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 
 from asyncq.codec import QueueRequest
+from connectors.core import tracing
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.targets import short_id
+from queue_worker.process_span import attempt_outcome
 
 log = logging.getLogger("ferry.queue_worker")
 
@@ -17,6 +19,8 @@ log = logging.getLogger("ferry.queue_worker")
 def log_attempt(
     request: QueueRequest, result: InvocationResult, outcome: Outcome, print_body: bool
 ) -> None:
+    if tracing.ENABLED:
+        attempt_outcome(result, outcome)
     if outcome.verdict is Verdict.SUCCESS:
         log.debug(
             "%s call %s: status %s in %.3fs (attempt %d)",

@@ -17,7 +17,7 @@ from ledger.entries import (
     rfc3339,
     start_time_text,
 )
-from ledger.store import base_entry
+from ledger.store import base_entry, trace_id_of
 
 _NOT_KEPT = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 
@@ -93,6 +93,7 @@ class Finished:
             json_text(result.error or None),
             "true" if stored else "false",
             len(body),
+            json_text(trace_id_of(request)),
             stored,
         ).encode()
 

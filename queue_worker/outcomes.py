@@ -18,11 +18,13 @@ from asyncq.codec import QueueRequest
 from asyncq.deadletter import DeadLetterWriter
 from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BodyStore
+from connectors.core import tracing
 from connectors.core.callback import Callback, CallbackSender, result_headers
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.targets import short_id, shorten
 from queue_worker.metrics import QueueWorkerMetrics
+from queue_worker.process_span import cancelled_outcome, note, unexpected_outcome
 from queue_worker.worker_ledger import WorkerLedger
 
 log = logging.getLogger("ferry.queue_worker")
@@ -111,6 +113,8 @@ class OutcomeRecorder:
         reason = f"unexpected error: {type(error).__name__}: {shorten(str(error), 200)}"
         log.debug("message %s, attempt %d: %s", seq(msg), attempt, reason, exc_info=error)
         outcome = policy.decide(status=None, attempt=attempt, error=reason)
+        if tracing.ENABLED:
+            unexpected_outcome(outcome, reason)
         if outcome.verdict is Verdict.RETRY:
             await hand_back(msg, delay=outcome.delay)
             return
@@ -133,6 +137,8 @@ class OutcomeRecorder:
     async def cancelled(self, msg: Msg, request: QueueRequest, reference: str) -> None:
         """A call cancelled through the ledger: acked without a call, no callback, no dead
         letter; its body object, if any, is deleted."""
+        if tracing.ENABLED:
+            cancelled_outcome()
         self.ledger.skipped(request)
         await self._ack(msg, reference, delete_body=True)
 
@@ -149,6 +155,8 @@ class OutcomeRecorder:
         label: str | None = None,
     ) -> None:
         """Write the dead letter (PublishError if it was not stored) and count it by `kind`."""
+        if tracing.ENABLED:
+            note("ferry.dead_letter", **{"ferry.reason": reason, "ferry.dead_letter.kind": kind})
         await self.dead.write(
             msg,
             function=function,
@@ -190,6 +198,8 @@ class OutcomeRecorder:
 
 async def hand_back(msg: Msg, delay: float | None = None) -> None:
     """Return a message unfinished (after `delay`, so a fault of ours is not a hot loop)."""
+    if tracing.ENABLED:
+        note("ferry.handed_back")
     with contextlib.suppress(NatsError, TimeoutError):
         await msg.nak(delay=delay)
 

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -28,6 +28,7 @@ from asyncq.deadletter import DeadLetterWriter
 from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
+from connectors.core import tracing
 from connectors.core.callback import CallbackSender
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import DecodeError
@@ -44,9 +45,13 @@ from queue_worker.held_answers import HeldAnswers
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
+from queue_worker.process_span import process_span
 from queue_worker.progress import ProgressKeeper
 from queue_worker.puller import Puller
 from queue_worker.worker_ledger import WorkerLedger
+
+if TYPE_CHECKING:
+    from connectors.core.spans import Scope
 
 log = logging.getLogger("ferry.queue_worker")
 
@@ -255,6 +260,7 @@ class QueueWorker:
         slot = _SlotHold(self)
         held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
+        span: Scope | None = None
         try:
             self.progress.hold(msg)
             try:
@@ -264,6 +270,8 @@ class QueueWorker:
                 named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
                 await outcomes.undecodable(msg, str(exc), named)
                 return
+            if tracing.ENABLED:
+                span = process_span(msg, request, self.subject, self.durable)
             reference = str((msg.headers or {}).get(BODY_OBJECT, ""))
             if self.ledger.is_cancelled(request):  # acked without a call, no callback
                 slot.release()
@@ -313,6 +321,8 @@ class QueueWorker:
             if held >= 0:
                 self.held.remove(held)
             self.progress.release(msg)
+            if span is not None:
+                span.end()
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)

@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tenacity import (
     AsyncRetrying,
@@ -25,6 +26,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors.core import tracing
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
 from connectors.core.http1 import (
@@ -38,6 +40,9 @@ from connectors.core.invoker import NOT_FORWARDED, InvocationResult
 from connectors.core.targets import short_id
 from connectors.core.urlguard import CallbackPolicy, GuardedResolver, shown_url
 from connectors.core.version import USER_AGENT
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +234,8 @@ class CallbackSender:
         if self.settings.callback_signing_secret:
             signature = sign(self.settings.callback_signing_secret, callback.body, int(time.time()))
             headers.append((SIGNATURE_HEADER, signature))
+        span = _callback_span(callback, headers) if tracing.ENABLED else None
+        status, failure = 0, ""
         try:
             response = await self.http.request(
                 "POST",
@@ -239,13 +246,15 @@ class CallbackSender:
             )
             status = response.status
         except TimeoutError:
-            raise _RetryableCallbackError(
-                f"timed out after {self.settings.callback_timeout:g}s"
-            ) from None
+            failure = f"timed out after {self.settings.callback_timeout:g}s"
         except ResponseTooLarge as exc:  # only the receiver's (unused) answer was cut short
             status = exc.status
         except HttpError as exc:
-            raise _RetryableCallbackError(str(exc)) from exc
+            failure = str(exc)
+        if span is not None:
+            _answered(span, status or None, failure)
+        if failure:
+            raise _RetryableCallbackError(failure)
         if status in RETRYABLE_CALLBACK_STATUSES:
             raise _RetryableCallbackError(f"receiver answered {status}")
         return status
@@ -254,3 +263,18 @@ class CallbackSender:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def _callback_span(callback: Callback, headers: list[tuple[str, str]]) -> Span:
+    """The CLIENT span of one callback POST (tracing on): the receiver gets its context. Only
+    the receiver's host and port are recorded; its path and query may hold secrets."""
+    from connectors.core import spans
+
+    attributes = {"http.request.method": "POST", "faas.invoked_name": callback.function}
+    return spans.start_client(f"callback {callback.function}", callback.url, headers, attributes)
+
+
+def _answered(span: Span, status: int | None, failure: str) -> None:
+    from connectors.core import spans
+
+    spans.answered(span, status, failure)

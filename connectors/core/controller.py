@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from connectors.core import tracing
 from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
@@ -338,6 +339,8 @@ class Controller:
                 )
         else:
             log.error("%s on %s: %s", name, delivery.event.topic, delivery.outcome.reason)
+            if tracing.ENABLED:
+                tracing.dead_letter(name, delivery.outcome.reason)
         if self.print_response_body and result.body:
             log.info("%s response: %s", name, result.body.decode("utf-8", "replace"))
         for subscriber in self.subscribers:

@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from connectors.core import tracing
 from connectors.core.gateway import GatewayClient
 from connectors.core.gateway_answers import ProxyError, proxy_error
 from connectors.core.http1 import (
@@ -50,6 +51,9 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 # caller's Authorization passes through unchanged; the gateway's admin credentials never go
 # with an invocation (they are for /system/* alone, see GatewayClient.system_get).
 REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 UNREACHABLE_STATUS = 503
 GATEWAY_MADE_STATUS = 502  # the status of the answers ferry's gateway makes itself
@@ -169,6 +173,7 @@ class Invoker:
     ) -> InvocationResult:
         """One attempt with the headers exactly as they go (nothing filtered or added): for
         callers that build them themselves, as the connectors' `Controller` does."""
+        span = _function_span(function, method, url, headers, attempt) if tracing.ENABLED else None
         started = time.monotonic()
         final = timed_out = False
         try:
@@ -180,15 +185,19 @@ class Invoker:
                 timeout=self.client.settings.upstream_timeout,
             )
             if response.status == GATEWAY_MADE_STATUS:
-                return _gateway_made(function, response, attempt, time.monotonic() - started)
-            return InvocationResult(
-                function=function,
-                status=response.status,
-                attempt=attempt,
-                duration=time.monotonic() - started,
-                body=response.body,
-                headers=response.headers,
-            )
+                result = _gateway_made(function, response, attempt, time.monotonic() - started)
+            else:
+                result = InvocationResult(
+                    function=function,
+                    status=response.status,
+                    attempt=attempt,
+                    duration=time.monotonic() - started,
+                    body=response.body,
+                    headers=response.headers,
+                )
+            if span is not None:
+                _answered(span, result)
+            return result
         except TimeoutError:
             error = f"timed out after {self.client.settings.upstream_timeout:g}s"
             timed_out = True
@@ -200,7 +209,7 @@ class Invoker:
             error = f"could not reach the gateway: {exc}"
         except InvalidRequest as exc:
             error, final = f"the request cannot be sent: {exc}", True
-        return InvocationResult(
+        result = InvocationResult(
             function=function,
             status=None,
             attempt=attempt,
@@ -209,6 +218,35 @@ class Invoker:
             final=final,
             timed_out=timed_out,
         )
+        if span is not None:
+            _answered(span, result)
+        return result
+
+
+def _function_span(
+    function: str, method: str, url: str, headers: list[tuple[str, str]], attempt: int
+) -> Span:
+    """The CLIENT span of one function call (tracing on); the call carries its context."""
+    from connectors.core import spans
+
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "faas.invoked_name": function,
+        "ferry.attempt": attempt,
+    }
+    return spans.start_client(f"invoke {function}", url, headers, attributes)
+
+
+def _answered(span: Span, result: InvocationResult) -> None:
+    from connectors.core import spans
+
+    spans.answered(span, result.status, span_error(result))
+
+
+def span_error(result: InvocationResult) -> str:
+    """The error a span may show: a request that could not be sent names its URL (with the
+    caller's query), so only the reason's first part goes into a span."""
+    return result.error.split(":", 1)[0] if result.final else result.error
 
 
 def _gateway_made(

@@ -34,15 +34,18 @@ def _escape(match: re.Match[str]) -> str:
 
 class ConsoleFormatter(logging.Formatter):
     """One line per record for people: the message's control characters are escaped (a
-    traceback, which ferry writes itself, follows on its own lines)."""
+    traceback, which ferry writes itself, follows on its own lines). With tracing on, a line
+    made while a span is current ends with its `trace_id=`."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         message = record.message
         record.message = escape_controls(message)
         try:
-            return super().formatMessage(record)
+            line = super().formatMessage(record)
         finally:
             record.message = message
+        trace_id = getattr(record, "trace_id", None)
+        return f"{line} trace_id={trace_id}" if trace_id else line
 
 
 class JsonFormatter(logging.Formatter):

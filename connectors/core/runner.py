@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from connectors.core import tracing
 from connectors.core.config import RuntimeSettings
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.health import HealthServer
@@ -185,13 +186,17 @@ def run_from_env(
         configure_logging(settings.log_encoding, settings.write_debug)
         if line := warning_line([*unread_names(config_cls, env), *ignored_flags]):
             log.warning(line)
+        tracing.configure(env)  # before `build`: hooks may be chosen when a part is made
         service = build(config)
+        tracing.start(f"ferry-{service.name}", env)
     except ConfigError as exc:
         return fail(str(exc))
     try:
         return run_to_end(serve(service, settings, whole_process=True), event_loop_factory())
     except KeyboardInterrupt:
         return EXIT_OK
+    finally:
+        tracing.stop()
 
 
 def run_to_end(

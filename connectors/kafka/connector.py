@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
+from connectors.core import tracing
 from connectors.core.controller import Abandoned, Controller, unexpected_error
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
@@ -33,7 +34,7 @@ from connectors.kafka.lanes import LaneScheduler, lane_for
 from connectors.kafka.ledger import CommitTracker, PartitionLedger
 from connectors.kafka.metrics import KafkaMetrics
 from connectors.kafka.pauses import PartitionPauses
-from connectors.kafka.records import record_event
+from connectors.kafka.records import record_event, record_span
 from connectors.kafka.responses import ResponseTopic
 from connectors.kafka.rewinds import OffsetRewinds
 from connectors.kafka.stalls import Stalls
@@ -283,17 +284,22 @@ class KafkaConnector:
             record.topic, record.partition, record.offset, record.key, record.value, headers
         )
         assert self._dead is not None
-        deliveries = await self.controller.dispatch(event)
-        for delivery in deliveries:
-            if not delivery.ok:
-                await self._dead.record(
-                    delivery,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    value=record.value,
-                    headers=headers,
-                )
+        span = record_span(record, self.kafka.group) if tracing.ENABLED else None
+        try:
+            deliveries = await self.controller.dispatch(event)
+            for delivery in deliveries:
+                if not delivery.ok:
+                    await self._dead.record(
+                        delivery,
+                        partition=record.partition,
+                        offset=record.offset,
+                        key=record.key,
+                        value=record.value,
+                        headers=headers,
+                    )
+        finally:
+            if span is not None:
+                span.end()
 
     async def _failed_unexpectedly(self, work: Work, exc: Exception, failures: int) -> bool:
         """Retry the record after the policy's back-off (True), or, once the attempts are

@@ -9,10 +9,16 @@ true`, so a function can tell it from an empty value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from connectors.core.controller import Event
 from connectors.core.header_values import bytes_header
 from connectors.core.http1 import is_token
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord
+
+    from connectors.core.spans import Scope
 
 TOMBSTONE_HEADER = "X-Kafka-Tombstone"
 
@@ -62,4 +68,22 @@ def source_of(event: Event) -> tuple[str, str, str]:
         found.get("X-Kafka-Topic", event.topic),
         found.get("X-Kafka-Partition", ""),
         found.get("X-Kafka-Offset", ""),
+    )
+
+
+def record_span(record: ConsumerRecord[bytes, bytes], group: str) -> Scope:
+    """The `process` span of one record (tracing on), made current while it is dispatched:
+    a `traceparent` record header is continued, else the record starts a trace."""
+    from connectors.core import spans
+
+    return spans.start_process(
+        record.topic,
+        spans.carried(record.headers or ()),
+        {
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.consumer.group.name": group,
+        },
     )

@@ -17,6 +17,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from connectors.core import tracing
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller, Delivery, Event, unexpected_error
 from connectors.core.invoker import InvocationResult
@@ -25,7 +26,7 @@ from connectors.core.topicmap import FunctionInfo
 from connectors.sqs.client import SqsClient, SqsError
 from connectors.sqs.deadletter import DEFAULT_MAX_MESSAGE_BYTES, send_dead_letter
 from connectors.sqs.deleter import BatchDeleter
-from connectors.sqs.message import SqsMessage
+from connectors.sqs.message import SqsMessage, message_span
 from connectors.sqs.metrics import SqsMetrics
 
 log = logging.getLogger("ferry.sqs")
@@ -68,6 +69,7 @@ class MessageHandler:
     async def handle(self, queue: QueueState, message: SqsMessage) -> bool:
         """Process one message; True when it was deleted (finished), else it went back."""
         self.metrics.received.inc(queue.name)
+        span = message_span(queue.name, message) if tracing.ENABLED else None
         try:
             return await self._handle(queue, message)
         except asyncio.CancelledError:
@@ -75,6 +77,9 @@ class MessageHandler:
             raise
         except Exception as exc:
             return await self._failed_unexpectedly(queue, message, exc)
+        finally:
+            if span is not None:
+                span.end()
 
     async def _failed_unexpectedly(
         self, queue: QueueState, message: SqsMessage, exc: Exception

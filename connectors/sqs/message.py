@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.core.header_values import base64_header, text_header
+
+if TYPE_CHECKING:
+    from connectors.core.spans import Scope
 
 ATTRIBUTE_HEADER_PREFIX = "X-SQS-Attr-"
 
@@ -67,3 +70,26 @@ class SqsMessage:
             elif "BinaryValue" in value:
                 headers.extend(base64_header(header, bytes(value["BinaryValue"])))
         return tuple(headers)
+
+
+def message_span(queue: str, message: SqsMessage) -> Scope:
+    """The `process` span of one received message (tracing on), made current while it is
+    handled: a `traceparent` message attribute is continued, else the message starts a trace.
+    A message received again (a retry) is a new span of the same trace when it carries one."""
+    from connectors.core import spans
+
+    carrier = [
+        (name, str(value["StringValue"]))
+        for name, value in message.attributes.items()
+        if "StringValue" in value
+    ]
+    return spans.start_process(
+        queue,
+        spans.carried(carrier),
+        {
+            "messaging.system": "aws_sqs",
+            "messaging.destination.name": queue,
+            "messaging.message.id": message.message_id,
+            "ferry.attempt": message.receive_count,
+        },
+    )

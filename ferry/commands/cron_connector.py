@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core import tracing
 from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
@@ -16,7 +17,9 @@ HELP = (
     "carries X-Call-Id `{function}:{unix_ms}`; with nats_url, replicas claim each slot in\n"
     "JetStream so it fires once."
 )
-EPILOG = describe_settings(CronConnectorConfig) + "\n\n" + describe_unread(CronConnectorConfig)
+EPILOG = "\n\n".join(
+    (describe_settings(CronConnectorConfig), describe_unread(CronConnectorConfig), tracing.HELP)
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core import tracing
 from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
@@ -19,7 +20,9 @@ HELP = (
     "routes (and in standalone mode every /system route) need the secret_mount_path credentials.\n"
     "Configured by environment variables; set exactly one of upstream_url and functions_file."
 )
-EPILOG = describe_settings(GatewayConfig) + "\n\n" + describe_unread(GatewayConfig)
+EPILOG = "\n\n".join(
+    (describe_settings(GatewayConfig), describe_unread(GatewayConfig), tracing.HELP)
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

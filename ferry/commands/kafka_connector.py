@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Mapping
 
+from connectors.core import tracing
 from connectors.core.openfaas_settings import LICENSE_FLAG, describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
@@ -18,7 +19,9 @@ HELP = (
     "Configured by environment variables (OpenFaaS names). The OpenFaaS Pro kafka-connector's\n"
     "flags are accepted too (they set the variables named in their help)."
 )
-EPILOG = describe_settings(KafkaConnectorConfig) + "\n\n" + describe_unread(KafkaConnectorConfig)
+EPILOG = "\n\n".join(
+    (describe_settings(KafkaConnectorConfig), describe_unread(KafkaConnectorConfig), tracing.HELP)
+)
 
 # OpenFaaS Pro kafka-connector flag -> the variable it sets here
 FILE_FLAGS = {

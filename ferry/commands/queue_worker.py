@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core import tracing
 from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
@@ -14,7 +15,9 @@ HELP = (
     "each function through the gateway with retries, and POST results to X-Callback-Url.\n"
     "Configured by environment variables (OpenFaaS names)."
 )
-EPILOG = describe_settings(QueueWorkerConfig) + "\n\n" + describe_unread(QueueWorkerConfig)
+EPILOG = "\n\n".join(
+    (describe_settings(QueueWorkerConfig), describe_unread(QueueWorkerConfig), tracing.HELP)
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.core import tracing
 from connectors.core.openfaas_settings import describe_unread
 from connectors.core.runner import run_from_env
 from connectors.core.settings import describe_settings
@@ -17,7 +18,9 @@ HELP = (
     "AWS credentials come from the standard variables (AWS_ACCESS_KEY_ID,\n"
     "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, ...) or an instance role."
 )
-EPILOG = describe_settings(SqsConnectorConfig) + "\n\n" + describe_unread(SqsConnectorConfig)
+EPILOG = "\n\n".join(
+    (describe_settings(SqsConnectorConfig), describe_unread(SqsConnectorConfig), tracing.HELP)
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -64,7 +64,7 @@ def test_the_builder_installs_the_extras_of_every_process_and_no_dev_tools() -> 
     ]
     builder = " ".join(rest for stage in stages()[:-1] for word, rest in stage if word == "RUN")
     installed = set(re.findall(r"\.\[([\w,]+)\]", builder)[0].split(","))
-    assert installed == {"kafka", "sqs", "cron"}
+    assert installed == {"kafka", "sqs", "cron", "tracing"}
     assert installed <= set(extras)
 
 

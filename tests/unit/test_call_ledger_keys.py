@@ -71,6 +71,7 @@ _counts = st.none() | st.integers(0, 10**12)
         error=_texts,
         result_stored=st.booleans(),
         result_bytes=_counts,
+        trace_id=_texts,
         result=st.none()
         | st.builds(
             StoredResult,

@@ -13,6 +13,7 @@ from connectors.core.invoker import InvocationResult
 from ledger.entries import CallEntry, CallState
 from queue_worker.finished_entry import Finished
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 _header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=30)
 
 
@@ -23,6 +24,9 @@ def calls(draw: st.DrawFn) -> tuple[QueueRequest, InvocationResult]:
     if call_id:
         header["X-Call-Id"] = [call_id]
     header["X-Start-Time"] = [draw(st.sampled_from(["", "abc", str(time.time_ns()), "0"]))]
+    traceparent = draw(st.sampled_from(["", TRACEPARENT, "00-not-a-trace"]))
+    if traceparent:
+        header["Traceparent"] = [traceparent]
     request = QueueRequest(
         function=draw(st.sampled_from(["echo", "fn.openfaas-fn", "café", 'q"uote\\'])),
         header=header,
