@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from asyncq.layout import DEAD_LETTER_STREAM
+from asyncq.schedule import enable_schedules, schedule_subjects
 from connectors.core.errors import FerryError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_stream
@@ -33,10 +34,11 @@ class NeverStorable(PublishError):
 def request_stream_config(stream: str) -> js_api.StreamConfig:
     return js_api.StreamConfig(
         name=stream,
-        subjects=[stream, f"{stream}.*"],
+        subjects=[stream, f"{stream}.*", schedule_subjects(stream)],
         retention=js_api.RetentionPolicy.WORK_QUEUE,
         storage=js_api.StorageType.FILE,
         duplicate_window=120.0,
+        allow_msg_schedules=True,  # delayed calls (`asyncq.schedule`); ignored before 2.12
     )
 
 
@@ -53,8 +55,10 @@ def dead_letter_stream_config(stream: str = DEAD_LETTER_STREAM) -> js_api.Stream
 async def ensure_streams(
     js: JetStreamContext, stream: str, dead_letter_stream: str, *, replicas: int = 1
 ) -> None:
-    """The request and dead-letter streams, each with `replicas` (see connectors.jetstream)."""
+    """The request and dead-letter streams, each with `replicas` (see connectors.jetstream);
+    the request stream made able to hold delayed calls where the server can."""
     await ensure_stream(js, request_stream_config(stream), replicas)
+    await enable_schedules(js, stream)
     await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
 
 

@@ -13,6 +13,7 @@ from connectors.jetstream.settings import NatsSettings
 
 DEFAULT_BUCKET = "faas-bodies"
 DEFAULT_TTL = 7 * 24 * 3600.0
+DEFAULT_MAX_DELAY = 7 * 24 * 3600.0
 BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a bucket (and its setting) may be called
 
 
@@ -42,6 +43,13 @@ class QueueNatsSettings(NatsSettings):
         "large_body_ttl",
         DEFAULT_TTL,
         "how long a stored body is kept at most (deleted sooner once its call is done)",
+        positive_duration,
+        shown="168h",
+    )
+    max_delay: float = setting(
+        "max_delay",
+        DEFAULT_MAX_DELAY,
+        "longest X-Delay (or X-Not-Before ahead) a call may ask for; further is refused",
         positive_duration,
         shown="168h",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asyncq.timing import CallTiming
+
 
 @dataclass(slots=True, kw_only=True)
 class AsyncCall:
@@ -16,3 +18,4 @@ class AsyncCall:
     host: str
     callback_url: str  # the first X-Callback-Url, stripped
     method: str = "POST"
+    timing: CallTiming | None = None  # X-Delay and the like, read when the call is admitted

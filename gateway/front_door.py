@@ -20,6 +20,9 @@ from aiohttp import web
 
 from asyncq.jetstream import NeverStorable, PublishError
 from asyncq.publisher import Publisher, build_request
+from asyncq.schedule import SchedulesUnavailable
+from asyncq.settings import DEFAULT_MAX_DELAY
+from asyncq.timing import DELAY_HEADERS, TimingProblem, read_timing, timing_headers
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.targets import call_id_problem, function_name_problem
@@ -32,8 +35,9 @@ from gateway.queued_calls import QueuedCalls
 log = logging.getLogger("ferry.gateway")
 
 # Not stored in the queued request: one hop's headers, those the worker's client rebuilds,
-# and X-Start-Time, which the front door sets itself.
-NOT_QUEUED = NOT_FORWARDED | {"x-start-time"}
+# X-Start-Time, which the front door sets itself, and the delay and expiry headers, which
+# become NATS headers (`asyncq.timing`).
+NOT_QUEUED = NOT_FORWARDED | {"x-start-time"} | DELAY_HEADERS
 
 
 class TooLarge(Exception):
@@ -61,6 +65,7 @@ class FrontDoor:
         publish_timeout: float,
         connected: Callable[[], bool],
         ledger: QueuedCalls | None = None,
+        max_delay: float = DEFAULT_MAX_DELAY,
     ) -> None:
         self.catalog = catalog
         self.publisher = publisher
@@ -70,6 +75,7 @@ class FrontDoor:
         self.publish_timeout = publish_timeout
         self.connected = connected
         self.ledger = ledger
+        self.max_delay = max_delay
 
     # -- the transport-neutral core ---------------------------------------------------------
 
@@ -90,6 +96,11 @@ class FrontDoor:
                 return self._reject("bad_callback", 400, f"X-Callback-Url refused: {exc}")
         if (problem := _call_id_problem(call.headers)) is not None:
             return self._reject("bad_call_id", 400, problem)
+        if found := timing_headers(call.headers):
+            try:
+                call.timing = read_timing(found, now=time.time(), max_delay=self.max_delay)
+            except TimingProblem as exc:
+                return self._reject("bad_timing", 400, str(exc))
         return function
 
     async def enqueue(self, function: Function, call: AsyncCall, body: bytes) -> Answer:
@@ -109,20 +120,30 @@ class FrontDoor:
         if not self.connected():
             return self._unavailable("not connected to NATS", ids)
         started = time.perf_counter()
-        if self.ledger is not None:
-            self.ledger.queued(queued)  # written beside the publish, never awaited
+        timing = call.timing
+        if self.ledger is not None:  # written beside the publish, never awaited
+            self.ledger.queued(queued, timing.not_before if timing else None)
         try:
-            ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout)
+            ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout, timing=timing)
         except NeverStorable as exc:  # retrying cannot help: not a 503
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
             return self._reject("too_large", 413, f"the call cannot be queued: {exc}")
+        except SchedulesUnavailable as exc:
+            if self.ledger is not None:
+                self.ledger.not_queued(queued)
+            self.metrics.async_calls.inc("unavailable")
+            return Answer(503, f"the call was not queued: {exc}\n", headers=ids)
         except PublishError as exc:
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
             return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)
-        self.metrics.async_calls.inc("duplicate" if ack.duplicate else "accepted")
+        if ack.duplicate:
+            self.metrics.async_calls.inc("duplicate")
+        else:
+            delayed = timing is not None and timing.not_before is not None
+            self.metrics.async_calls.inc("scheduled" if delayed else "accepted")
         return Answer(202, headers=ids)
 
     def too_large(self) -> Answer:

@@ -47,6 +47,14 @@ class QueueWorkerConfig:
         duration,
         shown="30s",
     )
+    max_event_age: float = setting(
+        "max_event_age",
+        0.0,
+        "a call older than this (since it was due) is not invoked: dead letter 'expired' "
+        "(0: off; X-Max-Age and the annotation ferry.max_age may set less)",
+        duration,
+        shown="0s",
+    )
     gateway: GatewaySettings = group(GatewaySettings)
     retry: RetrySettings = group(RetrySettings)
     callbacks: CallbackSettings = group(CallbackSettings)

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 
+from asyncq.schedule import unschedule as unschedule_call
 from connectors.core.errors import ConfigError, FerryError
 from connectors.core.logs import escape_controls
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
+from ledger.delayed import cancel_call
 from ledger.entries import CallEntry, CallState
 from ledger.store import CancelAnswer, LedgerStore, open_bucket
 
 HELP = (
     "get: show one call's entry (state, attempts, last status, times, callback outcome).\n"
     "result: write the function's stored answer to standard output.\n"
-    "cancel: cancel a queued or retrying call; the worker then acks it without a call.\n"
+    "cancel: cancel a scheduled, queued or retrying call; it is never invoked (a scheduled one\n"
+    "is removed from the stream, a queued one the worker acks without a call).\n"
     "list: the most recently changed calls, newest first.\n"
     "An unknown call id, an unfinished call or an answer not stored is exit status 1;\n"
     "bad settings or NATS out of reach is exit status 2."
@@ -39,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name, text in (
         ("get", "show a call's entry"),
         ("result", "print a finished call's stored answer"),
-        ("cancel", "cancel a queued or retrying call"),
+        ("cancel", "cancel a scheduled, queued or retrying call"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("call_id", metavar="ID", help="the call's X-Call-Id")
@@ -89,7 +93,8 @@ async def _act(settings: LedgerCommandSettings, args: argparse.Namespace) -> int
             return EXIT_OK
         call_id: str = args.call_id
         if args.action == "cancel":
-            answer, entry = await store.cancel(call_id)
+            unschedule = functools.partial(unschedule_call, js, settings.nats.nats_stream)
+            answer, entry = await cancel_call(store, call_id, unschedule)
             if answer is CancelAnswer.UNKNOWN or entry is None:
                 raise NotAnswered(f"no call {call_id} in the ledger (unknown or expired)")
             if answer is CancelAnswer.TOO_LATE:
