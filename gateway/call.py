@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asyncq.timing import CallTiming
 
@@ -18,4 +18,7 @@ class AsyncCall:
     host: str
     callback_url: str  # the first X-Callback-Url, stripped
     method: str = "POST"
-    timing: CallTiming | None = None  # X-Delay and the like, read when the call is admitted
+    # the delay and expiry headers (lower-case names), picked out by whoever read the request,
+    # and the timing they ask for, once the call is admitted
+    asked: dict[str, str] = field(default_factory=dict)
+    timing: CallTiming | None = None

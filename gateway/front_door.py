@@ -22,7 +22,7 @@ from asyncq.jetstream import NeverStorable, PublishError
 from asyncq.publisher import Publisher, build_request
 from asyncq.schedule import SchedulesUnavailable
 from asyncq.settings import DEFAULT_MAX_DELAY
-from asyncq.timing import DELAY_HEADERS, TimingProblem, read_timing, timing_headers
+from asyncq.timing import DELAY_HEADERS, TimingProblem, read_timing
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
 from connectors.core.targets import call_id_problem, function_name_problem
@@ -96,9 +96,9 @@ class FrontDoor:
                 return self._reject("bad_callback", 400, f"X-Callback-Url refused: {exc}")
         if (problem := _call_id_problem(call.headers)) is not None:
             return self._reject("bad_call_id", 400, problem)
-        if found := timing_headers(call.headers):
+        if call.asked:
             try:
-                call.timing = read_timing(found, now=time.time(), max_delay=self.max_delay)
+                call.timing = read_timing(call.asked, now=time.time(), max_delay=self.max_delay)
             except TimingProblem as exc:
                 return self._reject("bad_timing", 400, str(exc))
         return function
@@ -169,6 +169,11 @@ class FrontDoor:
             host=request.host,
             callback_url=request.headers.get("X-Callback-Url", "").strip(),
             method=request.method,
+            asked={
+                name: value.strip()
+                for name in DELAY_HEADERS
+                if (value := request.headers.get(name)) is not None
+            },
         )
         admitted = await self.admit(call)
         if isinstance(admitted, Answer):

@@ -58,7 +58,10 @@ class CallClock:
     def wait(self, msg: Msg, now: float | None = None) -> float | None:
         """Seconds until a message is due, or None if it may run now (its lateness counted
         on its first delivery)."""
-        not_before = header_seconds(msg.headers, NOT_BEFORE)
+        headers = msg.headers
+        if not headers or NOT_BEFORE not in headers:
+            return None
+        not_before = header_seconds(headers, NOT_BEFORE)
         if not_before is None:
             return None
         now = time.time() if now is None else now
@@ -91,6 +94,10 @@ class CallClock:
         self, msg: Msg, request: QueueRequest, at: float | None = None, what: str = "not invoked"
     ) -> str | None:
         """Why the call is expired at `at` (default now), or None if it is not."""
+        if not self.max_event_age and MAX_AGE_ANNOTATION not in request.annotations:
+            headers = msg.headers
+            if not headers or EXPIRES_AT not in headers:
+                return None  # nothing can expire it: the common case, kept cheap
         found = self.expiry(msg, request)
         if found is None:
             return None
