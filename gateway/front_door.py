@@ -123,8 +123,12 @@ class FrontDoor:
         timing = call.timing
         if self.ledger is not None:  # written beside the publish, never awaited
             self.ledger.queued(queued, timing.not_before if timing else None)
+        if timing is None:  # a plain call: the publisher's plain path
+            publishing = self.publisher.enqueue(queued, timeout=self.publish_timeout)
+        else:
+            publishing = self.publisher.enqueue(queued, timeout=self.publish_timeout, timing=timing)
         try:
-            ack = await self.publisher.enqueue(queued, timeout=self.publish_timeout, timing=timing)
+            ack = await publishing
         except NeverStorable as exc:  # retrying cannot help: not a 503
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
