@@ -76,7 +76,7 @@ async def spread(count: int, lead: float) -> None:
         while len(lateness) < count and time.time() < deadline:
             try:
                 msgs = await sub.fetch(500, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             now = time.time()
             for msg in msgs:
