@@ -4,7 +4,9 @@ than asked, within the tolerance after, whatever restarts; cancellable; bad valu
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import aiohttp
 import pytest
 
 from asyncq.codec import encode
-from asyncq.publisher import build_request
+from asyncq.large_bodies import BODY_OBJECT, BodyStore
+from asyncq.publisher import Publisher, build_request
 from asyncq.schedule import schedule_subject, schedule_subjects, waiting_count
 from asyncq.timing import NOT_BEFORE, CallTiming
 from tests.support.brokers import NatsServer
@@ -246,3 +249,26 @@ async def test_ferry_publish_refuses_a_bad_delay_with_one_line(queue: QueueUnder
     assert done.status == 2
     assert done.stderr.strip().count("\n") == 0 and "beyond max_delay" in done.stderr
     assert await queue.stored() == 0
+
+
+async def test_a_delayed_call_with_a_large_body_fires_with_its_body_object(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    gateway.function("echo")
+    bucket = f"bodies-{uuid.uuid4().hex[:8]}"
+    bodies = BodyStore(queue.js, bucket, ttl=3600.0)
+    await bodies.ensure()
+    publisher = Publisher(queue.js, queue.stream, bodies)
+    body = os.urandom(2 * 1024 * 1024)
+    request = build_request("echo", body=body)
+    due = time.time() + 2
+    await publisher.enqueue(request, timing=CallTiming(not_before=due))
+    waiting = await queue.js.get_last_msg(
+        queue.stream, schedule_subject(queue.stream, request.call_id)
+    )
+    assert waiting.headers is not None and BODY_OBJECT in waiting.headers
+    async with queue.worker(large_body_bucket=bucket, max_response_bytes=str(8 * 1024 * 1024)):
+        await eventually(lambda: gateway.calls_to("echo"), timeout=30, what="the delayed call")
+    assert gateway.calls[0].body == body
+    called = time.time() - (time.monotonic() - gateway.calls[0].at)
+    assert called >= due
