@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from connectors.core.controller import Abandoned, Controller
+from connectors.core.staleness import expired_deliveries, staleness
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
@@ -251,8 +253,12 @@ class KafkaConnector:
             record.topic, record.partition, record.offset, record.key, record.value, headers
         )
         assert self._dead is not None
+        stale = staleness(self.kafka.max_event_age, record.timestamp / 1000, time.time())
         try:
-            deliveries = await self.controller.dispatch(event)
+            if stale is None:
+                deliveries = await self.controller.dispatch(event)
+            else:
+                deliveries = expired_deliveries(self.controller, event, stale)
             for delivery in deliveries:
                 if not delivery.ok:
                     await self._dead.record(
