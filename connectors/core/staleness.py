@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from connectors.core.controller import Controller, Delivery, Event
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
+from connectors.core.topicmap import FunctionInfo
 
 log = logging.getLogger("ferry.connector")
 
@@ -31,10 +32,13 @@ def staleness(max_event_age: float, event_time: float | None, now: float) -> str
     return f"expired: the event is {age:.1f}s old, over max_event_age {max_event_age:g}s"
 
 
-def expired_deliveries(controller: Controller, event: Event, reason: str) -> Sequence[Delivery]:
-    """A failed delivery per subscribed function, none of them invoked; counted once."""
-    functions = controller.match(event.topic)
-    controller.metrics.received.inc(event.topic)
+def expired_deliveries(
+    controller: Controller,
+    event: Event,
+    functions: Sequence[FunctionInfo],
+    reason: str,
+) -> Sequence[Delivery]:
+    """A failed delivery per function in `functions`, none of them invoked; counted once."""
     controller.metrics.expired.inc(event.topic)
     if functions:
         log.warning("%s: %s; not delivered", event.topic, reason)

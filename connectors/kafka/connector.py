@@ -258,7 +258,9 @@ class KafkaConnector:
             if stale is None:
                 deliveries = await self.controller.dispatch(event)
             else:
-                deliveries = expired_deliveries(self.controller, event, stale)
+                self.controller.metrics.received.inc(event.topic)  # as `dispatch` counts it
+                functions = self.controller.match(event.topic)
+                deliveries = expired_deliveries(self.controller, event, functions, stale)
             for delivery in deliveries:
                 if not delivery.ok:
                     await self._dead.record(
