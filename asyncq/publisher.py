@@ -86,23 +86,32 @@ def _canonical(name: str) -> str:
 
 class Publisher:
     """Stores calls on the request stream; with a `BodyStore`, a body too large for one
-    message goes to the object store and the message names it (`large_bodies`)."""
+    message goes to the object store and the message names it (`large_bodies`).
+
+    `stream` names the queue's subjects (`nats_stream`); `stored_in` the stream that holds
+    them, when that is another (OpenFaaS Pro's `OF_faas-request`, see `ensure_streams`)."""
 
     def __init__(
-        self, js: JetStreamContext, stream: str = DEFAULT_STREAM, bodies: BodyStore | None = None
+        self,
+        js: JetStreamContext,
+        stream: str = DEFAULT_STREAM,
+        bodies: BodyStore | None = None,
+        *,
+        stored_in: str = "",
     ) -> None:
         self.js = js
-        self.stream = stream
+        self.subjects = stream
+        self.stream = stored_in or stream
         self.bodies = bodies
         max_payload = server_max_payload(js) if bodies is not None else 0
         self.max_message = max_payload
         # Bodies up to this size fit inline whatever the rest of the call holds: no check.
         self.surely_inline = max(0, (max_payload - MESSAGE_ROOM) * 3 // 4)
-        self.schedules = ScheduleSupport(js, stream)
+        self.schedules = ScheduleSupport(js, self.stream, self.subjects)
 
     def subject(self, request: QueueRequest) -> str:
         """Where a call goes to be taken at once (a delayed call goes there when due)."""
-        return queue_subject(self.stream, request.queue_name)
+        return queue_subject(self.subjects, request.queue_name)
 
     def enqueue(
         self, request: QueueRequest, *, timeout: float = 5.0, timing: CallTiming | None = None
@@ -138,8 +147,8 @@ class Publisher:
         subject = self.subject(request)
         if timing.not_before is not None:
             await self.schedules.check()
-            headers.update(schedule_headers(self.stream, subject, timing.not_before))
-            subject = schedule_subject(self.stream, request.call_id)
+            headers.update(schedule_headers(subject, timing.not_before))
+            subject = schedule_subject(self.subjects, request.call_id)
         if self.bodies is not None and len(request.body) > self.surely_inline:
             return await self._enqueue_large(request, self.bodies, timeout, subject, headers)
         return await publish(
@@ -183,7 +192,7 @@ class Publisher:
                 f"the call without its body ({len(data)} bytes) is larger than NATS's "
                 f"max_payload ({self.max_message} bytes)"
             )
-        reference = await bodies.put(request.body)
+        reference = await bodies.put(request.body, owner=data, call_id=request.call_id)
         # Not deleted if the publish fails: the call may be stored all the same (a lost PubAck),
         # and it would need its body. An orphan goes with the bucket's TTL.
         ack = await publish(
@@ -195,5 +204,5 @@ class Publisher:
             timeout=timeout,
         )
         if ack.duplicate:
-            await bodies.delete(reference)  # the call is stored already, with its own object
+            await bodies.delete(reference, data)  # the call is stored already, with its own object
         return ack

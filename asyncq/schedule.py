@@ -61,7 +61,7 @@ def at_text(seconds: float) -> str:
     return "@at " + when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def schedule_headers(stream: str, target: str, not_before: float) -> dict[str, str]:
+def schedule_headers(target: str, not_before: float) -> dict[str, str]:
     return {SCHEDULE: at_text(not_before), SCHEDULE_TARGET: target}
 
 
@@ -102,11 +102,13 @@ def _ready(config: js_api.StreamConfig, stream: str) -> bool:
 
 class ScheduleSupport:
     """Whether the stream takes delayed calls, learnt on the first one and kept (a `no` is
-    looked at again after `RECHECK_SECONDS`, e.g. after NATS was upgraded)."""
+    looked at again after `RECHECK_SECONDS`, e.g. after NATS was upgraded). `stream` is the
+    stream that holds the queue's subjects, `subjects` their prefix (`nats_stream`)."""
 
-    def __init__(self, js: JetStreamContext, stream: str) -> None:
+    def __init__(self, js: JetStreamContext, stream: str, subjects: str = "") -> None:
         self.js = js
         self.stream = stream
+        self.subjects = subjects or stream
         self._known: bool | None = None
         self._checked = 0.0
 
@@ -123,7 +125,7 @@ class ScheduleSupport:
                 raise SchedulesUnavailable(
                     f"cannot read stream {self.stream}: {describe(exc)}"
                 ) from None
-            self._known = _ready(info.config, self.stream)
+            self._known = _ready(info.config, self.subjects)
         if not self._known:
             raise SchedulesUnavailable(
                 f"stream {self.stream} does not hold delayed calls: they need NATS 2.12+ "
@@ -148,14 +150,14 @@ async def unschedule(js: JetStreamContext, stream: str, call_id: str) -> str | N
         return ""
 
 
-async def waiting_count(js: JetStreamContext, stream: str) -> int:
+async def waiting_count(js: JetStreamContext, stream: str, subjects: str = "") -> int:
     """Delayed calls not fired yet: the pending count of a consumer of the schedule subjects
     that never takes anything (cheaper than listing the subjects)."""
     info = await js.add_consumer(
         stream,
         js_api.ConsumerConfig(
             durable_name=COUNTING_DURABLE,
-            filter_subject=schedule_subjects(stream),
+            filter_subject=schedule_subjects(subjects or stream),
             ack_policy=js_api.AckPolicy.EXPLICIT,
             deliver_policy=js_api.DeliverPolicy.ALL,
         ),

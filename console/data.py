@@ -19,7 +19,9 @@ from nats.js.kv import KeyValue
 
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
 from asyncq.header_text import decode_headers
-from connectors.core.errors import FerryError
+from asyncq.jetstream import stream_holding
+from asyncq.settings import DEFAULT_BUCKET
+from connectors.core.errors import FerryError, StartupError
 from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
@@ -68,17 +70,33 @@ class ConsoleData:
         ledger_bucket: str,
         functions: Functions,
         claims_bucket: str = "ferry-cron",
+        body_bucket: str = DEFAULT_BUCKET,
     ) -> None:
         self.js = js
         self.stream = stream
-        self.ledger = LedgerStore(ledger) if ledger is not None else None
+        self.ledger = LedgerStore(ledger, js, ledger_bucket) if ledger is not None else None
         self.ledger_bucket = ledger_bucket
-        self.letters = DeadLetterStore(js, dead_letter_stream, request_stream=stream)
+        self.letters = DeadLetterStore(
+            js, dead_letter_stream, request_stream=stream, body_bucket=body_bucket
+        )
         self.dead_letter_stream = dead_letter_stream
         self.functions = functions
         self.claims_bucket = claims_bucket
         self._overview: tuple[float, Overview] | None = None
         self._lock = asyncio.Lock()
+        self._holder = ""  # the stream that holds the queue's subject, once known
+
+    async def holder(self) -> str:
+        """The stream that holds the queue's subject: `nats_stream`, or another name it has in
+        OpenFaaS Pro's layout (`OF_faas-request`); dead letters are replayed into it."""
+        if not self._holder:
+            try:
+                found = await stream_holding(self.js, self.stream)
+            except StartupError as exc:
+                raise ConsoleUnavailable(str(exc)) from None
+            self._holder = found or self.stream
+            self.letters.stored_in = self._holder
+        return self._holder
 
     # -- the overview ----------------------------------------------------------------------
 
@@ -153,7 +171,7 @@ class ConsoleData:
 
     async def consumers(self) -> list[QueueConsumer]:
         try:
-            infos = await self.js.consumers_info(self.stream)
+            infos = await self.js.consumers_info(await self.holder())
         except (NatsError, TimeoutError) as exc:
             reason = describe(exc)
             raise ConsoleUnavailable(f"cannot read {self.stream}'s consumers: {reason}") from None
@@ -173,7 +191,7 @@ class ConsoleData:
 
     async def _stored(self) -> int:
         try:
-            info = await self.js.stream_info(self.stream)
+            info = await self.js.stream_info(await self.holder())
         except (NatsError, TimeoutError) as exc:
             raise ConsoleUnavailable(f"cannot read {self.stream}: {describe(exc)}") from None
         return info.state.messages
@@ -207,6 +225,7 @@ class ConsoleData:
     # -- dead letters ----------------------------------------------------------------------
 
     async def replay(self, letters: Sequence[DeadLetter]) -> int:
+        await self.holder()
         return await self.letters.replay(letters)
 
     async def purge(self, letters: Sequence[DeadLetter]) -> int:

@@ -228,8 +228,9 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     log.info("console: %s cancelled call %s: %s", request[USER], _short(call_id), answer.value)
     notice = {
         CancelAnswer.CANCELLED: "cancelled: the call will not run",
+        CancelAnswer.PENDING: "cancelled before the ledger saw it: the call will not run",
         CancelAnswer.TOO_LATE: "too late: the call is running or has ended",
-        CancelAnswer.UNKNOWN: "unknown call",
+        CancelAnswer.UNCONFIRMED: "recorded, but not every worker has it yet: it may still run",
     }.get(answer, answer.value)
     raise back(request, "call", notice, id=call_id)
 

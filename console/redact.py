@@ -4,7 +4,8 @@ values of headers that carry credentials. Names stay, so an operator still sees 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from connectors.core.urlguard import shown_url
 
 HIDDEN = "(hidden)"
 SECRET_HEADERS = frozenset(
@@ -14,16 +15,8 @@ SECRET_WORDS = ("token", "secret", "password", "signature", "key", "auth", "sess
 
 
 def public_url(url: str) -> str:
-    """`url` without user information and with every query value replaced."""
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return HIDDEN
-    host = parts.netloc.rpartition("@")[2]
-    query = urlencode([(name, HIDDEN) for name, _ in parse_qsl(parts.query, True)])
-    return urlunsplit((parts.scheme, host, parts.path, query, ""))[:2048]
+    """`url` as ferry shows callback URLs everywhere (`urlguard.shown_url`)."""
+    return shown_url(url) if url else ""
 
 
 def secret_header(name: str) -> bool:

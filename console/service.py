@@ -80,6 +80,7 @@ class ConsoleService:
             ledger_bucket=ledger.call_ledger_bucket,
             functions=GatewayFunctions(self.client),
             claims_bucket=self.config.cron_kv_bucket,
+            body_bucket=nats.large_body_bucket,
         )
         root = web.Application()
         mount(root, console_app(data, authorization=self._authorization))

@@ -24,8 +24,8 @@ def mount_console(service: GatewayService) -> bool:
     """Add the console to the gateway if its settings allow it; say which in the log."""
     config = service.config
     if not console_allowed(config.console_enabled, config.basic_auth):
-        if config.console_enabled == "auto":
-            log.info("web console off: it is served with basic_auth=true or console_enabled=true")
+        # debug, not info: a start-up that fails must stay one line on stderr
+        log.debug("web console off: it is served with basic_auth=true or console_enabled=true")
         return False
     authorization = read_basic_auth(config.secret_mount_path) if config.basic_auth else None
     if authorization is None:
@@ -51,6 +51,7 @@ def mount_console(service: GatewayService) -> bool:
             ledger=bucket_handle(js, ledger.call_ledger_bucket) if ledger.call_ledger else None,
             ledger_bucket=ledger.call_ledger_bucket,
             functions=functions,
+            body_bucket=config.nats.large_body_bucket,
         )
         return PREFIX.rstrip("/"), console_app(data, authorization=authorization)
 

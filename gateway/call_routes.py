@@ -16,7 +16,7 @@ from connectors.core.invoker import HOP_BY_HOP
 from gateway.credentials import Credentials
 from ledger.delayed import Unschedule, cancel_call
 from ledger.entries import CallEntry
-from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable
+from ledger.store import UNCONFIRMED, CancelAnswer, LedgerStore, LedgerUnavailable
 
 # The stored answer's own headers that the result route does not repeat: hop-by-hop ones
 # (they were the function's connection's), and those the route writes itself.
@@ -87,11 +87,14 @@ class CallRoutes:
             answer, entry = await cancel_call(self.store, call_id, self.unschedule)
         except (LedgerUnavailable, FerryError) as exc:
             return _error(503, str(exc))
-        if answer is CancelAnswer.UNKNOWN or entry is None:
-            return _error(404, f"no call {call_id} in the ledger")
         if answer is CancelAnswer.TOO_LATE:
             return _error(409, f"call {call_id} cannot be cancelled: it is {entry.state}")
-        return web.json_response(entry.public(), status=202)
+        if answer is CancelAnswer.UNCONFIRMED:
+            return _error(503, f"call {call_id}: {UNCONFIRMED}")
+        shown = entry.public()
+        if answer is CancelAnswer.PENDING:  # the ledger had not seen it: it will not run
+            shown["pending"] = True
+        return web.json_response(shown, status=202)
 
     async def _lookup(self, request: web.Request) -> CallEntry | web.Response:
         call_id = self._call_id(request)

@@ -11,7 +11,8 @@ Authorization as it came (the gateway's own credentials are for `/system/*` alon
 the upstream's authority, no `X-Forwarded-*` added; the answer's status, reason and headers
 minus the hop-by-hop ones. Differences, on purpose: the answer is re-framed with Content-Length
 (it is read whole rather than streamed, so it is bounded by `max_response_bytes`: a longer
-answer, declared or chunked, is a 502);
+answer, declared or chunked, is a 502); the 502s the proxy makes itself are marked
+(`connectors.core.gateway_answers`: `X-OpenFaaS-Internal: ferry-gateway` and why);
 `upstream_timeout` bounds the whole exchange rather than each wait for bytes; a repeated request
 header is passed on each time (aiohttp's client keeps the last); and no `Server` header names
 aiohttp.
@@ -22,7 +23,8 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response
+from connectors.core.gateway_answers import ProxyError, marked
+from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response, ResponseTooLarge
 from connectors.core.http1.answer import NO_BODY_STATUSES
 from connectors.core.http1.wire import NO_LENGTH_WHEN_EMPTY
 from connectors.core.invoker import HOP_BY_HOP, NOT_FORWARDED
@@ -102,11 +104,17 @@ class LeanProxy:
                 body=body,
                 timeout=self.timeout,
             )
+        except ResponseTooLarge as exc:
+            self.metrics.proxied.inc("502")
+            log.warning("proxy %s %s refused: %s", head.method, target, exc)
+            return Answer(502, f"upstream {target}: {exc}\n", marked(ProxyError.TOO_LARGE))
         except (HttpError, InvalidRequest, TimeoutError) as exc:
             reason = str(exc) or f"no answer within upstream_timeout ({self.timeout:g}s)"
             self.metrics.proxied.inc("502")
             log.warning("proxy %s %s failed: %s", head.method, target, reason)
-            return Answer(502, f"upstream {target} unreachable: {type(exc).__name__}: {reason}\n")
+            error = ProxyError.TIMEOUT if isinstance(exc, TimeoutError) else ProxyError.UNREACHABLE
+            text = f"upstream {target} unreachable: {type(exc).__name__}: {reason}\n"
+            return Answer(502, text, marked(error))
         self.metrics.proxied.inc(str(response.status))
         return response
 

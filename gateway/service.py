@@ -51,7 +51,7 @@ from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
-from ledger.store import LedgerStore, open_or_handle
+from ledger.store import LedgerStore, bucket_handle, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
 
@@ -139,7 +139,7 @@ class GatewayService:
         nats = self.config.nats
         self._nats = await connect(nats, name="ferry-gateway")
         js = self._js = self._nats.client.jetstream()
-        await jetstream.ensure_streams(
+        stream = await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
         bodies = BodyStore.from_settings(js, nats)
@@ -147,7 +147,7 @@ class GatewayService:
         await self._open_ledger(js)
         front_door = FrontDoor(
             self.catalog,
-            Publisher(js, nats.nats_stream, bodies),
+            Publisher(js, nats.nats_stream, bodies, stored_in=stream),
             CallbackPolicy.build(
                 self.config.callback_allowed_hosts, self.config.callback_allow_private
             ),
@@ -164,7 +164,7 @@ class GatewayService:
             if self.config.standalone
             else f"proxy to {self.config.upstream_url}"
         )
-        log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
+        log.info("front door on port %d, %s, queueing on %s", self.port, mode, stream)
         if self._credentials is None and (self.config.standalone or self._queued_calls):
             log.warning(_open_routes(self.config.standalone, self.port))
 
@@ -176,13 +176,14 @@ class GatewayService:
         kv = await open_or_handle(js, self.config.ledger, replicas, who="gateway")
         assert self._nats is not None
         bucket = self.config.ledger.call_ledger_bucket
-        self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
-        await self._queued_calls.start()
-        stream = self.config.nats.nats_stream
+        if kv is not None:  # None: the bucket must not be written (it could not be bounded)
+            self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
+            await self._queued_calls.start()
+        store = LedgerStore(kv or bucket_handle(js, bucket), js, bucket)
         self._call_routes = CallRoutes(
-            LedgerStore(kv),
+            store,
             credentials=self._credentials,
-            unschedule=functools.partial(unschedule, js, stream),
+            unschedule=functools.partial(unschedule, js, self.config.nats.nats_stream),
         )
 
     def _app(self, front_door: FrontDoor) -> web.Application:

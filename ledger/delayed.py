@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asyncq.codec import QueueRequest
-from ledger.entries import CallEntry, CallState, now_text, rfc3339
+from ledger.entries import CallEntry, CallState, rfc3339
 from ledger.store import CancelAnswer, LedgerStore, queued_entry
 
 # removes a delayed call not yet due: the function it was for, or None if none was waiting
@@ -20,22 +20,20 @@ Unschedule = Callable[[str], Awaitable[str | None]]
 
 async def cancel_call(
     store: LedgerStore, call_id: str, unschedule: Unschedule | None
-) -> tuple[CancelAnswer, CallEntry | None]:
-    """`store.cancel`, and the call's waiting message (if delayed) removed from the stream."""
+) -> tuple[CancelAnswer, CallEntry]:
+    """`store.cancel`, and the call's waiting message (if delayed) removed from the stream.
+
+    A delayed call removed before it fired can never run, whatever the workers have heard:
+    the answer is then CANCELLED (with the function named, if the ledger had no entry)."""
     answer, entry = await store.cancel(call_id)
     if unschedule is None or answer is CancelAnswer.TOO_LATE:
         return answer, entry
     function = await unschedule(call_id)
-    if answer is CancelAnswer.UNKNOWN and function is not None:
-        now = now_text()
-        return CancelAnswer.CANCELLED, CallEntry(
-            call_id=call_id,
-            function=function,
-            state=CallState.CANCELLED,
-            finished_at=now,
-            updated_at=now,
-        )
-    return answer, entry
+    if function is None:
+        return answer, entry
+    if not entry.function:
+        entry.function = function
+    return CancelAnswer.CANCELLED, entry
 
 
 def scheduled_value(request: QueueRequest, due: float) -> bytes:

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from asyncq.settings import QueueNatsSettings
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration, group, int_in, setting
+from connectors.core.settings import duration, duration_at_least, group, int_in, setting
 from ledger.settings import CallLedgerSettings
+
+DEFAULT_MAX_HELD_ANSWER_BYTES = 64 * 1024 * 1024
+MIN_HELD_ANSWER_BYTES = 64 * 1024
 
 
 def prefetch_parse(text: str) -> int | None:
@@ -44,7 +47,7 @@ class QueueWorkerConfig:
         "ack_wait",
         30.0,
         "JetStream redelivers a message not acknowledged or touched by then",
-        duration,
+        duration_at_least("1s"),
         shown="30s",
     )
     max_event_age: float = setting(
@@ -55,12 +58,15 @@ class QueueWorkerConfig:
         duration,
         shown="0s",
     )
+    max_held_answer_bytes: int = setting(
+        "max_held_answer_bytes",
+        DEFAULT_MAX_HELD_ANSWER_BYTES,
+        "bytes of function answers held while their callbacks are delivered; past it no new "
+        "call starts until some are delivered",
+        int_in(MIN_HELD_ANSWER_BYTES),
+    )
     gateway: GatewaySettings = group(GatewaySettings)
     retry: RetrySettings = group(RetrySettings)
     callbacks: CallbackSettings = group(CallbackSettings)
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
-
-    def __post_init__(self) -> None:
-        if self.ack_wait < 1:
-            raise ValueError(f"ack_wait must be at least 1s (got {self.ack_wait:g}s)")

@@ -203,7 +203,7 @@ class OutcomeRecorder:
             return
         await msg.ack_sync(timeout=5.0)
         if delete_body:
-            await self.bodies.delete(reference)
+            await self.bodies.delete(reference, msg.data)  # only if the call owns it
 
     async def callback(
         self, request: QueueRequest, result: InvocationResult, retry_max: int

@@ -43,6 +43,7 @@ from queue_worker.attempt_log import log_attempt
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
 from queue_worker.expiry import CallClock
+from queue_worker.held_answers import HeldAnswers
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
@@ -54,12 +55,6 @@ log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
 REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding pull requests at least this often
-# Messages whose invocation is over but whose outcome is still being recorded (mostly: waiting
-# on a callback) are held in memory and unacknowledged. Past this many per slot (at least 64),
-# the worker takes no new messages until some are done, so a callback receiver that is down
-# slows the worker instead of filling its memory.
-FINISHING_PER_SLOT = 4
-FINISHING_AT_LEAST = 64
 
 
 class QueueWorker:
@@ -77,9 +72,9 @@ class QueueWorker:
             config.callbacks, concurrency=max(16, min(config.max_inflight, 256))
         )
         self.slots = Slots(config.max_inflight)
-        self.finishing_limit = max(FINISHING_AT_LEAST, FINISHING_PER_SLOT * config.max_inflight)
-        self._finishing = 0
-        self.metrics.finishing.set_function(lambda: self._finishing)
+        self.held = HeldAnswers(config.max_inflight, config.max_held_answer_bytes, self._room)
+        self.metrics.finishing.set_function(lambda: self.held.count)
+        self.metrics.held_bytes.set_function(lambda: self.held.bytes)
         self.metrics.inflight.set_function(lambda: self.slots.used)
         self.progress = ProgressKeeper(config.ack_wait)
         prefetch = config.prefetch
@@ -89,6 +84,7 @@ class QueueWorker:
         self.metrics.prefetched.set_function(lambda: len(self.prefetched))
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = config.nats_durable or durable_name(config.queue_name)
+        self.stream = config.nats.nats_stream  # until start finds the stream holding the subject
         self._nats: NatsConnection | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -112,21 +108,23 @@ class QueueWorker:
         )
         self._nc = self._nats.client
         self._js = self._nc.jetstream()
-        await jetstream.ensure_streams(
+        self.stream = await jetstream.ensure_streams(
             self._js,
             nats.nats_stream,
             nats.dead_letter_stream,
             replicas=nats.nats_stream_replicas,
+            subject=self.subject,
         )
         await ensure_consumer(
             self._js,
-            nats.nats_stream,
+            self.stream,
             self.durable,
             self.subject,
             ack_wait=self.config.ack_wait,
+            owned=self.durable == durable_name(self.config.queue_name),
         )
         await self.ledger.start(self._nc, self._js)
-        self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
+        self._puller = Puller(self._nc, self.stream, self.durable, self._deliver)
         await self._puller.start()
         self._bodies = BodyStore.from_settings(self._js, nats)
         self._outcomes = OutcomeRecorder(
@@ -138,8 +136,9 @@ class QueueWorker:
             expired_count=lambda function: self.clock.metrics.expired.labels(function).inc(),
         )
         log.info(
-            "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
+            "serving %s (stream %s, consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
+            self.stream,
             self.durable,
             self.config.max_inflight,
             self.prefetched.limit,
@@ -181,7 +180,7 @@ class QueueWorker:
                 raise_if_ended(helpers)  # a helper that died ends the process (exit 1)
                 puller.changed.clear()
                 wanted = self.slots.free + self.prefetched.room - puller.outstanding
-                if self._finishing >= self.finishing_limit:
+                if self.held.full:
                     wanted = 0
                 if wanted > 0 and puller.can_request() and nats.connected:
                     try:
@@ -220,7 +219,7 @@ class QueueWorker:
             self._spawn(hand_back(msg))
         elif (early := self.clock.wait(msg)) is not None:  # not due yet: no slot taken
             self._spawn(hand_back(msg, delay=early))
-        elif self.slots.free > 0:
+        elif self.slots.free > 0 and not self.held.full:
             self._start(msg)
         elif not self.prefetched.offer(msg):
             self._spawn(hand_back(msg))
@@ -231,9 +230,23 @@ class QueueWorker:
 
     def _slot_freed(self) -> None:
         """A waiting message takes the slot at once; otherwise the puller may ask for more."""
-        if not self._stopping.is_set() and (msg := self.prefetched.take()) is not None:
+        if self._stopping.is_set() or self.held.full:
+            pass  # a prefetched message waits (held in progress) until there is room
+        elif (msg := self.prefetched.take()) is not None:
             self._start(msg)
-        elif self._puller is not None:
+            return
+        if self._puller is not None:
+            self._puller.poke()
+
+    def _room(self) -> None:
+        """Held answers fell below their bounds: waiting messages take the free slots, and the
+        puller may ask for more."""
+        while not self._stopping.is_set() and self.slots.free > 0:
+            msg = self.prefetched.take()
+            if msg is None:
+                break
+            self._start(msg)
+        if self._puller is not None:
             self._puller.poke()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -247,7 +260,7 @@ class QueueWorker:
         assert self._outcomes is not None
         outcomes = self._outcomes
         slot = _SlotHold(self)
-        finishing = False
+        held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
         try:
             self.progress.hold(msg)
@@ -274,7 +287,7 @@ class QueueWorker:
             if reference:  # a claim check: the body is streamed from the object store
                 try:
                     assert self._bodies is not None
-                    body = await self._bodies.open(reference)
+                    body = await self._bodies.open(reference, msg.data)
                 except BodyMissing as exc:
                     slot.release()
                     await outcomes.bodiless(msg, request, str(exc))
@@ -282,9 +295,9 @@ class QueueWorker:
                 invocation = dataclasses.replace(invocation, body=body)
             self.ledger.running(request, attempt)
             result = await self.invoker.invoke(invocation, attempt=attempt)
+            held = len(result.body)
+            self.held.add(held)
             slot.release()
-            self._finish_started()
-            finishing = True
             self.metrics.duration.observe(result.duration, request.function)
             outcome = result.outcome(policy)
             log_attempt(request, result, outcome, self.config.gateway.print_response_body)
@@ -317,23 +330,9 @@ class QueueWorker:
             await outcomes.unexpected(msg, request, exc, policy)
         finally:
             slot.release()
-            if finishing:
-                self._finish_ended()
+            if held >= 0:
+                self.held.remove(held)
             self.progress.release(msg)
-
-    def _finish_started(self) -> None:
-        self._finishing += 1
-        if self._finishing == self.finishing_limit:
-            log.warning(
-                "%d results are waiting on their callbacks; taking no new messages until some "
-                "are delivered",
-                self._finishing,
-            )
-
-    def _finish_ended(self) -> None:
-        self._finishing -= 1
-        if self._finishing == self.finishing_limit - 1 and self._puller is not None:
-            self._puller.poke()  # below the limit again: the worker may ask for more
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)
@@ -349,10 +348,11 @@ class QueueWorker:
         assert self._js is not None
         while True:
             with contextlib.suppress(NatsError, TimeoutError):
-                info = await self._js.consumer_info(self.config.nats.nats_stream, self.durable)
+                info = await self._js.consumer_info(self.stream, self.durable)
                 self.metrics.pending.set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
-                self.clock.metrics.waiting.set(await waiting_count(self._js, info.stream_name))
+                waiting = await waiting_count(self._js, self.stream, self.config.nats.nats_stream)
+                self.clock.metrics.waiting.set(waiting)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
 
 

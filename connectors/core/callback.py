@@ -36,7 +36,7 @@ from connectors.core.http1 import (
 )
 from connectors.core.invoker import NOT_FORWARDED, InvocationResult
 from connectors.core.targets import short_id
-from connectors.core.urlguard import CallbackPolicy, GuardedResolver
+from connectors.core.urlguard import CallbackPolicy, GuardedResolver, shown_url
 from connectors.core.version import USER_AGENT
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class CallbackSender:
         log.warning(
             "callback for call %s to %s rejected with %d",
             short_id(callback.call_id),
-            callback.url,
+            shown_url(callback.url),
             status,
         )
         return CallbackOutcome.REJECTED
@@ -219,7 +219,7 @@ class CallbackSender:
         log.warning(
             "callback for call %s to %s failed after %d attempts: %s",
             short_id(callback.call_id),
-            callback.url,
+            shown_url(callback.url),
             attempts,
             error,
         )

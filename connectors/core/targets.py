@@ -12,12 +12,14 @@ enough to log: OpenFaaS makes UUIDs; ferry's connectors make `topic-partition-of
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import unquote
 
 LABEL_MAX = 63
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FUNCTION_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})?")
+_ONE_LABEL = re.compile(_LABEL)
 _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c)", re.IGNORECASE)
 _DOT_SEGMENTS = frozenset({".", ".."})
 
@@ -25,6 +27,7 @@ CALL_ID_MAX = 128
 # Characters a path segment carries as they are (RFC 3986 unreserved, plus ':', '@', '+', '=',
 # which no router or shell argument reads differently): no '/', '%', '?', '#' or space.
 _CALL_ID = re.compile(r"[A-Za-z0-9._~:@+=-]+")
+_NOT_IN_CALL_ID = re.compile(r"[^A-Za-z0-9._~:@+=-]")
 
 
 _KNOWN_NAMES: set[str] = set()  # names seen valid: the same few come with every message
@@ -40,6 +43,11 @@ def is_function_name(text: str) -> bool:
     if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
         _KNOWN_NAMES.add(text)
     return True
+
+
+def is_label(text: str) -> bool:
+    """True for one DNS-1123 label: what a function's name and its namespace each must be."""
+    return len(text) <= LABEL_MAX and _ONE_LABEL.fullmatch(text) is not None
 
 
 def function_name_problem(text: str) -> str | None:
@@ -87,6 +95,18 @@ def call_id_problem(text: str) -> str | None:
             "digits and - . _ ~ : @ + = (a UUID, as OpenFaaS makes, is fine)"
         )
     return None
+
+
+def addressable_call_id(text: str) -> str:
+    """`text` if the front door takes it as an `X-Call-Id`, else a stand-in it takes: the
+    allowed characters of its start and a digest of the whole, the same wherever it is made,
+    so a connector's deterministic ids (a long Kafka topic's, a cron slot of a long name) still
+    let JetStream store a re-sent call once."""
+    if call_id_problem(text) is None:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    kept = _NOT_IN_CALL_ID.sub("_", text[:80])
+    return f"{kept}~{digest}"
 
 
 def short_id(call_id: str) -> str:

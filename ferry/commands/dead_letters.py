@@ -6,6 +6,7 @@ import argparse
 import os
 
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
+from asyncq.jetstream import stream_holding
 from asyncq.settings import QueueNatsSettings
 from connectors.core.errors import ConfigError
 from connectors.core.logs import escape_controls
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
 async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
     async with open_jetstream(settings) as js:
         store = DeadLetterStore(
-            js, settings.dead_letter_stream, request_stream=settings.nats_stream
+            js,
+            settings.dead_letter_stream,
+            request_stream=settings.nats_stream,
+            body_bucket=settings.large_body_bucket,
+            stored_in=await stream_holding(js, settings.nats_stream) or "",
         )
         if args.action == "list":
             print_table(await store.read(args.function))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from asyncq.codec import QueueRequest
+from asyncq.jetstream import stream_holding
 from asyncq.large_bodies import BodyStore
 from asyncq.publisher import QUEUE_ANNOTATION, Publisher, build_request
 from asyncq.timing import CallTiming, TimingProblem, read_timing
@@ -168,7 +169,8 @@ async def _store(
     nats = settings.nats
     async with open_jetstream(nats) as js:
         bodies = BodyStore.from_settings(js, nats)
-        publisher = Publisher(js, nats.nats_stream, bodies)
+        holder = await stream_holding(js, nats.nats_stream)
+        publisher = Publisher(js, nats.nats_stream, bodies, stored_in=holder or "")
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
         publish = publisher.enqueue(request, timing=timing)
@@ -178,6 +180,9 @@ async def _store(
         kv = await open_or_handle(
             js, settings.ledger, nats.nats_stream_replicas, who="ferry publish"
         )
+        if kv is None:  # the bucket must not be written (it could not be bounded)
+            await publish
+            return
         due = timing.not_before if timing is not None else None
         value = scheduled_value(request, due) if due is not None else None
         await record_queued(kv, request, publish, value)

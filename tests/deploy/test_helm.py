@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.deploy import test_kubernetes as overlays
-from tests.deploy.processes import ROOT, tool
+from tests.deploy.processes import ROOT, env_problems, tool
 from tests.deploy.test_kubernetes import (
     CHART_APPS,
     CHART_NAMES,
@@ -39,6 +39,8 @@ PRODUCTION_NATS = CHART / "values-production-nats.yaml"
 EVERYTHING = [
     "--set",
     "kafkaConnector.enabled=true,sqsConnector.enabled=true,nats.enabled=true",
+    "--set",
+    "console.enabled=true,basicAuth=true",
     "--set-string",
     "gateway.functions=functions: []",
 ]
@@ -126,7 +128,14 @@ def test_every_component_can_be_switched_on_and_off() -> None:
     every = {d["metadata"]["name"] for d in deployments(RENDERED["everything"])}
     assert every == {
         f"ferry-{c}"
-        for c in ("queue-worker", "gateway", "cron-connector", "kafka-connector", "sqs-connector")
+        for c in (
+            "queue-worker",
+            "gateway",
+            "cron-connector",
+            "kafka-connector",
+            "sqs-connector",
+            "console",
+        )
     }
     assert ("StatefulSet", "ferry-nats") in by_name(RENDERED["everything"])
     off = [
@@ -238,15 +247,63 @@ def test_renders_what_the_kustomize_overlay_renders_for_the_same_settings(name: 
         assert chart[key] == kustomize[key], key
 
 
+# the console's base carries the gateway's credentials (the process refuses to start without)
+SWITCHED_ON = {
+    "console": ["--set", "console.enabled=true,basicAuth=true"],
+    "kafka-connector": ["--set", "kafkaConnector.enabled=true"],
+    "sqs-connector": ["--set", "sqsConnector.enabled=true"],
+}
+
+
 @pytest.mark.parametrize(
-    "process", ["queue-worker", "gateway", "cron-connector", "kafka-connector", "sqs-connector"]
+    "process",
+    ["queue-worker", "gateway", "cron-connector", "kafka-connector", "sqs-connector", "console"],
 )
 def test_the_default_values_set_the_environment_of_the_kustomize_base(process: str) -> None:
     [base] = deployments(render(KUBERNETES / "base" / process))
-    switched_on = ["--set", "kafkaConnector.enabled=true,sqsConnector.enabled=true"]
-    chart = by_name(template(switched_on))[("Deployment", f"ferry-{process}")]
+    chart = by_name(template(SWITCHED_ON.get(process, [])))[("Deployment", f"ferry-{process}")]
     assert literal_env(container(chart)) == literal_env(container(base))
     assert _pod(chart) == _pod(base)
+
+
+def test_the_console_is_off_unless_asked_for_and_on_in_the_openfaas_values_files() -> None:
+    assert ("Deployment", "ferry-console") not in by_name(RENDERED["default"])
+    for name in ("openfaas-pro", "openfaas-ce"):
+        docs = by_name(RENDERED[name])
+        service = docs[("Service", "ferry-console")]
+        assert service["spec"]["ports"] == [
+            {"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"}
+        ]
+        assert selects(service["spec"]["selector"], docs[("Deployment", "ferry-console")])
+
+
+def test_the_console_without_credentials_is_refused_at_render_naming_the_way_out() -> None:
+    """The process would refuse to start; the chart says so before anything is applied."""
+    with pytest.raises(
+        AssertionError, match=r"needs basicAuth=true .*console\.env\.console_enabled=true"
+    ):
+        template(["--set", "console.enabled=true"])
+    with pytest.raises(AssertionError, match="needs basicAuth=true"):
+        template(
+            ["--set", "console.enabled=true", "--set-string", "console.env.console_enabled=false"]
+        )
+    opened = by_name(
+        template(
+            ["--set", "console.enabled=true", "--set-string", "console.env.console_enabled=true"]
+        )
+    )
+    c = container(opened[("Deployment", "ferry-console")])
+    assert "basic_auth" not in literal_env(c)
+    assert env_problems("console", literal_env(c)) == []
+
+
+def test_a_console_on_another_port_is_served_and_exposed_there() -> None:
+    docs = by_name(template(["--set", "console.enabled=true,basicAuth=true,console.port=9000"]))
+    c = container(docs[("Deployment", "ferry-console")])
+    assert literal_env(c)["port"] == "9000"
+    assert {"name": "http", "containerPort": 9000, "protocol": "TCP"} in c["ports"]
+    [port] = docs[("Service", "ferry-console")]["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (9000, "http")
 
 
 def test_the_comparison_can_fail() -> None:

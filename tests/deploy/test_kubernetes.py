@@ -303,3 +303,48 @@ def test_openfaas_overlays_let_callbacks_reach_services_in_the_cluster(folder: P
         for host in ("gateway.openfaas", "receiver.openfaas-fn.svc.cluster.local"):
             assert policy.host_listed(host), (name, host)
         assert not policy.host_listed("example.com")
+
+
+@pytest.mark.parametrize("folder", OPENFAAS_OVERLAYS, ids=lambda p: p.name)
+def test_openfaas_overlays_run_the_console_on_what_the_worker_and_cron_write(
+    folder: Path,
+) -> None:
+    """The console shows the queue, the ledger and the cron claims: the same NATS, stream and
+    buckets as the processes that write them, and the functions of the OpenFaaS gateway."""
+    docs = render(folder)
+    _, _, worker = _config(docs, "ferry-queue-worker")
+    _, _, cron = _config(docs, "ferry-cron-connector")
+    deployment, c, console = _config(docs, "ferry-console")
+    assert console.nats.nats_url == worker.nats.nats_url == cron.nats.nats_url
+    assert console.nats.nats_stream == worker.nats.nats_stream
+    assert console.ledger.call_ledger_bucket == worker.ledger.call_ledger_bucket
+    assert console.cron_kv_bucket == cron.cron.cron_kv_bucket
+    assert console.gateway.gateway_url == "http://gateway.openfaas:8080"
+    service = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "ferry-console"
+    )
+    assert selects(service["spec"]["selector"], deployment)
+    [port] = service["spec"]["ports"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert port["targetPort"] == "http" and ports["http"] == console.port
+
+
+@pytest.mark.parametrize(
+    ("name", "deployment", "docs"),
+    [case for case in DEPLOYMENTS if container(case[1])["args"][0] == "console"],
+    ids=[name for name, d, _ in DEPLOYMENTS if container(d)["args"][0] == "console"],
+)
+def test_every_deployed_console_asks_for_the_gateways_credentials(
+    name: str, deployment: Doc, docs: list[Doc]
+) -> None:
+    c = container(deployment)
+    config = load_settings(process_configs()["console"], literal_env(c))
+    assert config.gateway.basic_auth is True
+    assert config.console_enabled != "true"
+    assert _mounts_basic_auth(deployment, c, config.gateway.secret_mount_path)
+
+
+def test_the_standalone_overlay_leaves_the_console_to_its_front_door() -> None:
+    docs = render(KUBERNETES / "overlays" / "standalone")
+    commands = {container(d)["args"][0] for d in deployments(docs)}
+    assert "gateway" in commands and "console" not in commands

@@ -118,4 +118,4 @@ def csrf_of(html: str) -> str:
 
 
 async def ledger_entry(js: JetStreamContext, bucket: str, call_id: str) -> CallEntry | None:
-    return await LedgerStore(bucket_handle(js, bucket)).get(call_id)
+    return await LedgerStore(bucket_handle(js, bucket), js, bucket).get(call_id)

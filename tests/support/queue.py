@@ -79,6 +79,12 @@ class QueueUnderTest:
         info = await self.js.consumer_info(self.stream, durable_name(queue_name))
         return int((info.num_pending or 0) + (info.num_ack_pending or 0))
 
+    async def deliveries(self, queue_name: str = "") -> int:
+        """Every delivery the consumer has made, redeliveries included: once every message
+        is acknowledged, more deliveries than messages means one was redelivered."""
+        info = await self.js.consumer_info(self.stream, durable_name(queue_name))
+        return int(info.delivered.consumer_seq) if info.delivered else 0
+
     async def drained(self) -> bool:
         """Every message of the default queue acknowledged (nothing waiting or in flight)."""
         return await self.pending() == 0
