@@ -128,8 +128,10 @@ class ScheduleSupport:
             self._known = _ready(info.config, self.subjects)
         if not self._known:
             raise SchedulesUnavailable(
-                f"stream {self.stream} does not hold delayed calls: they need NATS 2.12+ "
-                "message schedules (allow_msg_schedules), which ferry turns on at start"
+                f"stream {self.stream} does not hold delayed calls: that needs message "
+                f"schedules (allow_msg_schedules, NATS 2.12+) and the subject "
+                f"{schedule_subjects(self.subjects)}, which ferry sets at start on the request "
+                "stream it owns"
             )
 
 

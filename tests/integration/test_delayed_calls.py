@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from nats.js import api as js_api
 
 from asyncq.codec import encode
 from asyncq.large_bodies import BODY_OBJECT, BodyStore
@@ -272,3 +273,27 @@ async def test_a_delayed_call_with_a_large_body_fires_with_its_body_object(
     assert gateway.calls[0].body == body
     called = time.time() - (time.monotonic() - gateway.calls[0].at)
     assert called >= due
+
+
+async def test_a_stream_without_schedules_refuses_delayed_calls_with_a_503_and_the_reason(
+    queue: QueueUnderTest, gateway: FakeGateway, functions_file: Path
+) -> None:
+    """OpenFaaS Pro's stream holds the queue's subject: ferry serves it as it is, without
+    message schedules, so a delayed call is refused; an undelayed one is taken as ever."""
+    name = f"pro-{uuid.uuid4().hex[:8]}"
+    await queue.js.add_stream(
+        js_api.StreamConfig(
+            name=f"OF_{name}",
+            subjects=[name, f"{name}.*"],
+            retention=js_api.RetentionPolicy.WORK_QUEUE,
+        )
+    )
+    env = gateway_env(queue, functions_file=str(functions_file), nats_stream=name)
+    async with running_gateway(env) as gw:
+        status, text, call_id = await post(f"{gw.url}/async-function/echo", {"X-Delay": "5s"})
+        assert (status, bool(call_id)) == (503, True)
+        assert "allow_msg_schedules" in text and "2.12" in text
+        status, _, _ = await post(f"{gw.url}/async-function/echo", {})
+        assert status == 202
+    info = await queue.js.stream_info(f"OF_{name}")
+    assert info.state.messages == 1 and not info.config.allow_msg_schedules
