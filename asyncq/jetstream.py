@@ -16,6 +16,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from asyncq.layout import DEAD_LETTER_STREAM
+from asyncq.schedule import enable_schedules, schedule_subjects
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_stream
@@ -34,10 +35,11 @@ class NeverStorable(PublishError):
 def request_stream_config(stream: str) -> js_api.StreamConfig:
     return js_api.StreamConfig(
         name=stream,
-        subjects=[stream, f"{stream}.*"],
+        subjects=[stream, f"{stream}.*", schedule_subjects(stream)],
         retention=js_api.RetentionPolicy.WORK_QUEUE,
         storage=js_api.StorageType.FILE,
         duplicate_window=120.0,
+        allow_msg_schedules=True,  # delayed calls (`asyncq.schedule`); ignored before 2.12
     )
 
 
@@ -73,6 +75,7 @@ async def ensure_streams(
         log.info("serving stream %s, which already holds subject %s", holder, subject)
     else:
         await ensure_stream(js, request_stream_config(stream), replicas)
+        await enable_schedules(js, stream)  # delayed calls, where the server can
         holder = stream
     await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
     return holder

@@ -17,6 +17,8 @@ from asyncq.codec import QueueRequest
 from asyncq.jetstream import NeverStorable, publish
 from asyncq.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
 from asyncq.layout import DEFAULT_STREAM, queue_subject
+from asyncq.schedule import ScheduleSupport, schedule_headers, schedule_subject
+from asyncq.timing import CallTiming
 
 QUEUE_ANNOTATION = "com.openfaas.queue"
 # Room left in a message for what is not the base64 body: the rest of the JSON (the caller's
@@ -105,21 +107,53 @@ class Publisher:
         self.max_message = max_payload
         # Bodies up to this size fit inline whatever the rest of the call holds: no check.
         self.surely_inline = max(0, (max_payload - MESSAGE_ROOM) * 3 // 4)
+        self.schedules = ScheduleSupport(js, self.stream, self.subjects)
+
+    def subject(self, request: QueueRequest) -> str:
+        """Where a call goes to be taken at once (a delayed call goes there when due)."""
+        return queue_subject(self.subjects, request.queue_name)
 
     def enqueue(
-        self, request: QueueRequest, *, timeout: float = 5.0
+        self, request: QueueRequest, *, timeout: float = 5.0, timing: CallTiming | None = None
     ) -> Coroutine[Any, Any, js_api.PubAck]:
         """Store the request; raises PublishError if JetStream did not confirm it
-        (NeverStorable if it never can).
+        (NeverStorable if it never can), SchedulesUnavailable for a delayed call the stream
+        cannot hold. `timing` (a not-before or expiry time) rides in NATS headers.
 
         Not a coroutine itself: it hands back `publish`'s, one frame less for every call
         through the front door to enter and leave."""
+        if timing is not None:
+            return self._enqueue_timed(request, timing, timeout)
         if self.bodies is not None and len(request.body) > self.surely_inline:
             return self._enqueue_large(request, self.bodies, timeout)
         headers = {"Nats-Msg-Id": request.call_id} if request.call_id else None
         return publish(
             self.js,
-            queue_subject(self.subjects, request.queue_name),
+            self.subject(request),
+            codec.encode(request),
+            headers=headers,
+            stream=self.stream,
+            timeout=timeout,
+        )
+
+    async def _enqueue_timed(
+        self, request: QueueRequest, timing: CallTiming, timeout: float
+    ) -> js_api.PubAck:
+        """A call with a not-before time is stored as a NATS message schedule whose target is
+        the subject it would have gone to at once (`asyncq.schedule`)."""
+        headers = timing.nats_headers()
+        if request.call_id:
+            headers["Nats-Msg-Id"] = request.call_id
+        subject = self.subject(request)
+        if timing.not_before is not None:
+            await self.schedules.check()
+            headers.update(schedule_headers(subject, timing.not_before))
+            subject = schedule_subject(self.subjects, request.call_id)
+        if self.bodies is not None and len(request.body) > self.surely_inline:
+            return await self._enqueue_large(request, self.bodies, timeout, subject, headers)
+        return await publish(
+            self.js,
+            subject,
             codec.encode(request),
             headers=headers,
             stream=self.stream,
@@ -127,13 +161,20 @@ class Publisher:
         )
 
     async def _enqueue_large(
-        self, request: QueueRequest, bodies: BodyStore, timeout: float
+        self,
+        request: QueueRequest,
+        bodies: BodyStore,
+        timeout: float,
+        subject: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> js_api.PubAck:
         """Inline if the whole message fits after all; else the body as an object first."""
-        subject = queue_subject(self.subjects, request.queue_name)
-        headers = {"Nats-Msg-Id": request.call_id} if request.call_id else {}
-        # NATS headers count too: Nats-Msg-Id (the call id) and Ferry-Body-Object
-        room = self.max_message - 256 - len(request.call_id)
+        subject = subject or self.subject(request)
+        if headers is None:
+            headers = {"Nats-Msg-Id": request.call_id} if request.call_id else {}
+        # NATS headers count too: Nats-Msg-Id (the call id), Ferry-Body-Object and the timing
+        extra = sum(len(k) + len(v) + 4 for k, v in headers.items() if k != "Nats-Msg-Id")
+        room = self.max_message - 256 - len(request.call_id) - extra
         if (len(request.body) + 2) // 3 * 4 < room:
             data = codec.encode(request)
             if len(data) <= room:

@@ -8,11 +8,12 @@ import re
 from dataclasses import dataclass
 
 from asyncq.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
-from connectors.core.settings import retention, setting
+from connectors.core.settings import positive_duration, retention, setting
 from connectors.jetstream.settings import NatsSettings
 
 DEFAULT_BUCKET = "faas-bodies"
 DEFAULT_TTL = 7 * 24 * 3600.0
+DEFAULT_MAX_DELAY = 7 * 24 * 3600.0
 BUCKET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a bucket (and its setting) may be called
 
 
@@ -43,5 +44,12 @@ class QueueNatsSettings(NatsSettings):
         DEFAULT_TTL,
         "how long a stored body is kept at most (deleted sooner once its call is done)",
         retention,
+        shown="168h",
+    )
+    max_delay: float = setting(
+        "max_delay",
+        DEFAULT_MAX_DELAY,
+        "longest X-Delay (or X-Not-Before ahead) a call may ask for; further is refused",
+        positive_duration,
         shown="168h",
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from asyncq.timing import CallTiming
 
 
 @dataclass(slots=True, kw_only=True)
@@ -16,3 +18,7 @@ class AsyncCall:
     host: str
     callback_url: str  # the first X-Callback-Url, stripped
     method: str = "POST"
+    # the delay and expiry headers (lower-case names), picked out by whoever read the request,
+    # and the timing they ask for, once the call is admitted
+    asked: dict[str, str] = field(default_factory=dict)
+    timing: CallTiming | None = None

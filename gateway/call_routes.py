@@ -11,8 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.core.errors import FerryError
 from connectors.core.invoker import HOP_BY_HOP
 from gateway.credentials import Credentials
+from ledger.delayed import Unschedule, cancel_call
 from ledger.entries import CallEntry
 from ledger.store import UNCONFIRMED, CancelAnswer, LedgerStore, LedgerUnavailable
 
@@ -30,9 +32,16 @@ _NOT_SERVED = HOP_BY_HOP | {
 
 
 class CallRoutes:
-    def __init__(self, store: LedgerStore | None, *, credentials: Credentials | None) -> None:
+    def __init__(
+        self,
+        store: LedgerStore | None,
+        *,
+        credentials: Credentials | None,
+        unschedule: Unschedule | None = None,
+    ) -> None:
         self.store = store
         self.credentials = credentials
+        self.unschedule = unschedule  # a cancelled delayed call leaves the stream too
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -75,8 +84,8 @@ class CallRoutes:
             return call_id
         assert self.store is not None
         try:
-            answer, entry = await self.store.cancel(call_id)
-        except LedgerUnavailable as exc:
+            answer, entry = await cancel_call(self.store, call_id, self.unschedule)
+        except (LedgerUnavailable, FerryError) as exc:
             return _error(503, str(exc))
         if answer is CancelAnswer.TOO_LATE:
             return _error(409, f"call {call_id} cannot be cancelled: it is {entry.state}")

@@ -22,6 +22,9 @@ from aiohttp import web
 from asyncq.jetstream import NeverStorable, PublishError
 from asyncq.layout import queue_subject
 from asyncq.publisher import Publisher, build_request
+from asyncq.schedule import SchedulesUnavailable
+from asyncq.settings import DEFAULT_MAX_DELAY
+from asyncq.timing import DELAY_HEADERS, TimingProblem, read_timing
 from connectors.core import tracing
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
@@ -41,8 +44,9 @@ log = logging.getLogger("ferry.gateway")
 T = TypeVar("T")
 
 # Not stored in the queued request: one hop's headers, those the worker's client rebuilds,
-# and X-Start-Time, which the front door sets itself.
-NOT_QUEUED = NOT_FORWARDED | {"x-start-time"}
+# X-Start-Time, which the front door sets itself, and the delay and expiry headers, which
+# become NATS headers (`asyncq.timing`).
+NOT_QUEUED = NOT_FORWARDED | {"x-start-time"} | DELAY_HEADERS
 
 
 class TooLarge(Exception):
@@ -70,6 +74,7 @@ class FrontDoor:
         publish_timeout: float,
         connected: Callable[[], bool],
         ledger: QueuedCalls | None = None,
+        max_delay: float = DEFAULT_MAX_DELAY,
     ) -> None:
         self.catalog = catalog
         self.publisher = publisher
@@ -79,6 +84,7 @@ class FrontDoor:
         self.publish_timeout = publish_timeout
         self.connected = connected
         self.ledger = ledger
+        self.max_delay = max_delay
 
     # -- the transport-neutral core ---------------------------------------------------------
 
@@ -99,6 +105,11 @@ class FrontDoor:
                 return self._reject("bad_callback", 400, f"X-Callback-Url refused: {exc}")
         if (problem := _call_id_problem(call.headers)) is not None:
             return self._reject("bad_call_id", 400, problem)
+        if call.asked:
+            try:
+                call.timing = read_timing(call.asked, now=time.time(), max_delay=self.max_delay)
+            except TimingProblem as exc:
+                return self._reject("bad_timing", 400, str(exc))
         return function
 
     async def enqueue(self, function: Function, call: AsyncCall, body: bytes) -> Answer:
@@ -119,21 +130,34 @@ class FrontDoor:
             return self._unavailable("not connected to NATS", ids)
         span = self._send_span(queued) if tracing.ENABLED else None
         started = time.perf_counter()
-        if self.ledger is not None:
-            self.ledger.queued(queued)  # written beside the publish, never awaited
-        try:
+        timing = call.timing
+        if self.ledger is not None:  # written beside the publish, never awaited
+            self.ledger.queued(queued, timing.not_before if timing else None)
+        if timing is None:  # a plain call: the publisher's plain path
             publishing = self.publisher.enqueue(queued, timeout=self.publish_timeout)
+        else:
+            publishing = self.publisher.enqueue(queued, timeout=self.publish_timeout, timing=timing)
+        try:
             ack = await (publishing if span is None else _sent(span, publishing))
         except NeverStorable as exc:  # retrying cannot help: not a 503
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
             return self._reject("too_large", 413, f"the call cannot be queued: {exc}")
+        except SchedulesUnavailable as exc:
+            if self.ledger is not None:
+                self.ledger.not_queued(queued)
+            self.metrics.async_calls.inc("unavailable")
+            return Answer(503, f"the call was not queued: {exc}\n", headers=ids)
         except PublishError as exc:
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
             return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)
-        self.metrics.async_calls.inc("duplicate" if ack.duplicate else "accepted")
+        if ack.duplicate:
+            self.metrics.async_calls.inc("duplicate")
+        else:
+            delayed = timing is not None and timing.not_before is not None
+            self.metrics.async_calls.inc("scheduled" if delayed else "accepted")
         return Answer(202, headers=ids)
 
     def _send_span(self, queued: QueueRequest) -> Span:
@@ -166,6 +190,11 @@ class FrontDoor:
             host=request.host,
             callback_url=request.headers.get("X-Callback-Url", "").strip(),
             method=request.method,
+            asked={
+                name: value.strip()
+                for name in DELAY_HEADERS
+                if (value := request.headers.get(name)) is not None
+            },
         )
         admitted = await self.admit(call)
         if isinstance(admitted, Answer):

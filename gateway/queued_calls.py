@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
 from asyncq.codec import QueueRequest
+from ledger.delayed import scheduled_value
 from ledger.entries import CallState, entry_key
 from ledger.store import queued_value
 from ledger.writer import Change, LedgerMetrics, LedgerWriter, Op
@@ -20,7 +21,7 @@ GATHER_SECONDS = 0.001  # a busy front door's entries leave together, one answer
 
 class QueuedCalls:
     def __init__(self, nc: Client, bucket: str, registry: CollectorRegistry) -> None:
-        self.metrics = LedgerMetrics(registry, "gateway", [CallState.QUEUED])
+        self.metrics = LedgerMetrics(registry, "gateway", [CallState.QUEUED, CallState.SCHEDULED])
         self.writer = LedgerWriter(
             nc,
             bucket,
@@ -35,11 +36,16 @@ class QueuedCalls:
     async def close(self) -> None:
         await self.writer.close()
 
-    def queued(self, request: QueueRequest) -> None:
+    def queued(self, request: QueueRequest, due: float | None = None) -> None:
+        """`queued`, or `scheduled` with its due time for a delayed call."""
         if not request.call_id:
             return
-        self.metrics.states.inc(CallState.QUEUED)
-        entry = queued_value(request)
+        if due is None:
+            self.metrics.states.inc(CallState.QUEUED)
+            entry = queued_value(request)
+        else:
+            self.metrics.states.inc(CallState.SCHEDULED)
+            entry = scheduled_value(request, due)
         self.writer.submit(entry_key(request.call_id), Change(Op.CREATE, entry))
 
     def not_queued(self, request: QueueRequest) -> None:

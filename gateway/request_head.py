@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from asyncq.timing import DELAY_HEADERS
 from connectors.core.http1 import TOKEN_PATTERN
 from gateway.call import AsyncCall
 
@@ -43,7 +44,8 @@ _DECODED_BY_YARL = frozenset(
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _DOT_SEGMENTS = (".", "..")
-_FRAMING = frozenset({"content-length", "host", "connection", "x-callback-url"})
+# and the delay and expiry headers, picked out in the same pass (`asyncq.timing`)
+_FRAMING = frozenset({"content-length", "host", "connection", "x-callback-url"} | DELAY_HEADERS)
 _NOT_HERE = frozenset({"transfer-encoding", "expect", "upgrade"})  # left to aiohttp
 # Headers aiohttp's parser refuses to see twice (Content-Length and Host are framing, above).
 _SINGLETONS = frozenset(
@@ -128,6 +130,7 @@ def read_head(
     host: str | None = None
     callback: str | None = None
     keep_alive = True
+    asked: dict[str, str] | None = None
     singletons: set[str] = set()
     for line in fields.split("\r\n") if fields else ():
         field, _, value = line.partition(":")
@@ -154,8 +157,12 @@ def read_head(
             if "upgrade" in options:
                 return HAND_OFF
             keep_alive = keep_alive and "close" not in options
-        elif callback is None:  # the first X-Callback-Url counts, as with aiohttp
-            callback = value
+        elif lower == "x-callback-url":
+            if callback is None:  # the first X-Callback-Url counts, as with aiohttp
+                callback = value
+        else:
+            asked = asked or {}
+            asked.setdefault(lower, value)
     if host is None or (length or 0) > max_body:
         return HAND_OFF
     return Head(
@@ -168,6 +175,7 @@ def read_head(
         headers=headers,
         host=host,
         callback_url=(callback or "").strip(),
+        asked=asked or {},
         keep_alive=keep_alive,
         body_start=end + 4,
         body_length=length or 0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from asyncq import jetstream
 from asyncq.large_bodies import BodyStore
 from asyncq.publisher import Publisher
+from asyncq.schedule import unschedule
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient, read_basic_auth
@@ -154,6 +156,7 @@ class GatewayService:
             publish_timeout=self.config.publish_timeout,
             connected=lambda: self._nats is not None and self._nats.connected,
             ledger=self._queued_calls,
+            max_delay=nats.max_delay,
         )
         await self._listen(front_door)
         mode = (
@@ -177,7 +180,11 @@ class GatewayService:
             self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
             await self._queued_calls.start()
         store = LedgerStore(kv or bucket_handle(js, bucket), js, bucket)
-        self._call_routes = CallRoutes(store, credentials=self._credentials)
+        self._call_routes = CallRoutes(
+            store,
+            credentials=self._credentials,
+            unschedule=functools.partial(unschedule, js, self.config.nats.nats_stream),
+        )
 
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(

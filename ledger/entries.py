@@ -39,20 +39,27 @@ CANCEL_PREFIX = "cancel."
 
 
 class CallState(enum.StrEnum):
+    SCHEDULED = "scheduled"  # a delayed call: `next_attempt_at` is when it is due
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # not run: past its expiry when a worker took it
 
     @property
     def final(self) -> bool:
-        return self in (CallState.SUCCEEDED, CallState.FAILED, CallState.CANCELLED)
+        return self in (
+            CallState.SUCCEEDED,
+            CallState.FAILED,
+            CallState.CANCELLED,
+            CallState.EXPIRED,
+        )
 
     @property
     def cancellable(self) -> bool:
-        return self in (CallState.QUEUED, CallState.RETRYING)
+        return self in (CallState.SCHEDULED, CallState.QUEUED, CallState.RETRYING)
 
 
 def call_token(call_id: str) -> str:

@@ -187,11 +187,18 @@ _QUEUED = entry_template(
 )
 
 
-async def record_queued(kv: KeyValue, request: QueueRequest, publish: Coroutine[Any, Any, T]) -> T:
-    """Run `publish` with the `queued` entry created beside it (for one-shot commands, which
-    have no background writer). A ledger that cannot be written is logged, never raised."""
+async def record_queued(
+    kv: KeyValue,
+    request: QueueRequest,
+    publish: Coroutine[Any, Any, T],
+    value: bytes | None = None,
+) -> T:
+    """Run `publish` with the `queued` entry (or `value`) created beside it (for one-shot
+    commands, which have no background writer). A ledger that cannot be written is logged,
+    never raised."""
+    entry = queued_value(request) if value is None else value
     create = asyncio.ensure_future(
-        kv.create(entry_key(request.call_id), queued_value(request), validate_keys=False)
+        kv.create(entry_key(request.call_id), entry, validate_keys=False)
     )
     try:
         return await publish

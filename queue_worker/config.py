@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from asyncq.settings import QueueNatsSettings
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration_at_least, group, int_in, setting
+from connectors.core.settings import duration, duration_at_least, group, int_in, setting
 from ledger.settings import CallLedgerSettings
 
 DEFAULT_MAX_HELD_ANSWER_BYTES = 64 * 1024 * 1024
@@ -49,6 +49,14 @@ class QueueWorkerConfig:
         "JetStream redelivers a message not acknowledged or touched by then",
         duration_at_least("1s"),
         shown="30s",
+    )
+    max_event_age: float = setting(
+        "max_event_age",
+        0.0,
+        "a call older than this (since it was due) is not invoked: dead letter 'expired' "
+        "(0: off; X-Max-Age and the annotation ferry.max_age may set less)",
+        duration,
+        shown="0s",
     )
     max_held_answer_bytes: int = setting(
         "max_held_answer_bytes",

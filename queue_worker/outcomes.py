@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -30,6 +31,7 @@ from queue_worker.worker_ledger import WorkerLedger
 log = logging.getLogger("ferry.queue_worker")
 
 HAND_BACK_DELAY_SECONDS = 5.0  # after a fault of ours (e.g. the dead-letter stream unwritable)
+EXPIRED_STATUS = 410  # what a callback says of a call that expired before it could run
 
 
 class OutcomeRecorder:
@@ -40,7 +42,9 @@ class OutcomeRecorder:
         callbacks: CallbackSender,
         metrics: QueueWorkerMetrics,
         ledger: WorkerLedger,
+        expired_count: Callable[[str], None] = lambda function: None,
     ) -> None:
+        self.expired_count = expired_count
         self.dead = dead
         self.bodies = bodies
         self.callbacks = callbacks
@@ -133,6 +137,38 @@ class OutcomeRecorder:
         except (PublishError, NatsError, TimeoutError) as exc:
             log.warning("could not dead-letter message %s, handing it back: %s", seq(msg), exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+
+    async def expired(
+        self,
+        msg: Msg,
+        request: QueueRequest,
+        reason: str,
+        attempts: int,
+        policy: RetryPolicy,
+        reference: str,
+        last_status: str = "",
+    ) -> None:
+        """A call past its expiry (`queue_worker.expiry`): dead letter `expired`, then the
+        callback once with status 410 and the reason in X-Ferry-Error, then ack; no invocation.
+        The dead letter keeps a body object."""
+        self.ledger.expired(request, attempts, reason)
+        await self._dead_letter(
+            msg,
+            request.function,
+            request.call_id,
+            reason,
+            attempts,
+            kind="expired",
+            last_status=last_status,
+        )
+        if request.callback:
+            gone = InvocationResult(
+                request.function, EXPIRED_STATUS, attempts, 0.0, error=reason, final=True
+            )
+            await self.callback(request, gone, policy.max_attempts)
+        await self._ack(msg, reference, delete_body=False)
+        self.metrics.processed.inc(request.function, str(EXPIRED_STATUS))
+        self.expired_count(request.function)
 
     async def cancelled(self, msg: Msg, request: QueueRequest, reference: str) -> None:
         """A call cancelled through the ledger: acked without a call, no callback, no dead

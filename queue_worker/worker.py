@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from asyncq.deadletter import DeadLetterWriter
 from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
+from asyncq.schedule import waiting_count
 from connectors.core import tracing
 from connectors.core.callback import CallbackSender
 from connectors.core.drain import finish_or_cancel
@@ -41,6 +43,7 @@ from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
+from queue_worker.expiry import CallClock
 from queue_worker.held_answers import HeldAnswers
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
@@ -66,6 +69,7 @@ class QueueWorker:
         self.config = config
         self.registry = CollectorRegistry()
         self.metrics = QueueWorkerMetrics(self.registry, config.max_inflight)
+        self.clock = CallClock(config.max_event_age, self.registry)
         self.policy = RetryPolicy.from_settings(config.retry)
         self.gateway = GatewayClient(config.gateway, max_inflight=config.max_inflight)
         self.invoker = Invoker(self.gateway)
@@ -134,6 +138,7 @@ class QueueWorker:
             self.callbacks,
             self.metrics,
             self.ledger,
+            expired_count=lambda function: self.clock.metrics.expired.labels(function).inc(),
         )
         log.info(
             "serving %s (stream %s, consumer %s) with max_inflight=%d, prefetch=%d via %s",
@@ -217,6 +222,8 @@ class QueueWorker:
         """A message arrived for one of our pull requests: start it, keep it, or hand it back."""
         if self._stopping.is_set():
             self._spawn(hand_back(msg))
+        elif (early := self.clock.wait(msg)) is not None:  # not due yet: no slot taken
+            self._spawn(hand_back(msg, delay=early))
         elif self.slots.free > 0 and not self.held.full:
             self._start(msg)
         elif not self.prefetched.offer(msg):
@@ -278,6 +285,11 @@ class QueueWorker:
                 await outcomes.cancelled(msg, request, reference)
                 return
             policy = self._policy(request)
+            if (expired := self.clock.expired(msg, request)) is not None:
+                slot.release()
+                attempts = msg.metadata.num_delivered or 1
+                await outcomes.expired(msg, request, expired, attempts, policy, reference)
+                return
             attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
             invocation = invocation_of(request)
             if reference:  # a claim check: the body is streamed from the object store
@@ -297,6 +309,14 @@ class QueueWorker:
             self.metrics.duration.observe(result.duration, request.function)
             outcome = result.outcome(policy)
             log_attempt(request, result, outcome, self.config.gateway.print_response_body)
+            if outcome.verdict is Verdict.RETRY and (
+                stale := self.clock.expired(
+                    msg, request, time.time() + outcome.delay, "not retried"
+                )
+            ):
+                last = str(result.reported_status)
+                await outcomes.expired(msg, request, stale, attempt, policy, reference, last)
+                return
             if outcome.verdict is Verdict.RETRY:
                 self.metrics.retries.inc(request.function)
                 self.ledger.retrying(request, result, outcome.delay)
@@ -341,6 +361,8 @@ class QueueWorker:
                 info = await self._js.consumer_info(self.stream, self.durable)
                 self.metrics.pending.set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
+                waiting = await waiting_count(self._js, self.stream, self.config.nats.nats_stream)
+                self.clock.metrics.waiting.set(waiting)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
 
 

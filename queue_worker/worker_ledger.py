@@ -186,6 +186,19 @@ class WorkerLedger:
 
         self._put(request, CallState.FAILED, _Deferred(build), final=True)
 
+    def expired(self, request: QueueRequest, attempt: int, reason: str) -> None:
+        """A call not invoked (or not retried) because it had expired."""
+        now = time.time()
+
+        def build() -> CallEntry:
+            entry = base_entry(request, CallState.EXPIRED, attempt, now)
+            entry.status = 410
+            entry.error = reason
+            entry.finished_at = entry.updated_at
+            return entry
+
+        self._put(request, CallState.EXPIRED, _Deferred(build), final=True)
+
     def skipped(self, request: QueueRequest) -> None:
         """A cancelled call acked without a call: say `cancelled` again, in case an earlier
         write of ours (e.g. `retrying`) landed after the cancel."""

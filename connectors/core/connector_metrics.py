@@ -35,6 +35,12 @@ class ConnectorMetrics:
             ["function", "destination"],
             registry=registry,
         )
+        self.expired = LoopCounter(
+            registry,
+            "connector_events_expired",
+            "Events not delivered because they were older than max_event_age, by topic",
+            ["topic"],
+        )
         self.unmatched = LoopCounter(
             registry,
             "connector_unmatched_messages",

@@ -75,6 +75,14 @@ class KafkaSettings:
     dead_letter_topic: str = setting(
         "dead_letter_topic", "", "topic for records a function failed on (empty: log them)"
     )
+    max_event_age: float = setting(
+        "max_event_age",
+        0.0,
+        "a record older than this (by its timestamp) is not delivered: dead letter 'expired' "
+        "(0: off)",
+        duration,
+        shown="0s",
+    )
     response_topic: str = setting(
         "response_topic", "", "topic that receives each function's response (empty: none)"
     )

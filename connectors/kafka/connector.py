@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core import tracing
 from connectors.core.controller import Abandoned, Controller, unexpected_error
+from connectors.core.staleness import expired_deliveries, staleness
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
@@ -286,7 +288,13 @@ class KafkaConnector:
         assert self._dead is not None
         span = record_span(record, self.kafka.group) if tracing.ENABLED else None
         try:
-            deliveries = await self.controller.dispatch(event)
+            stale = staleness(self.kafka.max_event_age, record.timestamp / 1000, time.time())
+            if stale is None:
+                deliveries = await self.controller.dispatch(event)
+            else:  # too old to deliver: a failed delivery per function, none invoked
+                self.controller.metrics.received.inc(event.topic)  # as `dispatch` counts it
+                functions = self.controller.match(event.topic)
+                deliveries = expired_deliveries(self.controller, event, functions, stale)
             for delivery in deliveries:
                 if not delivery.ok:
                     await self._dead.record(

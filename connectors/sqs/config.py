@@ -87,6 +87,14 @@ class SqsSettings:
         "AWS region (empty: from the queue URL, else the AWS configuration)",
         aliases=("AWS_DEFAULT_REGION",),
     )
+    max_event_age: float = setting(
+        "max_event_age",
+        0.0,
+        "a message older than this (by SentTimestamp) is not delivered: dead letter "
+        "'expired' (0: off)",
+        duration,
+        shown="0s",
+    )
     dead_letter_queue_url: str = setting(
         "dead_letter_queue_url",
         "",

@@ -61,6 +61,7 @@ class SqsConnector:
             sqs_metrics=self.sqs_metrics,
             visibility_timeout=sqs.visibility_timeout,
             dead_letter_queue_url=sqs.dead_letter_queue_url,
+            max_event_age=sqs.max_event_age,
         )
         self.slots = Slots(config.connector.max_inflight)
         self.queues = [QueueState(url, queue_name(url)) for url in sqs.queue_url]

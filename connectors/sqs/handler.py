@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Controller, Delivery, Event, unexpected_error
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
+from connectors.core.staleness import expired_deliveries, staleness
 from connectors.core.topicmap import FunctionInfo
 from connectors.sqs.client import SqsClient, SqsError
 from connectors.sqs.deadletter import DEFAULT_MAX_MESSAGE_BYTES, send_dead_letter
@@ -56,7 +58,9 @@ class MessageHandler:
         sqs_metrics: SqsMetrics,
         visibility_timeout: int,
         dead_letter_queue_url: str,
+        max_event_age: float = 0.0,
     ) -> None:
+        self.max_event_age = max_event_age
         self.client = client
         self.controller = controller
         self.metrics = metrics
@@ -125,6 +129,16 @@ class MessageHandler:
             headers=message.headers(),
             call_id=message.message_id,
         )
+        stale = staleness(self.max_event_age, message.sent_at, time.time())
+        if stale is not None:  # no function is invoked: each gets a failed delivery
+            expired = list(expired_deliveries(self.controller, event, pending, stale))
+            for delivery in expired:
+                settled[delivery.function.qualified] = delivery
+            failed = [d for d in settled.values() if not d.ok]
+            if not failed:  # every function had succeeded before: only the delete was left
+                self._settled.pop(message.message_id, None)
+                return await self._delete(queue, message)
+            return await self._give_up(queue, message, failed, newly=expired)
         keeper = asyncio.create_task(self._keep_invisible(queue, message))
         try:
             deliveries = await asyncio.gather(

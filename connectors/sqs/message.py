@@ -33,6 +33,7 @@ class SqsMessage:
     receive_count: int = 1
     group_id: str = ""
     attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sent_at: float | None = None  # SentTimestamp, Unix seconds
 
     @classmethod
     def from_response(cls, queue_url: str, raw: Mapping[str, Any]) -> SqsMessage:
@@ -41,6 +42,7 @@ class SqsMessage:
             count = max(int(system.get("ApproximateReceiveCount", "1")), 1)
         except ValueError:
             count = 1
+        sent = str(system.get("SentTimestamp", ""))
         return cls(
             queue_url=queue_url,
             message_id=str(raw.get("MessageId", "")),
@@ -49,6 +51,7 @@ class SqsMessage:
             receive_count=count,
             group_id=str(system.get("MessageGroupId", "")),
             attributes=dict(raw.get("MessageAttributes") or {}),
+            sent_at=int(sent) / 1000 if sent.isdigit() and len(sent) <= 16 else None,
         )
 
     @property

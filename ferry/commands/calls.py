@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 
+from asyncq.schedule import unschedule as unschedule_call
 from connectors.core.errors import ConfigError, FerryError
 from connectors.core.logs import escape_controls
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
+from ledger.delayed import Unschedule, cancel_call
 from ledger.entries import CallEntry, CallState
 from ledger.store import (
     UNCONFIRMED,
@@ -25,7 +28,8 @@ from ledger.store import (
 HELP = (
     "get: show one call's entry (state, attempts, last status, times, callback outcome).\n"
     "result: write the function's stored answer to standard output.\n"
-    "cancel: cancel a queued or retrying call; the worker then acks it without a call.\n"
+    "cancel: cancel a scheduled, queued or retrying call; it is never invoked (a scheduled one\n"
+    "  is removed from the stream, a queued one the worker acks without a call).\n"
     "  An id the ledger has not seen yet is cancelled too (shown with pending: true).\n"
     "list: the most recently changed calls, newest first.\n"
     "An unknown call id, an unfinished call or an answer not stored is exit status 1;\n"
@@ -47,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for name, text in (
         ("get", "show a call's entry"),
         ("result", "print a finished call's stored answer"),
-        ("cancel", "cancel a queued or retrying call"),
+        ("cancel", "cancel a scheduled, queued or retrying call"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("call_id", metavar="ID", help="the call's X-Call-Id")
@@ -103,7 +107,8 @@ async def _answer(settings: LedgerCommandSettings, args: argparse.Namespace) -> 
             return EXIT_OK
         call_id: str = args.call_id
         if args.action == "cancel":
-            return await _cancel(store, call_id, args.json)
+            unschedule = functools.partial(unschedule_call, js, settings.nats.nats_stream)
+            return await _cancel(store, call_id, args.json, unschedule)
         entry = await store.get(call_id)
         if entry is None:
             raise NotAnswered(f"no call {call_id} in the ledger (unknown or expired)")
@@ -113,8 +118,10 @@ async def _answer(settings: LedgerCommandSettings, args: argparse.Namespace) -> 
         return _write_result(entry)
 
 
-async def _cancel(store: LedgerStore, call_id: str, as_json: bool) -> int:
-    answer, entry = await store.cancel(call_id)
+async def _cancel(
+    store: LedgerStore, call_id: str, as_json: bool, unschedule: Unschedule | None
+) -> int:
+    answer, entry = await cancel_call(store, call_id, unschedule)
     if answer is CancelAnswer.TOO_LATE:
         raise NotAnswered(f"call {call_id} cannot be cancelled: it is {entry.state}")
     if answer is CancelAnswer.UNCONFIRMED:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from asyncq.codec import QueueRequest
 from asyncq.jetstream import stream_holding
 from asyncq.large_bodies import BodyStore
 from asyncq.publisher import QUEUE_ANNOTATION, Publisher, build_request
+from asyncq.timing import CallTiming, TimingProblem, read_timing
 from connectors.core.errors import CallbackRefused, ConfigError
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
@@ -18,6 +20,7 @@ from connectors.core.targets import call_id_problem, function_name_problem, path
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
+from ledger.delayed import scheduled_value
 from ledger.store import open_or_handle, record_queued
 
 HELP = (
@@ -47,6 +50,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", default="", metavar="Q", help="named queue (default: none)")
     parser.add_argument("--method", default="POST", help="HTTP method for the function [POST]")
     parser.add_argument("--path", default="", help="path after the function name, e.g. /sub")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay", metavar="D", help="run no earlier than D from now (X-Delay: 30s, 10m, 2h)"
+    )
+    when.add_argument(
+        "--not-before",
+        metavar="T",
+        help="run no earlier than T (X-Not-Before: RFC 3339 or Unix seconds)",
+    )
+    stale = parser.add_mutually_exclusive_group()
+    stale.add_argument(
+        "--max-age", metavar="D", help="never run once D has passed since it was due (X-Max-Age)"
+    )
+    stale.add_argument(
+        "--expires-at", metavar="T", help="never run after T (X-Expires-At: RFC 3339 or Unix)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +73,37 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(LedgerCommandSettings, os.environ)
         request = build(args)
+        timing = _timing(args, settings.nats.max_delay)
     except ConfigError as exc:
         return fail(str(exc))
-    return run_action(_enqueue(settings, request))
+    return run_action(_enqueue(settings, request, timing))
+
+
+def _timing(args: argparse.Namespace, max_delay: float) -> CallTiming | None:
+    """What --delay, --not-before, --max-age and --expires-at ask for, read as the front door
+    reads X-Delay and the like."""
+    options = {
+        "x-delay": args.delay,
+        "x-not-before": args.not_before,
+        "x-max-age": args.max_age,
+        "x-expires-at": args.expires_at,
+    }
+    found = {name: value.strip() for name, value in options.items() if value is not None}
+    try:
+        return read_timing(found, now=time.time(), max_delay=max_delay)
+    except TimingProblem as exc:
+        text = str(exc)
+        for header, option in _OPTIONS.items():
+            text = text.replace(header, option)
+        raise ConfigError(text) from None
+
+
+_OPTIONS = {
+    "X-Delay": "--delay",
+    "X-Not-Before": "--not-before",
+    "X-Max-Age": "--max-age",
+    "X-Expires-At": "--expires-at",
+}
 
 
 def build(args: argparse.Namespace) -> QueueRequest:
@@ -106,14 +153,19 @@ def _header(text: str) -> tuple[str, str]:
     return name, value
 
 
-async def _enqueue(settings: LedgerCommandSettings, request: QueueRequest) -> int:
-    """Store the call (and its `queued` entry), then print its id once the connection is done."""
-    await _store(settings, request)
+async def _enqueue(
+    settings: LedgerCommandSettings, request: QueueRequest, timing: CallTiming | None
+) -> int:
+    """Store the call (and its `queued` or `scheduled` entry), then print its id once the
+    connection is done."""
+    await _store(settings, request, timing)
     print(request.call_id)
     return EXIT_OK
 
 
-async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None:
+async def _store(
+    settings: LedgerCommandSettings, request: QueueRequest, timing: CallTiming | None
+) -> None:
     nats = settings.nats
     async with open_jetstream(nats) as js:
         bodies = BodyStore.from_settings(js, nats)
@@ -121,13 +173,16 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
         publisher = Publisher(js, nats.nats_stream, bodies, stored_in=holder or "")
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
+        publish = publisher.enqueue(request, timing=timing)
         if not settings.ledger.call_ledger:
-            await publisher.enqueue(request)
+            await publish
             return
         kv = await open_or_handle(
             js, settings.ledger, nats.nats_stream_replicas, who="ferry publish"
         )
         if kv is None:  # the bucket must not be written (it could not be bounded)
-            await publisher.enqueue(request)
+            await publish
             return
-        await record_queued(kv, request, publisher.enqueue(request))
+        due = timing.not_before if timing is not None else None
+        value = scheduled_value(request, due) if due is not None else None
+        await record_queued(kv, request, publish, value)

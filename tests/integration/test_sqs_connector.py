@@ -322,3 +322,25 @@ async def test_receives_only_as_many_messages_as_there_are_free_slots(
     assert len(gateway.calls_to("fn")) == 6
     assert max(in_flight) == 2  # never more received than max_inflight
     assert await proc.stop() == 0, proc.output()
+
+
+async def test_a_message_older_than_max_event_age_is_dead_lettered_not_delivered(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    url = await queues.create("stale")
+    dead = await queues.create("stale-dead")
+    gateway.subscribe("fn", topic(url))
+    gateway.function("fn")
+    await queues.send(url, "old news")
+    await asyncio.sleep(2.5)  # the message ages past max_event_age before anyone reads it
+    proc = await run.start(url, dead_letter_queue_url=dead, max_event_age="2s")
+    found = await eventually(lambda: queues.peek(dead), 30, what="a dead letter")
+    attributes = {k: v["StringValue"] for k, v in found[0]["MessageAttributes"].items()}
+    assert found[0]["Body"] == "old news"
+    assert attributes["Ferry-Dead-Reason"].startswith("expired: the event is ")
+    assert attributes["Ferry-Last-Status"] == "410"
+    await eventually(lambda: _empty(queues, url), 30, what="the original deleted")
+    await queues.send(url, "fresh news")
+    await eventually(lambda: gateway.calls_to("fn"), 30, what="the fresh message delivered")
+    assert [c.body for c in gateway.calls_to("fn")] == [b"fresh news"]
+    assert await proc.stop() == 0, proc.output()

@@ -125,11 +125,17 @@ class KafkaTopic:
         key: bytes | None = None,
         partition: int | None = None,
         headers: list[tuple[str, bytes | None]] | None = None,
+        timestamp_ms: int | None = None,
     ) -> tuple[int, int]:
         """Produce one record; returns its (partition, offset)."""
         assert self._producer is not None
         meta = await self._producer.send_and_wait(
-            self.name, value, key=key, partition=partition, headers=headers
+            self.name,
+            value,
+            key=key,
+            partition=partition,
+            headers=headers,
+            timestamp_ms=timestamp_ms,
         )
         return meta.partition, meta.offset
 
