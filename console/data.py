@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from nats.js.kv import KeyValue
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
 from asyncq.header_text import decode_headers
 from asyncq.jetstream import stream_holding
+from asyncq.schedule import unschedule as asyncq_unschedule
 from asyncq.settings import DEFAULT_BUCKET
 from connectors.core.errors import FerryError, StartupError
 from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
+from ledger.delayed import cancel_call
 from ledger.entries import ENTRY_PREFIX, CallEntry
 from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable
 
@@ -216,9 +219,12 @@ class ConsoleData:
             raise ConsoleUnavailable(str(exc)) from None
 
     async def cancel(self, call_id: str) -> CancelAnswer:
+        """The ledger's cancel, and a delayed call's waiting message removed, as the call
+        routes and `ferry calls cancel` do."""
+        unschedule = functools.partial(asyncq_unschedule, self.js, self.stream)
         try:
-            answer, _ = await self._store().cancel(call_id)
-        except LedgerUnavailable as exc:
+            answer, _ = await cancel_call(self._store(), call_id, unschedule)
+        except FerryError as exc:  # the ledger or the stream could not be changed
             raise ConsoleUnavailable(str(exc)) from None
         return answer
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats.js.errors
 import pytest
 from aiohttp import web
 
+from asyncq.schedule import schedule_subject
 from ledger.entries import CallState
 from tests.support.console import (
     PASSWORD,
@@ -133,6 +135,28 @@ async def test_cancel_from_a_call_page_and_the_call_never_runs(
             assert done.headers["X-Call-Id"] == later
             await eventually(queue.drained, what="queue drained")
         assert "console: admin cancelled call " + doomed in stack.gateway.output()
+    assert [c.body for c in gateway.calls_to("echo")] == [b"later"]
+
+
+async def test_cancel_of_a_delayed_call_from_its_page_removes_it_from_the_stream(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver, tmp_path: Path
+) -> None:
+    gateway.function("echo")
+    echo = {"echo": {"url": f"{gateway.url}/function/echo"}}
+    async with console_stack(queue, tmp_path, echo) as stack:
+        env = {"gateway_url": stack.url, "call_ledger_bucket": stack.ledger_bucket}
+        async with queue.worker(**env), stack.session() as session:
+            doomed = await stack.call("echo", b"doomed", receiver.url("/doomed"), X_Delay="2s")
+            later = await stack.call("echo", b"later", receiver.url("/later"), X_Delay="3s")
+            _, html = await page(session, f"{stack.console}call?id={doomed}")
+            assert "scheduled" in html and "due" in html
+            form = {"id": doomed, "csrf": csrf_of(html)}
+            status, after = await _post(session, stack.console + "call/cancel", form)
+            assert status == 200 and "will not run" in after
+            with pytest.raises(nats.js.errors.NotFoundError):  # the waiting message is gone
+                await queue.js.get_last_msg(queue.stream, schedule_subject(queue.stream, doomed))
+            (done,) = await receiver.wait_for(1)  # the later call fired after the cancelled one
+            assert done.headers["X-Call-Id"] == later
     assert [c.body for c in gateway.calls_to("echo")] == [b"later"]
 
 

@@ -53,9 +53,11 @@ class ConsoleStack:
         jar = aiohttp.CookieJar(unsafe=True)  # 127.0.0.1 is an IP: keep its cookies
         return aiohttp.ClientSession(headers=headers, cookie_jar=jar)
 
-    async def call(self, function: str, body: bytes, callback: str = "") -> str:
-        """An async call through the front door (which writes its `queued` entry); its id."""
+    async def call(self, function: str, body: bytes, callback: str = "", **more: str) -> str:
+        """An async call through the front door (which writes its `queued` entry); its id.
+        `more`: other request headers (`X_Delay="3s"` sends `X-Delay: 3s`)."""
         headers = {"X-Callback-Url": callback} if callback else {}
+        headers.update({name.replace("_", "-"): value for name, value in more.items()})
         async with aiohttp.ClientSession() as session:
             url = f"{self.url}/async-function/{function}"
             async with session.post(url, data=body, headers=headers) as answer:
