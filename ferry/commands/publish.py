@@ -113,6 +113,7 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
     async with open_jetstream(nats) as js:
         bodies = BodyStore.from_settings(js, nats)
         publisher = Publisher(js, nats.nats_stream, bodies)
+        await publisher.learn_layout()
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
         if not settings.ledger.call_ledger:
