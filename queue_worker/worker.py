@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from asyncq import codec, jetstream
 from asyncq.codec import QueueRequest
 from asyncq.deadletter import DeadLetterWriter
-from asyncq.jetstream import PublishError
+from asyncq.jetstream import PublishError, add_function_subjects
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
 from connectors.core.callback import CallbackSender
@@ -38,13 +38,16 @@ from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
 from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
-from queue_worker.config import QueueWorkerConfig
+from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
+from queue_worker.fair import FairScheduler
+from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
 from queue_worker.progress import ProgressKeeper
 from queue_worker.puller import Puller
+from queue_worker.sorter import Sorter
 from queue_worker.worker_ledger import WorkerLedger
 
 log = logging.getLogger("ferry.queue_worker")
@@ -89,6 +92,8 @@ class QueueWorker:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None
+        self.fair: FairScheduler | None = None
+        self._sorter: Sorter | None = None
         self._bodies: BodyStore | None = None
         self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,8 +127,6 @@ class QueueWorker:
             ack_wait=self.config.ack_wait,
         )
         await self.ledger.start(self._nc, self._js)
-        self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
-        await self._puller.start()
         self._bodies = BodyStore.from_settings(self._js, nats)
         self._outcomes = OutcomeRecorder(
             DeadLetterWriter(self._js, nats.dead_letter_stream),
@@ -132,6 +135,11 @@ class QueueWorker:
             self.metrics,
             self.ledger,
         )
+        if self.config.scaling_mode == FAIR:
+            await self._start_fair(self._nc, self._js, self._outcomes)
+            return
+        self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
+        await self._puller.start()
         log.info(
             "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
@@ -141,11 +149,55 @@ class QueueWorker:
             self.config.gateway.gateway_url,
         )
 
+    async def _start_fair(
+        self, nc: Client, js: JetStreamContext, outcomes: OutcomeRecorder
+    ) -> None:
+        """Per-function subjects, consumers and lanes (`fair`), fed by the sorter."""
+        config, stream = self.config, self.config.nats.nats_stream
+        await add_function_subjects(js, stream)
+        self.fair = FairScheduler(
+            nc,
+            js,
+            stream=stream,
+            queue_name=config.queue_name,
+            queue_durable=self.durable,
+            slots=self.slots,
+            ack_wait=config.ack_wait,
+            inactive_threshold=config.consumer_inactive_threshold,
+            adaptive=config.limiter_enabled,
+            batch_max=config.consumer_pull_max_messages,
+            start=self._start_in_lane,
+            refuse=lambda msg: self._spawn(hand_back(msg)),
+        )
+        self._sorter = Sorter(
+            nc,
+            js,
+            stream=stream,
+            queue_name=config.queue_name,
+            durable=self.durable,
+            moved=self.fair.moved,
+            undecodable=outcomes.undecodable,
+            spawn=self._spawn,
+        )
+        self._sorter.puller.changed = self.fair.changed  # one event wakes the fair loop
+        await self.fair.start()
+        await self._sorter.start()
+        log.info(
+            "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
+            "limiter %s via %s",
+            self.fair.filter,
+            self.subject,
+            self.durable,
+            config.max_inflight,
+            "on" if config.limiter_enabled else "off",
+            config.gateway.gateway_url,
+        )
+
     def ready(self) -> bool:
         return (
             self._nats is not None
             and self._nats.connected
-            and self._puller is not None
+            and (self._puller is not None or self.fair is not None)
             and not self._stopping.is_set()
         )
 
@@ -155,11 +207,40 @@ class QueueWorker:
             self._spawn(hand_back(msg))
         if self._puller is not None:
             self._puller.poke()
+        if self.fair is not None:
+            self.fair.stopping = True
+            self.fair.changed.set()
 
     async def run(self) -> None:
         """Pull work until stopped; raise NatsLost if NATS closes the connection for good."""
         assert self._nats is not None
-        await self._nats.while_open(self._pull())
+        await self._nats.while_open(self._pull() if self.fair is None else self._pull_fair())
+
+    async def _pull_fair(self) -> None:
+        """The fair loop: one pass per event that may free a slot or add work (a call ended,
+        a request was answered, a backlog was read, a call was sorted), as in `_pull`."""
+        assert self.fair is not None and self._sorter is not None and self._nats is not None
+        fair, sorter, nats = self.fair, self._sorter, self._nats
+        discovery = asyncio.create_task(fair.discover(), name="fair-discovery")
+        self.progress.start()
+        helpers = [discovery, *self.progress.tasks, *self.ledger.tasks]
+        try:
+            while not self._stopping.is_set():
+                raise_if_ended(helpers)
+                fair.changed.clear()
+                if nats.connected:
+                    try:
+                        await sorter.ask()
+                        if self._finishing < self.finishing_limit:
+                            await fair.fill(self.slots.free)
+                    except NatsError as exc:
+                        log.warning("pull request failed, retrying: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REQUEST_CHECK_SECONDS):
+                        await fair.changed.wait()
+        finally:
+            discovery.cancel()
+            await asyncio.gather(discovery, return_exceptions=True)
 
     async def _pull(self) -> None:
         assert self._puller is not None and self._nats is not None
@@ -201,6 +282,10 @@ class QueueWorker:
         if self._puller is not None:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._puller.stop()
+        for stoppable in (self._sorter, self.fair):
+            if stoppable is not None:
+                with contextlib.suppress(NatsError, TimeoutError):
+                    await stoppable.stop()
         await self.gateway.close()
         await self.callbacks.close()
         await self.ledger.close()
@@ -222,9 +307,15 @@ class QueueWorker:
         self.slots.take()
         self._spawn(self._handle(msg))
 
+    def _start_in_lane(self, msg: Msg, lane: Lane) -> None:
+        """A message a lane asked for: its slot is already taken."""
+        self._spawn(self._handle(msg, lane))
+
     def _slot_freed(self) -> None:
         """A waiting message takes the slot at once; otherwise the puller may ask for more."""
-        if not self._stopping.is_set() and (msg := self.prefetched.take()) is not None:
+        if self.fair is not None:
+            self.fair.changed.set()
+        elif not self._stopping.is_set() and (msg := self.prefetched.take()) is not None:
             self._start(msg)
         elif self._puller is not None:
             self._puller.poke()
@@ -236,10 +327,10 @@ class QueueWorker:
 
     # -- one message -----------------------------------------------------------------------
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, lane: Lane | None = None) -> None:
         assert self._outcomes is not None
         outcomes = self._outcomes
-        slot = _SlotHold(self)
+        slot = _SlotHold(self, lane)
         finishing = False
         request: QueueRequest | None = None
         try:
@@ -257,7 +348,8 @@ class QueueWorker:
                 await outcomes.cancelled(msg, request, reference)
                 return
             policy = self._policy(request)
-            attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
+            before = header_count(msg.headers, ATTEMPTS_BEFORE)
+            attempt = min(before + (msg.metadata.num_delivered or 1), policy.max_attempts)
             invocation = invocation_of(request)
             if reference:  # a claim check: the body is streamed from the object store
                 try:
@@ -269,7 +361,14 @@ class QueueWorker:
                     return
                 invocation = dataclasses.replace(invocation, body=body)
             self.ledger.running(request, attempt)
+            generation = slot.started(request)
             result = await self.invoker.invoke(invocation, attempt=attempt)
+            if lane is not None:
+                fate = lane.outcome(result, generation, header_count(msg.headers, RETURNS))
+                if fate is Fate.RETURNED:
+                    slot.release()
+                    await self._send_back(msg, attempt - 1)
+                    return
             slot.release()
             self._finish_started()
             finishing = True
@@ -301,6 +400,25 @@ class QueueWorker:
                 self._finish_ended()
             self.progress.release(msg)
 
+    async def _send_back(self, msg: Msg, attempts_used: int) -> None:
+        """A call the limiter's probing overloaded goes back to its lane without using an
+        attempt: stored again (same subject, data and headers, the attempts used so far and
+        the returns counted in headers), then the delivered copy acknowledged. The copy's
+        `Nats-Msg-Id` is fixed by the original's stream sequence, so a repeat after a crash
+        between the two steps is dropped by JetStream's duplicate window."""
+        headers = {key: str(value) for key, value in (msg.headers or {}).items()}
+        headers[ATTEMPTS_BEFORE] = str(attempts_used)
+        headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
+        headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
+        await jetstream.publish(
+            self._js_context(), msg.subject, msg.data, headers=headers, stream=msg.metadata.stream
+        )
+        await msg.ack_sync(timeout=5.0)
+
+    def _js_context(self) -> JetStreamContext:
+        assert self._js is not None
+        return self._js
+
     def _finish_started(self) -> None:
         self._finishing += 1
         if self._finishing == self.finishing_limit:
@@ -323,6 +441,9 @@ class QueueWorker:
     async def _on_reconnect(self) -> None:
         if self._puller is not None:
             self._puller.forget_all()
+        if self.fair is not None and self._sorter is not None:
+            self._sorter.puller.forget_all()
+            self.fair.forget_requests()
         self.metrics.reconnects.inc()
 
     async def _refresh_pending(self) -> None:
@@ -336,15 +457,27 @@ class QueueWorker:
 
 
 class _SlotHold:
-    """Releases a message's invocation slot exactly once."""
+    """Releases a message's invocation slot (and its place in its lane) exactly once."""
 
-    def __init__(self, worker: QueueWorker) -> None:
+    def __init__(self, worker: QueueWorker, lane: Lane | None) -> None:
         self.worker = worker
+        self.lane = lane
+        self.running = False
         self.held = True
+
+    def started(self, request: QueueRequest) -> int:
+        """The call starts: it counts in its lane; the limiter generation it runs in."""
+        if self.lane is None:
+            return 0
+        self.lane.learn(request.function, request.annotations)
+        self.running = True
+        return self.lane.started()
 
     def release(self) -> None:
         if self.held:
             self.held = False
+            if self.running and self.lane is not None:
+                self.lane.finished()
             self.worker.slots.release()
             self.worker._slot_freed()
 

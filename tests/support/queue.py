@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 
 from asyncq.codec import QueueRequest, encode
 from asyncq.jetstream import ensure_streams
-from asyncq.layout import durable_name, queue_subject
+from asyncq.layout import queue_functions_filter, queue_subject
 from asyncq.publisher import Publisher, build_request
 from connectors.core.runner import serve
 from connectors.core.settings import load_settings
@@ -75,9 +75,16 @@ class QueueUnderTest:
         await self.js.publish(queue_subject(self.stream, queue_name), data, stream=self.stream)
 
     async def pending(self, queue_name: str = "") -> int:
-        """Messages still stored in the work queue for this consumer (delivered or not)."""
-        info = await self.js.consumer_info(self.stream, durable_name(queue_name))
-        return int((info.num_pending or 0) + (info.num_ack_pending or 0))
+        """Messages of one queue still stored in the work queue (delivered or not), on its
+        plain subject or (fair mode) on its functions' subjects."""
+        total = 0
+        for subjects in (
+            queue_subject(self.stream, queue_name),
+            queue_functions_filter(self.stream, queue_name),
+        ):
+            info = await self.js.stream_info(self.stream, subjects_filter=subjects)
+            total += sum((info.state.subjects or {}).values())
+        return total
 
     async def drained(self) -> bool:
         """Every message of the default queue acknowledged (nothing waiting or in flight)."""

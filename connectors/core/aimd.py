@@ -1,0 +1,71 @@
+"""An adaptive concurrency limit per function: grows while calls succeed, backs off on overload.
+
+The algorithm is kept apart from its enforcement (as in Netflix's concurrency-limits): a caller
+reports each call as a success or a drop (the function said it is overloaded: 429, or 503
+with Retry-After), and reads `allowed`. Growth happens only while at least half the limit is
+in use, so an idle function's limit does not creep up.
+
+- Slow start (as TCP): the limit starts at 1 and grows by one per success until the first
+  drop, so a function with little capacity is not sent a whole worker's slots at once, and a
+  function with plenty reaches it after a few calls.
+- After that, additive increase: one per limit's worth of successes; a quarter of that near
+  the limit where the last drop happened, so a function at its capacity is probed rarely.
+- Multiplicative decrease to `backoff` of the limit on a drop. A drop from a call that started
+  before the last cut is not counted again: the answers to one over-full window cut once.
+Broker-neutral, so the connectors can share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKOFF = 0.75
+NEAR_CEILING_SLOWDOWN = 4.0
+
+
+@dataclass
+class AimdLimit:
+    """The limit of one function; `maximum` bounds it (worker slots, `ferry.max_inflight`)."""
+
+    maximum: int
+    limit: float = 1.0
+    backoff: float = BACKOFF
+    generation: int = 0  # bumped at each cut
+    ceiling: float = 0.0  # the limit when the last drop happened (0: none yet)
+
+    def __post_init__(self) -> None:
+        if self.maximum < 1:
+            raise ValueError("maximum must be at least 1")
+        self.limit = max(1.0, min(self.limit, self.maximum))
+
+    @property
+    def allowed(self) -> int:
+        """Calls that may run at once now."""
+        return max(1, int(self.limit))
+
+    def bound(self, maximum: int) -> None:
+        """A new bound (e.g. the function's cap became known)."""
+        self.maximum = max(1, maximum)
+        self.limit = min(self.limit, self.maximum)
+
+    def succeeded(self, inflight: int) -> None:
+        """A call succeeded while `inflight` calls (it included) were running."""
+        if inflight * 2 < self.limit:
+            return
+        if not self.ceiling:
+            step = 1.0
+        else:
+            step = 1.0 / self.limit
+            if self.ceiling - 1 <= self.limit < self.ceiling + 1:
+                step /= NEAR_CEILING_SLOWDOWN
+        self.limit = min(float(self.maximum), self.limit + step)
+
+    def dropped(self, started_in: int) -> bool:
+        """The function refused a call started in generation `started_in`; True if that cut
+        the limit (the first drop of the current window)."""
+        if started_in != self.generation:
+            return False
+        self.ceiling = self.limit
+        self.limit = max(1.0, self.limit * self.backoff)
+        self.generation += 1
+        return True
