@@ -133,7 +133,7 @@ class Lane:
             self.paused_until = max(self.paused_until, time.monotonic() + retry_after)
         if not self.adaptive:
             return Fate.COUNTED
-        self.limit.dropped(generation)
+        self.limit.dropped(generation, still_running=self.inflight - 1)
         return Fate.RETURNED if returns < MAX_FREE_RETURNS else Fate.COUNTED
 
     def idle_since(self) -> float | None:

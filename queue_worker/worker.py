@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from asyncq import codec, jetstream
 from asyncq.codec import QueueRequest
 from asyncq.deadletter import DeadLetterWriter
-from asyncq.jetstream import PublishError, add_function_subjects
+from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
 from connectors.core.callback import CallbackSender
@@ -40,14 +40,14 @@ from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
-from queue_worker.fair import FairScheduler
+from queue_worker.fair_metrics import FairCollector
+from queue_worker.fair_mode import FairMode
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
 from queue_worker.progress import ProgressKeeper
 from queue_worker.puller import Puller
-from queue_worker.sorter import Sorter
 from queue_worker.worker_ledger import WorkerLedger
 
 log = logging.getLogger("ferry.queue_worker")
@@ -68,7 +68,9 @@ class QueueWorker:
     def __init__(self, config: QueueWorkerConfig) -> None:
         self.config = config
         self.registry = CollectorRegistry()
-        self.metrics = QueueWorkerMetrics(self.registry, config.max_inflight)
+        self.metrics = QueueWorkerMetrics(
+            self.registry, config.max_inflight, per_function=config.scaling_mode == FAIR
+        )
         self.policy = RetryPolicy.from_settings(config.retry)
         self.gateway = GatewayClient(config.gateway, max_inflight=config.max_inflight)
         self.invoker = Invoker(self.gateway)
@@ -92,8 +94,7 @@ class QueueWorker:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None
-        self.fair: FairScheduler | None = None
-        self._sorter: Sorter | None = None
+        self.fair: FairMode | None = None
         self._bodies: BodyStore | None = None
         self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,46 +153,19 @@ class QueueWorker:
     async def _start_fair(
         self, nc: Client, js: JetStreamContext, outcomes: OutcomeRecorder
     ) -> None:
-        """Per-function subjects, consumers and lanes (`fair`), fed by the sorter."""
-        config, stream = self.config, self.config.nats.nats_stream
-        await add_function_subjects(js, stream)
-        self.fair = FairScheduler(
+        """Per-function subjects, consumers and lanes, fed by the sorter (`fair_mode`)."""
+        self.fair = FairMode(
             nc,
             js,
-            stream=stream,
-            queue_name=config.queue_name,
-            queue_durable=self.durable,
-            slots=self.slots,
-            ack_wait=config.ack_wait,
-            inactive_threshold=config.consumer_inactive_threshold,
-            adaptive=config.limiter_enabled,
-            batch_max=config.consumer_pull_max_messages,
-            start=self._start_in_lane,
-            refuse=lambda msg: self._spawn(hand_back(msg)),
-        )
-        self._sorter = Sorter(
-            nc,
-            js,
-            stream=stream,
-            queue_name=config.queue_name,
+            self.config,
             durable=self.durable,
-            moved=self.fair.moved,
-            undecodable=outcomes.undecodable,
+            slots=self.slots,
+            start=self._start_in_lane,
             spawn=self._spawn,
+            undecodable=outcomes.undecodable,
         )
-        self._sorter.puller.changed = self.fair.changed  # one event wakes the fair loop
+        FairCollector(self.registry, self.fair.lanes)
         await self.fair.start()
-        await self._sorter.start()
-        log.info(
-            "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
-            "limiter %s via %s",
-            self.fair.filter,
-            self.subject,
-            self.durable,
-            config.max_inflight,
-            "on" if config.limiter_enabled else "off",
-            config.gateway.gateway_url,
-        )
 
     def ready(self) -> bool:
         return (
@@ -208,8 +182,7 @@ class QueueWorker:
         if self._puller is not None:
             self._puller.poke()
         if self.fair is not None:
-            self.fair.stopping = True
-            self.fair.changed.set()
+            self.fair.stop_taking()
 
     async def run(self) -> None:
         """Pull work until stopped; raise NatsLost if NATS closes the connection for good."""
@@ -217,30 +190,20 @@ class QueueWorker:
         await self._nats.while_open(self._pull() if self.fair is None else self._pull_fair())
 
     async def _pull_fair(self) -> None:
-        """The fair loop: one pass per event that may free a slot or add work (a call ended,
-        a request was answered, a backlog was read, a call was sorted), as in `_pull`."""
-        assert self.fair is not None and self._sorter is not None and self._nats is not None
-        fair, sorter, nats = self.fair, self._sorter, self._nats
-        discovery = asyncio.create_task(fair.discover(), name="fair-discovery")
+        assert self.fair is not None and self._nats is not None
+        refresher = asyncio.create_task(self._refresh_pending(), name="pending-gauges")
         self.progress.start()
-        helpers = [discovery, *self.progress.tasks, *self.ledger.tasks]
+        helpers = [refresher, *self.progress.tasks, *self.ledger.tasks]
         try:
-            while not self._stopping.is_set():
-                raise_if_ended(helpers)
-                fair.changed.clear()
-                if nats.connected:
-                    try:
-                        await sorter.ask()
-                        if self._finishing < self.finishing_limit:
-                            await fair.fill(self.slots.free)
-                    except NatsError as exc:
-                        log.warning("pull request failed, retrying: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(REQUEST_CHECK_SECONDS):
-                        await fair.changed.wait()
+            await self.fair.run(
+                self._nats,
+                self._stopping,
+                lambda: self._finishing < self.finishing_limit,
+                helpers,
+            )
         finally:
-            discovery.cancel()
-            await asyncio.gather(discovery, return_exceptions=True)
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
 
     async def _pull(self) -> None:
         assert self._puller is not None and self._nats is not None
@@ -282,10 +245,8 @@ class QueueWorker:
         if self._puller is not None:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._puller.stop()
-        for stoppable in (self._sorter, self.fair):
-            if stoppable is not None:
-                with contextlib.suppress(NatsError, TimeoutError):
-                    await stoppable.stop()
+        if self.fair is not None:
+            await self.fair.stop()
         await self.gateway.close()
         await self.callbacks.close()
         await self.ledger.close()
@@ -367,7 +328,8 @@ class QueueWorker:
                 fate = lane.outcome(result, generation, header_count(msg.headers, RETURNS))
                 if fate is Fate.RETURNED:
                     slot.release()
-                    await self._send_back(msg, attempt - 1)
+                    assert self.fair is not None
+                    await self.fair.send_back(msg, attempt - 1)
                     return
             slot.release()
             self._finish_started()
@@ -400,25 +362,6 @@ class QueueWorker:
                 self._finish_ended()
             self.progress.release(msg)
 
-    async def _send_back(self, msg: Msg, attempts_used: int) -> None:
-        """A call the limiter's probing overloaded goes back to its lane without using an
-        attempt: stored again (same subject, data and headers, the attempts used so far and
-        the returns counted in headers), then the delivered copy acknowledged. The copy's
-        `Nats-Msg-Id` is fixed by the original's stream sequence, so a repeat after a crash
-        between the two steps is dropped by JetStream's duplicate window."""
-        headers = {key: str(value) for key, value in (msg.headers or {}).items()}
-        headers[ATTEMPTS_BEFORE] = str(attempts_used)
-        headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
-        headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
-        await jetstream.publish(
-            self._js_context(), msg.subject, msg.data, headers=headers, stream=msg.metadata.stream
-        )
-        await msg.ack_sync(timeout=5.0)
-
-    def _js_context(self) -> JetStreamContext:
-        assert self._js is not None
-        return self._js
-
     def _finish_started(self) -> None:
         self._finishing += 1
         if self._finishing == self.finishing_limit:
@@ -441,17 +384,19 @@ class QueueWorker:
     async def _on_reconnect(self) -> None:
         if self._puller is not None:
             self._puller.forget_all()
-        if self.fair is not None and self._sorter is not None:
-            self._sorter.puller.forget_all()
-            self.fair.forget_requests()
+        if self.fair is not None:
+            self.fair.on_reconnect()
         self.metrics.reconnects.inc()
 
     async def _refresh_pending(self) -> None:
+        """Static mode: the queue's consumer; fair mode: the sorter's (calls not yet sorted),
+        the per-function backlog being read from the lanes."""
         assert self._js is not None
         while True:
             with contextlib.suppress(NatsError, TimeoutError):
                 info = await self._js.consumer_info(self.config.nats.nats_stream, self.durable)
-                self.metrics.pending.set(info.num_pending or 0)
+                if self.metrics.pending is not None:
+                    self.metrics.pending.labels("").set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
 

@@ -5,13 +5,16 @@ reports each call as a success or a drop (the function said it is overloaded: 42
 with Retry-After), and reads `allowed`. Growth happens only while at least half the limit is
 in use, so an idle function's limit does not creep up.
 
-- Slow start (as TCP): the limit starts at 1 and grows by one per success until the first
-  drop, so a function with little capacity is not sent a whole worker's slots at once, and a
-  function with plenty reaches it after a few calls.
-- After that, additive increase: one per limit's worth of successes; a quarter of that near
-  the limit where the last drop happened, so a function at its capacity is probed rarely.
-- Multiplicative decrease to `backoff` of the limit on a drop. A drop from a call that started
-  before the last cut is not counted again: the answers to one over-full window cut once.
+- The limit starts at its maximum: a function that never refuses is never slowed (a limit
+  starting low would run long calls one at a time until the first ends).
+- Additive increase: one per limit's worth of successes (one per window, as TCP); a quarter
+  of that near the limit where the last drop happened, so a function at its capacity is
+  probed rarely.
+- On a drop, multiplicative decrease to `backoff` of the limit, once per window (a drop from
+  a call that started before the last cut does not cut again); and every drop brings the limit
+  down to the calls the function is still running, which it did accept. So the refusals of one
+  over-full window (the first, typically) take the limit to about the function's capacity at
+  once, not after one cut per window.
 Broker-neutral, so the connectors can share it.
 """
 
@@ -28,7 +31,7 @@ class AimdLimit:
     """The limit of one function; `maximum` bounds it (worker slots, `ferry.max_inflight`)."""
 
     maximum: int
-    limit: float = 1.0
+    limit: float = 0.0  # 0: start at the maximum
     backoff: float = BACKOFF
     generation: int = 0  # bumped at each cut
     ceiling: float = 0.0  # the limit when the last drop happened (0: none yet)
@@ -36,7 +39,7 @@ class AimdLimit:
     def __post_init__(self) -> None:
         if self.maximum < 1:
             raise ValueError("maximum must be at least 1")
-        self.limit = max(1.0, min(self.limit, self.maximum))
+        self.limit = float(self.maximum) if self.limit <= 0 else min(self.limit, self.maximum)
 
     @property
     def allowed(self) -> int:
@@ -52,20 +55,18 @@ class AimdLimit:
         """A call succeeded while `inflight` calls (it included) were running."""
         if inflight * 2 < self.limit:
             return
-        if not self.ceiling:
-            step = 1.0
-        else:
-            step = 1.0 / self.limit
-            if self.ceiling - 1 <= self.limit < self.ceiling + 1:
-                step /= NEAR_CEILING_SLOWDOWN
+        step = 1.0 / self.limit
+        if self.ceiling and self.ceiling - 1 <= self.limit < self.ceiling + 1:
+            step /= NEAR_CEILING_SLOWDOWN
         self.limit = min(float(self.maximum), self.limit + step)
 
-    def dropped(self, started_in: int) -> bool:
-        """The function refused a call started in generation `started_in`; True if that cut
-        the limit (the first drop of the current window)."""
-        if started_in != self.generation:
-            return False
-        self.ceiling = self.limit
-        self.limit = max(1.0, self.limit * self.backoff)
-        self.generation += 1
-        return True
+    def dropped(self, started_in: int, still_running: int) -> bool:
+        """The function refused a call started in generation `started_in` while it was running
+        `still_running` others; True if that was the window's cut."""
+        cut = started_in == self.generation
+        if cut:
+            self.ceiling = self.limit
+            self.limit *= self.backoff
+            self.generation += 1
+        self.limit = max(1.0, min(self.limit, float(still_running)))
+        return cut

@@ -52,22 +52,27 @@ def test_an_idle_lane_cannot_save_up_credit() -> None:
     assert burst.counts == {"busy": 5, "idle": 5}
 
 
-def test_the_limit_starts_at_one_and_doubles_until_the_first_refusal() -> None:
+def test_the_limit_starts_at_its_maximum() -> None:
+    assert AimdLimit(maximum=16).allowed == 16
+
+
+def test_the_refusals_of_one_window_bring_the_limit_to_what_the_function_accepted() -> None:
     limit = AimdLimit(maximum=16)
-    assert limit.allowed == 1
-    for inflight in (1, 2, 2, 3, 4, 5):
-        limit.succeeded(inflight)
-    assert limit.allowed == 7
-
-
-def test_a_refusal_cuts_once_per_window_and_growth_needs_load() -> None:
-    limit = AimdLimit(maximum=16, limit=8)
     generation = limit.generation
-    assert limit.dropped(generation)
-    assert not limit.dropped(generation)  # the same over-full window
-    assert limit.allowed == 6
+    assert limit.dropped(generation, still_running=15)  # the window's one cut: 16 -> 12
+    assert limit.allowed == 12
+    for running in range(14, 3, -1):  # 11 more refusals while 4 calls are accepted
+        assert not limit.dropped(generation, still_running=running)
+    assert limit.allowed == 4
+
+
+def test_growth_is_one_per_window_and_needs_load() -> None:
+    limit = AimdLimit(maximum=16, limit=4)
     limit.succeeded(inflight=1)  # far below half the limit: no growth
-    assert limit.allowed == 6
+    assert limit.limit == 4
+    for _ in range(4):
+        limit.succeeded(inflight=4)
+    assert limit.allowed == 4 and limit.limit > 4.9
 
 
 def test_the_limit_stays_within_its_bound() -> None:
