@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from asyncq.publisher import Publisher, build_request
 from tests.support.http import Call, CallbackReceiver, FakeGateway
@@ -77,7 +79,7 @@ async def test_a_quick_function_is_not_held_up_by_a_slow_backlog_from_the_front_
     seen = Concurrency()
     gateway.function("slow", seen.sleeping("slow", 0.5))
     gateway.function("quick", seen.sleeping("quick", 0))
-    async with queue.worker(max_inflight="16"):
+    async with queue.worker(max_inflight="16") as worker:
         publisher = await fair_publisher(queue)
         for i in range(200):
             await publisher.enqueue(build_request("slow", body=b"%d" % i))
@@ -85,8 +87,12 @@ async def test_a_quick_function_is_not_held_up_by_a_slow_backlog_from_the_front_
             await publisher.enqueue(build_request("quick", body=b"%d" % i))
         await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
         slow_before = seen.started.count("slow")
+        metrics = generate_latest(worker.registry).decode()
     # In arrival order all 200 slow calls would start first.
     assert slow_before < 100, slow_before
+    pending = re.search(r'queue_worker_pending_messages\{function_name="slow"\} (\d+)', metrics)
+    assert pending is not None and int(pending.group(1)) > 50, metrics
+    assert 'queue_worker_function_limit{function_name="slow"} 16.0' in metrics
 
 
 async def test_a_quick_function_is_not_held_up_by_a_backlog_on_the_plain_subject(
