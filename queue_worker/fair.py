@@ -75,6 +75,7 @@ class FairScheduler:
         self._by_inbox: dict[str, Lane] = {}
         self._inbox_prefix = ""
         self._lane_count = 0
+        self._request_count = 0
         self._sub: Subscription | None = None
         self._base = 0.0
         self._seq = 0
@@ -83,7 +84,7 @@ class FairScheduler:
 
     async def start(self) -> None:
         self._inbox_prefix = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(f"{self._inbox_prefix}.*", cb=self._receive)
+        self._sub = await self.nc.subscribe(f"{self._inbox_prefix}.>", cb=self._receive)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -105,7 +106,7 @@ class FairScheduler:
                 self._crowded_logged = True
             return None
         self._lane_count += 1
-        inbox = f"{self._inbox_prefix}.{self._lane_count}"
+        inbox = f"{self._inbox_prefix}.{self._lane_count}"  # + `.{request number}`
         lane = Lane(
             subject=subject,
             durable=function_durable(self.queue_durable, subject),
@@ -180,8 +181,8 @@ class FairScheduler:
     def _sweep(self, now: float) -> None:
         """Forget pull requests never answered; drop lanes idle past the inactive threshold."""
         for lane in list(self.lanes.values()):
-            if lane.asked and now - lane.asked_at > REQUEST_FORGET_SECONDS:
-                self._request_ended(lane)
+            if lane.requests and now - lane.requests[0][2] > REQUEST_FORGET_SECONDS:
+                self._requests_ended(lane, int(lane.requests[0][0]))
             since = lane.idle_since()
             if since is not None and now - since > self.inactive_threshold:
                 self._drop(lane)
@@ -189,7 +190,8 @@ class FairScheduler:
     def forget_requests(self) -> None:
         """After a reconnect the server has dropped every waiting pull request."""
         for lane in self.lanes.values():
-            self._request_ended(lane)
+            if lane.requests:
+                self._requests_ended(lane, int(lane.requests[-1][0]))
 
     # -- asking for work ----------------------------------------------------------------------
 
@@ -211,21 +213,29 @@ class FairScheduler:
                 await self._ask(lane, count, now)
 
     async def _ask(self, lane: Lane, count: int, now: float) -> None:
+        """One `no_wait` pull request for `count` messages, their slots reserved meanwhile.
+        The server serves a consumer's requests in order, so deliveries fill the oldest."""
         self.slots.take(count)
-        lane.asked, lane.asked_at = count, now
+        self._request_count += 1
+        number = self._request_count
+        lane.requests.append([number, count, now])
+        lane.asked += count
         body = json.dumps({"batch": count, "no_wait": True}).encode()
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{lane.durable}"
         try:
-            await self.nc.publish(subject, body, reply=lane.inbox)
+            await self.nc.publish(subject, body, reply=f"{lane.inbox}.{number}")
         except NatsError as exc:
             log.warning("pull request for %s failed: %s", lane.durable, exc)
-            self._request_ended(lane)
+            self._requests_ended(lane, number)
 
-    def _request_ended(self, lane: Lane) -> None:
-        if lane.asked:
-            self.slots.release(lane.asked)
-            lane.asked = 0
-            self.changed.set()
+    def _requests_ended(self, lane: Lane, number: int) -> None:
+        """Request `number` (and any older one) will deliver nothing more: free what is due."""
+        while lane.requests and lane.requests[0][0] <= number:
+            due = int(lane.requests.popleft()[1])
+            if due:
+                self.slots.release(due)
+                lane.asked -= due
+        self.changed.set()
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -233,8 +243,9 @@ class FairScheduler:
         if msg.reply:  # a message (status messages have no reply subject)
             self._deliver(msg)
             return
-        lane = self._by_inbox.get(msg.subject)
-        if lane is None:
+        inbox, _, number = msg.subject.rpartition(".")
+        lane = self._by_inbox.get(inbox)
+        if lane is None or not number.isdigit():
             return
         status = msg.headers.get("Status") if msg.headers else None
         if status in ("404", "408"):  # nothing (more) to deliver now
@@ -243,12 +254,17 @@ class FairScheduler:
             lane.consumer_ready = False
             if status == "409" and msg.headers:
                 log.info("pull from %s refused: %s", lane.durable, msg.headers.get("Description"))
-        self._request_ended(lane)
+        self._requests_ended(lane, int(number))
 
     def _deliver(self, msg: Msg) -> None:
         lane = self.lanes.get(msg.subject)
-        if lane is not None and lane.asked:
+        if lane is not None and lane.requests:
+            oldest = lane.requests[0]
+            oldest[1] -= 1
             lane.asked -= 1
+            if oldest[1] <= 0:
+                lane.requests.popleft()
+                self.changed.set()  # one more request may be sent
         elif self.slots.free > 0 and lane is not None:  # late, after its request was forgotten
             self.slots.take()
         else:
@@ -258,4 +274,5 @@ class FairScheduler:
             self.slots.release()
             self.refuse(msg)
             return
+        lane.delivered()
         self.start_call(msg, lane)

@@ -14,8 +14,8 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from asyncq.jetstream import add_function_subjects, publish
-from asyncq.layout import queue_subject
+from asyncq.jetstream import BacklogUnreadable, add_function_subjects, publish, subject_counts
+from asyncq.layout import queue_functions_filter, queue_subject
 from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
 from connectors.jetstream.connect import NatsConnection
@@ -151,3 +151,16 @@ class FairMode:
         headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
         await publish(self.js, msg.subject, msg.data, headers=headers, stream=self.stream)
         await msg.ack_sync(timeout=5.0)
+
+
+async def warn_of_fair_backlog(js: JetStreamContext, stream: str, queue_name: str) -> None:
+    """A static worker does not read per-function subjects: say so if calls wait there."""
+    with contextlib.suppress(BacklogUnreadable):
+        counts = await subject_counts(js, stream, queue_functions_filter(stream, queue_name))
+        if waiting := sum(counts.values()):
+            log.warning(
+                "%d calls wait on per-function subjects (%s), which scaling_mode=static does not "
+                "serve: run a fair worker until they are done (docs/queue-worker.md)",
+                waiting,
+                queue_functions_filter(stream, queue_name),
+            )

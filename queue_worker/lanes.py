@@ -6,6 +6,7 @@ outcome onto it.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from queue_worker.fair_order import Turn
 WEIGHT_ANNOTATION = "ferry.weight"
 MAX_INFLIGHT_ANNOTATION = "ferry.max_inflight"
 MAX_WEIGHT = 1000.0
+REQUESTS_PER_LANE = 4  # pull requests one lane may have outstanding at once
 # A call the limiter sent back (a 429 while probing) goes back to its lane without using an
 # attempt, at most this many times; past that its 429s count like any other failed attempt,
 # so a function that always answers 429 cannot keep a call cycling for ever.
@@ -62,8 +64,9 @@ class Lane:
     cap: int | None = None
     known: bool = False  # a message has shown its annotations (until then: one at a time)
     inflight: int = 0
-    asked: int = 0  # messages asked for by the outstanding pull request
-    asked_at: float = 0.0
+    asked: int = 0  # messages asked for by its outstanding pull requests, not yet delivered
+    # its outstanding pull requests, oldest first: [number, messages still due, sent at]
+    requests: collections.deque[list[float]] = field(default_factory=collections.deque)
     backlog: int = 0  # stored on its subject (as last seen), running calls included
     paused_until: float = 0.0
     consumer_ready: bool = False
@@ -90,9 +93,13 @@ class Lane:
 
     def room(self, now: float, batch_max: int) -> int:
         """How many calls the fair order may give this lane now."""
-        if not self.consumer_ready or self.asked or now < self.paused_until:
+        if (
+            not self.consumer_ready
+            or len(self.requests) >= REQUESTS_PER_LANE
+            or now < self.paused_until
+        ):
             return 0
-        room = min(self.allowed - self.inflight, self.waiting)
+        room = min(self.allowed - self.inflight - self.asked, self.waiting)
         return min(room, batch_max) if batch_max else room
 
     def learn(self, function: str, annotations: Mapping[str, str]) -> None:
@@ -105,10 +112,14 @@ class Lane:
             self.limit.bound(min(self.slots, cap) if cap is not None else self.slots)
         self.known = True
 
-    def started(self) -> int:
-        """A call starts; returns the limiter generation to report its outcome against."""
+    def delivered(self) -> None:
+        """A message of this lane arrived to run: it counts as in flight from now on, so no
+        request asks for a message its limit has no room for."""
         self.inflight += 1
         self.active_at = time.monotonic()
+
+    def started(self) -> int:
+        """The call is sent; the limiter generation to report its outcome against."""
         return self.limit.generation
 
     def finished(self) -> None:

@@ -41,7 +41,7 @@ from queue_worker.attempt_log import log_attempt
 from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
 from queue_worker.fair_metrics import FairCollector
-from queue_worker.fair_mode import FairMode
+from queue_worker.fair_mode import FairMode, warn_of_fair_backlog
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
@@ -141,6 +141,7 @@ class QueueWorker:
             return
         self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
         await self._puller.start()
+        await warn_of_fair_backlog(self._js, nats.nats_stream, self.config.queue_name)
         log.info(
             "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
@@ -406,22 +407,20 @@ class _SlotHold:
 
     def __init__(self, worker: QueueWorker, lane: Lane | None) -> None:
         self.worker = worker
-        self.lane = lane
-        self.running = False
+        self.lane = lane  # fair mode: it counts the message in flight since its delivery
         self.held = True
 
     def started(self, request: QueueRequest) -> int:
-        """The call starts: it counts in its lane; the limiter generation it runs in."""
+        """The call is sent: its lane learns the function; the limiter generation it runs in."""
         if self.lane is None:
             return 0
         self.lane.learn(request.function, request.annotations)
-        self.running = True
         return self.lane.started()
 
     def release(self) -> None:
         if self.held:
             self.held = False
-            if self.running and self.lane is not None:
+            if self.lane is not None:
                 self.lane.finished()
             self.worker.slots.release()
             self.worker._slot_freed()
