@@ -35,8 +35,11 @@ class Fate(Enum):
 
 def annotated_weight(annotations: Mapping[str, str]) -> float:
     """`ferry.weight` (a positive number, default 1); anything else counts as 1."""
+    text = annotations.get(WEIGHT_ANNOTATION)
+    if not text:  # the usual case: no exception raised and caught for every call
+        return 1.0
     try:
-        weight = float(annotations.get(WEIGHT_ANNOTATION, "1"))
+        weight = float(text)
     except ValueError:
         return 1.0
     return min(weight, MAX_WEIGHT) if weight > 0 else 1.0
@@ -44,8 +47,11 @@ def annotated_weight(annotations: Mapping[str, str]) -> float:
 
 def annotated_cap(annotations: Mapping[str, str]) -> int | None:
     """`ferry.max_inflight` (a positive whole number), or None."""
+    text = annotations.get(MAX_INFLIGHT_ANNOTATION)
+    if not text:
+        return None
     try:
-        cap = int(annotations.get(MAX_INFLIGHT_ANNOTATION, ""))
+        cap = int(text)
     except ValueError:
         return None
     return cap if cap > 0 else None
@@ -163,9 +169,10 @@ RETURNS = "Ferry-Limiter-Returns"
 
 def header_count(headers: Mapping[str, str] | None, name: str) -> int:
     """A small non-negative count from a message header (0 if missing or malformed)."""
-    if not headers:
+    text = headers.get(name) if headers else None
+    if not text:
         return 0
     try:
-        return max(0, min(int(headers.get(name, "0")), 1_000_000))
+        return max(0, min(int(text), 1_000_000))
     except ValueError:
         return 0
