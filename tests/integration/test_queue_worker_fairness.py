@@ -9,11 +9,14 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import generate_latest
 
 from asyncq.publisher import Publisher, build_request
+from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
@@ -109,6 +112,28 @@ async def test_a_quick_function_is_not_held_up_by_a_backlog_on_the_plain_subject
         await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
         slow_before = seen.started.count("slow")
     assert slow_before < 100, slow_before
+
+
+async def test_the_front_door_stores_calls_on_the_function_subject_once_a_fair_worker_runs(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver, tmp_path: Path
+) -> None:
+    gateway.function("echo")
+    functions = write_functions(
+        tmp_path / "f.yml", {"echo": {"url": f"{gateway.url}/function/echo"}}
+    )
+    async with queue.worker(max_inflight="4"):
+        env = gateway_env(queue, functions_file=str(functions))
+        async with running_gateway(env) as front, aiohttp.ClientSession() as http:
+            url = f"{front.url}/async-function/echo"
+            headers = {"X-Callback-Url": receiver.url()}
+            async with http.post(url, data=b"hi", headers=headers) as response:
+                assert response.status == 202
+            (callback,) = await receiver.wait_for(1)
+    assert callback.body == b"hi"
+    plain = await queue.js.consumer_info(queue.stream, "faas-workers")
+    assert plain.delivered.stream_seq == 0  # nothing went through the sorter
+    info = await queue.js.stream_info(queue.stream)
+    assert info.state.last_seq == 1  # one message, on faas-request.fn.echo
 
 
 async def test_static_mode_keeps_arrival_order(queue: QueueUnderTest, gateway: FakeGateway) -> None:
