@@ -88,7 +88,16 @@ class FairScheduler:
         self._sub = await self.nc.subscribe(f"{self._inbox_prefix}.>", cb=self._receive)
 
     async def stop(self) -> None:
+        """Stop asking; wait (at most one listening request's time) until the server has ended
+        every pull request, refusing what still arrives, so no message is delivered to an
+        inbox nobody reads (it would come back only after `ack_wait`)."""
         self.stopping = True
+        deadline = time.monotonic() + LISTEN_SECONDS + 0.5
+        while any(lane.requests for lane in self.lanes.values()) and time.monotonic() < deadline:
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self.changed.wait()
         if self._sub is not None:
             with contextlib.suppress(NatsError):
                 await self._sub.unsubscribe()
