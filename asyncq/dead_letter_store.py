@@ -33,6 +33,7 @@ from asyncq.layout import (
     DEAD_REASON,
     DEAD_SUBJECT,
 )
+from asyncq.settings import DEFAULT_BUCKET
 from connectors.core.errors import FerryError
 from connectors.jetstream.connect import describe
 
@@ -99,11 +100,22 @@ class DeadLetter:
 
 
 class DeadLetterStore:
-    def __init__(self, js: JetStreamContext, stream: str, *, request_stream: str) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        *,
+        request_stream: str,
+        body_bucket: str = DEFAULT_BUCKET,
+        stored_in: str = "",
+    ) -> None:
+        """`request_stream` names the queue's subjects (`nats_stream`), `stored_in` the stream
+        that holds them when that is another (`ensure_streams`)."""
         self.js = js
         self.stream = stream
         self.request_stream = request_stream
-        self.bodies = BodyStore(js, "unused")  # deletes name their own bucket
+        self.stored_in = stored_in or request_stream
+        self.bodies = BodyStore(js, body_bucket)  # `large_body_bucket`: the only one it deletes in
 
     async def read(self, function: str = "") -> list[DeadLetter]:
         """Every dead letter, oldest first, optionally only one function's."""
@@ -151,7 +163,7 @@ class DeadLetterStore:
                 subject,
                 letter.data,
                 headers=headers,
-                stream=self.request_stream,
+                stream=self.stored_in,
             )
             await self._delete(letter)
             count += 1
@@ -161,12 +173,17 @@ class DeadLetterStore:
 
     async def purge(self, function: str = "") -> int:
         """Delete every dead letter (or one function's); returns how many were removed."""
-        letters = await self.read(function)
+        return await self.discard(await self.read(function))
+
+    async def discard(self, letters: Iterable[DeadLetter]) -> int:
+        """Delete these dead letters and their stored bodies; returns how many."""
+        count = 0
         for letter in letters:
             await self._delete(letter)
             if letter.body_object:  # after the letter: a crash between leaves only an orphan
-                await self.bodies.delete(letter.body_object)
-        return len(letters)
+                await self.bodies.delete(letter.body_object, letter.data)
+            count += 1
+        return count
 
     async def _delete(self, letter: DeadLetter) -> None:
         try:

@@ -14,6 +14,7 @@ from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError, NoRespondersError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 
 from asyncq.layout import DEAD_LETTER_STREAM, function_subjects
 from connectors.core.errors import FerryError, StartupError
@@ -60,11 +61,43 @@ def dead_letter_stream_config(stream: str = DEAD_LETTER_STREAM) -> js_api.Stream
 
 
 async def ensure_streams(
-    js: JetStreamContext, stream: str, dead_letter_stream: str, *, replicas: int = 1
-) -> None:
-    """The request and dead-letter streams, each with `replicas` (see connectors.jetstream)."""
-    await ensure_stream(js, request_stream_config(stream), replicas)
+    js: JetStreamContext,
+    stream: str,
+    dead_letter_stream: str,
+    *,
+    replicas: int = 1,
+    subject: str = "",
+) -> str:
+    """The request and dead-letter streams; returns the name of the stream that serves the
+    queue's `subject` (`stream` itself unless another stream already holds it).
+
+    A stream that already holds the subject is served whatever its name, and left as it is
+    (OpenFaaS Pro names its stream after the queue with an `OF_` prefix: `OF_faas-request`
+    holding subject `faas-request`); ferry's own streams are created with `replicas` and kept
+    at it (see connectors.jetstream).
+    """
+    subject = subject or stream
+    holder = await stream_holding(js, subject)
+    if holder is not None and holder != stream:
+        log.info("serving stream %s, which already holds subject %s", holder, subject)
+    else:
+        await ensure_stream(js, request_stream_config(stream), replicas)
+        holder = stream
     await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
+    return holder
+
+
+async def stream_holding(js: JetStreamContext, subject: str) -> str | None:
+    """The stream whose subjects take `subject` (JetStream's stream-names-by-subject
+    request), or None if no stream does."""
+    try:
+        return await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        return None
+    except (NatsError, TimeoutError) as exc:
+        raise StartupError(
+            f"JetStream is not available (asking which stream holds {subject}): {describe(exc)}"
+        ) from None
 
 
 async def publish(
@@ -91,18 +124,19 @@ async def publish(
         ) from None
 
 
-async def add_function_subjects(js: JetStreamContext, stream: str) -> bool:
+async def add_function_subjects(js: JetStreamContext, stream: str, subjects: str) -> bool:
     """Let the request stream hold per-function subjects (fair mode); True if it was changed.
 
     A stream made before fair mode, or by OpenFaaS, holds only the plain subjects; adding one
-    subject keeps every stored message. Safe when several workers race to do it."""
-    wanted = function_subjects(stream)
+    subject keeps every stored message. Safe when several workers race to do it. `subjects`
+    is the queue's subject base (`nats_stream`), `stream` the stream that holds them."""
+    wanted = function_subjects(subjects)
     try:
         info = await js.stream_info(stream)
-        subjects = list(info.config.subjects or [])
-        if wanted in subjects:
+        held = list(info.config.subjects or [])
+        if wanted in held:
             return False
-        await js.update_stream(dataclasses.replace(info.config, subjects=[*subjects, wanted]))
+        await js.update_stream(dataclasses.replace(info.config, subjects=[*held, wanted]))
     except (NatsError, TimeoutError) as exc:
         raise StartupError(
             f"cannot add the per-function subjects {wanted} to stream {stream}: {describe(exc)}"
@@ -111,14 +145,14 @@ async def add_function_subjects(js: JetStreamContext, stream: str) -> bool:
     return True
 
 
-async def holds_function_subjects(js: JetStreamContext, stream: str) -> bool:
+async def holds_function_subjects(js: JetStreamContext, stream: str, subjects: str) -> bool:
     """Whether publishers should write calls to per-function subjects (a fair worker made the
     stream hold them)."""
     try:
         info = await js.stream_info(stream)
     except (NatsError, TimeoutError):
         return False
-    return function_subjects(stream) in (info.config.subjects or [])
+    return function_subjects(subjects) in (info.config.subjects or [])
 
 
 async def subject_counts(js: JetStreamContext, stream: str, subjects: str) -> dict[str, int]:

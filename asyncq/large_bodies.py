@@ -8,6 +8,14 @@ deletes it once the call's outcome is final and acknowledged; a dead letter keep
 needs it) until it is purged. Objects expire after the bucket's TTL (`large_body_ttl`) whatever
 happens, so a process that dies half way leaves nothing behind for longer than that.
 
+Each object belongs to one call: its metadata holds the SHA-256 of the queued message it was
+written for (`Ferry-Call-Digest`, and the call id for people). The header is plain input to
+anyone who may publish on the queue, so the worker trusts it only that far: it reads an object
+only from `large_body_bucket` and only for the message that owns it, and deletes one only for
+its owner. A forged reference (another bucket, another call's object) is dead-lettered as a call
+without its body; the object it names is left alone. Replaying a dead letter re-publishes the
+same message, so the owner stays the same.
+
 nats-py's object store writes objects; reading is done here with direct gets, chunk by chunk,
 because its `get` collects the whole object in memory.
 """
@@ -38,12 +46,15 @@ from connectors.jetstream.setup import ensure_object_store
 log = logging.getLogger("queue_worker.large_bodies")
 
 BODY_OBJECT = "Ferry-Body-Object"  # NATS message header: "{bucket}/{object name}"
+OWNER_DIGEST = "Ferry-Call-Digest"  # object metadata: SHA-256 (hex) of the owning message
+OWNER_CALL = "Ferry-Call-Id"  # object metadata: the owning call's id (for people, not checked)
 CHUNK_BYTES = 128 * 1024
 _NAME = re.compile(r"[0-9a-f-]{36}")  # what `put` names objects: a random UUID
 
 
 class BodyMissing(FerryError):
-    """The object a call refers to is not there (expired, deleted, or never written)."""
+    """The object a call refers to is not there (expired, deleted, or never written), or is
+    not the call's to read (another bucket, another call's object)."""
 
 
 def server_max_payload(js: JetStreamContext) -> int:
@@ -99,13 +110,18 @@ class BodyStore:
         stream's info on every call): a missing bucket shows in the operation itself."""
         return ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=self.js)
 
-    async def put(self, body: bytes) -> str:
-        """Store `body`; returns the `Ferry-Body-Object` value naming it. PublishError if
+    async def put(self, body: bytes, *, owner: bytes, call_id: str = "") -> str:
+        """Store `body` for the queued message `owner` (the message as published, which names
+        the object); returns the `Ferry-Body-Object` value naming it. PublishError if
         JetStream did not store it (nothing is left behind then)."""
         name = str(uuid.uuid4())
         # chunks of 128 KiB (nats-py's default), smaller if the server takes less per message
         chunk = min(CHUNK_BYTES, server_max_payload(self.js) - 1024)
-        meta = js_api.ObjectMeta(name=name, options=js_api.ObjectMetaOptions(max_chunk_size=chunk))
+        meta = js_api.ObjectMeta(
+            name=name,
+            headers={OWNER_DIGEST: [_digest(owner)], OWNER_CALL: [call_id[:200]]},
+            options=js_api.ObjectMetaOptions(max_chunk_size=chunk),
+        )
         try:
             store = self._store(self.bucket)
             await store.put(name, body, meta=meta)
@@ -115,31 +131,48 @@ class BodyStore:
             ) from None
         return f"{self.bucket}/{name}"
 
-    async def open(self, reference: str) -> StreamedBody:
-        """The object as a streamed body (read only while it is sent). BodyMissing if it is
-        gone; PublishError if JetStream could not be asked."""
-        bucket, name = parse_reference(reference)
+    async def open(self, reference: str, owner: bytes) -> StreamedBody:
+        """The object as a streamed body (read only while it is sent), if the message `owner`
+        owns it. BodyMissing if it is gone or not the message's; PublishError if JetStream
+        could not be asked."""
+        info = await self._owned_info(reference, owner)
+        return StreamedBody(info.size or 0, _ObjectChunks(self.js, info.bucket, info))
+
+    async def delete(self, reference: str, owner: bytes) -> None:
+        """Remove the object if the message `owner` owns it. A failure is logged, not raised
+        (the bucket's TTL is the backstop); an object of another call is never touched."""
         try:
-            store = self._store(bucket)
-            info = await store.get_info(name)
+            info = await self._owned_info(reference, owner)
+            await self._store(info.bucket).delete(info.name)
+        except (NotFoundError, ObjectNotFoundError):
+            pass  # already gone
+        except BodyMissing as exc:
+            log.debug("not deleting %s: %s", reference[:200], exc)
+        except (PublishError, NatsError, TimeoutError) as exc:
+            log.warning("could not delete %s (it expires with its bucket): %s", reference, exc)
+
+    async def _owned_info(self, reference: str, owner: bytes) -> js_api.ObjectInfo:
+        """The object's info, if it is in this store's bucket and `owner` owns it."""
+        bucket, name = parse_reference(reference)
+        if bucket != self.bucket:
+            raise BodyMissing(
+                f"{BODY_OBJECT} {reference} is not in large_body_bucket ({self.bucket}): not read"
+            )
+        try:
+            info = await self._store(bucket).get_info(name)
         except (NotFoundError, ObjectNotFoundError):
             raise BodyMissing(
                 f"the body object {reference} is gone (expired after large_body_ttl, or deleted)"
             ) from None
         except (NatsError, TimeoutError) as exc:
             raise PublishError(f"cannot read {reference}: {describe(exc)}") from None
-        return StreamedBody(info.size or 0, _ObjectChunks(self.js, bucket, info))
+        if _digest(owner) not in (info.headers or {}).get(OWNER_DIGEST, []):
+            raise BodyMissing(f"the body object {reference} belongs to another call: not read")
+        return info
 
-    async def delete(self, reference: str) -> None:
-        """Remove the object; a failure is logged, not raised (the bucket's TTL is the backstop)."""
-        try:
-            bucket, name = parse_reference(reference)
-            store = self._store(bucket)
-            await store.delete(name)
-        except (NotFoundError, ObjectNotFoundError, BodyMissing):
-            pass  # already gone
-        except (NatsError, TimeoutError) as exc:
-            log.warning("could not delete %s (it expires with its bucket): %s", reference, exc)
+
+def _digest(message: bytes) -> str:
+    return hashlib.sha256(message).hexdigest()
 
 
 class _ObjectChunks:

@@ -87,13 +87,22 @@ def _canonical(name: str) -> str:
 
 class Publisher:
     """Stores calls on the request stream; with a `BodyStore`, a body too large for one
-    message goes to the object store and the message names it (`large_bodies`)."""
+    message goes to the object store and the message names it (`large_bodies`).
+
+    `stream` names the queue's subjects (`nats_stream`); `stored_in` the stream that holds
+    them, when that is another (OpenFaaS Pro's `OF_faas-request`, see `ensure_streams`)."""
 
     def __init__(
-        self, js: JetStreamContext, stream: str = DEFAULT_STREAM, bodies: BodyStore | None = None
+        self,
+        js: JetStreamContext,
+        stream: str = DEFAULT_STREAM,
+        bodies: BodyStore | None = None,
+        *,
+        stored_in: str = "",
     ) -> None:
         self.js = js
-        self.stream = stream
+        self.subjects = stream
+        self.stream = stored_in or stream
         self.bodies = bodies
         max_payload = server_max_payload(js) if bodies is not None else 0
         self.max_message = max_payload
@@ -106,7 +115,7 @@ class Publisher:
 
     async def learn_layout(self) -> bool:
         """Publish to per-function subjects from now on if the stream holds them."""
-        self.per_function = await holds_function_subjects(self.js, self.stream)
+        self.per_function = await holds_function_subjects(self.js, self.stream, self.subjects)
         return self.per_function
 
     async def follow_layout(self, interval: float) -> None:
@@ -118,8 +127,8 @@ class Publisher:
 
     def subject(self, request: QueueRequest) -> str:
         if self.per_function:
-            return function_subject(self.stream, request.queue_name, request.function)
-        return queue_subject(self.stream, request.queue_name)
+            return function_subject(self.subjects, request.queue_name, request.function)
+        return queue_subject(self.subjects, request.queue_name)
 
     def enqueue(
         self, request: QueueRequest, *, timeout: float = 5.0
@@ -161,7 +170,7 @@ class Publisher:
             self.per_function = False
         return await publish(
             self.js,
-            queue_subject(self.stream, request.queue_name),
+            queue_subject(self.subjects, request.queue_name),
             data,
             headers=headers,
             stream=self.stream,
@@ -193,7 +202,7 @@ class Publisher:
                 f"the call without its body ({len(data)} bytes) is larger than NATS's "
                 f"max_payload ({self.max_message} bytes)"
             )
-        reference = await bodies.put(request.body)
+        reference = await bodies.put(request.body, owner=data, call_id=request.call_id)
         # Not deleted if the publish fails: the call may be stored all the same (a lost PubAck),
         # and it would need its body. An orphan goes with the bucket's TTL.
         ack = await publish(
@@ -205,5 +214,5 @@ class Publisher:
             timeout=timeout,
         )
         if ack.duplicate:
-            await bodies.delete(reference)  # the call is stored already, with its own object
+            await bodies.delete(reference, data)  # the call is stored already, with its own object
         return ack

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from asyncq.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
-from connectors.core.settings import positive_duration, setting
+from connectors.core.settings import retention, setting
 from connectors.jetstream.settings import NatsSettings
 
 DEFAULT_BUCKET = "faas-bodies"
@@ -42,6 +42,6 @@ class QueueNatsSettings(NatsSettings):
         "large_body_ttl",
         DEFAULT_TTL,
         "how long a stored body is kept at most (deleted sooner once its call is done)",
-        positive_duration,
+        retention,
         shown="168h",
     )

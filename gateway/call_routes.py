@@ -7,14 +7,14 @@ function answered, and anyone who can cancel can stop work.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
 
 from connectors.core.invoker import HOP_BY_HOP
+from gateway.credentials import Credentials
 from ledger.entries import CallEntry
-from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable
+from ledger.store import UNCONFIRMED, CancelAnswer, LedgerStore, LedgerUnavailable
 
 # The stored answer's own headers that the result route does not repeat: hop-by-hop ones
 # (they were the function's connection's), and those the route writes itself.
@@ -30,9 +30,9 @@ _NOT_SERVED = HOP_BY_HOP | {
 
 
 class CallRoutes:
-    def __init__(self, store: LedgerStore | None, *, authorization: str | None) -> None:
+    def __init__(self, store: LedgerStore | None, *, credentials: Credentials | None) -> None:
         self.store = store
-        self.authorization = authorization
+        self.credentials = credentials
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -78,11 +78,14 @@ class CallRoutes:
             answer, entry = await self.store.cancel(call_id)
         except LedgerUnavailable as exc:
             return _error(503, str(exc))
-        if answer is CancelAnswer.UNKNOWN or entry is None:
-            return _error(404, f"no call {call_id} in the ledger")
         if answer is CancelAnswer.TOO_LATE:
             return _error(409, f"call {call_id} cannot be cancelled: it is {entry.state}")
-        return web.json_response(entry.public(), status=202)
+        if answer is CancelAnswer.UNCONFIRMED:
+            return _error(503, f"call {call_id}: {UNCONFIRMED}")
+        shown = entry.public()
+        if answer is CancelAnswer.PENDING:  # the ledger had not seen it: it will not run
+            shown["pending"] = True
+        return web.json_response(shown, status=202)
 
     async def _lookup(self, request: web.Request) -> CallEntry | web.Response:
         call_id = self._call_id(request)
@@ -103,14 +106,10 @@ class CallRoutes:
         return refused if refused is not None else request.match_info["call_id"]
 
     def _refusal(self, request: web.Request) -> web.Response | None:
-        if self.authorization is not None:
-            given = request.headers.get("Authorization", "")
-            # a header's bytes that are not UTF-8 come as surrogate escapes: compare them as bytes
-            given_bytes = given.encode("utf-8", "surrogateescape")
-            if not hmac.compare_digest(given_bytes, self.authorization.encode()):
-                response = _error(401, "unauthorized")
-                response.headers["WWW-Authenticate"] = 'Basic realm="ferry"'
-                return response
+        if self.credentials is not None:
+            refused = self.credentials.refusal(request)  # DELETE /async-function/ is not /system
+            if refused is not None:
+                return refused
         if self.store is None:
             return _error(501, "the call ledger is off (call_ledger=false)")
         return None

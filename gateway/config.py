@@ -8,12 +8,14 @@ from asyncq.settings import QueueNatsSettings
 from connectors.core.config import RuntimeSettings, max_response_bytes_setting
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
+    body_bytes,
+    choice,
+    connect_or_interval,
+    exchange_timeout,
     group,
     http_url_or_empty,
-    int_in,
     parse_bool,
     port,
-    positive_duration,
     setting,
 )
 from ledger.settings import CallLedgerSettings
@@ -43,34 +45,34 @@ class GatewayConfig:
         DEFAULT_MAX_BODY_BYTES,
         "largest async request body (413 above); bodies too large for one NATS message"
         " go to the large_body_bucket object store",
-        int_in(0),
+        body_bytes,
     )
     refresh_interval: float = setting(
         "refresh_interval",
         2.0,
         "how often the function list is re-read (file or upstream)",
-        positive_duration,
+        connect_or_interval,
         shown="2s",
     )
     publish_timeout: float = setting(
         "publish_timeout",
         5.0,
         "how long to wait for JetStream to confirm a queued call (503 after)",
-        positive_duration,
+        exchange_timeout,
         shown="5s",
     )
     read_timeout: float = setting(
         "read_timeout",
         DEFAULT_READ_TIMEOUT,
         "most time a whole request (head and body) may take to arrive (408 after)",
-        positive_duration,
+        exchange_timeout,
         shown="65s",
     )
     upstream_timeout: float = setting(
         "upstream_timeout",
         60.0,
         "bound on a proxied call's wait for the upstream or function (502 past it)",
-        positive_duration,
+        exchange_timeout,
         shown="60s",
     )
     max_response_bytes: int = max_response_bytes_setting()
@@ -78,7 +80,8 @@ class GatewayConfig:
         "basic_auth",
         False,
         "proxy mode: read the function list with basic auth (from secret_mount_path); "
-        "either mode: require the same credentials on /system/calls",
+        "either mode: require the same credentials on the call routes (standalone mode: on "
+        "every /system route)",
         parse_bool,
     )
     secret_mount_path: str = setting(
@@ -97,6 +100,13 @@ class GatewayConfig:
         False,
         "accept X-Callback-Url on loopback, private and link-local addresses",
         parse_bool,
+    )
+    console_enabled: str = setting(
+        "console_enabled",
+        "auto",
+        "serve the web console at /system/console/: auto (only when basic_auth=true, behind its "
+        "credentials), true (also without credentials), false",
+        choice("auto", "true", "false"),
     )
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)

@@ -22,7 +22,7 @@ from asyncq.jetstream import NeverStorable, PublishError
 from asyncq.publisher import Publisher, build_request
 from connectors.core.errors import CallbackRefused
 from connectors.core.invoker import NOT_FORWARDED
-from connectors.core.targets import function_name_problem
+from connectors.core.targets import call_id_problem, function_name_problem
 from connectors.core.urlguard import CallbackPolicy
 from gateway.call import AsyncCall
 from gateway.functions import Function, FunctionCatalog
@@ -73,8 +73,9 @@ class FrontDoor:
 
     # -- the transport-neutral core ---------------------------------------------------------
 
-    async def admit(self, name: str, callback_url: str) -> Function | Answer:
+    async def admit(self, call: AsyncCall) -> Function | Answer:
         """The function a call is for, or the answer refusing it (before its body is read)."""
+        name = call.name
         function = self.catalog.current.find(name)
         if function is None:
             if (problem := function_name_problem(name)) is not None:
@@ -82,11 +83,13 @@ class FrontDoor:
             function = await self.catalog.lookup(name)
         if function is None:
             return self._reject("not_found", 404, f"function {name} not found")
-        if callback_url:
+        if call.callback_url:
             try:
-                self.policy.check_url(callback_url)
+                self.policy.check_url(call.callback_url)
             except CallbackRefused as exc:
                 return self._reject("bad_callback", 400, f"X-Callback-Url refused: {exc}")
+        if (problem := _call_id_problem(call.headers)) is not None:
+            return self._reject("bad_call_id", 400, problem)
         return function
 
     async def enqueue(self, function: Function, call: AsyncCall, body: bytes) -> Answer:
@@ -146,7 +149,7 @@ class FrontDoor:
             callback_url=request.headers.get("X-Callback-Url", "").strip(),
             method=request.method,
         )
-        admitted = await self.admit(call.name, call.callback_url)
+        admitted = await self.admit(call)
         if isinstance(admitted, Answer):
             return _response(admitted)
         try:
@@ -182,6 +185,17 @@ class FrontDoor:
             f"retry with the header X-Call-Id: {ids[0][1]}\n"
         )
         return Answer(503, text, headers=ids)
+
+
+def _call_id_problem(headers: Iterable[tuple[str, str]]) -> str | None:
+    """Why an `X-Call-Id` the caller chose cannot be taken: the call routes could never address
+    it (a `/`, say), or it is too long to log and list."""
+    for name, value in headers:
+        if value and len(name) == 9 and name.lower() == "x-call-id":
+            problem = call_id_problem(value)
+            if problem is not None:
+                return problem
+    return None
 
 
 def _queued_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -35,12 +35,13 @@ class Function:
     url: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""  # shown to OpenFaaS clients only; standalone functions are URLs
 
     def openfaas_json(self) -> dict[str, Any]:
         """The function as OpenFaaS's `/system/functions` lists it."""
         return {
             "name": self.name,
-            "image": "",
+            "image": self.image,
             "namespace": self.namespace,
             "envProcess": "",
             "replicas": 1,
@@ -142,10 +143,14 @@ def _function(item: Any, index: int) -> Function:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"function {name}: url must be an http:// or https:// URL")
+    image = item.get("image", "")
+    if not isinstance(image, str):
+        raise ValueError(f"function {name}: image must be a string")
     return Function(
         name=name,
         namespace=namespace,
         url=str(url).rstrip("/"),
+        image=image,
         annotations=_strings(item.get("annotations"), f"function {name}: annotations"),
         labels=_strings(item.get("labels"), f"function {name}: labels"),
     )

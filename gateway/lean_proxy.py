@@ -11,7 +11,8 @@ Authorization as it came (the gateway's own credentials are for `/system/*` alon
 the upstream's authority, no `X-Forwarded-*` added; the answer's status, reason and headers
 minus the hop-by-hop ones. Differences, on purpose: the answer is re-framed with Content-Length
 (it is read whole rather than streamed, so it is bounded by `max_response_bytes`: a longer
-answer, declared or chunked, is a 502);
+answer, declared or chunked, is a 502); the 502s the proxy makes itself are marked
+(`connectors.core.gateway_answers`: `X-OpenFaaS-Internal: ferry-gateway` and why);
 `upstream_timeout` bounds the whole exchange rather than each wait for bytes; a repeated request
 header is passed on each time (aiohttp's client keeps the last); and no `Server` header names
 aiohttp.
@@ -22,12 +23,14 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response
+from connectors.core.gateway_answers import ProxyError, marked
+from connectors.core.http1 import Http1Client, HttpError, InvalidRequest, Response, ResponseTooLarge
 from connectors.core.http1.answer import NO_BODY_STATUSES
 from connectors.core.http1.wire import NO_LENGTH_WHEN_EMPTY
 from connectors.core.invoker import HOP_BY_HOP, NOT_FORWARDED
 from gateway.front_door import Answer
-from gateway.functions import FunctionCatalog
+from gateway.function_status import FunctionStatus
+from gateway.functions import Function, FunctionCatalog
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import connection_named
 from gateway.request_head import Head
@@ -54,6 +57,7 @@ class LeanProxy:
         max_response_bytes: int,
         upstream_url: str = "",
         catalog: FunctionCatalog | None = None,
+        status: FunctionStatus | None = None,
     ) -> None:
         if bool(upstream_url) == (catalog is not None):
             raise ValueError("give either upstream_url (proxy mode) or catalog (standalone)")
@@ -61,27 +65,37 @@ class LeanProxy:
         self.timeout = timeout
         self.upstream_url = upstream_url
         self.catalog = catalog
+        self.status = status  # standalone: counts the calls to each function
         self.client = Http1Client(limit=MAX_CONNECTIONS, max_response_bytes=max_response_bytes)
 
     async def close(self) -> None:
         await self.client.close()
 
-    async def target(self, head: Head) -> str | Answer:
-        """The URL a call goes to, as the aiohttp routes work it out, or the 404 refusing it."""
+    async def target(self, head: Head) -> tuple[str, Function | None] | Answer:
+        """The URL a call goes to (and in standalone mode its function), as the aiohttp routes
+        work it out, or the 404 refusing it."""
         query = f"?{head.query_string}" if head.query_string else ""
         if self.catalog is None:
-            return self.upstream_url + head.path + query
+            return self.upstream_url + head.path + query, None
         function = await self.catalog.lookup(head.name)
         if function is None:
             return Answer(404, f"function {head.name} not found\n")
         rest = head.path[len("/function/") + len(head.name) :]  # "" or "/{tail}"
-        return function.url + rest + query
+        return function.url + rest + query, function
 
     async def forward(self, head: Head, body: bytes) -> Response | Answer:
         """The upstream's answer, or a 404 (standalone, unknown function) or 502 of our own."""
-        target = await self.target(head)
-        if isinstance(target, Answer):
-            return target
+        found = await self.target(head)
+        if isinstance(found, Answer):
+            return found
+        target, function = found
+        try:
+            return await self._send(head, body, target)
+        finally:
+            if function is not None and self.status is not None:
+                self.status.invoked(function)
+
+    async def _send(self, head: Head, body: bytes, target: str) -> Response | Answer:
         try:
             response = await self.client.request(
                 head.method,
@@ -90,11 +104,17 @@ class LeanProxy:
                 body=body,
                 timeout=self.timeout,
             )
+        except ResponseTooLarge as exc:
+            self.metrics.proxied.inc("502")
+            log.warning("proxy %s %s refused: %s", head.method, target, exc)
+            return Answer(502, f"upstream {target}: {exc}\n", marked(ProxyError.TOO_LARGE))
         except (HttpError, InvalidRequest, TimeoutError) as exc:
             reason = str(exc) or f"no answer within upstream_timeout ({self.timeout:g}s)"
             self.metrics.proxied.inc("502")
             log.warning("proxy %s %s failed: %s", head.method, target, reason)
-            return Answer(502, f"upstream {target} unreachable: {type(exc).__name__}: {reason}\n")
+            error = ProxyError.TIMEOUT if isinstance(exc, TimeoutError) else ProxyError.UNREACHABLE
+            text = f"upstream {target} unreachable: {type(exc).__name__}: {reason}\n"
+            return Answer(502, text, marked(error))
         self.metrics.proxied.inc(str(response.status))
         return response
 

@@ -209,7 +209,7 @@ class FastConnection(asyncio.Protocol):
                 assert proxy is not None  # read_head reads function calls only for a proxy
                 answer = await proxy.forward(head, body)
             else:
-                admitted = await front_door.admit(head.name, head.callback_url)
+                admitted = await front_door.admit(head)
                 if isinstance(admitted, Answer):
                     answer = admitted
                 else:

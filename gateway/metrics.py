@@ -15,7 +15,8 @@ class GatewayMetrics:
             registry,
             "gateway_async_calls",
             "POST /async-function answers by outcome "
-            "(accepted, duplicate, not_found, bad_callback, too_large, unavailable)",
+            "(accepted, duplicate, not_found, bad_name, bad_callback, bad_call_id, too_large, "
+            "unavailable)",
             ["outcome"],
             known=[("accepted",), ("duplicate",)],  # shown from 0, for rate() and alerts
         )

@@ -3,7 +3,9 @@
 Status, headers and body pass unchanged except the hop-by-hop headers (RFC 9110 section 7.6.1),
 which describe one connection and must not be forwarded. An answer longer than
 `max_response_bytes` is refused with 502 when its length is declared, and cut off (the
-connection to the caller aborted, so it cannot take it for whole) when it is not.
+connection to the caller aborted, so it cannot take it for whole) when it is not. The 502s the
+proxy makes itself are marked (`connectors.core.gateway_answers`), so the queue worker can tell
+an answer too large (final) and a timeout (`retry_on_timeout`) from a function's own 502.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from connectors.core.gateway_answers import ProxyError, marked
 from connectors.core.invoker import HOP_BY_HOP
 from gateway.metrics import GatewayMetrics
 
@@ -89,15 +92,24 @@ class ReverseProxy:
             log.warning("proxy %s %s failed: %s", request.method, target, exc or type(exc).__name__)
             if response is not None and response.prepared:
                 raise  # the status line is already out: abort the connection
+            # aiohttp's read timeout is a TimeoutError too; one while connecting means the
+            # function never had the call
+            timed_out = isinstance(exc, TimeoutError) and not isinstance(
+                exc, aiohttp.ConnectionTimeoutError
+            )
             return web.Response(
-                status=502, text=f"upstream {target} unreachable: {type(exc).__name__}: {exc}\n"
+                status=502,
+                text=f"upstream {target} unreachable: {type(exc).__name__}: {exc}\n",
+                headers=marked(ProxyError.TIMEOUT if timed_out else ProxyError.UNREACHABLE),
             )
 
     def _too_large(self, request: web.Request, target: str) -> web.Response:
         self.metrics.proxied.inc("502")
         reason = f"response larger than max_response_bytes ({self.max_response_bytes} bytes)"
         log.warning("proxy %s %s refused: %s", request.method, target, reason)
-        return web.Response(status=502, text=f"upstream {target}: {reason}\n")
+        return web.Response(
+            status=502, text=f"upstream {target}: {reason}\n", headers=marked(ProxyError.TOO_LARGE)
+        )
 
 
 def connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from nats.js import JetStreamContext
@@ -31,7 +32,9 @@ from connectors.jetstream.credentials import check_files
 from gateway.arrival_deadline import arrival_deadline
 from gateway.call_routes import CallRoutes
 from gateway.config import GatewayConfig
+from gateway.credentials import Credentials, system_routes_need
 from gateway.front_door import FrontDoor
+from gateway.function_status import FunctionStatus
 from gateway.functions import (
     FunctionCatalog,
     FunctionList,
@@ -46,12 +49,16 @@ from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
-from ledger.store import LedgerStore, open_or_handle
+from ledger.store import LedgerStore, bucket_handle, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
 # How often the front door re-reads whether the queue has per-function subjects (a fair worker
 # adds them when it starts): until then calls go to the plain subject, which the worker sorts.
 LAYOUT_REFRESH_SECONDS = 30.0
+
+# An application served under its own prefix on the gateway's port (the shell mounts the web
+# console this way): made once JetStream is open, given the gateway's JetStream context.
+Mount = Callable[[JetStreamContext], tuple[str, web.Application]]
 
 
 class GatewayService:
@@ -60,8 +67,8 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         # read now, so a bad secret is the one line at start-up even while NATS is down
-        self._authorization = (
-            read_basic_auth(config.secret_mount_path) if config.basic_auth else None
+        self._credentials = (
+            Credentials(read_basic_auth(config.secret_mount_path)) if config.basic_auth else None
         )
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
@@ -71,6 +78,7 @@ class GatewayService:
             max_response_bytes=config.max_response_bytes,
         )
         self._upstream: GatewayClient | None = None
+        self.function_status = FunctionStatus()  # standalone: invocations, listed since
         self.catalog = FunctionCatalog(
             self._source(),
             interval=config.refresh_interval,
@@ -84,8 +92,10 @@ class GatewayService:
         self._listener: FastListener | None = None
         self._queued_calls: QueuedCalls | None = None
         self._publisher: Publisher | None = None
-        self._call_routes = CallRoutes(None, authorization=self._authorization)  # ledger off
+        self._call_routes = CallRoutes(None, credentials=self._credentials)  # ledger off
         self._stopping = asyncio.Event()
+        self.mounts: list[Mount] = []  # set before start()
+        self._js: JetStreamContext | None = None
 
     def _lean_proxy(self) -> LeanProxy:
         """What forwards the function calls the lean listener reads: to the functions file's
@@ -96,6 +106,7 @@ class GatewayService:
             max_response_bytes=self.config.max_response_bytes,
             upstream_url=self.config.upstream_url,
             catalog=self.catalog if self.config.standalone else None,
+            status=self.function_status if self.config.standalone else None,
         )
 
     def _source(self) -> FunctionSource:
@@ -113,6 +124,7 @@ class GatewayService:
 
     def _count_functions(self, functions: FunctionList) -> None:
         self.metrics.functions.set(len(functions.functions))
+        self.function_status.observe(functions)
 
     @property
     def url(self) -> str:
@@ -128,14 +140,14 @@ class GatewayService:
             log.warning("upstream %s not answering yet; will keep trying", self.config.upstream_url)
         nats = self.config.nats
         self._nats = await connect(nats, name="ferry-gateway")
-        js = self._nats.client.jetstream()
-        await jetstream.ensure_streams(
+        js = self._js = self._nats.client.jetstream()
+        stream = await jetstream.ensure_streams(
             js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
         )
         bodies = BodyStore.from_settings(js, nats)
         await bodies.ensure()
         await self._open_ledger(js)
-        publisher = self._publisher = Publisher(js, nats.nats_stream, bodies)
+        publisher = self._publisher = Publisher(js, nats.nats_stream, bodies, stored_in=stream)
         await publisher.learn_layout()
         front_door = FrontDoor(
             self.catalog,
@@ -155,7 +167,9 @@ class GatewayService:
             if self.config.standalone
             else f"proxy to {self.config.upstream_url}"
         )
-        log.info("front door on port %d, %s, queueing on %s", self.port, mode, nats.nats_stream)
+        log.info("front door on port %d, %s, queueing on %s", self.port, mode, stream)
+        if self._credentials is None and (self.config.standalone or self._queued_calls):
+            log.warning(_open_routes(self.config.standalone, self.port))
 
     async def _open_ledger(self, js: JetStreamContext) -> None:
         """The call ledger's bucket (the gateway runs on without it if it cannot be had)."""
@@ -165,19 +179,32 @@ class GatewayService:
         kv = await open_or_handle(js, self.config.ledger, replicas, who="gateway")
         assert self._nats is not None
         bucket = self.config.ledger.call_ledger_bucket
-        self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
-        await self._queued_calls.start()
-        self._call_routes = CallRoutes(LedgerStore(kv), authorization=self._authorization)
+        if kv is not None:  # None: the bucket must not be written (it could not be bounded)
+            self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
+            await self._queued_calls.start()
+        store = LedgerStore(kv or bucket_handle(js, bucket), js, bucket)
+        self._call_routes = CallRoutes(store, credentials=self._credentials)
 
     def _app(self, front_door: FrontDoor) -> web.Application:
         app = web.Application(
             client_max_size=self.config.max_body_bytes,
-            middlewares=[refuse_dot_segments, arrival_deadline(self.config.read_timeout)],
+            middlewares=[
+                refuse_dot_segments,
+                # proxy mode: the upstream guards its own /system routes (it may take tokens
+                # ferry cannot check, e.g. OpenFaaS Pro's IAM); the call routes check anyway
+                system_routes_need(self._credentials if self.config.standalone else None),
+                arrival_deadline(self.config.read_timeout),
+            ],
         )
+        assert self._js is not None
+        for make in self.mounts:  # ahead of the catch-all route of proxy mode
+            prefix, sub_app = make(self._js)
+            app.add_subapp(prefix, sub_app)
         app.add_routes(front_door.routes())
         app.add_routes(self._call_routes.routes())
         if self.config.standalone:
-            app.add_routes(StandaloneRoutes(self.catalog, self.proxy).routes())
+            standalone = StandaloneRoutes(self.catalog, self.proxy, self.function_status)
+            app.add_routes(standalone.routes())
         else:
             app.router.add_route("*", "/{tail:.*}", self._to_upstream)
         return app
@@ -267,6 +294,19 @@ class GatewayService:
             await self._upstream.close()
         if self._nats is not None:
             await self._nats.close(drain=True)
+
+
+def _open_routes(standalone: bool, port: int) -> str:
+    """The one start-up line saying what answers anyone while ferry's own basic auth is off
+    (in proxy mode the upstream guards the rest of /system, but not ferry's call routes)."""
+    routes = "the call routes (/system/calls/{id}, DELETE /async-function/{id})"
+    if standalone:
+        routes = "/system/* (functions, namespaces, info, calls) and DELETE /async-function/{id}"
+    return (
+        f"basic_auth=false: {routes} answer anyone who reaches port {port}; to close them set "
+        "basic_auth=true with basic-auth-user and basic-auth-password in secret_mount_path, "
+        "or keep the port private (see docs/security.md)"
+    )
 
 
 def _cannot_listen(host: str, port: int, error: OSError) -> str:

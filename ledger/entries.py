@@ -18,14 +18,19 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from connectors.core.http1.wire import is_header_value, is_token
+from connectors.core.urlguard import shown_url
 
 DEFAULT_BUCKET = "faas-calls"
 DEFAULT_TTL_SECONDS = 24 * 3600.0
 DEFAULT_RESULT_MAX_BYTES = 64 * 1024
 RESULT_MAX_BYTES_LIMIT = 512 * 1024  # an entry must stay well under NATS's message size
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+MIN_MAX_BYTES = 1024 * 1024
+# A stored answer may take at most this share of the bucket (1/RESULT_SHARE), so a few big
+# answers cannot push out every other call's entry at once.
+RESULT_SHARE = 128
 MAX_TOKEN = 128
 MAX_ENTRY_BYTES = 1024 * 1024  # an entry read back larger than this is refused, not parsed
 _PLAIN_TOKEN = re.compile(rf"[-_a-zA-Z0-9]{{1,{MAX_TOKEN}}}")
@@ -102,20 +107,11 @@ CACHED_TEXT_CHARS = 512
 
 
 def public_url(url: str) -> str:
-    """A callback URL without user information, which may hold a password."""
-    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else _public_url(url)
+    """A callback URL without what may hold a secret: user information and query values."""
+    return _public_url_kept(url) if len(url) <= CACHED_TEXT_CHARS else shown_url(url)
 
 
-def _public_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))[:2048]
-
-
-_public_url_kept = functools.lru_cache(maxsize=256)(_public_url)  # most calls use a few URLs
+_public_url_kept = functools.lru_cache(maxsize=256)(shown_url)  # most calls use a few URLs
 
 
 @dataclass(frozen=True)

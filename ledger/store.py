@@ -15,13 +15,18 @@ from typing import Any, TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from nats.js.kv import KeyValue
 
 from asyncq.codec import QueueRequest
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import ensure_key_value
+from connectors.jetstream.setup import BoundRefused, ensure_key_value
 from ledger.entries import (
     ENTRY_PREFIX,
     CallEntry,
@@ -37,17 +42,25 @@ from ledger.entries import (
     split_function,
     start_time_text,
 )
+from ledger.fence import markers_seen
 from ledger.settings import CallLedgerSettings
 
 log = logging.getLogger("ferry.ledger")
 T = TypeVar("T")
 
 CANCEL_TRIES = 5  # compare-and-set retries when a worker writes between our read and write
-# How long a cancel waits before it reads the entry again: longer than a worker takes to write
-# `running` (held 50 ms, released on a 50 ms tick) or a final state (gathered for 5 ms) for an
-# attempt it began before it saw the cancel marker.
+# How long a cancel waits, once every worker has been handed its marker, before it reads the
+# entry again: longer than a worker takes to write `running` (sent at once when a marker names
+# a call it is running) for an attempt it began before it saw the marker.
 CANCEL_SETTLE_SECONDS = 0.25
 LIST_SCAN_LIMIT = 100_000  # entries `list` looks at before it stops
+STREAM_NOT_FOUND = 10059  # JetStream's code for a stream (here: the bucket) that is not there
+
+
+UNCONFIRMED = (
+    "the cancel is recorded, but not every worker has been handed it yet, so the call may still"
+    " run; GET it to see"
+)
 
 
 class LedgerUnavailable(FerryError):
@@ -56,21 +69,36 @@ class LedgerUnavailable(FerryError):
 
 class CancelAnswer(enum.Enum):
     CANCELLED = "cancelled"
-    UNKNOWN = "unknown"
+    PENDING = "pending"  # cancelled before the ledger had seen the call
     TOO_LATE = "too_late"  # running or finished
+    UNCONFIRMED = "unconfirmed"  # recorded, but a worker has not been handed the marker
 
 
 async def open_bucket(
     js: JetStreamContext, settings: CallLedgerSettings, replicas: int
 ) -> KeyValue:
-    """The ledger's bucket, created with `replicas` if missing (StartupError if it cannot be)."""
+    """The ledger's bucket, created with `replicas` if missing, bounded to
+    `call_ledger_max_bytes` (oldest entries first), StartupError if it cannot be."""
     return await ensure_key_value(
         js,
         settings.call_ledger_bucket,
         ttl=settings.call_ledger_ttl,
         history=1,
         replicas=replicas,
+        max_bytes=("call_ledger_max_bytes", settings.call_ledger_max_bytes),
     )
+
+
+async def open_existing(js: JetStreamContext, settings: CallLedgerSettings) -> KeyValue:
+    """The ledger's bucket as it is, for a reader: never created, never reconfigured
+    (LedgerUnavailable if it is not there)."""
+    bucket = settings.call_ledger_bucket
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        raise LedgerUnavailable(f"call ledger unavailable: no bucket {bucket}") from None
+    except (NatsError, TimeoutError) as exc:
+        raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
 
 
 def bucket_handle(js: JetStreamContext, bucket: str) -> KeyValue:
@@ -81,9 +109,15 @@ def bucket_handle(js: JetStreamContext, bucket: str) -> KeyValue:
 
 async def open_or_handle(
     js: JetStreamContext, settings: CallLedgerSettings, replicas: int, *, who: str
-) -> KeyValue:
+) -> KeyValue | None:
+    """The bucket to write to, or a handle on it if it cannot be had now (its writes fail and
+    are counted until it exists). None when it exists but cannot be bounded: writing to it
+    could fill JetStream's storage and stop intake, so the process writes nothing to it."""
     try:
         return await open_bucket(js, settings, replicas)
+    except BoundRefused as exc:
+        log.error("%s: the call ledger is not written (reads go on): %s", who, exc)
+        return None
     except StartupError as exc:
         log.warning("%s: call ledger unavailable, calls run without it: %s", who, exc)
         return bucket_handle(js, settings.call_ledger_bucket)
@@ -162,8 +196,10 @@ async def record_queued(kv: KeyValue, request: QueueRequest, publish: Coroutine[
 
 
 class LedgerStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext, bucket: str) -> None:
         self.kv = kv
+        self.js = js
+        self.bucket = bucket
 
     async def get(self, call_id: str) -> CallEntry | None:
         """The entry of `call_id`, or None if there is none (never written, or expired)."""
@@ -173,7 +209,9 @@ class LedgerStore:
     async def _get(self, call_id: str) -> tuple[CallEntry, int] | None:
         try:
             raw = await self.kv.get(entry_key(call_id), validate_keys=False)
-        except KeyNotFoundError:
+        except KeyNotFoundError as exc:
+            if _bucket_gone(exc):  # not "unknown": the ledger cannot say
+                raise LedgerUnavailable("call ledger unavailable: its bucket is gone") from None
             return None
         except (NatsError, TimeoutError) as exc:
             raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
@@ -187,41 +225,55 @@ class LedgerStore:
 
     async def cancel(
         self, call_id: str, settle: float = CANCEL_SETTLE_SECONDS
-    ) -> tuple[CancelAnswer, CallEntry | None]:
-        """Move a `queued` or `retrying` entry to `cancelled` (compare-and-set), then leave the
-        marker the workers watch. Running or finished calls are left alone.
+    ) -> tuple[CancelAnswer, CallEntry]:
+        """Cancel a call that has not begun, answering CANCELLED or PENDING only when no
+        attempt will run.
 
-        A worker may have begun an attempt just before the marker reached it, with its
-        `running` not written yet: after `settle` seconds the entry is read again, and if a
+        A `queued` or `retrying` entry becomes `cancelled` by compare-and-set on its revision;
+        an id the ledger has not seen yet (its `queued` entry is still on its way, or it was
+        queued without one) gets a `cancelled` entry made with `create`, so a `queued` arriving
+        later cannot replace it (PENDING). Then the marker the workers watch is written, and
+        the cancel waits until every worker's watch has been handed it (UNCONFIRMED if one
+        has not in time). A worker that had begun an attempt before writes `running` as soon
+        as the marker reaches it: after `settle` seconds the entry is read again, and if a
         worker's write replaced `cancelled` the answer is TOO_LATE with what it wrote."""
         for _ in range(CANCEL_TRIES):
             found = await self._get(call_id)
-            if found is None:
-                return CancelAnswer.UNKNOWN, None
-            entry, revision = found
-            if not entry.state.cancellable:
-                return CancelAnswer.TOO_LATE, entry
+            if found is not None and not found[0].state.cancellable:
+                return CancelAnswer.TOO_LATE, found[0]
+            entry = found[0] if found else CallEntry(call_id, "", CallState.CANCELLED)
             entry.state = CallState.CANCELLED
             entry.finished_at = entry.updated_at = now_text()
             entry.next_attempt_at = None
             try:
-                await self.kv.update(entry_key(call_id), entry.encode(), last=revision)
-                await self.kv.put(cancel_key(call_id), call_id.encode(), validate_keys=False)
+                if found is None:
+                    await self.kv.create(entry_key(call_id), entry.encode(), validate_keys=False)
+                else:
+                    await self.kv.update(entry_key(call_id), entry.encode(), last=found[1])
+                marker = await self.kv.put(
+                    cancel_key(call_id), call_id.encode(), validate_keys=False
+                )
             except KeyWrongLastSequenceError:
-                continue  # a worker wrote meanwhile: look again
+                continue  # a worker (or the front door) wrote meanwhile: look again
             except (NatsError, TimeoutError) as exc:
                 raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
-            return await self._settled(call_id, entry, settle)
-        return CancelAnswer.TOO_LATE, await self.get(call_id)
+            if not await markers_seen(self.js, self.bucket, marker):
+                return CancelAnswer.UNCONFIRMED, entry
+            answer = CancelAnswer.CANCELLED if found else CancelAnswer.PENDING
+            return await self._settled(call_id, entry, answer, settle)
+        latest = await self._get(call_id)
+        if latest is None:
+            raise LedgerUnavailable(f"call ledger: call {call_id} changes too often to cancel")
+        return CancelAnswer.TOO_LATE, latest[0]
 
     async def _settled(
-        self, call_id: str, cancelled: CallEntry, settle: float
-    ) -> tuple[CancelAnswer, CallEntry | None]:
+        self, call_id: str, cancelled: CallEntry, answer: CancelAnswer, settle: float
+    ) -> tuple[CancelAnswer, CallEntry]:
         await asyncio.sleep(settle)
         after = await self.get(call_id)
         if after is not None and after.state is not CallState.CANCELLED:
             return CancelAnswer.TOO_LATE, after  # a worker had begun it: it runs on
-        return CancelAnswer.CANCELLED, after or cancelled
+        return answer, after or cancelled
 
     async def list(
         self,
@@ -255,6 +307,13 @@ class LedgerStore:
         except (NatsError, TimeoutError) as exc:
             raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
         return list(reversed(kept))
+
+
+def _bucket_gone(exc: KeyNotFoundError) -> bool:
+    """nats-py reports a get from a bucket whose stream is gone as a missing key; the
+    stream's own error is the one it was raised from."""
+    cause = exc.__context__
+    return isinstance(cause, APIError) and cause.err_code == STREAM_NOT_FOUND
 
 
 def _matcher(function: str, state: str) -> Callable[[CallEntry], bool]:

@@ -1,5 +1,6 @@
 """The log line for one invocation attempt: debug on success, warning on a retry, error when
-the call is given up. Values from the message are escaped by the console formatter."""
+the call is given up. Values from the message are escaped by the console formatter, and call
+ids other publishers queued (any length) are cut to 128 characters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
+from connectors.core.targets import short_id
 
 log = logging.getLogger("ferry.queue_worker")
 
@@ -19,7 +21,7 @@ def log_attempt(
         log.debug(
             "%s call %s: status %s in %.3fs (attempt %d)",
             request.function,
-            request.call_id,
+            short_id(request.call_id),
             result.status,
             result.duration,
             result.attempt,
@@ -28,7 +30,7 @@ def log_attempt(
             log.info(
                 "%s call %s body: %s",
                 request.function,
-                request.call_id,
+                short_id(request.call_id),
                 result.body.decode("utf-8", "replace"),
             )
         return
@@ -37,10 +39,10 @@ def log_attempt(
         log.warning(
             "%s call %s: %s (attempt %d), retrying in %.2fs",
             request.function,
-            request.call_id,
+            short_id(request.call_id),
             detail,
             result.attempt,
             outcome.delay,
         )
     else:
-        log.error("%s call %s: %s", request.function, request.call_id, outcome.reason)
+        log.error("%s call %s: %s", request.function, short_id(request.call_id), outcome.reason)

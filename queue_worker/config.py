@@ -8,7 +8,7 @@ from asyncq.settings import QueueNatsSettings
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.settings import (
     choice,
-    duration,
+    duration_at_least,
     group,
     int_in,
     parse_bool,
@@ -17,6 +17,8 @@ from connectors.core.settings import (
 )
 from ledger.settings import CallLedgerSettings
 
+DEFAULT_MAX_HELD_ANSWER_BYTES = 64 * 1024 * 1024
+MIN_HELD_ANSWER_BYTES = 64 * 1024
 FAIR = "fair"
 STATIC = "static"
 
@@ -62,7 +64,7 @@ class QueueWorkerConfig:
         "ack_wait",
         30.0,
         "JetStream redelivers a message not acknowledged or touched by then",
-        duration,
+        duration_at_least("1s"),
         shown="30s",
     )
     scaling_mode: str = setting(
@@ -96,12 +98,15 @@ class QueueWorkerConfig:
         "(0: as many as there are free slots)",
         int_in(0, 10_000),
     )
+    max_held_answer_bytes: int = setting(
+        "max_held_answer_bytes",
+        DEFAULT_MAX_HELD_ANSWER_BYTES,
+        "bytes of function answers held while their callbacks are delivered; past it no new "
+        "call starts until some are delivered",
+        int_in(MIN_HELD_ANSWER_BYTES),
+    )
     gateway: GatewaySettings = group(GatewaySettings)
     retry: RetrySettings = group(RetrySettings)
     callbacks: CallbackSettings = group(CallbackSettings)
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
-
-    def __post_init__(self) -> None:
-        if self.ack_wait < 1:
-            raise ValueError(f"ack_wait must be at least 1s (got {self.ack_wait:g}s)")

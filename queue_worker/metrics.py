@@ -32,6 +32,12 @@ class QueueWorkerMetrics:
             "is still being recorded",
             registry=registry,
         )
+        self.held_bytes = Gauge(
+            "queue_worker_held_answer_bytes",
+            "Bytes of the answers of those messages, held until their outcome is recorded "
+            "(bounded by max_held_answer_bytes)",
+            registry=registry,
+        )
         self.prefetched = Gauge(
             "queue_worker_messages_prefetched",
             "Messages delivered ahead of a free slot, waiting for one",

@@ -21,7 +21,7 @@ from asyncq.large_bodies import BodyStore
 from connectors.core.callback import Callback, CallbackSender, result_headers
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
-from connectors.core.targets import shorten
+from connectors.core.targets import short_id, shorten
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.worker_ledger import WorkerLedger
 
@@ -77,7 +77,9 @@ class OutcomeRecorder:
 
     async def bodiless(self, msg: Msg, request: QueueRequest, reason: str) -> None:
         """A call whose body object is gone can never run: a dead letter at once."""
-        log.warning("%s call %s: dead-lettered: %s", request.function, request.call_id, reason)
+        log.warning(
+            "%s call %s: dead-lettered: %s", request.function, short_id(request.call_id), reason
+        )
         attempts = msg.metadata.num_delivered or 1
         self.ledger.gave_up(request, attempts, reason)
         await self._dead_letter(
@@ -114,7 +116,9 @@ class OutcomeRecorder:
             return
         function = request.function if request is not None else ""
         call_id = request.call_id if request is not None else ""
-        log.error("%s call %s (message %s): %s", function, call_id, seq(msg), outcome.reason)
+        log.error(
+            "%s call %s (message %s): %s", function, short_id(call_id), seq(msg), outcome.reason
+        )
         try:
             await self._dead_letter(
                 msg, function, call_id, outcome.reason, attempt, kind="unexpected"
@@ -163,7 +167,7 @@ class OutcomeRecorder:
             return
         await msg.ack_sync(timeout=5.0)
         if delete_body:
-            await self.bodies.delete(reference)
+            await self.bodies.delete(reference, msg.data)  # only if the call owns it
 
     async def callback(
         self, request: QueueRequest, result: InvocationResult, retry_max: int

@@ -42,6 +42,7 @@ from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
 from queue_worker.fair_metrics import FairCollector
 from queue_worker.fair_mode import FairMode, warn_of_fair_backlog
+from queue_worker.held_answers import HeldAnswers
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
@@ -54,12 +55,6 @@ log = logging.getLogger("ferry.queue_worker")
 
 PENDING_REFRESH_SECONDS = 5.0
 REQUEST_CHECK_SECONDS = 1.0  # re-check outstanding pull requests at least this often
-# Messages whose invocation is over but whose outcome is still being recorded (mostly: waiting
-# on a callback) are held in memory and unacknowledged. Past this many per slot (at least 64),
-# the worker takes no new messages until some are done, so a callback receiver that is down
-# slows the worker instead of filling its memory.
-FINISHING_PER_SLOT = 4
-FINISHING_AT_LEAST = 64
 
 
 class QueueWorker:
@@ -78,9 +73,9 @@ class QueueWorker:
             config.callbacks, concurrency=max(16, min(config.max_inflight, 256))
         )
         self.slots = Slots(config.max_inflight)
-        self.finishing_limit = max(FINISHING_AT_LEAST, FINISHING_PER_SLOT * config.max_inflight)
-        self._finishing = 0
-        self.metrics.finishing.set_function(lambda: self._finishing)
+        self.held = HeldAnswers(config.max_inflight, config.max_held_answer_bytes, self._room)
+        self.metrics.finishing.set_function(lambda: self.held.count)
+        self.metrics.held_bytes.set_function(lambda: self.held.bytes)
         self.metrics.inflight.set_function(lambda: self.slots.used)
         self.progress = ProgressKeeper(config.ack_wait)
         prefetch = config.prefetch
@@ -90,6 +85,7 @@ class QueueWorker:
         self.metrics.prefetched.set_function(lambda: len(self.prefetched))
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = config.nats_durable or durable_name(config.queue_name)
+        self.stream = config.nats.nats_stream  # until start finds the stream holding the subject
         self._nats: NatsConnection | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -114,18 +110,20 @@ class QueueWorker:
         )
         self._nc = self._nats.client
         self._js = self._nc.jetstream()
-        await jetstream.ensure_streams(
+        self.stream = await jetstream.ensure_streams(
             self._js,
             nats.nats_stream,
             nats.dead_letter_stream,
             replicas=nats.nats_stream_replicas,
+            subject=self.subject,
         )
         await ensure_consumer(
             self._js,
-            nats.nats_stream,
+            self.stream,
             self.durable,
             self.subject,
             ack_wait=self.config.ack_wait,
+            owned=self.durable == durable_name(self.config.queue_name),
         )
         await self.ledger.start(self._nc, self._js)
         self._bodies = BodyStore.from_settings(self._js, nats)
@@ -139,12 +137,13 @@ class QueueWorker:
         if self.config.scaling_mode == FAIR:
             await self._start_fair(self._nc, self._js, self._outcomes)
             return
-        self._puller = Puller(self._nc, nats.nats_stream, self.durable, self._deliver)
+        self._puller = Puller(self._nc, self.stream, self.durable, self._deliver)
         await self._puller.start()
-        await warn_of_fair_backlog(self._js, nats.nats_stream, self.config.queue_name)
+        await warn_of_fair_backlog(self._js, self.stream, nats.nats_stream, self.config.queue_name)
         log.info(
-            "serving %s (consumer %s) with max_inflight=%d, prefetch=%d via %s",
+            "serving %s (stream %s, consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
+            self.stream,
             self.durable,
             self.config.max_inflight,
             self.prefetched.limit,
@@ -159,6 +158,7 @@ class QueueWorker:
             nc,
             js,
             self.config,
+            stream=self.stream,
             durable=self.durable,
             slots=self.slots,
             start=self._start_in_lane,
@@ -196,12 +196,7 @@ class QueueWorker:
         self.progress.start()
         helpers = [refresher, *self.progress.tasks, *self.ledger.tasks]
         try:
-            await self.fair.run(
-                self._nats,
-                self._stopping,
-                lambda: self._finishing < self.finishing_limit,
-                helpers,
-            )
+            await self.fair.run(self._nats, self._stopping, lambda: not self.held.full, helpers)
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
@@ -221,7 +216,7 @@ class QueueWorker:
                 raise_if_ended(helpers)  # a helper that died ends the process (exit 1)
                 puller.changed.clear()
                 wanted = self.slots.free + self.prefetched.room - puller.outstanding
-                if self._finishing >= self.finishing_limit:
+                if self.held.full:
                     wanted = 0
                 if wanted > 0 and puller.can_request() and nats.connected:
                     try:
@@ -260,7 +255,7 @@ class QueueWorker:
         """A message arrived for one of our pull requests: start it, keep it, or hand it back."""
         if self._stopping.is_set():
             self._spawn(hand_back(msg))
-        elif self.slots.free > 0:
+        elif self.slots.free > 0 and not self.held.full:
             self._start(msg)
         elif not self.prefetched.offer(msg):
             self._spawn(hand_back(msg))
@@ -277,10 +272,27 @@ class QueueWorker:
         """A waiting message takes the slot at once; otherwise the puller may ask for more."""
         if self.fair is not None:
             self.fair.changed.set()
-        elif not self._stopping.is_set() and (msg := self.prefetched.take()) is not None:
+            return
+        if self._stopping.is_set() or self.held.full:
+            pass  # a prefetched message waits (held in progress) until there is room
+        elif (msg := self.prefetched.take()) is not None:
             self._start(msg)
-        elif self._puller is not None:
+            return
+        if self._puller is not None:
             self._puller.poke()
+
+    def _room(self) -> None:
+        """Held answers fell below their bounds: waiting messages take the free slots, and the
+        puller may ask for more."""
+        while not self._stopping.is_set() and self.slots.free > 0:
+            msg = self.prefetched.take()
+            if msg is None:
+                break
+            self._start(msg)
+        if self._puller is not None:
+            self._puller.poke()
+        if self.fair is not None:
+            self.fair.changed.set()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -293,7 +305,7 @@ class QueueWorker:
         assert self._outcomes is not None
         outcomes = self._outcomes
         slot = _SlotHold(self, lane)
-        finishing = False
+        held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
         try:
             self.progress.hold(msg)
@@ -316,7 +328,7 @@ class QueueWorker:
             if reference:  # a claim check: the body is streamed from the object store
                 try:
                     assert self._bodies is not None
-                    body = await self._bodies.open(reference)
+                    body = await self._bodies.open(reference, msg.data)
                 except BodyMissing as exc:
                     slot.release()
                     await outcomes.bodiless(msg, request, str(exc))
@@ -332,9 +344,9 @@ class QueueWorker:
                     assert self.fair is not None
                     await self.fair.send_back(msg, attempt - 1)
                     return
+            held = len(result.body)
+            self.held.add(held)
             slot.release()
-            self._finish_started()
-            finishing = True
             self.metrics.duration.observe(result.duration, request.function)
             outcome = result.outcome(policy)
             log_attempt(request, result, outcome, self.config.gateway.print_response_body)
@@ -359,23 +371,9 @@ class QueueWorker:
             await outcomes.unexpected(msg, request, exc, policy)
         finally:
             slot.release()
-            if finishing:
-                self._finish_ended()
+            if held >= 0:
+                self.held.remove(held)
             self.progress.release(msg)
-
-    def _finish_started(self) -> None:
-        self._finishing += 1
-        if self._finishing == self.finishing_limit:
-            log.warning(
-                "%d results are waiting on their callbacks; taking no new messages until some "
-                "are delivered",
-                self._finishing,
-            )
-
-    def _finish_ended(self) -> None:
-        self._finishing -= 1
-        if self._finishing == self.finishing_limit - 1 and self._puller is not None:
-            self._puller.poke()  # below the limit again: the worker may ask for more
 
     def _policy(self, request: QueueRequest) -> RetryPolicy:
         return self.policy.for_function(request.annotations)
@@ -390,12 +388,10 @@ class QueueWorker:
         self.metrics.reconnects.inc()
 
     async def _refresh_pending(self) -> None:
-        """Static mode: the queue's consumer; fair mode: the sorter's (calls not yet sorted),
-        the per-function backlog being read from the lanes."""
         assert self._js is not None
         while True:
             with contextlib.suppress(NatsError, TimeoutError):
-                info = await self._js.consumer_info(self.config.nats.nats_stream, self.durable)
+                info = await self._js.consumer_info(self.stream, self.durable)
                 if self.metrics.pending is not None:
                     self.metrics.pending.labels("").set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)

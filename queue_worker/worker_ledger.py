@@ -15,10 +15,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
@@ -31,28 +33,25 @@ from ledger.entries import (
     MAX_TOKEN,
     CallEntry,
     CallState,
-    StoredResult,
     call_token,
-    entry_template,
-    function_texts,
-    json_text,
-    public_url,
-    result_json,
     rfc3339,
-    start_time_text,
 )
 from ledger.settings import CallLedgerSettings
-from ledger.store import base_entry, open_or_handle
+from ledger.store import base_entry, bucket_handle, open_or_handle
 from ledger.writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
+from queue_worker.finished_entry import Finished
 
 log = logging.getLogger("ferry.ledger")
 
 CANCELLED_REMEMBERED = 100_000
+RUNNING_KEPT = 65_536
 TOKENS_KEPT = 4096
 GATHER_SECONDS = 0.005  # a final state waits up to this long to leave with others
 INITIAL_SYNC_SECONDS = 5.0
-WATCH_RETRY_SECONDS = 2.0
-_NOT_KEPT = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+WATCH_RETRY_SECONDS = 1.0  # with WATCH_CHECK_SECONDS, within ledger.fence.REWATCH_SECONDS
+# How often the worker checks that the bucket it watches is still the same one: a bucket deleted
+# and made again leaves nats-py's watch silently past the new markers.
+WATCH_CHECK_SECONDS = 1.0
 
 
 class WorkerLedger:
@@ -66,10 +65,13 @@ class WorkerLedger:
         written = [state for state in CallState if state is not CallState.QUEUED]
         self.metrics = LedgerMetrics(registry, "queue_worker", written)
         self.enabled = settings.call_ledger
-        self._result_limit = settings.call_result_max_bytes
+        self._result_limit = settings.result_limit
         self._writer: LedgerWriter | None = None
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self._tokens: dict[str, str] = {}  # call id -> key token, of the calls seen lately
+        # key token -> (call, attempt, started) of the attempts under way, so a cancel marker
+        # for one of them is answered at once with `running` (the cancel then says 409)
+        self._running: dict[str, tuple[QueueRequest, int, float]] = {}
         self._watch: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
 
@@ -78,16 +80,19 @@ class WorkerLedger:
         already written are known, so a call cancelled before this worker started is skipped."""
         if not self.enabled:
             return
+        bucket = self.settings.call_ledger_bucket
         kv = await open_or_handle(js, self.settings, self.replicas, who="queue worker")
-        self._writer = LedgerWriter(
-            nc,
-            self.settings.call_ledger_bucket,
-            on_failure=self.metrics.write_failures.inc,
-            on_drop=self.metrics.dropped.inc,
-            gather=GATHER_SECONDS,
-        )
-        await self._writer.start()
-        self._watch = asyncio.create_task(self._watch_cancels(kv), name="ledger-cancels")
+        if kv is not None:  # None: the bucket must not be written (it could not be bounded)
+            self._writer = LedgerWriter(
+                nc,
+                bucket,
+                on_failure=self.metrics.write_failures.inc,
+                on_drop=self.metrics.dropped.inc,
+                gather=GATHER_SECONDS,
+            )
+            await self._writer.start()
+        watch = self._watch_cancels(kv or bucket_handle(js, bucket), js)
+        self._watch = asyncio.create_task(watch, name="ledger-cancels")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(INITIAL_SYNC_SECONDS):
                 await self._synced.wait()
@@ -111,17 +116,35 @@ class WorkerLedger:
         return self.enabled and self._token(request.call_id) in self._cancelled
 
     def running(self, request: QueueRequest, attempt: int) -> None:
+        if self._writer is None or not request.call_id:
+            return
+        token = self._token(request.call_id)
         now = time.time()
+        if len(self._running) >= RUNNING_KEPT:  # attempts handed back unfinished never end here
+            del self._running[next(iter(self._running))]
+        self._running[token] = (request, attempt, now)
+        # held: a fast answer makes it moot; but a call whose cancel marker came while it was
+        # being started is written at once, so that the cancel sees it runs
+        self._write_running(request, attempt, now, held=token not in self._cancelled)
 
+    def _write_running(
+        self,
+        request: QueueRequest,
+        attempt: int,
+        started: float,
+        *,
+        held: bool,
+        counted: bool = True,
+    ) -> None:
         def build() -> CallEntry:
-            entry = base_entry(request, CallState.RUNNING, attempt, now)
+            entry = base_entry(request, CallState.RUNNING, attempt, started)
             entry.started_at = entry.updated_at
             return entry
 
-        # a fast answer makes it moot
-        self._put(request, CallState.RUNNING, _Deferred(build), held=True)
+        self._put(request, CallState.RUNNING, _Deferred(build), held=held, counted=counted)
 
     def retrying(self, request: QueueRequest, result: InvocationResult, delay: float) -> None:
+        self._ended(request)
         now = time.time()
 
         def build() -> CallEntry:
@@ -142,15 +165,17 @@ class WorkerLedger:
         succeeded: bool,
         callback_outcome: str | None = None,
     ) -> None:
+        self._ended(request)
         state = CallState.SUCCEEDED if succeeded else CallState.FAILED
         outcome = (callback_outcome or "pending") if request.callback else None
-        entry = _Finished(request, state, result, time.time(), outcome, self._result_limit)
+        entry = Finished(request, state, result, time.time(), outcome, self._result_limit)
         # with a callback, its outcome usually follows within the hold: one write for both
         pending = outcome == "pending"
         self._put(request, state, entry, final=True, held=pending, counted=not callback_outcome)
 
     def gave_up(self, request: QueueRequest, attempt: int, reason: str) -> None:
         """A call dead-lettered after errors of ferry's own (no function answer to keep)."""
+        self._ended(request)
         now = time.time()
 
         def build() -> CallEntry:
@@ -174,6 +199,10 @@ class WorkerLedger:
         self._put(request, CallState.CANCELLED, _Deferred(build), final=True)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _ended(self, request: QueueRequest) -> None:
+        if self._running and request.call_id:
+            self._running.pop(self._token(request.call_id), None)
 
     def _put(
         self,
@@ -207,32 +236,76 @@ class WorkerLedger:
                 self._tokens[call_id] = token
         return token
 
-    async def _watch_cancels(self, kv: KeyValue) -> None:
-        """Follow the cancel markers for as long as the worker runs; re-watch after a fault."""
+    async def _watch_cancels(self, kv: KeyValue, js: JetStreamContext) -> None:
+        """Follow the cancel markers for as long as the worker runs; watch again from the
+        start after a fault, or when the bucket was deleted and made again."""
+        stream = f"KV_{self.settings.call_ledger_bucket}"
+        warned = False
         while True:
             try:
+                made = await _made_at(js, stream)
                 watcher = await kv.watch(CANCEL_PREFIX + ">", ignore_deletes=True)
-                try:
-                    async for update in watcher:
-                        if update is None:
-                            self._synced.set()
-                            continue
-                        self._remember(update.key[len(CANCEL_PREFIX) :])
-                        if not update.delta:
-                            self._synced.set()
-                finally:
-                    with contextlib.suppress(Exception):
-                        await watcher.stop()  # type: ignore[no-untyped-call]
+                warned = False
+                if await self._follow_while_same(watcher, js, stream, made):
+                    continue  # the bucket changed: watch what is there now, from its start
             except (NatsError, TimeoutError) as exc:
-                log.warning("call ledger: cannot watch cancellations: %s", describe(exc))
+                if not warned:  # once per outage, not once a second
+                    log.warning("call ledger: cannot watch cancellations: %s", describe(exc))
+                    warned = True
             self._synced.set()  # do not hold the worker back when the bucket is not there
             await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    async def _follow_while_same(
+        self, watcher: Any, js: JetStreamContext, stream: str, made: object
+    ) -> bool:
+        """Follow `watcher` until the bucket is not the one it watches any more (True) or
+        the watch ends (False, or what it raised)."""
+        follow = asyncio.create_task(self._follow(watcher), name="ledger-cancel-watch")
+        try:
+            while not follow.done():
+                await asyncio.wait({follow}, timeout=WATCH_CHECK_SECONDS)
+                if not follow.done() and await _made_at(js, stream) not in (made, _UNKNOWN):
+                    log.warning("call ledger: its bucket was deleted or made again; re-watching")
+                    return True
+            follow.result()
+            return False
+        finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def _follow(self, watcher: Any) -> None:
+        async for update in watcher:
+            if update is None:
+                self._synced.set()
+                continue
+            self._remember(update.key[len(CANCEL_PREFIX) :])
+            if not update.delta:
+                self._synced.set()
 
     def _remember(self, token: str) -> None:
         self._cancelled[token] = None
         self._cancelled.move_to_end(token)
         while len(self._cancelled) > CANCELLED_REMEMBERED:
             self._cancelled.popitem(last=False)
+        attempt = self._running.get(token)
+        if attempt is not None:  # it had begun before the marker came: say so at once
+            self._write_running(*attempt, held=False, counted=False)
+
+
+_UNKNOWN = object()  # NATS did not answer: nothing is known to have changed
+
+
+async def _made_at(js: JetStreamContext, stream: str) -> object:
+    """When the bucket's stream was made (None if there is none): it changes when the bucket
+    is deleted and made again."""
+    try:
+        return (await js.stream_info(stream)).created
+    except NotFoundError:
+        return None
+    except (NatsError, TimeoutError):
+        return _UNKNOWN
 
 
 class _Deferred:
@@ -245,119 +318,3 @@ class _Deferred:
 
     def encode(self) -> bytes:
         return self.build().encode()
-
-
-class _Finished:
-    """A call's final entry with the function's answer, encoded straight from the call and
-    its result: the worker writes one for nearly every call, and skipping the `CallEntry` and
-    `StoredResult` objects halves the cost. `entry()` builds the same entry the long way; a
-    test holds the two equal."""
-
-    __slots__ = ("limit", "now", "outcome", "request", "result", "state")
-
-    def __init__(
-        self,
-        request: QueueRequest,
-        state: CallState,
-        result: InvocationResult,
-        now: float,
-        outcome: str | None,
-        limit: int,
-    ) -> None:
-        self.request = request
-        self.state = state
-        self.result = result
-        self.now = now
-        self.outcome = outcome
-        self.limit = limit
-
-    def entry(self) -> CallEntry:
-        """The entry `encode` writes, built field by field (the reference for tests)."""
-        result = self.result
-        entry = base_entry(self.request, self.state, result.attempt, self.now)
-        entry.status = result.reported_status
-        entry.error = result.error or None
-        entry.started_at = rfc3339(self.now - result.duration)
-        entry.finished_at = entry.updated_at
-        entry.callback_outcome = self.outcome
-        entry.result_bytes = len(result.body)
-        entry.result = stored_result(result, self.limit)
-        entry.result_stored = entry.result is not None
-        return entry
-
-    def encode(self) -> bytes:
-        request, result, now = self.request, self.result, self.now
-        body = result.body
-        stored = ""
-        status = kept_status(result, self.limit)
-        if status is not None:
-            stored = ',"result":' + result_json(
-                status,
-                result.headers.get("Content-Type", ""),
-                round(result.duration, 6),
-                _kept_headers(result),
-                body,
-            )
-        function, namespace, queue = function_texts(request.function, request.queue_name)
-        updated = rfc3339(now)
-        callback = request.callback
-        return _FINISHED.format(
-            json_text(request.call_id),
-            function,
-            self.state.value,
-            namespace,
-            queue,
-            result.attempt,
-            result.reported_status,
-            json_text(start_time_text(request.start_time)),
-            rfc3339(now - result.duration),
-            updated,
-            updated,
-            json_text(public_url(callback)) if callback else "null",
-            json_text(self.outcome),
-            json_text(result.error or None),
-            "true" if stored else "false",
-            len(body),
-            stored,
-        ).encode()
-
-
-_FINISHED = entry_template(
-    {
-        "state": '"{}"',
-        "attempts": "{:d}",
-        "status": "{:d}",
-        "started_at": '"{}"',
-        "finished_at": '"{}"',
-        "next_attempt_at": "null",
-        "updated_at": '"{}"',
-        "result_bytes": "{:d}",
-    }
-)
-
-
-def _kept_headers(result: InvocationResult) -> list[tuple[str, str]]:
-    """The answer's headers a stored result keeps (a callback would carry them)."""
-    return [(k, v) for k, v in result.headers.items() if k.lower() not in _NOT_KEPT]
-
-
-def kept_status(result: InvocationResult, limit: int) -> int | None:
-    """The status of an answer the ledger keeps (a function answered, within
-    `result_max_bytes`), or None when it keeps none."""
-    if not limit or len(result.body) > limit:
-        return None
-    return result.status
-
-
-def stored_result(result: InvocationResult, limit: int) -> StoredResult | None:
-    """The answer as the ledger keeps it, or None when it is not kept."""
-    status = kept_status(result, limit)
-    if status is None:
-        return None
-    return StoredResult(
-        status=status,
-        content_type=result.headers.get("Content-Type", ""),
-        duration_seconds=round(result.duration, 6),
-        headers=_kept_headers(result),
-        body=result.body,
-    )

@@ -35,7 +35,8 @@ from connectors.core.http1 import (
     as_sent_text,
 )
 from connectors.core.invoker import NOT_FORWARDED, InvocationResult
-from connectors.core.urlguard import CallbackPolicy, GuardedResolver
+from connectors.core.targets import short_id
+from connectors.core.urlguard import CallbackPolicy, GuardedResolver, shown_url
 from connectors.core.version import USER_AGENT
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class CallbackSender:
         try:
             return await self._deliver(callback)
         except CallbackRefused as exc:  # by the URL's text, or by the addresses it resolves to
-            log.warning("callback for call %s refused: %s", callback.call_id, exc)
+            log.warning("callback for call %s refused: %s", short_id(callback.call_id), exc)
             return CallbackOutcome.REFUSED
 
     async def _deliver(self, callback: Callback) -> CallbackOutcome:
@@ -176,7 +177,7 @@ class CallbackSender:
         try:
             status = await self._post(callback)  # the common case: one attempt, no retry state
         except InvalidRequest as exc:
-            log.warning("callback for call %s cannot be sent: %s", callback.call_id, exc)
+            log.warning("callback for call %s cannot be sent: %s", short_id(callback.call_id), exc)
             return CallbackOutcome.REFUSED
         except _RetryableCallbackError as first_error:
             if self.settings.callback_max_attempts == 1:
@@ -189,10 +190,13 @@ class CallbackSender:
                 self._log_failure(callback, attempts, exc.last_attempt.exception())
                 return CallbackOutcome.FAILED
         if 200 <= status < 400:
-            log.debug("callback for call %s delivered (%d)", callback.call_id, status)
+            log.debug("callback for call %s delivered (%d)", short_id(callback.call_id), status)
             return CallbackOutcome.DELIVERED
         log.warning(
-            "callback for call %s to %s rejected with %d", callback.call_id, callback.url, status
+            "callback for call %s to %s rejected with %d",
+            short_id(callback.call_id),
+            shown_url(callback.url),
+            status,
         )
         return CallbackOutcome.REJECTED
 
@@ -214,8 +218,8 @@ class CallbackSender:
     def _log_failure(self, callback: Callback, attempts: int, error: BaseException | None) -> None:
         log.warning(
             "callback for call %s to %s failed after %d attempts: %s",
-            callback.call_id,
-            callback.url,
+            short_id(callback.call_id),
+            shown_url(callback.url),
             attempts,
             error,
         )

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from connectors.core.hosts import allowed_hosts, listen_address
 from connectors.core.settings import (
+    body_bytes,
     choice,
     duration,
+    exchange_timeout,
     http_url,
     int_in,
     parse_bool,
     port,
-    positive_duration,
     setting,
     status_codes,
 )
@@ -32,7 +33,7 @@ def max_response_bytes_setting() -> int:
         "max_response_bytes",
         DEFAULT_MAX_RESPONSE_BYTES,
         "largest function answer read (bytes); a larger one is a final failure, not retried",
-        int_in(1),
+        body_bytes,
     )
 
 
@@ -61,7 +62,7 @@ class GatewaySettings:
         "upstream_timeout",
         60.0,
         "bound on waiting for one function call (the OpenFaaS chart's 1m)",
-        positive_duration,
+        exchange_timeout,
         shown="1m",
     )
     max_response_bytes: int = max_response_bytes_setting()
@@ -148,7 +149,7 @@ class CallbackSettings:
         secret=True,
     )
     callback_timeout: float = setting(
-        "callback_timeout", 10.0, "bound on one callback POST", positive_duration, shown="10s"
+        "callback_timeout", 10.0, "bound on one callback POST", exchange_timeout, shown="10s"
     )
     callback_max_attempts: int = setting(
         "callback_max_attempts", 5, "attempts per callback", int_in(1, 100)

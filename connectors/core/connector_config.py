@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.settings import (
+    connect_or_interval,
     http_url_or_empty,
     int_in,
     parse_bool,
-    positive_duration,
     setting,
 )
+from connectors.core.targets import is_label, shorten
+
+
+def _namespace(text: str) -> str:
+    """A namespace is a DNS-1123 label, as the gateway's own are (it goes into a URL)."""
+    value = text.strip()
+    if value and not is_label(value):
+        raise ValueError(f"{shorten(value)} is not a DNS-1123 label (a-z, 0-9, '-', at most 63)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,7 @@ class ConnectorSettings:
         "rebuild_interval",
         10.0,
         "how often the topic map is re-read from the gateway",
-        positive_duration,
+        connect_or_interval,
         aliases=("rebuild_timeout",),
         shown="10s",
     )
@@ -27,7 +36,10 @@ class ConnectorSettings:
         "topic_delimiter", ",", "separator between topics in a function's topic annotation"
     )
     namespace: str = setting(
-        "namespace", "", "only functions of this namespace (empty: every namespace)"
+        "namespace",
+        "",
+        "only functions of this namespace (empty: every namespace)",
+        _namespace,
     )
     asynchronous_invocation: bool = setting(
         "asynchronous_invocation", False, "invoke via /async-function (queued)", parse_bool

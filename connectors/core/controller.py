@@ -24,6 +24,7 @@ from connectors.core.errors import FerryError
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.targets import addressable_call_id
 from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
 from connectors.core.version import USER_AGENT
 
@@ -66,9 +67,24 @@ class _Prepared(NamedTuple):
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
 
 
+UNEXPECTED_ERROR_CHARS = 300  # of an unforeseen error's text kept in a reason
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """A reason for an error nothing foresaw: its type and text, bounded, and printable as
+    UTF-8 (its text may quote input, e.g. a lone surrogate a header or log cannot hold)."""
+    text = f"unexpected error: {type(exc).__name__}: {exc}"[:UNEXPECTED_ERROR_CHARS]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Abandoned(FerryError):
     """Retries were cut short because the source is stopping: the event has no final
     outcome and must not be acknowledged (the broker delivers it again)."""
+
+
+class NotStarted(Abandoned):
+    """The source stopped before the attempt began (it waited for a free `max_inflight`
+    slot): the function was not called this time."""
 
 
 class ConnectorConfig(Protocol):
@@ -118,8 +134,9 @@ class Controller:
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
-        """Cut every back-off short: `deliver` raises `Abandoned` instead of waiting, so a
-        drain never waits out a retry delay. Calls already running finish normally."""
+        """Start no more calls: `deliver` raises `Abandoned` instead of waiting out a back-off
+        (a drain never waits out a retry delay), and an attempt still waiting for a free slot
+        raises `NotStarted` instead of calling. Calls already running finish normally."""
         self._stopping.set()
 
     @property
@@ -201,16 +218,47 @@ class Controller:
         return known
 
     async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
-        """One invocation, bounded by max_inflight; the outcome says whether to retry."""
+        """One invocation, bounded by max_inflight; the outcome says whether to retry.
+
+        An error nothing foresaw (a bug, or input no check caught) is a failed attempt like
+        any other, never an exception: retried up to the limit, then final with its reason,
+        so the source dead-letters the message and moves on instead of stalling on it.
+        `NotStarted` (raised, not a failed attempt) if the controller was stopped before a slot
+        came free."""
+        try:
+            return await self._attempt(event, function, attempt)
+        except Abandoned:
+            raise  # the source is stopping: no outcome, the broker delivers the event again
+        except Exception as exc:
+            return self._unexpected(event, function, attempt, exc)
+
+    def _unexpected(
+        self, event: Event, function: FunctionInfo, attempt: int, exc: Exception
+    ) -> Delivery:
+        name = function.qualified
+        error = unexpected_error(exc)
+        log.error("%r on %s: %s (attempt %d)", name, event.topic, error, attempt, exc_info=exc)
+        result = InvocationResult(function=name, status=None, attempt=attempt, duration=0.0)
+        known = self._known.get(name)  # the function's own policy, if it got that far
+        policy = known.policy if known is not None and known.function is function else self.policy
+        outcome = policy.decide(status=None, attempt=attempt, error=error)
+        if outcome.verdict is Verdict.RETRY:
+            self.metrics.retries.inc(name)
+        return Delivery(event, function, result, outcome)
+
+    async def _attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
         prepared = self._prepared(function)
         name = function.qualified
         headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
         if event.call_id:
-            headers.append(("X-Call-Id", event.call_id))
+            headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
         if self._print_request_body:
             print_request_body(name, event.body)
         limit = self._limit
         await limit.acquire()
+        if self._stopping.is_set():  # checked after the wait: the slot may come long after
+            limit.release()
+            raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
         self.running += 1
         try:
             result = await self.invoker.call(
@@ -238,7 +286,8 @@ class Controller:
     ) -> Delivery:
         """Invoke with in-process retries until the outcome is final (Kafka, cron).
 
-        Raises `Abandoned` if `stop` is called while waiting to retry.
+        Raises `Abandoned` if `stop` is called while waiting to retry (`NotStarted` if before
+        an attempt began).
         """
         attempt = first_attempt
         while True:

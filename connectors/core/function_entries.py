@@ -4,6 +4,11 @@ The gateway is another program, and its answer is input like any other: an entry
 namespace, annotations or labels do not have the shape OpenFaaS documents (strings, and
 objects of strings) is skipped with the reason, so a single malformed function cannot stop a
 topic map from being built for everyone else.
+
+A name or namespace must also be what the front door takes (`connectors.core.targets`: a
+DNS-1123 label each): anything else could not be called as `/function/name.namespace` without
+quoting that changes where it goes (`../system/x`), or cannot be put in a URL at all (a lone
+surrogate), so it is skipped the same way instead of reaching the gateway or failing a call.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from connectors.core.targets import LABEL_MAX, is_label
 
 SHOWN_NAME_CHARS = 80  # a skipped entry is named in a log line: bound what it can add to it
 
@@ -36,13 +43,23 @@ class MalformedEntry(ValueError):
 def describe_entry(item: object, namespace: str) -> str:
     """How a log line names an entry: its name (and namespace) when it has them, bounded."""
     if isinstance(item, Mapping):
-        name = item.get("name")
-        shown = name if isinstance(name, str) else repr(name)
+        name = item.get("name")  # repr escapes what a log line must not hold as it is
+        shown = name if isinstance(name, str) and name.isprintable() else repr(name)
     else:
         shown = f"a {type(item).__name__} entry"
     if len(shown) > SHOWN_NAME_CHARS:
         shown = shown[:SHOWN_NAME_CHARS] + "..."
     return f"{shown!s} (namespace {namespace!r})" if namespace else shown
+
+
+NOT_A_LABEL = f"is not a DNS-1123 label (a-z, 0-9, '-', at most {LABEL_MAX} characters)"
+
+
+def shown_text(text: str) -> str:
+    """`text` for a log line: quoted and escaped (repr), cut to a bounded length."""
+    if len(text) > SHOWN_NAME_CHARS:
+        return repr(text[:SHOWN_NAME_CHARS]) + "..."
+    return repr(text)
 
 
 def _strings(item: Mapping[str, Any], key: str) -> dict[str, str]:
@@ -67,6 +84,10 @@ def parse_function(item: object, namespace: str) -> FunctionInfo:
     listed = item.get("namespace")
     if listed is not None and not isinstance(listed, str):
         raise MalformedEntry(f"its namespace is a {type(listed).__name__}, not a string")
+    if not is_label(name):
+        raise MalformedEntry(f"its name {NOT_A_LABEL}")
+    if listed and not is_label(listed):
+        raise MalformedEntry(f"its namespace {shown_text(listed)} {NOT_A_LABEL}")
     return FunctionInfo(
         name=name,
         namespace=listed or namespace,

@@ -1,8 +1,9 @@
 """How a source's bytes and text become HTTP header values, by one rule for every connector.
 
 A header value on the wire is UTF-8 (`http1.wire`), but HTTP cannot carry every value as it
-is: line breaks and other control characters would break the request, and parsers trim
-leading and trailing spaces. So text that is printable UTF-8 with no edge spaces is sent as it
+is: line breaks (every one `str.splitlines` knows, U+0085 and U+2028 too) and other control
+characters would break the request or a reader's lines, and parsers trim leading and trailing
+spaces. So text that is printable UTF-8 with no edge spaces is sent as it
 is (the function reads the same UTF-8 bytes); anything else is sent base64-encoded with a
 companion `{name}-Enc: b64` header, and a null value is sent empty with `{name}-Enc: null`.
 A function can always tell empty from null and recover the exact bytes.
@@ -11,19 +12,26 @@ A function can always tell empty from null and recover the exact bytes.
 from __future__ import annotations
 
 import base64
+import re
 
 ENC_SUFFIX = "-Enc"
 BASE64 = "b64"
 NULL = "null"
 
 
+# What a value sent as it is must not hold: C0 and C1 controls and DEL (every line break
+# `str.splitlines` knows but two is one of them: LF, VT, FF, CR, FS, GS, RS and NEL, U+0085),
+# the line and paragraph separators U+2028 and U+2029 (the other two), and lone surrogates,
+# which are not text UTF-8 can carry.
+_NOT_AS_IT_IS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def printable(text: str) -> bool:
-    """True when `text` survives as a header value byte for byte."""
+    """True when `text` survives as a header value byte for byte, with no line break any
+    reader could split it at."""
     if text.isascii():  # the usual case, in C: ASCII is printable from space to tilde
         return text.isprintable() and text == text.strip(" ")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-        return False
-    return text == text.strip(" ")
+    return _NOT_AS_IT_IS.search(text) is None and text == text.strip(" ")
 
 
 def header_text(value: bytes) -> str | None:

@@ -4,8 +4,11 @@ A URL's host can name a loopback or private address without looking like one: `2
 `0x7f000001`, `127.1` and `017700000001` are all 127.0.0.1 to the system resolver (the
 `inet_aton` rules: one to four parts, each decimal, octal with a leading 0, or hex with 0x, the
 last filling the bytes left), and `localhost` and every `*.localhost` name are loopback by
-definition (RFC 6761). `host_address` reads a host the same way, so the SSRF guard can judge it
-before anything is resolved.
+definition (RFC 6761). A name in other scripts is first mapped as the resolver maps it (IDNA:
+`127。0。0。1` and `①②⑦.0.0.1` are `127.0.0.1`). `host_address` reads a host the same way, so
+the SSRF guard can judge it before anything is resolved. An IPv6 address can also carry an IPv4
+one to reach (`embedded_ipv4`: mapped, compatible, NAT64, 6to4, Teredo), which is what it
+reaches and so what it is judged by.
 """
 
 from __future__ import annotations
@@ -51,10 +54,43 @@ def inet_aton(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
+def resolver_name(host: str) -> str:
+    """`host` as the resolver looks it up: a non-ASCII name in its IDNA form (Python's socket
+    functions and ferry's http1 client encode it so: full-width dots and digits become ASCII
+    ones). Raises ValueError for a name IDNA cannot encode, which no resolver can look up."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"host {host!r} is not a valid name: {exc}") from None
+
+
+# RFC 6052's well-known NAT64 prefix (the IPv4 address in its last 32 bits) and RFC 8215's
+# local-use one (where the operator chooses how the address is laid out: none of it is public)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # IPv4-compatible (deprecated, still routable)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 address reaches through a translation or tunnel, if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's address, the one packets are sent on to
+    if address in _NAT64 or (address in _COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def host_address(host: str) -> IPAddress | None:
     """The address `host` stands for without a DNS lookup (a literal, a numeric form, or a
-    localhost name), or None if only resolving it can tell."""
-    name = host.lower()
+    localhost name), or None if only resolving it can tell. Raises ValueError for a name no
+    resolver can look up (`resolver_name`)."""
+    name = resolver_name(host).lower()
     if name.endswith(".") and not name.endswith(".."):
         name = name[:-1]
     if name == "localhost" or name.endswith(".localhost"):

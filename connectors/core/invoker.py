@@ -18,10 +18,12 @@ from urllib.parse import quote
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.gateway import GatewayClient
+from connectors.core.gateway_answers import ProxyError, proxy_error
 from connectors.core.http1 import (
     BodySourceError,
     HttpError,
     InvalidRequest,
+    Response,
     ResponseTooLarge,
     StreamedBody,
 )
@@ -50,6 +52,7 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 REPLACED_ON_INVOKE = NOT_FORWARDED | {"user-agent"}
 
 UNREACHABLE_STATUS = 503
+GATEWAY_MADE_STATUS = 502  # the status of the answers ferry's gateway makes itself
 PRINTED_BODY_BYTES = 4096  # print_request_body shows at most this much of a body
 
 log = logging.getLogger("ferry.invoker")
@@ -176,6 +179,8 @@ class Invoker:
                 body=body,
                 timeout=self.client.settings.upstream_timeout,
             )
+            if response.status == GATEWAY_MADE_STATUS:
+                return _gateway_made(function, response, attempt, time.monotonic() - started)
             return InvocationResult(
                 function=function,
                 status=response.status,
@@ -204,6 +209,33 @@ class Invoker:
             final=final,
             timed_out=timed_out,
         )
+
+
+def _gateway_made(
+    function: str, response: Response, attempt: int, duration: float
+) -> InvocationResult:
+    """A 502, which ferry's gateway may have made itself (`gateway_answers`): an answer over
+    its `max_response_bytes` is final, its `upstream_timeout` is a timeout (for
+    `retry_on_timeout`); any other 502 follows `retry_http_codes`."""
+    error = proxy_error(response.headers)
+    final = error is ProxyError.TOO_LARGE
+    timed_out = error is ProxyError.TIMEOUT
+    reason = ""
+    if final:
+        reason = "the gateway refused the answer: larger than its max_response_bytes (502)"
+    elif timed_out:
+        reason = "the gateway's upstream_timeout ran out (502)"
+    return InvocationResult(
+        function=function,
+        status=response.status,
+        attempt=attempt,
+        duration=duration,
+        body=b"" if final else response.body,
+        headers=response.headers,
+        error=reason,
+        final=final,
+        timed_out=timed_out,
+    )
 
 
 def print_request_body(function: str, body: bytes | StreamedBody) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # What could end a console line, or rewrite it on a terminal: C0 and C1 controls, DEL, and the
-# Unicode line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Unicode line and paragraph separators; and lone surrogates, which stderr cannot encode (the
+# line would be lost to a "Logging error").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 

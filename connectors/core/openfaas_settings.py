@@ -25,6 +25,10 @@ _PARTITIONS = (
 _WORKER_ONLY = "a queue-worker setting"
 _DIRECT = "ferry always invokes {gateway_url}/function/{name}"
 _NO_NATS = "this process does not use NATS (the NATS processes read it)"
+_PRO_NATS_ADDRESS = (
+    "only the queue worker and the front door build nats_url from it; the cron connector's"
+    " slot claims take nats_url alone (empty: no claims), the Kafka and SQS connectors use no NATS"
+)
 
 # name -> why ferry does not read it (CE queue-worker, the Pro JetStream queue-worker, the
 # connectors). Names a process does read are left out of its warning and its --help, so a
@@ -39,8 +43,8 @@ NOT_READ: dict[str, str] = {
     "reconnect_delay": _RECONNECT,
     "gateway_invoke": _DIRECT,
     "faas_function_suffix": _DIRECT,
-    "nats_host": _NO_NATS,
-    "nats_port": _NO_NATS,
+    "nats_host": _PRO_NATS_ADDRESS,
+    "nats_port": _PRO_NATS_ADDRESS,
     "nats_stream_replicas": _NO_NATS,
     "tls_insecure": "ferry always verifies TLS certificates",
     "backoff": "ferry's back-off is always exponential with full jitter",

@@ -101,7 +101,9 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full-jitter exponential back-off after attempt number `attempt` (1-based)."""
-        ceiling = min(self.max_wait, self.initial_wait * (2 ** max(attempt - 1, 0)))
+        # the exponent is capped: 2**1024 is past any float, and a function may allow more
+        # attempts than that (2**62 times even a nanosecond is over a century)
+        ceiling = min(self.max_wait, self.initial_wait * (2 ** min(max(attempt - 1, 0), 62)))
         return (rng or random).uniform(0.0, ceiling)
 
     def is_retryable_status(self, status: int) -> bool:

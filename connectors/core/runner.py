@@ -14,8 +14,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -30,6 +30,7 @@ from connectors.core.supervision import unless_set
 log = logging.getLogger(__name__)
 
 GEN0_THRESHOLD = 10_000  # see settle_collector
+LEFTOVER_WAIT = 1.0  # see run_to_end
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -157,7 +158,9 @@ async def _run_until_stopped(
     finally:
         if not worker.done():
             worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+            await asyncio.wait({worker}, timeout=LEFTOVER_WAIT)  # it may not end when told
+        if worker.done() and not worker.cancelled():
+            worker.exception()  # reported above if it was a crash
         await health.stop()
     log.info("%s stopped", service.name)
     return status
@@ -186,10 +189,45 @@ def run_from_env(
     except ConfigError as exc:
         return fail(str(exc))
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            return runner.run(serve(service, settings, whole_process=True))
+        return run_to_end(serve(service, settings, whole_process=True), event_loop_factory())
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def run_to_end(
+    main: Coroutine[Any, Any, int],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> int:
+    """`asyncio.run(main)`, except that the tasks still running when `main` returns get
+    `LEFTOVER_WAIT` seconds to end once cancelled and are then left behind. `asyncio.run`
+    waits for them without a bound, so one that swallows its cancellation (a library that
+    catches `CancelledError`) would keep a process that has finished its drain alive."""
+    loop = (loop_factory or asyncio.new_event_loop)()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            if leftovers := asyncio.all_tasks(loop):
+                loop.run_until_complete(_cancel_leftovers(leftovers))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+async def _cancel_leftovers(tasks: set[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    ended, stuck = await asyncio.wait(tasks, timeout=LEFTOVER_WAIT)
+    for task in ended:
+        if not task.cancelled():
+            task.exception()  # too late to matter: retrieved so it is not reported at exit
+    if stuck:
+        names = ", ".join(sorted(task.get_name() for task in stuck)[:5])
+        log.warning(
+            "%d tasks did not end when cancelled at exit, left behind: %s", len(stuck), names
+        )
 
 
 def settle_collector() -> None:

@@ -162,7 +162,8 @@ def describe_settings(cls: type[Any]) -> str:
     lines = ["environment variables (default in brackets):"]
     for spec, name in zip(specs, names, strict=True):
         default = f" [{spec.shown_default}]" if spec.shown_default != "" else ""
-        lines.append(f"  {name.ljust(width)}{spec.help}{default}")
+        floor = f" (at least {spec.parse.shown})" if isinstance(spec.parse, AtLeast) else ""
+        lines.append(f"  {name.ljust(width)}{spec.help}{floor}{default}")
         if spec.fallback_help:
             lines.append(f"  {'':{width}}  unset: built from {spec.fallback_help}")
     return "\n".join(lines)
@@ -206,6 +207,46 @@ def positive_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError("must be more than 0s")
     return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """A parser with a floor: below it a value is accepted by the type but makes the process
+    useless (`publish_timeout=1ns` fails every call, `refresh_interval=1ns` is a busy loop).
+    `--help` and the error line show the floor as `shown`."""
+
+    read: Parser
+    floor: float
+    shown: str
+
+    def __call__(self, text: str) -> Any:
+        value = self.read(text)
+        if value < self.floor:
+            raise ValueError(f"must be at least {self.shown}")
+        return value
+
+
+def duration_at_least(shown: str) -> AtLeast:
+    return AtLeast(parse_duration, parse_duration(shown), shown)
+
+
+def bytes_at_least(floor: int) -> AtLeast:
+    return AtLeast(int_in(0), floor, str(floor))
+
+
+# The floors, by what a setting is (docs/operating.md lists them):
+# a bound on one exchange (a call, a callback, a publish, a request's arrival): under 10 ms
+# it is shorter than a round trip plus a scheduler tick on a busy machine
+exchange_timeout = duration_at_least("10ms")
+# reaching a broker at start-up, and how often something is re-read, pinged or committed:
+# more often than ten times a second is a busy loop
+connect_or_interval = duration_at_least("100ms")
+# how long a stored call's ledger entry or body is kept: under a minute it is gone before a
+# queued call has run or anyone has read it
+retention = duration_at_least("1m")
+# a body or answer bound: under 1 KiB not even an error document fits
+MIN_BODY_BYTES = 1024
+body_bytes = bytes_at_least(MIN_BODY_BYTES)
 
 
 def port(text: str) -> int:

@@ -34,6 +34,7 @@ from connectors.core.function_entries import (
     parse_function,
 )
 from connectors.core.gateway import GatewayClient
+from connectors.core.targets import is_label
 
 __all__ = [
     "FunctionInfo",
@@ -191,7 +192,7 @@ def namespaces_from(names: Any) -> tuple[list[str], list[str]]:
     usable: list[str] = []
     skipped: list[str] = []
     for name in names[:MAX_NAMESPACES]:
-        if isinstance(name, str) and name:
+        if isinstance(name, str) and is_label(name):
             usable.append(name)
         else:
             skipped.append(f"namespace {describe_entry({'name': name}, '')}: not a name")

@@ -5,8 +5,10 @@ A callback URL must be absolute http(s). Its host is then either named by the al
 to public addresses, unless `callback_allow_private` is set. The check runs twice: on the URL's
 text when the call is accepted, and on the addresses the name resolves to when the callback is
 sent (`GuardedResolver`), so a DNS answer that changes in between cannot reach a private host.
-A numeric host is read as the resolver would read it (`hosts.host_address`: `127.1` and
-`2130706433` are loopback, so is `localhost`), and a refusal at either check is final.
+A host is read as the resolver would read it (`hosts.host_address`: `127.1`, `2130706433`,
+`127。0。0。1` and `localhost` are loopback), an IPv6 address that carries an IPv4 one (NAT64
+`64:ff9b::7f00:1`, 6to4 `2002:7f00:1::`, `::127.0.0.1`) is judged by that IPv4 address, and a
+refusal at either check is final.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
-from connectors.core.hosts import host_address
+from connectors.core.hosts import LOCAL_NAT64, embedded_ipv4, host_address, resolver_name
 from connectors.core.http1 import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -29,8 +31,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether `address` is a public host; an IPv6 address that carries an IPv4 one (mapped,
+    compatible, NAT64, 6to4, Teredo) is judged by the IPv4 host it reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in LOCAL_NAT64:
+            return False
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
     return address.is_global and not address.is_multicast
 
 
@@ -79,9 +87,13 @@ class CallbackPolicy:
             host = parts.hostname
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError as exc:
-            raise CallbackRefused(f"callback URL {url!r} is malformed: {exc}") from None
+            raise CallbackRefused(f"callback URL {shown_url(url)!r} is malformed: {exc}") from None
         if parts.scheme not in {"http", "https"} or not host:
-            raise CallbackRefused(f"callback URL {url!r} is not an absolute http(s) URL")
+            raise CallbackRefused(f"callback URL {shown_url(url)!r} is not an absolute http(s) URL")
+        try:
+            host = resolver_name(host)  # `127。0。0。1` is looked up as `127.0.0.1`
+        except ValueError as exc:
+            raise CallbackRefused(f"callback URL {shown_url(url)!r}: {exc}") from None
         if self.host_listed(host):
             return host
         address = host_address(host)  # also `127.1`, `2130706433`, `localhost`
@@ -90,6 +102,26 @@ class CallbackPolicy:
         if not self.address_allowed(address):
             raise CallbackRefused(f"callback host {host} is a private or loopback address")
         return host
+
+
+REDACTED = "redacted"
+SHOWN_URL_CHARS = 2048
+
+
+def shown_url(url: str) -> str:
+    """A callback URL as ferry may show it (the call ledger, log lines, refusals): without user
+    information, fragment, nor any query value, which may each hold a secret
+    (`?token=...`); the query's names stay, so a reader still sees what the URL carried."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    host = parts.netloc.rpartition("@")[2]
+    query = "&".join(
+        name + (f"={REDACTED}" if sep else "")
+        for name, sep, _ in (part.partition("=") for part in parts.query.split("&"))
+    )
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))[:SHOWN_URL_CHARS]
 
 
 @functools.lru_cache(maxsize=4096)

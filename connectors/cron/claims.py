@@ -1,8 +1,11 @@
 """Who fires a slot when several replicas run: the one that claims it first in JetStream.
 
 A claim is a key-value `create` of `slot.{function}.{unix_ms}`, which succeeds for exactly one
-replica. Under the `forbid` policy the replica running a sync call also puts `busy.{function}`
-(holding when the call must be over at the latest), so the others skip the next slot too.
+replica. Under the `forbid` policy the replica running a sync call also holds a lease on
+`busy.{function}`: a few seconds long, renewed while the call runs (`leases.py`), so the others
+skip the next slot, and a replica that dies mid-call frees the function within seconds. Each
+change of a lease names the revision it expects, so two replicas never both take it and a
+replica never renews or releases a lease another one took over.
 Without NATS a single replica owns every slot. When the claim store cannot be reached the slot
 is skipped (logged and counted): firing anyway could fire it once per replica.
 """
@@ -12,10 +15,11 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Protocol
 
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from connectors.core.errors import FerryError
@@ -29,21 +33,52 @@ _KEY_PLAIN = re.compile(r"[-_a-zA-Z0-9]")
 CLAIM_TTL_SECONDS = 24 * 3600.0
 
 
+WRONG_LAST_SEQUENCE = frozenset({10071, 10164})  # JetStream's "not the revision you expected"
+
+
 class ClaimError(FerryError):
     """The claim store could not answer."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The answer to taking a function's busy lease: ours (`revision`, to renew or release it
+    with), or held by `holder` until `until_ms` (Unix ms, the holder's wall clock)."""
+
+    revision: int = 0
+    holder: str = ""
+    until_ms: int = 0
+
+    @property
+    def taken(self) -> bool:
+        return self.revision > 0
+
+
+def lease_value(owner: str, until_ms: int) -> bytes:
+    return f"{until_ms} {owner}".encode()
+
+
+def read_lease(value: bytes | None) -> tuple[int, str]:
+    """(until_ms, holder) of a stored lease; a value that cannot be read has expired."""
+    until, _, holder = (value or b"").decode("utf-8", "replace").partition(" ")
+    try:
+        return int(until), holder
+    except ValueError:
+        return 0, holder
 
 
 class SlotClaims(Protocol):
     async def claim(self, function: str, unix_ms: int, owner: str) -> bool:
         """True if this replica fires the slot."""
 
-    async def busy_elsewhere(self, function: str, now_ms: int) -> bool:
-        """Whether another replica marked a sync call of `function` as still running."""
+    async def take_lease(self, function: str, owner: str, until_ms: int, now_ms: int) -> Lease:
+        """Take the busy lease of `function` unless another replica holds an unexpired one."""
 
-    async def mark_busy(self, function: str, until_ms: int) -> None:
-        """Tell other replicas a sync call runs here, at the latest until `until_ms`."""
+    async def renew_lease(self, function: str, revision: int, value: bytes) -> int:
+        """The lease's new revision; 0 if it is no longer ours (taken over or deleted)."""
 
-    async def mark_idle(self, function: str) -> None: ...
+    async def release_lease(self, function: str, revision: int) -> None:
+        """Delete the lease if it is still the one at `revision`."""
 
     async def close(self) -> None: ...
 
@@ -64,13 +99,13 @@ class LocalClaims:
             self._claimed.popitem(last=False)
         return True
 
-    async def busy_elsewhere(self, function: str, now_ms: int) -> bool:
-        return False
+    async def take_lease(self, function: str, owner: str, until_ms: int, now_ms: int) -> Lease:
+        return Lease(revision=1)  # one replica: its own count of running calls decides
 
-    async def mark_busy(self, function: str, until_ms: int) -> None:
-        return None
+    async def renew_lease(self, function: str, revision: int, value: bytes) -> int:
+        return revision
 
-    async def mark_idle(self, function: str) -> None:
+    async def release_lease(self, function: str, revision: int) -> None:
         return None
 
     async def close(self) -> None:
@@ -141,30 +176,46 @@ class JetStreamClaims:
             ) from None
         return True
 
-    async def busy_elsewhere(self, function: str, now_ms: int) -> bool:
-        """A busy mark holds its expiry, so a replica that died mid-call blocks nothing for long."""
+    async def take_lease(self, function: str, owner: str, until_ms: int, now_ms: int) -> Lease:
+        """Read the lease; if it is missing or expired, replace exactly the revision read (a
+        replica that got there first makes this fail, and it holds the lease then)."""
+        key = busy_key(function)
         try:
-            entry = await self.kv.get(busy_key(function))
-        except KeyNotFoundError:
-            return False
+            try:
+                entry = await self.kv.get(key)
+            except KeyNotFoundError as gone:  # never set, or deleted: its delete marker's revision
+                last = gone.entry.revision if gone.entry is not None else 0
+            else:
+                last = entry.revision or 0
+                held_until, holder = read_lease(entry.value)
+                if held_until > now_ms:
+                    return Lease(holder=holder, until_ms=held_until)
+            try:
+                revision = await self.kv.update(key, lease_value(owner, until_ms), last=last)
+            except KeyWrongLastSequenceError:
+                return Lease(holder="another replica", until_ms=until_ms)
         except (NatsError, TimeoutError) as exc:
-            raise ClaimError(f"busy check of {function}: {exc or type(exc).__name__}") from None
-        try:
-            return int((entry.value or b"0").decode()) > now_ms
-        except ValueError:
-            return False
+            raise ClaimError(f"busy lease of {function}: {exc or type(exc).__name__}") from None
+        return Lease(revision=revision)
 
-    async def mark_busy(self, function: str, until_ms: int) -> None:
+    async def renew_lease(self, function: str, revision: int, value: bytes) -> int:
         try:
-            await self.kv.put(busy_key(function), str(until_ms).encode())
+            return await self.kv.update(busy_key(function), value, last=revision)
+        except KeyWrongLastSequenceError:
+            return 0
         except (NatsError, TimeoutError) as exc:
-            log.warning("could not mark %s busy for other replicas: %s", function, exc)
+            raise ClaimError(
+                f"renewing the lease of {function}: {exc or type(exc).__name__}"
+            ) from None
 
-    async def mark_idle(self, function: str) -> None:
+    async def release_lease(self, function: str, revision: int) -> None:
         try:
-            await self.kv.delete(busy_key(function))
+            await self.kv.delete(busy_key(function), last=revision)
+        except APIError as exc:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:  # else: not ours any more, leave it
+                log.warning("could not release the busy lease of %s: %s", function, exc)
         except (NatsError, TimeoutError) as exc:
-            log.warning("could not clear the busy mark of %s: %s", function, exc)
+            log.warning("could not release the busy lease of %s: %s", function, exc)
 
     async def close(self) -> None:
         await self.connection.close()

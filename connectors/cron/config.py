@@ -25,7 +25,7 @@ class CronSettings:
     cron_kv_bucket: str = setting(
         "cron_kv_bucket",
         "ferry-cron",
-        "JetStream key-value bucket holding slot claims (with nats_url)",
+        "JetStream key-value bucket holding slot claims and busy leases (with nats_url)",
     )
     concurrency_policy: str = setting(
         "concurrency_policy",

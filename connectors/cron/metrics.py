@@ -14,7 +14,8 @@ class CronMetrics:
         )
         self.skipped = Counter(
             "cron_slots_skipped_total",
-            "Slots not invoked here, by reason (forbid, missed, claimed_elsewhere, claim_error)",
+            "Slots not invoked here, by reason (forbid, missed, claimed_elsewhere, claim_error, "
+            "shutdown)",
             ["function", "reason"],
             registry=registry,
         )

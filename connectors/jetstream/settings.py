@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.core.settings import int_in, positive_duration, setting
+from connectors.core.settings import connect_or_interval, int_in, setting
 
 SCHEMES = ("nats", "tls", "ws", "wss")
 DEFAULT_NATS_URL = "nats://nats:4222"
@@ -98,14 +98,14 @@ class NatsSettings:
         "nats_connect_timeout",
         5.0,
         "bound on the first connection at start-up",
-        positive_duration,
+        connect_or_interval,
         shown="5s",
     )
     nats_ping_interval: float = setting(
         "nats_ping_interval",
         10.0,
         "ping the server this often; two unanswered: reconnect, and /readyz is false meanwhile",
-        positive_duration,
+        connect_or_interval,
         shown="10s",
     )
     nats_stream_replicas: int = setting(

@@ -3,8 +3,9 @@ kept at it.
 
 Creating is safe when several replicas of a process race to do it. A stream ferry owns that
 exists with another replica count is updated to the configured count (logged); nothing else
-about an existing stream is changed. NATS's refusal (e.g. more replicas than servers) becomes
-one `StartupError` line that names `nats_stream_replicas` and gives NATS's reason.
+about an existing stream is changed. NATS's refusal becomes one `StartupError` line with NATS's
+reason, naming `nats_stream_replicas` where the replica count can be the cause (more replicas
+than servers), and the other stream where the subjects overlap one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ B = TypeVar("B")  # a bucket handle: KeyValue or ObjectStore
 SCALE_WAIT_SECONDS = 30.0
 
 
+class BoundRefused(StartupError):
+    """A bucket exists but NATS would not bound it as asked (it stays as it was)."""
+
+
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, replicas: int) -> None:
     """Create the stream with `replicas` if it is missing, else bring its replicas to that."""
     name = config.name
@@ -43,8 +48,9 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repli
                 await js.add_stream(dataclasses.replace(config, num_replicas=replicas))
             except APIError as exc:
                 if "already in use" not in str(exc.description or ""):
+                    subjects = ", ".join(config.subjects or [])
                     raise StartupError(
-                        _refusal(f"cannot create stream {name}", replicas, exc)
+                        _refusal(f"cannot create stream {name} ({subjects})", replicas, exc)
                     ) from None
                 info = await _info(js, name)  # another process created it first
             else:
@@ -60,18 +66,68 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repli
 
 
 async def ensure_key_value(
-    js: JetStreamContext, bucket: str, *, ttl: float, history: int, replicas: int
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    ttl: float,
+    history: int,
+    replicas: int,
+    max_bytes: tuple[str, int] | None = None,
 ) -> KeyValue:
-    """The bucket, created with `replicas` if missing, else with its replicas brought to that."""
-    config = js_api.KeyValueConfig(bucket=bucket, ttl=ttl, history=history, replicas=replicas)
-    return await _ensure_bucket(
-        js,
-        f"KV_{bucket}",
-        f"key-value bucket {bucket}",
-        replicas,
-        create=lambda: js.create_key_value(config),
-        existing=lambda: js.key_value(bucket),
+    """The bucket, created with `replicas` if missing, else with its replicas brought to that.
+
+    `max_bytes` (the setting's name and its value) bounds the bucket, oldest entries going
+    first when it is full; an existing bucket with another bound is updated to it (logged)."""
+    config = js_api.KeyValueConfig(
+        bucket=bucket,
+        ttl=ttl,
+        history=history,
+        replicas=replicas,
+        max_bytes=max_bytes[1] if max_bytes else None,
     )
+    what = f"key-value bucket {bucket}"
+    try:
+        kv = await _ensure_bucket(
+            js,
+            f"KV_{bucket}",
+            what,
+            replicas,
+            create=lambda: js.create_key_value(config),
+            existing=lambda: js.key_value(bucket),
+        )
+    except StartupError as exc:
+        if max_bytes is None or "insufficient storage" not in str(exc):
+            raise
+        name, limit = max_bytes
+        raise StartupError(
+            f"{name}={limit}: cannot create {what}: NATS says: insufficient storage resources"
+            f" available (it reserves {name}; lower it or give JetStream more storage)"
+        ) from None
+    if max_bytes is not None:
+        await _keep_bound(js, f"KV_{bucket}", what, max_bytes)
+    return kv
+
+
+async def _keep_bound(
+    js: JetStreamContext, stream: str, what: str, max_bytes: tuple[str, int]
+) -> None:
+    """Bring a bucket's stream to `max_bytes` with the oldest messages discarded first
+    (NATS makes key-value buckets refuse new writes when full, which would stop the ledger
+    for as long as its entries live)."""
+    name, limit = max_bytes
+    try:
+        info = await js.stream_info(stream)
+        current = info.config
+        if current.max_bytes == limit and current.discard == js_api.DiscardPolicy.OLD:
+            return
+        await js.update_stream(
+            dataclasses.replace(current, max_bytes=limit, discard=js_api.DiscardPolicy.OLD)
+        )
+    except (NatsError, TimeoutError) as exc:
+        reason = exc.description if isinstance(exc, APIError) else describe(exc)
+        raise BoundRefused(f"{name}={limit}: cannot bound {what}: NATS says: {reason}") from None
+    before = "no limit" if (current.max_bytes or -1) < 0 else f"{current.max_bytes} bytes"
+    log.info("%s bounded to %s=%d (was %s), oldest entries first", what, name, limit, before)
 
 
 async def ensure_object_store(
@@ -160,5 +216,12 @@ async def _wait_for_peers(js: JetStreamContext, stream: str, replicas: int) -> N
 
 
 def _refusal(what: str, replicas: int, exc: APIError) -> str:
+    """NATS's refusal in one line, naming `nats_stream_replicas` only where the replica count
+    can be the cause: a subject another stream already holds is not."""
     reason = exc.description or describe(exc)
+    if "overlap" in reason:
+        return (
+            f"{what}: another stream already holds some of its subjects "
+            f"(find it with `nats stream ls`, or point nats_stream at it); NATS says: {reason}"
+        )
     return f"nats_stream_replicas={replicas}: {what}: NATS says: {reason}"

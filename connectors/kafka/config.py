@@ -14,12 +14,14 @@ from connectors.core.config import GatewaySettings, RetrySettings, RuntimeSettin
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.settings import (
     choice,
+    connect_or_interval,
     csv,
     duration,
+    duration_at_least,
+    exchange_timeout,
     group,
     int_in,
     parse_bool,
-    positive_duration,
     setting,
 )
 
@@ -86,7 +88,7 @@ class KafkaSettings:
         "commit_interval",
         1.0,
         "how often finished offsets are committed",
-        positive_duration,
+        connect_or_interval,
         shown="1s",
     )
     revoke_timeout: float = setting(
@@ -100,21 +102,21 @@ class KafkaSettings:
         "startup_timeout",
         15.0,
         "bound on reaching the brokers at start-up",
-        duration,
+        connect_or_interval,
         shown="15s",
     )
     session_timeout: float = setting(
         "session_timeout",
         10.0,
         "group session timeout (a rebalance takes about half of it)",
-        duration,
+        duration_at_least("1s"),
         shown="10s",
     )
     heartbeat_interval: float = setting(
         "heartbeat_interval",
         3.0,
         "group heartbeat interval (under a third of session_timeout)",
-        duration,
+        connect_or_interval,
         shown="3s",
     )
 
@@ -167,7 +169,7 @@ class KafkaGatewaySettings(GatewaySettings):
         "upstream_timeout",
         120.0,
         "bound on waiting for one function call (the OpenFaaS kafka-connector chart's 2m)",
-        positive_duration,
+        exchange_timeout,
         shown="2m",
     )
 

@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from connectors.core.controller import Abandoned, Controller
+from connectors.core.controller import Abandoned, Controller, unexpected_error
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
@@ -35,6 +35,8 @@ from connectors.kafka.metrics import KafkaMetrics
 from connectors.kafka.pauses import PartitionPauses
 from connectors.kafka.records import record_event
 from connectors.kafka.responses import ResponseTopic
+from connectors.kafka.rewinds import OffsetRewinds
+from connectors.kafka.stalls import Stalls
 
 log = logging.getLogger("ferry.kafka")
 
@@ -81,6 +83,9 @@ class KafkaConnector:
         # read when Prometheus scrapes (on this event loop), never kept up to date by hand
         self.kafka_metrics.paused.set_function(lambda: len(self.pauses.paused))
         self.kafka_metrics.uncommitted.set_function(lambda: self.tracker.pending)
+        self.rewinds = OffsetRewinds(self.tracker, self.kafka_metrics)
+        self.stalls = Stalls()  # partitions that cannot move on now
+        self.kafka_metrics.stalled.set_function(lambda: len(self.stalls))
         self._stopping = asyncio.Event()
         self._fetch_idle = asyncio.Event()
         self._fetch_idle.set()
@@ -106,6 +111,7 @@ class KafkaConnector:
             self.kafka.dead_letter_topic,
             self.metrics,
             lambda: self.controller.stopping,
+            self.stalls,
         )
         if self._producer is not None and self.kafka.response_topic:
             self._responses = ResponseTopic(
@@ -124,10 +130,12 @@ class KafkaConnector:
         )
 
     def ready(self) -> bool:
+        """Consuming, with a topic map, and no partition that cannot move on (`stalls`)."""
         return (
             self._consumer is not None
             and self.refresher.rebuilt_once
             and not self._stopping.is_set()
+            and not self.stalls
         )
 
     def stop(self) -> None:
@@ -198,11 +206,17 @@ class KafkaConnector:
             for partition, records in batch.items():
                 for record in records:
                     self._submit(partition, record)
+            await self.rewinds.notice_shrunk(consumer, list(self._owned))
 
     def _submit(self, partition: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         ledger = self.tracker.ledger(partition)
-        if ledger is None or partition not in self._owned or not ledger.add(record.offset):
+        if ledger is None or partition not in self._owned:
             return
+        if ledger.went_back(record.offset):
+            ledger = self.rewinds.restart(
+                partition, f"offset {record.offset} came after {ledger.next_offset}"
+            )
+        ledger.add(record.offset)
         lane = lane_for(self.kafka.ordering, record.key, record.offset)
         self.lanes.submit(partition, lane, Work(partition, record, ledger))
 
@@ -244,29 +258,70 @@ class KafkaConnector:
 
     async def _process(self, work: Work) -> None:
         """Every subscribed function to a final outcome, failures recorded as dead, then
-        the offset is finished (committable once everything before it is)."""
+        the offset is finished (committable once everything before it is). An error nothing
+        foresaw is a failed attempt of the whole record (`_failed_unexpectedly`): the
+        partition never waits on it for good."""
+        failures = 0
+        while True:
+            try:
+                await self._deliver(work)
+            except Abandoned as exc:
+                log.info("left uncommitted for redelivery: %s", exc)
+                return
+            except Exception as exc:
+                failures += 1
+                if await self._failed_unexpectedly(work, exc, failures):
+                    continue
+                return
+            self._finished(work)
+            return
+
+    async def _deliver(self, work: Work) -> None:
         record = work.record
         headers = list(record.headers or ())
         event = record_event(
             record.topic, record.partition, record.offset, record.key, record.value, headers
         )
         assert self._dead is not None
-        try:
-            deliveries = await self.controller.dispatch(event)
-            for delivery in deliveries:
-                if not delivery.ok:
-                    await self._dead.record(
-                        delivery,
-                        partition=record.partition,
-                        offset=record.offset,
-                        key=record.key,
-                        value=record.value,
-                        headers=headers,
-                    )
-        except Abandoned as exc:
-            log.info("left uncommitted for redelivery: %s", exc)
-            return
-        self._finished(work)
+        deliveries = await self.controller.dispatch(event)
+        for delivery in deliveries:
+            if not delivery.ok:
+                await self._dead.record(
+                    delivery,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                )
+
+    async def _failed_unexpectedly(self, work: Work, exc: Exception, failures: int) -> bool:
+        """Retry the record after the policy's back-off (True), or, once the attempts are
+        spent, record it as dead in the log with the reason and finish it (False); False
+        too when stopping (it stays uncommitted). While it waits, its partition counts as
+        stalled (`/readyz`, `kafka_connector_stalled_partitions`)."""
+        record = work.record
+        source = f"{record.topic}/{record.partition}@{record.offset}"
+        self.kafka_metrics.record_errors.inc()
+        outcome = self.controller.policy.decide(
+            status=None, attempt=failures, error=unexpected_error(exc)
+        )
+        if outcome.final:
+            log.error("dead letter (log): record %s: %s", source, outcome.reason, exc_info=exc)
+            self.metrics.dead_letters.labels("", "log").inc()
+            self._finished(work)
+            return False
+        log.error(
+            "record %s: %s (attempt %d), again in %.2fs",
+            source,
+            outcome.reason,
+            failures,
+            outcome.delay,
+            exc_info=exc,
+        )
+        with self.stalls.hold(_source(work.partition)):
+            await self._pause_for(outcome.delay)
+        return not self._stopping.is_set() and not self.controller.stopping
 
     # -- commits ---------------------------------------------------------------------------
 
@@ -279,6 +334,9 @@ class KafkaConnector:
     async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
         offsets = self.tracker.due(iter(partitions) if partitions is not None else None)
         if not offsets or self._consumer is None:
+            return
+        offsets = await self.rewinds.still_ours(self._consumer, offsets)
+        if not offsets:
             return
         try:
             await self._consumer.commit(dict(offsets))
@@ -328,7 +386,14 @@ class KafkaConnector:
         self.kafka_metrics.assigned.set(len(self._owned))
         log.info("partitions revoked: %s", ", ".join(sorted(_source(p) for p in lost)))
 
-    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def partitions_taken(self, assigned: set[TopicPartition]) -> None:
+        """Own the newly assigned partitions, their group offsets noted (`rewinds`)."""
+        fresh = self.partitions_assigned(assigned)
+        if self._consumer is not None:
+            await self.rewinds.baseline(self._consumer, fresh)
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> list[TopicPartition]:
+        """Own the newly assigned partitions; returns them."""
         fresh = [p for p in assigned if p not in self._owned]
         for partition in fresh:
             self.tracker.own(partition)
@@ -337,6 +402,7 @@ class KafkaConnector:
         self.kafka_metrics.assigned.set(len(self._owned))
         if fresh:
             log.info("partitions assigned: %s", ", ".join(sorted(_source(p) for p in fresh)))
+        return fresh
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -347,7 +413,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.connector.partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.connector.partitions_assigned(assigned)
+        await self.connector.partitions_taken(assigned)
 
 
 def _source(partition: TopicPartition) -> str:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.controller import Abandoned, Delivery
 from connectors.kafka.client import KafkaUnavailable, RecordRefused, produce
+from connectors.kafka.stalls import Stalls
 
 log = logging.getLogger("ferry.kafka")
 
@@ -39,11 +40,13 @@ class DeadLetters:
         topic: str,
         metrics: ConnectorMetrics,
         stopping: Callable[[], bool],
+        stalls: Stalls | None = None,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.metrics = metrics
         self._stopping = stopping
+        self.stalls = stalls if stalls is not None else Stalls()  # partitions waiting on a write
 
     async def record(
         self,
@@ -63,11 +66,11 @@ class DeadLetters:
             self.metrics.dead_letters.labels(fn, "log").inc()
             return
         extra: Headers = [
-            ("Ferry-Dead-Reason", _why(delivery).encode()),
-            ("Ferry-Function", fn.encode()),
+            ("Ferry-Dead-Reason", _utf8(_why(delivery))),
+            ("Ferry-Function", _utf8(fn)),
             ("Ferry-Attempts", str(delivery.result.attempt).encode()),
             ("Ferry-Last-Status", str(delivery.result.reported_status).encode()),
-            ("Ferry-Source-Topic", delivery.event.topic.encode()),
+            ("Ferry-Source-Topic", _utf8(delivery.event.topic)),
             ("Ferry-Source-Partition", str(partition).encode()),
             ("Ferry-Source-Offset", str(offset).encode()),
         ]
@@ -78,7 +81,7 @@ class DeadLetters:
             log.error("dead letter for %s cannot be written with its value: %s", source, exc)
             note = f"the copy of the record ({_size(key, value, headers)} bytes) was refused: {exc}"
             try:
-                await self._write(b"", None, [*extra, (OMITTED, note.encode())], source)
+                await self._write(b"", None, [*extra, (OMITTED, _utf8(note))], source)
             except RecordRefused as again:
                 log.error(
                     "dead letter (not writable: %s): %s %s: %s", again, fn, source, _why(delivery)
@@ -92,23 +95,42 @@ class DeadLetters:
         self, value: bytes | None, key: bytes | None, headers: Headers, source: str
     ) -> None:
         """Write until the broker confirms; `RecordRefused` when it never can, `Abandoned`
-        when the connector stops while the broker is unavailable."""
+        when the connector stops while the broker is unavailable. While a write takes longer
+        than `WRITE_RETRY_SECONDS`, or waits to be tried again, the source partition is held
+        in `stalls`: it cannot move on until the write lands."""
         assert self.producer is not None
+        partition = source.rpartition("@")[0]
         while True:
+            write = asyncio.ensure_future(
+                produce(self.producer, self.topic, value, key=key, headers=headers)
+            )
             try:
-                await produce(self.producer, self.topic, value, key=key, headers=headers)
+                done, _ = await asyncio.wait({write}, timeout=WRITE_RETRY_SECONDS)
+                if not done:
+                    with self.stalls.hold(partition):
+                        await write
+                write.result()
                 return
             except KafkaUnavailable as exc:
                 if self._stopping():
                     raise Abandoned(f"dead letter for {source} not written: {exc}") from None
                 log.warning("dead letter for %s not written yet (%s); retrying", source, exc)
-                await asyncio.sleep(WRITE_RETRY_SECONDS)
+                with self.stalls.hold(partition):
+                    await asyncio.sleep(WRITE_RETRY_SECONDS)
+            finally:
+                write.cancel()  # only still running if this task was cancelled
 
 
 def _size(
     key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
 ) -> int:
     return len(key or b"") + len(value or b"") + sum(len(n) + len(v or b"") for n, v in headers)
+
+
+def _utf8(text: str) -> bytes:
+    """Header bytes for text that may quote input: a lone surrogate is escaped, never an
+    exception that would leave the record without its dead letter."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _why(delivery: Delivery) -> str:

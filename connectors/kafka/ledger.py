@@ -5,8 +5,11 @@ functions per record), but Kafka keeps one committed offset per partition. A `Pa
 remembers every record handed out, in offset order, and advances the commit position only over
 a run of finished records, so a commit never passes unfinished work.
 
-A ledger belongs to one ownership of a partition: when the partition is revoked, the tracker
-drops it, and a late completion lands on the dropped ledger without touching its successor.
+A ledger belongs to one run of offsets of one ownership of a partition: when the partition is
+revoked, or its offsets go back (its topic was deleted and created again, or the consumer's
+position was reset), the tracker drops it, and a late completion lands on the dropped ledger
+without touching its successor. The successor starts over at the offsets the partition has now,
+so a record of the new run is never taken for one of the old run already handed out.
 """
 
 from __future__ import annotations
@@ -30,8 +33,18 @@ class PartitionLedger:
         self.committed: int | None = None  # what the broker last accepted from us
         self.revoked = False
 
+    @property
+    def next_offset(self) -> int | None:
+        """The offset after the last one handed out (None before the first)."""
+        return self._last_added + 1 if self.first is not None else None
+
+    def went_back(self, offset: int) -> bool:
+        """True when `offset` is one this ledger has already passed: the partition's
+        offsets went back, and the record is not one already handed out but a new one."""
+        return offset <= self._last_added
+
     def add(self, offset: int) -> bool:
-        """Track a record; False if this offset was already handed out (a re-fetch)."""
+        """Track a record; False if this offset was already handed out (see `went_back`)."""
         if offset <= self._last_added:
             return False
         self._last_added = offset
@@ -77,6 +90,12 @@ class CommitTracker(Generic[P]):
         ledger = PartitionLedger()
         self._ledgers[partition] = ledger
         return ledger
+
+    def restart(self, partition: P) -> PartitionLedger:
+        """Drop the partition's ledger as if revoked and start a fresh one: its offsets went
+        back, so what the old one holds or passed says nothing about the new run."""
+        self.release(partition)
+        return self.own(partition)
 
     def ledger(self, partition: P) -> PartitionLedger | None:
         return self._ledgers.get(partition)

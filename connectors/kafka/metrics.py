@@ -25,6 +25,22 @@ class KafkaMetrics:
             "Lanes still running at the end of revoke_timeout (left uncommitted)",
             registry=registry,
         )
+        self.offset_restarts = Counter(
+            "kafka_connector_offset_restarts_total",
+            "Times a partition's offsets went back (topic deleted and created again, or the "
+            "position reset) and its bookkeeping started over",
+            registry=registry,
+        )
+        self.record_errors = Counter(
+            "kafka_connector_record_errors_total",
+            "Unexpected errors processing a record (each a failed attempt of the record)",
+            registry=registry,
+        )
+        self.stalled = Gauge(
+            "kafka_connector_stalled_partitions",
+            "Partitions waiting on a record that failed unexpectedly (/readyz answers 503)",
+            registry=registry,
+        )
         self.assigned = Gauge(
             "kafka_connector_assigned_partitions",
             "Partitions this process owns now",

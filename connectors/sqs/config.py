@@ -10,12 +10,12 @@ from typing import ClassVar
 from connectors.core.config import GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.settings import (
+    connect_or_interval,
     csv,
     duration,
     group,
     http_url_or_empty,
     int_in,
-    positive_duration,
     setting,
 )
 
@@ -97,7 +97,7 @@ class SqsSettings:
         "sqs_connect_timeout",
         5.0,
         "bound on reaching SQS at start-up and on each connection",
-        positive_duration,
+        connect_or_interval,
         shown="5s",
     )
 

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Controller, Delivery, Event
+from connectors.core.controller import Controller, Delivery, Event, unexpected_error
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.topicmap import FunctionInfo
@@ -73,8 +73,30 @@ class MessageHandler:
         except asyncio.CancelledError:
             await self.hand_back(queue, message)
             raise
+        except Exception as exc:
+            return await self._failed_unexpectedly(queue, message, exc)
+
+    async def _failed_unexpectedly(
+        self, queue: QueueState, message: SqsMessage, exc: Exception
+    ) -> bool:
+        """An error nothing foresaw is a failed attempt like any other: the message comes back
+        after the back-off (not at once, which would spin on it, or block its FIFO group
+        for good), and once the attempts are spent it is given up on with the reason."""
+        error = unexpected_error(exc)
+        attempt = message.receive_count
+        outcome = self.controller.policy.decide(status=None, attempt=attempt, error=error)
+        log.error("message %s: %s (receive %d)", message.message_id, error, attempt, exc_info=exc)
+        try:
+            if not outcome.final:
+                await self._retry_later(queue, message, outcome.delay)
+                return False
+            event = Event(topic=queue.name, body=b"", call_id=message.message_id)
+            result = InvocationResult(function="", status=None, attempt=attempt, duration=0.0)
+            functions = self.controller.match(queue.name) or (FunctionInfo("-"),)
+            failed = [Delivery(event, fn, result, outcome) for fn in functions]
+            return await self._give_up(queue, message, failed, newly=failed)
         except Exception:
-            log.exception("unexpected error on message %s; handing it back", message.message_id)
+            log.exception("message %s: handing it back", message.message_id)
             await self.hand_back(queue, message)
             return False
 

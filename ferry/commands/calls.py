@@ -14,15 +14,23 @@ from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
 from ledger.entries import CallEntry, CallState
-from ledger.store import CancelAnswer, LedgerStore, open_bucket
+from ledger.store import (
+    UNCONFIRMED,
+    CancelAnswer,
+    LedgerStore,
+    LedgerUnavailable,
+    open_existing,
+)
 
 HELP = (
     "get: show one call's entry (state, attempts, last status, times, callback outcome).\n"
     "result: write the function's stored answer to standard output.\n"
     "cancel: cancel a queued or retrying call; the worker then acks it without a call.\n"
+    "  An id the ledger has not seen yet is cancelled too (shown with pending: true).\n"
     "list: the most recently changed calls, newest first.\n"
     "An unknown call id, an unfinished call or an answer not stored is exit status 1;\n"
-    "bad settings or NATS out of reach is exit status 2."
+    "bad settings, NATS out of reach or the ledger's bucket missing is exit status 2.\n"
+    "These commands never create or change the bucket."
 )
 MAX_LIST = 10_000
 
@@ -76,10 +84,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _act(settings: LedgerCommandSettings, args: argparse.Namespace) -> int:
+    try:
+        return await _answer(settings, args)
+    except LedgerUnavailable as exc:  # the ledger cannot say: not "unknown" (exit 1)
+        return fail(str(exc))
+
+
+async def _answer(settings: LedgerCommandSettings, args: argparse.Namespace) -> int:
     async with open_jetstream(settings.nats) as js:
-        store = LedgerStore(
-            await open_bucket(js, settings.ledger, settings.nats.nats_stream_replicas)
-        )
+        bucket = settings.ledger.call_ledger_bucket
+        store = LedgerStore(await open_existing(js, settings.ledger), js, bucket)
         if args.action == "list":
             entries = await store.list(function=args.function, state=args.state, limit=args.limit)
             if args.json:
@@ -89,13 +103,7 @@ async def _act(settings: LedgerCommandSettings, args: argparse.Namespace) -> int
             return EXIT_OK
         call_id: str = args.call_id
         if args.action == "cancel":
-            answer, entry = await store.cancel(call_id)
-            if answer is CancelAnswer.UNKNOWN or entry is None:
-                raise NotAnswered(f"no call {call_id} in the ledger (unknown or expired)")
-            if answer is CancelAnswer.TOO_LATE:
-                raise NotAnswered(f"call {call_id} cannot be cancelled: it is {entry.state}")
-            _show(entry, args.json)
-            return EXIT_OK
+            return await _cancel(store, call_id, args.json)
         entry = await store.get(call_id)
         if entry is None:
             raise NotAnswered(f"no call {call_id} in the ledger (unknown or expired)")
@@ -103,6 +111,16 @@ async def _act(settings: LedgerCommandSettings, args: argparse.Namespace) -> int
             _show(entry, args.json)
             return EXIT_OK
         return _write_result(entry)
+
+
+async def _cancel(store: LedgerStore, call_id: str, as_json: bool) -> int:
+    answer, entry = await store.cancel(call_id)
+    if answer is CancelAnswer.TOO_LATE:
+        raise NotAnswered(f"call {call_id} cannot be cancelled: it is {entry.state}")
+    if answer is CancelAnswer.UNCONFIRMED:
+        raise NotAnswered(f"call {call_id}: {UNCONFIRMED}")
+    _show(entry, as_json, pending=answer is CancelAnswer.PENDING)
+    return EXIT_OK
 
 
 def _write_result(entry: CallEntry) -> int:
@@ -115,8 +133,10 @@ def _write_result(entry: CallEntry) -> int:
     return EXIT_OK
 
 
-def _show(entry: CallEntry, as_json: bool) -> None:
+def _show(entry: CallEntry, as_json: bool, *, pending: bool = False) -> None:
     data = entry.public()
+    if pending:  # cancelled before the ledger had seen the call
+        data["pending"] = True
     if as_json:
         print(json.dumps(data, indent=2))
         return

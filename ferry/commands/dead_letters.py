@@ -6,11 +6,13 @@ import argparse
 import os
 
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
+from asyncq.jetstream import stream_holding
 from asyncq.settings import QueueNatsSettings
 from connectors.core.errors import ConfigError
 from connectors.core.logs import escape_controls
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
+from connectors.core.targets import short_id
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 
 HELP = (
@@ -48,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
 async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
     async with open_jetstream(settings) as js:
         store = DeadLetterStore(
-            js, settings.dead_letter_stream, request_stream=settings.nats_stream
+            js,
+            settings.dead_letter_stream,
+            request_stream=settings.nats_stream,
+            body_bucket=settings.large_body_bucket,
+            stored_in=await stream_holding(js, settings.nats_stream) or "",
         )
         if args.action == "list":
             print_table(await store.read(args.function))
@@ -70,7 +76,8 @@ async def _act(settings: QueueNatsSettings, args: argparse.Namespace) -> int:
 
 def _print_replayed(letter: DeadLetter) -> None:
     text = (
-        f"replayed {letter.call_id or '-'} ({letter.function or '?'}) to {letter.original_subject}"
+        f"replayed {short_id(letter.call_id) or '-'} ({letter.function or '?'}) "
+        f"to {letter.original_subject}"
     )
     print(escape_controls(text))
 
@@ -80,7 +87,7 @@ def print_table(letters: list[DeadLetter]) -> None:
     for d in letters:
         age = _age(d.age())
         cells = (
-            d.call_id or "-",
+            short_id(d.call_id) or "-",
             d.function or "-",
             d.attempts,
             d.last_status or "-",

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from asyncq.codec import QueueRequest
+from asyncq.jetstream import stream_holding
 from asyncq.large_bodies import BodyStore
 from asyncq.publisher import QUEUE_ANNOTATION, Publisher, build_request
 from connectors.core.errors import CallbackRefused, ConfigError
 from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
-from connectors.core.targets import function_name_problem, path_problem
+from connectors.core.targets import call_id_problem, function_name_problem, path_problem, shorten
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
@@ -22,7 +23,8 @@ from ledger.store import open_or_handle, record_queued
 HELP = (
     "Store one async invocation of NAME on NATS JetStream (the QueueRequest the front door\n"
     "writes for POST /async-function/NAME) and print its call id. Re-running with the same\n"
-    "--header X-Call-Id:ID inside the duplicate window stores it once. A body too large for\n"
+    "--header X-Call-Id:ID inside the duplicate window stores it once (an ID is at most 128\n"
+    "letters, digits and - . _ ~ : @ + =, as the front door takes). A body too large for\n"
     "one NATS message is stored in the large_body_bucket object store, as the front door does."
 )
 EPILOG = describe_settings(LedgerCommandSettings)
@@ -97,8 +99,11 @@ def _body(data: str) -> bytes:
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     if not colon or not name.strip() or " " in name.strip():
-        raise ConfigError(f"--header {text!r}: expected NAME:VALUE")
-    return name.strip(), value.strip()
+        raise ConfigError(f"--header {shorten(text)}: expected NAME:VALUE")
+    name, value = name.strip(), value.strip()
+    if value and name.lower() == "x-call-id" and (problem := call_id_problem(value)):
+        raise ConfigError(f"--header: {problem}")  # the front door answers 400 to it
+    return name, value
 
 
 async def _enqueue(settings: LedgerCommandSettings, request: QueueRequest) -> int:
@@ -112,7 +117,8 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
     nats = settings.nats
     async with open_jetstream(nats) as js:
         bodies = BodyStore.from_settings(js, nats)
-        publisher = Publisher(js, nats.nats_stream, bodies)
+        holder = await stream_holding(js, nats.nats_stream)
+        publisher = Publisher(js, nats.nats_stream, bodies, stored_in=holder or "")
         await publisher.learn_layout()
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
@@ -122,4 +128,7 @@ async def _store(settings: LedgerCommandSettings, request: QueueRequest) -> None
         kv = await open_or_handle(
             js, settings.ledger, nats.nats_stream_replicas, who="ferry publish"
         )
+        if kv is None:  # the bucket must not be written (it could not be bounded)
+            await publisher.enqueue(request)
+            return
         await record_queued(kv, request, publisher.enqueue(request))

@@ -22,6 +22,7 @@ import yaml
 from connectors.core.config import RuntimeSettings
 from connectors.core.runner import EXIT_OK, Service, serve
 from connectors.core.settings import load_settings
+from ferry.console_mount import mount_console
 from ferry.dev.callback_printer import CallbackPrinter
 from ferry.dev.embedded_nats import EmbeddedNats
 from ferry.dev.examples import example_app, example_functions
@@ -87,6 +88,7 @@ def gateway_config(nats_url: str, port: int, functions_file: Path) -> GatewayCon
         "functions_file": str(functions_file),
         "callback_allowed_hosts": LOOPBACK_CALLBACKS,
         "refresh_interval": "1s",
+        "console_enabled": "true",  # bound to 127.0.0.1: this machine's user only
     }
     return load_settings(GatewayConfig, env)
 
@@ -146,6 +148,7 @@ class DevStack:
         functions_file.write_text(yaml.safe_dump(example_functions(functions.url), sort_keys=False))
 
         gateway = GatewayService(gateway_config(self._nats.url, self.options.port, functions_file))
+        mount_console(gateway)
         tasks = [self._serve(gateway, gateway.config.runtime)]
         if not await self._until_ready(gateway, tasks[0]):
             return await self._finish(tasks)
@@ -212,6 +215,7 @@ ferry dev is running. Ctrl-C stops everything.
              tick (called by the cron connector every minute)  from {functions_file}
   nats       {endpoints.nats_url}  (JetStream data in {endpoints.data_dir})
   callbacks  {cb}  (every hit is printed below)
+  console    {gw}/system/console/  (calls, dead letters, schedules in a browser)
 
 An async call with a callback (202 now, the callback a moment later):
 

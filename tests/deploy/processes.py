@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import shutil
 import subprocess
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from connectors.core.durations import parse_duration
 from connectors.core.settings import load_settings, read_names
 from ferry.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / ".tools" / "bin"
+
+
+def tool(name: str) -> str:
+    """The path of `helm` or `kubectl` as `scripts/tools` installs them (the test command runs
+    it first). Never the machine's own copy, which may be another version or absent in CI;
+    missing is a failure that says how to install, never a skip."""
+    path = TOOLS / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run ./scripts/tools (./scripts/test does)")
+    return str(path)
 
 
 @cache
@@ -77,10 +85,8 @@ def duration_seconds(text: str) -> float:
 
 def kustomize(folder: Path) -> str:
     """`kubectl kustomize FOLDER` (offline); raises with kubectl's stderr on failure."""
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed: cannot render the kustomize overlays")
     done = subprocess.run(
-        ["kubectl", "kustomize", str(folder)],
+        [tool("kubectl"), "kustomize", str(folder)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -123,6 +123,17 @@ def test_prometheus_scrapes_every_ferry_service_on_its_health_port() -> None:
     assert targets == wanted
 
 
+def test_the_console_reads_the_stacks_nats_and_front_door_and_is_published_on_loopback() -> None:
+    """Served without credentials (the stack has none), so reachable from this machine only."""
+    services = ferry_services()
+    console = load_settings(process_configs()["console"], environment(services["console"]))
+    gateway = load_settings(process_configs()["gateway"], environment(services["gateway"]))
+    assert console.nats.nats_url == gateway.nats.nats_url
+    assert console.gateway.gateway_url == f"http://gateway:{gateway.port}"
+    assert (console.console_enabled, console.gateway.basic_auth) == ("true", False)
+    assert services["console"]["ports"] == [f"127.0.0.1:{console.port}:{console.port}"]
+
+
 def test_mounted_files_exist() -> None:
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):

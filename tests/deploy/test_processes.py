@@ -16,6 +16,7 @@ def test_the_long_running_processes_are_the_configured_subcommands() -> None:
         "kafka-connector",
         "sqs-connector",
         "cron-connector",
+        "console",
     }
 
 

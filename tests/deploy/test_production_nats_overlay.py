@@ -3,16 +3,11 @@ replicated streams and the credentials file from a mounted secret."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import PurePosixPath
-
-import pytest
 
 from connectors.core.settings import load_settings
 from tests.deploy.processes import process_configs
 from tests.deploy.test_kubernetes import KUBERNETES, container, deployments, literal_env, render
-
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
 
 
 def test_every_process_gets_the_server_list_three_replicas_and_a_mounted_creds_file() -> None:

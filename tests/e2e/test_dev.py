@@ -72,6 +72,13 @@ async def test_dev_serves_the_example_call_with_a_callback_and_stops_on_sigint(
             20,
         )
         assert hit.groups() == ("200", "hello ferry")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/system/info") as info,
+        ):
+            assert info.status == 200  # what `faas-cli version` and the OpenFaaS UI read
+            provider = (await info.json())["provider"]
+            assert (provider["provider"], provider["orchestration"]) == ("ferry", "standalone")
     finally:
         if child.returncode is None:
             child.send_signal(signal.SIGINT)

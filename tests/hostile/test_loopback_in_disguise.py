@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.core.errors import CallbackRefused
-from connectors.core.hosts import allowed_hosts, host_address, inet_aton
+from connectors.core.hosts import allowed_hosts, embedded_ipv4, host_address, inet_aton
 from connectors.core.urlguard import CallbackPolicy
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import CallbackReceiver, FakeGateway
@@ -21,6 +21,17 @@ from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 from tests.support.wire import exchange, request
 
+# full-width dots and digits, enclosed digits: the resolver reads these as 127.0.0.1 (IDNA)
+IN_OTHER_SCRIPTS = ["127。0。0。1", "①②⑦.0.0.1", "\uff11\uff12\uff17.0.0.1"]
+# IPv6 addresses that reach 127.0.0.1 or the metadata address: IPv4-compatible, NAT64, 6to4,
+# Teredo, local-use NAT64
+CARRYING_IPV4 = [
+    "::127.0.0.1",
+    "64:ff9b::7f00:1",
+    "2002:7f00:1::",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "64:ff9b:1::a9fe:a9fe",
+]
 DISGUISED = [
     "http://2130706433/",
     "http://0x7f000001/",
@@ -35,6 +46,8 @@ DISGUISED = [
     "http://api.localhost:8080/",
     "http://10.1/",
     "http://0xa9.0xfe.0xa9fe/",  # 169.254.169.254, the cloud metadata address
+    *[f"http://{host}/" for host in IN_OTHER_SCRIPTS],
+    *[f"http://[{host}]/" for host in CARRYING_IPV4],
 ]
 
 
@@ -74,6 +87,50 @@ def test_numeric_hosts_agree_with_the_system_inet_aton(numeric: str, tail: str) 
     except OSError:
         expected = None
     assert inet_aton(host) == expected
+
+
+@pytest.mark.parametrize("host", IN_OTHER_SCRIPTS)
+def test_a_host_in_other_scripts_is_read_as_the_resolver_reads_it(host: str) -> None:
+    assert host_address(host) == ipaddress.IPv4Address("127.0.0.1")
+    assert socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)[0][4][0] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [
+        ("::127.0.0.1", "127.0.0.1"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("64:ff9b::a9fe:a9fe", "169.254.169.254"),
+        ("2002:7f00:1::", "127.0.0.1"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1"),
+        ("::1", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_an_ipv6_address_carrying_an_ipv4_one_is_known_by_it(
+    address: str, carried: str | None
+) -> None:
+    found = embedded_ipv4(ipaddress.IPv6Address(address))
+    assert found == (ipaddress.IPv4Address(carried) if carried else None)
+
+
+@pytest.mark.parametrize("host", CARRYING_IPV4)
+def test_an_ipv6_address_carrying_loopback_is_refused_by_both_checks(host: str) -> None:
+    policy = CallbackPolicy.build([], allow_private=False)
+    with pytest.raises(CallbackRefused, match="private or loopback"):
+        policy.check_url(f"http://[{host}]:8080/cb")
+    assert not policy.address_allowed(ipaddress.IPv6Address(host))
+
+
+def test_public_hosts_behind_nat64_and_6to4_are_still_allowed() -> None:
+    policy = CallbackPolicy.build([], allow_private=False)
+    for host in ("64:ff9b::808:808", "2002:808:808::", "2606:4700::1111"):
+        assert policy.check_url(f"http://[{host}]/cb") == host
+
+
+def test_a_host_idna_cannot_encode_is_refused_where_it_is_first_seen() -> None:
+    with pytest.raises(CallbackRefused, match="not a valid name"):
+        CallbackPolicy.build([], allow_private=True).check_url("http://\uff41" + "b" * 70 + ".com/")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +173,9 @@ async def test_the_front_door_answers_400_to_loopback_in_disguise_unless_private
         )
         async with running_gateway(env) as front:
             for url in DISGUISED:
-                data = request("POST", "/async-function/echo", f"X-Callback-Url: {url}")
+                # a host in other scripts is sent as UTF-8, as a client would send it
+                data = request("POST", "/async-function/echo", "X-Callback-Url: URL")
+                data = data.replace(b"URL", url.encode())
                 status, _, body = await exchange(front.port, data)
                 assert status == expected, (url, body)
 
@@ -125,11 +184,16 @@ async def test_the_worker_refuses_a_queued_disguised_callback_once_as_refused(
     queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
 ) -> None:
     gateway.function("echo")
-    await queue.publish("echo", b"x", callback_url=f"http://127.1:{receiver.port}/cb")
-    async with queue.worker(callback_allow_private="false") as worker:
+    hosts = ["127.1", *IN_OTHER_SCRIPTS, *[f"[{host}]" for host in CARRYING_IPV4]]
+    for host in hosts:  # queued as they are, as a publisher other than the front door could
+        await queue.publish("echo", b"x", callback_url=f"http://{host}:{receiver.port}/cb")
+    async with queue.worker(callback_allow_private="false", callback_max_attempts="1") as worker:
         await eventually(queue.drained, what="acked")
-        refused = worker.registry.get_sample_value(
-            "queue_worker_callbacks_total", {"outcome": "refused"}
-        )
+        outcomes = {
+            outcome: worker.registry.get_sample_value(
+                "queue_worker_callbacks_total", {"outcome": outcome}
+            )
+            for outcome in ("refused", "failed", "delivered")
+        }
     assert receiver.received == []
-    assert refused == 1
+    assert outcomes == {"refused": len(hosts), "failed": None, "delivered": None}

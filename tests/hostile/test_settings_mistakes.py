@@ -155,3 +155,45 @@ async def test_a_basic_auth_file_that_never_ends_is_refused_not_read(
     status, output = await run_to_exit(command, env)
     assert status == EXIT_CONFIG, output
     assert output.count("\n") == 0 and "larger than" in output, output
+
+
+# A value of the right type below the floor where the setting makes sense (issue 24): the one
+# line names the variable, the value and the floor.
+BELOW_THE_FLOOR = {
+    "gateway publish_timeout=1ns": ("gateway", "publish_timeout", "1ns", "10ms"),
+    "gateway max_body_bytes=0": ("gateway", "max_body_bytes", "0", "1024"),
+    "gateway read_timeout=1ms": ("gateway", "read_timeout", "1ms", "10ms"),
+    "gateway refresh_interval=1ms": ("gateway", "refresh_interval", "1ms", "100ms"),
+    "gateway call_ledger_ttl=1ns": ("gateway", "call_ledger_ttl", "1ns", "1m"),
+    "worker callback_timeout=1e-9": ("queue-worker", "callback_timeout", "1e-9", "10ms"),
+    "worker call_ledger_ttl=1ns": ("queue-worker", "call_ledger_ttl", "1ns", "1m"),
+    "worker large_body_ttl=1s": ("queue-worker", "large_body_ttl", "1s", "1m"),
+    "worker max_response_bytes=10": ("queue-worker", "max_response_bytes", "10", "1024"),
+    "worker nats_ping_interval=1ns": ("queue-worker", "nats_ping_interval", "1ns", "100ms"),
+    "worker ack_wait=500ms": ("queue-worker", "ack_wait", "500ms", "1s"),
+    "kafka session_timeout=100ms": ("kafka-connector", "session_timeout", "100ms", "1s"),
+    "kafka heartbeat_interval=1ms": ("kafka-connector", "heartbeat_interval", "1ms", "100ms"),
+    "kafka startup_timeout=0": ("kafka-connector", "startup_timeout", "0", "100ms"),
+    "sqs rebuild_interval=1ns": ("sqs-connector", "rebuild_interval", "1ns", "100ms"),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "floor"), BELOW_THE_FLOOR.values(), ids=list(BELOW_THE_FLOOR)
+)
+async def test_a_setting_below_its_floor_is_one_line_naming_the_floor_and_exit_2(
+    command: str, variable: str, value: str, floor: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    env = {
+        "nats_url": nats_server.url,
+        "gateway_url": "http://127.0.0.1:9",
+        "topics": "orders",
+        "queue_url": "http://127.0.0.1:9/000000000000/q",
+        "sqs_region": "us-east-1",
+        variable: value,
+    }
+    if command == "gateway":
+        env["functions_file"] = _functions(tmp_path, ONE_FUNCTION)
+    status, output = await run_to_exit(command, env)
+    assert status == EXIT_CONFIG, output
+    assert output == f"ferry: {variable}={value!r}: must be at least {floor}"

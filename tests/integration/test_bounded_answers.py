@@ -75,13 +75,38 @@ async def test_the_front_door_proxy_refuses_or_cuts_off_an_answer_past_max_respo
         async with session.get(f"{gw.url}/function/huge-chunked") as lean:
             assert lean.status == 502
             assert "response larger than max_response_bytes" in await lean.text()
-        # aiohttp's path (OPTIONS is handed to it) streams the answer: cut off at the limit
-        async with session.options(f"{gw.url}/function/huge-chunked") as chunked:
-            assert chunked.status == 200
-            got = 0
-            with pytest.raises(aiohttp.ClientPayloadError):
-                async for piece in chunked.content.iter_any():
-                    got += len(piece)
-            assert got <= LIMIT
         async with session.post(f"{gw.url}/function/echo", data=b"fine") as small:
             assert await small.read() == b"fine"
+
+
+async def test_the_aiohttp_proxy_path_refuses_a_declared_and_cuts_off_a_streamed_large_answer(
+    queue: QueueUnderTest, hostile_gateway: str, tmp_path: Path
+) -> None:
+    """The lean path never serves OPTIONS nor a request with a chunked body: aiohttp's
+    streaming proxy does, and holds the same bound."""
+    names = ("huge-length", "huge-chunked")
+    listed = {name: {"url": f"{hostile_gateway}/function/{name}"} for name in names}
+    functions_file = write_functions(tmp_path / "functions.yml", listed)
+    env = gateway_env(queue, functions_file=str(functions_file), max_response_bytes=str(LIMIT))
+    async with running_gateway(env) as gw, aiohttp.ClientSession() as session:
+        # a declared length over the limit: refused before a byte of it is read
+        async with session.options(f"{gw.url}/function/huge-length") as declared:
+            assert declared.status == 502
+            assert "response larger than max_response_bytes" in await declared.text()
+        chunked_body = _pieces(b"go")  # sent chunked, which the lean path hands to aiohttp
+        async with session.post(f"{gw.url}/function/huge-length", data=chunked_body) as posted:
+            assert posted.status == 502
+            assert "response larger than max_response_bytes" in await posted.text()
+        # no declared length: streamed until the limit, then the connection is cut
+        async with session.options(f"{gw.url}/function/huge-chunked") as streamed:
+            assert streamed.status == 200
+            got = 0
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for piece in streamed.content.iter_any():
+                    got += len(piece)
+            assert got <= LIMIT
+
+
+async def _pieces(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk

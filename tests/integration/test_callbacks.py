@@ -6,8 +6,11 @@ import asyncio
 import socket
 import time
 
+from aiohttp import web
+
 from connectors.core.callback import verify_signature
 from tests.support.http import CallbackReceiver, FakeGateway
+from tests.support.http1 import serve
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
@@ -108,3 +111,49 @@ async def test_a_receiver_that_is_down_stops_new_work_instead_of_filling_memory(
         "queue_worker_callbacks_total", {"outcome": "delivered"}
     )
     assert delivered == 100
+
+
+async def test_answers_waiting_on_a_slow_receiver_are_bounded_by_bytes(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    """With 100 KiB answers and max_held_answer_bytes=300 KiB, a receiver that does not answer
+    holds at most 3 answers plus the 2 calls running when the bound was hit: no other call
+    starts until callbacks are delivered, then every message completes."""
+    answer = 100 * 1024
+    limit = 3 * answer
+    release = asyncio.Event()
+    arrived: list[bytes] = []
+
+    async def slow_receiver(request: web.Request) -> web.Response:
+        arrived.append(await request.read())
+        await release.wait()
+        return web.Response()
+
+    runner, base = await serve(slow_receiver)
+    gateway.function("echo")
+    for _ in range(30):
+        await queue.publish("echo", b"x" * answer, callback_url=f"{base}/callback")
+    try:
+        async with queue.worker(
+            max_inflight="2", max_held_answer_bytes=str(limit), callback_timeout="60s"
+        ) as worker:
+
+            def sample(name: str) -> float:
+                return worker.registry.get_sample_value(name) or 0.0
+
+            def stalled() -> bool:  # held full and nothing running: no call can start now
+                held = sample("queue_worker_held_answer_bytes")
+                return held >= limit and sample("queue_worker_function_invocation_inflight") == 0
+
+            await eventually(stalled, 20, what="the bound reached with nothing running")
+            invoked = len(gateway.calls_to("echo"))
+            held = sample("queue_worker_held_answer_bytes")
+            release.set()
+            await eventually(queue.drained, 60, what="every message acknowledged")
+            assert sample("queue_worker_held_answer_bytes") == 0
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert 3 <= invoked <= 5, invoked
+    assert limit <= held <= limit + 2 * answer, held
+    assert len(gateway.calls_to("echo")) == len(arrived) == 30

@@ -166,7 +166,12 @@ async def test_an_invalid_schedule_is_counted_and_does_not_stop_the_others(
         await clock.settle(1)
         await clock.advance_to(utc("2026-01-01T10:03:30"), idle=lambda: not connector.firer.tasks)
         await eventually(lambda: len(gateway.calls_to("fine")) == 3, 10, what="the good schedule")
-        await asyncio.sleep(1.5)  # a topic-map rebuild later, each is still counted once
+        # two more topic-map rebuilds begin (each lists namespaces, then functions): the first
+        # of them has been read whole, and each schedule is still counted once
+        listed = len(gateway.system_authorizations)
+        await eventually(
+            lambda: len(gateway.system_authorizations) >= listed + 4, 10, what="two rebuilds"
+        )
         assert gateway.calls_to("broken") == gateway.calls_to("elsewhere") == []
         for name in ("broken", "elsewhere"):
             assert (

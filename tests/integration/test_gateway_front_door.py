@@ -191,13 +191,13 @@ async def test_callback_url_the_allow_list_refuses_is_400_and_one_it_lists_is_20
 async def test_body_above_max_body_bytes_is_413_and_at_the_limit_is_accepted(
     queue: QueueUnderTest, functions_file: Path
 ) -> None:
-    env = gateway_env(queue, functions_file=str(functions_file), max_body_bytes="1000")
+    env = gateway_env(queue, functions_file=str(functions_file), max_body_bytes="1024")
     async with running_gateway(env) as gw:
-        assert (await post(f"{gw.url}/async-function/echo", b"x" * 1001)).status == 413
+        assert (await post(f"{gw.url}/async-function/echo", b"x" * 1025)).status == 413
         assert (await post_chunked(f"{gw.url}/async-function/echo", 11, 100)) == 413
-        assert (await post(f"{gw.url}/async-function/echo", b"x" * 1000)).status == 202
+        assert (await post(f"{gw.url}/async-function/echo", b"x" * 1024)).status == 202
         (stored,) = await stored_messages(queue.js, queue.stream)
-    assert codec.decode(stored.data).body == b"x" * 1000
+    assert codec.decode(stored.data).body == b"x" * 1024
 
 
 async def test_same_call_id_posted_twice_is_invoked_once(

@@ -93,17 +93,33 @@ async def test_interim_answers_are_skipped_and_head_has_no_body(
     assert server.connections == 1
 
 
-async def test_a_connection_the_server_closed_while_idle_is_replaced(
-    client: Http1Client, raw: Callable[[Reply], RawServer]
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_an_idempotent_request_on_a_connection_closed_unanswered_is_sent_once_more(
+    method: str, client: Http1Client, raw: Callable[[Reply], RawServer]
 ) -> None:
-    """The server answers, then drops the idle connection: the next call still succeeds once."""
+    """The server answers, then drops the idle connection: the next call still succeeds."""
     server = raw(lambda _: None if len(server.requests) == 2 else OK)
     await server.start()
-    first = await client.request("POST", server.url(), body=b"1")
-    second = await client.request("POST", server.url(), body=b"2")
+    first = await client.request(method, server.url(), body=b"1")
+    second = await client.request(method, server.url(), body=b"2")
     assert first.body == second.body == b"ok"
     # The second call was written to the dropped connection, then once more to a new one.
     assert [r.endswith(b"2") for r in server.requests] == [False, True, True]
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_post_the_server_read_before_closing_unanswered_is_not_sent_twice(
+    method: str, client: Http1Client, raw: Callable[[Reply], RawServer]
+) -> None:
+    """The server reads the second request whole, then closes without a byte of answer: it may
+    have acted on it, so the client says so instead of sending it again."""
+    server = raw(lambda _: None if len(server.requests) == 2 else OK)
+    await server.start()
+    assert (await client.request(method, server.url(), body=b"1")).body == b"ok"
+    with pytest.raises(HttpError, match=f"kept-alive connection without answering; a {method}"):
+        await client.request(method, server.url(), body=b"2")
+    assert [r.endswith(b"2") for r in server.requests] == [False, True]  # received once
+    assert (await client.request(method, server.url(), body=b"3")).body == b"ok"  # and on
 
 
 @pytest.mark.parametrize(

@@ -48,13 +48,13 @@ async def test_revoked_credentials_end_the_process_with_one_line_and_exit_1(
     command: str, tmp_path: Path, gateway: FakeGateway
 ) -> None:
     config = tmp_path / "server.conf"
-    config.write_text('authorization { user: ferry, password: "first" }\n')
+    config.write_text('authorization { user: ferry, password: "pw-first-7f3a" }\n')
     server = NatsServer(args=("-c", str(config))).start()
     health = free_port()
     env = {
         "nats_url": server.url,
         "nats_user_file": write(tmp_path, "user", "ferry\n"),
-        "nats_password_file": write(tmp_path, "password", "first\n"),
+        "nats_password_file": write(tmp_path, "password", "pw-first-7f3a\n"),
         "health_port": str(health),
         "health_host": "127.0.0.1",
         "gateway_url": gateway.url,
@@ -80,7 +80,7 @@ async def test_revoked_credentials_end_the_process_with_one_line_and_exit_1(
         [line] = [line for line in output.splitlines() if "stopped:" in line]
         assert "NATS closed the connection for good" in line
         assert "authorization violation" in line
-        assert "first" not in output
+        assert "pw-first-7f3a" not in output
     finally:
         await process.close()
         server.cleanup()

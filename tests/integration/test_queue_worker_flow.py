@@ -30,7 +30,9 @@ async def test_a_call_slower_than_ack_wait_completes_once(
     async with queue.worker(ack_wait="1s", upstream_timeout="10s", max_inflight="4"):
         await receiver.wait_for(1, timeout=30)
         await eventually(queue.drained, what="acked")
-        await asyncio.sleep(1.5)  # past another ack_wait: a redelivery would show up now
+        # acknowledged, so it can no longer come back; had JetStream redelivered it while
+        # the call ran (3.5 ack_waits), the consumer would have counted a second delivery
+        assert await queue.deliveries() == 1
     assert len(gateway.calls_to("slow")) == 1
     assert len(receiver.received) == 1
 

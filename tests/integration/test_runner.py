@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core.config import RuntimeSettings
 from connectors.core.runner import EXIT_OK, GEN0_THRESHOLD, serve
+from tests.support.brokers import test_environ
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
 
@@ -137,3 +140,72 @@ async def test_sigterm_while_a_process_waits_for_nats_at_start_up_exits_0() -> N
     finally:
         await proc.close()
         closed.close()
+
+
+# A service whose run() leaves behind a task that swallows every cancellation, as a library
+# can: the process must still exit 0 soon after SIGTERM (asyncio.run waits for such a task
+# for ever).
+STUBBORN_SERVICE = """
+import asyncio
+from dataclasses import dataclass
+from prometheus_client import CollectorRegistry
+from connectors.core.config import RuntimeSettings
+from connectors.core.runner import run_from_env
+from connectors.core.settings import group
+
+@dataclass(frozen=True)
+class Config:
+    runtime: RuntimeSettings = group(RuntimeSettings)
+
+async def stubborn():
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+
+class Stubborn:
+    name = "stubborn"
+    def __init__(self, config):
+        self.registry = CollectorRegistry()
+        self.stopping = asyncio.Event()
+    async def start(self):
+        pass
+    async def run(self):
+        asyncio.create_task(stubborn(), name="stubborn-task")
+        print("running", flush=True)
+        await self.stopping.wait()
+    def stop(self):
+        self.stopping.set()
+    async def drain(self, timeout):
+        pass
+    def ready(self):
+        return True
+
+raise SystemExit(run_from_env(Config, Stubborn, lambda c: c.runtime))
+"""
+
+
+async def test_a_task_that_swallows_its_cancellation_does_not_keep_the_process_alive() -> None:
+    env = test_environ(health_port="0", health_host="127.0.0.1")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        STUBBORN_SERVICE,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"running\n"
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    said = (await process.stderr.read()).decode()
+    assert code == 0, said
+    assert "left behind: stubborn-task" in said

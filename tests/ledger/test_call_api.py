@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,18 +103,52 @@ async def test_an_accepted_call_is_queued_then_succeeded_and_its_answer_reads_ba
     assert float(headers["X-Duration-Seconds"]) >= 0
 
 
-async def test_an_unknown_call_id_is_404_on_every_route(front_door: GatewayService) -> None:
+async def test_an_unknown_call_id_is_404_to_read(front_door: GatewayService) -> None:
     base = front_door.url
-    for method, path in (
-        ("GET", "/system/calls/no-such-call"),
-        ("GET", "/system/calls/no-such-call/result"),
-        ("DELETE", "/system/calls/no-such-call"),
-        ("DELETE", "/async-function/no-such-call"),
-    ):
-        status, body, headers = await request(method, base + path)
-        assert status == 404, (method, path)
+    for path in ("/system/calls/no-such-call", "/system/calls/no-such-call/result"):
+        status, body, headers = await request("GET", base + path)
+        assert status == 404, path
         assert headers["Content-Type"].startswith("application/json")
         assert b"no-such-call" in body
+
+
+async def test_a_cancel_before_the_ledger_saw_the_call_is_202_pending_and_it_never_runs(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    """A DELETE right after the 202 can come before the front door's `queued` entry lands
+    (or for a call queued without one, as here): it cancels the call all the same."""
+    gateway.function("never", lambda call: web.Response(text="ran"))
+    request_ = await queue.publish("never", b"x")  # no entry: the ledger has not seen it
+    status, body, _ = await request("DELETE", f"{front_door.url}/system/calls/{request_.call_id}")
+    assert status == 202, body
+    shown = json.loads(body)
+    assert (shown["state"], shown["pending"]) == ("cancelled", True)
+    async with queue.worker(**ledger.env()):
+        await eventually(queue.drained, what="acked without a call")
+    assert gateway.calls_to("never") == []
+    assert (await entry(front_door, request_.call_id))["state"] == "cancelled"
+
+
+async def test_a_queued_entry_landing_after_a_pending_cancel_does_not_revive_the_call(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    call_id = "late-entry-" + uuid.uuid4().hex
+    status, _, _ = await request("DELETE", f"{front_door.url}/async-function/{call_id}")
+    assert status == 202
+    status, _, _ = await request(
+        "POST", f"{front_door.url}/async-function/never", b"x", {"X-Call-Id": call_id}
+    )
+    assert status == 202
+    async with queue.worker(**ledger.env()):
+        await eventually(queue.drained, what="acked without a call")
+    assert gateway.calls_to("never") == []
+    assert (await entry(front_door, call_id))["state"] == "cancelled"
 
 
 async def test_a_running_call_answers_409_to_its_result_and_to_cancel(
@@ -199,12 +234,23 @@ async def test_a_call_cancelled_while_queued_is_never_invoked_nor_called_back(
 
 
 async def test_openfaas_pro_cancel_route_cancels_a_queued_call(
-    ledger: LedgerUnderTest, front_door: GatewayService
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
 ) -> None:
+    gateway.function("never", lambda call: web.Response(text="ran"))
     call_id = await accept(front_door, "never")
     await eventually(lambda: state_is(front_door, call_id, "queued"), what="queued")
     status, _, _ = await request("DELETE", f"{front_door.url}/async-function/{call_id}")
     assert status == 202
+    assert (await entry(front_door, call_id))["state"] == "cancelled"
+    # a worker then takes the queue: the call after it runs, the cancelled one never does
+    after = await accept(front_door, "never")
+    async with queue.worker(**ledger.env()):
+        await eventually(lambda: state_is(front_door, after, "succeeded"), what="the next call")
+        await eventually(queue.drained, what="both messages acknowledged")
+    assert [call.headers["X-Call-Id"] for call in gateway.calls_to("never")] == [after]
     assert (await entry(front_door, call_id))["state"] == "cancelled"
 
 
@@ -239,7 +285,7 @@ async def test_with_basic_auth_the_call_routes_need_the_gateway_credentials(
 async def test_a_long_client_chosen_call_id_is_found_under_its_hashed_key(
     ledger: LedgerUnderTest, front_door: GatewayService
 ) -> None:
-    call_id = "order:" + "7" * 300
+    call_id = "order:" + "7" * 122  # 128 characters, the longest the front door takes
     status, _, headers = await request(
         "POST", f"{front_door.url}/async-function/never", b"x", {"X-Call-Id": call_id}
     )
@@ -270,3 +316,92 @@ async def test_a_cancelled_call_with_a_large_body_is_never_invoked_and_leaves_no
             await eventually(queue.drained, what="acked")
     assert gateway.calls_to("never") == []
     await no_objects_left(queue, bucket)
+
+
+async def test_with_the_bucket_deleted_every_route_is_503_not_unknown(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    gateway.function("echo", lambda call: web.Response(text="ok"))
+    call_id = await accept(front_door, "echo")
+    async with queue.worker(**ledger.env()):
+        await eventually(lambda: state_is(front_door, call_id, "succeeded"), what="done")
+    await ledger.close()  # deletes the bucket: the ledger cannot say what became of the call
+    for method, path in (
+        ("GET", f"/system/calls/{call_id}"),
+        ("GET", f"/system/calls/{call_id}/result"),
+        ("DELETE", f"/system/calls/{call_id}"),
+    ):
+        status, body, _ = await request(method, front_door.url + path)
+        assert status == 503, (method, path, body)
+        assert b"call ledger unavailable" in body
+
+
+async def test_after_the_bucket_is_made_again_a_202_cancel_still_means_the_call_never_runs(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    """nats-py's watch on a deleted bucket resumes past the new bucket's first markers: the
+    worker must notice the bucket is new and read them, and the cancel must wait for it."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def held(call: object) -> web.Response:
+        started.set()
+        await release.wait()
+        return web.Response(text="ran")
+
+    gateway.function("held", held)
+    gateway.function("never", lambda call: web.Response(text="ran"))
+    async with queue.worker(**ledger.env(max_inflight="1")):
+        first = await accept(front_door, "held")
+        await started.wait()  # the worker is busy: the next call waits in the stream
+        await ledger.close()
+        await ledger.setup()  # the bucket, deleted and made again
+        cancelled = await accept(front_door, "never")
+        await eventually(lambda: state_is(front_door, cancelled, "queued"), what="queued")
+        status, body, _ = await request("DELETE", f"{front_door.url}/system/calls/{cancelled}")
+        release.set()
+        await eventually(lambda: state_is(front_door, first, "succeeded"), what="first done")
+        await eventually(queue.drained, what="both acked")
+    assert status == 202, body
+    assert gateway.calls_to("never") == []
+    assert (await entry(front_door, cancelled))["state"] == "cancelled"
+
+
+async def test_a_cancel_a_worker_has_not_been_handed_is_never_202(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    """A worker whose watch lags (here: its consumer paused) may run the call: the cancel
+    answers 503, not 202, and the entry ends saying what happened."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def held(call: object) -> web.Response:
+        started.set()
+        await release.wait()
+        return web.Response(text="ran")
+
+    gateway.function("held", held)
+    gateway.function("echo", lambda call: web.Response(text="ran"))
+    async with queue.worker(**ledger.env(max_inflight="1")):
+        await accept(front_door, "held")
+        await started.wait()  # the worker is busy: the next call waits in the stream
+        later = await accept(front_door, "echo")
+        await eventually(lambda: state_is(front_door, later, "queued"), what="queued")
+        stream = f"KV_{ledger.bucket}"
+        (watch,) = [c for c in await queue.js.consumers_info(stream) if c.push_bound]
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+        await queue.js.pause_consumer(stream, watch.name, until)
+        status, body, _ = await request("DELETE", f"{front_door.url}/system/calls/{later}")
+        release.set()
+        await eventually(queue.drained, what="both acked")
+        final = await entry(front_door, later)
+    assert status == 503, body
+    ran = bool(gateway.calls_to("echo"))
+    assert final["state"] == ("succeeded" if ran else "cancelled")

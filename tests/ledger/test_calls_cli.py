@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aiohttp import web
+from nats.js.errors import NotFoundError
 
 from ledger.entries import CallEntry, CallState
 from tests.support.cli import Finished, ferry
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
-from tests.support.ports import free_port
+from tests.support.ports import eventually, free_port
 from tests.support.queue import QueueUnderTest
 
 
@@ -47,8 +49,9 @@ async def test_get_result_and_list_show_what_the_worker_recorded(
 
 
 async def test_cancel_a_queued_call_then_a_second_cancel_is_refused(
-    queue: QueueUnderTest, ledger: LedgerUnderTest
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
 ) -> None:
+    gateway.function("nobody-runs-this", lambda call: web.Response(text="ran"))
     request = await queue.publish("nobody-runs-this", b"x")
     assert ledger.store is not None
     queued = CallEntry(call_id=request.call_id, function="nobody-runs-this", state=CallState.QUEUED)
@@ -60,17 +63,53 @@ async def test_cancel_a_queued_call_then_a_second_cancel_is_refused(
     assert second.stderr.strip() == (
         f"ferry: call {request.call_id} cannot be cancelled: it is cancelled"
     )
+    # a worker then takes the queue: the call after it runs, the cancelled one never does
+    after = await queue.publish("nobody-runs-this", b"y")
+    async with queue.worker(**ledger.env()):
+        await ledger.wait_for_state(after.call_id, "succeeded")
+        await eventually(queue.drained, what="both messages acknowledged")
+    ran = [call.headers["X-Call-Id"] for call in gateway.calls_to("nobody-runs-this")]
+    assert ran == [after.call_id]
+    still = await ledger.get(request.call_id)
+    assert still is not None and still.state is CallState.CANCELLED
 
 
 async def test_an_unknown_id_is_one_line_and_exit_1(
     queue: QueueUnderTest, ledger: LedgerUnderTest
 ) -> None:
-    for action in ("get", "result", "cancel"):
+    for action in ("get", "result"):
         answer = await calls(queue, ledger, action, "no-such-call")
         assert answer.status == 1, action
         assert answer.stderr.strip().splitlines() == [
             "ferry: no call no-such-call in the ledger (unknown or expired)"
         ]
+
+
+async def test_cancelling_an_id_not_seen_yet_cancels_it_in_advance(
+    queue: QueueUnderTest, ledger: LedgerUnderTest
+) -> None:
+    answer = await calls(queue, ledger, "cancel", "not-seen-yet", "--json")
+    assert answer.status == 0, answer.stderr
+    shown = json.loads(answer.stdout)
+    assert (shown["state"], shown["pending"]) == ("cancelled", True)
+
+
+async def test_with_the_bucket_deleted_reads_exit_2_and_never_make_it_again(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    gateway.function("echo", lambda call: web.Response(text="ok"))
+    ran = await queue.publish("echo", b"x")
+    async with queue.worker(**ledger.env()):
+        await ledger.wait_for_state(ran.call_id, "succeeded")
+    await ledger.close()  # deletes the bucket
+    for args in (("get", ran.call_id), ("result", ran.call_id), ("cancel", ran.call_id), ("list",)):
+        answer = await calls(queue, ledger, *args)
+        assert answer.status == 2, (args, answer.stderr)
+        assert answer.stderr.strip().splitlines() == [
+            f"ferry: call ledger unavailable: no bucket {ledger.bucket}"
+        ]
+    with pytest.raises(NotFoundError):
+        await queue.js.stream_info(f"KV_{ledger.bucket}")
 
 
 async def test_nats_out_of_reach_is_one_line_and_exit_2(

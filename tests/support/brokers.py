@@ -94,6 +94,17 @@ class NatsServer(ChildServer):
         self.stop()
         shutil.rmtree(self.store, ignore_errors=True)
 
+    @classmethod
+    def with_config(cls, text: str) -> NatsServer:
+        """A server (not started) that also reads a config file holding `text`, e.g.
+        `jetstream { max_file_store: 24MB }` for a small store; the port and store folder
+        given on the command line win over the file."""
+        server = cls()
+        config = Path(server.store) / "nats.conf"
+        config.write_text(text)
+        server.args = ("-c", str(config))
+        return server
+
 
 def test_environ(**extra: str) -> dict[str, str]:
     """A child-process environment that never reaches beyond loopback."""

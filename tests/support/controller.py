@@ -28,7 +28,10 @@ class ControllerUnderTest:
 
 @asynccontextmanager
 async def controller_for(
-    gateway: FakeGateway, retry: RetrySettings | None = None, print_request_body: bool = False
+    gateway: FakeGateway,
+    retry: RetrySettings | None = None,
+    print_request_body: bool = False,
+    settings: ConnectorSettings | None = None,
 ) -> AsyncIterator[ControllerUnderTest]:
     """A controller reading `gateway`'s topic map (refreshed once before it is handed out)."""
     client = GatewayClient(
@@ -36,7 +39,7 @@ async def controller_for(
         max_inflight=4,
     )
     topics = TopicMapRefresher(client, interval=60)
-    settings = ConnectorSettings()
+    settings = settings or ConnectorSettings()
     registry = CollectorRegistry()
     controller = Controller(
         connector="test",

@@ -149,6 +149,7 @@ class CallbackReceiver:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.status = 200
+        self.hold: asyncio.Event | None = None  # when set, each POST waits for it to be set
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -166,6 +167,8 @@ class CallbackReceiver:
         return self
 
     async def stop(self) -> None:
+        if self.hold is not None:
+            self.hold.set()  # a test that failed while holding must not hold the clean-up
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -173,6 +176,8 @@ class CallbackReceiver:
         self.received.append(
             Received(request.path_qs, CIMultiDict(request.headers), await request.read())
         )
+        if self.hold is not None:
+            await self.hold.wait()
         return web.Response(status=self.status)
 
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:

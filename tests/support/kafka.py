@@ -96,6 +96,16 @@ class KafkaTopic:
         if self._producer is not None:
             await self._producer.stop()
 
+    async def recreate(self) -> None:
+        """Delete the topic and create it again under the same name (its offsets start at 0)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([self.name])
+            await admin.create_topics([NewTopic(self.name, self.partitions, 1)])
+        finally:
+            await admin.close()
+
     def env(self, **overrides: str) -> dict[str, str]:
         env = {
             "broker_hosts": self.broker.bootstrap,

@@ -30,7 +30,7 @@ class LedgerUnderTest:
     async def setup(self) -> LedgerUnderTest:
         settings = CallLedgerSettings(call_ledger_bucket=self.bucket)
         kv = await open_bucket(self.js, settings, replicas=1)
-        self.store = LedgerStore(kv)
+        self.store = LedgerStore(kv, self.js, self.bucket)
         # every write as it goes to the bucket, on a plain subscription to the bucket's subjects
         self._sub = await self.js._nc.subscribe(f"$KV.{self.bucket}.call.>", cb=self._follow)
         return self

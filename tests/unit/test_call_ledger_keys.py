@@ -90,9 +90,9 @@ def test_an_entry_reads_back_as_written(entry: CallEntry) -> None:
     assert list(json.loads(raw))[: len(entry.public())] == list(entry.public())  # same order
 
 
-def test_a_callback_url_is_kept_without_its_user_information() -> None:
-    assert public_url("https://user:secret@hooks.example/done?x=1") == (
-        "https://hooks.example/done?x=1"
+def test_a_callback_url_is_kept_without_its_user_information_nor_query_values() -> None:
+    assert public_url("https://user:secret@hooks.example/done?x=1&token=t0k&flag#f") == (
+        "https://hooks.example/done?x=redacted&token=redacted&flag"
     )
 
 

@@ -97,6 +97,16 @@ def test_help_shows_each_variable_once_with_its_default() -> None:
     assert text.count("gateway_url ") == 1
 
 
+def test_help_shows_the_floor_of_a_setting_that_has_one() -> None:
+    lines = describe_settings(QueueWorkerConfig).splitlines()
+    (ack_wait,) = [line for line in lines if line.strip().startswith("ack_wait ")]
+    assert ack_wait.endswith("(at least 1s) [30s]")
+    (ttl,) = [line for line in lines if line.strip().startswith("call_ledger_ttl ")]
+    assert ttl.endswith("(at least 1m) [24h]")
+    (attempts,) = [line for line in lines if line.strip().startswith("max_retry_attempts ")]
+    assert "at least" not in attempts  # a count shows no floor
+
+
 def test_rebuild_timeout_is_read_as_rebuild_interval() -> None:
     from connectors.cron.config import CronConnectorConfig
 

@@ -39,6 +39,7 @@ def test_name_means_the_default_namespace_and_name_dot_namespace_names_one() -> 
         ("functions:\n  - name: a.b\n    url: http://a", "functions[0].name"),
         ("functions:\n  - name: echo\n    url: ftp://a", "function echo: url"),
         ("functions:\n  - name: echo\n    url: http://a\n    labels: [x]", "labels"),
+        ("functions:\n  - name: echo\n    url: http://a\n    image: [x]", "image must be a string"),
         ("functions: [", "not valid YAML"),
     ],
 )

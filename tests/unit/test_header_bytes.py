@@ -148,3 +148,35 @@ def test_sqs_attributes_follow_the_same_rule_and_binary_ones_are_always_base64()
 def test_text_that_cannot_be_utf8_is_an_invalid_request_not_a_crash() -> None:
     with pytest.raises(InvalidRequest, match="not UTF-8"):
         head([("X-Broken", "half a pair \ud800")])
+
+
+LINE_BREAKS = [ch for ch in map(chr, range(0x110000)) if len(f"a{ch}b".splitlines()) == 2]
+
+
+def test_every_line_break_python_knows_goes_base64_in_text_and_in_bytes() -> None:
+    assert {"\n", "\r", "\x85", "\u2028", "\u2029"} <= set(LINE_BREAKS)
+    for ch in LINE_BREAKS:
+        text = f"one{ch}two"
+        assert text_header("X-SQS-Attr-a", text)[1] == ("X-SQS-Attr-a-Enc", "b64"), repr(ch)
+        assert bytes_header("X-Kafka-h", text.encode())[1] == ("X-Kafka-h-Enc", "b64"), repr(ch)
+
+
+@given(names, st.text(max_size=16))
+def test_text_sent_as_it_is_has_no_line_break_and_the_rest_is_recovered_exactly(
+    name: str, text: str
+) -> None:
+    for sent in (
+        text_header(name, text),
+        bytes_header(name, text.encode("utf-8", "surrogatepass")),
+    ):
+        found = dict(sent)
+        if name + "-Enc" not in found:
+            assert found[name].splitlines() in ([found[name]], [])
+            found[name].encode("utf-8")  # no lone surrogate either: this would raise
+        assert recovered(found, name) == text.encode("utf-8", "surrogatepass")
+
+
+def test_a_lone_surrogate_in_an_attribute_goes_base64_not_into_a_failed_request() -> None:
+    (_, value), companion = text_header("X-SQS-Attr-a", "a\ud800")
+    assert companion == ("X-SQS-Attr-a-Enc", "b64")
+    assert base64.b64decode(value) == "a\ud800".encode("utf-8", "surrogatepass")

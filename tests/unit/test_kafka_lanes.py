@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from connectors.kafka.lanes import LaneScheduler, lane_for
+from tests.support.ports import eventually
 
 
 @pytest.mark.parametrize(
@@ -28,10 +30,14 @@ def test_lane_choice_follows_the_ordering_mode(
     assert (lane_for(ordering, *a) == lane_for(ordering, *b)) is same_lane
 
 
+RUN_TIME = 0.01  # what a Recorder item takes once its gate is open
+
+
 class Recorder:
     def __init__(self) -> None:
         self.started: list[str] = []
         self.finished: list[str] = []
+        self.cancelled: list[str] = []
         self.running = 0
         self.peak = 0
         self.gate = asyncio.Event()
@@ -41,8 +47,12 @@ class Recorder:
         self.started.append(item)
         self.running += 1
         self.peak = max(self.peak, self.running)
-        await asyncio.sleep(0.01)
-        await self.gate.wait()
+        try:
+            await asyncio.sleep(RUN_TIME)
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(item)
+            raise
         self.running -= 1
         self.finished.append(item)
 
@@ -93,9 +103,15 @@ async def test_stop_cancels_what_outlives_the_bound() -> None:
     lanes: LaneScheduler[str] = LaneScheduler(rec.run, limit=10)
     lanes.submit("p0", "lane", "stuck")
     lanes.submit("p0", "lane", "queued")
-    await asyncio.sleep(0.05)
+    await eventually(lambda: rec.started == ["stuck"], 5, 0.001, what="the first item running")
+    began = time.monotonic()
     assert await lanes.stop(timeout=0.1) == 1
-    assert rec.started == ["stuck"]
+    assert 0.1 <= time.monotonic() - began < 2  # waited out the bound, not more
+    assert rec.cancelled == ["stuck"]  # cut short at the bound, not left running
+    rec.gate.set()  # from now on anything started, or left running, would finish
+    await asyncio.wait_for(lanes.idle(), 5)  # nothing runs, nothing is queued
+    await asyncio.sleep(20 * RUN_TIME)  # and long enough for either to show if it did
+    assert rec.started == ["stuck"]  # the queued item was dropped, never started
     assert rec.finished == []
 
 

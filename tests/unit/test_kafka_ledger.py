@@ -63,3 +63,21 @@ def test_a_released_partition_is_never_committed_again() -> None:
     assert old.revoked
     assert fresh.position is None
     assert tracker.due() == {}
+
+
+def test_a_restarted_partition_takes_a_lower_offset_as_new_and_ignores_the_old_run() -> None:
+    tracker: CommitTracker[str] = CommitTracker()
+    old = tracker.own("t/0")
+    for offset in (48, 49):
+        assert old.add(offset)
+    old.finish(48)
+    assert old.went_back(10) and not old.went_back(50)
+    assert old.next_offset == 50
+
+    new = tracker.restart("t/0")
+    assert old.revoked and tracker.ledger("t/0") is new
+    assert new.next_offset is None and new.add(0)
+    old.finish(49)  # a late completion of the old run moves nothing of the new one
+    assert tracker.due() == {}
+    new.finish(0)
+    assert tracker.due() == {"t/0": 1}

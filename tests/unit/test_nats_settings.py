@@ -62,8 +62,8 @@ def test_openfaas_variables_are_fallbacks_in_order(
         ({"nats_url": ",,"}, "at least one server"),
         ({"nats_stream_replicas": "0"}, "nats_stream_replicas='0': must be between 1 and 5"),
         ({"nats_stream_replicas": "6"}, "must be between 1 and 5"),
-        ({"nats_ping_interval": "0s"}, "nats_ping_interval='0s': must be more than 0s"),
-        ({"nats_connect_timeout": "0"}, "nats_connect_timeout='0': must be more than 0s"),
+        ({"nats_ping_interval": "0s"}, "nats_ping_interval='0s': must be at least 100ms"),
+        ({"nats_connect_timeout": "0"}, "nats_connect_timeout='0': must be at least 100ms"),
     ],
 )
 def test_a_bad_value_names_the_variable(env: dict[str, str], message: str) -> None:

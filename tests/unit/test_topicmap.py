@@ -113,9 +113,11 @@ def test_a_skipped_entry_is_named_in_a_bounded_line() -> None:
 
 
 def test_namespaces_that_are_not_names_are_skipped_with_a_reason() -> None:
-    usable, skipped = namespaces_from(["good", None, 7, "", {"a": 1}, "a&namespace=b"])
-    assert usable == ["good", "a&namespace=b"]
-    assert len(skipped) == 4
+    bad = [None, 7, "", {"a": 1}, "a&namespace=b", "b\ud800", "../system", "Upper", "x" * 64]
+    usable, skipped = namespaces_from(["good", *bad])
+    assert usable == ["good"]
+    assert len(skipped) == len(bad)
+    assert all(line.isprintable() for line in skipped)  # the lone surrogate is escaped
     assert namespaces_from([None]) == ([""], [namespaces_from([None])[1][0]])
     assert namespaces_from("not a list") == ([""], [])
 
@@ -145,3 +147,25 @@ def test_a_namespace_list_of_any_length_is_read_up_to_its_bound() -> None:
     usable, skipped = namespaces_from([f"ns{i}" for i in range(300_000)])
     assert len(usable) == MAX_NAMESPACES
     assert skipped == [f"{300_000 - MAX_NAMESPACES} namespaces past the first {MAX_NAMESPACES}"]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "a\ud800"},
+        {"name": "../system/x"},
+        {"name": "fn/../../system"},
+        {"name": "Upper"},
+        {"name": "a.b"},
+        {"name": "x" * 64},
+        {"name": "fn", "namespace": "b\ud800"},
+        {"name": "fn", "namespace": "../system"},
+        {"name": "fn", "namespace": "a.b"},
+    ],
+)
+def test_names_and_namespaces_the_front_door_refuses_are_skipped(entry: dict[str, str]) -> None:
+    found = parse_entries([{**entry, "annotations": {"topic": "t"}}, {"name": "ok"}], "ns")
+    assert [fn.qualified for fn in found.functions] == ["ok.ns"]
+    (line,) = found.skipped
+    assert "DNS-1123" in line
+    assert line.isprintable() and len(line) < 300

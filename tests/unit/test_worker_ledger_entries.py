@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from ledger.entries import CallEntry, CallState
-from queue_worker.worker_ledger import _Finished
+from queue_worker.finished_entry import Finished
 
 _header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=30)
 
@@ -64,7 +64,7 @@ def test_the_quick_final_entry_reads_back_as_the_full_one(
     now: float,
 ) -> None:
     request, result = call
-    finished = _Finished(request, state, result, now, outcome, limit)
+    finished = Finished(request, state, result, now, outcome, limit)
     quick = CallEntry.decode(finished.encode())
     full = finished.entry()
     assert quick.public() == full.public()

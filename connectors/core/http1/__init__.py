@@ -10,8 +10,10 @@ servers, the topic map, the gateway's proxy.
 What it does: keep-alive connections pooled per origin under one limit; answers framed by
 Content-Length, chunked, or the end of the connection; 1xx interim answers skipped; one timeout
 around the whole call; TLS; a pluggable resolver (the SSRF guard checks addresses there). A
-request on a reused connection that the server had already closed, before any byte of an
-answer came back, is sent once more on a new connection.
+request of an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) on a reused connection
+that the server closed before any byte of an answer came back is sent once more on a new
+connection; any other (a POST) fails with an HttpError instead, since the server may have read
+it before closing.
 
 What it refuses, with an error rather than a guess: header names or values that would break
 the framing (CR, LF, NUL, a colon or space in a name), a malformed status line, a head over

@@ -18,6 +18,14 @@ from connectors.core.slots import Slots
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
+# Methods whose request may be sent twice (RFC 9110, 9.2.2): only these are sent again on a
+# new connection when a reused one closes with no answer, as aiohttp's client does. That close
+# usually means the server had ended the idle connection before the request reached it, but
+# nothing proves it did not read the request first; a POST that ran must not run twice here
+# (the queue worker retries it through the broker, by its retry policy, if at all).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
 class _Stale(HttpError):
     """A reused connection closed before any byte of the answer arrived."""
 
@@ -229,7 +237,12 @@ class Http1Client:
                     connection.close()
                     if not reused:
                         raise
-                    connection = None  # the server had closed it unread: once more, anew
+                    if method not in IDEMPOTENT_METHODS:
+                        raise HttpError(
+                            f"the server closed a kept-alive connection without answering; a "
+                            f"{method} is not sent again (the server may have read it)"
+                        ) from None
+                    connection = None  # likely closed while idle: once more, anew
                     continue
                 except BaseException:
                     connection.close()
