@@ -49,6 +49,7 @@ class FairScheduler:
         js: JetStreamContext,
         *,
         stream: str,
+        subjects: str,
         queue_name: str,
         queue_durable: str,
         slots: Slots,
@@ -63,7 +64,7 @@ class FairScheduler:
         self.js = js
         self.stream = stream
         self.queue_durable = queue_durable
-        self.filter = queue_functions_filter(stream, queue_name)
+        self.filter = queue_functions_filter(subjects, queue_name)
         self.slots = slots
         self.ack_wait = ack_wait
         self.inactive_threshold = inactive_threshold

@@ -37,6 +37,7 @@ class FairMode:
         js: JetStreamContext,
         config: QueueWorkerConfig,
         *,
+        stream: str,
         durable: str,
         slots: Slots,
         start: Callable[[Msg, Lane], None],
@@ -46,11 +47,13 @@ class FairMode:
         self.js = js
         self.config = config
         self.durable = durable
-        self.stream = config.nats.nats_stream
+        self.stream = stream  # the stream holding the queue's subjects
+        self.subjects = config.nats.nats_stream  # what the queue's subjects start with
         self.scheduler = FairScheduler(
             nc,
             js,
             stream=self.stream,
+            subjects=self.subjects,
             queue_name=config.queue_name,
             queue_durable=durable,
             slots=slots,
@@ -65,6 +68,7 @@ class FairMode:
             nc,
             js,
             stream=self.stream,
+            subjects=self.subjects,
             queue_name=config.queue_name,
             durable=durable,
             moved=self.scheduler.moved,
@@ -74,7 +78,7 @@ class FairMode:
         self.sorter.puller.changed = self.scheduler.changed  # one event wakes the loop
 
     async def start(self) -> None:
-        await add_function_subjects(self.js, self.stream)
+        await add_function_subjects(self.js, self.stream, self.subjects)
         await self.scheduler.start()
         await self.sorter.start()
         config = self.config
@@ -82,7 +86,7 @@ class FairMode:
             "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
             "limiter %s via %s",
             self.scheduler.filter,
-            queue_subject(self.stream, config.queue_name),
+            queue_subject(self.subjects, config.queue_name),
             self.durable,
             config.max_inflight,
             "on" if config.limiter_enabled else "off",
@@ -153,14 +157,16 @@ class FairMode:
         await msg.ack_sync(timeout=5.0)
 
 
-async def warn_of_fair_backlog(js: JetStreamContext, stream: str, queue_name: str) -> None:
+async def warn_of_fair_backlog(
+    js: JetStreamContext, stream: str, subjects: str, queue_name: str
+) -> None:
     """A static worker does not read per-function subjects: say so if calls wait there."""
     with contextlib.suppress(BacklogUnreadable):
-        counts = await subject_counts(js, stream, queue_functions_filter(stream, queue_name))
+        counts = await subject_counts(js, stream, queue_functions_filter(subjects, queue_name))
         if waiting := sum(counts.values()):
             log.warning(
                 "%d calls wait on per-function subjects (%s), which scaling_mode=static does not "
                 "serve: run a fair worker until they are done (docs/queue-worker.md)",
                 waiting,
-                queue_functions_filter(stream, queue_name),
+                queue_functions_filter(subjects, queue_name),
             )

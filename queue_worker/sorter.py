@@ -42,6 +42,7 @@ class Sorter:
         js: JetStreamContext,
         *,
         stream: str,
+        subjects: str,
         queue_name: str,
         durable: str,
         moved: Callable[[str], None],
@@ -51,6 +52,7 @@ class Sorter:
     ) -> None:
         self.js = js
         self.stream = stream
+        self.subjects = subjects
         self.queue_name = queue_name
         self.moved = moved
         self.undecodable = undecodable
@@ -88,7 +90,7 @@ class Sorter:
                 named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
                 await self.undecodable(msg, str(exc), named)
                 return
-            subject = function_subject(self.stream, self.queue_name, request.function)
+            subject = function_subject(self.subjects, self.queue_name, request.function)
             headers = {key: str(value) for key, value in (msg.headers or {}).items()}
             headers["Nats-Msg-Id"] = MOVED_ID.format(seq=seq(msg))
             await publish(self.js, subject, msg.data, headers=headers, stream=self.stream)
