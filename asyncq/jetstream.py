@@ -7,15 +7,16 @@ callers see `StartupError` or `PublishError`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from nats.errors import Error as NatsError
-from nats.errors import MaxPayloadError
+from nats.errors import MaxPayloadError, NoRespondersError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from asyncq.layout import DEAD_LETTER_STREAM
+from asyncq.layout import DEAD_LETTER_STREAM, function_subjects
 from asyncq.schedule import enable_schedules, schedule_subjects
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
@@ -26,6 +27,14 @@ log = logging.getLogger("queue_worker.jetstream")
 
 class PublishError(FerryError):
     """JetStream did not confirm that a message was stored."""
+
+
+class NoStream(PublishError):
+    """No stream holds the subject (e.g. a static worker removed the per-function subjects)."""
+
+
+class BacklogUnreadable(FerryError):
+    """JetStream did not say how many messages wait on a stream's subjects."""
 
 
 class NeverStorable(PublishError):
@@ -106,6 +115,8 @@ async def publish(
     """Publish and wait for JetStream's acknowledgement that the message is stored."""
     try:
         return await js.publish(subject, data, timeout=timeout, stream=stream, headers=headers)
+    except NoRespondersError:
+        raise NoStream(f"no stream holds {subject}") from None
     except MaxPayloadError:
         raise NeverStorable(
             f"the message for {subject} ({len(data)} bytes) is larger than NATS's max_payload"
@@ -114,3 +125,43 @@ async def publish(
         raise PublishError(
             f"JetStream did not store the message on {subject}: {describe(exc)}"
         ) from None
+
+
+async def add_function_subjects(js: JetStreamContext, stream: str, subjects: str) -> bool:
+    """Let the request stream hold per-function subjects (fair mode); True if it was changed.
+
+    A stream made before fair mode, or by OpenFaaS, holds only the plain subjects; adding one
+    subject keeps every stored message. Safe when several workers race to do it. `subjects`
+    is the queue's subject base (`nats_stream`), `stream` the stream that holds them."""
+    wanted = function_subjects(subjects)
+    try:
+        info = await js.stream_info(stream)
+        held = list(info.config.subjects or [])
+        if wanted in held:
+            return False
+        await js.update_stream(dataclasses.replace(info.config, subjects=[*held, wanted]))
+    except (NatsError, TimeoutError) as exc:
+        raise StartupError(
+            f"cannot add the per-function subjects {wanted} to stream {stream}: {describe(exc)}"
+        ) from None
+    log.info("stream %s now holds per-function subjects %s", stream, wanted)
+    return True
+
+
+async def holds_function_subjects(js: JetStreamContext, stream: str, subjects: str) -> bool:
+    """Whether publishers should write calls to per-function subjects (a fair worker made the
+    stream hold them)."""
+    try:
+        info = await js.stream_info(stream)
+    except (NatsError, TimeoutError):
+        return False
+    return function_subjects(subjects) in (info.config.subjects or [])
+
+
+async def subject_counts(js: JetStreamContext, stream: str, subjects: str) -> dict[str, int]:
+    """Messages stored per subject matching `subjects` (one stream-info request)."""
+    try:
+        info = await js.stream_info(stream, subjects_filter=subjects)
+    except (NatsError, TimeoutError) as exc:
+        raise BacklogUnreadable(f"cannot read the backlog of {stream}: {describe(exc)}") from None
+    return dict(info.state.subjects or {})

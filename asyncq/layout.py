@@ -55,3 +55,36 @@ def dead_letter_subject(stream: str, function: str) -> str:
     if not function:
         return f"{stream}._unknown"
     return f"{stream}.{function if is_function_name(function) else hashed_token(function)}"
+
+
+# Per-function subjects (fair scheduling): `{stream}.fn.{function}` for the default queue and
+# `{stream}.fn.{queue}.{function}` for a named queue. Three or four tokens, so they never match
+# the plain subjects (`{stream}`, `{stream}.*`) that Go publishers and named queues use, and a
+# default-queue subject (three tokens) never matches a named queue's (four).
+FUNCTION_TOKEN = "fn"
+
+
+def function_subjects(stream: str) -> str:
+    """The stream subject that holds every per-function subject."""
+    return f"{stream}.{FUNCTION_TOKEN}.>"
+
+
+def function_subject(stream: str, queue_name: str, function: str) -> str:
+    """Where a call for `function` on `queue_name` waits in fair mode."""
+    token = subject_token(function)
+    if queue_name:
+        return f"{stream}.{FUNCTION_TOKEN}.{subject_token(queue_name)}.{token}"
+    return f"{stream}.{FUNCTION_TOKEN}.{token}"
+
+
+def queue_functions_filter(stream: str, queue_name: str) -> str:
+    """A subject filter matching every per-function subject of one queue (and no other)."""
+    if queue_name:
+        return f"{stream}.{FUNCTION_TOKEN}.{subject_token(queue_name)}.*"
+    return f"{stream}.{FUNCTION_TOKEN}.*"
+
+
+def function_durable(queue_durable: str, subject: str) -> str:
+    """The durable consumer of one per-function subject: the queue's durable and the
+    function's token, e.g. `faas-workers-fn-figlet`."""
+    return f"{queue_durable}-{FUNCTION_TOKEN}-{subject.rsplit('.', 1)[-1]}"

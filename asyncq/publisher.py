@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import functools
 import os
@@ -14,11 +16,12 @@ from nats.js import api as js_api
 
 from asyncq import codec
 from asyncq.codec import QueueRequest
-from asyncq.jetstream import NeverStorable, publish
+from asyncq.jetstream import NeverStorable, NoStream, holds_function_subjects, publish
 from asyncq.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
-from asyncq.layout import DEFAULT_STREAM, queue_subject
+from asyncq.layout import DEFAULT_STREAM, function_subject, queue_subject
 from asyncq.schedule import ScheduleSupport, schedule_headers, schedule_subject
 from asyncq.timing import CallTiming
+from connectors.core.errors import FerryError
 
 QUEUE_ANNOTATION = "com.openfaas.queue"
 # Room left in a message for what is not the base64 body: the rest of the JSON (the caller's
@@ -108,9 +111,27 @@ class Publisher:
         # Bodies up to this size fit inline whatever the rest of the call holds: no check.
         self.surely_inline = max(0, (max_payload - MESSAGE_ROOM) * 3 // 4)
         self.schedules = ScheduleSupport(js, self.stream, self.subjects)
+        # Fair mode: calls go straight to their function's subject, where the worker's
+        # per-function consumer takes them (no move by the worker's sorter). Only once the
+        # stream holds those subjects (`learn_layout`), so a static worker still gets them.
+        self.per_function = False
+
+    async def learn_layout(self) -> bool:
+        """Publish to per-function subjects from now on if the stream holds them."""
+        self.per_function = await holds_function_subjects(self.js, self.stream, self.subjects)
+        return self.per_function
+
+    async def follow_layout(self, interval: float) -> None:
+        """Re-learn the layout every `interval` (a fair worker may start after us)."""
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(FerryError):
+                await self.learn_layout()
 
     def subject(self, request: QueueRequest) -> str:
         """Where a call goes to be taken at once (a delayed call goes there when due)."""
+        if self.per_function:
+            return function_subject(self.subjects, request.queue_name, request.function)
         return queue_subject(self.subjects, request.queue_name)
 
     def enqueue(
@@ -127,6 +148,8 @@ class Publisher:
         if self.bodies is not None and len(request.body) > self.surely_inline:
             return self._enqueue_large(request, self.bodies, timeout)
         headers = {"Nats-Msg-Id": request.call_id} if request.call_id else None
+        if self.per_function:
+            return self._enqueue_fair(request, headers, timeout)
         return publish(
             self.js,
             self.subject(request),
@@ -155,6 +178,31 @@ class Publisher:
             self.js,
             subject,
             codec.encode(request),
+            headers=headers,
+            stream=self.stream,
+            timeout=timeout,
+        )
+
+    async def _enqueue_fair(
+        self, request: QueueRequest, headers: dict[str, str] | None, timeout: float
+    ) -> js_api.PubAck:
+        """To the function's subject; to the plain one if the stream no longer holds it."""
+        data = codec.encode(request)
+        try:
+            return await publish(
+                self.js,
+                self.subject(request),
+                data,
+                headers=headers,
+                stream=self.stream,
+                timeout=timeout,
+            )
+        except NoStream:
+            self.per_function = False
+        return await publish(
+            self.js,
+            queue_subject(self.subjects, request.queue_name),
+            data,
             headers=headers,
             stream=self.stream,
             timeout=timeout,

@@ -54,6 +54,9 @@ from gateway.standalone import StandaloneRoutes
 from ledger.store import LedgerStore, bucket_handle, open_or_handle
 
 log = logging.getLogger("ferry.gateway")
+# How often the front door re-reads whether the queue has per-function subjects (a fair worker
+# adds them when it starts): until then calls go to the plain subject, which the worker sorts.
+LAYOUT_REFRESH_SECONDS = 30.0
 
 # An application served under its own prefix on the gateway's port (the shell mounts the web
 # console this way): made once JetStream is open, given the gateway's JetStream context.
@@ -90,6 +93,7 @@ class GatewayService:
         self._runner: web.AppRunner | None = None
         self._listener: FastListener | None = None
         self._queued_calls: QueuedCalls | None = None
+        self._publisher: Publisher | None = None
         self._call_routes = CallRoutes(None, credentials=self._credentials)  # ledger off
         self._stopping = asyncio.Event()
         self.mounts: list[Mount] = []  # set before start()
@@ -145,9 +149,11 @@ class GatewayService:
         bodies = BodyStore.from_settings(js, nats)
         await bodies.ensure()
         await self._open_ledger(js)
+        publisher = self._publisher = Publisher(js, nats.nats_stream, bodies, stored_in=stream)
+        await publisher.learn_layout()
         front_door = FrontDoor(
             self.catalog,
-            Publisher(js, nats.nats_stream, bodies, stored_in=stream),
+            publisher,
             CallbackPolicy.build(
                 self.config.callback_allowed_hosts, self.config.callback_allow_private
             ),
@@ -257,12 +263,17 @@ class GatewayService:
         TaskDied if the function-list refresher or the call ledger's writer ends."""
         assert self._nats is not None
         refresher = asyncio.create_task(self.catalog.run(), name="function-list")
+        assert self._publisher is not None
+        layout = asyncio.create_task(
+            self._publisher.follow_layout(LAYOUT_REFRESH_SECONDS), name="queue-layout"
+        )
         ledger = self._queued_calls.writer.tasks if self._queued_calls is not None else []
         try:
-            await self._nats.while_open(until_stopped(self._stopping, [refresher, *ledger]))
+            await self._nats.while_open(until_stopped(self._stopping, [refresher, layout, *ledger]))
         finally:
             refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            layout.cancel()
+            await asyncio.gather(refresher, layout, return_exceptions=True)
 
     def stop(self) -> None:
         self._stopping.set()

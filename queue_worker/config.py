@@ -6,11 +6,28 @@ from dataclasses import dataclass
 
 from asyncq.settings import QueueNatsSettings
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
-from connectors.core.settings import duration, duration_at_least, group, int_in, setting
+from connectors.core.settings import (
+    choice,
+    duration,
+    duration_at_least,
+    group,
+    int_in,
+    parse_bool,
+    positive_duration,
+    setting,
+)
 from ledger.settings import CallLedgerSettings
 
 DEFAULT_MAX_HELD_ANSWER_BYTES = 64 * 1024 * 1024
 MIN_HELD_ANSWER_BYTES = 64 * 1024
+FAIR = "fair"
+STATIC = "static"
+
+
+def scaling_mode_parse(text: str) -> str:
+    """`fair` (the default) or `static`; OpenFaaS Pro's `function` is fair mode here."""
+    value: str = choice(FAIR, STATIC, "function")(text)
+    return STATIC if value == STATIC else FAIR
 
 
 def prefetch_parse(text: str) -> int | None:
@@ -38,7 +55,8 @@ class QueueWorkerConfig:
     prefetch: int | None = setting(
         "prefetch",
         None,
-        "messages taken ahead of free slots, so a freed slot starts its next call at once "
+        "static mode: messages taken ahead of free slots, so a freed slot starts its next "
+        "call at once "
         "(held in progress; auto: max_inflight/4, at most 64)",
         prefetch_parse,
         shown="auto",
@@ -57,6 +75,37 @@ class QueueWorkerConfig:
         "(0: off; X-Max-Age and the annotation ferry.max_age may set less)",
         duration,
         shown="0s",
+    )
+    scaling_mode: str = setting(
+        "scaling_mode",
+        FAIR,
+        "fair: free slots go to the functions with waiting calls in turn, each with its own "
+        "JetStream consumer and limit (OpenFaaS Pro's function mode); static: one FIFO consumer "
+        "for the whole queue",
+        scaling_mode_parse,
+        aliases=("mode",),
+    )
+    limiter_enabled: bool = setting(
+        "limiter_enabled",
+        True,
+        "fair mode: an adaptive concurrency limit per function, cut when it answers 429 (or 503 "
+        "with Retry-After), grown while calls succeed",
+        parse_bool,
+    )
+    consumer_inactive_threshold: float = setting(
+        "consumer_inactive_threshold",
+        30.0,
+        "fair mode: a function's consumer (and the worker's lane for it) is removed once idle "
+        "this long",
+        positive_duration,
+        shown="30s",
+    )
+    consumer_pull_max_messages: int = setting(
+        "consumer_pull_max_messages",
+        0,
+        "fair mode: most messages asked of one function's consumer in one pull request "
+        "(0: as many as there are free slots)",
+        int_in(0, 10_000),
     )
     max_held_answer_bytes: int = setting(
         "max_held_answer_bytes",

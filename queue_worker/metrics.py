@@ -12,7 +12,9 @@ class QueueWorkerMetrics:
     """The per-message ones (processed, retries, callbacks, duration) are plain numbers read
     when Prometheus scrapes (`loop_metrics`): a client-library child takes a lock each time."""
 
-    def __init__(self, registry: CollectorRegistry, max_inflight: int) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, max_inflight: int, *, per_function: bool = False
+    ) -> None:
         self.processed = LoopCounter(
             registry,
             "queue_worker_messages_processed",
@@ -45,11 +47,16 @@ class QueueWorkerMetrics:
             "queue_worker_max_inflight", "Configured max_inflight", registry=registry
         )
         self.max_inflight.set(max_inflight)
-        self.pending = Gauge(
-            "queue_worker_pending_messages",
-            "Messages waiting in this worker's consumer (not yet delivered)",
-            registry=registry,
-        )
+        # Fair mode reads the backlog per function from its lanes (`fair_metrics`); static
+        # mode has one series, function_name="" (its one consumer does not know functions).
+        self.pending: Gauge | None = None
+        if not per_function:
+            self.pending = Gauge(
+                "queue_worker_pending_messages",
+                "Messages waiting in this worker's consumer (not yet delivered)",
+                ["function_name"],
+                registry=registry,
+            )
         self.ack_pending = Gauge(
             "queue_worker_ack_pending_messages",
             "Messages delivered and not yet acknowledged, across all replicas",

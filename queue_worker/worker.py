@@ -41,10 +41,13 @@ from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
 from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
-from queue_worker.config import QueueWorkerConfig
+from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
 from queue_worker.expiry import CallClock
+from queue_worker.fair_metrics import FairCollector
+from queue_worker.fair_mode import FairMode, warn_of_fair_backlog
 from queue_worker.held_answers import HeldAnswers
+from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
@@ -68,7 +71,9 @@ class QueueWorker:
     def __init__(self, config: QueueWorkerConfig) -> None:
         self.config = config
         self.registry = CollectorRegistry()
-        self.metrics = QueueWorkerMetrics(self.registry, config.max_inflight)
+        self.metrics = QueueWorkerMetrics(
+            self.registry, config.max_inflight, per_function=config.scaling_mode == FAIR
+        )
         self.clock = CallClock(config.max_event_age, self.registry)
         self.policy = RetryPolicy.from_settings(config.retry)
         self.gateway = GatewayClient(config.gateway, max_inflight=config.max_inflight)
@@ -94,6 +99,7 @@ class QueueWorker:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._puller: Puller | None = None
+        self.fair: FairMode | None = None
         self._bodies: BodyStore | None = None
         self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,8 +135,6 @@ class QueueWorker:
             owned=self.durable == durable_name(self.config.queue_name),
         )
         await self.ledger.start(self._nc, self._js)
-        self._puller = Puller(self._nc, self.stream, self.durable, self._deliver)
-        await self._puller.start()
         self._bodies = BodyStore.from_settings(self._js, nats)
         self._outcomes = OutcomeRecorder(
             DeadLetterWriter(self._js, nats.dead_letter_stream),
@@ -140,6 +144,12 @@ class QueueWorker:
             self.ledger,
             expired_count=lambda function: self.clock.metrics.expired.labels(function).inc(),
         )
+        if self.config.scaling_mode == FAIR:
+            await self._start_fair(self._nc, self._js, self._outcomes)
+            return
+        self._puller = Puller(self._nc, self.stream, self.durable, self._deliver)
+        await self._puller.start()
+        await warn_of_fair_backlog(self._js, self.stream, nats.nats_stream, self.config.queue_name)
         log.info(
             "serving %s (stream %s, consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
@@ -150,11 +160,29 @@ class QueueWorker:
             self.config.gateway.gateway_url,
         )
 
+    async def _start_fair(
+        self, nc: Client, js: JetStreamContext, outcomes: OutcomeRecorder
+    ) -> None:
+        """Per-function subjects, consumers and lanes, fed by the sorter (`fair_mode`)."""
+        self.fair = FairMode(
+            nc,
+            js,
+            self.config,
+            stream=self.stream,
+            durable=self.durable,
+            slots=self.slots,
+            start=self._start_in_lane,
+            spawn=self._spawn,
+            undecodable=outcomes.undecodable,
+        )
+        FairCollector(self.registry, self.fair.lanes)
+        await self.fair.start()
+
     def ready(self) -> bool:
         return (
             self._nats is not None
             and self._nats.connected
-            and self._puller is not None
+            and (self._puller is not None or self.fair is not None)
             and not self._stopping.is_set()
         )
 
@@ -164,11 +192,24 @@ class QueueWorker:
             self._spawn(hand_back(msg))
         if self._puller is not None:
             self._puller.poke()
+        if self.fair is not None:
+            self.fair.stop_taking()
 
     async def run(self) -> None:
         """Pull work until stopped; raise NatsLost if NATS closes the connection for good."""
         assert self._nats is not None
-        await self._nats.while_open(self._pull())
+        await self._nats.while_open(self._pull() if self.fair is None else self._pull_fair())
+
+    async def _pull_fair(self) -> None:
+        assert self.fair is not None and self._nats is not None
+        refresher = asyncio.create_task(self._refresh_pending(), name="pending-gauges")
+        self.progress.start()
+        helpers = [refresher, *self.progress.tasks, *self.ledger.tasks]
+        try:
+            await self.fair.run(self._nats, self._stopping, lambda: not self.held.full, helpers)
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
 
     async def _pull(self) -> None:
         assert self._puller is not None and self._nats is not None
@@ -210,6 +251,8 @@ class QueueWorker:
         if self._puller is not None:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._puller.stop()
+        if self.fair is not None:
+            await self.fair.stop()
         await self.gateway.close()
         await self.callbacks.close()
         await self.ledger.close()
@@ -233,8 +276,20 @@ class QueueWorker:
         self.slots.take()
         self._spawn(self._handle(msg))
 
+    def _start_in_lane(self, msg: Msg, lane: Lane) -> None:
+        """A message a lane asked for: its slot is already taken (and given back at once if
+        the message is a delayed call not due yet)."""
+        if (early := self.clock.wait(msg)) is not None:
+            _SlotHold(self, lane).release()
+            self._spawn(hand_back(msg, delay=early))
+            return
+        self._spawn(self._handle(msg, lane))
+
     def _slot_freed(self) -> None:
         """A waiting message takes the slot at once; otherwise the puller may ask for more."""
+        if self.fair is not None:
+            self.fair.changed.set()
+            return
         if self._stopping.is_set() or self.held.full:
             pass  # a prefetched message waits (held in progress) until there is room
         elif (msg := self.prefetched.take()) is not None:
@@ -253,6 +308,8 @@ class QueueWorker:
             self._start(msg)
         if self._puller is not None:
             self._puller.poke()
+        if self.fair is not None:
+            self.fair.changed.set()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -261,10 +318,10 @@ class QueueWorker:
 
     # -- one message -----------------------------------------------------------------------
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, lane: Lane | None = None) -> None:
         assert self._outcomes is not None
         outcomes = self._outcomes
-        slot = _SlotHold(self)
+        slot = _SlotHold(self, lane)
         held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
         span: Scope | None = None
@@ -285,12 +342,13 @@ class QueueWorker:
                 await outcomes.cancelled(msg, request, reference)
                 return
             policy = self._policy(request)
+            before = header_count(msg.headers, ATTEMPTS_BEFORE)
             if (expired := self.clock.expired(msg, request)) is not None:
                 slot.release()
-                attempts = msg.metadata.num_delivered or 1
+                attempts = before + (msg.metadata.num_delivered or 1)
                 await outcomes.expired(msg, request, expired, attempts, policy, reference)
                 return
-            attempt = min(msg.metadata.num_delivered or 1, policy.max_attempts)
+            attempt = min(before + (msg.metadata.num_delivered or 1), policy.max_attempts)
             invocation = invocation_of(request)
             if reference:  # a claim check: the body is streamed from the object store
                 try:
@@ -302,7 +360,15 @@ class QueueWorker:
                     return
                 invocation = dataclasses.replace(invocation, body=body)
             self.ledger.running(request, attempt)
+            generation = slot.started(request)
             result = await self.invoker.invoke(invocation, attempt=attempt)
+            if lane is not None:
+                fate = lane.outcome(result, generation, header_count(msg.headers, RETURNS))
+                if fate is Fate.RETURNED:
+                    slot.release()
+                    assert self.fair is not None
+                    await self.fair.send_back(msg, attempt - 1)
+                    return
             held = len(result.body)
             self.held.add(held)
             slot.release()
@@ -352,6 +418,8 @@ class QueueWorker:
     async def _on_reconnect(self) -> None:
         if self._puller is not None:
             self._puller.forget_all()
+        if self.fair is not None:
+            self.fair.on_reconnect()
         self.metrics.reconnects.inc()
 
     async def _refresh_pending(self) -> None:
@@ -359,7 +427,8 @@ class QueueWorker:
         while True:
             with contextlib.suppress(NatsError, TimeoutError):
                 info = await self._js.consumer_info(self.stream, self.durable)
-                self.metrics.pending.set(info.num_pending or 0)
+                if self.metrics.pending is not None:
+                    self.metrics.pending.labels("").set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
                 waiting = await waiting_count(self._js, self.stream, self.config.nats.nats_stream)
                 self.clock.metrics.waiting.set(waiting)
@@ -367,15 +436,25 @@ class QueueWorker:
 
 
 class _SlotHold:
-    """Releases a message's invocation slot exactly once."""
+    """Releases a message's invocation slot (and its place in its lane) exactly once."""
 
-    def __init__(self, worker: QueueWorker) -> None:
+    def __init__(self, worker: QueueWorker, lane: Lane | None) -> None:
         self.worker = worker
+        self.lane = lane  # fair mode: it counts the message in flight since its delivery
         self.held = True
+
+    def started(self, request: QueueRequest) -> int:
+        """The call is sent: its lane learns the function; the limiter generation it runs in."""
+        if self.lane is None:
+            return 0
+        self.lane.learn(request.function, request.annotations)
+        return self.lane.started()
 
     def release(self) -> None:
         if self.held:
             self.held = False
+            if self.lane is not None:
+                self.lane.finished()
             self.worker.slots.release()
             self.worker._slot_freed()
 

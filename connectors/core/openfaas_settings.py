@@ -14,7 +14,15 @@ from typing import Any
 from connectors.core.settings import read_names
 
 _RECONNECT = "ferry reconnects to NATS forever; /readyz answers 503 while disconnected"
-_PULL = "ferry sizes its JetStream pull requests from max_inflight"
+_PULL = (
+    "ferry sizes its JetStream pull requests from its free slots (consumer_pull_max_messages "
+    "caps one function's)"
+)
+_PARTITIONS = (
+    "ferry does not partition a queue: replicas share its consumers, and in fair mode each "
+    "function has its own"
+)
+_WORKER_ONLY = "a queue-worker setting"
 _DIRECT = "ferry always invokes {gateway_url}/function/{name}"
 _NO_NATS = "this process does not use NATS (the NATS processes read it)"
 _PRO_NATS_ADDRESS = (
@@ -42,8 +50,18 @@ NOT_READ: dict[str, str] = {
     "backoff": "ferry's back-off is always exponential with full jitter",
     "max_waiting": _PULL,
     "pull_max_messages": _PULL,
-    "mode": "one worker serves one queue (queue_name); there is no per-function mode",
-    "adaptive_concurrency": "not implemented; a 429 is retried after its Retry-After",
+    "mode": _WORKER_ONLY,
+    "scaling_mode": _WORKER_ONLY,
+    "limiter_enabled": _WORKER_ONLY,
+    "consumer_pull_max_messages": _WORKER_ONLY,
+    "consumer_inactive_threshold": _WORKER_ONLY,
+    "adaptive_concurrency": "ferry's adaptive limit per function is limiter_enabled (fair mode)",
+    "queue_partitions": _PARTITIONS,
+    "filter_partition": _PARTITIONS,
+    "default_function_name": (
+        "a worker serves every function of its queue; dedicate one with a named queue "
+        "(com.openfaas.queue, queue_name)"
+    ),
 }
 # Command-line flags of OpenFaaS Pro images that ferry accepts and ignores.
 LICENSE_FLAG = "-license-file"

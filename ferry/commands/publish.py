@@ -171,6 +171,7 @@ async def _store(
         bodies = BodyStore.from_settings(js, nats)
         holder = await stream_holding(js, nats.nats_stream)
         publisher = Publisher(js, nats.nats_stream, bodies, stored_in=holder or "")
+        await publisher.learn_layout()
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()
         publish = publisher.enqueue(request, timing=timing)

@@ -39,6 +39,26 @@ async def test_unknown_openfaas_settings_are_named_in_one_warning_and_the_worker
         await proc.close()
 
 
+def test_every_name_the_pro_chart_sets_on_the_worker_is_read_or_warned_about() -> None:
+    chart = {
+        "scaling_mode": "function",
+        "limiter_enabled": "true",
+        "consumer_pull_max_messages": "10",
+        "consumer_inactive_threshold": "1m",
+        "queue_partitions": "2",
+        "filter_partition": "0",
+        "default_function_name": "figlet",
+    }
+    read = read_names(QueueWorkerConfig)
+    unread = unread_names(QueueWorkerConfig, chart)
+    assert unread == ["default_function_name", "filter_partition", "queue_partitions"]
+    assert set(chart) == set(unread) | (set(chart) & read)
+    config = load_settings(QueueWorkerConfig, chart)
+    assert (config.scaling_mode, config.limiter_enabled) == ("fair", True)
+    assert (config.consumer_pull_max_messages, config.consumer_inactive_threshold) == (10, 60.0)
+    assert load_settings(QueueWorkerConfig, {"mode": "static"}).scaling_mode == "static"
+
+
 def test_only_names_the_process_does_not_read_are_warned_about() -> None:
     env = {"tls_insecure": "true", "gateway_url": "http://x:8080", "write_debug": "true"}
     assert unread_names(QueueWorkerConfig, env) == ["tls_insecure"]

@@ -38,12 +38,12 @@ async def test_a_worker_holds_at_most_prefetch_messages_beyond_max_inflight(
     bodies = [f"m{i}".encode() for i in range(12)]
     for body in bodies:
         await queue.publish("held", body)
-    async with queue.worker(max_inflight="2", prefetch="3") as first:
+    async with queue.worker(max_inflight="2", prefetch="3", scaling_mode="static") as first:
         await eventually(lambda: gateway.running == 2, what="two calls running")
         await eventually(lambda: len(first.prefetched) == 3, what="three messages waiting")
         assert await _ack_pending(queue) == 5
         # the rest is left for other replicas: a second worker gets work at once
-        async with queue.worker(max_inflight="2", prefetch="0"):
+        async with queue.worker(max_inflight="2", prefetch="0", scaling_mode="static"):
             await eventually(lambda: gateway.running == 4, what="the second worker's calls")
             assert gateway.peak == 4
             release.set()
@@ -64,7 +64,9 @@ async def test_a_message_waiting_longer_than_ack_wait_is_not_redelivered(
     for body in bodies:
         await queue.publish("slow", body)
     # one slot, three waiting: the last waits about 5 s, five times ack_wait
-    async with queue.worker(max_inflight="1", prefetch="3", ack_wait="1s", upstream_timeout="5s"):
+    async with queue.worker(
+        max_inflight="1", prefetch="3", scaling_mode="static", ack_wait="1s", upstream_timeout="5s"
+    ):
         await eventually(lambda: len(gateway.calls_to("slow")) >= 4, timeout=30, what="4 calls")
         await eventually(queue.drained, what="acked")
         # all acknowledged, so none can come back; a redelivery while one waited or ran
@@ -82,7 +84,9 @@ async def test_stopping_hands_waiting_messages_back_before_the_running_call_ends
     bodies = [f"job{i}".encode() for i in range(4)]
     for body in bodies:
         await queue.publish("job", body)
-    config = load_settings(QueueWorkerConfig, queue.env(max_inflight="1", prefetch="3"))
+    config = load_settings(
+        QueueWorkerConfig, queue.env(max_inflight="1", prefetch="3", scaling_mode="static")
+    )
     first = QueueWorker(config)
     stop = asyncio.Event()
     running = asyncio.create_task(
@@ -92,7 +96,7 @@ async def test_stopping_hands_waiting_messages_back_before_the_running_call_ends
         await eventually(lambda: len(first.prefetched) == 3, what="three messages waiting")
         assert [c.body for c in gateway.calls_to("job")] == [b"job0"]
         stop.set()  # job0 still runs: the waiting three must go to another worker now
-        async with queue.worker(max_inflight="4", prefetch="0"):
+        async with queue.worker(max_inflight="4", prefetch="0", scaling_mode="static"):
             await eventually(lambda: len(gateway.calls_to("job")) >= 4, what="the other three")
             assert not running.done()
             release.set()

@@ -39,6 +39,7 @@ async def run_worker(env: dict[str, str], timeout: float = 30) -> tuple[int, str
         ("gateway_url", "ftp://x", "gateway_url='ftp://x': expected an http"),
         ("log_encoding", "xml", "log_encoding='xml': expected one of console, json"),
         ("write_debug", "maybe", "write_debug='maybe': expected true or false"),
+        ("scaling_mode", "queue", "scaling_mode='queue': expected one of fair, static, function"),
         ("basic_auth", "true", "basic_auth=true but the credentials could not be read"),
     ],
 )

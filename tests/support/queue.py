@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 
 from asyncq.codec import QueueRequest, encode
 from asyncq.jetstream import ensure_streams
-from asyncq.layout import durable_name, queue_subject
+from asyncq.layout import durable_name, queue_functions_filter, queue_subject
 from asyncq.publisher import Publisher, build_request
 from connectors.core.runner import serve
 from connectors.core.settings import load_settings
@@ -75,15 +75,31 @@ class QueueUnderTest:
         await self.js.publish(queue_subject(self.stream, queue_name), data, stream=self.stream)
 
     async def pending(self, queue_name: str = "") -> int:
-        """Messages still stored in the work queue for this consumer (delivered or not)."""
-        info = await self.js.consumer_info(self.stream, durable_name(queue_name))
-        return int((info.num_pending or 0) + (info.num_ack_pending or 0))
+        """Messages of one queue still stored in the work queue (delivered or not), on its
+        plain subject or (fair mode) on its functions' subjects."""
+        total = 0
+        for subjects in (
+            queue_subject(self.stream, queue_name),
+            queue_functions_filter(self.stream, queue_name),
+        ):
+            info = await self.js.stream_info(self.stream, subjects_filter=subjects)
+            total += sum((info.state.subjects or {}).values())
+        return total
 
     async def deliveries(self, queue_name: str = "") -> int:
-        """Every delivery the consumer has made, redeliveries included: once every message
-        is acknowledged, more deliveries than messages means one was redelivered."""
-        info = await self.js.consumer_info(self.stream, durable_name(queue_name))
-        return int(info.delivered.consumer_seq) if info.delivered else 0
+        """Every delivery made to run a call, redeliveries included: once every message is
+        acknowledged, more deliveries than messages means one was redelivered. Fair mode: the
+        per-function consumers' (the queue's consumer only sorts); static mode: the queue's."""
+        prefix = queue_functions_filter(self.stream, queue_name)[:-1]
+        runs = [
+            info
+            for info in await self.js.consumers_info(self.stream)
+            if (info.config.filter_subject or "").startswith(prefix)
+            and "." not in (info.config.filter_subject or "")[len(prefix) :]
+        ]
+        if not runs:
+            runs = [await self.js.consumer_info(self.stream, durable_name(queue_name))]
+        return sum(int(info.delivered.consumer_seq) if info.delivered else 0 for info in runs)
 
     async def drained(self) -> bool:
         """Every message of the default queue acknowledged (nothing waiting or in flight)."""

@@ -1,0 +1,312 @@
+"""Fair mode: one lane and one JetStream consumer per function with calls waiting, free slots
+handed out in the fair order, and only as many messages asked for as can start at once.
+
+Calls wait on per-function subjects (`asyncq.layout.function_subject`), put there by the
+publishers or by the worker's sorter. Every `DISCOVERY_SECONDS` one stream-info request reads
+how many messages each of the queue's function subjects holds; a function with a backlog gets
+a lane and a durable consumer (shared by the replicas, removed by the server once idle for
+`consumer_inactive_threshold`). Each pass over the free slots gives them to lanes in
+`(pass, seq)` order (`fair_order`), each at most what its limit allows, and sends each chosen
+lane one `no_wait` pull request for exactly its share: the slots are reserved until the
+messages arrive or the server says there are none. All lanes share one inbox subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from asyncq.jetstream import BacklogUnreadable, subject_counts
+from asyncq.layout import function_durable, queue_functions_filter
+from connectors.core.slots import Slots
+from connectors.jetstream.connect import describe
+from queue_worker.fair_order import allot
+from queue_worker.lanes import Lane
+
+log = logging.getLogger("ferry.queue_worker.fair")
+
+DISCOVERY_SECONDS = 0.25  # how often the backlog per function is read
+LISTEN_SECONDS = 1.0  # how long a lane's listening pull request waits at the server
+REQUEST_FORGET_SECONDS = LISTEN_SECONDS + 4.0  # a pull request unanswered this long is assumed lost
+MAX_LANES = 1000  # functions served at once; more wait until lanes go idle
+
+
+class FairScheduler:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        subjects: str,
+        queue_name: str,
+        queue_durable: str,
+        slots: Slots,
+        ack_wait: float,
+        inactive_threshold: float,
+        adaptive: bool,
+        batch_max: int,
+        start: Callable[[Msg, Lane], None],
+        refuse: Callable[[Msg], None],
+    ) -> None:
+        self.nc = nc
+        self.js = js
+        self.stream = stream
+        self.queue_durable = queue_durable
+        self.filter = queue_functions_filter(subjects, queue_name)
+        self.slots = slots
+        self.ack_wait = ack_wait
+        self.inactive_threshold = inactive_threshold
+        self.adaptive = adaptive
+        self.batch_max = batch_max
+        self.start_call = start
+        self.refuse = refuse  # hand a message back unrun
+        self.changed = asyncio.Event()
+        self.lanes: dict[str, Lane] = {}
+        self._by_inbox: dict[str, Lane] = {}
+        self._inbox_prefix = ""
+        self._lane_count = 0
+        self._request_count = 0
+        self._sub: Subscription | None = None
+        self._base = 0.0
+        self._seq = 0
+        self._crowded_logged = False
+        self.stopping = False
+
+    async def start(self) -> None:
+        self._inbox_prefix = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(f"{self._inbox_prefix}.>", cb=self._receive)
+
+    async def stop(self) -> None:
+        """Stop asking; wait (at most one listening request's time) until the server has ended
+        every pull request, refusing what still arrives, so no message is delivered to an
+        inbox nobody reads (it would come back only after `ack_wait`)."""
+        self.stopping = True
+        deadline = time.monotonic() + LISTEN_SECONDS + 0.5
+        while any(lane.requests for lane in self.lanes.values()) and time.monotonic() < deadline:
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self.changed.wait()
+        if self._sub is not None:
+            with contextlib.suppress(NatsError):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    # -- lanes --------------------------------------------------------------------------------
+
+    def lane(self, subject: str) -> Lane | None:
+        """The lane of `subject`, made if missing (None when `MAX_LANES` are in use)."""
+        lane = self.lanes.get(subject)
+        if lane is not None:
+            return lane
+        if len(self.lanes) >= MAX_LANES:
+            if not self._crowded_logged:
+                log.warning("%d functions have lanes; others wait until some go idle", MAX_LANES)
+                self._crowded_logged = True
+            return None
+        self._lane_count += 1
+        inbox = f"{self._inbox_prefix}.{self._lane_count}"  # + `.{request number}`
+        lane = Lane(
+            subject=subject,
+            durable=function_durable(self.queue_durable, subject),
+            inbox=inbox,
+            slots=self.slots.size,
+            adaptive=self.adaptive,
+        )
+        lane.turn.last_pass = self._base
+        self.lanes[subject] = lane
+        self._by_inbox[inbox] = lane
+        return lane
+
+    def moved(self, subject: str) -> None:
+        """The sorter stored a call on `subject`: count it without waiting for discovery."""
+        lane = self.lane(subject)
+        if lane is not None:
+            lane.backlog += 1
+            self.changed.set()
+
+    def _drop(self, lane: Lane) -> None:
+        self.lanes.pop(lane.subject, None)
+        self._by_inbox.pop(lane.inbox, None)
+
+    async def _ensure_consumer(self, lane: Lane) -> None:
+        config = js_api.ConsumerConfig(
+            durable_name=lane.durable,
+            filter_subject=lane.subject,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=-1,
+            max_waiting=512,
+            inactive_threshold=self.inactive_threshold,
+        )
+        try:
+            await self.js.add_consumer(self.stream, config)
+        except (NatsError, TimeoutError) as exc:
+            log.warning("cannot create consumer %s: %s", lane.durable, describe(exc))
+        else:
+            lane.consumer_ready = True
+            self.changed.set()
+        finally:
+            lane.creating = False
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    async def discover(self) -> None:
+        """Read the backlog per function subject, forever (a task of the worker's)."""
+        while True:
+            with contextlib.suppress(BacklogUnreadable):
+                self.observe(await subject_counts(self.js, self.stream, self.filter))
+            self._sweep(time.monotonic())
+            self.changed.set()
+            await asyncio.sleep(DISCOVERY_SECONDS)
+
+    def observe(self, counts: dict[str, int]) -> None:
+        """Backlogs as JetStream reports them; functions with one get a lane and a consumer."""
+        for lane in self.lanes.values():
+            lane.backlog = counts.get(lane.subject, 0)
+        for subject, count in counts.items():
+            if count and subject not in self.lanes:
+                made = self.lane(subject)
+                if made is None:
+                    break
+                made.backlog = count
+        for lane in self.lanes.values():
+            if lane.backlog and not lane.consumer_ready and not lane.creating:
+                lane.creating = True
+                asyncio.get_running_loop().create_task(self._ensure_consumer(lane))
+
+    def _sweep(self, now: float) -> None:
+        """Forget pull requests never answered; drop lanes idle past the inactive threshold."""
+        for lane in list(self.lanes.values()):
+            if lane.requests and now - lane.requests[0][2] > REQUEST_FORGET_SECONDS:
+                self._requests_ended(lane, int(lane.requests[0][0]))
+            since = lane.idle_since()
+            if since is not None and now - since > self.inactive_threshold:
+                self._drop(lane)
+
+    def forget_requests(self) -> None:
+        """After a reconnect the server has dropped every waiting pull request."""
+        for lane in self.lanes.values():
+            if lane.requests:
+                self._requests_ended(lane, int(lane.requests[-1][0]))
+
+    # -- asking for work ----------------------------------------------------------------------
+
+    async def fill(self, free: int) -> None:
+        """Give up to `free` slots to lanes in the fair order and ask for their messages."""
+        now = time.monotonic()
+        candidates: list[Lane] = []
+        for lane in self.lanes.values():
+            lane.turn.room = lane.room(now, self.batch_max)
+            if lane.turn.room > 0:
+                candidates.append(lane)
+        if candidates and free > 0:
+            result = allot([lane.turn for lane in candidates], free, self._base, self._seq)
+            self._base, self._seq = result.base, result.seq
+            for lane in candidates:
+                count = result.counts.get(lane.subject, 0)
+                if count:
+                    await self._ask(lane, count, now)
+                    free -= count
+        await self._listen(free // 2, now)
+
+    async def _listen(self, spare: int, now: float) -> None:
+        """Lanes with nothing waiting but recent calls keep one pull request waiting at the
+        server (one message, `LISTEN_SECONDS`), out of slots nobody else asked for, so the
+        next call of a function in use starts at once rather than at the next discovery."""
+        for lane in self.lanes.values():
+            if spare <= 0:
+                return
+            if (
+                lane.consumer_ready
+                and lane.known
+                and not lane.requests
+                and not lane.waiting
+                and lane.inflight < lane.allowed
+                and now >= lane.paused_until
+                and now - lane.active_at < self.inactive_threshold
+            ):
+                await self._ask(lane, 1, now, wait=LISTEN_SECONDS)
+                spare -= 1
+
+    async def _ask(self, lane: Lane, count: int, now: float, wait: float = 0.0) -> None:
+        """One `no_wait` pull request for `count` messages, their slots reserved meanwhile.
+        The server serves a consumer's requests in order, so deliveries fill the oldest."""
+        self.slots.take(count)
+        self._request_count += 1
+        number = self._request_count
+        lane.requests.append([number, count, now])
+        lane.asked += count
+        if wait:
+            body = json.dumps({"batch": count, "expires": int(wait * 1e9)}).encode()
+        else:
+            body = json.dumps({"batch": count, "no_wait": True}).encode()
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{lane.durable}"
+        try:
+            await self.nc.publish(subject, body, reply=f"{lane.inbox}.{number}")
+        except NatsError as exc:
+            log.warning("pull request for %s failed: %s", lane.durable, exc)
+            self._requests_ended(lane, number)
+
+    def _requests_ended(self, lane: Lane, number: int) -> None:
+        """Request `number` (and any older one) will deliver nothing more: free what is due."""
+        while lane.requests and lane.requests[0][0] <= number:
+            due = int(lane.requests.popleft()[1])
+            if due:
+                self.slots.release(due)
+                lane.asked -= due
+        self.changed.set()
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def _receive(self, msg: Msg) -> None:
+        if msg.reply:  # a message (status messages have no reply subject)
+            self._deliver(msg)
+            return
+        inbox, _, number = msg.subject.rpartition(".")
+        lane = self._by_inbox.get(inbox)
+        if lane is None or not number.isdigit():
+            return
+        status = msg.headers.get("Status") if msg.headers else None
+        if status in ("404", "408"):  # nothing (more) to deliver now
+            lane.backlog = lane.inflight
+        elif status is not None and status != "100":  # 409 or 503: the consumer is gone
+            lane.consumer_ready = False
+            if status == "409" and msg.headers:
+                log.info("pull from %s refused: %s", lane.durable, msg.headers.get("Description"))
+        self._requests_ended(lane, int(number))
+
+    def _deliver(self, msg: Msg) -> None:
+        lane = self.lanes.get(msg.subject)
+        if lane is not None and lane.requests:
+            oldest = lane.requests[0]
+            oldest[1] -= 1
+            lane.asked -= 1
+            if oldest[1] <= 0:
+                lane.requests.popleft()
+                self.changed.set()  # one more request may be sent
+        elif self.slots.free > 0 and lane is not None:  # late, after its request was forgotten
+            self.slots.take()
+        else:
+            self.refuse(msg)
+            return
+        if self.stopping:
+            self.slots.release()
+            self.refuse(msg)
+            return
+        lane.delivered()
+        self.start_call(msg, lane)

@@ -1,0 +1,69 @@
+"""Per-function gauges of fair mode, read from the lanes when Prometheus scrapes.
+
+Cardinality is bounded twice: only functions with a lane (calls waiting or running, at most
+`fair.MAX_LANES`) appear, and only the `PER_FUNCTION` with the largest backlog by name; the
+rest are summed under `function_name="other"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from queue_worker.lanes import Lane
+
+PER_FUNCTION = 50
+OTHER = "other"
+
+
+def _name(lane: Lane) -> str:
+    return lane.function or lane.subject.rsplit(".", 1)[-1]
+
+
+class FairCollector(Collector):
+    def __init__(self, registry: CollectorRegistry, lanes: Callable[[], Iterable[Lane]]) -> None:
+        self.lanes = lanes
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "queue_worker_pending_messages",
+            "Calls waiting per function (stored on its subject, not yet running here)",
+            labels=["function_name"],
+        )
+        inflight = GaugeMetricFamily(
+            "queue_worker_function_inflight",
+            "Calls of each function running in this worker",
+            labels=["function_name"],
+        )
+        limit = GaugeMetricFamily(
+            "queue_worker_function_limit",
+            "Calls of each function this worker may run at once now (adaptive limit and cap)",
+            labels=["function_name"],
+        )
+        throttled = CounterMetricFamily(
+            "queue_worker_function_throttled",
+            "Answers of 429 (or 503 with Retry-After) per function, since its lane was made",
+            labels=["function_name"],
+        )
+        lanes = sorted(self.lanes(), key=lambda lane: lane.waiting, reverse=True)
+        rest = [0, 0, 0, 0]
+        for index, lane in enumerate(lanes):
+            values = (lane.waiting, lane.inflight, lane.allowed, lane.throttled)
+            if index < PER_FUNCTION:
+                name = _name(lane)
+                pending.add_metric([name], values[0])
+                inflight.add_metric([name], values[1])
+                limit.add_metric([name], values[2])
+                throttled.add_metric([name], values[3])
+            else:
+                rest = [a + b for a, b in zip(rest, values, strict=True)]
+        if len(lanes) > PER_FUNCTION:
+            pending.add_metric([OTHER], rest[0])
+            inflight.add_metric([OTHER], rest[1])
+            limit.add_metric([OTHER], rest[2])
+            throttled.add_metric([OTHER], rest[3])
+        yield from (pending, inflight, limit, throttled)

@@ -1,0 +1,172 @@
+"""Fair mode's parts wired together for the worker: the sorter, the scheduler and its loop,
+and sending a call back to its lane when the limiter's probing overloaded its function."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+from asyncq.jetstream import BacklogUnreadable, add_function_subjects, publish, subject_counts
+from asyncq.layout import queue_functions_filter, queue_subject
+from connectors.core.slots import Slots
+from connectors.core.supervision import raise_if_ended
+from connectors.jetstream.connect import NatsConnection
+from queue_worker.config import QueueWorkerConfig
+from queue_worker.fair import FairScheduler
+from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Lane, header_count
+from queue_worker.outcomes import hand_back, seq
+from queue_worker.sorter import Sorter
+
+log = logging.getLogger("ferry.queue_worker")
+
+CHECK_SECONDS = 1.0  # the loop looks again at least this often
+
+
+class FairMode:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        config: QueueWorkerConfig,
+        *,
+        stream: str,
+        durable: str,
+        slots: Slots,
+        start: Callable[[Msg, Lane], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        undecodable: Callable[[Msg, str, str], Awaitable[None]],
+    ) -> None:
+        self.js = js
+        self.config = config
+        self.durable = durable
+        self.stream = stream  # the stream holding the queue's subjects
+        self.subjects = config.nats.nats_stream  # what the queue's subjects start with
+        self.scheduler = FairScheduler(
+            nc,
+            js,
+            stream=self.stream,
+            subjects=self.subjects,
+            queue_name=config.queue_name,
+            queue_durable=durable,
+            slots=slots,
+            ack_wait=config.ack_wait,
+            inactive_threshold=config.consumer_inactive_threshold,
+            adaptive=config.limiter_enabled,
+            batch_max=config.consumer_pull_max_messages,
+            start=start,
+            refuse=lambda msg: spawn(hand_back(msg)),
+        )
+        self.sorter = Sorter(
+            nc,
+            js,
+            stream=self.stream,
+            subjects=self.subjects,
+            queue_name=config.queue_name,
+            durable=durable,
+            moved=self.scheduler.moved,
+            undecodable=undecodable,
+            spawn=spawn,
+        )
+        self.sorter.puller.changed = self.scheduler.changed  # one event wakes the loop
+
+    async def start(self) -> None:
+        await add_function_subjects(self.js, self.stream, self.subjects)
+        await self.scheduler.start()
+        await self.sorter.start()
+        config = self.config
+        log.info(
+            "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
+            "limiter %s via %s",
+            self.scheduler.filter,
+            queue_subject(self.subjects, config.queue_name),
+            self.durable,
+            config.max_inflight,
+            "on" if config.limiter_enabled else "off",
+            config.gateway.gateway_url,
+        )
+
+    def lanes(self) -> Iterable[Lane]:
+        return self.scheduler.lanes.values()
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self.scheduler.changed
+
+    async def run(
+        self,
+        nats: NatsConnection,
+        stopping: asyncio.Event,
+        may_take: Callable[[], bool],
+        helpers: list[asyncio.Task[None]],
+    ) -> None:
+        """One pass per event that may free a slot or add work (a call ended, a pull request
+        was answered, a backlog was read, a call was sorted); `may_take` is False while too
+        many results wait on their callbacks."""
+        fair, sorter = self.scheduler, self.sorter
+        discovery = asyncio.create_task(fair.discover(), name="fair-discovery")
+        try:
+            while not stopping.is_set():
+                raise_if_ended([discovery, *helpers])
+                fair.changed.clear()
+                if nats.connected:
+                    try:
+                        await sorter.ask()
+                        if may_take():
+                            await fair.fill(fair.slots.free)
+                    except NatsError as exc:
+                        log.warning("pull request failed, retrying: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CHECK_SECONDS):
+                        await fair.changed.wait()
+        finally:
+            discovery.cancel()
+            await asyncio.gather(discovery, return_exceptions=True)
+
+    def stop_taking(self) -> None:
+        self.scheduler.stopping = True
+        self.scheduler.changed.set()
+
+    def on_reconnect(self) -> None:
+        self.sorter.puller.forget_all()
+        self.scheduler.forget_requests()
+
+    async def stop(self) -> None:
+        for part in (self.sorter, self.scheduler):
+            with contextlib.suppress(NatsError, TimeoutError):
+                await part.stop()
+
+    async def send_back(self, msg: Msg, attempts_used: int) -> None:
+        """A call the limiter's probing overloaded goes back to its lane without using an
+        attempt: stored again (same subject, data and headers, with the attempts used so far
+        and the returns counted in headers), then the delivered copy acknowledged. The copy's
+        `Nats-Msg-Id` is fixed by the original's stream sequence, so a repeat after a crash
+        between the two steps is dropped by JetStream's duplicate window."""
+        headers = {key: str(value) for key, value in (msg.headers or {}).items()}
+        headers[ATTEMPTS_BEFORE] = str(attempts_used)
+        headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
+        headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
+        await publish(self.js, msg.subject, msg.data, headers=headers, stream=self.stream)
+        await msg.ack_sync(timeout=5.0)
+
+
+async def warn_of_fair_backlog(
+    js: JetStreamContext, stream: str, subjects: str, queue_name: str
+) -> None:
+    """A static worker does not read per-function subjects: say so if calls wait there."""
+    with contextlib.suppress(BacklogUnreadable):
+        counts = await subject_counts(js, stream, queue_functions_filter(subjects, queue_name))
+        if waiting := sum(counts.values()):
+            log.warning(
+                "%d calls wait on per-function subjects (%s), which scaling_mode=static does not "
+                "serve: run a fair worker until they are done (docs/queue-worker.md)",
+                waiting,
+                queue_functions_filter(subjects, queue_name),
+            )

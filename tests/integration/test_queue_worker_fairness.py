@@ -1,0 +1,232 @@
+"""Fair mode: one function's backlog, cap or overload never holds up another's."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import generate_latest
+
+from asyncq.publisher import Publisher, build_request
+from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.http import Call, CallbackReceiver, FakeGateway
+from tests.support.ports import eventually
+from tests.support.procs import FerryProcess
+from tests.support.queue import QueueUnderTest
+
+
+class Concurrency:
+    """Counts calls running at once per function, from the function's side."""
+
+    def __init__(self) -> None:
+        self.running: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        self.started: list[str] = []  # function of each call, in the order they started
+
+    def sleeping(
+        self, name: str, seconds: float, capacity: int = 0
+    ) -> Callable[[Call], Awaitable[web.Response]]:
+        """A function taking `seconds`; past `capacity` calls at once it answers 429."""
+
+        async def handler(call: Call) -> web.Response:
+            if capacity and self.running[name] >= capacity:
+                return web.Response(status=429, text="too many")
+            self.running[name] += 1
+            self.peak[name] = max(self.peak[name], self.running[name])
+            self.started.append(name)
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                self.running[name] -= 1
+            return web.Response(text="ok")
+
+        return handler
+
+
+def go_queue_request(function: str, body: bytes, callback: str = "") -> bytes:
+    """A QueueRequest as an OpenFaaS gateway (Go) writes it on the plain subject."""
+    return json.dumps(
+        {
+            "Header": {"X-Call-Id": [str(uuid.uuid4())], "Content-Type": ["text/plain"]},
+            "Host": "gateway:8080",
+            "Body": base64.b64encode(body).decode(),
+            "Method": "POST",
+            "Path": "",
+            "QueryString": "",
+            "Function": function,
+            "QueueName": "",
+            "Annotations": None,
+            "CallbackUrl": callback or None,
+        }
+    ).encode()
+
+
+async def fair_publisher(queue: QueueUnderTest) -> Publisher:
+    """A publisher as the front door has it once a fair worker runs: per-function subjects."""
+    publisher = Publisher(queue.js, queue.stream)
+    assert await publisher.learn_layout()
+    return publisher
+
+
+async def test_a_quick_function_is_not_held_up_by_a_slow_backlog_from_the_front_door(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    seen = Concurrency()
+    gateway.function("slow", seen.sleeping("slow", 0.5))
+    gateway.function("quick", seen.sleeping("quick", 0))
+    async with queue.worker(max_inflight="16") as worker:
+        publisher = await fair_publisher(queue)
+        for i in range(200):
+            await publisher.enqueue(build_request("slow", body=b"%d" % i))
+        for i in range(20):
+            await publisher.enqueue(build_request("quick", body=b"%d" % i))
+        await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
+        slow_before = seen.started.count("slow")
+        metrics = generate_latest(worker.registry).decode()
+    # In arrival order all 200 slow calls would start first.
+    assert slow_before < 100, slow_before
+    pending = re.search(r'queue_worker_pending_messages\{function_name="slow"\} (\d+)', metrics)
+    assert pending is not None and int(pending.group(1)) > 50, metrics
+    assert 'queue_worker_function_limit{function_name="slow"} 16.0' in metrics
+
+
+async def test_a_quick_function_is_not_held_up_by_a_backlog_on_the_plain_subject(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    seen = Concurrency()
+    gateway.function("slow", seen.sleeping("slow", 0.5))
+    gateway.function("quick", seen.sleeping("quick", 0))
+    for i in range(200):
+        await queue.publish_raw(go_queue_request("slow", b"%d" % i))
+    for i in range(20):
+        await queue.publish_raw(go_queue_request("quick", b"%d" % i))
+    async with queue.worker(max_inflight="16"):
+        await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
+        slow_before = seen.started.count("slow")
+    assert slow_before < 100, slow_before
+
+
+async def test_the_front_door_stores_calls_on_the_function_subject_once_a_fair_worker_runs(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver, tmp_path: Path
+) -> None:
+    gateway.function("echo")
+    functions = write_functions(
+        tmp_path / "f.yml", {"echo": {"url": f"{gateway.url}/function/echo"}}
+    )
+    async with queue.worker(max_inflight="4"):
+        env = gateway_env(queue, functions_file=str(functions))
+        async with running_gateway(env) as front, aiohttp.ClientSession() as http:
+            url = f"{front.url}/async-function/echo"
+            headers = {"X-Callback-Url": receiver.url()}
+            async with http.post(url, data=b"hi", headers=headers) as response:
+                assert response.status == 202
+            (callback,) = await receiver.wait_for(1)
+    assert callback.body == b"hi"
+    plain = await queue.js.consumer_info(queue.stream, "faas-workers")
+    assert plain.delivered.stream_seq == 0  # nothing went through the sorter
+    info = await queue.js.stream_info(queue.stream)
+    assert info.state.last_seq == 1  # one message, on faas-request.fn.echo
+
+
+async def test_static_mode_keeps_arrival_order(queue: QueueUnderTest, gateway: FakeGateway) -> None:
+    seen = Concurrency()
+    gateway.function("slow", seen.sleeping("slow", 0.05))
+    gateway.function("quick", seen.sleeping("quick", 0))
+    for i in range(30):
+        await queue.publish("slow", b"%d" % i)
+    for i in range(5):
+        await queue.publish("quick", b"%d" % i)
+    async with queue.worker(max_inflight="4", scaling_mode="static"):
+        await eventually(lambda: len(seen.started) == 35, 30, what="35 calls")
+    assert seen.started.index("quick") >= 26  # FIFO: at most the slots' worth out of order
+    assert await queue.js.stream_info(queue.stream) is not None
+
+
+async def test_a_replica_killed_mid_run_loses_nothing(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    seen = Concurrency()
+    gateway.function("work", seen.sleeping("work", 0.2))
+    gateway.function("other", seen.sleeping("other", 0))
+    env = queue.env(max_inflight="4", ack_wait="2s")
+    first = await FerryProcess("queue-worker", env).start()
+    second = await FerryProcess("queue-worker", env).start()
+    try:
+        ids = set()
+        for i in range(60):
+            request = await queue.publish("work", b"%d" % i, callback_url=receiver.url())
+            ids.add(request.call_id)
+        await eventually(lambda: len(receiver.received) >= 10, 30, what="10 callbacks")
+        await first.kill()
+        for i in range(10):
+            request = await queue.publish("other", b"%d" % i, callback_url=receiver.url())
+            ids.add(request.call_id)
+        await eventually(
+            lambda: ids <= {r.headers["X-Call-Id"] for r in receiver.received},
+            60,
+            what="a callback for every call",
+        )
+        assert await queue.pending() == 0
+        assert await second.stop() == 0
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_ferry_max_inflight_caps_a_function_and_others_keep_flowing(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    seen = Concurrency()
+    gateway.function("capped", seen.sleeping("capped", 0.1))
+    gateway.function("free", seen.sleeping("free", 0.1))
+    cap = {"ferry.max_inflight": "3"}
+    for i in range(30):
+        await queue.publish("capped", b"%d" % i, annotations=cap)
+    for i in range(30):
+        await queue.publish("free", b"%d" % i)
+    async with queue.worker(max_inflight="16"):
+        await eventually(lambda: seen.started.count("free") == 30, 30, what="30 free calls")
+        capped_before = seen.started.count("capped")
+        await eventually(lambda: seen.started.count("capped") == 30, 30, what="30 capped calls")
+    assert seen.peak["capped"] == 3
+    assert seen.peak["free"] > 3
+    assert capped_before < 30  # the free function did not wait for the capped backlog
+
+
+async def test_weights_share_the_slots_about_three_to_one(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    seen = Concurrency()
+    gateway.function("heavy", seen.sleeping("heavy", 0.05))
+    gateway.function("light", seen.sleeping("light", 0.05))
+    for i in range(80):
+        await queue.publish("heavy", b"%d" % i, annotations={"ferry.weight": "3"})
+        await queue.publish("light", b"%d" % i, annotations={"ferry.weight": "1"})
+    async with queue.worker(max_inflight="4"):
+        await eventually(lambda: len(seen.started) >= 80, 30, what="80 calls")
+    both_backlogged = seen.started[10:70]
+    ratio = both_backlogged.count("heavy") / max(1, both_backlogged.count("light"))
+    assert 2.0 <= ratio <= 4.5, ratio
+
+
+async def test_the_limiter_finds_a_functions_capacity_without_losing_calls(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver
+) -> None:
+    seen = Concurrency()
+    gateway.function("narrow", seen.sleeping("narrow", 0.1, capacity=4))
+    for i in range(120):
+        await queue.publish("narrow", b"%d" % i, callback_url=receiver.url())
+    async with queue.worker(max_inflight="16", max_retry_attempts="3"):
+        await receiver.wait_for(120, timeout=60)
+    assert {r.headers["X-Function-Status"] for r in receiver.received} == {"200"}
+    assert await queue.dead_letters() == []
+    refused = len(gateway.calls_to("narrow")) - 120
+    assert refused <= 0.2 * 120, refused
