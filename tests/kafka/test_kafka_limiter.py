@@ -3,13 +3,14 @@ is slowed down to it, not retried to exhaustion, and each key's order is kept.""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 
 from connectors.core.function_limits import MAX_FREE_RETURNS
-from tests.kafka.conftest import FUNCTION, StartConnector
+from tests.kafka.conftest import FUNCTION, Gate, StartConnector
 from tests.support.capacity import CapacityFunction, always_refusing
-from tests.support.http import FakeGateway
-from tests.support.kafka import KafkaTopic
+from tests.support.http import FakeGateway, held_until
+from tests.support.kafka import KafkaTopic, RunningConnector
 from tests.support.ports import eventually
 
 RECORDS = 200
@@ -69,6 +70,37 @@ async def test_a_function_that_always_answers_429_still_ends_in_a_dead_letter(
     assert letter[0] == b"doomed"
     # the limiter's free returns (no attempt used), then three counted attempts: bounded
     assert len(gateway.calls_to(FUNCTION)) == MAX_FREE_RETURNS + 3
+
+
+async def test_sigterm_starts_no_record_waiting_for_its_functions_limit(
+    gateway: FakeGateway, topic: KafkaTopic, start_connector: StartConnector, gate: Gate
+) -> None:
+    release = gate()
+    gateway.function(FUNCTION, held_until(release))
+    gateway.subscribe(FUNCTION, topic.name, **{"ferry.max_inflight": "1"})
+    for number in range(4):
+        await topic.send(b"%d" % number)
+    connector = await start_connector(topic, ordering="none", graceful_timeout="30s")
+    qualified = f"{FUNCTION}.openfaas-fn"
+    await eventually(
+        lambda: _metric_is(connector, "connector_function_waiting", 3, function=qualified),
+        30,
+        what="one record running, three waiting for the function's cap",
+    )
+    stopped = asyncio.create_task(connector.process.stop(timeout=30))
+    await eventually(lambda: _not_ready(connector), 10, what="the drain under way")
+    release.set()
+    assert await stopped == 0, connector.process.output()
+    assert [c.body for c in gateway.calls_to(FUNCTION)] == [b"0"]
+    assert (await topic.committed())[0] == 1  # the waiting records stay uncommitted
+
+
+async def _metric_is(connector: RunningConnector, name: str, value: float, **labels: str) -> bool:
+    return await connector.metric(name, **labels) == value
+
+
+async def _not_ready(connector: RunningConnector) -> bool:
+    return not await connector.ready()
 
 
 async def _committed_all(topic: KafkaTopic) -> bool:
