@@ -323,7 +323,7 @@ class Controller:
             finally:
                 self.running -= 1
                 limit.release()
-            entry.outcome(result, generation, prepared.policy.initial_wait)
+            entry.outcome(result, generation, prepared.policy)
             return result
         finally:
             entry.release()

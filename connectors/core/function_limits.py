@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 
 from connectors.core.aimd import AimdLimit
 from connectors.core.invoker import InvocationResult
+from connectors.core.retry import RetryPolicy
 
 MAX_INFLIGHT_ANNOTATION = "ferry.max_inflight"
 # A call sent back by the limiter (a 429 while probing) goes back in line without using an
@@ -135,11 +136,12 @@ class FunctionLimit:
             if not waiter.done():
                 waiter.set_result(False)
 
-    def outcome(self, result: InvocationResult, generation: int, quiet: float) -> bool:
+    def outcome(self, result: InvocationResult, generation: int, policy: RetryPolicy) -> bool:
         """Map an answer onto the limit and pause; True if it was overload (429, or 503
-        with Retry-After). Called while `inflight` still counts this call. `quiet` is how
-        long to pause when the function refused this call with nothing else of it running
-        and gave no Retry-After (so a lone refused call is not sent straight back)."""
+        with Retry-After). Called while `inflight` still counts this call. When the function
+        refused this call with nothing else of it running and gave no Retry-After, it is
+        paused for the policy's first back-off, so a lone refused call is not sent straight
+        back."""
         if result.ok:
             limit = self.limit
             if self.adaptive and self.inflight * 2 >= limit.limit:  # else no growth: skip it
@@ -153,7 +155,7 @@ class FunctionLimit:
             return False
         self.throttled += 1
         if retry_after is None and self.inflight <= 1:
-            retry_after = quiet
+            retry_after = policy.backoff(1)
         if retry_after:
             self._pause(min(retry_after, MAX_PAUSE))
         if self.adaptive:

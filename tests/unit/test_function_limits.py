@@ -9,6 +9,9 @@ import pytest
 from connectors.core import function_limits
 from connectors.core.function_limits import FunctionLimit, FunctionLimits
 from connectors.core.invoker import InvocationResult
+from connectors.core.retry import RetryPolicy
+
+POLICY = RetryPolicy(max_attempts=3, initial_wait=0.0, max_wait=0.0, codes=frozenset({429}))
 
 
 def answer(status: int) -> InvocationResult:
@@ -46,9 +49,9 @@ async def test_an_overload_cuts_the_limit_to_what_the_function_still_runs() -> N
     for _ in range(5):
         assert limit.take()
     generation = limit.limit.generation
-    assert limit.outcome(answer(429), generation, quiet=0.0)
+    assert limit.outcome(answer(429), generation, POLICY)
     assert limit.allowed == 4
-    assert not limit.outcome(answer(500), generation, quiet=0.0)  # not overload
+    assert not limit.outcome(answer(500), generation, POLICY)  # not overload
     assert limit.throttled == 1
 
 
