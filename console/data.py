@@ -18,6 +18,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from asyncq.backlog import BacklogUnavailable, QueueBacklog, read_backlog
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
 from asyncq.header_text import decode_headers
 from asyncq.jetstream import stream_holding
@@ -60,6 +61,7 @@ class Overview:
     stored: int  # messages in the request stream: waiting, in flight or between retries
     partial: bool  # the hour held more entries than the console reads
     ledger_problem: str = ""  # why the ledger's part is missing, if it is
+    backlog: QueueBacklog | None = None  # per function (fair mode), None if unreadable
 
 
 class ConsoleData:
@@ -122,6 +124,7 @@ class ConsoleData:
                 await self._stored(),
                 partial,
                 problem,
+                await self._backlog(),
             )
             self._overview = (time.monotonic(), overview)
             return overview
@@ -191,6 +194,12 @@ class ConsoleData:
                 )
             )
         return shown
+
+    async def _backlog(self) -> QueueBacklog | None:
+        try:
+            return await read_backlog(self.js, self.stream)
+        except BacklogUnavailable:
+            return None
 
     async def _stored(self) -> int:
         try:

@@ -17,6 +17,7 @@ from asyncq.dead_letter_store import DeadLetter, DeadLetterError
 from connectors.core.errors import DecodeError
 from console.activity import SERIES, chart_bars
 from console.data import ConsoleData, ConsoleUnavailable
+from console.functions_view import function_rows
 from console.guard import TOKEN, USER
 from console.redact import public_headers, public_url
 from console.schedules import schedule_rows
@@ -101,18 +102,12 @@ async def functions(request: web.Request) -> web.Response:
         letters = await data.recent_letters()
     except (ConsoleUnavailable, DeadLetterError) as exc:
         return unavailable(request, exc)
-    dead: dict[str, int] = {}
-    for letter in letters:
-        dead[letter.function] = dead.get(letter.function, 0) + 1
-    names = {f.qualified for f in known} | set(seen.activity.per_function)
-    rows = []
-    for name in sorted(names)[:1000]:
-        counts = dict(seen.activity.per_function.get(name, {}))
-        short = name.partition(".")[0]
-        counts.update(seen.activity.per_function.get(short, {}) if short != name else {})
-        rows.append(
-            (name, counts, dead.get(name, 0) + (dead.get(short, 0) if short != name else 0))
-        )
+    rows = function_rows(
+        (f.qualified for f in known),
+        seen.activity.per_function,
+        seen.backlog,
+        (letter.function for letter in letters),
+    )
     return render(request, "functions.html", rows=rows, consumers=seen.consumers)
 
 

@@ -28,7 +28,7 @@ from tests.support.console import (
     page,
     write_secrets,
 )
-from tests.support.http import Call, CallbackReceiver, FakeGateway
+from tests.support.http import Call, CallbackReceiver, FakeGateway, held_until
 from tests.support.ports import eventually, free_port, wait_for_port
 from tests.support.procs import FerryProcess, run_to_exit
 from tests.support.queue import QueueUnderTest
@@ -247,6 +247,27 @@ async def test_hostile_values_are_shown_as_text_and_secrets_not_at_all(
                 assert got.headers["X-Content-Type-Options"] == "nosniff"
                 assert "script-src 'self'" in got.headers["Content-Security-Policy"]
                 assert await got.read() == HOSTILE.encode()
+
+
+async def test_functions_show_what_waits_and_what_workers_hold(
+    queue: QueueUnderTest, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+    gateway.function("echo", held_until(release))
+    echo = {"echo": {"url": f"{gateway.url}/function/echo"}}
+    async with console_stack(queue, tmp_path, echo) as stack:
+        env = {"gateway_url": stack.url, "call_ledger_bucket": stack.ledger_bucket}
+        async with queue.worker(max_inflight="1", **env), stack.session() as session:
+            for i in range(4):
+                await stack.call("echo", b"%d" % i)
+            await eventually(lambda: len(gateway.calls_to("echo")) == 1, what="one call held")
+
+            async def shown() -> str:
+                _, html = await page(session, stack.console + "functions")
+                return html if re.search(r">echo</a></td>\s*<td>4</td><td>1</td>", html) else ""
+
+            assert await eventually(shown, what="echo: 4 waiting, 1 held")
+            release.set()
 
 
 async def test_schedules_show_next_slots_and_bad_schedules(

@@ -194,7 +194,14 @@ def test_the_dashboard_shows_what_an_operator_needs(path: Path) -> None:
     assert {"queue_worker_pending_messages", "connector_consumer_lag"} <= names
     assert "queue_worker_callbacks_total" in names
     assert "queue_worker_call_ledger_write_failures_total" in names
+    # fair mode, per function: backlog, limit beside in flight, throttling
+    assert {
+        "queue_worker_function_limit",
+        "queue_worker_function_inflight",
+        "queue_worker_function_throttled_total",
+    } <= names
     exprs = " ".join(expressions(dashboard(path)))
+    assert "by (function_name) (queue_worker_pending_messages" in exprs
     assert exprs.count("histogram_quantile(") >= 6
 
 
