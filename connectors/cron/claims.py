@@ -54,6 +54,14 @@ class Lease:
         return self.revision > 0
 
 
+OUTCOME_SEPARATOR = " → "
+
+
+def outcome_value(owner: str, outcome: str) -> bytes:
+    """A claim once its call has ended: who fired it and how it ended (`host-1 → 200`)."""
+    return f"{owner}{OUTCOME_SEPARATOR}{outcome}".encode()
+
+
 def lease_value(owner: str, until_ms: int) -> bytes:
     return f"{until_ms} {owner}".encode()
 
@@ -79,6 +87,10 @@ class SlotClaims(Protocol):
 
     async def release_lease(self, function: str, revision: int) -> None:
         """Delete the lease if it is still the one at `revision`."""
+
+    async def record_outcome(self, function: str, unix_ms: int, owner: str, outcome: str) -> None:
+        """Note how the slot's call ended beside its claim (what the console shows); never
+        raises: the outcome is information, the call is done either way."""
 
     async def close(self) -> None: ...
 
@@ -107,6 +119,9 @@ class LocalClaims:
 
     async def release_lease(self, function: str, revision: int) -> None:
         return None
+
+    async def record_outcome(self, function: str, unix_ms: int, owner: str, outcome: str) -> None:
+        pass  # a single replica keeps no shared record
 
     async def close(self) -> None:
         return None
@@ -175,6 +190,12 @@ class JetStreamClaims:
                 f"claim of {function} at {unix_ms}: {exc or type(exc).__name__}"
             ) from None
         return True
+
+    async def record_outcome(self, function: str, unix_ms: int, owner: str, outcome: str) -> None:
+        try:
+            await self.kv.put(claim_key(function, unix_ms), outcome_value(owner, outcome))
+        except (NatsError, TimeoutError) as exc:
+            log.debug("%s: outcome of the slot at %d not recorded: %s", function, unix_ms, exc)
 
     async def take_lease(self, function: str, owner: str, until_ms: int, now_ms: int) -> Lease:
         """Read the lease; if it is missing or expired, replace exactly the revision read (a

@@ -30,6 +30,13 @@ SKIP_REPORT_EVERY = 60.0  # seconds between two log lines about one function's f
 REPORTS_REMEMBERED = 10_000
 
 
+def outcome_text(status: int | None, ok: bool) -> str:
+    """How a slot's call ended, in a few characters: its status, or why it has none."""
+    if status is None:
+        return "failed (no answer)"
+    return str(status) if ok else f"{status} (failed)"
+
+
 def rfc3339(instant: datetime) -> str:
     text = instant.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z").replace(".000Z", "Z")
@@ -166,7 +173,10 @@ class Firer:
         invoked = True
         try:
             self.metrics.delay.observe(max((self.clock.now() - slot.at).total_seconds(), 0.0))
-            await self.controller.deliver(slot.event(), slot.function)
+            delivery = await self.controller.deliver(slot.event(), slot.function)
+            await self.claims.record_outcome(
+                name, slot.unix_ms, self.owner, outcome_text(delivery.result.status, delivery.ok)
+            )
         except NotStarted:
             invoked = False
             self._not_fired(slot, "the connector stopped before a free max_inflight slot")

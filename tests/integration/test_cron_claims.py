@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from connectors.cron.claims import JetStreamClaims, busy_key, claim_key
+import nats
+from aiohttp import web
+
+from connectors.cron.claims import OUTCOME_SEPARATOR, JetStreamClaims, busy_key, claim_key
 from connectors.jetstream.settings import NatsSettings
 from tests.support.brokers import NatsServer
 from tests.support.clock import FakeClock
@@ -56,3 +59,34 @@ async def test_lookalike_functions_both_fire_and_names_the_front_door_refuses_ne
             assert skipped(connector, name, "claimed_elsewhere") == 0
     for name in refused:
         assert gateway.calls_to(name) == []
+
+
+async def test_a_fired_slot_records_who_fired_it_and_how_it_ended(
+    gateway: FakeGateway, nats_server: NatsServer
+) -> None:
+    """What the console's Schedules page shows as a schedule's last outcome."""
+    gateway.function("ok")
+    gateway.function("broken", lambda call: web.Response(status=400))
+    for name in ("ok", "broken"):
+        gateway.subscribe(name, "cron-function", schedule="* * * * *")
+    clock = FakeClock(utc("2026-01-01T10:00:30"))
+    bucket = f"cron-{uuid.uuid4().hex[:8]}"
+    async with cron(gateway, clock, nats_url=nats_server.url, cron_kv_bucket=bucket) as connector:
+        await clock.settle(2)
+        await clock.advance_to(utc("2026-01-01T10:01:00"), idle=lambda: not connector.firer.tasks)
+        slot = 1_767_261_660_000  # 10:01:00
+        nc = await nats.connect(nats_server.url)
+        try:
+            kv = await nc.jetstream().key_value(bucket)
+
+            async def recorded(name: str) -> str:
+                entry = await kv.get(claim_key(f"{name}.openfaas-fn", slot))
+                text = (entry.value or b"").decode()
+                return text if OUTCOME_SEPARATOR in text else ""
+
+            ok = await eventually(lambda: recorded("ok"), 10, what="ok's outcome")
+            broken = await eventually(lambda: recorded("broken"), 10, what="broken's outcome")
+        finally:
+            await nc.close()
+    assert ok.endswith(f"{OUTCOME_SEPARATOR}200")
+    assert broken.endswith(f"{OUTCOME_SEPARATOR}400 (failed)")
