@@ -283,6 +283,11 @@ class QueueWorker:
             _SlotHold(self, lane).release()
             self._spawn(hand_back(msg, delay=early))
             return
+        if not lane.admits():  # paused, or its breaker opened since it was asked for
+            _SlotHold(self, lane).release()
+            assert self.fair is not None
+            self._spawn(self.fair.hold_back(msg))
+            return
         self._spawn(self._handle(msg, lane))
 
     def _slot_freed(self) -> None:
@@ -364,10 +369,11 @@ class QueueWorker:
             result = await self.invoker.invoke(invocation, attempt=attempt)
             if lane is not None:
                 fate = lane.outcome(result, generation, header_count(msg.headers, RETURNS))
-                if fate is Fate.RETURNED:
+                if fate is not Fate.COUNTED:
                     slot.release()
                     assert self.fair is not None
-                    await self.fair.send_back(msg, attempt - 1)
+                    self.ledger.retrying(request, result, 0.0)
+                    await self.fair.send_back(msg, attempt - 1, limiter=fate is Fate.RETURNED)
                     return
             held = len(result.body)
             self.held.add(held)
@@ -443,10 +449,10 @@ class _SlotHold:
         self.lane = lane  # fair mode: it counts the message in flight since its delivery
         self.held = True
 
-    def started(self, request: QueueRequest) -> int:
+    def started(self, request: QueueRequest) -> tuple[int, int]:
         """The call is sent: its lane learns the function; the limiter generation it runs in."""
         if self.lane is None:
-            return 0
+            return 0, 0
         self.lane.learn(request.function, request.annotations)
         return self.lane.started()
 
