@@ -23,6 +23,7 @@ from queue_worker.config import QueueWorkerConfig
 from queue_worker.fair import FairScheduler
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Lane, header_count
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
+from queue_worker.pauses import PauseFollower
 from queue_worker.sorter import Sorter
 
 log = logging.getLogger("ferry.queue_worker")
@@ -77,9 +78,11 @@ class FairMode:
             spawn=spawn,
         )
         self.sorter.puller.changed = self.scheduler.changed  # one event wakes the loop
+        self.pauses = PauseFollower(config, self.scheduler)
 
     async def start(self) -> None:
         await add_function_subjects(self.js, self.stream, self.subjects)
+        await self.pauses.start(self.js)
         await self.scheduler.start()
         await self.sorter.start()
         config = self.config
@@ -115,7 +118,7 @@ class FairMode:
         discovery = asyncio.create_task(fair.discover(), name="fair-discovery")
         try:
             while not stopping.is_set():
-                raise_if_ended([discovery, *helpers])
+                raise_if_ended([discovery, *self.pauses.tasks, *helpers])
                 fair.changed.clear()
                 if nats.connected:
                     try:
@@ -140,6 +143,7 @@ class FairMode:
         self.scheduler.forget_requests()
 
     async def stop(self) -> None:
+        await self.pauses.stop()
         for part in (self.sorter, self.scheduler):
             with contextlib.suppress(NatsError, TimeoutError):
                 await part.stop()
