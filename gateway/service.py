@@ -49,6 +49,7 @@ from gateway.listener import KEEPALIVE_TIMEOUT, FastListener
 from gateway.metrics import GatewayMetrics
 from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
+from gateway.queue_routes import QueueRoutes, open_queue_routes
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
 from ledger.store import LedgerStore, bucket_handle, open_or_handle
@@ -95,6 +96,7 @@ class GatewayService:
         self._queued_calls: QueuedCalls | None = None
         self._publisher: Publisher | None = None
         self._call_routes = CallRoutes(None, credentials=self._credentials)  # ledger off
+        self._queue_routes = QueueRoutes(None, credentials=self._credentials)
         self._stopping = asyncio.Event()
         self.mounts: list[Mount] = []  # set before start()
         self._js: JetStreamContext | None = None
@@ -149,6 +151,7 @@ class GatewayService:
         bodies = BodyStore.from_settings(js, nats)
         await bodies.ensure()
         await self._open_ledger(js)
+        self._queue_routes = await open_queue_routes(js, nats, self._credentials)
         publisher = self._publisher = Publisher(js, nats.nats_stream, bodies, stored_in=stream)
         await publisher.learn_layout()
         front_door = FrontDoor(
@@ -209,6 +212,7 @@ class GatewayService:
             app.add_subapp(prefix, sub_app)
         app.add_routes(front_door.routes())
         app.add_routes(self._call_routes.routes())
+        app.add_routes(self._queue_routes.routes())
         if self.config.standalone:
             standalone = StandaloneRoutes(self.catalog, self.proxy, self.function_status)
             app.add_routes(standalone.routes())
