@@ -174,7 +174,7 @@ class GatewayService:
             else f"proxy to {self.config.upstream_url}"
         )
         log.info("front door on port %d, %s, queueing on %s", self.port, mode, stream)
-        if self._credentials is None and (self.config.standalone or self._queued_calls):
+        if self._credentials is None:  # the call and queue routes are ferry's own
             log.warning(_open_routes(self.config.standalone, self.port))
 
     async def _open_ledger(self, js: JetStreamContext) -> None:
@@ -310,9 +310,14 @@ class GatewayService:
 def _open_routes(standalone: bool, port: int) -> str:
     """The one start-up line saying what answers anyone while ferry's own basic auth is off
     (in proxy mode the upstream guards the rest of /system, but not ferry's call routes)."""
-    routes = "the call routes (/system/calls/{id}, DELETE /async-function/{id})"
+    routes = (
+        "the call routes (/system/calls/{id}, DELETE /async-function/{id}) and "
+        "/system/queues/{function} (pause, resume)"
+    )
     if standalone:
-        routes = "/system/* (functions, namespaces, info, calls) and DELETE /async-function/{id}"
+        routes = (
+            "/system/* (functions, namespaces, info, calls, queues) and DELETE /async-function/{id}"
+        )
     return (
         f"basic_auth=false: {routes} answer anyone who reaches port {port}; to close them set "
         "basic_auth=true with basic-auth-user and basic-auth-password in secret_mount_path, "
