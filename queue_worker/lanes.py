@@ -38,6 +38,10 @@ REQUESTS_PER_LANE = 4  # pull requests one lane may have outstanding at once
 MAX_FREE_RETURNS = 50
 
 
+# What `Lane.admits` says of a delivered call.
+REFUSED, RUN, PROBE = 0, 1, 2
+
+
 class Fate(Enum):
     """What the lane says about one attempt's outcome."""
 
@@ -141,16 +145,19 @@ class Lane:
         bound = self.breaker.room()
         return self.slots if bound is None else max(0, bound - self.inflight - self.asked)
 
-    def admits(self) -> bool:
-        """A delivered call may start: False while paused or while the breaker holds it back
-        (asked for before it opened, or a second call while a probe runs)."""
+    def admits(self) -> int:
+        """Whether a delivered call may start: REFUSED while paused or while the breaker holds
+        it back (asked for before it opened, or a second call while a probe runs), PROBE for
+        the one call a half-open breaker lets through, else RUN."""
         if self.paused:
-            return False
+            return REFUSED
         breaker = self.breaker
         if breaker is None or not breaker.state:
-            return True
+            return RUN
         self._changed(breaker.tick(time.monotonic()))
-        return breaker.admit()
+        if not breaker.admit():
+            return REFUSED
+        return PROBE if breaker.probing else RUN
 
     def _changed(self, change: Change | None) -> None:
         if change is not None:
@@ -186,8 +193,12 @@ class Lane:
         """The call is sent; the limiter and breaker generations to report its outcome against."""
         return self.limit.generation, self.breaker.generation if self.breaker is not None else 0
 
-    def finished(self) -> None:
-        """A call ended (its message is mostly gone: the backlog is read again soon)."""
+    def finished(self, probe: bool = False) -> None:
+        """A call ended (its message is mostly gone: the backlog is read again soon). A probe
+        that ended without an answer that says up or down (never sent, or overloaded) lets
+        the half-open breaker take another."""
+        if probe and self.breaker is not None:
+            self.breaker.probe_ended()
         self.inflight -= 1
         self.backlog = max(0, self.backlog - 1)
         self.active_at = time.monotonic()

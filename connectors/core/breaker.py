@@ -146,6 +146,12 @@ class Breaker:
             return self._open(now, "the probe failed")
         return None
 
+    def probe_ended(self) -> None:
+        """The probe ended without telling up from down (not sent, or overload): the next call
+        may probe instead."""
+        if self.state is BreakerState.HALF_OPEN:
+            self.probing = False
+
     def configure(self, settings: BreakerSettings) -> None:
         """New settings (a function's annotations changed); the state is kept."""
         if settings != self.settings:

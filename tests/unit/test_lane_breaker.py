@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from connectors.core.breaker import BreakerSettings, BreakerState
-from queue_worker.lanes import Fate, Lane
+from queue_worker.lanes import PROBE, REFUSED, Fate, Lane
 from tests.unit.test_lanes import answer
 
 SETTINGS = BreakerSettings(failures=2, open_for=30.0)
@@ -78,3 +78,18 @@ def test_with_the_breaker_off_a_down_function_is_counted_as_before() -> None:
         off.delivered()
         assert off.outcome(answer(503), off.started(), returns=0) is Fate.COUNTED
         off.finished()
+
+
+def test_a_probe_that_ends_without_telling_up_from_down_lets_another_call_probe() -> None:
+    under_test = lane()
+    generations = under_test.started()
+    for _ in range(2):
+        under_test.outcome(answer(503), generations, returns=0)
+    assert under_test.breaker is not None
+    under_test.breaker.until = time.monotonic()
+    under_test.delivered()
+    assert under_test.admits() == PROBE
+    under_test.outcome(answer(429), under_test.started(), returns=0)  # overload: says neither
+    assert under_test.admits() == REFUSED  # the probe still runs
+    under_test.finished(probe=True)
+    assert under_test.admits() == PROBE
