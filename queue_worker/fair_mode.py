@@ -88,12 +88,15 @@ class FairMode:
         config = self.config
         log.info(
             "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
-            "limiter %s via %s",
+            "limiter %s, breaker %s via %s",
             self.scheduler.filter,
             queue_subject(self.subjects, config.queue_name),
             self.durable,
             config.max_inflight,
             "on" if config.limiter_enabled else "off",
+            f"on ({config.breaker_failures} failures, {config.breaker_open_for:g}s)"
+            if config.breaker_enabled
+            else "off",
             config.gateway.gateway_url,
         )
 
