@@ -23,19 +23,17 @@ from connectors.core.breaker import (
     annotated_settings,
     availability,
 )
+from connectors.core.function_limits import MAX_FREE_RETURNS as MAX_FREE_RETURNS
+from connectors.core.function_limits import MAX_INFLIGHT_ANNOTATION as MAX_INFLIGHT_ANNOTATION
+from connectors.core.function_limits import annotated_cap as annotated_cap
 from connectors.core.invoker import InvocationResult
 from queue_worker.fair_order import Turn
 
 log = logging.getLogger("ferry.queue_worker.breaker")
 
 WEIGHT_ANNOTATION = "ferry.weight"
-MAX_INFLIGHT_ANNOTATION = "ferry.max_inflight"
 MAX_WEIGHT = 1000.0
 REQUESTS_PER_LANE = 4  # pull requests one lane may have outstanding at once
-# A call the limiter sent back (a 429 while probing) goes back to its lane without using an
-# attempt, at most this many times; past that its 429s count like any other failed attempt,
-# so a function that always answers 429 cannot keep a call cycling for ever.
-MAX_FREE_RETURNS = 50
 
 
 # What `Lane.admits` says of a delivered call.
@@ -60,18 +58,6 @@ def annotated_weight(annotations: Mapping[str, str]) -> float:
     except ValueError:
         return 1.0
     return min(weight, MAX_WEIGHT) if weight > 0 else 1.0
-
-
-def annotated_cap(annotations: Mapping[str, str]) -> int | None:
-    """`ferry.max_inflight` (a positive whole number), or None."""
-    text = annotations.get(MAX_INFLIGHT_ANNOTATION)
-    if not text:
-        return None
-    try:
-        cap = int(text)
-    except ValueError:
-        return None
-    return cap if cap > 0 else None
 
 
 @dataclass

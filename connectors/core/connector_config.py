@@ -52,3 +52,10 @@ class ConnectorSettings:
     max_inflight: int = setting(
         "max_inflight", 64, "invocations running at once in this connector", int_in(1, 100_000)
     )
+    limiter_enabled: bool = setting(
+        "limiter_enabled",
+        True,
+        "an adaptive concurrency limit per function, cut when it answers 429 (or 503 with "
+        "Retry-After), grown while calls succeed; a 429 it causes uses no attempt",
+        parse_bool,
+    )

@@ -29,6 +29,12 @@ class ConnectorMetrics:
             "Attempts that will be retried",
             ["function"],
         )
+        self.throttled = LoopCounter(
+            registry,
+            "connector_function_throttled",
+            "Answers of 429 (or 503 with Retry-After) per function",
+            ["function"],
+        )
         self.dead_letters = Counter(
             "connector_dead_letters_total",
             "Events given up on after their attempts, by function and destination",

@@ -2,9 +2,9 @@
 
 Sources hand the `Controller` an `Event`; it finds the subscribed functions in the current
 `TopicMap`, invokes them concurrently (at most `max_inflight` calls at once across the
-process), and returns one `Delivery` per function with its final outcome. Sources decide what a
-final failure means on their broker (dead-letter topic, DLQ, log) and acknowledge only after
-every delivery is final.
+process, and of each function what its limit allows: `function_limits.py`), and returns one
+`Delivery` per function with its final outcome. Sources decide what a final failure means on
+their broker (dead-letter topic, DLQ, log) and acknowledge only after every delivery is final.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
 from connectors.core.errors import FerryError
+from connectors.core.function_limit_metrics import FunctionLimitCollector
+from connectors.core.function_limits import (
+    MAX_FREE_RETURNS,
+    FunctionLimits,
+    annotated_cap,
+    overload_pause,
+)
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
@@ -53,6 +60,7 @@ class Delivery:
     function: FunctionInfo
     result: InvocationResult
     outcome: Outcome
+    returns: int = 0  # times the limiter sent the call back in line (no attempt used)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +74,7 @@ class _Prepared(NamedTuple):
     policy: RetryPolicy  # the process's, with the function's retry annotations laid over it
     url: str
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
+    cap: int | None  # ferry.max_inflight
 
 
 UNEXPECTED_ERROR_CHARS = 300  # of an unforeseen error's text kept in a reason
@@ -128,6 +137,7 @@ class Controller:
         self.print_response_body = print_response_body
         self.subscribers: list[ResponseSubscriber] = []
         self._limit = asyncio.Semaphore(settings.max_inflight)
+        self.limits = FunctionLimits(settings.max_inflight, adaptive=settings.limiter_enabled)
         self.running = 0  # invocations under way; the inflight gauge reads it when scraped
         metrics.inflight.set_function(lambda: self.running)
         self._known: dict[str, _Prepared] = {}  # by qualified name; see _prepared
@@ -139,6 +149,7 @@ class Controller:
         (a drain never waits out a retry delay), and an attempt still waiting for a free slot
         raises `NotStarted` instead of calling. Calls already running finish normally."""
         self._stopping.set()
+        self.limits.stop()
 
     @property
     def stopping(self) -> bool:
@@ -172,7 +183,7 @@ class Controller:
             on_rebuild=rebuilt,
             on_failure=lambda _: metrics.topic_map_failures.inc(),
         )
-        return cls(
+        controller = cls(
             connector=connector,
             settings=settings,
             invoker=Invoker(client),
@@ -181,6 +192,8 @@ class Controller:
             metrics=metrics,
             print_response_body=gateway.print_response_body,
         )
+        FunctionLimitCollector(registry, controller.limits)
+        return controller
 
     @property
     def gateway(self) -> GatewayClient:
@@ -207,19 +220,26 @@ class Controller:
         if settings.asynchronous_invocation and settings.callback_url:
             headers.append(("X-Callback-Url", settings.callback_url))
         headers.append(("User-Agent", USER_AGENT))
+        cap = annotated_cap(function.annotations)
         known = _Prepared(
             function,
             self.policy.for_function(function.annotations),
             self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
             tuple(headers),
+            cap,
         )
+        self.limits.recap(function.qualified, cap)
         if len(self._known) >= FUNCTIONS_REMEMBERED:
             self._known.clear()
         self._known[function.qualified] = known
         return known
 
-    async def attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
-        """One invocation, bounded by max_inflight; the outcome says whether to retry.
+    async def attempt(
+        self, event: Event, function: FunctionInfo, attempt: int, returns: int = 0
+    ) -> Delivery:
+        """One invocation, bounded by max_inflight and the function's limit; the outcome says
+        whether to retry. A call the limiter sent back (429 while probing) is sent again
+        within the same attempt, after `returns` such returns already (`Delivery.returns`).
 
         An error nothing foresaw (a bug, or input no check caught) is a failed attempt like
         any other, never an exception: retried up to the limit, then final with its reason,
@@ -227,7 +247,7 @@ class Controller:
         `NotStarted` (raised, not a failed attempt) if the controller was stopped before a slot
         came free."""
         try:
-            return await self._attempt(event, function, attempt)
+            return await self._attempt(event, function, attempt, returns)
         except Abandoned:
             raise  # the source is stopping: no outcome, the broker delivers the event again
         except Exception as exc:
@@ -247,7 +267,9 @@ class Controller:
             self.metrics.retries.inc(name)
         return Delivery(event, function, result, outcome)
 
-    async def _attempt(self, event: Event, function: FunctionInfo, attempt: int) -> Delivery:
+    async def _attempt(
+        self, event: Event, function: FunctionInfo, attempt: int, returns: int
+    ) -> Delivery:
         prepared = self._prepared(function)
         name = function.qualified
         headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
@@ -255,19 +277,15 @@ class Controller:
             headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
         if self._print_request_body:
             print_request_body(name, event.body)
-        limit = self._limit
-        await limit.acquire()
-        if self._stopping.is_set():  # checked after the wait: the slot may come long after
-            limit.release()
-            raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
-        self.running += 1
-        try:
-            result = await self.invoker.call(
-                name, prepared.url, headers, event.body, attempt=attempt
-            )
-        finally:
-            self.running -= 1
-            limit.release()
+        while True:
+            result = await self._call(event, prepared, headers, attempt)
+            status = result.status
+            if (status != 429 and status != 503) or not overload_pause(result)[0]:
+                break
+            self.metrics.throttled.inc(name)
+            if not self.limits.adaptive or returns >= MAX_FREE_RETURNS:
+                break
+            returns += 1  # the limiter's overshoot: in line again, no attempt used
         self.metrics.duration.observe(result.duration, name)
         outcome = result.outcome(prepared.policy)
         if outcome.verdict is Verdict.RETRY:
@@ -280,7 +298,35 @@ class Controller:
                 attempt,
                 outcome.delay,
             )
-        return Delivery(event, function, result, outcome)
+        return Delivery(event, function, result, outcome, returns)
+
+    async def _call(
+        self, event: Event, prepared: _Prepared, headers: list[tuple[str, str]], attempt: int
+    ) -> InvocationResult:
+        """One call once the function's limit and a `max_inflight` slot allow it."""
+        name = prepared.function.qualified
+        entry = self.limits.entry(name, prepared.cap)
+        if not entry.take() and (self._stopping.is_set() or not await entry.wait()):
+            raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
+        generation = entry.limit.generation
+        limit = self._limit
+        try:
+            await limit.acquire()
+            if self._stopping.is_set():  # checked after the wait: the slot may come long after
+                limit.release()
+                raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
+            self.running += 1
+            try:
+                result = await self.invoker.call(
+                    name, prepared.url, headers, event.body, attempt=attempt
+                )
+            finally:
+                self.running -= 1
+                limit.release()
+            entry.outcome(result, generation, prepared.policy)
+            return result
+        finally:
+            entry.release()
 
     async def deliver(
         self, event: Event, function: FunctionInfo, first_attempt: int = 1
@@ -290,9 +336,10 @@ class Controller:
         Raises `Abandoned` if `stop` is called while waiting to retry (`NotStarted` if before
         an attempt began).
         """
-        attempt = first_attempt
+        attempt, returns = first_attempt, 0
         while True:
-            delivery = await self.attempt(event, function, attempt)
+            delivery = await self.attempt(event, function, attempt, returns)
+            returns = delivery.returns
             if delivery.outcome.final:
                 self.finished(delivery)
                 return delivery

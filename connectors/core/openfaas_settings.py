@@ -55,7 +55,9 @@ NOT_READ: dict[str, str] = {
     "limiter_enabled": _WORKER_ONLY,
     "consumer_pull_max_messages": _WORKER_ONLY,
     "consumer_inactive_threshold": _WORKER_ONLY,
-    "adaptive_concurrency": "ferry's adaptive limit per function is limiter_enabled (fair mode)",
+    "adaptive_concurrency": (
+        "ferry's adaptive limit per function is limiter_enabled (fair mode, connectors)"
+    ),
     "queue_partitions": _PARTITIONS,
     "filter_partition": _PARTITIONS,
     "default_function_name": (

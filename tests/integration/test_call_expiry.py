@@ -95,8 +95,13 @@ async def test_retries_stop_at_the_expiry(
     expiry = posted + 1.5
     assert 1 <= len(gateway.calls) < 50
     assert all(call.at < expiry for call in gateway.calls)  # no attempt after the expiry
-    assert "not retried" in letters[0].headers["Ferry-Dead-Reason"]
-    assert letters[0].headers["Ferry-Last-Status"] == "503"
+    # Either the retry that would come after the expiry is not made ("not retried", the last
+    # status kept), or the retried message is taken after the expiry and not invoked: which one
+    # depends on the jittered back-off and on when the function's lane pulls it again.
+    reason = letters[0].headers["Ferry-Dead-Reason"]
+    assert reason.startswith("expired"), reason
+    if "not retried" in reason:
+        assert letters[0].headers["Ferry-Last-Status"] == "503"
     assert len(receiver.received) == 1
     assert receiver.received[0].headers["X-Function-Status"] == "410"
     assert entry.state.value == "expired"

@@ -1,0 +1,88 @@
+"""The per-function limiter in the SQS connector: a function answering 429 past its capacity
+is slowed down to it, and no message runs out of attempts on the way."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.contract.test_sqs_contract import sqs_env
+from tests.support.capacity import CapacityFunction, always_refusing
+from tests.support.http import FakeGateway
+from tests.support.moto import MotoServer, Queues
+from tests.support.ports import eventually
+from tests.support.procs import FerryProcess
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = 30
+
+
+@pytest.fixture
+async def queues(moto_server: MotoServer) -> AsyncIterator[Queues]:
+    async with moto_server.sqs() as client:
+        yield Queues(client, "limit")
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[FerryProcess]]:
+    started: list[FerryProcess] = []
+    yield started
+    for proc in started:
+        await proc.close()
+
+
+async def _start(
+    procs: list[FerryProcess], moto: MotoServer, gateway: FakeGateway, url: str, **env: str
+) -> FerryProcess:
+    proc = FerryProcess("sqs-connector", sqs_env(moto, gateway, url, **env))
+    procs.append(await proc.start())
+    return proc
+
+
+async def test_a_function_answering_429_past_its_capacity_gets_every_message_once(
+    moto_server: MotoServer, queues: Queues, gateway: FakeGateway, procs: list[FerryProcess]
+) -> None:
+    url = await queues.create("capacity")
+    dead = await queues.create("capacity-dead")
+    function = CapacityFunction(capacity=2, seconds=0.05)
+    gateway.function("fn", function.handler())
+    gateway.subscribe("fn", url.rsplit("/", 1)[-1])
+    for i in range(MESSAGES):
+        await queues.send(url, str(i))
+    # two attempts: without the limiter, ten messages at once against a capacity of two
+    # would run some of them out
+    proc = await _start(
+        procs, moto_server, gateway, url, max_retry_attempts="2", dead_letter_queue_url=dead
+    )
+    await eventually(lambda: len(function.accepted) >= MESSAGES, 60, what="every message")
+    await eventually(lambda: _empty(queues, url), 30, what="every message deleted")
+    assert await proc.stop() == 0, proc.output()
+    assert sorted(int(c.body) for c in function.accepted) == list(range(MESSAGES))
+    assert await queues.depth(dead) == 0
+    assert function.peak <= 2
+
+
+async def test_a_function_that_always_answers_429_still_ends_in_the_dead_letter_queue(
+    moto_server: MotoServer, queues: Queues, gateway: FakeGateway, procs: list[FerryProcess]
+) -> None:
+    url = await queues.create("refusing")
+    dead = await queues.create("refusing-dead")
+    gateway.function("fn", always_refusing())
+    gateway.subscribe("fn", url.rsplit("/", 1)[-1])
+    await queues.send(url, "doomed")
+    proc = await _start(
+        procs, moto_server, gateway, url, max_retry_attempts="2", dead_letter_queue_url=dead
+    )
+    found = await eventually(lambda: queues.peek(dead), 60, what="the dead letter")
+    assert await proc.stop() == 0, proc.output()
+    assert found[0]["Body"] == "doomed"
+    calls = len(gateway.calls_to("fn"))
+    # each receive is one attempt with the limiter's free returns: more than the two attempts
+    # alone, and bounded
+    assert 2 < calls <= 2 * 51, calls
+
+
+async def _empty(queues: Queues, url: str) -> bool:
+    return await queues.depth(url) == 0
