@@ -46,6 +46,13 @@ class QueueNatsSettings(NatsSettings):
         retention,
         shown="168h",
     )
+    function_state_bucket: str = setting(
+        "function_state_bucket",
+        "ferry-functions",
+        "key-value bucket of the functions paused by hand (ferry functions pause), which every "
+        "worker follows",
+        bucket_name,
+    )
     max_delay: float = setting(
         "max_delay",
         DEFAULT_MAX_DELAY,

@@ -20,6 +20,8 @@ from nats.js.kv import KeyValue
 
 from asyncq.backlog import BacklogUnavailable, QueueBacklog, read_backlog
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
+from asyncq.function_state import DEFAULT_BUCKET as STATE_BUCKET
+from asyncq.function_state import FunctionStates
 from asyncq.header_text import decode_headers
 from asyncq.jetstream import stream_holding
 from asyncq.schedule import unschedule as asyncq_unschedule
@@ -76,6 +78,7 @@ class ConsoleData:
         functions: Functions,
         claims_bucket: str = "ferry-cron",
         body_bucket: str = DEFAULT_BUCKET,
+        function_state_bucket: str = STATE_BUCKET,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -87,6 +90,7 @@ class ConsoleData:
         self.dead_letter_stream = dead_letter_stream
         self.functions = functions
         self.claims_bucket = claims_bucket
+        self.function_state_bucket = function_state_bucket
         self._overview: tuple[float, Overview] | None = None
         self._lock = asyncio.Lock()
         self._holder = ""  # the stream that holds the queue's subject, once known
@@ -194,6 +198,15 @@ class ConsoleData:
                 )
             )
         return shown
+
+    async def paused(self) -> list[str]:
+        """The functions paused by hand (none if the bucket is missing or unreadable: the page
+        shows the rest)."""
+        try:
+            kv = await self.js.key_value(self.function_state_bucket)
+            return [entry.function for entry in await FunctionStates(kv).paused()]
+        except (NatsError, TimeoutError):
+            return []
 
     async def _backlog(self) -> QueueBacklog | None:
         try:

@@ -25,6 +25,7 @@ class FunctionRow:
     stored: int = 0  # calls on its subject in the queue
     in_flight: int = 0  # of those, held by workers
     dead: int = 0
+    paused: bool = False  # paused by hand (`ferry functions pause`)
 
 
 def function_rows(
@@ -32,6 +33,7 @@ def function_rows(
     per_function: Mapping[str, Mapping[str, int]],
     backlog: QueueBacklog | None,
     dead_letter_functions: Iterable[str],
+    paused: Iterable[str] = (),
 ) -> list[FunctionRow]:
     rows: dict[str, FunctionRow] = {}
 
@@ -51,4 +53,6 @@ def function_rows(
         found.in_flight += max(0, waiting.in_flight)
     for name in dead_letter_functions:
         row(name).dead += 1
+    for name in paused:
+        row(name).paused = True
     return sorted(rows.values(), key=lambda r: (-r.stored, r.name))[:MAX_ROWS]

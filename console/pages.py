@@ -107,6 +107,7 @@ async def functions(request: web.Request) -> web.Response:
         seen.activity.per_function,
         seen.backlog,
         (letter.function for letter in letters),
+        await data.paused(),
     )
     return render(request, "functions.html", rows=rows, consumers=seen.consumers)
 

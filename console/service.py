@@ -81,6 +81,7 @@ class ConsoleService:
             functions=GatewayFunctions(self.client),
             claims_bucket=self.config.cron_kv_bucket,
             body_bucket=nats.large_body_bucket,
+            function_state_bucket=nats.function_state_bucket,
         )
         root = web.Application()
         mount(root, console_app(data, authorization=self._authorization))

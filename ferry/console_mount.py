@@ -52,6 +52,7 @@ def mount_console(service: GatewayService) -> bool:
             ledger_bucket=ledger.call_ledger_bucket,
             functions=functions,
             body_bucket=config.nats.large_body_bucket,
+            function_state_bucket=config.nats.function_state_bucket,
         )
         return PREFIX.rstrip("/"), console_app(data, authorization=authorization)
 

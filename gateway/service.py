@@ -49,6 +49,7 @@ from gateway.listener import KEEPALIVE_TIMEOUT, FastListener
 from gateway.metrics import GatewayMetrics
 from gateway.path_guard import refuse_dot_segments
 from gateway.proxy import ReverseProxy
+from gateway.queue_routes import QueueRoutes, open_queue_routes
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
 from ledger.store import LedgerStore, bucket_handle, open_or_handle
@@ -95,6 +96,7 @@ class GatewayService:
         self._queued_calls: QueuedCalls | None = None
         self._publisher: Publisher | None = None
         self._call_routes = CallRoutes(None, credentials=self._credentials)  # ledger off
+        self._queue_routes = QueueRoutes(None, credentials=self._credentials)
         self._stopping = asyncio.Event()
         self.mounts: list[Mount] = []  # set before start()
         self._js: JetStreamContext | None = None
@@ -149,6 +151,7 @@ class GatewayService:
         bodies = BodyStore.from_settings(js, nats)
         await bodies.ensure()
         await self._open_ledger(js)
+        self._queue_routes = await open_queue_routes(js, nats, self._credentials)
         publisher = self._publisher = Publisher(js, nats.nats_stream, bodies, stored_in=stream)
         await publisher.learn_layout()
         front_door = FrontDoor(
@@ -171,7 +174,7 @@ class GatewayService:
             else f"proxy to {self.config.upstream_url}"
         )
         log.info("front door on port %d, %s, queueing on %s", self.port, mode, stream)
-        if self._credentials is None and (self.config.standalone or self._queued_calls):
+        if self._credentials is None:  # the call and queue routes are ferry's own
             log.warning(_open_routes(self.config.standalone, self.port))
 
     async def _open_ledger(self, js: JetStreamContext) -> None:
@@ -209,6 +212,7 @@ class GatewayService:
             app.add_subapp(prefix, sub_app)
         app.add_routes(front_door.routes())
         app.add_routes(self._call_routes.routes())
+        app.add_routes(self._queue_routes.routes())
         if self.config.standalone:
             standalone = StandaloneRoutes(self.catalog, self.proxy, self.function_status)
             app.add_routes(standalone.routes())
@@ -306,9 +310,14 @@ class GatewayService:
 def _open_routes(standalone: bool, port: int) -> str:
     """The one start-up line saying what answers anyone while ferry's own basic auth is off
     (in proxy mode the upstream guards the rest of /system, but not ferry's call routes)."""
-    routes = "the call routes (/system/calls/{id}, DELETE /async-function/{id})"
+    routes = (
+        "the call routes (/system/calls/{id}, DELETE /async-function/{id}) and "
+        "/system/queues/{function} (pause, resume)"
+    )
     if standalone:
-        routes = "/system/* (functions, namespaces, info, calls) and DELETE /async-function/{id}"
+        routes = (
+            "/system/* (functions, namespaces, info, calls, queues) and DELETE /async-function/{id}"
+        )
     return (
         f"basic_auth=false: {routes} answer anyone who reaches port {port}; to close them set "
         "basic_auth=true with basic-auth-user and basic-auth-password in secret_mount_path, "

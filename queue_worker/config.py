@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asyncq.settings import QueueNatsSettings
+from connectors.core.breaker import MAX_OPEN_FOR_SECONDS as MAX_OPEN_FOR
+from connectors.core.breaker import BreakerSettings
 from connectors.core.config import CallbackSettings, GatewaySettings, RetrySettings, RuntimeSettings
 from connectors.core.settings import (
     choice,
@@ -107,6 +109,28 @@ class QueueWorkerConfig:
         "(0: as many as there are free slots)",
         int_in(0, 10_000),
     )
+    breaker_enabled: bool = setting(
+        "breaker_enabled",
+        True,
+        "fair mode: a circuit breaker per function; while open (the function down) its calls "
+        "stay queued, unattempted",
+        parse_bool,
+    )
+    breaker_failures: int = setting(
+        "breaker_failures",
+        5,
+        "fair mode: consecutive availability failures (refused, reset, timed out, 502/503/504) "
+        "that open a function's breaker (annotation ferry.breaker.failures)",
+        int_in(1, 1000),
+    )
+    breaker_open_for: float = setting(
+        "breaker_open_for",
+        60.0,
+        "fair mode: how long a breaker stays open before one probe call; doubled while probes "
+        "fail, up to 10m (annotation ferry.breaker.open_for)",
+        positive_duration,
+        shown="60s",
+    )
     max_held_answer_bytes: int = setting(
         "max_held_answer_bytes",
         DEFAULT_MAX_HELD_ANSWER_BYTES,
@@ -119,3 +143,8 @@ class QueueWorkerConfig:
     callbacks: CallbackSettings = group(CallbackSettings)
     ledger: CallLedgerSettings = group(CallLedgerSettings)
     runtime: RuntimeSettings = group(RuntimeSettings)
+
+    def breaker_settings(self) -> BreakerSettings | None:
+        if not self.breaker_enabled:
+            return None
+        return BreakerSettings(self.breaker_failures, min(self.breaker_open_for, MAX_OPEN_FOR))

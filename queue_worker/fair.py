@@ -29,6 +29,7 @@ from nats.js import api as js_api
 
 from asyncq.jetstream import BacklogUnreadable, subject_counts
 from asyncq.layout import function_durable, queue_functions_filter
+from connectors.core.breaker import BreakerSettings
 from connectors.core.slots import Slots
 from connectors.jetstream.connect import describe
 from queue_worker.fair_order import allot
@@ -57,6 +58,7 @@ class FairScheduler:
         inactive_threshold: float,
         adaptive: bool,
         batch_max: int,
+        breaker: BreakerSettings | None,
         start: Callable[[Msg, Lane], None],
         refuse: Callable[[Msg], None],
     ) -> None:
@@ -70,6 +72,8 @@ class FairScheduler:
         self.inactive_threshold = inactive_threshold
         self.adaptive = adaptive
         self.batch_max = batch_max
+        self.breaker = breaker
+        self.paused: frozenset[str] = frozenset()  # subjects of the functions paused by hand
         self.start_call = start
         self.refuse = refuse  # hand a message back unrun
         self.changed = asyncio.Event()
@@ -124,11 +128,20 @@ class FairScheduler:
             inbox=inbox,
             slots=self.slots.size,
             adaptive=self.adaptive,
+            breaker_defaults=self.breaker,
+            paused=subject in self.paused,
         )
         lane.turn.last_pass = self._base
         self.lanes[subject] = lane
         self._by_inbox[inbox] = lane
         return lane
+
+    def pause(self, subjects: frozenset[str]) -> None:
+        """The functions paused by hand are now these (by subject): lanes follow at once."""
+        self.paused = subjects
+        for lane in self.lanes.values():
+            lane.paused = lane.subject in subjects
+        self.changed.set()
 
     def moved(self, subject: str) -> None:
         """The sorter stored a call on `subject`: count it without waiting for discovery."""
@@ -238,6 +251,7 @@ class FairScheduler:
                 and not lane.waiting
                 and lane.inflight < lane.allowed
                 and now >= lane.paused_until
+                and lane.flowing
                 and now - lane.active_at < self.inactive_threshold
             ):
                 await self._ask(lane, 1, now, wait=LISTEN_SECONDS)

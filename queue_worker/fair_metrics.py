@@ -49,6 +49,16 @@ class FairCollector(Collector):
             "Answers of 429 (or 503 with Retry-After) per function, since its lane was made",
             labels=["function_name"],
         )
+        breaker = GaugeMetricFamily(
+            "queue_worker_function_breaker_state",
+            "Circuit breaker per function: 0 closed, 1 half-open (one probe), 2 open (calls wait)",
+            labels=["function_name"],
+        )
+        paused = GaugeMetricFamily(
+            "queue_worker_function_paused",
+            "1 while a function is paused by hand (ferry functions pause): its calls wait",
+            labels=["function_name"],
+        )
         lanes = sorted(self.lanes(), key=lambda lane: lane.waiting, reverse=True)
         rest = [0, 0, 0, 0]
         for index, lane in enumerate(lanes):
@@ -59,6 +69,9 @@ class FairCollector(Collector):
                 inflight.add_metric([name], values[1])
                 limit.add_metric([name], values[2])
                 throttled.add_metric([name], values[3])
+                if lane.breaker is not None:
+                    breaker.add_metric([name], int(lane.breaker.state))
+                paused.add_metric([name], int(lane.paused))
             else:
                 rest = [a + b for a, b in zip(rest, values, strict=True)]
         if len(lanes) > PER_FUNCTION:
@@ -66,4 +79,4 @@ class FairCollector(Collector):
             inflight.add_metric([OTHER], rest[1])
             limit.add_metric([OTHER], rest[2])
             throttled.add_metric([OTHER], rest[3])
-        yield from (pending, inflight, limit, throttled)
+        yield from (pending, inflight, limit, throttled, breaker, paused)

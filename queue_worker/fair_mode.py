@@ -22,7 +22,8 @@ from connectors.jetstream.connect import NatsConnection
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.fair import FairScheduler
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Lane, header_count
-from queue_worker.outcomes import hand_back, seq
+from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
+from queue_worker.pauses import PauseFollower
 from queue_worker.sorter import Sorter
 
 log = logging.getLogger("ferry.queue_worker")
@@ -61,6 +62,7 @@ class FairMode:
             inactive_threshold=config.consumer_inactive_threshold,
             adaptive=config.limiter_enabled,
             batch_max=config.consumer_pull_max_messages,
+            breaker=config.breaker_settings(),
             start=start,
             refuse=lambda msg: spawn(hand_back(msg)),
         )
@@ -76,20 +78,25 @@ class FairMode:
             spawn=spawn,
         )
         self.sorter.puller.changed = self.scheduler.changed  # one event wakes the loop
+        self.pauses = PauseFollower(config, self.scheduler)
 
     async def start(self) -> None:
         await add_function_subjects(self.js, self.stream, self.subjects)
+        await self.pauses.start(self.js)
         await self.scheduler.start()
         await self.sorter.start()
         config = self.config
         log.info(
             "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
-            "limiter %s via %s",
+            "limiter %s, breaker %s via %s",
             self.scheduler.filter,
             queue_subject(self.subjects, config.queue_name),
             self.durable,
             config.max_inflight,
             "on" if config.limiter_enabled else "off",
+            f"on ({config.breaker_failures} failures, {config.breaker_open_for:g}s)"
+            if config.breaker_enabled
+            else "off",
             config.gateway.gateway_url,
         )
 
@@ -114,7 +121,7 @@ class FairMode:
         discovery = asyncio.create_task(fair.discover(), name="fair-discovery")
         try:
             while not stopping.is_set():
-                raise_if_ended([discovery, *helpers])
+                raise_if_ended([discovery, *self.pauses.tasks, *helpers])
                 fair.changed.clear()
                 if nats.connected:
                     try:
@@ -139,11 +146,24 @@ class FairMode:
         self.scheduler.forget_requests()
 
     async def stop(self) -> None:
+        await self.pauses.stop()
         for part in (self.sorter, self.scheduler):
             with contextlib.suppress(NatsError, TimeoutError):
                 await part.stop()
 
-    async def send_back(self, msg: Msg, attempts_used: int) -> None:
+    async def hold_back(self, msg: Msg) -> None:
+        """A delivered call whose function is paused or whose breaker is open goes back to its
+        lane unrun, without using an attempt (a `nak` would: JetStream's delivery count is the
+        attempt number)."""
+        before = header_count(msg.headers, ATTEMPTS_BEFORE)
+        used = before + max(0, (msg.metadata.num_delivered or 1) - 1)
+        try:
+            await self.send_back(msg, used, limiter=False)
+        except (NatsError, TimeoutError) as exc:
+            log.warning("could not return a held-back call, handing it back: %s", exc)
+            await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
+
+    async def send_back(self, msg: Msg, attempts_used: int, *, limiter: bool = True) -> None:
         """A call the limiter's probing overloaded goes back to its lane without using an
         attempt: stored again (same subject, data and headers, with the attempts used so far
         and the returns counted in headers), then the delivered copy acknowledged. The copy's
@@ -151,7 +171,8 @@ class FairMode:
         between the two steps is dropped by JetStream's duplicate window."""
         headers = {key: str(value) for key, value in (msg.headers or {}).items()}
         headers[ATTEMPTS_BEFORE] = str(attempts_used)
-        headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
+        if limiter:  # the breaker's returns are bounded by its probes, not counted
+            headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
         headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
         await publish(self.js, msg.subject, msg.data, headers=headers, stream=self.stream)
         await msg.ack_sync(timeout=5.0)

@@ -7,21 +7,37 @@ outcome onto it.
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
 from connectors.core.aimd import AimdLimit
+from connectors.core.breaker import (
+    FAILURES_ANNOTATION,
+    OPEN_FOR_ANNOTATION,
+    Breaker,
+    BreakerSettings,
+    Change,
+    annotated_settings,
+    availability,
+)
 from connectors.core.function_limits import MAX_FREE_RETURNS as MAX_FREE_RETURNS
 from connectors.core.function_limits import MAX_INFLIGHT_ANNOTATION as MAX_INFLIGHT_ANNOTATION
 from connectors.core.function_limits import annotated_cap as annotated_cap
 from connectors.core.invoker import InvocationResult
 from queue_worker.fair_order import Turn
 
+log = logging.getLogger("ferry.queue_worker.breaker")
+
 WEIGHT_ANNOTATION = "ferry.weight"
 MAX_WEIGHT = 1000.0
 REQUESTS_PER_LANE = 4  # pull requests one lane may have outstanding at once
+
+
+# What `Lane.admits` says of a delivered call.
+REFUSED, RUN, PROBE = 0, 1, 2
 
 
 class Fate(Enum):
@@ -29,6 +45,7 @@ class Fate(Enum):
 
     COUNTED = "counted"  # the usual retry policy decides
     RETURNED = "returned"  # overload the limiter caused: back to the queue, no attempt used
+    HELD = "held"  # the function is down and its breaker open: back to the queue, no attempt used
 
 
 def annotated_weight(annotations: Mapping[str, str]) -> float:
@@ -65,10 +82,20 @@ class Lane:
     creating: bool = False
     active_at: float = field(default_factory=time.monotonic)
     throttled: int = 0  # answers of 429 (or 503 with Retry-After) seen
+    breaker_defaults: BreakerSettings | None = None  # None: no breaker
+    breaker: Breaker | None = field(init=False)
+    paused: bool = False  # paused by hand (`ferry functions pause`): nothing new starts
 
     def __post_init__(self) -> None:
         self.turn.key = self.subject
         self.limit = AimdLimit(self.slots)
+        defaults = self.breaker_defaults
+        self.breaker = Breaker(defaults) if defaults is not None else None
+
+    @property
+    def flowing(self) -> bool:
+        """Neither paused nor held back by its breaker."""
+        return not self.paused and (self.breaker is None or not self.breaker.state)
 
     @property
     def allowed(self) -> int:
@@ -92,7 +119,40 @@ class Lane:
         ):
             return 0
         room = min(self.allowed - self.inflight - self.asked, self.waiting)
+        if not self.flowing:
+            room = min(room, self._guarded_room(now))
         return min(room, batch_max) if batch_max else room
+
+    def _guarded_room(self, now: float) -> int:
+        """Paused: nothing. Breaker open: nothing; half-open: one probe at a time."""
+        if self.paused or self.breaker is None:
+            return 0
+        self._changed(self.breaker.tick(now))
+        bound = self.breaker.room()
+        return self.slots if bound is None else max(0, bound - self.inflight - self.asked)
+
+    def admits(self) -> int:
+        """Whether a delivered call may start: REFUSED while paused or while the breaker holds
+        it back (asked for before it opened, or a second call while a probe runs), PROBE for
+        the one call a half-open breaker lets through, else RUN."""
+        if self.paused:
+            return REFUSED
+        breaker = self.breaker
+        if breaker is None or not breaker.state:
+            return RUN
+        self._changed(breaker.tick(time.monotonic()))
+        if not breaker.admit():
+            return REFUSED
+        return PROBE if breaker.probing else RUN
+
+    def _changed(self, change: Change | None) -> None:
+        if change is not None:
+            log.warning(
+                "breaker of %s is %s: %s",
+                self.function or self.subject,
+                change.state.name.lower().replace("_", "-"),
+                change.reason,
+            )
 
     def learn(self, function: str, annotations: Mapping[str, str]) -> None:
         """A message of this lane is starting: its annotations set the lane's weight and cap."""
@@ -103,6 +163,11 @@ class Lane:
             self.cap = cap
             self.limit.bound(min(self.slots, cap) if cap is not None else self.slots)
         self.known = True
+        if self.breaker is not None and self.breaker_defaults is not None:
+            if FAILURES_ANNOTATION in annotations or OPEN_FOR_ANNOTATION in annotations:
+                self.breaker.configure(annotated_settings(annotations, self.breaker_defaults))
+            elif self.breaker.settings is not self.breaker_defaults:
+                self.breaker.configure(self.breaker_defaults)
 
     def delivered(self) -> None:
         """A message of this lane arrived to run: it counts as in flight from now on, so no
@@ -110,20 +175,28 @@ class Lane:
         self.inflight += 1
         self.active_at = time.monotonic()
 
-    def started(self) -> int:
-        """The call is sent; the limiter generation to report its outcome against."""
-        return self.limit.generation
+    def started(self) -> tuple[int, int]:
+        """The call is sent; the limiter and breaker generations to report its outcome against."""
+        return self.limit.generation, self.breaker.generation if self.breaker is not None else 0
 
-    def finished(self) -> None:
-        """A call ended (its message is mostly gone: the backlog is read again soon)."""
+    def finished(self, probe: bool = False) -> None:
+        """A call ended (its message is mostly gone: the backlog is read again soon). A probe
+        that ended without an answer that says up or down (never sent, or overloaded) lets
+        the half-open breaker take another."""
+        if probe and self.breaker is not None:
+            self.breaker.probe_ended()
         self.inflight -= 1
         self.backlog = max(0, self.backlog - 1)
         self.active_at = time.monotonic()
 
-    def outcome(self, result: InvocationResult, generation: int, returns: int) -> Fate:
-        """Map an attempt's answer onto the lane: limit, pause, and whether it is counted.
+    def outcome(self, result: InvocationResult, generations: tuple[int, int], returns: int) -> Fate:
+        """Map an attempt's answer onto the lane: breaker, limit, pause, and whether it is
+        counted.
 
         Called before `finished`, so `inflight` still includes this call."""
+        generation, breaker_generation = generations
+        if self.breaker is not None and self._breaker_holds(result, breaker_generation):
+            return Fate.HELD
         retry_after = result.retry_after if result.status in (429, 503) else None
         overloaded = result.status == 429 or (result.status == 503 and retry_after is not None)
         if result.ok:
@@ -138,6 +211,25 @@ class Lane:
             return Fate.COUNTED
         self.limit.dropped(generation, still_running=self.inflight - 1)
         return Fate.RETURNED if returns < MAX_FREE_RETURNS else Fate.COUNTED
+
+    def _breaker_holds(self, result: InvocationResult, generation: int) -> bool:
+        """Tell the breaker; True if the call is to wait in the queue, unattempted, because
+        the function is down and the breaker is (now) open."""
+        breaker = self.breaker
+        assert breaker is not None
+        if result.ok:
+            if breaker.state or breaker.failures:  # closed with no failures: nothing to do
+                self._changed(breaker.record(generation, True, time.monotonic()))
+            return False
+        up = availability(
+            result.status,
+            result.headers,
+            error=result.error,
+            timed_out=result.timed_out,
+            final=result.final,
+        )
+        self._changed(breaker.record(generation, up, time.monotonic()))
+        return up is False and bool(breaker.state)
 
     def idle_since(self) -> float | None:
         """When the lane last had work, or None while it has some."""

@@ -47,7 +47,7 @@ from queue_worker.expiry import CallClock
 from queue_worker.fair_metrics import FairCollector
 from queue_worker.fair_mode import FairMode, warn_of_fair_backlog
 from queue_worker.held_answers import HeldAnswers
-from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
+from queue_worker.lanes import ATTEMPTS_BEFORE, PROBE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
 from queue_worker.prefetch import Prefetched, auto_prefetch
@@ -283,7 +283,13 @@ class QueueWorker:
             _SlotHold(self, lane).release()
             self._spawn(hand_back(msg, delay=early))
             return
-        self._spawn(self._handle(msg, lane))
+        admitted = lane.admits()
+        if not admitted:  # paused, or its breaker opened since it was asked for
+            _SlotHold(self, lane).release()
+            assert self.fair is not None
+            self._spawn(self.fair.hold_back(msg))
+            return
+        self._spawn(self._handle(msg, lane, admitted == PROBE))
 
     def _slot_freed(self) -> None:
         """A waiting message takes the slot at once; otherwise the puller may ask for more."""
@@ -318,10 +324,10 @@ class QueueWorker:
 
     # -- one message -----------------------------------------------------------------------
 
-    async def _handle(self, msg: Msg, lane: Lane | None = None) -> None:
+    async def _handle(self, msg: Msg, lane: Lane | None = None, probe: bool = False) -> None:
         assert self._outcomes is not None
         outcomes = self._outcomes
-        slot = _SlotHold(self, lane)
+        slot = _SlotHold(self, lane, probe)
         held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
         span: Scope | None = None
@@ -364,10 +370,11 @@ class QueueWorker:
             result = await self.invoker.invoke(invocation, attempt=attempt)
             if lane is not None:
                 fate = lane.outcome(result, generation, header_count(msg.headers, RETURNS))
-                if fate is Fate.RETURNED:
+                if fate is not Fate.COUNTED:
                     slot.release()
                     assert self.fair is not None
-                    await self.fair.send_back(msg, attempt - 1)
+                    self.ledger.retrying(request, result, 0.0)
+                    await self.fair.send_back(msg, attempt - 1, limiter=fate is Fate.RETURNED)
                     return
             held = len(result.body)
             self.held.add(held)
@@ -438,15 +445,16 @@ class QueueWorker:
 class _SlotHold:
     """Releases a message's invocation slot (and its place in its lane) exactly once."""
 
-    def __init__(self, worker: QueueWorker, lane: Lane | None) -> None:
+    def __init__(self, worker: QueueWorker, lane: Lane | None, probe: bool = False) -> None:
         self.worker = worker
         self.lane = lane  # fair mode: it counts the message in flight since its delivery
+        self.probe = probe  # the one call its function's half-open breaker let through
         self.held = True
 
-    def started(self, request: QueueRequest) -> int:
+    def started(self, request: QueueRequest) -> tuple[int, int]:
         """The call is sent: its lane learns the function; the limiter generation it runs in."""
         if self.lane is None:
-            return 0
+            return 0, 0
         self.lane.learn(request.function, request.annotations)
         return self.lane.started()
 
@@ -454,7 +462,7 @@ class _SlotHold:
         if self.held:
             self.held = False
             if self.lane is not None:
-                self.lane.finished()
+                self.lane.finished(self.probe)
             self.worker.slots.release()
             self.worker._slot_freed()
 

@@ -31,3 +31,8 @@ def test_names_that_mean_one_function_make_one_row() -> None:
     assert echo.counts == {"succeeded": 5, "failed": 2}
     assert (by_name["report.finance"].stored, by_name["report.finance"].in_flight) == (3, 0)
     assert [row.name for row in rows] == ["echo", "report.finance", "idle"]  # backlog first
+
+
+def test_a_paused_function_is_marked_even_with_nothing_waiting() -> None:
+    rows = function_rows(["echo.openfaas-fn", "other"], {}, None, [], ["echo", "idle"])
+    assert {row.name: row.paused for row in rows} == {"echo": True, "other": False, "idle": True}
