@@ -96,6 +96,10 @@ async def test_find_cancel_and_replay_in_a_browser(
                 await _in_thread(browser.wait_for_text, "succeeded", 20.0, True)
                 await _in_thread(browser.screenshot, "replayed")
 
+                await _in_thread(browser.open, stack.console + "functions")
+                await _in_thread(browser.wait_for_text, "report")  # the parked call's function
+                await _in_thread(browser.screenshot, "functions")
+
                 await _in_thread(browser.open, stack.console + "schedules")
                 await _in_thread(browser.wait_for_text, "*/15 * * * *")
                 await _in_thread(browser.screenshot, "schedules")
