@@ -28,6 +28,8 @@ def console_app(
         [
             web.get("/", pages.overview),
             web.get("/functions", pages.functions),
+            web.post("/functions/pause", pages.pause),
+            web.post("/functions/resume", pages.resume),
             web.get("/calls", pages.calls),
             web.get("/call", pages.call),
             web.get("/call/result", pages.result),

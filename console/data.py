@@ -79,8 +79,10 @@ class ConsoleData:
         claims_bucket: str = "ferry-cron",
         body_bucket: str = DEFAULT_BUCKET,
         function_state_bucket: str = STATE_BUCKET,
+        replicas: int = 1,
     ) -> None:
         self.js = js
+        self.replicas = replicas  # of the pause bucket, if a pause from here has to make it
         self.stream = stream
         self.ledger = LedgerStore(ledger, js, ledger_bucket) if ledger is not None else None
         self.ledger_bucket = ledger_bucket
@@ -207,6 +209,19 @@ class ConsoleData:
             return [entry.function for entry in await FunctionStates(kv).paused()]
         except (NatsError, TimeoutError):
             return []
+
+    async def set_paused(self, function: str, paused: bool, by: str) -> bool:
+        """Pause (or resume) a function's queued calls, as `ferry functions pause|resume` does;
+        False if a resume found it not paused. Raises ConsoleUnavailable or PauseRefused."""
+        try:
+            states = await FunctionStates.open(self.js, self.function_state_bucket, self.replicas)
+            if paused:
+                await states.pause(function, by=f"console:{by}")
+                return True
+            return await states.resume(function)
+        except (StartupError, NatsError, TimeoutError) as exc:
+            reason = exc if isinstance(exc, StartupError) else describe(exc)
+            raise ConsoleUnavailable(f"the paused functions cannot be changed: {reason}") from None
 
     async def _backlog(self) -> QueueBacklog | None:
         try:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from asyncq import codec
 from asyncq.dead_letter_store import DeadLetter, DeadLetterError
+from asyncq.function_state import PauseRefused
 from connectors.core.errors import DecodeError
 from console.activity import SERIES, chart_bars
 from console.data import ConsoleData, ConsoleUnavailable
@@ -229,6 +230,29 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         CancelAnswer.UNCONFIRMED: "recorded, but not every worker has it yet: it may still run",
     }.get(answer, answer.value)
     raise back(request, "call", notice, id=call_id)
+
+
+async def pause(request: web.Request) -> web.StreamResponse:
+    return await _pausing(request, paused=True)
+
+
+async def resume(request: web.Request) -> web.StreamResponse:
+    return await _pausing(request, paused=False)
+
+
+async def _pausing(request: web.Request, *, paused: bool) -> web.StreamResponse:
+    """No worker takes a paused function's calls until it is resumed (running ones finish)."""
+    form = await request.post()
+    function = str(form.get("function", ""))
+    try:
+        changed = await request.app[DATA].set_paused(function, paused, request[USER])
+    except ConsoleUnavailable as exc:
+        return unavailable(request, exc)
+    except PauseRefused as exc:
+        raise back(request, "functions", f"not paused: {exc}") from None
+    done = "paused" if paused else ("resumed" if changed else "was not paused")
+    log.info("console: %s %s function %s", request[USER], done, _short(function))
+    raise back(request, "functions", f"{_short(function)}: {done}")
 
 
 async def replay(request: web.Request) -> web.StreamResponse:

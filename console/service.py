@@ -82,6 +82,7 @@ class ConsoleService:
             claims_bucket=self.config.cron_kv_bucket,
             body_bucket=nats.large_body_bucket,
             function_state_bucket=nats.function_state_bucket,
+            replicas=nats.nats_stream_replicas,
         )
         root = web.Application()
         mount(root, console_app(data, authorization=self._authorization))

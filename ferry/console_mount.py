@@ -53,6 +53,7 @@ def mount_console(service: GatewayService) -> bool:
             functions=functions,
             body_bucket=config.nats.large_body_bucket,
             function_state_bucket=config.nats.function_state_bucket,
+            replicas=config.nats.nats_stream_replicas,
         )
         return PREFIX.rstrip("/"), console_app(data, authorization=authorization)
 

@@ -270,6 +270,32 @@ async def test_functions_show_what_waits_and_what_workers_hold(
             release.set()
 
 
+async def test_pause_and_resume_from_the_functions_page(
+    queue: QueueUnderTest, gateway: FakeGateway, receiver: CallbackReceiver, tmp_path: Path
+) -> None:
+    gateway.function("echo")
+    gateway.function("other")
+    functions = {name: {"url": f"{gateway.url}/function/{name}"} for name in ("echo", "other")}
+    async with console_stack(queue, tmp_path, functions) as stack:
+        env = {"gateway_url": stack.url, "call_ledger_bucket": stack.ledger_bucket}
+        async with stack.session() as session:
+            _, html = await page(session, stack.console + "functions")
+            form = {"function": "echo", "csrf": csrf_of(html)}
+            status, after = await _post(session, stack.console + "functions/pause", form)
+            assert status == 200 and "echo: paused" in after
+            assert re.search(r">echo</a> <strong>paused</strong>", after)
+            async with queue.worker(**env):
+                await stack.call("echo", b"held", receiver.url("/echo"))
+                await stack.call("other", b"runs", receiver.url("/other"))
+                (done,) = await receiver.wait_for(1)  # the other function runs meanwhile
+                assert done.path == "/other" and gateway.calls_to("echo") == []
+                status, after = await _post(session, stack.console + "functions/resume", form)
+                assert status == 200 and "echo: resumed" in after
+                await receiver.wait_for(2)
+        assert "console: admin paused function echo" in stack.gateway.output()
+    assert [c.body for c in gateway.calls_to("echo")] == [b"held"]
+
+
 async def test_schedules_show_next_slots_and_bad_schedules(
     queue: QueueUnderTest, gateway: FakeGateway, tmp_path: Path
 ) -> None:
