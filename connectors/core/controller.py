@@ -18,7 +18,7 @@ from typing import NamedTuple, Protocol
 from prometheus_client import CollectorRegistry
 
 from connectors.core import tracing
-from connectors.core.breaker import BreakerSettings, annotated_settings
+from connectors.core.breaker import BreakerSettings
 from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
@@ -224,9 +224,7 @@ class Controller:
         if settings.asynchronous_invocation and settings.callback_url:
             headers.append(("X-Callback-Url", settings.callback_url))
         headers.append(("User-Agent", USER_AGENT))
-        cap, breaker = annotated_cap(function.annotations), self.limits.breaker
-        if breaker is not None:
-            breaker = annotated_settings(function.annotations, breaker)
+        cap, breaker = annotated_cap(function.annotations), self.limits.breaker_for(function)
         known = _Prepared(
             function,
             self.policy.for_function(function.annotations),
@@ -302,11 +300,7 @@ class Controller:
             self.metrics.retries.inc(name)
             log.warning(
                 "%s on %s: %s (attempt %d), retry in %.2fs",
-                name,
-                event.topic,
-                outcome.reason,
-                attempt,
-                outcome.delay,
+                *(name, event.topic, outcome.reason, attempt, outcome.delay),
             )
         return Delivery(event, function, result, outcome, returns)
 
@@ -319,7 +313,8 @@ class Controller:
         entry = self.limits.entry(name, prepared.cap, prepared.breaker)
         if not entry.take() and (self._stopping.is_set() or not await entry.wait()):
             raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
-        generation, breaker_generation = entry.limit.generation, entry.breaker_generation()
+        breaker_generation = entry.breaker.generation if entry.breaker is not None else 0
+        generation = entry.limit.generation
         limit = self._limit
         try:
             await limit.acquire()

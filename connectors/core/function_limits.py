@@ -24,9 +24,17 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 
 from connectors.core.aimd import AimdLimit
-from connectors.core.breaker import Breaker, BreakerSettings, BreakerState, Change, availability
+from connectors.core.breaker import (
+    Breaker,
+    BreakerSettings,
+    BreakerState,
+    Change,
+    annotated_settings,
+    availability,
+)
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import RetryPolicy
+from connectors.core.topicmap import FunctionInfo
 
 log = logging.getLogger("ferry.connector.breaker")
 
@@ -291,6 +299,12 @@ class FunctionLimits:
         settings = breaker if breaker is not None else self.breaker
         made = self.by_name[name] = FunctionLimit(self.slots, self.adaptive, cap, settings, name)
         return made
+
+    def breaker_for(self, function: FunctionInfo) -> BreakerSettings | None:
+        """The process's breaker settings with the function's annotations laid over them."""
+        if self.breaker is None:
+            return None
+        return annotated_settings(function.annotations, self.breaker)
 
     def recap(self, name: str, cap: int | None, breaker: BreakerSettings | None = None) -> None:
         """A function's annotations were read again (a rebuilt topic map)."""
