@@ -161,6 +161,9 @@ class FunctionLimit:
     def release(self) -> None:
         """An admitted call ended (or never started)."""
         self.inflight -= 1
+        breaker = self.breaker
+        if breaker is not None and breaker.state and not self.inflight:
+            breaker.probe_ended()  # a probe that ended without an answer (an error) frees it
         if self.waiters:
             self._wake()
 

@@ -109,3 +109,17 @@ async def test_a_functions_own_500s_never_open_its_breaker() -> None:
         assert limit.take()
         assert not _failed(limit, 500)
     assert limit.take()
+
+
+async def test_a_probe_that_ends_without_an_answer_lets_the_next_call_probe() -> None:
+    limit = FunctionLimit(slots=8, adaptive=True, cap=None, breaker=BREAKER, name="fn")
+    for _ in range(2):
+        assert limit.take()
+        _failed(limit)
+    probe = asyncio.create_task(limit.wait())
+    assert await asyncio.wait_for(probe, 1)
+    waiting = asyncio.create_task(limit.wait())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    limit.release()  # the probe raised before it was sent: no outcome told
+    assert await asyncio.wait_for(waiting, 1)  # the next call is the probe now
