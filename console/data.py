@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 from asyncq.backlog import BacklogUnavailable, QueueBacklog, read_backlog
 from asyncq.dead_letter_store import DeadLetter, DeadLetterStore
 from asyncq.function_state import DEFAULT_BUCKET as STATE_BUCKET
-from asyncq.function_state import FunctionStates
+from asyncq.function_state import WAITING_STATES, FunctionStates, why_waiting_in
 from asyncq.header_text import decode_headers
 from asyncq.jetstream import stream_holding
 from asyncq.schedule import unschedule as asyncq_unschedule
@@ -254,6 +254,12 @@ class ConsoleData:
             return await self._store().get(call_id)
         except LedgerUnavailable as exc:
             raise ConsoleUnavailable(str(exc)) from None
+
+    async def waiting(self, entry: CallEntry) -> str:
+        """Why a queued call waits (its function paused or its breaker open), or ""."""
+        if entry.state.value not in WAITING_STATES:
+            return ""
+        return await why_waiting_in(self.js, self.function_state_bucket, entry.function)
 
     async def cancel(self, call_id: str) -> CancelAnswer:
         """The ledger's cancel, and a delayed call's waiting message removed, as the call

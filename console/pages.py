@@ -147,6 +147,7 @@ async def call(request: web.Request) -> web.Response:
         return unavailable(request, exc)
     if entry is None:
         return render(request, "missing.html", status=404, what="call", name=call_id)
+    waiting = await request.app[DATA].waiting(entry)
     preview = None
     if entry.result is not None:
         preview = entry.result.body[:PREVIEW_BYTES].decode("utf-8", "replace")
@@ -157,6 +158,7 @@ async def call(request: web.Request) -> web.Response:
         preview=preview,
         truncated=entry.result is not None and len(entry.result.body) > PREVIEW_BYTES,
         callback=public_url(entry.callback_url or ""),
+        waiting=waiting,
     )
 
 

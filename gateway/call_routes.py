@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from asyncq.function_state import WAITING_STATES, FunctionStates, why_waiting
 from connectors.core.errors import FerryError
 from connectors.core.invoker import HOP_BY_HOP
 from gateway.credentials import Credentials
@@ -42,6 +43,7 @@ class CallRoutes:
         self.store = store
         self.credentials = credentials
         self.unschedule = unschedule  # a cancelled delayed call leaves the stream too
+        self.states: FunctionStates | None = None  # pauses and breakers, to say why a call waits
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -55,7 +57,12 @@ class CallRoutes:
         found = await self._lookup(request)
         if isinstance(found, web.Response):
             return found
-        return web.json_response(found.public())
+        shown = found.public()
+        if found.state.value in WAITING_STATES and self.states is not None:
+            waiting = await why_waiting(self.states, found.function)
+            if waiting:
+                shown["waiting"] = waiting
+        return web.json_response(shown)
 
     async def result(self, request: web.Request) -> web.Response:
         found = await self._lookup(request)

@@ -16,7 +16,13 @@ from aiohttp import web
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from asyncq.function_state import MAX_NAME, FunctionStates, PausedFunction, PauseRefused
+from asyncq.function_state import (
+    MAX_NAME,
+    BreakerRecord,
+    FunctionStates,
+    PausedFunction,
+    PauseRefused,
+)
 from asyncq.settings import QueueNatsSettings
 from connectors.core.errors import StartupError
 from gateway.credentials import Credentials
@@ -73,17 +79,25 @@ class QueueRoutes:
             elif action == "resume":
                 await self.states.resume(function)
             entry = await self.states.state(function)
+            breaker = await self.states.breaker(function)
         except PauseRefused as exc:
             return _error(409, str(exc))
         except (NatsError, TimeoutError) as exc:
             return _error(503, f"NATS did not answer: {type(exc).__name__}")
-        return web.json_response(_shown(function, entry))
+        return web.json_response(_shown(function, entry, breaker))
 
 
-def _shown(function: str, entry: PausedFunction | None) -> dict[str, Any]:
+def _shown(
+    function: str, entry: PausedFunction | None, breaker: BreakerRecord | None
+) -> dict[str, Any]:
     shown: dict[str, Any] = {"function": function, "paused": entry is not None}
     if entry is not None:
         shown.update(paused_at=entry.paused_at, paused_by=entry.by)
+    shown["breaker"] = (
+        {"state": breaker.state, "since": breaker.since, "reason": breaker.reason}
+        if breaker is not None
+        else {"state": "closed"}
+    )
     return shown
 
 

@@ -152,6 +152,7 @@ class GatewayService:
         await bodies.ensure()
         await self._open_ledger(js)
         self._queue_routes = await open_queue_routes(js, nats, self._credentials)
+        self._call_routes.states = self._queue_routes.states  # why a queued call waits
         publisher = self._publisher = Publisher(js, nats.nats_stream, bodies, stored_in=stream)
         await publisher.learn_layout()
         front_door = FrontDoor(

@@ -29,7 +29,7 @@ from nats.js import api as js_api
 
 from asyncq.jetstream import BacklogUnreadable, subject_counts
 from asyncq.layout import function_durable, queue_functions_filter
-from connectors.core.breaker import BreakerSettings
+from connectors.core.breaker import BreakerSettings, Change
 from connectors.core.slots import Slots
 from connectors.jetstream.connect import describe
 from queue_worker.fair_order import allot
@@ -74,6 +74,7 @@ class FairScheduler:
         self.batch_max = batch_max
         self.breaker = breaker
         self.paused: frozenset[str] = frozenset()  # subjects of the functions paused by hand
+        self.breaker_report: Callable[[str, Change], None] | None = None  # see breaker_reports
         self.start_call = start
         self.refuse = refuse  # hand a message back unrun
         self.changed = asyncio.Event()
@@ -130,6 +131,7 @@ class FairScheduler:
             adaptive=self.adaptive,
             breaker_defaults=self.breaker,
             paused=subject in self.paused,
+            report=self.breaker_report,
         )
         lane.turn.last_pass = self._base
         self.lanes[subject] = lane

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -85,6 +85,7 @@ class Lane:
     breaker_defaults: BreakerSettings | None = None  # None: no breaker
     breaker: Breaker | None = field(init=False)
     paused: bool = False  # paused by hand (`ferry functions pause`): nothing new starts
+    report: Callable[[str, Change], None] | None = None  # told of each breaker change
 
     def __post_init__(self) -> None:
         self.turn.key = self.subject
@@ -153,6 +154,8 @@ class Lane:
                 change.state.name.lower().replace("_", "-"),
                 change.reason,
             )
+            if self.report is not None and self.function:
+                self.report(self.function, change)
 
     def learn(self, function: str, annotations: Mapping[str, str]) -> None:
         """A message of this lane is starting: its annotations set the lane's weight and cap."""

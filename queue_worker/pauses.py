@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from asyncq.function_state import FunctionStates
 from asyncq.layout import function_subject
 from connectors.core.errors import StartupError
+from queue_worker.breaker_reports import BreakerReports
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.fair import FairScheduler
 
@@ -27,12 +28,16 @@ class PauseFollower:
         self.scheduler = scheduler
         self.names: frozenset[str] = frozenset()
         self.tasks: list[asyncio.Task[None]] = []
+        self.reports: BreakerReports | None = None
 
     async def start(self, js: JetStreamContext) -> None:
         nats = self.config.nats
         states = await FunctionStates.open(
             js, nats.function_state_bucket, nats.nats_stream_replicas
         )
+        self.reports = BreakerReports(states)
+        self.reports.start()
+        self.scheduler.breaker_report = self.reports.changed
         synced = asyncio.Event()
         task = asyncio.create_task(states.follow(self.changed, synced), name="paused-functions")
         self.tasks.append(task)
@@ -54,6 +59,8 @@ class PauseFollower:
         self.scheduler.pause(frozenset(function_subject(stream, queue, name) for name in names))
 
     async def stop(self) -> None:
+        if self.reports is not None:
+            await self.reports.stop()
         for task in self.tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from connectors.core.breaker import MAX_OPEN_FOR_SECONDS, BreakerSettings
 from connectors.core.settings import (
     connect_or_interval,
     http_url_or_empty,
     int_in,
     parse_bool,
+    positive_duration,
     setting,
 )
 from connectors.core.targets import is_label, shorten
@@ -59,3 +61,31 @@ class ConnectorSettings:
         "Retry-After), grown while calls succeed; a 429 it causes uses no attempt",
         parse_bool,
     )
+    breaker_enabled: bool = setting(
+        "breaker_enabled",
+        True,
+        "a circuit breaker per function; while open (the function down) its calls wait in "
+        "line, unattempted (Kafka: the record's lane waits; SQS: in process, kept invisible)",
+        parse_bool,
+    )
+    breaker_failures: int = setting(
+        "breaker_failures",
+        5,
+        "consecutive availability failures (refused, reset, timed out, 502/503/504) that open "
+        "a function's breaker (annotation ferry.breaker.failures)",
+        int_in(1, 1000),
+    )
+    breaker_open_for: float = setting(
+        "breaker_open_for",
+        60.0,
+        "how long a breaker stays open before one probe call; doubled while probes fail, up "
+        "to 10m (annotation ferry.breaker.open_for)",
+        positive_duration,
+        shown="60s",
+    )
+
+    def breaker_settings(self) -> BreakerSettings | None:
+        if not self.breaker_enabled:
+            return None
+        open_for = min(self.breaker_open_for, MAX_OPEN_FOR_SECONDS)
+        return BreakerSettings(self.breaker_failures, open_for)

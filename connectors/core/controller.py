@@ -18,6 +18,7 @@ from typing import NamedTuple, Protocol
 from prometheus_client import CollectorRegistry
 
 from connectors.core import tracing
+from connectors.core.breaker import BreakerSettings
 from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
@@ -75,6 +76,7 @@ class _Prepared(NamedTuple):
     url: str
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
     cap: int | None  # ferry.max_inflight
+    breaker: BreakerSettings | None  # the process's, with ferry.breaker.* laid over it
 
 
 UNEXPECTED_ERROR_CHARS = 300  # of an unforeseen error's text kept in a reason
@@ -137,7 +139,9 @@ class Controller:
         self.print_response_body = print_response_body
         self.subscribers: list[ResponseSubscriber] = []
         self._limit = asyncio.Semaphore(settings.max_inflight)
-        self.limits = FunctionLimits(settings.max_inflight, adaptive=settings.limiter_enabled)
+        self.limits = FunctionLimits(
+            settings.max_inflight, settings.limiter_enabled, settings.breaker_settings()
+        )
         self.running = 0  # invocations under way; the inflight gauge reads it when scraped
         metrics.inflight.set_function(lambda: self.running)
         self._known: dict[str, _Prepared] = {}  # by qualified name; see _prepared
@@ -220,15 +224,16 @@ class Controller:
         if settings.asynchronous_invocation and settings.callback_url:
             headers.append(("X-Callback-Url", settings.callback_url))
         headers.append(("User-Agent", USER_AGENT))
-        cap = annotated_cap(function.annotations)
+        cap, breaker = annotated_cap(function.annotations), self.limits.breaker_for(function)
         known = _Prepared(
             function,
             self.policy.for_function(function.annotations),
             self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
             tuple(headers),
             cap,
+            breaker,
         )
-        self.limits.recap(function.qualified, cap)
+        self.limits.recap(function.qualified, cap, breaker)
         if len(self._known) >= FUNCTIONS_REMEMBERED:
             self._known.clear()
         self._known[function.qualified] = known
@@ -278,7 +283,10 @@ class Controller:
         if self._print_request_body:
             print_request_body(name, event.body)
         while True:
-            result = await self._call(event, prepared, headers, attempt)
+            result, held = await self._call(event, prepared, headers, attempt)
+            if held and returns < MAX_FREE_RETURNS:
+                returns += 1  # its breaker opened: in line again until it lets a call by
+                continue
             status = result.status
             if (status != 429 and status != 503) or not overload_pause(result)[0]:
                 break
@@ -292,22 +300,20 @@ class Controller:
             self.metrics.retries.inc(name)
             log.warning(
                 "%s on %s: %s (attempt %d), retry in %.2fs",
-                name,
-                event.topic,
-                outcome.reason,
-                attempt,
-                outcome.delay,
+                *(name, event.topic, outcome.reason, attempt, outcome.delay),
             )
         return Delivery(event, function, result, outcome, returns)
 
     async def _call(
         self, event: Event, prepared: _Prepared, headers: list[tuple[str, str]], attempt: int
-    ) -> InvocationResult:
-        """One call once the function's limit and a `max_inflight` slot allow it."""
+    ) -> tuple[InvocationResult, bool]:
+        """One call once the function's limit, breaker and a `max_inflight` slot allow it; and
+        whether its breaker holds it (an availability failure while open: not an attempt)."""
         name = prepared.function.qualified
-        entry = self.limits.entry(name, prepared.cap)
+        entry = self.limits.entry(name, prepared.cap, prepared.breaker)
         if not entry.take() and (self._stopping.is_set() or not await entry.wait()):
             raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
+        breaker_generation = entry.breaker.generation if entry.breaker is not None else 0
         generation = entry.limit.generation
         limit = self._limit
         try:
@@ -323,8 +329,9 @@ class Controller:
             finally:
                 self.running -= 1
                 limit.release()
+            held = entry.held(result, breaker_generation)
             entry.outcome(result, generation, prepared.policy)
-            return result
+            return result, held
         finally:
             entry.release()
 

@@ -28,7 +28,9 @@ class FunctionLimitCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         return iter(self._families())
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(
+        self,
+    ) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily(
                 "connector_function_limit",
@@ -43,14 +45,20 @@ class FunctionLimitCollector(Collector):
             ),
             GaugeMetricFamily(
                 "connector_function_waiting",
-                "Calls of each function waiting for room under its limit",
+                "Calls of each function waiting for room under its limit (or its breaker)",
+                labels=["function"],
+            ),
+            GaugeMetricFamily(
+                "connector_function_breaker_state",
+                "Circuit breaker per function: 0 closed, 1 half-open (one probe), 2 open "
+                "(its calls wait)",
                 labels=["function"],
             ),
         )
 
     def collect(self) -> Iterator[Metric]:
         self.limits.sweep()  # idle functions go even when no new one comes to make room
-        limit, inflight, waiting = families = self._families()
+        limit, inflight, waiting, breaker = families = self._families()
         held = sorted(
             self.limits, key=lambda item: len(item[1].waiters) + item[1].inflight, reverse=True
         )
@@ -61,6 +69,8 @@ class FunctionLimitCollector(Collector):
                 limit.add_metric([name], values[0])
                 inflight.add_metric([name], values[1])
                 waiting.add_metric([name], values[2])
+                if entry.breaker is not None:
+                    breaker.add_metric([name], int(entry.breaker.state))
             else:
                 rest = [a + b for a, b in zip(rest, values, strict=True)]
         if len(held) > PER_FUNCTION:

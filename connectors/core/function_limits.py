@@ -18,13 +18,25 @@ was not used since the sweep before), and all idle ones when `REMEMBERED` functi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 
 from connectors.core.aimd import AimdLimit
+from connectors.core.breaker import (
+    Breaker,
+    BreakerSettings,
+    BreakerState,
+    Change,
+    annotated_settings,
+    availability,
+)
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import RetryPolicy
+from connectors.core.topicmap import FunctionInfo
+
+log = logging.getLogger("ferry.connector.breaker")
 
 MAX_INFLIGHT_ANNOTATION = "ferry.max_inflight"
 # A call sent back by the limiter (a 429 while probing) goes back in line without using an
@@ -64,9 +76,11 @@ class FunctionLimit:
         "_wake_handle",
         "adaptive",
         "allowed",
+        "breaker",
         "cap",
         "inflight",
         "limit",
+        "name",
         "paused_until",
         "recent",
         "slots",
@@ -74,7 +88,14 @@ class FunctionLimit:
         "waiters",
     )
 
-    def __init__(self, slots: int, adaptive: bool, cap: int | None) -> None:
+    def __init__(
+        self,
+        slots: int,
+        adaptive: bool,
+        cap: int | None,
+        breaker: BreakerSettings | None = None,
+        name: str = "",
+    ) -> None:
         self.slots = slots
         self.adaptive = adaptive
         self.cap: int | None = None
@@ -86,6 +107,8 @@ class FunctionLimit:
         self.recent = True  # used since the map's last sweep
         self.waiters: deque[asyncio.Future[bool]] = deque()
         self._wake_handle: asyncio.TimerHandle | None = None
+        self.breaker = Breaker(breaker) if breaker is not None else None
+        self.name = name
         self.recap(cap)
 
     def _reckon(self) -> None:
@@ -106,9 +129,21 @@ class FunctionLimit:
             return False
         if self.paused_until and time.monotonic() < self.paused_until:
             return False
+        breaker = self.breaker
+        if breaker is not None and breaker.state and not self._breaker_admits(breaker):
+            return False
         self.inflight += 1
         self.recent = True
         return True
+
+    def _breaker_admits(self, breaker: Breaker) -> bool:
+        """Open: no call starts (the pause that opened it runs out at its period's end);
+        half-open: one probe at a time."""
+        self._changed(breaker.tick(time.monotonic()))
+        return breaker.admit()
+
+    def breaker_generation(self) -> int:
+        return self.breaker.generation if self.breaker is not None else 0
 
     async def wait(self) -> bool:
         """Wait in line for room; True once admitted, False if told to stop first."""
@@ -126,6 +161,9 @@ class FunctionLimit:
     def release(self) -> None:
         """An admitted call ended (or never started)."""
         self.inflight -= 1
+        breaker = self.breaker
+        if breaker is not None and breaker.state and not self.inflight:
+            breaker.probe_ended()  # a probe that ended without an answer (an error) frees it
         if self.waiters:
             self._wake()
 
@@ -135,6 +173,46 @@ class FunctionLimit:
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(False)
+
+    def held(self, result: InvocationResult, generation: int) -> bool:
+        """Tell the breaker (if any) how the call went; True if the call is to wait in line
+        again, unattempted, because the function is down and its breaker (now) open. A closed
+        breaker that saw no failure costs an attribute read or two on a success."""
+        breaker = self.breaker
+        if breaker is None:
+            return False
+        if result.ok:
+            if breaker.state or breaker.failures:
+                self._changed(breaker.record(generation, True, time.monotonic()))
+            return False
+        up = availability(
+            result.status,
+            result.headers,
+            error=result.error,
+            timed_out=result.timed_out,
+            final=result.final,
+        )
+        self._changed(breaker.record(generation, up, time.monotonic()))
+        if breaker.state is BreakerState.HALF_OPEN and generation == breaker.generation:
+            breaker.probe_ended()  # the probe said neither up nor down: another may probe
+        return up is False and breaker.state is BreakerState.OPEN
+
+    def _changed(self, change: Change | None) -> None:
+        if change is None:
+            return
+        log.warning(
+            "breaker of %s is %s: %s",
+            self.name,
+            change.state.name.lower().replace("_", "-"),
+            change.reason,
+        )
+        if change.state is BreakerState.OPEN and self.breaker is not None:
+            self._pause(self.breaker.until - time.monotonic())  # its calls wait till then
+
+    def configure_breaker(self, settings: BreakerSettings | None) -> None:
+        """The function's breaker annotations were read again."""
+        if self.breaker is not None and settings is not None:
+            self.breaker.configure(settings)
 
     def outcome(self, result: InvocationResult, generation: int, policy: RetryPolicy) -> bool:
         """Map an answer onto the limit and pause; True if it was overload (429, or 503
@@ -186,40 +264,57 @@ class FunctionLimit:
                     self._wake_handle = loop.call_later(left, self._timer_fired)
                 return
             self.paused_until = 0.0
+        breaker = self.breaker
         while self.waiters and self.inflight < self.allowed:
-            waiter = self.waiters.popleft()
+            waiter = self.waiters[0]
             if waiter.done():
+                self.waiters.popleft()
                 continue
+            if breaker is not None and breaker.state and not self._breaker_admits(breaker):
+                return  # open again, or half-open with its probe running: that call wakes us
+            self.waiters.popleft()
             self.inflight += 1
             waiter.set_result(True)
 
     @property
     def idle(self) -> bool:
-        return not self.inflight and not self.waiters
+        """Nothing running or waiting, and a closed breaker (an open one is remembered)."""
+        return not self.inflight and not self.waiters and not (self.breaker and self.breaker.state)
 
 
 class FunctionLimits:
     """The limits of the functions this process called recently, by qualified name."""
 
-    def __init__(self, slots: int, adaptive: bool) -> None:
+    def __init__(self, slots: int, adaptive: bool, breaker: BreakerSettings | None = None) -> None:
         self.slots = slots
         self.adaptive = adaptive
+        self.breaker = breaker  # the process's breaker settings; None: no breaker
         self.by_name: dict[str, FunctionLimit] = {}
         self._swept_at = time.monotonic()
 
-    def entry(self, name: str, cap: int | None) -> FunctionLimit:
+    def entry(
+        self, name: str, cap: int | None, breaker: BreakerSettings | None = None
+    ) -> FunctionLimit:
         found = self.by_name.get(name)
         if found is not None:
             return found
         self.sweep()
-        made = self.by_name[name] = FunctionLimit(self.slots, self.adaptive, cap)
+        settings = breaker if breaker is not None else self.breaker
+        made = self.by_name[name] = FunctionLimit(self.slots, self.adaptive, cap, settings, name)
         return made
 
-    def recap(self, name: str, cap: int | None) -> None:
+    def breaker_for(self, function: FunctionInfo) -> BreakerSettings | None:
+        """The process's breaker settings with the function's annotations laid over them."""
+        if self.breaker is None:
+            return None
+        return annotated_settings(function.annotations, self.breaker)
+
+    def recap(self, name: str, cap: int | None, breaker: BreakerSettings | None = None) -> None:
         """A function's annotations were read again (a rebuilt topic map)."""
         found = self.by_name.get(name)
         if found is not None:
             found.recap(cap)
+            found.configure_breaker(breaker)
 
     def stop(self) -> None:
         for limit in self.by_name.values():

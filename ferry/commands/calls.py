@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from asyncq.function_state import WAITING_STATES, why_waiting_in
 from asyncq.schedule import unschedule as unschedule_call
 from connectors.core.errors import ConfigError, FerryError
 from connectors.core.logs import escape_controls
@@ -113,7 +114,11 @@ async def _answer(settings: LedgerCommandSettings, args: argparse.Namespace) -> 
         if entry is None:
             raise NotAnswered(f"no call {call_id} in the ledger (unknown or expired)")
         if args.action == "get":
-            _show(entry, args.json)
+            waiting = ""
+            if entry.state.value in WAITING_STATES:
+                bucket = settings.nats.function_state_bucket
+                waiting = await why_waiting_in(js, bucket, entry.function)
+            _show(entry, args.json, waiting=waiting)
             return EXIT_OK
         return _write_result(entry)
 
@@ -140,10 +145,12 @@ def _write_result(entry: CallEntry) -> int:
     return EXIT_OK
 
 
-def _show(entry: CallEntry, as_json: bool, *, pending: bool = False) -> None:
+def _show(entry: CallEntry, as_json: bool, *, pending: bool = False, waiting: str = "") -> None:
     data = entry.public()
     if pending:  # cancelled before the ledger had seen the call
         data["pending"] = True
+    if waiting:  # queued while its function is paused or its breaker open
+        data["waiting"] = waiting
     if as_json:
         print(json.dumps(data, indent=2))
         return

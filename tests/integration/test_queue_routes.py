@@ -62,4 +62,4 @@ async def test_pause_and_resume_through_the_gateway_need_its_credentials(
     assert read == (200, paused[1])
     assert "echo" in listed.stdout  # the same store as the shell command's
     assert still[1]["paused"] is True
-    assert resumed == (200, {"function": "echo", "paused": False})
+    assert resumed == (200, {"function": "echo", "paused": False, "breaker": {"state": "closed"}})

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from connectors.core import function_limits
+from connectors.core.breaker import BreakerSettings
 from connectors.core.function_limits import FunctionLimit, FunctionLimits
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import RetryPolicy
@@ -71,3 +72,54 @@ async def test_idle_functions_are_dropped_when_the_map_is_full_and_busy_ones_kep
         limits.entry(f"fn-{index}", None)
         assert len(limits) <= 11
     assert limits.by_name["busy"] is busy
+
+
+BREAKER = BreakerSettings(failures=2, open_for=0.05)
+
+
+def _failed(limit: FunctionLimit, status: int = 503) -> bool:
+    """One admitted call that ends with `status`: whether the breaker holds it."""
+    generation = limit.breaker_generation()
+    held = limit.held(answer(status), generation)
+    limit.release()
+    return held
+
+
+async def test_an_open_breaker_holds_its_calls_in_line_then_lets_one_probe_through() -> None:
+    limit = FunctionLimit(slots=8, adaptive=True, cap=None, breaker=BREAKER, name="fn")
+    assert limit.take() and limit.take()
+    assert not _failed(limit)  # one failure: counted as usual
+    assert _failed(limit)  # the second opens it: this call waits, unattempted
+    assert not limit.take()
+    first = asyncio.create_task(limit.wait())
+    second = asyncio.create_task(limit.wait())
+    assert await asyncio.wait_for(first, 1)  # the period is over: the probe
+    await asyncio.sleep(0.1)
+    assert not second.done()  # one probe at a time
+    generation = limit.breaker_generation()
+    assert not limit.held(answer(200), generation)  # the probe succeeded: closed
+    limit.release()
+    assert await asyncio.wait_for(second, 1)
+    assert limit.take()
+
+
+async def test_a_functions_own_500s_never_open_its_breaker() -> None:
+    limit = FunctionLimit(slots=8, adaptive=True, cap=None, breaker=BREAKER, name="fn")
+    for _ in range(5):
+        assert limit.take()
+        assert not _failed(limit, 500)
+    assert limit.take()
+
+
+async def test_a_probe_that_ends_without_an_answer_lets_the_next_call_probe() -> None:
+    limit = FunctionLimit(slots=8, adaptive=True, cap=None, breaker=BREAKER, name="fn")
+    for _ in range(2):
+        assert limit.take()
+        _failed(limit)
+    probe = asyncio.create_task(limit.wait())
+    assert await asyncio.wait_for(probe, 1)
+    waiting = asyncio.create_task(limit.wait())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    limit.release()  # the probe raised before it was sent: no outcome told
+    assert await asyncio.wait_for(waiting, 1)  # the next call is the probe now
