@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from asyncq import codec, jetstream
 from asyncq.codec import QueueRequest
 from asyncq.deadletter import DeadLetterWriter
+from asyncq.delayed import waiting_on_stream
 from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
@@ -43,6 +44,7 @@ from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
+from queue_worker.delay_waker import start_waker
 from queue_worker.expiry import CallClock
 from queue_worker.fair_metrics import FairCollector
 from queue_worker.fair_mode import FairMode, warn_of_fair_backlog
@@ -103,6 +105,7 @@ class QueueWorker:
         self._bodies: BodyStore | None = None
         self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waker: asyncio.Task[None] | None = None  # delayed calls without schedules
         self._stopping = asyncio.Event()
         self.ledger = WorkerLedger(
             config.ledger, self.registry, replicas=config.nats.nats_stream_replicas
@@ -125,6 +128,10 @@ class QueueWorker:
             nats.dead_letter_stream,
             replicas=nats.nats_stream_replicas,
             subject=self.subject,
+            delayed=nats.delayed_stream,
+        )
+        self._waker = await start_waker(
+            self._js, nats.delayed_stream_name, self.stream, nats.nats_stream
         )
         await ensure_consumer(
             self._js,
@@ -248,6 +255,9 @@ class QueueWorker:
             if cancelled := await finish_or_cancel(self._tasks, timeout):
                 log.warning("handed %d unfinished messages back to JetStream", cancelled)
         await self.progress.stop()
+        if self._waker is not None:
+            self._waker.cancel()
+            await asyncio.gather(self._waker, return_exceptions=True)
         if self._puller is not None:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._puller.stop()
@@ -437,7 +447,9 @@ class QueueWorker:
                 if self.metrics.pending is not None:
                     self.metrics.pending.labels("").set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
-                waiting = await waiting_count(self._js, self.stream, self.config.nats.nats_stream)
+                nats = self.config.nats
+                waiting = await waiting_count(self._js, self.stream, nats.nats_stream)
+                waiting += await waiting_on_stream(self._js, nats.delayed_stream_name)
                 self.clock.metrics.waiting.set(waiting)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
 
