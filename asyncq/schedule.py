@@ -26,7 +26,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from asyncq import codec
-from asyncq.delayed import delayed_stream_name, unschedule_waiting
+from asyncq.delayed import delayed_stream_name, unschedule_waiting, waiting_on_stream
 from asyncq.layout import subject_token
 from connectors.core.errors import DecodeError, FerryError
 from connectors.jetstream.connect import describe
@@ -177,3 +177,12 @@ async def waiting_count(js: JetStreamContext, stream: str, subjects: str = "") -
         ),
     )
     return info.num_pending or 0
+
+
+async def all_waiting(js: JetStreamContext, stream: str, subjects: str, delayed: str) -> int:
+    """Delayed calls not fired yet: schedules on the request stream (if it holds them) and
+    calls on the stream of waiting calls (if there is one)."""
+    total = await waiting_on_stream(js, delayed)
+    if await holds_schedules(js, stream, subjects):
+        total += await waiting_count(js, stream, subjects)
+    return total

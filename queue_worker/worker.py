@@ -26,11 +26,10 @@ from prometheus_client import CollectorRegistry
 from asyncq import codec, jetstream
 from asyncq.codec import QueueRequest
 from asyncq.deadletter import DeadLetterWriter
-from asyncq.delayed import waiting_on_stream
 from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
-from asyncq.schedule import waiting_count
+from asyncq.schedule import all_waiting
 from connectors.core import tracing
 from connectors.core.callback import CallbackSender
 from connectors.core.drain import finish_or_cancel
@@ -448,8 +447,9 @@ class QueueWorker:
                     self.metrics.pending.labels("").set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
                 nats = self.config.nats
-                waiting = await waiting_count(self._js, self.stream, nats.nats_stream)
-                waiting += await waiting_on_stream(self._js, nats.delayed_stream_name)
+                waiting = await all_waiting(
+                    self._js, self.stream, nats.nats_stream, nats.delayed_stream_name
+                )
                 self.clock.metrics.waiting.set(waiting)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
 

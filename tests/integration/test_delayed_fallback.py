@@ -22,6 +22,7 @@ from asyncq.layout import DEFAULT_DURABLE
 from asyncq.publisher import Publisher, build_request
 from asyncq.timing import NOT_BEFORE, CallTiming
 from queue_worker.delay_waker import WAKER_DURABLE
+from tests.support.cli import ferry
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
@@ -189,7 +190,7 @@ async def test_waiting_calls_hold_no_worker_slot_nor_the_workers_ack_pending(
 ) -> None:
     gateway.function("later")
     gateway.function("now")
-    due = time.time() + 6
+    due = time.time() + 8
     publisher = pro.publisher()
     async with queue.worker(**pro.env(max_inflight="1")) as worker:
         await asyncio.gather(
@@ -206,6 +207,11 @@ async def test_waiting_calls_hold_no_worker_slot_nor_the_workers_ack_pending(
         # JetStream counts a call nak'd with a delay as ack-pending of the waker's consumer
         # (whose max_ack_pending is the delayed stream's bound), never of the worker's.
         await eventually(all_handed_back, what="every waiting call handed back by the waker")
+        await eventually(
+            lambda: worker.registry.get_sample_value("queue_worker_delayed_calls_waiting") == 200,
+            timeout=10,
+            what="the waiting-calls gauge to count the delayed stream",
+        )
         posted = time.monotonic()
         await pro.publisher().enqueue(build_request("now"))
         await eventually(lambda: gateway.calls_to("now"), what="the undelayed call")
@@ -227,3 +233,18 @@ async def test_a_waiting_call_subject_is_its_own(pro: ProStream, queue: QueueUnd
     assert waiting.headers is not None
     assert waiting.headers["Ferry-Delay-Target"] == pro.name
     assert waiting.headers["Nats-Msg-Id"] == request.call_id
+
+
+async def test_ferry_publish_delay_and_calls_cancel_without_schedules(
+    queue: QueueUnderTest, pro: ProStream, ledger: LedgerUnderTest
+) -> None:
+    env = queue.env(**pro.env(**ledger.env()))
+    done = await ferry("publish", "echo", "--delay", "1h", env=env)
+    assert done.status == 0, done.stderr
+    call_id = done.stdout.strip()
+    assert await pro.waiting() == 1
+    await ledger.wait_for_state(call_id, "scheduled")
+    cancelled = await ferry("calls", "cancel", call_id, env=env)
+    assert cancelled.status == 0, cancelled.stderr
+    assert await pro.waiting() == 0
+    assert (await ledger.get(call_id)).state.value == "cancelled"  # type: ignore[union-attr]
