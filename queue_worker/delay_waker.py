@@ -91,8 +91,7 @@ class DelayWaker:
                 log.warning("cannot take delayed calls from %s: %s", self.delayed, exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            for msg in messages:
-                await self.wake(msg)
+            await asyncio.gather(*(self.wake(msg) for msg in messages))  # at most a batch
 
     async def wake(self, msg: Msg, now: float | None = None) -> None:
         """Fire a due call, or hand it back until its time."""

@@ -22,12 +22,13 @@ from asyncq.layout import DEFAULT_DURABLE
 from asyncq.publisher import Publisher, build_request
 from asyncq.timing import NOT_BEFORE, CallTiming
 from queue_worker.delay_waker import WAKER_DURABLE
+from tests.support.brokers import NatsServer
 from tests.support.cli import ferry
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
-from tests.support.queue import QueueUnderTest
+from tests.support.queue import QueueUnderTest, queue_on
 
 LATE_ALLOWED = 4.0  # as for scheduled calls (test_delayed_calls.py)
 
@@ -248,3 +249,25 @@ async def test_ferry_publish_delay_and_calls_cancel_without_schedules(
     assert cancelled.status == 0, cancelled.stderr
     assert await pro.waiting() == 0
     assert (await ledger.get(call_id)).state.value == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_a_waiting_call_survives_a_nats_restart_without_schedules(
+    gateway: FakeGateway,
+) -> None:
+    gateway.function("echo")
+    server = NatsServer().start()
+    try:
+        async with queue_on(server.url, gateway.url) as queue:
+            pro = await ProStream(queue).create()
+            async with queue.worker(**pro.env()):
+                request = build_request("echo", body=b"x")
+                due = time.time() + 4
+                await pro.publisher().enqueue(request, timing=CallTiming(not_before=due))
+                server.stop()  # the call lives only in the server's stored folder now
+                server.start()  # the worker (and its waker) reconnect
+                await eventually(lambda: gateway.calls_to("echo"), timeout=30, what="the call")
+        called = wall_time(gateway.calls[0].at)
+        assert due <= called <= due + LATE_ALLOWED
+        assert len(gateway.calls) == 1
+    finally:
+        server.cleanup()
