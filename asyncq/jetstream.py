@@ -16,8 +16,9 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
+from asyncq.delayed import delayed_stream_name, ensure_delayed_stream
 from asyncq.layout import DEAD_LETTER_STREAM, function_subjects
-from asyncq.schedule import enable_schedules, schedule_subjects
+from asyncq.schedule import enable_schedules, holds_schedules, schedule_subjects
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_stream
@@ -69,6 +70,7 @@ async def ensure_streams(
     *,
     replicas: int = 1,
     subject: str = "",
+    delayed: str = "",
 ) -> str:
     """The request and dead-letter streams; returns the name of the stream that serves the
     queue's `subject` (`stream` itself unless another stream already holds it).
@@ -76,16 +78,20 @@ async def ensure_streams(
     A stream that already holds the subject is served whatever its name, and left as it is
     (OpenFaaS Pro names its stream after the queue with an `OF_` prefix: `OF_faas-request`
     holding subject `faas-request`); ferry's own streams are created with `replicas` and kept
-    at it (see connectors.jetstream).
+    at it (see connectors.jetstream). If the serving stream has no message schedules, the
+    stream of waiting calls (`delayed`, default `{stream}-delayed`) is made too.
     """
     subject = subject or stream
     holder = await stream_holding(js, subject)
     if holder is not None and holder != stream:
         log.info("serving stream %s, which already holds subject %s", holder, subject)
+        scheduled = await holds_schedules(js, holder, stream)
     else:
         await ensure_stream(js, request_stream_config(stream), replicas)
-        await enable_schedules(js, stream)  # delayed calls, where the server can
+        scheduled = await enable_schedules(js, stream)  # delayed calls, where the server can
         holder = stream
+    if not scheduled:
+        await ensure_delayed_stream(js, delayed_stream_name(stream, delayed), replicas)
     await ensure_stream(js, dead_letter_stream_config(dead_letter_stream), replicas)
     return holder
 

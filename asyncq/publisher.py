@@ -16,10 +16,16 @@ from nats.js import api as js_api
 
 from asyncq import codec
 from asyncq.codec import QueueRequest
+from asyncq.delayed import DELAY_TARGET, delayed_stream_name, delayed_subject
 from asyncq.jetstream import NeverStorable, NoStream, holds_function_subjects, publish
 from asyncq.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
 from asyncq.layout import DEFAULT_STREAM, function_subject, queue_subject
-from asyncq.schedule import ScheduleSupport, schedule_headers, schedule_subject
+from asyncq.schedule import (
+    SchedulesUnavailable,
+    ScheduleSupport,
+    schedule_headers,
+    schedule_subject,
+)
 from asyncq.timing import CallTiming
 from connectors.core.errors import FerryError
 
@@ -92,7 +98,8 @@ class Publisher:
     message goes to the object store and the message names it (`large_bodies`).
 
     `stream` names the queue's subjects (`nats_stream`); `stored_in` the stream that holds
-    them, when that is another (OpenFaaS Pro's `OF_faas-request`, see `ensure_streams`)."""
+    them, when that is another (OpenFaaS Pro's `OF_faas-request`, see `ensure_streams`);
+    `delayed` the stream of waiting calls where the request stream has no schedules."""
 
     def __init__(
         self,
@@ -101,6 +108,7 @@ class Publisher:
         bodies: BodyStore | None = None,
         *,
         stored_in: str = "",
+        delayed: str = "",
     ) -> None:
         self.js = js
         self.subjects = stream
@@ -111,6 +119,7 @@ class Publisher:
         # Bodies up to this size fit inline whatever the rest of the call holds: no check.
         self.surely_inline = max(0, (max_payload - MESSAGE_ROOM) * 3 // 4)
         self.schedules = ScheduleSupport(js, self.stream, self.subjects)
+        self.delayed = delayed_stream_name(stream, delayed)
         # Fair mode: calls go straight to their function's subject, where the worker's
         # per-function consumer takes them (no move by the worker's sorter). Only once the
         # stream holds those subjects (`learn_layout`), so a static worker still gets them.
@@ -138,8 +147,8 @@ class Publisher:
         self, request: QueueRequest, *, timeout: float = 5.0, timing: CallTiming | None = None
     ) -> Coroutine[Any, Any, js_api.PubAck]:
         """Store the request; raises PublishError if JetStream did not confirm it
-        (NeverStorable if it never can), SchedulesUnavailable for a delayed call the stream
-        cannot hold. `timing` (a not-before or expiry time) rides in NATS headers.
+        (NeverStorable if it never can). `timing` (a not-before or expiry time) rides in
+        NATS headers.
 
         Not a coroutine itself: it hands back `publish`'s, one frame less for every call
         through the front door to enter and leave."""
@@ -163,24 +172,28 @@ class Publisher:
         self, request: QueueRequest, timing: CallTiming, timeout: float
     ) -> js_api.PubAck:
         """A call with a not-before time is stored as a NATS message schedule whose target is
-        the subject it would have gone to at once (`asyncq.schedule`)."""
+        the subject it would have gone to at once (`asyncq.schedule`); where the stream has no
+        schedules, on the delayed stream with that target in a header (`asyncq.delayed`)."""
         headers = timing.nats_headers()
         if request.call_id:
             headers["Nats-Msg-Id"] = request.call_id
         subject = self.subject(request)
+        stream = self.stream
         if timing.not_before is not None:
-            await self.schedules.check()
-            headers.update(schedule_headers(subject, timing.not_before))
-            subject = schedule_subject(self.subjects, request.call_id)
+            try:
+                await self.schedules.check()
+            except SchedulesUnavailable:
+                headers[DELAY_TARGET] = subject
+                subject, stream = delayed_subject(self.delayed, request.call_id), self.delayed
+            else:
+                headers.update(schedule_headers(subject, timing.not_before))
+                subject = schedule_subject(self.subjects, request.call_id)
         if self.bodies is not None and len(request.body) > self.surely_inline:
-            return await self._enqueue_large(request, self.bodies, timeout, subject, headers)
+            return await self._enqueue_large(
+                request, self.bodies, timeout, subject, headers, stream
+            )
         return await publish(
-            self.js,
-            subject,
-            codec.encode(request),
-            headers=headers,
-            stream=self.stream,
-            timeout=timeout,
+            self.js, subject, codec.encode(request), headers=headers, stream=stream, timeout=timeout
         )
 
     async def _enqueue_fair(
@@ -215,9 +228,11 @@ class Publisher:
         timeout: float,
         subject: str | None = None,
         headers: dict[str, str] | None = None,
+        stream: str = "",
     ) -> js_api.PubAck:
         """Inline if the whole message fits after all; else the body as an object first."""
         subject = subject or self.subject(request)
+        stream = stream or self.stream
         if headers is None:
             headers = {"Nats-Msg-Id": request.call_id} if request.call_id else {}
         # NATS headers count too: Nats-Msg-Id (the call id), Ferry-Body-Object and the timing
@@ -231,7 +246,7 @@ class Publisher:
                     subject,
                     data,
                     headers=headers or None,
-                    stream=self.stream,
+                    stream=stream,
                     timeout=timeout,
                 )
         data = codec.encode(dataclasses.replace(request, body=b""))
@@ -248,7 +263,7 @@ class Publisher:
             subject,
             data,
             headers={**headers, BODY_OBJECT: reference},
-            stream=self.stream,
+            stream=stream,
             timeout=timeout,
         )
         if ack.duplicate:

@@ -8,9 +8,9 @@ and at its time publishes a copy, headers and all, to the target, then removes t
 Until then the call takes no worker slot and no ack-pending place. Cancelling a delayed call
 purges its schedule subject.
 
-A server or stream without schedules (older than 2.12, or a stream ferry could not update)
-gets no delayed calls: the publisher refuses them (`SchedulesUnavailable`) rather than have a
-worker hold them back, which would hold ack-pending places and run them early on a Go worker.
+A server or stream without schedules (older than 2.12, or a stream ferry could not update,
+like OpenFaaS Pro's `OF_faas-request`) gets its delayed calls kept on ferry's own stream of
+waiting calls instead (`asyncq.delayed`), never in a worker's memory.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from asyncq import codec
+from asyncq.delayed import delayed_stream_name, unschedule_waiting, waiting_on_stream
 from asyncq.layout import subject_token
 from connectors.core.errors import DecodeError, FerryError
 from connectors.jetstream.connect import describe
@@ -80,8 +81,8 @@ async def enable_schedules(js: JetStreamContext, stream: str) -> bool:
             config = (await js.update_stream(wanted)).config
     except (NatsError, TimeoutError) as exc:
         log.warning(
-            "stream %s cannot hold delayed calls (NATS 2.12+ message schedules), so they are "
-            "refused: %s",
+            "stream %s cannot hold delayed calls (NATS 2.12+ message schedules), so they wait "
+            "on ferry's delayed stream: %s",
             stream,
             describe(exc),
         )
@@ -89,11 +90,20 @@ async def enable_schedules(js: JetStreamContext, stream: str) -> bool:
     if not _ready(config, stream):
         log.warning(
             "stream %s cannot hold delayed calls: this NATS server has no message schedules "
-            "(2.12+); they are refused",
+            "(2.12+); they wait on ferry's delayed stream",
             stream,
         )
         return False
     return True
+
+
+async def holds_schedules(js: JetStreamContext, stream: str, subjects: str) -> bool:
+    """Whether a stream ferry does not own (and leaves as it is) can hold delayed calls."""
+    try:
+        info = await js.stream_info(stream)
+    except (NatsError, TimeoutError):
+        return False
+    return _ready(info.config, subjects)
 
 
 def _ready(config: js_api.StreamConfig, stream: str) -> bool:
@@ -130,20 +140,22 @@ class ScheduleSupport:
             raise SchedulesUnavailable(
                 f"stream {self.stream} does not hold delayed calls: that needs message "
                 f"schedules (allow_msg_schedules, NATS 2.12+) and the subject "
-                f"{schedule_subjects(self.subjects)}, which ferry sets at start on the request "
-                "stream it owns"
+                f"{schedule_subjects(self.subjects)}"
             )
 
 
-async def unschedule(js: JetStreamContext, stream: str, call_id: str) -> str | None:
-    """Remove a delayed call that has not fired yet: the function it was for, or None if
-    there was none (fired already, or never delayed)."""
+async def unschedule(
+    js: JetStreamContext, stream: str, call_id: str, *, delayed: str = ""
+) -> str | None:
+    """Remove a delayed call that has not fired yet, whether it waits as a schedule or on the
+    delayed stream (`delayed_stream`, default `{stream}-delayed`): the function it was for, or
+    None if there was none (fired already, or never delayed)."""
     subject = schedule_subject(stream, call_id)
     try:
         waiting = await js.get_last_msg(stream, subject)
         await js.purge_stream(stream, subject=subject)
     except NotFoundError:
-        return None
+        return await unschedule_waiting(js, delayed_stream_name(stream, delayed), call_id)
     except (NatsError, TimeoutError) as exc:
         raise FerryError(f"cannot remove the delayed call {call_id}: {describe(exc)}") from None
     try:
@@ -165,3 +177,12 @@ async def waiting_count(js: JetStreamContext, stream: str, subjects: str = "") -
         ),
     )
     return info.num_pending or 0
+
+
+async def all_waiting(js: JetStreamContext, stream: str, subjects: str, delayed: str) -> int:
+    """Delayed calls not fired yet: schedules on the request stream (if it holds them) and
+    calls on the stream of waiting calls (if there is one)."""
+    total = await waiting_on_stream(js, delayed)
+    if await holds_schedules(js, stream, subjects):
+        total += await waiting_count(js, stream, subjects)
+    return total

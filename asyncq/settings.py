@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from asyncq.delayed import delayed_stream_name
 from asyncq.layout import DEAD_LETTER_STREAM, DEFAULT_STREAM
 from connectors.core.settings import positive_duration, retention, setting
 from connectors.jetstream.settings import NatsSettings
@@ -21,6 +22,11 @@ def bucket_name(text: str) -> str:
     if not BUCKET_NAME.fullmatch(text):
         raise ValueError("expected letters, digits, - and _ (at most 64)")
     return text
+
+
+def stream_name(text: str) -> str:
+    """A stream name (empty: the default) as NATS takes it in a subject: no `.`, `*`, `>`."""
+    return bucket_name(text) if text else text
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,14 @@ class QueueNatsSettings(NatsSettings):
         "worker follows",
         bucket_name,
     )
+    delayed_stream: str = setting(
+        "delayed_stream",
+        "",
+        "stream ferry keeps delayed calls on when the request stream has no message schedules "
+        "(NATS before 2.12, or OpenFaaS Pro's OF_ stream); empty: {nats_stream}-delayed",
+        stream_name,
+        shown="{nats_stream}-delayed",
+    )
     max_delay: float = setting(
         "max_delay",
         DEFAULT_MAX_DELAY,
@@ -60,3 +74,7 @@ class QueueNatsSettings(NatsSettings):
         positive_duration,
         shown="168h",
     )
+
+    @property
+    def delayed_stream_name(self) -> str:
+        return delayed_stream_name(self.nats_stream, self.delayed_stream)

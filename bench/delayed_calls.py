@@ -1,12 +1,16 @@
 """Benchmark: delayed calls fired by NATS message schedules, and what the feature costs others.
 
     .venv/bin/python bench/delayed_calls.py [--part spread|overhead|both] [--count 10000]
+        [--fallback]
 
 spread: one `nats-server -js` on 127.0.0.1 and the request stream as ferry makes it; `--count`
   calls are stored through ferry's publisher, all delayed to the same second (`--lead` seconds
   after the run starts, enough to store them all first). A pull consumer on the plain subject
   (as the worker's) takes and acks them as they fire. Prints how late the first, the median,
   the 99th percentile and the last one arrived after their time, and the spread (last - first).
+  With `--fallback` the request stream has no schedules (an `OF_` stream holds its subjects, as
+  OpenFaaS Pro's does): the calls wait on ferry's delayed stream and one worker's waker
+  (`queue_worker.delay_waker`, run in this process) moves them.
 overhead: the CPU a call WITHOUT delay or expiry headers pays for the feature, per call: the
   front door's head parse (which picks the headers out in its one pass) on a typical
   12-header request, interleaved with the same parse from a checkout without the feature
@@ -33,23 +37,38 @@ from nats.js import api as js_api
 from prometheus_client import CollectorRegistry
 
 from asyncq.codec import decode
+from asyncq.delayed import delayed_stream_name
 from asyncq.jetstream import ensure_streams
 from asyncq.publisher import Publisher, build_request
 from asyncq.timing import CallTiming
 from bench.common import percentile, start_nats
+from queue_worker.delay_waker import start_waker
 from queue_worker.expiry import CallClock
 
 STREAM = "bench-delayed"
 
 
-async def spread(count: int, lead: float) -> None:
+async def spread(count: int, lead: float, fallback: bool = False) -> None:
     work = tempfile.mkdtemp(prefix="ferry-bench-delayed-")
     server, url = start_nats(work)
     try:
         nc = await nats.connect(url)
         js = nc.jetstream()
+        holder = STREAM
+        if fallback:  # a stream ferry serves as it is, without schedules
+            holder = f"OF_{STREAM}"
+            await js.add_stream(
+                js_api.StreamConfig(
+                    name=holder,
+                    subjects=[STREAM, f"{STREAM}.*"],
+                    retention=js_api.RetentionPolicy.WORK_QUEUE,
+                    storage=js_api.StorageType.FILE,
+                )
+            )
         await ensure_streams(js, STREAM, f"{STREAM}-dead")
-        publisher = Publisher(js, STREAM)
+        publisher = Publisher(js, STREAM, stored_in=holder)
+        waker = await start_waker(js, delayed_stream_name(STREAM), holder, STREAM)
+        assert fallback == (waker is not None)
         due = float(int(time.time() + lead))  # a whole second, as "the same second" asks
         started = time.perf_counter()
         requests = [build_request("bench", body=b"x" * 1024) for _ in range(count)]
@@ -67,7 +86,7 @@ async def spread(count: int, lead: float) -> None:
         sub = await js.pull_subscribe(
             STREAM,
             durable="bench",
-            stream=STREAM,
+            stream=holder,
             config=js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.EXPLICIT),
         )
         lateness: list[float] = []
@@ -84,6 +103,9 @@ async def spread(count: int, lead: float) -> None:
                 lateness.append(now - due)
                 early += now < due
                 await msg.ack()
+        if waker is not None:
+            waker.cancel()
+            await asyncio.gather(waker, return_exceptions=True)
         await nc.close()
     finally:
         server.stop()
@@ -160,6 +182,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("spread", "overhead", "both"), default="both")
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--lead", type=float, default=30.0)
+    parser.add_argument("--fallback", action="store_true", help="a stream without schedules")
     parser.add_argument(
         "--before",
         default="/work/main/gateway/request_head.py",
@@ -169,7 +192,7 @@ def main() -> None:
     if args.part in ("overhead", "both"):
         overhead(args.before)
     if args.part in ("spread", "both"):
-        asyncio.run(spread(args.count, args.lead))
+        asyncio.run(spread(args.count, args.lead, args.fallback))
 
 
 if __name__ == "__main__":

@@ -80,8 +80,10 @@ class ConsoleData:
         body_bucket: str = DEFAULT_BUCKET,
         function_state_bucket: str = STATE_BUCKET,
         replicas: int = 1,
+        delayed_stream: str = "",
     ) -> None:
         self.js = js
+        self.delayed_stream = delayed_stream  # where delayed calls wait without schedules
         self.replicas = replicas  # of the pause bucket, if a pause from here has to make it
         self.stream = stream
         self.ledger = LedgerStore(ledger, js, ledger_bucket) if ledger is not None else None
@@ -264,7 +266,9 @@ class ConsoleData:
     async def cancel(self, call_id: str) -> CancelAnswer:
         """The ledger's cancel, and a delayed call's waiting message removed, as the call
         routes and `ferry calls cancel` do."""
-        unschedule = functools.partial(asyncq_unschedule, self.js, self.stream)
+        unschedule = functools.partial(
+            asyncq_unschedule, self.js, self.stream, delayed=self.delayed_stream
+        )
         try:
             answer, _ = await cancel_call(self._store(), call_id, unschedule)
         except FerryError as exc:  # the ledger or the stream could not be changed

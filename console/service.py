@@ -83,6 +83,7 @@ class ConsoleService:
             body_bucket=nats.large_body_bucket,
             function_state_bucket=nats.function_state_bucket,
             replicas=nats.nats_stream_replicas,
+            delayed_stream=nats.delayed_stream,
         )
         root = web.Application()
         mount(root, console_app(data, authorization=self._authorization))

@@ -54,6 +54,7 @@ def mount_console(service: GatewayService) -> bool:
             body_bucket=config.nats.large_body_bucket,
             function_state_bucket=config.nats.function_state_bucket,
             replicas=config.nats.nats_stream_replicas,
+            delayed_stream=config.nats.delayed_stream,
         )
         return PREFIX.rstrip("/"), console_app(data, authorization=authorization)
 

@@ -41,6 +41,7 @@ async def open_jetstream(settings: QueueNatsSettings) -> AsyncIterator[JetStream
             settings.nats_stream,
             settings.dead_letter_stream,
             replicas=settings.nats_stream_replicas,
+            delayed=settings.delayed_stream,
         )
         yield js
     finally:

@@ -22,7 +22,6 @@ from aiohttp import web
 from asyncq.jetstream import NeverStorable, PublishError
 from asyncq.layout import queue_subject
 from asyncq.publisher import Publisher, build_request
-from asyncq.schedule import SchedulesUnavailable
 from asyncq.settings import DEFAULT_MAX_DELAY
 from asyncq.timing import DELAY_HEADERS, TimingProblem, read_timing
 from connectors.core import tracing
@@ -143,11 +142,6 @@ class FrontDoor:
             if self.ledger is not None:
                 self.ledger.not_queued(queued)
             return self._reject("too_large", 413, f"the call cannot be queued: {exc}")
-        except SchedulesUnavailable as exc:
-            if self.ledger is not None:
-                self.ledger.not_queued(queued)
-            self.metrics.async_calls.inc("unavailable")
-            return Answer(503, f"the call was not queued: {exc}\n", headers=ids)
         except PublishError as exc:
             if self.ledger is not None:
                 self.ledger.not_queued(queued)

@@ -146,14 +146,20 @@ class GatewayService:
         self._nats = await connect(nats, name="ferry-gateway")
         js = self._js = self._nats.client.jetstream()
         stream = await jetstream.ensure_streams(
-            js, nats.nats_stream, nats.dead_letter_stream, replicas=nats.nats_stream_replicas
+            js,
+            nats.nats_stream,
+            nats.dead_letter_stream,
+            replicas=nats.nats_stream_replicas,
+            delayed=nats.delayed_stream,
         )
         bodies = BodyStore.from_settings(js, nats)
         await bodies.ensure()
         await self._open_ledger(js)
         self._queue_routes = await open_queue_routes(js, nats, self._credentials)
         self._call_routes.states = self._queue_routes.states  # why a queued call waits
-        publisher = self._publisher = Publisher(js, nats.nats_stream, bodies, stored_in=stream)
+        publisher = self._publisher = Publisher(
+            js, nats.nats_stream, bodies, stored_in=stream, delayed=nats.delayed_stream
+        )
         await publisher.learn_layout()
         front_door = FrontDoor(
             self.catalog,
@@ -193,7 +199,12 @@ class GatewayService:
         self._call_routes = CallRoutes(
             store,
             credentials=self._credentials,
-            unschedule=functools.partial(unschedule, js, self.config.nats.nats_stream),
+            unschedule=functools.partial(
+                unschedule,
+                js,
+                self.config.nats.nats_stream,
+                delayed=self.config.nats.delayed_stream,
+            ),
         )
 
     def _app(self, front_door: FrontDoor) -> web.Application:

@@ -29,7 +29,7 @@ from asyncq.deadletter import DeadLetterWriter
 from asyncq.jetstream import PublishError
 from asyncq.large_bodies import BODY_OBJECT, BodyMissing, BodyStore
 from asyncq.layout import durable_name, queue_subject
-from asyncq.schedule import waiting_count
+from asyncq.schedule import all_waiting
 from connectors.core import tracing
 from connectors.core.callback import CallbackSender
 from connectors.core.drain import finish_or_cancel
@@ -43,6 +43,7 @@ from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
+from queue_worker.delay_waker import start_waker
 from queue_worker.expiry import CallClock
 from queue_worker.fair_metrics import FairCollector
 from queue_worker.fair_mode import FairMode, warn_of_fair_backlog
@@ -103,6 +104,7 @@ class QueueWorker:
         self._bodies: BodyStore | None = None
         self._outcomes: OutcomeRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waker: asyncio.Task[None] | None = None  # delayed calls without schedules
         self._stopping = asyncio.Event()
         self.ledger = WorkerLedger(
             config.ledger, self.registry, replicas=config.nats.nats_stream_replicas
@@ -125,6 +127,10 @@ class QueueWorker:
             nats.dead_letter_stream,
             replicas=nats.nats_stream_replicas,
             subject=self.subject,
+            delayed=nats.delayed_stream,
+        )
+        self._waker = await start_waker(
+            self._js, nats.delayed_stream_name, self.stream, nats.nats_stream
         )
         await ensure_consumer(
             self._js,
@@ -248,6 +254,9 @@ class QueueWorker:
             if cancelled := await finish_or_cancel(self._tasks, timeout):
                 log.warning("handed %d unfinished messages back to JetStream", cancelled)
         await self.progress.stop()
+        if self._waker is not None:
+            self._waker.cancel()
+            await asyncio.gather(self._waker, return_exceptions=True)
         if self._puller is not None:
             with contextlib.suppress(NatsError, TimeoutError):
                 await self._puller.stop()
@@ -437,7 +446,10 @@ class QueueWorker:
                 if self.metrics.pending is not None:
                     self.metrics.pending.labels("").set(info.num_pending or 0)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
-                waiting = await waiting_count(self._js, self.stream, self.config.nats.nats_stream)
+                nats = self.config.nats
+                waiting = await all_waiting(
+                    self._js, self.stream, nats.nats_stream, nats.delayed_stream_name
+                )
                 self.clock.metrics.waiting.set(waiting)
             await asyncio.sleep(PENDING_REFRESH_SECONDS)
 

@@ -108,7 +108,9 @@ async def _answer(settings: LedgerCommandSettings, args: argparse.Namespace) -> 
             return EXIT_OK
         call_id: str = args.call_id
         if args.action == "cancel":
-            unschedule = functools.partial(unschedule_call, js, settings.nats.nats_stream)
+            unschedule = functools.partial(
+                unschedule_call, js, settings.nats.nats_stream, delayed=settings.nats.delayed_stream
+            )
             return await _cancel(store, call_id, args.json, unschedule)
         entry = await store.get(call_id)
         if entry is None:

@@ -170,7 +170,9 @@ async def _store(
     async with open_jetstream(nats) as js:
         bodies = BodyStore.from_settings(js, nats)
         holder = await stream_holding(js, nats.nats_stream)
-        publisher = Publisher(js, nats.nats_stream, bodies, stored_in=holder or "")
+        publisher = Publisher(
+            js, nats.nats_stream, bodies, stored_in=holder or "", delayed=nats.delayed_stream
+        )
         await publisher.learn_layout()
         if len(request.body) > publisher.surely_inline:  # it may go to the object store
             await bodies.ensure()

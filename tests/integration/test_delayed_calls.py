@@ -15,6 +15,7 @@ import pytest
 from nats.js import api as js_api
 
 from asyncq.codec import encode
+from asyncq.delayed import DELAY_TARGET, delayed_stream_name, delayed_subject
 from asyncq.large_bodies import BODY_OBJECT, BodyStore
 from asyncq.publisher import Publisher, build_request
 from asyncq.schedule import schedule_subject, schedule_subjects, waiting_count
@@ -275,11 +276,12 @@ async def test_a_delayed_call_with_a_large_body_fires_with_its_body_object(
     assert called >= due
 
 
-async def test_a_stream_without_schedules_refuses_delayed_calls_with_a_503_and_the_reason(
-    queue: QueueUnderTest, gateway: FakeGateway, functions_file: Path
+async def test_a_stream_without_schedules_takes_delayed_calls_on_the_delayed_stream(
+    queue: QueueUnderTest, functions_file: Path
 ) -> None:
     """OpenFaaS Pro's stream holds the queue's subject: ferry serves it as it is, without
-    message schedules, so a delayed call is refused; an undelayed one is taken as ever."""
+    message schedules, so a delayed call waits on ferry's own delayed stream instead
+    (test_delayed_fallback.py); an undelayed one is taken as ever."""
     name = f"pro-{uuid.uuid4().hex[:8]}"
     await queue.js.add_stream(
         js_api.StreamConfig(
@@ -291,9 +293,12 @@ async def test_a_stream_without_schedules_refuses_delayed_calls_with_a_503_and_t
     env = gateway_env(queue, functions_file=str(functions_file), nats_stream=name)
     async with running_gateway(env) as gw:
         status, text, call_id = await post(f"{gw.url}/async-function/echo", {"X-Delay": "5s"})
-        assert (status, bool(call_id)) == (503, True)
-        assert "allow_msg_schedules" in text and "2.12" in text
+        assert status == 202, text
         status, _, _ = await post(f"{gw.url}/async-function/echo", {})
         assert status == 202
     info = await queue.js.stream_info(f"OF_{name}")
     assert info.state.messages == 1 and not info.config.allow_msg_schedules
+    waiting = await queue.js.get_last_msg(
+        delayed_stream_name(name), delayed_subject(delayed_stream_name(name), call_id)
+    )
+    assert waiting.headers is not None and waiting.headers[DELAY_TARGET] == name

@@ -149,3 +149,13 @@ def test_every_nats_command_lists_the_nats_settings_in_its_help(command: str) ->
     ):
         [line] = [line for line in out.splitlines() if line.strip().startswith(name + " ")]
         assert default in line, line
+
+
+def test_the_delayed_stream_follows_nats_stream_unless_named() -> None:
+    assert load_settings(QueueWorkerConfig, {}).nats.delayed_stream_name == "faas-request-delayed"
+    named = load_settings(QueueWorkerConfig, {"nats_stream": "jobs"}).nats
+    assert named.delayed_stream_name == "jobs-delayed"
+    own = load_settings(QueueWorkerConfig, {"delayed_stream": "later"}).nats
+    assert own.delayed_stream_name == "later"
+    with pytest.raises(ConfigError, match="delayed_stream"):
+        load_settings(QueueWorkerConfig, {"delayed_stream": "a.b"})
