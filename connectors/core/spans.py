@@ -33,8 +33,10 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from connectors.core import tracing
 from connectors.core.version import VERSION
+
+# the tracing module turns this one on; this one never imports it back (no circle)
+FLUSH_AT_EXIT_SECONDS = 5.0  # at most this long (or OTEL_BSP_EXPORT_TIMEOUT) for the last spans
 
 T = TypeVar("T")
 Attributes = Mapping[str, AttributeValue]
@@ -79,7 +81,7 @@ def _exporter(name: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def uninstall(timeout: float = tracing.FLUSH_AT_EXIT_SECONDS) -> None:
+def uninstall(timeout: float = FLUSH_AT_EXIT_SECONDS) -> None:
     """Export what is queued and stop, waiting at most `timeout` seconds: the SDK's own
     shutdown may wait on a down endpoint for its whole export timeout (30 s by default)."""
     provider = _provider

@@ -30,7 +30,6 @@ HELP = (
 
 EXPORTERS = frozenset({"otlp", "console"})
 PROTOCOL = "http/protobuf"
-FLUSH_AT_EXIT_SECONDS = 5.0  # at most this long (or OTEL_BSP_EXPORT_TIMEOUT) for the last spans
 _HEX = frozenset("0123456789abcdef")
 
 
