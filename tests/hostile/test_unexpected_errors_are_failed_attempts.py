@@ -44,7 +44,8 @@ def test_a_huge_attempt_number_waits_at_most_max_wait() -> None:
 async def test_a_function_retried_past_1024_attempts_still_gets_a_final_outcome(
     gateway: FakeGateway,
 ) -> None:
-    gateway.function("fn", lambda call: web.Response(status=503))
+    # 500, a function's own error: an availability failure (503) would open the circuit breaker
+    gateway.function("fn", lambda call: web.Response(status=500))
     gateway.subscribe("fn", "orders", **{ANNOTATION_ATTEMPTS: "1030"})
     async with controller_for(gateway, QUICK) as under_test:
         under_test.controller.policy = RetryPolicy.from_settings(QUICK)
