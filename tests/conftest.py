@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from tests.support.brokers import NatsServer
 from tests.support.http import CallbackReceiver, FakeGateway
@@ -48,3 +52,19 @@ async def receiver() -> AsyncIterator[CallbackReceiver]:
 async def queue(nats_server: NatsServer, gateway: FakeGateway) -> AsyncIterator[QueueUnderTest]:
     async with queue_on(nats_server.url, gateway.url) as q:
         yield q
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _no_nats_client_outlives_the_session() -> AsyncIterator[None]:
+    """A NATS client a test forgot to close, whose server is gone, reconnects for ever, and
+    nats-py's reconnect task does not end when the session's event loop cancels it: the loop's
+    teardown would then hang until pytest-timeout. Close what is left, and say how many."""
+    yield
+    left = [o for o in gc.get_objects() if isinstance(o, NatsClient) and not o.is_closed]
+    for client in left:
+        closing = asyncio.ensure_future(client.close())
+        await asyncio.wait({closing}, timeout=5)  # never raises, whatever close() does
+        if closing.done() and not closing.cancelled():
+            closing.exception()  # retrieved, so it is not reported as never retrieved
+    if left:
+        print(f"\n{len(left)} NATS client(s) left open by tests closed at the end", file=sys.stderr)
