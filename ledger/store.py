@@ -64,6 +64,9 @@ UNCONFIRMED = (
 )
 
 
+MARKER_GRACE_SECONDS = 1.0  # how long a listing waits for values after nats-py says "no more"
+
+
 class LedgerUnavailable(FerryError):
     """The ledger's bucket could not be read or written."""
 
@@ -303,19 +306,35 @@ class LedgerStore:
         wanted = _matcher(function, state)
         kept: deque[CallEntry] = deque(maxlen=max(1, limit))
         try:
-            watcher = await self.kv.watch(ENTRY_PREFIX + ">", ignore_deletes=True)
+            # deletes included: every stored message then yields an update, and the last of
+            # them says so (delta 0), which is where the scan ends
+            watcher = await self.kv.watch(ENTRY_PREFIX + ">")
             try:
+                marker_seen = False
                 for _ in range(scan_limit):
-                    update = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
-                    if update is None:
-                        break
                     try:
-                        entry = CallEntry.decode(update.value or b"")
-                    except ValueError:
+                        update = await watcher.updates(  # type: ignore[no-untyped-call]
+                            timeout=MARKER_GRACE_SECONDS if marker_seen else 5.0
+                        )
+                    except TimeoutError:
+                        if marker_seen:
+                            break  # the marker was right: there was nothing to read
+                        raise
+                    if update is None:
+                        # nats-py's "no more values" marker. It can come before the values it
+                        # announces the end of (a race in its watch when the server has sent
+                        # them all before it asks how many are left), so it is not the end
+                        # unless nothing follows it.
+                        marker_seen = True
                         continue
-                    if wanted(entry):
-                        entry.result = None  # keep memory to the entries, not their bodies
-                        kept.append(entry)
+                    if update.operation is None:
+                        try:
+                            entry = CallEntry.decode(update.value or b"")
+                        except ValueError:
+                            entry = None
+                        if entry is not None and wanted(entry):
+                            entry.result = None  # keep memory to the entries, not their bodies
+                            kept.append(entry)
                     if not update.delta:
                         break
             finally:

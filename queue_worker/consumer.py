@@ -19,12 +19,14 @@ from __future__ import annotations
 import logging
 
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from connectors.core.errors import StartupError
 from connectors.jetstream.connect import describe
+from connectors.jetstream.setup import JetStreamLate, patiently
 
 log = logging.getLogger("queue_worker.jetstream")
 
@@ -48,6 +50,21 @@ async def ensure_consumer(
     what it holds by its own slots.
     """
     where = f"consumer {durable} on stream {stream}"
+    await patiently(
+        where, lambda: _ensure(js, stream, durable, subject, ack_wait, owned=owned, where=where)
+    )
+
+
+async def _ensure(
+    js: JetStreamContext,
+    stream: str,
+    durable: str,
+    subject: str,
+    ack_wait: float,
+    *,
+    owned: bool,
+    where: str,
+) -> None:
     try:
         existing = await _info(js, stream, durable)
         if existing is not None and not (owned or _created_by_ferry(existing)):
@@ -65,7 +82,10 @@ async def ensure_consumer(
             reason = exc.description or describe(exc)
             log.warning("binding to %s as it is: NATS refused to update it: %s", where, reason)
     except (NatsError, TimeoutError) as exc:
-        raise StartupError(f"cannot create {where}: {describe(exc)}") from None
+        late = isinstance(exc, TimeoutError | NatsTimeoutError)
+        raise (JetStreamLate if late else StartupError)(
+            f"cannot create {where}: {describe(exc)}"
+        ) from None
 
 
 def _config(durable: str, subject: str, ack_wait: float) -> js_api.ConsumerConfig:

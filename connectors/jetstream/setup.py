@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
@@ -28,9 +29,17 @@ from connectors.jetstream.connect import describe
 
 log = logging.getLogger("ferry.nats")
 
+UNAVAILABLE = "JetStream is not available"
+
 B = TypeVar("B")  # a bucket handle: KeyValue or ObjectStore
 
 SCALE_WAIT_SECONDS = 30.0
+PATIENCE_SECONDS = 30.0  # how long start-up keeps asking a JetStream that answers too late
+T = TypeVar("T")
+
+
+class JetStreamLate(StartupError):
+    """JetStream did not answer an API request in time."""
 
 
 class BoundRefused(StartupError):
@@ -39,6 +48,10 @@ class BoundRefused(StartupError):
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, replicas: int) -> None:
     """Create the stream with `replicas` if it is missing, else bring its replicas to that."""
+    await patiently(f"stream {config.name}", lambda: _ensure_stream(js, config, replicas))
+
+
+async def _ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, replicas: int) -> None:
     name = config.name
     assert name is not None
     try:
@@ -62,7 +75,8 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repli
     except (NatsError, TimeoutError) as exc:
         if isinstance(exc, APIError):
             raise StartupError(_refusal(f"cannot use stream {name}", replicas, exc)) from None
-        raise StartupError(f"JetStream is not available: {describe(exc)}") from None
+        late = isinstance(exc, TimeoutError | NatsTimeoutError)
+        raise (JetStreamLate if late else StartupError)(f"{UNAVAILABLE}: {describe(exc)}") from None
 
 
 async def ensure_key_value(
@@ -157,6 +171,19 @@ async def _ensure_bucket(
 ) -> B:
     """A bucket (key-value or object store: a stream underneath), created if missing (safe
     when several processes race to do it), else with its replicas brought to `replicas`."""
+    return await patiently(
+        what, lambda: _ensure_bucket_once(js, stream, what, replicas, create, existing)
+    )
+
+
+async def _ensure_bucket_once(
+    js: JetStreamContext,
+    stream: str,
+    what: str,
+    replicas: int,
+    create: Callable[[], Awaitable[B]],
+    existing: Callable[[], Awaitable[B]],
+) -> B:
     try:
         info = await _info(js, stream)
         if info is None:
@@ -174,7 +201,24 @@ async def _ensure_bucket(
     except (NatsError, TimeoutError) as exc:
         if isinstance(exc, APIError):
             raise StartupError(_refusal(f"cannot use {what}", replicas, exc)) from None
-        raise StartupError(f"JetStream is not available: {describe(exc)}") from None
+        late = isinstance(exc, TimeoutError | NatsTimeoutError)
+        raise (JetStreamLate if late else StartupError)(f"{UNAVAILABLE}: {describe(exc)}") from None
+
+
+async def patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt` again while JetStream does not answer in time, for up to PATIENCE_SECONDS: a
+    cluster that is electing its leaders, or a busy server, answers an API request late, and
+    a process starting then should wait for it rather than exit. A refusal is not retried."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE_SECONDS
+    while True:
+        try:
+            return await attempt()
+        except JetStreamLate as exc:
+            if loop.time() >= deadline:
+                raise
+            log.warning("%s: %s; asking again", what, exc)
+            await asyncio.sleep(1.0)
 
 
 async def _info(js: JetStreamContext, stream: str) -> js_api.StreamInfo | None:

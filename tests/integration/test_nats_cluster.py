@@ -175,6 +175,31 @@ async def test_the_worker_reconnects_to_another_server_when_its_own_is_killed(
     assert f"reconnected to NATS server nats://127.0.0.1:{now.port} ({now.name})" in caplog.text
 
 
+async def test_a_worker_started_while_the_cluster_has_no_quorum_waits_for_it_then_runs_calls(
+    healthy: NatsCluster, client: Client, gateway: FakeGateway
+) -> None:
+    queue = await QueueUnderTest(client, healthy.url, gateway.url).setup(replicas=3)
+    gateway.function("echo")
+    stored = await queue.publish("echo", b"stored before the outage")
+    survivor, *lost = healthy.nodes
+    for node in lost:
+        node.kill()  # one of three: no quorum, JetStream's API answers nothing in time
+    worker = await queue.spawn_worker(nats_url=survivor.url, nats_stream_replicas="3")
+    try:
+        await asyncio.sleep(7)  # past the first request's 5 s timeout
+        assert worker.returncode is None, "the worker gave up on a JetStream that answers late"
+        for node in lost:
+            node.start()
+        await eventually(lambda: gateway.calls_to("echo"), 60, what="the stored call run")
+    finally:
+        worker.terminate()
+        assert worker.stderr is not None
+        logged = (await worker.stderr.read()).decode()
+    assert await worker.wait() == 0, logged
+    assert gateway.calls_to("echo")[0].headers["X-Call-Id"] == stored.call_id
+    assert "JetStream is not available: nats: timeout; asking again" in logged
+
+
 def port_of(nc: Client) -> int:
     assert nc.connected_url is not None and nc.connected_url.port is not None
     return nc.connected_url.port

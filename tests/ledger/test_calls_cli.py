@@ -131,3 +131,17 @@ async def test_ferry_publish_records_the_call_as_queued(
     call_id = published.stdout.strip()
     shown = json.loads((await calls(queue, ledger, "get", call_id, "--json")).stdout)
     assert (shown["state"], shown["function"], shown["attempts"]) == ("queued", "later", 0)
+
+
+async def test_list_reads_every_entry_and_ends_where_the_newest_change_is_a_delete(
+    ledger: LedgerUnderTest,
+) -> None:
+    assert ledger.store is not None
+    ids = [f"call-{i}" for i in range(30)]
+    for call_id in ids:
+        entry = CallEntry(call_id=call_id, function="echo", state=CallState.SUCCEEDED)
+        await ledger.store.kv.put(ledger.key(call_id), entry.encode())
+    await ledger.store.kv.delete(ledger.key(ids[-1]))  # the stream's last message: a delete
+    for _ in range(5):  # each listing is a new watch: the end of its values must be found each time
+        listed = await ledger.store.list(function="echo", limit=100)
+        assert [e.call_id for e in listed] == list(reversed(ids[:-1]))
