@@ -21,7 +21,7 @@ from asyncq.layout import DEAD_LETTER_STREAM, function_subjects
 from asyncq.schedule import enable_schedules, holds_schedules, schedule_subjects
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import ensure_stream
+from connectors.jetstream.setup import ensure_stream, patiently, unavailable
 
 log = logging.getLogger("queue_worker.jetstream")
 
@@ -82,13 +82,14 @@ async def ensure_streams(
     stream of waiting calls (`delayed`, default `{stream}-delayed`) is made too.
     """
     subject = subject or stream
-    holder = await stream_holding(js, subject)
+    holder = await patiently(f"the stream holding {subject}", lambda: stream_holding(js, subject))
     if holder is not None and holder != stream:
         log.info("serving stream %s, which already holds subject %s", holder, subject)
         scheduled = await holds_schedules(js, holder, stream)
     else:
         await ensure_stream(js, request_stream_config(stream), replicas)
-        scheduled = await enable_schedules(js, stream)  # delayed calls, where the server can
+        # delayed calls, where the server can
+        scheduled = await patiently(f"stream {stream}", lambda: enable_schedules(js, stream))
         holder = stream
     if not scheduled:
         await ensure_delayed_stream(js, delayed_stream_name(stream, delayed), replicas)
@@ -104,8 +105,9 @@ async def stream_holding(js: JetStreamContext, subject: str) -> str | None:
     except NotFoundError:
         return None
     except (NatsError, TimeoutError) as exc:
-        raise StartupError(
-            f"JetStream is not available (asking which stream holds {subject}): {describe(exc)}"
+        raise unavailable(
+            exc,
+            f"JetStream is not available (asking which stream holds {subject}): {describe(exc)}",
         ) from None
 
 

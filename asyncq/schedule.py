@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -30,6 +31,7 @@ from asyncq.delayed import delayed_stream_name, unschedule_waiting, waiting_on_s
 from asyncq.layout import subject_token
 from connectors.core.errors import DecodeError, FerryError
 from connectors.jetstream.connect import describe
+from connectors.jetstream.setup import JetStreamLate
 
 log = logging.getLogger("ferry.schedule")
 
@@ -68,8 +70,9 @@ def schedule_headers(target: str, not_before: float) -> dict[str, str]:
 
 async def enable_schedules(js: JetStreamContext, stream: str) -> bool:
     """Let the request stream hold delayed calls (schedules on, the delayed subjects added);
-    True if it can. Idempotent; several processes may race. Never fails start-up: a server
-    that cannot is logged once and delayed calls are then refused."""
+    True if it can. Idempotent; several processes may race. A server that cannot is logged
+    once and delayed calls then wait on ferry's delayed stream; one that does not answer in
+    time raises JetStreamLate (start-up asks again)."""
     try:
         info = await js.stream_info(stream)
         config = info.config
@@ -80,6 +83,8 @@ async def enable_schedules(js: JetStreamContext, stream: str) -> bool:
             wanted = dataclasses.replace(config, allow_msg_schedules=True, subjects=subjects)
             config = (await js.update_stream(wanted)).config
     except (NatsError, TimeoutError) as exc:
+        if isinstance(exc, TimeoutError | NatsTimeoutError):
+            raise JetStreamLate(f"JetStream is not available: {describe(exc)}") from None
         log.warning(
             "stream %s cannot hold delayed calls (NATS 2.12+ message schedules), so they wait "
             "on ferry's delayed stream: %s",

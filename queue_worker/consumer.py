@@ -19,14 +19,13 @@ from __future__ import annotations
 import logging
 
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from connectors.core.errors import StartupError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import JetStreamLate, patiently
+from connectors.jetstream.setup import patiently, unavailable
 
 log = logging.getLogger("queue_worker.jetstream")
 
@@ -82,10 +81,7 @@ async def _ensure(
             reason = exc.description or describe(exc)
             log.warning("binding to %s as it is: NATS refused to update it: %s", where, reason)
     except (NatsError, TimeoutError) as exc:
-        late = isinstance(exc, TimeoutError | NatsTimeoutError)
-        raise (JetStreamLate if late else StartupError)(
-            f"cannot create {where}: {describe(exc)}"
-        ) from None
+        raise unavailable(exc, f"cannot create {where}: {describe(exc)}") from None
 
 
 def _config(durable: str, subject: str, ack_wait: float) -> js_api.ConsumerConfig:

@@ -13,13 +13,16 @@ from nats.js import JetStreamContext
 from asyncq.function_state import FunctionStates
 from asyncq.layout import function_subject
 from connectors.core.errors import StartupError
+from connectors.jetstream.setup import PATIENCE_SECONDS
 from queue_worker.breaker_reports import BreakerReports
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.fair import FairScheduler
 
 log = logging.getLogger("ferry.queue_worker")
 
-SYNC_SECONDS = 10.0  # a worker starts only once it knows what is paused
+# a worker starts only once it knows what is paused; as patient as the rest of start-up
+# with a JetStream that answers late (connectors.jetstream.setup.PATIENCE_SECONDS)
+SYNC_SECONDS = PATIENCE_SECONDS
 
 
 class PauseFollower:

@@ -106,6 +106,7 @@ class QueueWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._waker: asyncio.Task[None] | None = None  # delayed calls without schedules
         self._stopping = asyncio.Event()
+        self._started = False  # every part of start() done: only then ready
         self.ledger = WorkerLedger(
             config.ledger, self.registry, replicas=config.nats.nats_stream_replicas
         )
@@ -152,10 +153,12 @@ class QueueWorker:
         )
         if self.config.scaling_mode == FAIR:
             await self._start_fair(self._nc, self._js, self._outcomes)
+            self._started = True
             return
         self._puller = Puller(self._nc, self.stream, self.durable, self._deliver)
         await self._puller.start()
         await warn_of_fair_backlog(self._js, self.stream, nats.nats_stream, self.config.queue_name)
+        self._started = True
         log.info(
             "serving %s (stream %s, consumer %s) with max_inflight=%d, prefetch=%d via %s",
             self.subject,
@@ -186,9 +189,9 @@ class QueueWorker:
 
     def ready(self) -> bool:
         return (
-            self._nats is not None
+            self._started
+            and self._nats is not None
             and self._nats.connected
-            and (self._puller is not None or self.fair is not None)
             and not self._stopping.is_set()
         )
 

@@ -68,3 +68,16 @@ async def _no_nats_client_outlives_the_session() -> AsyncIterator[None]:
             closing.exception()  # retrieved, so it is not reported as never retrieved
     if left:
         print(f"\n{len(left)} NATS client(s) left open by tests closed at the end", file=sys.stderr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Captured output and logs with a lone surrogate (the hostile-name tests log such names)
+    escaped: a report is sent between processes as UTF-8 when the tests run in parallel, and
+    one that cannot be encoded stops that process's share of the run."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [
+        (name, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for name, text in report.sections
+    ]

@@ -42,6 +42,13 @@ class JetStreamLate(StartupError):
     """JetStream did not answer an API request in time."""
 
 
+def unavailable(exc: BaseException, message: str) -> StartupError:
+    """The start-up error for a failed JetStream request: JetStreamLate (which `patiently`
+    asks again) when it timed out, a plain StartupError otherwise."""
+    late = isinstance(exc, TimeoutError | NatsTimeoutError)
+    return (JetStreamLate if late else StartupError)(message)
+
+
 class BoundRefused(StartupError):
     """A bucket exists but NATS would not bound it as asked (it stays as it was)."""
 
@@ -75,8 +82,7 @@ async def _ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repl
     except (NatsError, TimeoutError) as exc:
         if isinstance(exc, APIError):
             raise StartupError(_refusal(f"cannot use stream {name}", replicas, exc)) from None
-        late = isinstance(exc, TimeoutError | NatsTimeoutError)
-        raise (JetStreamLate if late else StartupError)(f"{UNAVAILABLE}: {describe(exc)}") from None
+        raise unavailable(exc, f"{UNAVAILABLE}: {describe(exc)}") from None
 
 
 async def ensure_key_value(
@@ -201,8 +207,7 @@ async def _ensure_bucket_once(
     except (NatsError, TimeoutError) as exc:
         if isinstance(exc, APIError):
             raise StartupError(_refusal(f"cannot use {what}", replicas, exc)) from None
-        late = isinstance(exc, TimeoutError | NatsTimeoutError)
-        raise (JetStreamLate if late else StartupError)(f"{UNAVAILABLE}: {describe(exc)}") from None
+        raise unavailable(exc, f"{UNAVAILABLE}: {describe(exc)}") from None
 
 
 async def patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
