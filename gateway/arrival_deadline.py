@@ -6,6 +6,10 @@ timeout (set to at most `read_timeout`), and this middleware gives a request's b
 `read_timeout` from the moment its head was read. Past it the handler is cancelled and the
 client gets 408 and a closed connection, or, if the answer had already begun (a proxied
 function answering before the body was sent), just the closed connection.
+
+Closing a connection whose client is still sending makes the kernel reset it, and a reset can
+destroy an answer the client has not read yet. So the 408 is followed by a half-close (the
+client reads the answer and its end) and the connection is closed `LINGER_SECONDS` later.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import asyncio
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+
+LINGER_SECONDS = 1.0  # between the 408 and its half-close, and the close
 
 
 def arrival_deadline(read_timeout: float) -> Middleware:
@@ -44,6 +50,10 @@ def arrival_deadline(read_timeout: float) -> Middleware:
         response.force_close()
         await response.prepare(request)
         await response.write_eof()
+        transport = request.transport
+        if transport is not None and transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
+            await asyncio.sleep(LINGER_SECONDS)
         request.protocol.force_close()
         return response
 

@@ -98,3 +98,32 @@ async def test_a_slow_second_head_on_a_connection_aiohttp_serves_is_cut_off(
         head = b"GET /system/functions HTTP/1.1\r\nX-Pad: " + b"p" * 2000
         status, closed = await _cut_off(wire, head)
         assert closed and status in (408, None)
+
+
+async def _keep_sending(wire: RawWire) -> None:
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await wire.send(b"x")
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "path", ["/async-function/echo", "/async-function/echo/%41"], ids=["lean", "aiohttp"]
+)
+async def test_a_client_still_sending_when_cut_off_reads_its_408_after_the_fact(
+    front: GatewayService, path: str
+) -> None:
+    """Closing at once while the client still sends makes the kernel reset the connection, and
+    the client then loses the 408 it had not read yet: the answer is half-closed instead."""
+    async with raw_wire(front.port) as wire:
+        await wire.send(
+            f"POST {path} HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n".encode()
+        )
+        sender = asyncio.create_task(_keep_sending(wire))
+        try:
+            await asyncio.sleep(1.3)  # the 408 is sent at 1 s (read_timeout); not read until now
+            status, _, body = await wire.answer(timeout=20)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+    assert (status, body) == (408, b"the request took longer than read_timeout to arrive\n")
