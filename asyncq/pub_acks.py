@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from collections import deque
 
@@ -140,6 +141,9 @@ def read_ack(subject: str, data: bytes, headers: dict[str, str] | None) -> js_ap
     """JetStream's answer to a publish as a PubAck; PublishError if it says not stored."""
     if headers and headers.get("Status") == "503":
         raise NoStream("no stream holds the subject (no responders)")
+    quick = _plain_ack(data)
+    if quick is not None:
+        return quick
     try:
         answer = json.loads(data)
         error = answer.get("error")
@@ -153,3 +157,18 @@ def read_ack(subject: str, data: bytes, headers: dict[str, str] | None) -> js_ap
     except (ValueError, TypeError, KeyError, AttributeError):
         raise PublishError(f"JetStream's answer is not a PubAck: {data[:200]!r}") from None
     raise PublishError(f"JetStream did not store the message: {str(error)[:200]}")
+
+
+_PLAIN = re.compile(rb'\{"stream":"([^"\\]+)","seq":(\d{1,19})(,"duplicate":true)?\}')
+
+
+def _plain_ack(data: bytes) -> js_api.PubAck | None:
+    """The PubAck nats-server writes for a stored message (`{"stream":..,"seq":..}`, perhaps
+    with `"duplicate":true`), read without a JSON parser; None for any other answer."""
+    match = _PLAIN.fullmatch(data)
+    if match is None:
+        return None
+    stream, seq, duplicate = match.groups()
+    return js_api.PubAck(
+        stream=stream.decode(), seq=int(seq), duplicate=True if duplicate else None
+    )

@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import os
 import time
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -57,16 +57,18 @@ def build_request(
     host: str = "",
     annotations: Mapping[str, str] | None = None,
     callback_url: str = "",
+    new_id: Callable[[], str] = new_call_id,
 ) -> QueueRequest:
     """A QueueRequest as the OpenFaaS gateway would queue it, with X-Call-Id and X-Start-Time.
 
-    An `X-Call-Id` already in `headers` is kept (so a re-sent call is de-duplicated).
+    An `X-Call-Id` already in `headers` is kept (so a re-sent call is de-duplicated); else
+    `new_id` makes one (the front door's ledger makes ids on its sheets).
     """
     header: dict[str, list[str]] = {}
     for name, value in headers:
         header.setdefault(_canonical(name), []).append(value)
     if not header.get("X-Call-Id"):
-        header["X-Call-Id"] = [new_call_id()]
+        header["X-Call-Id"] = [new_id()]
     if not header.get("X-Start-Time"):
         header["X-Start-Time"] = [str(time.time_ns())]
     if callback_url:

@@ -202,7 +202,12 @@ class GatewayService:
         assert self._nats is not None
         bucket = self.config.ledger.call_ledger_bucket
         if kv is not None:  # None: the bucket must not be written (it could not be bounded)
-            self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
+            self._queued_calls = QueuedCalls(
+                self._nats.client,
+                bucket,
+                self.registry,
+                publish_timeout=self.config.publish_timeout,
+            )
             await self._queued_calls.start()
         store = LedgerStore(kv or bucket_handle(js, bucket), js, bucket)
         self._call_routes = CallRoutes(

@@ -5,9 +5,11 @@ nats-server."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.js import api as js_api
 
 from asyncq import codec
 from asyncq.jetstream import NeverStorable, NoStream, PublishError
@@ -97,3 +99,17 @@ def test_answers_that_are_not_a_pub_ack_are_errors_never_a_success() -> None:
         read_ack("s", error, None)
     ack = read_ack("s", b'{"stream":"s","seq":7,"duplicate":true}', None)
     assert (ack.stream, ack.seq, ack.duplicate) == ("s", 7, True)
+
+
+def test_the_quick_reading_of_a_pub_ack_agrees_with_nats_pys() -> None:
+    answers = [
+        b'{"stream":"s","seq":1}',
+        b'{"stream":"faas-request","seq":18446744073709551615,"duplicate":true}',
+        b'{"stream":"s","domain":"hub","seq":3}',
+        b'{"stream":"s","seq":4,"duplicate":false}',
+        b'{"stream":"s\\"x","seq":5}',
+        b'{ "stream": "s", "seq": 6 }',
+    ]
+    for data in answers:
+        expected = js_api.PubAck.from_response(json.loads(data))
+        assert read_ack("s", data, None) == expected, data
