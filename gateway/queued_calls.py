@@ -35,6 +35,9 @@ from ledger.store import queued_value, trace_id_of
 from ledger.writer import DEFAULT_LIMIT, Change, LedgerMetrics, LedgerWriter, Op
 
 SHEET_GATHER_SECONDS = 0.005  # how long a sheet takes new call ids at most
+# a record longer than this (a long callback URL) is written as an entry of its own, so that a
+# sheet is at most SHEET_CALLS * RECORD_CHARS (and some JSON) long, far below NATS's max_payload
+RECORD_CHARS = 1024
 # a sheet counts as one change in the writer; this bounds the records waiting to 65,536
 WRITER_LIMIT = DEFAULT_LIMIT // 8
 
@@ -134,7 +137,11 @@ class QueuedCalls:
         filling = self._on_sheet(call_id)
         if filling is not None:
             filling.pending.discard(call_id)
-            filling.records.append(_record(request))
+            record = _record(request)
+            if sum(len(text or "") for text in record) <= RECORD_CHARS:
+                filling.records.append(record)
+            else:  # a long callback URL: its own entry, so a sheet stays far below max_payload
+                self.writer.submit(entry_key(call_id), Change(Op.CREATE, queued_value(request)))
             self._maybe_send(call_id, filling)
         elif call_id in self._late:
             self._late.discard(call_id)

@@ -160,3 +160,13 @@ async def test_a_call_id_the_caller_chose_gets_its_own_queued_entry(
     shown = await eventually(lambda: _found(read(front_door, ids[0])), what="queued")
     assert shown["state"] == "queued"
     assert writes.keys == [entry_key("chosen-by-me")]
+
+
+async def test_a_call_with_a_long_callback_url_gets_its_own_entry_beside_the_sheet(
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+) -> None:
+    long_url = "http://127.0.0.1:9/" + "a" * 2000
+    (call_id,) = await accept_many(front_door, 1, **{"X-Callback-Url": long_url})
+    shown = await eventually(lambda: _found(read(front_door, call_id)), what="queued")
+    assert (shown["state"], shown["callback_url"]) == ("queued", long_url)
+    assert writes.keys == [entry_key(call_id)]
