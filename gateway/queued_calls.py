@@ -35,8 +35,9 @@ from ledger.store import queued_value, trace_id_of
 from ledger.writer import DEFAULT_LIMIT, Change, LedgerMetrics, LedgerWriter, Op
 
 SHEET_GATHER_SECONDS = 0.005  # how long a sheet takes new call ids at most
-# a record longer than this (a long callback URL) is written as an entry of its own, so that a
-# sheet is at most SHEET_CALLS * RECORD_CHARS (and some JSON) long, far below NATS's max_payload
+# a call whose callback URL, function and queue names are longer than this together gets an entry
+# of its own, so that a sheet is at most about SHEET_CALLS * RECORD_CHARS (and its ids, times
+# and JSON) long, far below NATS's max_payload
 RECORD_CHARS = 1024
 # a sheet counts as one change in the writer; this bounds the records waiting to 65,536
 WRITER_LIMIT = DEFAULT_LIMIT // 8
@@ -121,9 +122,9 @@ class QueuedCalls:
         if not call_id:
             return
         if due is None:
-            self.metrics.states.inc(CallState.QUEUED)
             if self._on_sheet(call_id) is not None:
-                return
+                return  # counted once stored
+            self.metrics.states.inc(CallState.QUEUED)
             entry = queued_value(request)
         else:
             self.metrics.states.inc(CallState.SCHEDULED)
@@ -137,12 +138,14 @@ class QueuedCalls:
         filling = self._on_sheet(call_id)
         if filling is not None:
             filling.pending.discard(call_id)
-            record = _record(request)
-            if sum(len(text or "") for text in record) <= RECORD_CHARS:
-                filling.records.append(record)
+            self.metrics.states.inc(CallState.QUEUED)
+            callback = request.callback_url  # the front door sets it whenever there is one
+            if len(callback) + len(request.function) + len(request.queue_name) <= RECORD_CHARS:
+                filling.records.append(_record(request, callback, call_id))
             else:  # a long callback URL: its own entry, so a sheet stays far below max_payload
                 self.writer.submit(entry_key(call_id), Change(Op.CREATE, queued_value(request)))
-            self._maybe_send(call_id, filling)
+            if not filling.pending:
+                self._send(call_id[:PREFIX_CHARS])
         elif call_id in self._late:
             self._late.discard(call_id)
             self.writer.submit(entry_key(call_id), Change(Op.CREATE, queued_value(request)))
@@ -199,10 +202,9 @@ class QueuedCalls:
             self.writer.submit(SHEET_PREFIX + sheet, Change(Op.CREATE, value))
 
 
-def _record(request: QueueRequest) -> Record:
-    callback = request.callback
+def _record(request: QueueRequest, callback: str, call_id: str) -> Record:
     return (
-        request.call_id,
+        call_id,
         request.function,
         request.queue_name,
         request.start_time or None,
