@@ -122,8 +122,9 @@ class QueuedCalls:
         if not call_id:
             return
         if due is None:
-            if self._on_sheet(call_id) is not None:
-                return  # counted once stored
+            filling = self._sheets.get(call_id[:PREFIX_CHARS])
+            if filling is not None and call_id in filling.pending:
+                return  # its record goes on the sheet once it is stored
             self.metrics.states.inc(CallState.QUEUED)
             entry = queued_value(request)
         else:
@@ -135,10 +136,9 @@ class QueuedCalls:
     def stored(self, request: QueueRequest) -> None:
         """JetStream stored the call: on its sheet, its record."""
         call_id = request.call_id
-        filling = self._on_sheet(call_id)
-        if filling is not None:
+        filling = self._sheets.get(call_id[:PREFIX_CHARS])
+        if filling is not None and call_id in filling.pending:
             filling.pending.discard(call_id)
-            self.metrics.states.inc(CallState.QUEUED)
             callback = request.callback_url  # the front door sets it whenever there is one
             if len(callback) + len(request.function) + len(request.queue_name) <= RECORD_CHARS:
                 filling.records.append(_record(request, callback, call_id))
@@ -198,6 +198,7 @@ class QueuedCalls:
             self._late.clear()  # only a call whose publish never ended stays here: bounded
         self._late.update(filling.pending)
         if filling.records:
+            self.metrics.states.add(len(filling.records), CallState.QUEUED)
             value = Sheet(filling.records, now_text())
             self.writer.submit(SHEET_PREFIX + sheet, Change(Op.CREATE, value))
 
