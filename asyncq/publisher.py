@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import os
 import time
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -20,6 +20,7 @@ from asyncq.delayed import DELAY_TARGET, delayed_stream_name, delayed_subject
 from asyncq.jetstream import NeverStorable, NoStream, holds_function_subjects, publish
 from asyncq.large_bodies import BODY_OBJECT, BodyStore, server_max_payload
 from asyncq.layout import DEFAULT_STREAM, function_subject, queue_subject
+from asyncq.pub_acks import PubAcks
 from asyncq.schedule import (
     SchedulesUnavailable,
     ScheduleSupport,
@@ -56,16 +57,18 @@ def build_request(
     host: str = "",
     annotations: Mapping[str, str] | None = None,
     callback_url: str = "",
+    new_id: Callable[[], str] = new_call_id,
 ) -> QueueRequest:
     """A QueueRequest as the OpenFaaS gateway would queue it, with X-Call-Id and X-Start-Time.
 
-    An `X-Call-Id` already in `headers` is kept (so a re-sent call is de-duplicated).
+    An `X-Call-Id` already in `headers` is kept (so a re-sent call is de-duplicated); else
+    `new_id` makes one (the front door's ledger makes ids on its sheets).
     """
     header: dict[str, list[str]] = {}
     for name, value in headers:
         header.setdefault(_canonical(name), []).append(value)
     if not header.get("X-Call-Id"):
-        header["X-Call-Id"] = [new_call_id()]
+        header["X-Call-Id"] = [new_id()]
     if not header.get("X-Start-Time"):
         header["X-Start-Time"] = [str(time.time_ns())]
     if callback_url:
@@ -99,7 +102,9 @@ class Publisher:
 
     `stream` names the queue's subjects (`nats_stream`); `stored_in` the stream that holds
     them, when that is another (OpenFaaS Pro's `OF_faas-request`, see `ensure_streams`);
-    `delayed` the stream of waiting calls where the request stream has no schedules."""
+    `delayed` the stream of waiting calls where the request stream has no schedules;
+    `acks`, when given (and started), stores calls through its one reply subscription rather
+    than nats-py's request per message (the same guarantee, a fraction of the CPU)."""
 
     def __init__(
         self,
@@ -109,8 +114,10 @@ class Publisher:
         *,
         stored_in: str = "",
         delayed: str = "",
+        acks: PubAcks | None = None,
     ) -> None:
         self.js = js
+        self.acks = acks
         self.subjects = stream
         self.stream = stored_in or stream
         self.bodies = bodies
@@ -159,14 +166,17 @@ class Publisher:
         headers = {"Nats-Msg-Id": request.call_id} if request.call_id else None
         if self.per_function:
             return self._enqueue_fair(request, headers, timeout)
-        return publish(
-            self.js,
-            self.subject(request),
-            codec.encode(request),
-            headers=headers,
-            stream=self.stream,
-            timeout=timeout,
+        return self._store(
+            self.subject(request), codec.encode(request), headers, self.stream, timeout
         )
+
+    def _store(
+        self, subject: str, data: bytes, headers: dict[str, str] | None, stream: str, timeout: float
+    ) -> Coroutine[Any, Any, js_api.PubAck]:
+        """Publish and wait for JetStream's PubAck (through `acks` when there is one)."""
+        if self.acks is not None:
+            return self.acks.publish(subject, data, headers, stream=stream, timeout=timeout)
+        return publish(self.js, subject, data, headers=headers, stream=stream, timeout=timeout)
 
     async def _enqueue_timed(
         self, request: QueueRequest, timing: CallTiming, timeout: float
@@ -192,9 +202,7 @@ class Publisher:
             return await self._enqueue_large(
                 request, self.bodies, timeout, subject, headers, stream
             )
-        return await publish(
-            self.js, subject, codec.encode(request), headers=headers, stream=stream, timeout=timeout
-        )
+        return await self._store(subject, codec.encode(request), headers, stream, timeout)
 
     async def _enqueue_fair(
         self, request: QueueRequest, headers: dict[str, str] | None, timeout: float
@@ -202,24 +210,11 @@ class Publisher:
         """To the function's subject; to the plain one if the stream no longer holds it."""
         data = codec.encode(request)
         try:
-            return await publish(
-                self.js,
-                self.subject(request),
-                data,
-                headers=headers,
-                stream=self.stream,
-                timeout=timeout,
-            )
+            return await self._store(self.subject(request), data, headers, self.stream, timeout)
         except NoStream:
             self.per_function = False
-        return await publish(
-            self.js,
-            queue_subject(self.subjects, request.queue_name),
-            data,
-            headers=headers,
-            stream=self.stream,
-            timeout=timeout,
-        )
+        subject = queue_subject(self.subjects, request.queue_name)
+        return await self._store(subject, data, headers, self.stream, timeout)
 
     async def _enqueue_large(
         self,
@@ -241,14 +236,7 @@ class Publisher:
         if (len(request.body) + 2) // 3 * 4 < room:
             data = codec.encode(request)
             if len(data) <= room:
-                return await publish(
-                    self.js,
-                    subject,
-                    data,
-                    headers=headers or None,
-                    stream=stream,
-                    timeout=timeout,
-                )
+                return await self._store(subject, data, headers or None, stream, timeout)
         data = codec.encode(dataclasses.replace(request, body=b""))
         if len(data) > room:
             raise NeverStorable(
@@ -258,14 +246,7 @@ class Publisher:
         reference = await bodies.put(request.body, owner=data, call_id=request.call_id)
         # Not deleted if the publish fails: the call may be stored all the same (a lost PubAck),
         # and it would need its body. An orphan goes with the bucket's TTL.
-        ack = await publish(
-            self.js,
-            subject,
-            data,
-            headers={**headers, BODY_OBJECT: reference},
-            stream=stream,
-            timeout=timeout,
-        )
+        ack = await self._store(subject, data, {**headers, BODY_OBJECT: reference}, stream, timeout)
         if ack.duplicate:
             await bodies.delete(reference, data)  # the call is stored already, with its own object
         return ack

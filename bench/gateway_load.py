@@ -109,9 +109,14 @@ class CpuMeter:
         before = self.read()
         result = await phase
         used = [b - a for a, b in zip(before, self.read(), strict=True)]
-        per_call = used[0] / len(result.latencies) * 1e6 if result.latencies else float("nan")
+        calls = len(result.latencies)
+        per_call = used[0] / calls * 1e6 if calls else float("nan")
+        nats_per_call = used[1] / calls * 1e6 if calls else float("nan")
         cores = " ".join(
             f"{name} {seconds / result.elapsed:4.2f}"
             for name, seconds in zip(("gateway", "nats", "this", "machine"), used, strict=True)
         )
-        return result, f"  cores busy: {cores}; gateway {per_call:.0f} µs CPU per call"
+        return result, (
+            f"  cores busy: {cores}; gateway {per_call:.0f} µs CPU per call, "
+            f"nats-server {nats_per_call:.1f}"
+        )

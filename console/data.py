@@ -32,6 +32,7 @@ from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
 from ledger.delayed import cancel_call
 from ledger.entries import ENTRY_PREFIX, CallEntry
+from ledger.sheets import SHEET_PREFIX, QueuedOnSheets
 from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable
 
 MAX_SCAN_ENTRIES = 20_000  # ledger entries read for the overview, at most
@@ -151,10 +152,12 @@ class ConsoleData:
             mem_storage=True,
         )
         entries: list[CallEntry] = []
+        on_sheets = QueuedOnSheets(MAX_SCAN_ENTRIES)  # calls known only from their sheet
+        prefix = f"$KV.{self.ledger_bucket}."
         read = 0
         try:
             sub = await self.js.pull_subscribe(
-                f"$KV.{self.ledger_bucket}.{ENTRY_PREFIX}>",
+                f"{prefix}>",
                 stream=f"KV_{self.ledger_bucket}",
                 config=config,
             )
@@ -165,18 +168,25 @@ class ConsoleData:
                 try:
                     batch = await sub.fetch(256, timeout=0.5)
                 except TimeoutError:
-                    return entries, False
+                    return _with_sheets(entries, on_sheets), False
                 for msg in batch:
                     read += len(msg.data)
+                    key = msg.subject[len(prefix) :]
+                    if key.startswith(SHEET_PREFIX):
+                        on_sheets.sheet_seen(msg.metadata.sequence.stream, msg.data)
+                        continue
+                    if not key.startswith(ENTRY_PREFIX):
+                        continue  # a cancel marker
                     try:
                         entry = CallEntry.decode(msg.data)
                     except ValueError:
                         continue
                     entry.result = None
+                    on_sheets.entry_seen(entry.call_id)
                     entries.append(entry)
                 if batch and batch[-1].metadata.num_pending == 0:
-                    return entries, False
-            return entries, True
+                    return _with_sheets(entries, on_sheets), False
+            return _with_sheets(entries, on_sheets), True
         except NatsError as exc:
             raise ConsoleUnavailable(f"call ledger unavailable: {describe(exc)}") from None
         finally:
@@ -326,3 +336,8 @@ class ConsoleData:
         except (NatsError, TimeoutError):
             return None
         return (entry.value or b"").decode("utf-8", "replace")[:200]
+
+
+def _with_sheets(entries: list[CallEntry], on_sheets: QueuedOnSheets) -> list[CallEntry]:
+    """The entries read, and the calls known only from their front door's sheet (queued)."""
+    return entries + [entry for _, entry in on_sheets.standing()]

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from asyncq.jetstream import NeverStorable, PublishError
 from asyncq.layout import queue_subject
-from asyncq.publisher import Publisher, build_request
+from asyncq.publisher import Publisher, build_request, new_call_id
 from asyncq.settings import DEFAULT_MAX_DELAY
 from asyncq.timing import DELAY_HEADERS, TimingProblem, read_timing
 from connectors.core import tracing
@@ -84,6 +84,8 @@ class FrontDoor:
         self.connected = connected
         self.ledger = ledger
         self.max_delay = max_delay
+        # with the ledger on, ids are made on its sheets (one ledger write for many calls)
+        self.new_call_id = ledger.new_call_id if ledger is not None else new_call_id
 
     # -- the transport-neutral core ---------------------------------------------------------
 
@@ -123,9 +125,12 @@ class FrontDoor:
             host=call.host,
             annotations=function.annotations,
             callback_url=call.callback_url,
+            new_id=self.new_call_id,
         )
         ids = (("X-Call-Id", queued.call_id), ("X-Start-Time", queued.start_time))
         if not self.connected():
+            if self.ledger is not None:
+                self.ledger.not_sent(queued)
             return self._unavailable("not connected to NATS", ids)
         span = self._send_span(queued) if tracing.ENABLED else None
         started = time.perf_counter()
@@ -147,6 +152,8 @@ class FrontDoor:
                 self.ledger.not_queued(queued)
             return self._unavailable(str(exc), ids)
         self.metrics.publish_duration.observe(time.perf_counter() - started)
+        if self.ledger is not None:
+            self.ledger.stored(queued)
         if ack.duplicate:
             self.metrics.async_calls.inc("duplicate")
         else:

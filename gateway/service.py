@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from asyncq import jetstream
 from asyncq.large_bodies import BodyStore
+from asyncq.pub_acks import PubAcks
 from asyncq.publisher import Publisher
 from asyncq.schedule import unschedule
 from connectors.core.config import GatewaySettings
@@ -95,6 +96,7 @@ class GatewayService:
         self._listener: FastListener | None = None
         self._queued_calls: QueuedCalls | None = None
         self._publisher: Publisher | None = None
+        self._acks: PubAcks | None = None
         self._call_routes = CallRoutes(None, credentials=self._credentials)  # ledger off
         self._queue_routes = QueueRoutes(None, credentials=self._credentials)
         self._stopping = asyncio.Event()
@@ -157,8 +159,15 @@ class GatewayService:
         await self._open_ledger(js)
         self._queue_routes = await open_queue_routes(js, nats, self._credentials)
         self._call_routes.states = self._queue_routes.states  # why a queued call waits
+        self._acks = PubAcks(self._nats.client)
+        await self._acks.start()
         publisher = self._publisher = Publisher(
-            js, nats.nats_stream, bodies, stored_in=stream, delayed=nats.delayed_stream
+            js,
+            nats.nats_stream,
+            bodies,
+            stored_in=stream,
+            delayed=nats.delayed_stream,
+            acks=self._acks,
         )
         await publisher.learn_layout()
         front_door = FrontDoor(
@@ -193,7 +202,12 @@ class GatewayService:
         assert self._nats is not None
         bucket = self.config.ledger.call_ledger_bucket
         if kv is not None:  # None: the bucket must not be written (it could not be bounded)
-            self._queued_calls = QueuedCalls(self._nats.client, bucket, self.registry)
+            self._queued_calls = QueuedCalls(
+                self._nats.client,
+                bucket,
+                self.registry,
+                publish_timeout=self.config.publish_timeout,
+            )
             await self._queued_calls.start()
         store = LedgerStore(kv or bucket_handle(js, bucket), js, bucket)
         self._call_routes = CallRoutes(
@@ -284,8 +298,10 @@ class GatewayService:
             self._publisher.follow_layout(LAYOUT_REFRESH_SECONDS), name="queue-layout"
         )
         ledger = self._queued_calls.writer.tasks if self._queued_calls is not None else []
+        acks = self._acks.tasks if self._acks is not None else []
+        watched = [refresher, layout, *ledger, *acks]
         try:
-            await self._nats.while_open(until_stopped(self._stopping, [refresher, layout, *ledger]))
+            await self._nats.while_open(until_stopped(self._stopping, watched))
         finally:
             refresher.cancel()
             layout.cancel()
@@ -313,6 +329,8 @@ class GatewayService:
         await self.lean_proxy.close()
         if self._queued_calls is not None:
             await self._queued_calls.close()
+        if self._acks is not None:
+            await self._acks.close()
         if self._upstream is not None:
             await self._upstream.close()
         if self._nats is not None:

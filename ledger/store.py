@@ -45,6 +45,7 @@ from ledger.entries import (
 )
 from ledger.fence import markers_seen
 from ledger.settings import CallLedgerSettings
+from ledger.sheets import SHEET_PREFIX, QueuedOnSheets, sheet_entry, sheet_key
 
 log = logging.getLogger("ferry.ledger")
 T = TypeVar("T")
@@ -55,6 +56,7 @@ CANCEL_TRIES = 5  # compare-and-set retries when a worker writes between our rea
 # a call it is running) for an attempt it began before it saw the marker.
 CANCEL_SETTLE_SECONDS = 0.25
 LIST_SCAN_LIMIT = 100_000  # entries `list` looks at before it stops
+SHEET_RECORDS_READ = 20_000  # calls known only from sheets that `list` keeps while it reads
 STREAM_NOT_FOUND = 10059  # JetStream's code for a stream (here: the bucket) that is not there
 
 
@@ -226,21 +228,34 @@ class LedgerStore:
         return found[0] if found else None
 
     async def _get(self, call_id: str) -> tuple[CallEntry, int] | None:
+        """The entry and its revision; a call known only from its sheet has revision 0 (its
+        own entry is then made with `create`)."""
+        raw = await self._value(entry_key(call_id))
+        if raw is None:
+            sheet = sheet_key(call_id)
+            value = await self._value(sheet) if sheet is not None else None
+            if value is None:
+                return None
+            entry = sheet_entry(value[0], call_id)
+            return (entry, 0) if entry is not None else None
         try:
-            raw = await self.kv.get(entry_key(call_id), validate_keys=False)
+            entry = CallEntry.decode(raw[0])
+        except ValueError:
+            return None
+        if entry.call_id != call_id:  # a hash token shared by two ids: not this call
+            return None
+        return entry, raw[1]
+
+    async def _value(self, key: str) -> tuple[bytes, int] | None:
+        try:
+            raw = await self.kv.get(key, validate_keys=False)
         except KeyNotFoundError as exc:
             if _bucket_gone(exc):  # not "unknown": the ledger cannot say
                 raise LedgerUnavailable("call ledger unavailable: its bucket is gone") from None
             return None
         except (NatsError, TimeoutError) as exc:
             raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
-        try:
-            entry = CallEntry.decode(raw.value or b"")
-        except ValueError:
-            return None
-        if entry.call_id != call_id:  # a hash token shared by two ids: not this call
-            return None
-        return entry, raw.revision or 0
+        return raw.value or b"", raw.revision or 0
 
     async def cancel(
         self, call_id: str, settle: float = CANCEL_SETTLE_SECONDS
@@ -265,7 +280,7 @@ class LedgerStore:
             entry.finished_at = entry.updated_at = now_text()
             entry.next_attempt_at = None
             try:
-                if found is None:
+                if found is None or not found[1]:  # unseen, or only on a sheet
                     await self.kv.create(entry_key(call_id), entry.encode(), validate_keys=False)
                 else:
                     await self.kv.update(entry_key(call_id), entry.encode(), last=found[1])
@@ -304,14 +319,17 @@ class LedgerStore:
     ) -> list[CallEntry]:
         """The `limit` most recently changed entries that match, newest first."""
         wanted = _matcher(function, state)
-        kept: deque[CallEntry] = deque(maxlen=max(1, limit))
+        kept: deque[tuple[int, CallEntry]] = deque(maxlen=max(1, limit))
+        # calls known only from their front door's sheet (`ledger.sheets`)
+        on_sheets = QueuedOnSheets(max(limit, SHEET_RECORDS_READ))
         try:
-            # deletes included: every stored message then yields an update, and the last of
-            # them says so (delta 0), which is where the scan ends
-            watcher = await self.kv.watch(ENTRY_PREFIX + ">")
+            # every key (entries, sheets, cancel markers), deletes included: every stored
+            # message then yields an update, and the last of them says so (delta 0), which is
+            # where the scan ends
+            watcher = await self.kv.watch(">")
             try:
                 marker_seen = False
-                for _ in range(scan_limit):
+                for position in range(scan_limit):
                     try:
                         update = await watcher.updates(  # type: ignore[no-untyped-call]
                             timeout=MARKER_GRACE_SECONDS if marker_seen else 5.0
@@ -328,20 +346,35 @@ class LedgerStore:
                         marker_seen = True
                         continue
                     if update.operation is None:
-                        try:
-                            entry = CallEntry.decode(update.value or b"")
-                        except ValueError:
-                            entry = None
-                        if entry is not None and wanted(entry):
-                            entry.result = None  # keep memory to the entries, not their bodies
-                            kept.append(entry)
+                        found = _listed(update.key, update.value or b"", position, on_sheets)
+                        if found is not None and wanted(found):
+                            found.result = None  # keep memory to the entries, not their bodies
+                            kept.append((position, found))
                     if not update.delta:
                         break
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         except (NatsError, TimeoutError) as exc:
             raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
-        return list(reversed(kept))
+        queued = [(n, e) for n, e in on_sheets.standing() if wanted(e)]
+        newest = sorted([*kept, *queued], key=lambda found: found[0])[-max(1, limit) :]
+        return [entry for _, entry in reversed(newest)]
+
+
+def _listed(key: str, value: bytes, position: int, on_sheets: QueuedOnSheets) -> CallEntry | None:
+    """The call entry a listed key holds (None for a sheet, a cancel marker or a bad value).
+    Sheets and entries are told to `on_sheets`, where an entry replaces its call's record."""
+    if key.startswith(SHEET_PREFIX):
+        on_sheets.sheet_seen(position, value)
+        return None
+    if not key.startswith(ENTRY_PREFIX):
+        return None
+    try:
+        entry = CallEntry.decode(value)
+    except ValueError:
+        return None
+    on_sheets.entry_seen(entry.call_id)
+    return entry
 
 
 def _bucket_gone(exc: KeyNotFoundError) -> bool:

@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 
 from ledger.entries import CallEntry, entry_key
 from ledger.settings import CallLedgerSettings
+from ledger.sheets import SHEET_PREFIX, sheet_entries
 from ledger.store import LedgerStore, open_bucket
 from tests.support.ports import eventually
 
@@ -22,6 +23,7 @@ class LedgerUnderTest:
         self.bucket = f"faas-calls-{uuid.uuid4().hex[:8]}"
         self.states: dict[str, list[str]] = {}
         self._sub: Any = None
+        self._sheets: Any = None
         self.store: LedgerStore | None = None
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -33,7 +35,17 @@ class LedgerUnderTest:
         self.store = LedgerStore(kv, self.js, self.bucket)
         # every write as it goes to the bucket, on a plain subscription to the bucket's subjects
         self._sub = await self.js._nc.subscribe(f"$KV.{self.bucket}.call.>", cb=self._follow)
+        # the front door's sheets: `queued` for each call on one, unless its own entry came first
+        self._sheets = await self.js._nc.subscribe(
+            f"$KV.{self.bucket}.{SHEET_PREFIX}>", cb=self._follow_sheet
+        )
         return self
+
+    async def _follow_sheet(self, msg: Any) -> None:
+        for entry in sheet_entries(msg.data):
+            seen = self.states.setdefault(entry.call_id, [])
+            if not seen:
+                seen.append("queued")
 
     async def _follow(self, msg: Any) -> None:
         if not msg.data:
@@ -48,6 +60,9 @@ class LedgerUnderTest:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+        if self._sheets is not None:
+            await self._sheets.unsubscribe()
+            self._sheets = None
         with contextlib.suppress(Exception):
             await self.js.delete_key_value(self.bucket)
 

@@ -93,3 +93,14 @@ def test_a_name_taken_in_the_registry_is_refused() -> None:
     LoopCounter(registry, "calls", "Calls made", ["function"])
     with pytest.raises(ValueError, match="Duplicated"):
         Counter("calls_total", "Calls made again", registry=registry)
+
+
+def test_adding_several_at_once_counts_as_that_many_incs_and_checks_the_labels() -> None:
+    registry = CollectorRegistry()
+    counter = LoopCounter(registry, "calls", "Calls made", ["function", "status"])
+    counter.add(3, "fn", "200")
+    counter.inc("fn", "200")
+    assert counter.value("fn", "200") == 4
+    assert registry.get_sample_value("calls_total", {"function": "fn", "status": "200"}) == 4
+    with pytest.raises(ValueError, match="takes 2 text label values"):
+        counter.add(2, "fn")

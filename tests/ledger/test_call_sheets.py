@@ -1,0 +1,172 @@
+"""The front door's sheets: calls accepted together cost the ledger one write, and each still
+reads, lists and cancels as `queued` until a worker writes its next state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from nats.aio.msg import Msg
+
+from gateway.service import GatewayService
+from ledger.entries import entry_key
+from ledger.sheets import sheet_key
+from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.http import FakeGateway
+from tests.support.ledger import LedgerUnderTest
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
+
+CALLS = 48
+
+
+@pytest.fixture
+async def front_door(
+    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> AsyncIterator[GatewayService]:
+    path = write_functions(tmp_path / "f.yml", {"echo": {"url": f"{gateway.url}/function/echo"}})
+    async with running_gateway(gateway_env(queue, functions_file=str(path), **ledger.env())) as gw:
+        yield gw
+
+
+class Writes:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def seen(self, msg: Msg) -> None:
+        self.keys.append(msg.subject.split(".", 2)[2])
+
+
+@pytest.fixture
+async def writes(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterator[Writes]:
+    writes = Writes()
+    sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=writes.seen)
+    yield writes
+    await sub.unsubscribe()
+
+
+async def accept_many(front_door: GatewayService, count: int, **headers: str) -> list[str]:
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> str:
+            url = f"{front_door.url}/async-function/echo"
+            async with session.post(url, data=b"x", headers=headers) as response:
+                assert response.status == 202
+                return response.headers["X-Call-Id"]
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def read(front_door: GatewayService, call_id: str) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{front_door.url}/system/calls/{call_id}") as response,
+    ):
+        body = await response.read()
+        return response.status, json.loads(body) if response.status == 200 else {}
+
+
+async def test_calls_accepted_together_share_ledger_writes_and_each_reads_queued(
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+) -> None:
+    callback = "http://127.0.0.1:9/done?token=secret"
+    ids = await accept_many(front_door, CALLS, **{"X-Callback-Url": callback})
+    assert len(set(ids)) == CALLS
+    for call_id in ids:
+        shown = await eventually(
+            lambda c=call_id: _found(read(front_door, c)), what=f"call {call_id}"
+        )
+        assert (shown["state"], shown["function"], shown["attempts"]) == ("queued", "echo", 0)
+        assert shown["callback_url"] == "http://127.0.0.1:9/done?token=redacted"
+        assert isinstance(shown["queued_at"], str)
+    assert all(key.startswith("sheet.") for key in writes.keys)
+    assert len(writes.keys) < CALLS  # one write held several calls
+    on_sheets = {sheet_key(call_id) for call_id in ids}
+    assert set(writes.keys) == on_sheets
+    assert [ledger.states[call_id] for call_id in ids] == [["queued"]] * CALLS
+
+
+async def _found(
+    reading: Coroutine[Any, Any, tuple[int, dict[str, Any]]],
+) -> dict[str, Any] | None:
+    status, shown = await reading
+    return shown if status == 200 else None
+
+
+async def test_a_workers_entry_replaces_the_sheets_record_in_reads_and_lists(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    gateway.function("echo", lambda call: web.Response(text="ok"))
+    ids = await accept_many(front_door, 8)
+    assert ledger.store is not None
+    listed = await eventually(
+        lambda: _all_listed(ledger, ids, "queued"), what="the calls listed as queued"
+    )
+    assert {e.call_id for e in listed} >= set(ids)
+    async with queue.worker(**ledger.env()):
+        for call_id in ids:
+            await ledger.wait_for_state(call_id, "succeeded")
+    assert await ledger.store.list(state="queued") == []
+    succeeded = await ledger.store.list(state="succeeded")
+    assert {e.call_id for e in succeeded} == set(ids)
+    assert {e.call_id for e in await ledger.store.list(limit=100)} == set(ids)  # once each
+
+
+async def _all_listed(ledger: LedgerUnderTest, ids: list[str], state: str) -> object:
+    assert ledger.store is not None
+    listed = await ledger.store.list(state=state)
+    return listed if {e.call_id for e in listed} >= set(ids) else None
+
+
+async def test_a_call_known_only_from_its_sheet_is_cancelled_and_never_runs(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+) -> None:
+    gateway.function("echo", lambda call: web.Response(text="ran"))
+    (call_id,) = await accept_many(front_door, 1)
+    await eventually(lambda: _found(read(front_door, call_id)), what="queued")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(f"{front_door.url}/system/calls/{call_id}") as response,
+    ):
+        assert response.status == 202
+        shown = await response.json()
+    assert shown["state"] == "cancelled"
+    assert "pending" not in shown or not shown["pending"]  # the ledger knew the call
+    assert shown["function"] == "echo"
+    async with queue.worker(**ledger.env()):
+        await eventually(queue.drained, what="acked without a call")
+    assert gateway.calls_to("echo") == []
+    status, again = await read(front_door, call_id)
+    assert (status, again["state"]) == (200, "cancelled")
+
+
+async def test_a_call_id_the_caller_chose_gets_its_own_queued_entry(
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+) -> None:
+    ids = await accept_many(front_door, 1, **{"X-Call-Id": "chosen-by-me"})
+    assert ids == ["chosen-by-me"]
+    shown = await eventually(lambda: _found(read(front_door, ids[0])), what="queued")
+    assert shown["state"] == "queued"
+    assert writes.keys == [entry_key("chosen-by-me")]
+
+
+async def test_a_call_with_a_long_callback_url_gets_its_own_entry_beside_the_sheet(
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+) -> None:
+    long_url = "http://127.0.0.1:9/" + "a" * 2000
+    (call_id,) = await accept_many(front_door, 1, **{"X-Callback-Url": long_url})
+    shown = await eventually(lambda: _found(read(front_door, call_id)), what="queued")
+    assert (shown["state"], shown["callback_url"]) == ("queued", long_url)
+    assert writes.keys == [entry_key(call_id)]
