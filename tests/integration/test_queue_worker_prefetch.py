@@ -179,3 +179,26 @@ async def test_in_fair_mode_stopping_hands_messages_held_ahead_back_at_once(
         stop.set()
         await asyncio.gather(running, return_exceptions=True)
     assert sorted(c.body for c in gateway.calls_to("job")) == [b"job0", b"job1"]
+
+
+async def test_in_fair_mode_a_message_held_ahead_longer_than_ack_wait_is_not_redelivered(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    async def slow(call: Call) -> web.Response:
+        await asyncio.sleep(1.6)
+        return web.Response(text="slept")
+
+    gateway.function("slow", slow)
+    bodies = [f"s{i}".encode() for i in range(3)]
+    for body in bodies:
+        await queue.publish("slow", body)
+    # one slot, one held ahead: each waits about 1.6 s there, past ack_wait
+    async with queue.worker(
+        max_inflight="1", prefetch="3", ack_wait="1s", upstream_timeout="5s"
+    ) as worker:
+        await eventually(lambda: len(gateway.calls_to("slow")) >= 3, timeout=30, what="3 calls")
+        await eventually(queue.drained, what="acked")
+        assert await queue.deliveries() == len(bodies)
+        assert worker.fair is not None
+    assert gateway.peak == 1
+    assert Counter(c.body for c in gateway.calls_to("slow")) == Counter(bodies)
