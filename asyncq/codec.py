@@ -241,6 +241,26 @@ def url_from_go(obj: dict[str, Any]) -> str:
     return text.geturl() + (f"#{quote(fragment, safe='')}" if fragment else "")
 
 
+def function_of(data: bytes) -> str:
+    """Only the function a queued message names (what fair mode's sorter routes by): the rest
+    is read, and refused if it must be, by the worker that runs the call. Raises DecodeError
+    (InvalidFunctionName for a name OpenFaaS would not accept) as `decode` does."""
+    try:
+        raw = json.loads(data)
+    except RecursionError:
+        raise DecodeError("not JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise DecodeError(f"not JSON: {shorten(str(exc))}") from None
+    if not isinstance(raw, dict):
+        raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
+    function = _fold_keys(raw, _KEYS, _CANONICAL).get("Function")  # as `decode` picks it
+    if not isinstance(function, str) or not function:
+        raise DecodeError("Function is missing or empty")
+    if (problem := function_name_problem(function)) is not None:
+        raise InvalidFunctionName(problem, function)
+    return function
+
+
 def _refuse_lone_surrogates(raw: dict[str, Any]) -> None:
     """JSON may spell half a UTF-16 pair (`"\\ud800"`), which no text encoding can write: such
     a message could never become a request. (Checked only when the bytes hold such an escape.)"""

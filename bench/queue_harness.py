@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 
 from asyncq import codec
 from asyncq.codec import QueueRequest
-from asyncq.layout import DEFAULT_STREAM, queue_subject
+from asyncq.layout import DEFAULT_STREAM, function_subject, queue_subject
 from bench.common import free_port
 
 
@@ -83,8 +83,9 @@ class QueueFeeder:
     for the worker should not be limited by its own load generator).
     """
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, *, by_function: bool = False) -> None:
         self.nc = nc
+        self.by_function = by_function  # on each call's function subject, not the plain one
         self.inbox = nc.new_inbox()
         self.acked = 0
         self.failed: list[bytes] = []
@@ -101,9 +102,10 @@ class QueueFeeder:
         await self.nc.subscribe(f"{self.inbox}.*", cb=on_ack)
 
     async def publish(self, requests: list[QueueRequest], sent: dict[str, float]) -> None:
-        subject = queue_subject(DEFAULT_STREAM, "")
-        encoded = [(r.call_id, codec.encode(r)) for r in requests]
-        for index, (call_id, payload) in enumerate(encoded):
+        plain = queue_subject(DEFAULT_STREAM, "")
+        encoded = [(r.call_id, r.function, codec.encode(r)) for r in requests]
+        for index, (call_id, function, payload) in enumerate(encoded):
+            subject = function_subject(DEFAULT_STREAM, "", function) if self.by_function else plain
             sent[call_id] = time.perf_counter()
             self.published += 1
             await self.nc.publish(

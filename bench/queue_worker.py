@@ -73,6 +73,7 @@ class Scenario:
     callbacks: bool = True  # in the throughput phase (the paced phase always has them)
     prefetch: str = "auto"  # the worker's `prefetch` setting
     replicas: int = 1  # more than 1: a NATS cluster of 3 servers, streams with this many
+    subject: str = "plain"  # "function": published on the function's subject, as ferry's own
 
 
 async def run(scenario: Scenario) -> dict[str, float]:
@@ -100,7 +101,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
     results: dict[str, float] = {}
     try:
         await wait_ready(health_port)
-        feeder = QueueFeeder(nc)
+        feeder = QueueFeeder(nc, by_function=scenario.subject == "function")
         await feeder.start()
         callback = f"http://127.0.0.1:{receiver.port}/cb"
         sent: dict[str, float] = {}
@@ -269,15 +270,23 @@ def main() -> None:
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--count", type=int, default=5000, help="messages per scenario")
     parser.add_argument("--prefetch", default="auto", help="the worker's prefetch setting")
+    parser.add_argument(
+        "--subject",
+        choices=["plain", "function"],
+        default="plain",
+        help="publish on the queue's plain subject, as an OpenFaaS gateway does (fair mode "
+        "sorts each call), or on the function's, as `ferry gateway` and `ferry publish` do",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
         scenario = SCENARIOS[name](min(args.count, 20000))
         scenario.prefetch = args.prefetch
+        scenario.subject = args.subject
         results = _run(scenario)
         print(
             f"\n== {name}: delay {scenario.delay}s, max_inflight {scenario.max_inflight}, "
-            f"prefetch {scenario.prefetch}, "
+            f"prefetch {scenario.prefetch}, subject {scenario.subject}, "
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )
         for key, value in results.items():

@@ -57,9 +57,9 @@ class QueueWorkerConfig:
     prefetch: int | None = setting(
         "prefetch",
         None,
-        "static mode: messages taken ahead of free slots, so a freed slot starts its next "
-        "call at once "
-        "(held in progress; auto: max_inflight/4, at most 64)",
+        "messages taken ahead of free slots, so a freed slot starts its next call at once "
+        "(held in progress; auto: max_inflight/4, at most 64; fair mode: in all, at most a "
+        "quarter of a function's limit each)",
         prefetch_parse,
         shown="auto",
     )

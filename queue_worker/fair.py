@@ -9,6 +9,12 @@ a lane and a durable consumer (shared by the replicas, removed by the server onc
 `(pass, seq)` order (`fair_order`), each at most what its limit allows, and sends each chosen
 lane one `no_wait` pull request for exactly its share: the slots are reserved until the
 messages arrive or the server says there are none. All lanes share one inbox subscription.
+
+A lane whose function flows also keeps a few messages delivered ahead of a free slot (`ahead`
+in all, the worker's `prefetch`; at most a quarter of its limit each), so a slot that frees
+starts its next call without a pull round trip. They take no slot, are held in progress like
+running calls, and start only when the fair order gives their lane a slot; a lane that is
+paused or held back by its breaker keeps none.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from connectors.core.slots import Slots
 from connectors.jetstream.connect import describe
 from queue_worker.fair_order import allot
 from queue_worker.lanes import Lane
+from queue_worker.progress import ProgressKeeper
 
 log = logging.getLogger("ferry.queue_worker.fair")
 
@@ -41,6 +48,7 @@ DISCOVERY_SECONDS = 0.25  # how often the backlog per function is read
 LISTEN_SECONDS = 1.0  # how long a lane's listening pull request waits at the server
 REQUEST_FORGET_SECONDS = LISTEN_SECONDS + 4.0  # a pull request unanswered this long is assumed lost
 MAX_LANES = 1000  # functions served at once; more wait until lanes go idle
+AHEAD_SHARE = 4  # a lane holds at most one message ahead for every 4 calls it may run
 
 
 class FairScheduler:
@@ -61,6 +69,9 @@ class FairScheduler:
         breaker: BreakerSettings | None,
         start: Callable[[Msg, Lane], None],
         refuse: Callable[[Msg], None],
+        return_unrun: Callable[[Msg], None] | None = None,
+        progress: ProgressKeeper | None = None,
+        ahead: int = 0,
     ) -> None:
         self.nc = nc
         self.js = js
@@ -77,6 +88,10 @@ class FairScheduler:
         self.breaker_report: Callable[[str, Change], None] | None = None  # see breaker_reports
         self.start_call = start
         self.refuse = refuse  # hand a message back unrun
+        self.return_unrun = return_unrun or refuse  # ... without using an attempt
+        self.progress = progress
+        self.ahead = ahead if progress is not None else 0  # messages held ahead, at most
+        self.held_ahead = 0  # delivered ahead or asked for ahead, all lanes
         self.changed = asyncio.Event()
         self.lanes: dict[str, Lane] = {}
         self._by_inbox: dict[str, Lane] = {}
@@ -104,10 +119,24 @@ class FairScheduler:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await self.changed.wait()
+        self.hand_back_ahead()
         if self._sub is not None:
             with contextlib.suppress(NatsError):
                 await self._sub.unsubscribe()
             self._sub = None
+
+    def hand_back_ahead(self) -> None:
+        """Every message held ahead goes back (another replica may run it now)."""
+        for lane in self.lanes.values():
+            self._return_ready(lane, self.refuse)
+
+    def _return_ready(self, lane: Lane, how: Callable[[Msg], None]) -> None:
+        while lane.ready:
+            msg = lane.ready.popleft()
+            self.held_ahead -= 1
+            if self.progress is not None:
+                self.progress.release(msg)
+            how(msg)
 
     # -- lanes --------------------------------------------------------------------------------
 
@@ -226,6 +255,8 @@ class FairScheduler:
         now = time.monotonic()
         candidates: list[Lane] = []
         for lane in self.lanes.values():
+            if lane.ready and not lane.flowing:  # paused or held back: nothing kept ahead
+                self._return_ready(lane, self.return_unrun)
             lane.turn.room = lane.room(now, self.batch_max)
             if lane.turn.room > 0:
                 candidates.append(lane)
@@ -235,9 +266,41 @@ class FairScheduler:
             for lane in candidates:
                 count = result.counts.get(lane.subject, 0)
                 if count:
-                    await self._ask(lane, count, now)
+                    asked = count - self._start_ready(lane, count)
+                    if asked:
+                        await self._ask(lane, asked, now)
                     free -= count
+        await self._ask_ahead(now)
         await self._listen(free // 2, now)
+
+    def _start_ready(self, lane: Lane, count: int) -> int:
+        """Start up to `count` of the lane's messages delivered ahead; how many started."""
+        started = 0
+        while started < count and lane.ready and not self.stopping:
+            msg = lane.ready.popleft()
+            self.held_ahead -= 1
+            if self.progress is not None:
+                self.progress.release(msg)
+            self.slots.take()
+            lane.delivered()
+            self.start_call(msg, lane)
+            started += 1
+        return started
+
+    async def _ask_ahead(self, now: float) -> None:
+        """Lanes in flow ask for a few messages ahead of a free slot, within `ahead` in all."""
+        room = self.ahead - self.held_ahead
+        if room <= 0 or self.stopping:
+            return
+        for lane in self.lanes.values():
+            share = min(self.ahead, max(1, lane.allowed // AHEAD_SHARE))
+            count = min(lane.room_ahead(now, share), room)
+            if count > 0 and (count * 2 >= share or not (lane.ready or lane.asked_ahead)):
+                # refilled by halves: one pull request per few calls, not one per call
+                await self._ask(lane, count, now, ahead=True)
+                room -= count
+                if room <= 0:
+                    return
 
     async def _listen(self, spare: int, now: float) -> None:
         """Lanes with nothing waiting but recent calls keep one pull request waiting at the
@@ -259,13 +322,20 @@ class FairScheduler:
                 await self._ask(lane, 1, now, wait=LISTEN_SECONDS)
                 spare -= 1
 
-    async def _ask(self, lane: Lane, count: int, now: float, wait: float = 0.0) -> None:
-        """One `no_wait` pull request for `count` messages, their slots reserved meanwhile.
-        The server serves a consumer's requests in order, so deliveries fill the oldest."""
-        self.slots.take(count)
+    async def _ask(
+        self, lane: Lane, count: int, now: float, wait: float = 0.0, ahead: bool = False
+    ) -> None:
+        """One `no_wait` pull request for `count` messages, their slots reserved meanwhile
+        (or, `ahead`, counted against the messages held ahead). The server serves a
+        consumer's requests in order, so deliveries fill the oldest."""
+        if ahead:
+            self.held_ahead += count
+            lane.asked_ahead += count
+        else:
+            self.slots.take(count)
         self._request_count += 1
         number = self._request_count
-        lane.requests.append([number, count, now])
+        lane.requests.append([number, count, now, 1 if ahead else 0])
         lane.asked += count
         if wait:
             body = json.dumps({"batch": count, "expires": int(wait * 1e9)}).encode()
@@ -281,8 +351,13 @@ class FairScheduler:
     def _requests_ended(self, lane: Lane, number: int) -> None:
         """Request `number` (and any older one) will deliver nothing more: free what is due."""
         while lane.requests and lane.requests[0][0] <= number:
-            due = int(lane.requests.popleft()[1])
-            if due:
+            _, left, _, ahead = lane.requests.popleft()
+            due = int(left)
+            if due and ahead:
+                self.held_ahead -= due
+                lane.asked_ahead -= due
+                lane.asked -= due
+            elif due:
                 self.slots.release(due)
                 lane.asked -= due
         self.changed.set()
@@ -308,10 +383,14 @@ class FairScheduler:
 
     def _deliver(self, msg: Msg) -> None:
         lane = self.lanes.get(msg.subject)
+        ahead = False
         if lane is not None and lane.requests:
             oldest = lane.requests[0]
             oldest[1] -= 1
             lane.asked -= 1
+            if oldest[3]:
+                ahead = True
+                lane.asked_ahead -= 1
             if oldest[1] <= 0:
                 lane.requests.popleft()
                 self.changed.set()  # one more request may be sent
@@ -321,8 +400,17 @@ class FairScheduler:
             self.refuse(msg)
             return
         if self.stopping:
-            self.slots.release()
+            if ahead:
+                self.held_ahead -= 1
+            else:
+                self.slots.release()
             self.refuse(msg)
+            return
+        if ahead:  # held until the fair order gives its lane a slot
+            assert self.progress is not None
+            self.progress.hold(msg)
+            lane.ready.append(msg)
+            self.changed.set()
             return
         lane.delivered()
         self.start_call(msg, lane)

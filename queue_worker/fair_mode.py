@@ -24,6 +24,7 @@ from queue_worker.fair import FairScheduler
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Lane, header_count
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
 from queue_worker.pauses import PauseFollower
+from queue_worker.progress import ProgressKeeper
 from queue_worker.sorter import Sorter
 
 log = logging.getLogger("ferry.queue_worker")
@@ -44,6 +45,8 @@ class FairMode:
         start: Callable[[Msg, Lane], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         undecodable: Callable[[Msg, str, str], Awaitable[None]],
+        progress: ProgressKeeper | None = None,
+        ahead: int = 0,
     ) -> None:
         self.js = js
         self.config = config
@@ -65,6 +68,9 @@ class FairMode:
             breaker=config.breaker_settings(),
             start=start,
             refuse=lambda msg: spawn(hand_back(msg)),
+            return_unrun=lambda msg: spawn(self.hold_back(msg)),
+            progress=progress,
+            ahead=ahead,
         )
         self.sorter = Sorter(
             nc,
@@ -88,11 +94,12 @@ class FairMode:
         config = self.config
         log.info(
             "serving %s fairly per function (sorting %s, consumer %s) with max_inflight=%d, "
-            "limiter %s, breaker %s via %s",
+            "prefetch=%d, limiter %s, breaker %s via %s",
             self.scheduler.filter,
             queue_subject(self.subjects, config.queue_name),
             self.durable,
             config.max_inflight,
+            self.scheduler.ahead,
             "on" if config.limiter_enabled else "off",
             f"on ({config.breaker_failures} failures, {config.breaker_open_for:g}s)"
             if config.breaker_enabled
@@ -139,7 +146,13 @@ class FairMode:
 
     def stop_taking(self) -> None:
         self.scheduler.stopping = True
+        self.scheduler.hand_back_ahead()
         self.scheduler.changed.set()
+
+    @property
+    def held_ahead(self) -> int:
+        """Messages delivered ahead of a free slot, waiting for one."""
+        return sum(len(lane.ready) for lane in self.scheduler.lanes.values())
 
     def on_reconnect(self) -> None:
         self.sorter.puller.forget_all()

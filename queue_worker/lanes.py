@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from nats.aio.msg import Msg
+
 from connectors.core.aimd import AimdLimit
 from connectors.core.breaker import (
     FAILURES_ANNOTATION,
@@ -74,8 +76,10 @@ class Lane:
     known: bool = False  # a message has shown its annotations (until then: one at a time)
     inflight: int = 0
     asked: int = 0  # messages asked for by its outstanding pull requests, not yet delivered
-    # its outstanding pull requests, oldest first: [number, messages still due, sent at]
+    asked_ahead: int = 0  # ... of them, asked for ahead of a free slot (no slot reserved)
+    # its outstanding pull requests, oldest first: [number, messages still due, sent at, ahead]
     requests: collections.deque[list[float]] = field(default_factory=collections.deque)
+    ready: collections.deque[Msg] = field(default_factory=collections.deque)  # delivered ahead
     backlog: int = 0  # stored on its subject (as last seen), running calls included
     paused_until: float = 0.0
     consumer_ready: bool = False
@@ -109,20 +113,36 @@ class Lane:
 
     @property
     def waiting(self) -> int:
-        return max(0, self.backlog - self.inflight - self.asked)
+        """Stored, and neither running, asked for nor delivered ahead."""
+        return max(0, self.backlog - self.inflight - self.asked - len(self.ready))
 
     def room(self, now: float, batch_max: int) -> int:
-        """How many calls the fair order may give this lane now."""
+        """How many calls the fair order may give this lane now: those delivered ahead first,
+        then those it may ask for."""
+        if now < self.paused_until:
+            return 0
+        askable = 0
+        if self.consumer_ready and len(self.requests) < REQUESTS_PER_LANE:
+            askable = min(self.waiting, batch_max) if batch_max else self.waiting
+        room = min(
+            self.allowed - self.inflight - self.asked + self.asked_ahead, len(self.ready) + askable
+        )
+        if not self.flowing:
+            room = min(room, self._guarded_room(now))
+        return max(0, room)
+
+    def room_ahead(self, now: float, share: int) -> int:
+        """How many more messages this lane may ask for ahead of a free slot (at most `share`
+        held or asked for at once; none while it is paused, held back or not yet known)."""
         if (
             not self.consumer_ready
+            or not self.known
+            or not self.flowing
             or len(self.requests) >= REQUESTS_PER_LANE
             or now < self.paused_until
         ):
             return 0
-        room = min(self.allowed - self.inflight - self.asked, self.waiting)
-        if not self.flowing:
-            room = min(room, self._guarded_room(now))
-        return min(room, batch_max) if batch_max else room
+        return max(0, min(share - len(self.ready) - self.asked_ahead, self.waiting))
 
     def _guarded_room(self, now: float) -> int:
         """Paused: nothing. Breaker open: nothing; half-open: one probe at a time."""
@@ -236,7 +256,7 @@ class Lane:
 
     def idle_since(self) -> float | None:
         """When the lane last had work, or None while it has some."""
-        if self.inflight or self.asked or self.waiting:
+        if self.inflight or self.asked or self.waiting or self.ready:
             return None
         return self.active_at
 

@@ -7,23 +7,32 @@ copy (same data, same headers) and only once JetStream has stored it acknowledge
 original: a crash in between delivers the original again, and the copy's `Nats-Msg-Id`
 (`ferry-moved-{stream sequence}`) makes JetStream drop the second copy, as long as the move is
 repeated within the stream's duplicate window (120 s; the original comes back after
-`ack_wait`). Cost per moved call: one decode, one publish, one ack.
+`ack_wait`).
+
+Cost per moved call: reading the `Function` field (the rest of the message is read, and
+refused if it must be, by the worker that runs it), one publish and one ack. The copies'
+answers come to one inbox subscription of the sorter's own, so a move needs no task, future
+or parsed PubAck of its own; a copy not answered within `ANSWER_SECONDS` is handed back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from asyncq import codec
-from asyncq.jetstream import PublishError, publish
+from asyncq.jetstream import PublishError
 from asyncq.layout import function_subject
 from connectors.core.errors import DecodeError
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
@@ -33,6 +42,18 @@ log = logging.getLogger("ferry.queue_worker.sorter")
 
 MOVES_AT_ONCE = 64
 MOVED_ID = "ferry-moved-{seq}"
+ANSWER_SECONDS = 5.0  # a copy JetStream has not answered in this time is handed back
+STOP_WAIT_SECONDS = 1.0
+V1_TOKENS, V2_TOKENS = 9, 12  # a JetStream reply subject's tokens, without and with a domain
+
+
+class _Move:
+    __slots__ = ("deadline", "msg", "subject")
+
+    def __init__(self, msg: Msg, subject: str, deadline: float) -> None:
+        self.msg = msg
+        self.subject = subject
+        self.deadline = deadline
 
 
 class Sorter:
@@ -50,7 +71,7 @@ class Sorter:
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         at_once: int = MOVES_AT_ONCE,
     ) -> None:
-        self.js = js
+        self.nc = nc
         self.stream = stream
         self.subjects = subjects
         self.queue_name = queue_name
@@ -58,19 +79,45 @@ class Sorter:
         self.undecodable = undecodable
         self.spawn = spawn
         self.at_once = at_once
-        self.moving = 0
+        self.moving = 0  # delivered and not yet moved, refused or handed back
         self.puller = Puller(nc, stream, durable, self._deliver)
         self.stopping = False
+        self._subjects: dict[str, str] = {}  # function -> its subject (bounded below)
+        self._waiting: collections.deque[_Move] = collections.deque()  # for the next `_send`
+        self._sending = False
+        self._answers: dict[int, _Move] = {}  # published copies by reply number, oldest first
+        self._number = 0
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._quiet = asyncio.Event()  # set when no copy waits to be sent or answered
 
     async def start(self) -> None:
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._answer)
         await self.puller.start()
 
     async def stop(self) -> None:
+        """Stop taking calls; wait (a little) for the answers to copies already sent, then
+        hand back the originals still unanswered."""
         self.stopping = True
         await self.puller.stop()
+        if self._waiting or self._answers:
+            self._quiet.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_SECONDS):
+                    await self._quiet.wait()
+        for move in [*self._waiting, *self._answers.values()]:  # their originals run later
+            self.spawn(hand_back(move.msg))
+        self._waiting.clear()
+        self._answers.clear()
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
 
     async def ask(self) -> None:
-        """Keep pull requests at the server for as many moves as may run at once."""
+        """Keep pull requests at the server for as many moves as may run at once (and hand
+        back the copies JetStream left unanswered)."""
+        self._expire(time.monotonic())
         wanted = self.at_once - self.moving - self.puller.outstanding
         if wanted > 0 and self.puller.can_request() and not self.stopping:
             await self.puller.request(wanted)
@@ -80,28 +127,99 @@ class Sorter:
             self.spawn(hand_back(msg))
             return
         self.moving += 1
-        self.spawn(self._move(msg))
-
-    async def _move(self, msg: Msg) -> None:
         try:
+            function = codec.function_of(msg.data)
+        except DecodeError as exc:
+            named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
+            self.spawn(self._refuse(msg, str(exc), named))
+            return
+        subject = self._subjects.get(function)
+        if subject is None:
+            subject = function_subject(self.subjects, self.queue_name, function)
+            if len(self._subjects) < 4 * MOVES_AT_ONCE:
+                self._subjects[function] = subject
+        self._waiting.append(_Move(msg, subject, time.monotonic() + ANSWER_SECONDS))
+        if not self._sending:
+            self._sending = True
+            self.spawn(self._send())
+
+    async def _send(self) -> None:
+        """Publish every copy waiting, each with its own reply subject; not awaited."""
+        try:
+            while self._waiting:
+                move = self._waiting.popleft()
+                msg = move.msg
+                headers = {key: str(value) for key, value in (msg.headers or {}).items()}
+                headers["Nats-Msg-Id"] = MOVED_ID.format(seq=stream_seq(msg))
+                self._number += 1
+                self._answers[self._number] = move
+                try:
+                    reply = f"{self._inbox}.{self._number}"
+                    await self.nc.publish(move.subject, msg.data, reply=reply, headers=headers)
+                except NatsError as exc:
+                    self._answers.pop(self._number, None)
+                    self._failed(move, str(exc))
+        finally:
+            self._sending = False
+
+    async def _answer(self, reply: Msg) -> None:
+        """JetStream's answer to a copy: acknowledge the original once the copy is stored."""
+        number = reply.subject.rpartition(".")[2]
+        move = self._answers.pop(int(number), None) if number.isdigit() else None
+        if move is None:
+            return  # handed back already
+        status = reply.headers.get("Status") if reply.headers else None
+        if status is not None:  # 503: no stream holds the subject
+            self._failed(move, f"status {status}")
+        elif b'"error"' in reply.data:
+            self._failed(move, reply.data.decode(errors="replace")[:200])
+        else:
             try:
-                request = codec.decode(msg.data)
-            except DecodeError as exc:
-                named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
-                await self.undecodable(msg, str(exc), named)
+                await move.msg.ack()
+            except NatsError as exc:  # the original comes back after ack_wait; its copy is
+                log.warning("could not acknowledge moved message %s: %s", seq(move.msg), exc)
+            self.moved(move.subject)
+            self._done()
+
+    def _expire(self, now: float) -> None:
+        while self._answers:
+            number, move = next(iter(self._answers.items()))
+            if move.deadline > now:
                 return
-            subject = function_subject(self.subjects, self.queue_name, request.function)
-            headers = {key: str(value) for key, value in (msg.headers or {}).items()}
-            headers["Nats-Msg-Id"] = MOVED_ID.format(seq=seq(msg))
-            await publish(self.js, subject, msg.data, headers=headers, stream=self.stream)
-            await msg.ack()
-            self.moved(subject)
-        except asyncio.CancelledError:
-            await hand_back(msg)
-            raise
+            del self._answers[number]
+            self._failed(move, "JetStream did not answer")
+
+    def _failed(self, move: _Move, reason: str) -> None:
+        log.warning("could not move message %s, handing it back: %s", seq(move.msg), reason)
+        self.spawn(hand_back(move.msg, delay=HAND_BACK_DELAY_SECONDS))
+        self._done()
+
+    async def _refuse(self, msg: Msg, reason: str, function: str) -> None:
+        try:
+            await self.undecodable(msg, reason, function)
         except (PublishError, NatsError, TimeoutError) as exc:
-            log.warning("could not move message %s, handing it back: %s", seq(msg), exc)
+            log.warning("could not refuse message %s, handing it back: %s", seq(msg), exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         finally:
-            self.moving -= 1
-            self.puller.poke()
+            self._done()
+
+    def _done(self) -> None:
+        self.moving -= 1
+        self.puller.poke()
+        if not self._waiting and not self._answers:
+            self._quiet.set()
+
+
+def stream_seq(msg: Msg) -> int | None:
+    """The message's stream sequence, read from its reply subject as nats-py reads it (its
+    `metadata` also builds a datetime and two dataclasses, a tenth of a move's cost)."""
+    tokens = (msg.reply or "").split(".")
+    try:
+        if tokens[0] == "$JS" and tokens[1] == "ACK":
+            if len(tokens) == V1_TOKENS:
+                return int(tokens[5])
+            if len(tokens) >= V2_TOKENS - 1:
+                return int(tokens[Msg.Ack.StreamSeq])
+    except (IndexError, ValueError):
+        pass
+    return seq(msg)

@@ -92,7 +92,9 @@ class QueueWorker:
         self.prefetched = Prefetched(
             auto_prefetch(config.max_inflight) if prefetch is None else prefetch, self.progress
         )
-        self.metrics.prefetched.set_function(lambda: len(self.prefetched))
+        self.metrics.prefetched.set_function(
+            lambda: len(self.prefetched) + (self.fair.held_ahead if self.fair is not None else 0)
+        )
         self.subject = queue_subject(config.nats.nats_stream, config.queue_name)
         self.durable = config.nats_durable or durable_name(config.queue_name)
         self.stream = config.nats.nats_stream  # until start finds the stream holding the subject
@@ -183,6 +185,8 @@ class QueueWorker:
             start=self._start_in_lane,
             spawn=self._spawn,
             undecodable=outcomes.undecodable,
+            progress=self.progress,
+            ahead=self.prefetched.limit,
         )
         FairCollector(self.registry, self.fair.lanes)
         await self.fair.start()

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from asyncq.layout import DEAD_REASON
 from asyncq.publisher import Publisher, build_request
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import Call, CallbackReceiver, FakeGateway
@@ -230,3 +231,32 @@ async def test_the_limiter_finds_a_functions_capacity_without_losing_calls(
     assert await queue.dead_letters() == []
     refused = len(gateway.calls_to("narrow")) - 120
     assert refused <= 0.2 * 120, refused
+
+
+async def test_plain_calls_are_sorted_once_and_the_worker_dead_letters_what_it_cannot_read(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    """The sorter reads only `Function`; whatever else is wrong with a call is found by the
+    worker that runs it, which dead-letters it as before. Every original is acknowledged
+    once its copy is stored, and no copy is stored twice."""
+    gateway.function("echo")
+    for i in range(40):
+        await queue.publish_raw(go_queue_request("echo", b"%d" % i))
+    broken = json.loads(go_queue_request("echo", b"x"))
+    broken["Body"] = "not base64 !"
+    await queue.publish_raw(json.dumps(broken).encode())
+    await queue.publish_raw(b"not json")
+    async with queue.worker(max_inflight="8"):
+        await eventually(queue.drained, 30, what="every call done")
+        await eventually(lambda: _dead_letter_count(queue, 2), 10, what="two dead letters")
+    assert len(gateway.calls_to("echo")) == 40
+    plain = await queue.js.consumer_info(queue.stream, "faas-workers")
+    assert plain.delivered.stream_seq == 42 and plain.num_ack_pending == 0
+    assert await queue.deliveries() == 41  # 40 calls and the unreadable one, each once
+    reasons = [d.headers.get(DEAD_REASON, "") for d in await queue.dead_letters()]
+    assert any("base64" in reason for reason in reasons), reasons
+    assert await queue.stored() == 0
+
+
+async def _dead_letter_count(queue: QueueUnderTest, count: int) -> bool:
+    return len(await queue.dead_letters()) == count

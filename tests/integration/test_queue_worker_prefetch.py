@@ -116,3 +116,89 @@ def test_prefetch_auto_takes_nothing_ahead_for_a_one_at_a_time_worker(
     many = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="200")))
     capped = QueueWorker(load_settings(QueueWorkerConfig, queue.env(max_inflight="5000")))
     assert (one.prefetched.limit, many.prefetched.limit, capped.prefetched.limit) == (0, 50, 64)
+
+
+async def _function_ack_pending(queue: QueueUnderTest) -> int:
+    """Delivered and not acknowledged, of fair mode's per-function consumers."""
+    infos = await queue.js.consumers_info(queue.stream)
+    return sum(int(i.num_ack_pending or 0) for i in infos if i.name != "faas-workers")
+
+
+async def test_in_fair_mode_a_function_holds_at_most_prefetch_messages_ahead_of_its_slots(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    release = asyncio.Event()
+    gateway.function("held", _released_by(release))
+    bodies = [f"f{i}".encode() for i in range(12)]
+    for body in bodies:
+        await queue.publish("held", body)
+    async with queue.worker(max_inflight="8", prefetch="2") as first:
+        assert first.fair is not None
+        await eventually(lambda: gateway.running == 8, what="eight calls running")
+        await eventually(lambda: first.fair.held_ahead == 2, what="two messages ahead")
+        assert await _function_ack_pending(queue) == 10
+        # the rest is left for other replicas: a second worker gets work at once
+        async with queue.worker(max_inflight="8", prefetch="0"):
+            await eventually(lambda: gateway.running == 10, what="the second worker's calls")
+            assert first.fair.held_ahead == 2
+            assert gateway.peak == 10
+            release.set()
+            await eventually(lambda: len(gateway.calls_to("held")) >= 12, what="all calls")
+            await eventually(queue.drained, what="acked")
+        assert await queue.deliveries() == len(bodies)  # none was redelivered
+    assert Counter(c.body for c in gateway.calls_to("held")) == Counter(bodies)
+
+
+async def test_in_fair_mode_stopping_hands_messages_held_ahead_back_at_once(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    release = asyncio.Event()
+    gateway.function("job", _released_by(release, hold={b"job0"}))
+    for body in (b"job0", b"job1"):
+        await queue.publish("job", body)
+    config = load_settings(QueueWorkerConfig, queue.env(max_inflight="1", prefetch="3"))
+    first = QueueWorker(config)
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        serve(first, config.runtime, handle_signals=False, stop_event=stop)
+    )
+    try:
+        await eventually(
+            lambda: first.fair is not None and first.fair.held_ahead == 1, what="one ahead"
+        )
+        assert [c.body for c in gateway.calls_to("job")] == [b"job0"]
+        stop.set()  # job0 still runs: job1 must go to another worker now
+        async with queue.worker(max_inflight="4", prefetch="0"):
+            await eventually(lambda: len(gateway.calls_to("job")) >= 2, what="job1 elsewhere")
+            assert not running.done()
+            release.set()
+            assert await running == 0
+            await eventually(queue.drained, what="acked")
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.gather(running, return_exceptions=True)
+    assert sorted(c.body for c in gateway.calls_to("job")) == [b"job0", b"job1"]
+
+
+async def test_in_fair_mode_a_message_held_ahead_longer_than_ack_wait_is_not_redelivered(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    async def slow(call: Call) -> web.Response:
+        await asyncio.sleep(1.6)
+        return web.Response(text="slept")
+
+    gateway.function("slow", slow)
+    bodies = [f"s{i}".encode() for i in range(3)]
+    for body in bodies:
+        await queue.publish("slow", body)
+    # one slot, one held ahead: each waits about 1.6 s there, past ack_wait
+    async with queue.worker(
+        max_inflight="1", prefetch="3", ack_wait="1s", upstream_timeout="5s"
+    ) as worker:
+        await eventually(lambda: len(gateway.calls_to("slow")) >= 3, timeout=30, what="3 calls")
+        await eventually(queue.drained, what="acked")
+        assert await queue.deliveries() == len(bodies)
+        assert worker.fair is not None
+    assert gateway.peak == 1
+    assert Counter(c.body for c in gateway.calls_to("slow")) == Counter(bodies)

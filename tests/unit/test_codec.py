@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from asyncq import codec
 from asyncq.codec import QueueRequest, decode, encode, go_url, url_from_go
 from connectors.core.errors import DecodeError
 from tests.support.compat import COMPAT, ORIGINALS
@@ -150,3 +151,14 @@ def test_the_copied_vectors_match_the_originals() -> None:
     originals = {p.name: p.read_bytes() for p in ORIGINALS.glob("queue-request-*.json")}
     copies = {p.name: p.read_bytes() for p in COMPAT.glob("queue-request-*.json")}
     assert copies == originals
+
+
+def test_the_sorter_reads_the_function_as_decode_does() -> None:
+    data = b'{"function": "first", "Function": "second", "Body": "not base64 !"}'
+    assert codec.function_of(data) == "first"  # Go takes the first spelling it meets
+    with pytest.raises(codec.InvalidFunctionName):
+        codec.function_of(b'{"Function": "../etc"}')
+    with pytest.raises(DecodeError):
+        codec.function_of(b'{"Body": ""}')
+    with pytest.raises(DecodeError):
+        codec.function_of(b"[1]")

@@ -1,0 +1,23 @@
+"""The sorter reads a message's stream sequence from its reply subject, as nats-py does."""
+
+from __future__ import annotations
+
+import pytest
+from nats.aio.msg import Msg
+
+from queue_worker.outcomes import seq
+from queue_worker.sorter import stream_seq
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.faas-request.faas-workers.1.4217.93.1765090000000000000.12",
+        "$JS.ACK.hub.ACCHASH.faas-request.faas-workers.3.77.5.1765090000000000000.0.rnd",
+        "$JS.ACK._.ACCHASH.faas-request.faas-workers.3.78.5.1765090000000000000.0",
+    ],
+)
+def test_the_moved_copy_id_uses_the_stream_sequence_nats_py_reads(reply: str) -> None:
+    msg = Msg(None, subject="faas-request", reply=reply)  # type: ignore[arg-type]
+    assert stream_seq(msg) == seq(msg)
+    assert stream_seq(msg) in (4217, 77, 78)
