@@ -187,13 +187,13 @@ class Invoker:
             if response.status == GATEWAY_MADE_STATUS:
                 result = _gateway_made(function, response, attempt, time.monotonic() - started)
             else:
-                result = InvocationResult(
-                    function=function,
-                    status=response.status,
-                    attempt=attempt,
-                    duration=time.monotonic() - started,
-                    body=response.body,
-                    headers=response.headers,
+                result = InvocationResult(  # by position: made for every call
+                    function,
+                    response.status,
+                    attempt,
+                    time.monotonic() - started,
+                    response.body,
+                    response.headers,
                 )
             if span is not None:
                 _answered(span, result)
