@@ -34,12 +34,20 @@ class ResponseTooLarge(HttpError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Response:
     status: int
     reason: str
     headers: CIMultiDictProxy[str]
     body: bytes
+
+    def __init__(
+        self, status: int, reason: str, headers: CIMultiDictProxy[str], body: bytes
+    ) -> None:
+        # All fields at once: a frozen dataclass's own __init__ sets each one through
+        # object.__setattr__, about twice the cost, and one is made for every answer.
+        fields = {"status": status, "reason": reason, "headers": headers, "body": body}
+        object.__setattr__(self, "__dict__", fields)
 
 
 def _is_decimal(text: str, size: int | None = None) -> bool:
