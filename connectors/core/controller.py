@@ -33,6 +33,7 @@ from connectors.core.function_limits import (
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.slots import CallSlots
 from connectors.core.targets import addressable_call_id
 from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
 from connectors.core.version import USER_AGENT
@@ -52,6 +53,14 @@ class Event:
     headers: tuple[tuple[str, str], ...] = ()
     call_id: str = ""
 
+    def __init__(
+        self, topic: str, body: bytes, headers: tuple[tuple[str, str], ...] = (), call_id: str = ""
+    ) -> None:
+        # All fields at once: a frozen dataclass's own __init__ sets each one through
+        # object.__setattr__, about twice the cost, and one is made for every message.
+        fields = {"topic": topic, "body": body, "headers": headers, "call_id": call_id}
+        object.__setattr__(self, "__dict__", fields)
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -63,6 +72,24 @@ class Delivery:
     outcome: Outcome
     returns: int = 0  # times the limiter sent the call back in line (no attempt used)
 
+    def __init__(
+        self,
+        event: Event,
+        function: FunctionInfo,
+        result: InvocationResult,
+        outcome: Outcome,
+        returns: int = 0,
+    ) -> None:
+        # all fields at once, as `Event` does (one is made for every call)
+        fields = {
+            "event": event,
+            "function": function,
+            "result": result,
+            "outcome": outcome,
+            "returns": returns,
+        }
+        object.__setattr__(self, "__dict__", fields)
+
     @property
     def ok(self) -> bool:
         return self.outcome.verdict is Verdict.SUCCESS
@@ -72,6 +99,7 @@ class _Prepared(NamedTuple):
     """What every call of one function shares."""
 
     function: FunctionInfo  # the object this was made for
+    name: str  # its qualified name
     policy: RetryPolicy  # the process's, with the function's retry annotations laid over it
     url: str
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
@@ -138,7 +166,7 @@ class Controller:
         self.metrics = metrics
         self.print_response_body = print_response_body
         self.subscribers: list[ResponseSubscriber] = []
-        self._limit = asyncio.Semaphore(settings.max_inflight)
+        self._slots = CallSlots(settings.max_inflight)
         self.limits = FunctionLimits(
             settings.max_inflight, settings.limiter_enabled, settings.breaker_settings()
         )
@@ -227,6 +255,7 @@ class Controller:
         cap, breaker = annotated_cap(function.annotations), self.limits.breaker_for(function)
         known = _Prepared(
             function,
+            function.qualified,
             self.policy.for_function(function.annotations),
             self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
             tuple(headers),
@@ -250,9 +279,36 @@ class Controller:
         any other, never an exception: retried up to the limit, then final with its reason,
         so the source dead-letters the message and moves on instead of stalling on it.
         `NotStarted` (raised, not a failed attempt) if the controller was stopped before a slot
-        came free."""
+        came free. (One coroutine for all of it: this runs for every message.)"""
         try:
-            return await self._attempt(event, function, attempt, returns)
+            prepared = self._prepared(function)
+            name = prepared.name
+            headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
+            if event.call_id:
+                headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
+            if self._print_request_body:
+                print_request_body(name, event.body)
+            while True:
+                result, held = await self._call(event, prepared, headers, attempt)
+                if held and returns < MAX_FREE_RETURNS:
+                    returns += 1  # its breaker opened: in line again until it lets a call by
+                    continue
+                status = result.status
+                if (status != 429 and status != 503) or not overload_pause(result)[0]:
+                    break
+                self.metrics.throttled.inc(name)
+                if not self.limits.adaptive or returns >= MAX_FREE_RETURNS:
+                    break
+                returns += 1  # the limiter's overshoot: in line again, no attempt used
+            self.metrics.duration.observe(result.duration, name)
+            outcome = result.outcome(prepared.policy)
+            if outcome.verdict is Verdict.RETRY:
+                self.metrics.retries.inc(name)
+                log.warning(
+                    "%s on %s: %s (attempt %d), retry in %.2fs",
+                    *(name, event.topic, outcome.reason, attempt, outcome.delay),
+                )
+            return Delivery(event, function, result, outcome, returns)
         except Abandoned:
             raise  # the source is stopping: no outcome, the broker delivers the event again
         except Exception as exc:
@@ -272,54 +328,24 @@ class Controller:
             self.metrics.retries.inc(name)
         return Delivery(event, function, result, outcome)
 
-    async def _attempt(
-        self, event: Event, function: FunctionInfo, attempt: int, returns: int
-    ) -> Delivery:
-        prepared = self._prepared(function)
-        name = function.qualified
-        headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
-        if event.call_id:
-            headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
-        if self._print_request_body:
-            print_request_body(name, event.body)
-        while True:
-            result, held = await self._call(event, prepared, headers, attempt)
-            if held and returns < MAX_FREE_RETURNS:
-                returns += 1  # its breaker opened: in line again until it lets a call by
-                continue
-            status = result.status
-            if (status != 429 and status != 503) or not overload_pause(result)[0]:
-                break
-            self.metrics.throttled.inc(name)
-            if not self.limits.adaptive or returns >= MAX_FREE_RETURNS:
-                break
-            returns += 1  # the limiter's overshoot: in line again, no attempt used
-        self.metrics.duration.observe(result.duration, name)
-        outcome = result.outcome(prepared.policy)
-        if outcome.verdict is Verdict.RETRY:
-            self.metrics.retries.inc(name)
-            log.warning(
-                "%s on %s: %s (attempt %d), retry in %.2fs",
-                *(name, event.topic, outcome.reason, attempt, outcome.delay),
-            )
-        return Delivery(event, function, result, outcome, returns)
-
     async def _call(
         self, event: Event, prepared: _Prepared, headers: list[tuple[str, str]], attempt: int
     ) -> tuple[InvocationResult, bool]:
         """One call once the function's limit, breaker and a `max_inflight` slot allow it; and
-        whether its breaker holds it (an availability failure while open: not an attempt)."""
-        name = prepared.function.qualified
+        whether its breaker holds it (an availability failure while open: not an attempt).
+        With room under both (the usual case), nothing here waits or allocates."""
+        name = prepared.name
         entry = self.limits.entry(name, prepared.cap, prepared.breaker)
         if not entry.take() and (self._stopping.is_set() or not await entry.wait()):
             raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
         breaker_generation = entry.breaker.generation if entry.breaker is not None else 0
         generation = entry.limit.generation
-        limit = self._limit
+        slots = self._slots
         try:
-            await limit.acquire()
+            if not slots.take():
+                await slots.wait()
             if self._stopping.is_set():  # checked after the wait: the slot may come long after
-                limit.release()
+                slots.release()
                 raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
             self.running += 1
             try:
@@ -328,7 +354,7 @@ class Controller:
                 )
             finally:
                 self.running -= 1
-                limit.release()
+                slots.release()
             held = entry.held(result, breaker_generation)
             entry.outcome(result, generation, prepared.policy)
             return result, held

@@ -28,11 +28,13 @@ class FunctionInfo:
     namespace: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    # `name.namespace` when the namespace is known: what the gateway routes by (worked out
+    # once: it is read several times for every call)
+    qualified: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def qualified(self) -> str:
-        """`name.namespace` when the namespace is known: what the gateway routes by."""
-        return f"{self.name}.{self.namespace}" if self.namespace else self.name
+    def __post_init__(self) -> None:
+        qualified = f"{self.name}.{self.namespace}" if self.namespace else self.name
+        object.__setattr__(self, "qualified", qualified)
 
 
 class MalformedEntry(ValueError):

@@ -222,7 +222,8 @@ class FunctionLimit:
         back."""
         if result.ok:
             limit = self.limit
-            if self.adaptive and self.inflight * 2 >= limit.limit:  # else no growth: skip it
+            # no growth at the bound or below half use: skip it
+            if self.adaptive and limit.limit < limit.maximum and self.inflight * 2 >= limit.limit:
                 before = limit.limit
                 limit.succeeded(self.inflight)
                 if limit.limit != before:

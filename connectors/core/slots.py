@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 
 
 class Slots:
@@ -51,3 +53,50 @@ class Slots:
     def release(self, count: int = 1) -> None:
         self.used = max(self.used - count, 0)
         self._changed.set()
+
+
+class CallSlots:
+    """At most `size` calls at once, handed out oldest waiter first (as `asyncio.Semaphore`).
+
+    Taking a free slot is a counter update, not a coroutine: a connector takes one for every
+    call, and almost always one is free (the Kafka lanes already bound the records running).
+    """
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take(self) -> bool:
+        """A slot at once, if one is free and no one waits before this call."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait in line until a slot is handed over (the caller then holds it)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just before the cancel: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """A call ended: its slot goes straight to the oldest waiter, else back to the pool."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,7 +26,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from connectors.core import tracing
-from connectors.core.controller import Abandoned, Controller, unexpected_error
+from connectors.core.controller import Abandoned, Controller, Delivery, unexpected_error
 from connectors.core.staleness import expired_deliveries, staleness
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client
@@ -263,11 +264,31 @@ class KafkaConnector:
         """Every subscribed function to a final outcome, failures recorded as dead, then
         the offset is finished (committable once everything before it is). An error nothing
         foresaw is a failed attempt of the whole record (`_failed_unexpectedly`): the
-        partition never waits on it for good."""
+        partition never waits on it for good. (The delivery is written out here, not in a
+        coroutine of its own: this runs for every record.)"""
         failures = 0
+        record = work.record
         while True:
             try:
-                await self._deliver(work)
+                headers = record.headers or ()
+                event = record_event(
+                    record.topic, record.partition, record.offset, record.key, record.value, headers
+                )
+                span = record_span(record, self.kafka.group) if tracing.ENABLED else None
+                try:
+                    stale = self._staleness(record.timestamp)
+                    if stale is None:
+                        deliveries = await self.controller.dispatch(event)
+                    else:  # too old to deliver: a failed delivery per function, none invoked
+                        self.controller.metrics.received.inc(event.topic)  # as `dispatch` does
+                        functions = self.controller.match(event.topic)
+                        deliveries = expired_deliveries(self.controller, event, functions, stale)
+                    for delivery in deliveries:
+                        if not delivery.ok:
+                            await self._dead_letter(delivery, record, headers)
+                finally:
+                    if span is not None:
+                        span.end()
             except Abandoned as exc:
                 log.info("left uncommitted for redelivery: %s", exc)
                 return
@@ -279,35 +300,28 @@ class KafkaConnector:
             self._finished(work)
             return
 
-    async def _deliver(self, work: Work) -> None:
-        record = work.record
-        headers = list(record.headers or ())
-        event = record_event(
-            record.topic, record.partition, record.offset, record.key, record.value, headers
-        )
+    def _staleness(self, timestamp: int) -> str | None:
+        """Why a record of `timestamp` (Unix ms) is too old to deliver, or None."""
+        max_age = self.kafka.max_event_age
+        if max_age <= 0:  # no limit (the default): no clock read
+            return None
+        return staleness(max_age, timestamp / 1000, time.time())
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        record: ConsumerRecord[bytes, bytes],
+        headers: Sequence[tuple[str, bytes | None]],
+    ) -> None:
         assert self._dead is not None
-        span = record_span(record, self.kafka.group) if tracing.ENABLED else None
-        try:
-            stale = staleness(self.kafka.max_event_age, record.timestamp / 1000, time.time())
-            if stale is None:
-                deliveries = await self.controller.dispatch(event)
-            else:  # too old to deliver: a failed delivery per function, none invoked
-                self.controller.metrics.received.inc(event.topic)  # as `dispatch` counts it
-                functions = self.controller.match(event.topic)
-                deliveries = expired_deliveries(self.controller, event, functions, stale)
-            for delivery in deliveries:
-                if not delivery.ok:
-                    await self._dead.record(
-                        delivery,
-                        partition=record.partition,
-                        offset=record.offset,
-                        key=record.key,
-                        value=record.value,
-                        headers=headers,
-                    )
-        finally:
-            if span is not None:
-                span.end()
+        await self._dead.record(
+            delivery,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=headers,
+        )
 
     async def _failed_unexpectedly(self, work: Work, exc: Exception, failures: int) -> bool:
         """Retry the record after the policy's back-off (True), or, once the attempts are

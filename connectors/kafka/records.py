@@ -53,11 +53,11 @@ def record_event(
     headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> Event:
     found = kafka_headers(topic, partition, offset, key, headers)
-    return Event(
-        topic=topic,
-        body=value or b"",
-        headers=found if value is not None else (*found, (TOMBSTONE_HEADER, "true")),
-        call_id=f"{topic}-{partition}-{offset}",
+    return Event(  # by position: made for every record
+        topic,
+        value or b"",
+        found if value is not None else (*found, (TOMBSTONE_HEADER, "true")),
+        f"{topic}-{found[1][1]}-{found[2][1]}",  # partition and offset, as text already
     )
 
 

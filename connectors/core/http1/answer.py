@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from connectors.core.http1.wire import HttpError, is_token
+from connectors.core.http1.wire import VALID_NAMES, HttpError, is_token
 
 MAX_HEAD = 64 * 1024  # status line and headers of one answer
 MAX_CHUNK_LINE = 4 * 1024
@@ -34,12 +34,20 @@ class ResponseTooLarge(HttpError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Response:
     status: int
     reason: str
     headers: CIMultiDictProxy[str]
     body: bytes
+
+    def __init__(
+        self, status: int, reason: str, headers: CIMultiDictProxy[str], body: bytes
+    ) -> None:
+        # All fields at once: a frozen dataclass's own __init__ sets each one through
+        # object.__setattr__, about twice the cost, and one is made for every answer.
+        fields = {"status": status, "reason": reason, "headers": headers, "body": body}
+        object.__setattr__(self, "__dict__", fields)
 
 
 def _is_decimal(text: str, size: int | None = None) -> bool:
@@ -143,9 +151,11 @@ class AnswerParser:
             raise HttpError(f"malformed status line {lines[0][:100]!r}")
         status = int(code)
         pairs: list[tuple[str, str]] = []
-        for line in lines[1:]:
+        known = VALID_NAMES  # the names seen before: no call to check them again
+        for index in range(1, len(lines)):
+            line = lines[index]
             name, colon, value = line.partition(":")
-            if not colon or not is_token(name):
+            if not colon or (name not in known and not is_token(name)):
                 raise HttpError(f"malformed header line {line[:100]!r}")
             pairs.append((name, value.strip(" \t")))
         if 100 <= status < 200:
@@ -163,8 +173,9 @@ class AnswerParser:
         if self.head_only or self.status in NO_BODY_STATUSES:
             self.state, self.remaining = "length", 0
             return
-        codings = self.headers.getall("Transfer-Encoding", [])
-        lengths = self.headers.getall("Content-Length", [])
+        headers = self.headers
+        codings = headers.getall("Transfer-Encoding", ()) if "Transfer-Encoding" in headers else ()
+        lengths = headers.getall("Content-Length", ())
         if codings:
             last = ",".join(codings).rsplit(",", 1)[-1].strip().lower()
             if lengths:  # both: Transfer-Encoding wins, and the connection is not trusted again

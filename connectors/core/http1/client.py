@@ -11,7 +11,7 @@ from connectors.core.http1.answer import UNBOUNDED, AnswerParser, Response
 from connectors.core.http1.deadlines import Deadlines
 from connectors.core.http1.streamed import BodySourceError, StreamedBody
 from connectors.core.http1.wire import HttpError, Origin, encode_head, split_url
-from connectors.core.slots import Slots
+from connectors.core.slots import CallSlots
 
 # (host, port) -> addresses. An OSError from it is a failed connection (HttpError); any other
 # exception (a policy's refusal, say) reaches the caller of `request` unchanged.
@@ -180,7 +180,7 @@ class Http1Client:
         self.max_response_bytes = max_response_bytes
         self._resolver = resolver
         self._ssl_context = ssl_context
-        self._slots = Slots(limit)
+        self._slots = CallSlots(limit)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._deadlines = Deadlines()
@@ -202,20 +202,20 @@ class Http1Client:
         can tell "may have run" from "certainly did not run".
         """
         origin, target = split_url(url)
-        streamed = body if isinstance(body, StreamedBody) else None
-        payload = b"" if isinstance(body, StreamedBody) else body
-        length = streamed.length if streamed is not None else len(payload)
+        if isinstance(body, StreamedBody):
+            streamed, payload, length = body, b"", body.length
+        else:
+            streamed, payload, length = None, body, len(body)
         head = encode_head(method, target, origin, headers, length)
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         slots = self._slots
-        if not slots.free:  # every connection in use: wait for one, within the deadline
+        if not slots.take():  # every connection in use: wait for one, within the deadline
             try:
                 async with asyncio.timeout_at(deadline):
-                    await slots.wait_free()
+                    await slots.wait()
             except TimeoutError:
                 raise HttpError("no free connection before the deadline; nothing sent") from None
-        slots.take()
         try:
             connection = self._take_idle(origin)
             while True:

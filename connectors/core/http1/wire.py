@@ -13,8 +13,8 @@ from urllib.parse import quote, urlsplit
 TOKEN_PATTERN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN = re.compile(TOKEN_PATTERN.encode())
 _TOKEN_TEXT = re.compile(TOKEN_PATTERN)
-_VALID_NAMES: set[str | bytes] = set()
-_VALID_NAMES_MAX = 4096
+VALID_NAMES: set[str | bytes] = set()  # the tokens seen (bounded): read, never written, elsewhere
+VALID_NAMES_MAX = 4096
 
 
 class HttpError(Exception):
@@ -32,13 +32,13 @@ NO_LENGTH_WHEN_EMPTY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 def is_token(name: str | bytes) -> bool:
     """True for an RFC 9110 token: a header name or a method (remembered: the same few names
     come on every call)."""
-    if name in _VALID_NAMES:
+    if name in VALID_NAMES:
         return True
     pattern = _TOKEN_TEXT if isinstance(name, str) else _TOKEN
     if pattern.fullmatch(name) is None:  # type: ignore[arg-type]
         return False
-    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
-        _VALID_NAMES.add(name)
+    if len(VALID_NAMES) < VALID_NAMES_MAX:
+        VALID_NAMES.add(name)
     return True
 
 
@@ -55,12 +55,18 @@ class Origin:
     # The Host header: the port only when it is not the scheme's default. Worked out once,
     # as every request's head carries it.
     authority: str = field(init=False, compare=False, repr=False)
+    # An origin keys the idle connections, looked up twice per request: hashed once.
+    _hash: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
         authority = host if self.port == default else f"{host}:{self.port}"
         object.__setattr__(self, "authority", authority)
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @functools.lru_cache(maxsize=1024)
@@ -119,7 +125,7 @@ def encode_head(
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     for name, value in headers:
-        if name not in _VALID_NAMES and not is_token(name):
+        if name not in VALID_NAMES and not is_token(name):
             raise InvalidRequest(f"header name {name!r} is not a valid token")
         # printable text holds no CR, LF or NUL: one pass in C decides the usual value
         if not value.isprintable() and not is_header_value(value):
