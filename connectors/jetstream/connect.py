@@ -109,7 +109,11 @@ class NatsConnection:
             else:
                 await client.flush(timeout=2)
         if not client.is_closed:
-            await client.close()
+            # a connection lost meanwhile (a server that revoked the credentials) ends here
+            # too: nats-py's close then raises the transport's error, and there is nothing
+            # left to close
+            with contextlib.suppress(NatsError, TimeoutError, OSError):
+                await client.close()
 
     # -- nats-py callbacks ------------------------------------------------------------------
 

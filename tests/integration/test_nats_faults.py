@@ -76,7 +76,7 @@ async def test_revoked_credentials_end_the_process_with_one_line_and_exit_1(
         code = await asyncio.wait_for(process.process.wait(), 30)
         output = process.output()
         assert code == 1, output
-        assert "Traceback" not in output
+        assert "Traceback" not in output, output
         [line] = [line for line in output.splitlines() if "stopped:" in line]
         assert "NATS closed the connection for good" in line
         assert "authorization violation" in line
