@@ -107,13 +107,16 @@ async def ensure_key_value(
     )
     what = f"key-value bucket {bucket}"
     try:
-        kv = await _ensure_bucket(
-            js,
-            f"KV_{bucket}",
+        kv = await patiently(
             what,
-            replicas,
-            create=lambda: js.create_key_value(config),
-            existing=lambda: js.key_value(bucket),
+            lambda: _ensure_bucket(
+                js,
+                f"KV_{bucket}",
+                what,
+                replicas,
+                create=lambda: js.create_key_value(config),
+                existing=lambda: js.key_value(bucket),
+            ),
         )
     except StartupError as exc:
         if max_bytes is None or "insufficient storage" not in str(exc):
@@ -156,13 +159,17 @@ async def ensure_object_store(
     """The object store, created with `config` if missing, else with its replicas brought to
     `config.replicas` (nothing else of an existing bucket is changed)."""
     bucket = config.bucket or ""
-    return await _ensure_bucket(
-        js,
-        f"OBJ_{bucket}",
-        f"object store {bucket}",
-        config.replicas or 1,
-        create=lambda: js.create_object_store(bucket, config=config),
-        existing=lambda: js.object_store(bucket),
+    what = f"object store {bucket}"
+    return await patiently(
+        what,
+        lambda: _ensure_bucket(
+            js,
+            f"OBJ_{bucket}",
+            what,
+            config.replicas or 1,
+            create=lambda: js.create_object_store(bucket, config=config),
+            existing=lambda: js.object_store(bucket),
+        ),
     )
 
 
@@ -176,20 +183,8 @@ async def _ensure_bucket(
     existing: Callable[[], Awaitable[B]],
 ) -> B:
     """A bucket (key-value or object store: a stream underneath), created if missing (safe
-    when several processes race to do it), else with its replicas brought to `replicas`."""
-    return await patiently(
-        what, lambda: _ensure_bucket_once(js, stream, what, replicas, create, existing)
-    )
-
-
-async def _ensure_bucket_once(
-    js: JetStreamContext,
-    stream: str,
-    what: str,
-    replicas: int,
-    create: Callable[[], Awaitable[B]],
-    existing: Callable[[], Awaitable[B]],
-) -> B:
+    when several processes race to do it), else with its replicas brought to `replicas`.
+    Callers ask `patiently`."""
     try:
         info = await _info(js, stream)
         if info is None:
