@@ -98,7 +98,13 @@ def rfc3339(seconds: float) -> str:
         if len(_second_texts) >= _SECONDS_KEPT:
             _second_texts.clear()
         text = _second_texts[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{text}.{int((seconds - whole) * 1000):03d}+00:00"
+    millis = int((seconds - whole) * 1000)
+    if 0 <= millis < 1000:
+        return text + _MILLIS_TEXTS[millis]
+    return f"{text}.{millis:03d}+00:00"
+
+
+_MILLIS_TEXTS = [f".{millis:03d}+00:00" for millis in range(1000)]  # each written once
 
 
 def start_time_text(start_time: str) -> str | None:
@@ -250,6 +256,7 @@ _KIND_OF: dict[str, type | tuple[type, ...]] = {
 }
 _KINDS = {name: _KIND_OF[kind] for name, kind in _FIELD_TYPES.items()}
 _quote = json.encoder.encode_basestring_ascii
+quote = _quote  # a str as JSON text (ASCII only), for the quick writers
 
 
 def entry_template(fixed: Mapping[str, str] | None = None, *, result: bool = True) -> str:
@@ -276,7 +283,7 @@ def result_json(
     pairs = ",".join(["[" + _quote(k) + "," + _quote(v) + "]" for k, v in headers])
     return (
         f'{{"status":{status:d},"content_type":{_quote(content_type)},'
-        f'"duration_seconds":{_float_text(duration)},"headers":[{pairs}],'
+        f'"duration_seconds":{float_text(duration)},"headers":[{pairs}],'
         f'"body":"{base64.b64encode(body).decode("ascii")}"}}'
     )
 
@@ -305,7 +312,8 @@ def _int_text(value: int | None) -> str:
     return "null" if value is None else str(int(value))
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
+    """A finite float as JSON text (`repr`, as `json.dumps` writes it)."""
     if math.isfinite(value):
         return repr(float(value))
     raise ValueError(f"cannot write {value} in a call entry")

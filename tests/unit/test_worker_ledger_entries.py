@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from hypothesis import given
@@ -11,7 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from ledger.entries import CallEntry, CallState
-from queue_worker.finished_entry import Finished
+from queue_worker.finished_entry import _PAIRS_KEPT, Finished, _headers_json, _pair_texts
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 _header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=30)
@@ -73,3 +74,21 @@ def test_the_quick_final_entry_reads_back_as_the_full_one(
     full = finished.entry()
     assert quick.public() == full.public()
     assert quick.result == full.result
+    # every field, in the order the slow encoding writes them, and nothing else
+    assert list(json.loads(finished.encode())) == list(json.loads(full.encode()))
+
+
+@given(call=calls(), now=st.floats(1e9, 4e9))
+def test_the_quick_final_entry_is_byte_for_byte_the_slow_one(
+    call: tuple[QueueRequest, InvocationResult], now: float
+) -> None:
+    """Not only the same entry read back: the same bytes, so no reader can tell them apart."""
+    request, result = call
+    finished = Finished(request, CallState.SUCCEEDED, result, now, "delivered", 64 * 1024)
+    assert finished.encode() == finished.entry().encode()
+
+
+def test_header_pairs_kept_as_text_stay_bounded() -> None:
+    for n in range(3 * _PAIRS_KEPT):
+        _headers_json(CIMultiDictProxy(CIMultiDict([("X-N", str(n)), ("Content-Length", "1")])))
+    assert len(_pair_texts) <= _PAIRS_KEPT

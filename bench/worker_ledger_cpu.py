@@ -1,0 +1,126 @@
+"""Micro-benchmark: the queue worker's ledger work per call, in CPU time, against a real
+nats-server.
+
+    PYTHONPATH=. .venv/bin/python bench/worker_ledger_cpu.py [--calls N] [--repeats R]
+
+Each call goes through what the worker does with the ledger in the `instant` scenario of
+bench/queue_worker.py (an echo function answering 1 KiB, a callback): the cancel check,
+`running`, the final state with its callback pending, the same with the callback delivered,
+and the writer sending the one surviving write and reading JetStream's answer per batch. The
+calls come 32 at a time, with a 2 ms pause between (the writer gathers for 5 ms, so batches
+are about as full as in the worker). Printed per repeat: this process's CPU time per call
+(time.process_time, so the machine's load inflates it less than wall time) and nats-server's
+CPU per call (/proc), both medians at the end. The requests and results are made beforehand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import nats
+import uvloop
+from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import CollectorRegistry
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asyncq.codec import QueueRequest
+from bench.common import cpu_seconds, start_nats
+from connectors.core.invoker import InvocationResult
+from ledger.settings import CallLedgerSettings
+from queue_worker.worker_ledger import WorkerLedger
+
+BODY = b"x" * 1024
+CHUNK = 32
+
+
+def make_calls(count: int) -> list[tuple[QueueRequest, InvocationResult]]:
+    calls = []
+    for _ in range(count):
+        request = QueueRequest(
+            function="bench",
+            body=BODY,
+            header={"X-Call-Id": [str(uuid.uuid4())], "X-Start-Time": [str(time.time_ns())]},
+            callback_url="http://127.0.0.1:8080/cb",
+        )
+        headers = CIMultiDict(
+            [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Length", str(len(BODY))),
+                ("Date", "Mon, 07 Dec 2026 06:40:00 GMT"),
+            ]
+        )
+        result = InvocationResult(
+            function="bench",
+            status=200,
+            attempt=1,
+            duration=0.000731,
+            body=BODY,
+            headers=CIMultiDictProxy(headers),
+        )
+        calls.append((request, result))
+    return calls
+
+
+async def one_repeat(
+    ledger: WorkerLedger, calls: list[tuple[QueueRequest, InvocationResult]]
+) -> float:
+    start = time.process_time()
+    for index in range(0, len(calls), CHUNK):
+        for request, result in calls[index : index + CHUNK]:
+            if ledger.is_cancelled(request):
+                continue
+            ledger.running(request, 1)
+            ledger.finished(request, result, succeeded=True)
+            ledger.finished(request, result, succeeded=True, callback_outcome="delivered")
+        await asyncio.sleep(0.002)
+    writer = ledger._writer
+    assert writer is not None
+    await writer._idle.wait()  # every write sent and answered
+    return time.process_time() - start
+
+
+async def main(args: argparse.Namespace) -> None:
+    store = tempfile.mkdtemp(prefix="ferry-bench-ledger-cpu-")
+    server, url = start_nats(store)
+    try:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        ledger = WorkerLedger(CallLedgerSettings(), CollectorRegistry(), replicas=1)
+        await ledger.start(nc, js)
+        await one_repeat(ledger, make_calls(2000))  # warm up
+        ours, theirs = [], []
+        for repeat in range(args.repeats):
+            calls = make_calls(args.calls)
+            before = cpu_seconds(server.pid)
+            cpu = await one_repeat(ledger, calls)
+            await asyncio.sleep(0.2)  # let nats-server finish storing
+            server_cpu = cpu_seconds(server.pid) - before
+            ours.append(cpu / args.calls * 1e6)
+            theirs.append(server_cpu / args.calls * 1e6)
+            print(
+                f"repeat {repeat + 1}: worker ledger {ours[-1]:.2f} µs CPU/call,"
+                f" nats-server {theirs[-1]:.2f} µs CPU/call"
+            )
+        print(
+            f"median: worker ledger {statistics.median(ours):.2f} µs CPU/call"
+            f" (lowest {min(ours):.2f}), nats-server {statistics.median(theirs):.2f} µs/call"
+        )
+        await ledger.close()
+        await nc.close()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=7)
+    uvloop.run(main(parser.parse_args()))  # as the worker runs
