@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 from asyncq.delayed import delayed_stream_name, ensure_delayed_stream
 from asyncq.layout import DEAD_LETTER_STREAM, function_subjects
 from asyncq.schedule import enable_schedules, holds_schedules, schedule_subjects
-from connectors.core.errors import FerryError, StartupError
+from connectors.core.errors import FerryError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import ensure_stream, patiently, unavailable
 
@@ -142,6 +142,10 @@ async def add_function_subjects(js: JetStreamContext, stream: str, subjects: str
     subject keeps every stored message. Safe when several workers race to do it. `subjects`
     is the queue's subject base (`nats_stream`), `stream` the stream that holds them."""
     wanted = function_subjects(subjects)
+    return await patiently(f"stream {stream}", lambda: _add_function_subjects(js, stream, wanted))
+
+
+async def _add_function_subjects(js: JetStreamContext, stream: str, wanted: str) -> bool:
     try:
         info = await js.stream_info(stream)
         held = list(info.config.subjects or [])
@@ -149,8 +153,9 @@ async def add_function_subjects(js: JetStreamContext, stream: str, subjects: str
             return False
         await js.update_stream(dataclasses.replace(info.config, subjects=[*held, wanted]))
     except (NatsError, TimeoutError) as exc:
-        raise StartupError(
-            f"cannot add the per-function subjects {wanted} to stream {stream}: {describe(exc)}"
+        raise unavailable(
+            exc,
+            f"cannot add the per-function subjects {wanted} to stream {stream}: {describe(exc)}",
         ) from None
     log.info("stream %s now holds per-function subjects %s", stream, wanted)
     return True

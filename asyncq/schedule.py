@@ -21,7 +21,6 @@ import time
 from datetime import UTC, datetime
 
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -31,7 +30,7 @@ from asyncq.delayed import delayed_stream_name, unschedule_waiting, waiting_on_s
 from asyncq.layout import subject_token
 from connectors.core.errors import DecodeError, FerryError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import JetStreamLate
+from connectors.jetstream.setup import JetStreamLate, is_late
 
 log = logging.getLogger("ferry.schedule")
 
@@ -83,7 +82,7 @@ async def enable_schedules(js: JetStreamContext, stream: str) -> bool:
             wanted = dataclasses.replace(config, allow_msg_schedules=True, subjects=subjects)
             config = (await js.update_stream(wanted)).config
     except (NatsError, TimeoutError) as exc:
-        if isinstance(exc, TimeoutError | NatsTimeoutError):
+        if is_late(exc):
             raise JetStreamLate(f"JetStream is not available: {describe(exc)}") from None
         log.warning(
             "stream %s cannot hold delayed calls (NATS 2.12+ message schedules), so they wait "

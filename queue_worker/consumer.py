@@ -25,7 +25,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from connectors.core.errors import StartupError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import patiently, unavailable
+from connectors.jetstream.setup import is_late, patiently, unavailable
 
 log = logging.getLogger("queue_worker.jetstream")
 
@@ -75,6 +75,8 @@ async def _ensure(
         try:
             await js.add_consumer(stream, _config(durable, subject, ack_wait))
         except APIError as exc:
+            if is_late(exc):
+                raise
             if existing is None:
                 raise StartupError(await _refusal(js, stream, subject, where, exc)) from None
             await _check_shareable(js, existing, stream, subject, where)

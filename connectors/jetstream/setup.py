@@ -20,7 +20,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -45,8 +45,13 @@ class JetStreamLate(StartupError):
 def unavailable(exc: BaseException, message: str) -> StartupError:
     """The start-up error for a failed JetStream request: JetStreamLate (which `patiently`
     asks again) when it timed out, a plain StartupError otherwise."""
-    late = isinstance(exc, TimeoutError | NatsTimeoutError)
-    return (JetStreamLate if late else StartupError)(message)
+    return (JetStreamLate if is_late(exc) else StartupError)(message)
+
+
+def is_late(exc: BaseException) -> bool:
+    """A JetStream request that timed out, or that JetStream answered with "temporarily
+    unavailable" (a cluster still electing its meta leader): worth asking again."""
+    return isinstance(exc, TimeoutError | NatsTimeoutError | ServiceUnavailableError)
 
 
 class BoundRefused(StartupError):
@@ -67,6 +72,8 @@ async def _ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repl
             try:
                 await js.add_stream(dataclasses.replace(config, num_replicas=replicas))
             except APIError as exc:
+                if is_late(exc):
+                    raise
                 if "already in use" not in str(exc.description or ""):
                     subjects = ", ".join(config.subjects or [])
                     raise StartupError(
@@ -80,7 +87,7 @@ async def _ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, repl
         if info is not None:
             await _keep_replicas(js, info, replicas)
     except (NatsError, TimeoutError) as exc:
-        if isinstance(exc, APIError):
+        if isinstance(exc, APIError) and not is_late(exc):
             raise StartupError(_refusal(f"cannot use stream {name}", replicas, exc)) from None
         raise unavailable(exc, f"{UNAVAILABLE}: {describe(exc)}") from None
 
@@ -191,6 +198,8 @@ async def _ensure_bucket(
             try:
                 made = await create()
             except APIError as exc:
+                if is_late(exc):
+                    raise
                 if "already in use" not in str(exc.description or ""):
                     raise StartupError(_refusal(f"cannot create {what}", replicas, exc)) from None
             else:
@@ -200,7 +209,7 @@ async def _ensure_bucket(
             await _keep_replicas(js, info, replicas)
         return await existing()
     except (NatsError, TimeoutError) as exc:
-        if isinstance(exc, APIError):
+        if isinstance(exc, APIError) and not is_late(exc):
             raise StartupError(_refusal(f"cannot use {what}", replicas, exc)) from None
         raise unavailable(exc, f"{UNAVAILABLE}: {describe(exc)}") from None
 
