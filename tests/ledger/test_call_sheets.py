@@ -47,6 +47,7 @@ class Writes:
 async def writes(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterator[Writes]:
     writes = Writes()
     sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=writes.seen)
+    await queue.nc.flush()  # the server has the subscription before the test writes anything
     yield writes
     await sub.unsubscribe()
 
@@ -85,9 +86,11 @@ async def test_calls_accepted_together_share_ledger_writes_and_each_reads_queued
         assert (shown["state"], shown["function"], shown["attempts"]) == ("queued", "echo", 0)
         assert shown["callback_url"] == "http://127.0.0.1:9/done?token=redacted"
         assert isinstance(shown["queued_at"], str)
+    on_sheets = {sheet_key(call_id) for call_id in ids}
+    # the test's own subscription hands it the writes a moment after the reads above
+    await eventually(lambda: set(writes.keys) >= on_sheets, what="every sheet's write seen")
     assert all(key.startswith("sheet.") for key in writes.keys)
     assert len(writes.keys) < CALLS  # one write held several calls
-    on_sheets = {sheet_key(call_id) for call_id in ids}
     assert set(writes.keys) == on_sheets
     assert [ledger.states[call_id] for call_id in ids] == [["queued"]] * CALLS
 
@@ -159,6 +162,7 @@ async def test_a_call_id_the_caller_chose_gets_its_own_queued_entry(
     assert ids == ["chosen-by-me"]
     shown = await eventually(lambda: _found(read(front_door, ids[0])), what="queued")
     assert shown["state"] == "queued"
+    await eventually(lambda: writes.keys, what="the write seen by the test's subscription")
     assert writes.keys == [entry_key("chosen-by-me")]
 
 
@@ -169,4 +173,5 @@ async def test_a_call_with_a_long_callback_url_gets_its_own_entry_beside_the_she
     (call_id,) = await accept_many(front_door, 1, **{"X-Callback-Url": long_url})
     shown = await eventually(lambda: _found(read(front_door, call_id)), what="queued")
     assert (shown["state"], shown["callback_url"]) == ("queued", long_url)
+    await eventually(lambda: writes.keys, what="the write seen by the test's subscription")
     assert writes.keys == [entry_key(call_id)]

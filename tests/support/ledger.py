@@ -39,6 +39,7 @@ class LedgerUnderTest:
         self._sheets = await self.js._nc.subscribe(
             f"$KV.{self.bucket}.{SHEET_PREFIX}>", cb=self._follow_sheet
         )
+        await self.js._nc.flush()  # both subscriptions at the server before any write
         return self
 
     async def _follow_sheet(self, msg: Any) -> None:
