@@ -114,22 +114,11 @@ class QueueRequest:
 
 def decode(data: bytes) -> QueueRequest:
     """Parse a queued message; raise DecodeError with the reason if it is not a QueueRequest."""
-    try:
-        raw = json.loads(data)
-    except RecursionError:
-        raise DecodeError("not JSON: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
-        raise DecodeError(f"not JSON: {shorten(str(exc))}") from None
-    if not isinstance(raw, dict):
-        raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
+    raw = _object(data)
     if _MAY_HOLD_SURROGATES.search(data):
         _refuse_lone_surrogates(raw)
     fields = _fold_keys(raw, _KEYS, _CANONICAL)
-    function = fields.get("Function")
-    if not isinstance(function, str) or not function:
-        raise DecodeError("Function is missing or empty")
-    if (problem := function_name_problem(function)) is not None:
-        raise InvalidFunctionName(problem, function)
+    function = _function(fields)
     path = _string(fields, "Path")
     if (problem := path_problem(path)) is not None:
         raise DecodeError(problem)
@@ -245,15 +234,24 @@ def function_of(data: bytes) -> str:
     """Only the function a queued message names (what fair mode's sorter routes by): the rest
     is read, and refused if it must be, by the worker that runs the call. Raises DecodeError
     (InvalidFunctionName for a name OpenFaaS would not accept) as `decode` does."""
+    return _function(_fold_keys(_object(data), _KEYS, _CANONICAL))
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    """The message as a JSON object; DecodeError if it is not one."""
     try:
         raw = json.loads(data)
     except RecursionError:
         raise DecodeError("not JSON: nested too deeply") from None
-    except ValueError as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
         raise DecodeError(f"not JSON: {shorten(str(exc))}") from None
     if not isinstance(raw, dict):
         raise DecodeError(f"expected a JSON object, got {type(raw).__name__}")
-    function = _fold_keys(raw, _KEYS, _CANONICAL).get("Function")  # as `decode` picks it
+    return raw
+
+
+def _function(fields: dict[str, Any]) -> str:
+    function = fields.get("Function")
     if not isinstance(function, str) or not function:
         raise DecodeError("Function is missing or empty")
     if (problem := function_name_problem(function)) is not None:
