@@ -79,10 +79,17 @@ async def has_delayed_stream(js: JetStreamContext, delayed: str) -> bool:
 async def unschedule_waiting(js: JetStreamContext, delayed: str, call_id: str) -> str | None:
     """Remove a call waiting on the delayed stream: the function it was for, or None if it
     was not waiting there (fired already, never delayed, or no such stream)."""
-    subject = delayed_subject(delayed, call_id)
+    return await remove_waiting(js, delayed, delayed_subject(delayed, call_id), call_id)
+
+
+async def remove_waiting(
+    js: JetStreamContext, stream: str, subject: str, call_id: str
+) -> str | None:
+    """Purge the one message waiting on `subject` of `stream` (a delayed call, as a schedule or
+    on the delayed stream): the function it was for ("" if unreadable), or None if none waits."""
     try:
-        waiting = await js.get_last_msg(delayed, subject)
-        await js.purge_stream(delayed, subject=subject)
+        waiting = await js.get_last_msg(stream, subject)
+        await js.purge_stream(stream, subject=subject)
     except NotFoundError:
         return None
     except (NatsError, TimeoutError) as exc:

@@ -23,12 +23,15 @@ from datetime import UTC, datetime
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
 
-from asyncq import codec
-from asyncq.delayed import delayed_stream_name, unschedule_waiting, waiting_on_stream
+from asyncq.delayed import (
+    delayed_stream_name,
+    remove_waiting,
+    unschedule_waiting,
+    waiting_on_stream,
+)
 from asyncq.layout import subject_token
-from connectors.core.errors import DecodeError, FerryError
+from connectors.core.errors import FerryError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import JetStreamLate, is_late
 
@@ -154,18 +157,10 @@ async def unschedule(
     """Remove a delayed call that has not fired yet, whether it waits as a schedule or on the
     delayed stream (`delayed_stream`, default `{stream}-delayed`): the function it was for, or
     None if there was none (fired already, or never delayed)."""
-    subject = schedule_subject(stream, call_id)
-    try:
-        waiting = await js.get_last_msg(stream, subject)
-        await js.purge_stream(stream, subject=subject)
-    except NotFoundError:
+    found = await remove_waiting(js, stream, schedule_subject(stream, call_id), call_id)
+    if found is None:
         return await unschedule_waiting(js, delayed_stream_name(stream, delayed), call_id)
-    except (NatsError, TimeoutError) as exc:
-        raise FerryError(f"cannot remove the delayed call {call_id}: {describe(exc)}") from None
-    try:
-        return codec.decode(waiting.data or b"").function
-    except DecodeError:
-        return ""
+    return found
 
 
 async def waiting_count(js: JetStreamContext, stream: str, subjects: str = "") -> int:
