@@ -23,7 +23,6 @@ from connectors.core.breaker import (
     BreakerSettings,
     Change,
     annotated_settings,
-    availability,
 )
 from connectors.core.function_limits import MAX_FREE_RETURNS as MAX_FREE_RETURNS
 from connectors.core.function_limits import MAX_INFLIGHT_ANNOTATION as MAX_INFLIGHT_ANNOTATION
@@ -240,18 +239,8 @@ class Lane:
         the function is down and the breaker is (now) open."""
         breaker = self.breaker
         assert breaker is not None
-        if result.ok:
-            if breaker.state or breaker.failures:  # closed with no failures: nothing to do
-                self._changed(breaker.record(generation, True, time.monotonic()))
-            return False
-        up = availability(
-            result.status,
-            result.headers,
-            error=result.error,
-            timed_out=result.timed_out,
-            final=result.final,
-        )
-        self._changed(breaker.record(generation, up, time.monotonic()))
+        up, change = breaker.record_attempt(generation, result)
+        self._changed(change)
         return up is False and bool(breaker.state)
 
     def idle_since(self) -> float | None:

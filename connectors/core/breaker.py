@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from connectors.core.durations import parse_duration
 from connectors.core.gateway_answers import INTERNAL_HEADER, ProxyError, proxy_error
@@ -38,6 +40,23 @@ class BreakerSettings:
     failures: int = 5  # consecutive availability failures that open it
     open_for: float = 60.0  # the first open period; doubled while probes fail
     max_open_for: float = MAX_OPEN_FOR_SECONDS
+
+
+class Attempt(Protocol):
+    """What the breaker reads of an attempt's result (an `InvocationResult`)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def final(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,23 @@ class Breaker:
             self.open_for = min(self.open_for * 2, self.settings.max_open_for)
             return self._open(now, "the probe failed")
         return None
+
+    def record_attempt(self, generation: int, result: Attempt) -> tuple[bool | None, Change | None]:
+        """Tell the breaker how an attempt of `generation` went: whether it showed the function
+        up (None: the answer says neither), and the change of state it made, if any. A success
+        on a closed breaker that saw no failure changes nothing and reads no clock."""
+        if result.ok:
+            if not (self.state or self.failures):
+                return True, None
+            return True, self.record(generation, True, time.monotonic())
+        up = availability(
+            result.status,
+            result.headers,
+            error=result.error,
+            timed_out=result.timed_out,
+            final=result.final,
+        )
+        return up, self.record(generation, up, time.monotonic())
 
     def probe_ended(self) -> None:
         """The probe ended without telling up from down (not sent, or overload): the next call

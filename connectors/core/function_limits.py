@@ -30,7 +30,6 @@ from connectors.core.breaker import (
     BreakerState,
     Change,
     annotated_settings,
-    availability,
 )
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import RetryPolicy
@@ -181,18 +180,10 @@ class FunctionLimit:
         breaker = self.breaker
         if breaker is None:
             return False
+        up, change = breaker.record_attempt(generation, result)
+        self._changed(change)
         if result.ok:
-            if breaker.state or breaker.failures:
-                self._changed(breaker.record(generation, True, time.monotonic()))
             return False
-        up = availability(
-            result.status,
-            result.headers,
-            error=result.error,
-            timed_out=result.timed_out,
-            final=result.final,
-        )
-        self._changed(breaker.record(generation, up, time.monotonic()))
         if breaker.state is BreakerState.HALF_OPEN and generation == breaker.generation:
             breaker.probe_ended()  # the probe said neither up nor down: another may probe
         return up is False and breaker.state is BreakerState.OPEN
