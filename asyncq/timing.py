@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.core.durations import parse_duration
+from connectors.core.numbers import ascii_int
 
 # NATS headers on a queued call (kept by a scheduled message when it fires)
 NOT_BEFORE = "Ferry-Not-Before"
@@ -132,7 +133,5 @@ def header_seconds(headers: dict[str, str] | None, name: str) -> float | None:
     """A Unix-nanosecond NATS header as seconds, or None when missing or not a number."""
     if not headers:
         return None
-    text = headers.get(name)
-    if text is None or not text.isdigit() or len(text) > 20:
-        return None
-    return int(text) / 1e9
+    nanoseconds = ascii_int(headers.get(name) or "", 20)
+    return None if nanoseconds is None else nanoseconds / 1e9

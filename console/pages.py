@@ -16,6 +16,7 @@ from asyncq import codec
 from asyncq.dead_letter_store import DeadLetter, DeadLetterError
 from asyncq.function_state import PauseRefused
 from connectors.core.errors import DecodeError
+from connectors.core.numbers import ascii_int
 from console.activity import SERIES, chart_bars
 from console.data import ConsoleData, ConsoleUnavailable
 from console.functions_view import function_rows
@@ -316,11 +317,12 @@ def _message(letter: DeadLetter) -> Mapping[str, Any] | None:
 
 
 def _limit(text: str) -> int:
-    return int(text) if text.isdigit() and int(text) in LIST_LIMITS else LIST_LIMITS[0]
+    limit = ascii_int(text, 6)
+    return limit if limit in LIST_LIMITS else LIST_LIMITS[0]
 
 
 def _seq(text: str) -> int:
-    return int(text) if text.isdigit() and len(text) <= 19 else 0
+    return ascii_int(text, 19) or 0
 
 
 def _short(text: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.core.http1.wire import is_header_value, is_token
+from connectors.core.numbers import ascii_int
 from connectors.core.urlguard import shown_url
 
 DEFAULT_BUCKET = "faas-calls"
@@ -109,9 +110,8 @@ _MILLIS_TEXTS = [f".{millis:03d}+00:00" for millis in range(1000)]  # each writt
 
 def start_time_text(start_time: str) -> str | None:
     """X-Start-Time (Unix nanoseconds, as OpenFaaS sets it) as a time, or None if it is not."""
-    if not start_time.isdigit() or len(start_time) > 20:
-        return None
-    return rfc3339(int(start_time) / 1e9)
+    nanoseconds = ascii_int(start_time, 20)
+    return None if nanoseconds is None else rfc3339(nanoseconds / 1e9)
 
 
 # Texts from a message longer than this are worked out each time: the caches below keep only

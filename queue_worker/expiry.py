@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from asyncq.codec import QueueRequest
 from asyncq.timing import EXPIRES_AT, NOT_BEFORE, header_seconds
 from connectors.core.durations import parse_duration
+from connectors.core.numbers import ascii_int
 from ledger.entries import rfc3339
 
 MAX_AGE_ANNOTATION = "ferry.max_age"
@@ -111,8 +112,8 @@ def _due(msg: Msg, request: QueueRequest) -> float | None:
     not_before = header_seconds(msg.headers, NOT_BEFORE)
     if not_before is not None:
         return not_before
-    start = request.start_time
-    return int(start) / 1e9 if start.isdigit() and len(start) <= 20 else None
+    start = ascii_int(request.start_time, 20)
+    return None if start is None else start / 1e9
 
 
 @functools.lru_cache(maxsize=256)

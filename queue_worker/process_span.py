@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult, span_error
+from connectors.core.numbers import ascii_int
 from connectors.core.retry import Outcome, Verdict
 
 if TYPE_CHECKING:
@@ -43,9 +44,10 @@ def process_span(msg: Msg, request: QueueRequest, subject: str, durable: str) ->
 def queue_wait(start_time: str, now_ns: int) -> float | None:
     """Seconds since the call was queued (its `X-Start-Time`, Unix ns): for a retry, this
     includes the earlier attempts and their back-off."""
-    if not start_time.isdigit() or len(start_time) > 20:
+    queued = ascii_int(start_time, 20)
+    if queued is None:
         return None
-    return round(max(now_ns - int(start_time), 0) / 1e9, 6)
+    return round(max(now_ns - queued, 0) / 1e9, 6)
 
 
 def attempt_outcome(result: InvocationResult, outcome: Outcome) -> None:

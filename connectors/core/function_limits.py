@@ -41,7 +41,6 @@ MAX_INFLIGHT_ANNOTATION = "ferry.max_inflight"
 # A call sent back by the limiter (a 429 while probing) goes back in line without using an
 # attempt, at most this many times; past that its 429s count like any other failed attempt.
 MAX_FREE_RETURNS = 50
-MAX_PAUSE = 300.0  # the longest a Retry-After pauses a function
 REMEMBERED = 4096
 IDLE_AFTER = 60.0
 
@@ -227,7 +226,7 @@ class FunctionLimit:
         if retry_after is None and self.inflight <= 1:
             retry_after = policy.backoff(1)
         if retry_after:
-            self._pause(min(retry_after, MAX_PAUSE))
+            self._pause(retry_after)  # at most MAX_RETRY_AFTER_SECONDS (parse_retry_after)
         if self.adaptive:
             self.limit.dropped(generation, still_running=self.inflight - 1)
             self._reckon()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from connectors.core.config import RetrySettings
 from connectors.core.durations import parse_duration
+from connectors.core.numbers import ascii_int
 from connectors.core.settings import status_codes
 
 log = logging.getLogger(__name__)
@@ -153,17 +154,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# A function's Retry-After is obeyed up to this: a longer one (or a date far ahead) waits this
+# long, so an answer cannot park a call or pause its function for ever.
+MAX_RETRY_AFTER_SECONDS = 300.0
+MAX_RETRY_AFTER_CHARS = 64  # an HTTP date is 29
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date), at most
+    MAX_RETRY_AFTER_SECONDS; None if there is none or it is neither."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if len(value) > MAX_RETRY_AFTER_CHARS:
+        return None
+    seconds = ascii_int(value, MAX_RETRY_AFTER_CHARS)
+    if seconds is not None:
+        return float(min(seconds, MAX_RETRY_AFTER_SECONDS))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    wait = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, wait), MAX_RETRY_AFTER_SECONDS)

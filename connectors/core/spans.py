@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from connectors.core.numbers import ascii_int
 from connectors.core.version import VERSION
 
 # the tracing module turns this one on; this one never imports it back (no circle)
@@ -256,7 +257,7 @@ def start_client(
         kind=SpanKind.CLIENT,
         attributes={
             "server.address": host or port,
-            "server.port": int(port) if host and port.isdigit() else 80,
+            "server.port": (ascii_int(port, 5) or 80) if host else 80,
             **attributes,
         },
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connectors.core.header_values import base64_header, text_header
+from connectors.core.numbers import ascii_int
 
 if TYPE_CHECKING:
     from connectors.core.spans import Scope
@@ -51,7 +52,7 @@ class SqsMessage:
             receive_count=count,
             group_id=str(system.get("MessageGroupId", "")),
             attributes=dict(raw.get("MessageAttributes") or {}),
-            sent_at=int(sent) / 1000 if sent.isdigit() and len(sent) <= 16 else None,
+            sent_at=None if (sent_ms := ascii_int(sent, 16)) is None else sent_ms / 1000,
         )
 
     @property
