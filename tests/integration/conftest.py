@@ -1,4 +1,4 @@
-"""Fixtures for the integration tests of the http1 client."""
+"""Fixtures for the integration tests: the http1 client's, a ledger bucket, SQS connectors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 
 from connectors.core.http1 import Http1Client
 from tests.support.http1 import RawServer, Reply
+from tests.support.ledger import ledger_bucket  # noqa: F401  (`ledger`)
+from tests.support.sqs import connector_procs  # noqa: F401  (`procs`)
 
 
 @pytest.fixture

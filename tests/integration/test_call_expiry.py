@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,13 +18,6 @@ from tests.support.http import CallbackReceiver, FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
-
-
-@pytest.fixture
-async def ledger(queue: QueueUnderTest) -> AsyncIterator[LedgerUnderTest]:
-    under_test = await LedgerUnderTest(queue.js).setup()
-    yield under_test
-    await under_test.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -22,33 +21,16 @@ from asyncq.schedule import schedule_subject, schedule_subjects, waiting_count
 from asyncq.timing import NOT_BEFORE, CallTiming
 from tests.support.brokers import NatsServer
 from tests.support.cli import ferry
-from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.delayed import (  # noqa: F401  (`functions_file`)
+    LATE_ALLOWED,
+    echo_functions_file,
+    post,
+)
+from tests.support.front_door import gateway_env, running_gateway
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest, queue_on
-
-# A delayed call fires within 1 s of its time on an idle machine (bench/delayed_calls.py);
-# the shared CI machine gets more room.
-LATE_ALLOWED = 4.0
-
-
-@pytest.fixture
-async def ledger(queue: QueueUnderTest) -> AsyncIterator[LedgerUnderTest]:
-    under_test = await LedgerUnderTest(queue.js).setup()
-    yield under_test
-    await under_test.close()
-
-
-@pytest.fixture
-def functions_file(tmp_path: Path, gateway: FakeGateway) -> Path:
-    gateway.function("echo")
-    return write_functions(tmp_path / "functions.yml", {"echo": {"url": f"{gateway.url}/x"}})
-
-
-async def post(url: str, headers: dict[str, str]) -> tuple[int, str, str]:
-    async with aiohttp.ClientSession() as session, session.post(url, headers=headers) as answer:
-        return answer.status, await answer.text(), answer.headers.get("X-Call-Id", "")
 
 
 async def waiting_schedules(queue: QueueUnderTest) -> int:

@@ -30,6 +30,20 @@ def _released_by(release: asyncio.Event, *, hold: set[bytes] | None = None):  # 
     return handler
 
 
+async def _queue_slow_calls(queue: QueueUnderTest, gateway: FakeGateway, count: int) -> list[bytes]:
+    """`count` calls queued to `slow`, a function that takes 1.6 s to answer; their bodies."""
+
+    async def slow(call: Call) -> web.Response:
+        await asyncio.sleep(1.6)
+        return web.Response(text="slept")
+
+    gateway.function("slow", slow)
+    bodies = [f"s{i}".encode() for i in range(count)]
+    for body in bodies:
+        await queue.publish("slow", body)
+    return bodies
+
+
 async def test_a_worker_holds_at_most_prefetch_messages_beyond_max_inflight(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
@@ -55,14 +69,7 @@ async def test_a_worker_holds_at_most_prefetch_messages_beyond_max_inflight(
 async def test_a_message_waiting_longer_than_ack_wait_is_not_redelivered(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
-    async def slow(call: Call) -> web.Response:
-        await asyncio.sleep(1.6)
-        return web.Response(text="slept")
-
-    gateway.function("slow", slow)
-    bodies = [f"s{i}".encode() for i in range(4)]
-    for body in bodies:
-        await queue.publish("slow", body)
+    bodies = await _queue_slow_calls(queue, gateway, 4)
     # one slot, three waiting: the last waits about 5 s, five times ack_wait
     async with queue.worker(
         max_inflight="1", prefetch="3", scaling_mode="static", ack_wait="1s", upstream_timeout="5s"
@@ -184,14 +191,7 @@ async def test_in_fair_mode_stopping_hands_messages_held_ahead_back_at_once(
 async def test_in_fair_mode_a_message_held_ahead_longer_than_ack_wait_is_not_redelivered(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
-    async def slow(call: Call) -> web.Response:
-        await asyncio.sleep(1.6)
-        return web.Response(text="slept")
-
-    gateway.function("slow", slow)
-    bodies = [f"s{i}".encode() for i in range(3)]
-    for body in bodies:
-        await queue.publish("slow", body)
+    bodies = await _queue_slow_calls(queue, gateway, 3)
     # one slot, one held ahead: each waits about 1.6 s there, past ack_wait
     async with queue.worker(
         max_inflight="1", prefetch="3", ack_wait="1s", upstream_timeout="5s"

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.contract.test_sqs_contract import sqs_env
 from tests.support.http import Call, FakeGateway
 from tests.support.moto import MotoServer, Queues
 from tests.support.outage import DownFunction
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
+from tests.support.sqs import start_connector
 
 pytestmark = pytest.mark.slow
 
@@ -30,26 +30,10 @@ async def queues(moto_server: MotoServer) -> AsyncIterator[Queues]:
 
 
 @pytest.fixture
-async def procs() -> AsyncIterator[list[FerryProcess]]:
-    started: list[FerryProcess] = []
-    yield started
-    for proc in started:
-        await proc.close()
-
-
-@pytest.fixture
 async def down() -> AsyncIterator[DownFunction]:
     function = DownFunction()
     yield function
     await function.close()
-
-
-async def _start(
-    procs: list[FerryProcess], moto: MotoServer, gateway: FakeGateway, url: str, **env: str
-) -> FerryProcess:
-    proc = FerryProcess("sqs-connector", sqs_env(moto, gateway, url, **env))
-    procs.append(await proc.start())
-    return proc
 
 
 async def test_a_function_down_for_a_while_loses_no_message_and_dead_letters_none(
@@ -65,7 +49,7 @@ async def test_a_function_down_for_a_while_loses_no_message_and_dead_letters_non
     gateway.subscribe("fn", url.rsplit("/", 1)[-1])
     for i in range(MESSAGES):
         await queues.send(url, str(i))
-    proc = await _start(
+    proc = await start_connector(
         procs,
         moto_server,
         gateway,
@@ -101,7 +85,7 @@ async def test_a_function_answering_500_is_retried_and_dead_lettered_as_before(
     gateway.subscribe("fn", url.rsplit("/", 1)[-1])
     await queues.send(url, "doomed")
     # had a 500 counted, the second would open the breaker for a minute: no dead letter soon
-    proc = await _start(
+    proc = await start_connector(
         procs,
         moto_server,
         gateway,

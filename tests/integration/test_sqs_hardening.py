@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.contract.test_sqs_contract import sqs_env
 from tests.support.http import FakeGateway
 from tests.support.moto import MotoServer, Queues
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
+from tests.support.sqs import start_connector
 
 pytestmark = pytest.mark.slow
 
@@ -24,22 +24,6 @@ SMALL_LIMIT = 256 * 1024
 async def queues(moto_server: MotoServer) -> AsyncIterator[Queues]:
     async with moto_server.sqs() as client:
         yield Queues(client, "sqsh")
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[FerryProcess]]:
-    started: list[FerryProcess] = []
-    yield started
-    for proc in started:
-        await proc.close()
-
-
-async def _start(
-    procs: list[FerryProcess], moto: MotoServer, gateway: FakeGateway, url: str, **env: str
-) -> FerryProcess:
-    proc = FerryProcess("sqs-connector", sqs_env(moto, gateway, url, **env))
-    procs.append(await proc.start())
-    return proc
 
 
 async def _small_queue(queues: Queues, name: str) -> str:
@@ -61,7 +45,7 @@ async def test_a_body_too_large_for_the_dead_letter_queue_is_still_recorded_as_d
     gateway.subscribe("fn", _topic(url))
     gateway.function("fn", lambda call: web.Response(status=400, text="no"))
     message_id = await queues.send(url, "x" * (300 * 1024), colour="red")
-    proc = await _start(procs, moto_server, gateway, url, dead_letter_queue_url=dead)
+    proc = await start_connector(procs, moto_server, gateway, url, dead_letter_queue_url=dead)
     found = await eventually(lambda: queues.peek(dead), 30, what="a dead letter")
     attributes = {k: v["StringValue"] for k, v in found[0]["MessageAttributes"].items()}
     assert "307200 bytes" in attributes["Ferry-Body-Omitted"]
@@ -83,7 +67,7 @@ async def test_a_copy_near_the_limit_keeps_its_body_and_gives_up_the_attributes_
     gateway.function("fn", lambda call: web.Response(status=400, text="no"))
     body = "y" * (SMALL_LIMIT - 2048)
     await queues.send(url, body, big="z" * 4096)
-    proc = await _start(procs, moto_server, gateway, url, dead_letter_queue_url=dead)
+    proc = await start_connector(procs, moto_server, gateway, url, dead_letter_queue_url=dead)
     found = await eventually(lambda: queues.peek(dead), 30, what="a dead letter")
     assert found[0]["Body"] == body
     assert "big" not in found[0]["MessageAttributes"]
@@ -104,7 +88,7 @@ async def test_string_attributes_reach_the_function_as_the_same_utf8_bytes(
     await queues.send(url, "alone", word="café")
     await queues.send(url, "beside", word="café", lang="日本")
     await queues.send(url, "lines", note="two\nlines")
-    proc = await _start(procs, moto_server, gateway, url)
+    proc = await start_connector(procs, moto_server, gateway, url)
     await eventually(lambda: len(gateway.calls_to("fn")) == 3, 30, what="three calls")
     calls = {c.body: c.headers for c in gateway.calls_to("fn")}
     for body in (b"alone", b"beside"):

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.contract.test_sqs_contract import sqs_env
 from tests.support.capacity import CapacityFunction, always_refusing
 from tests.support.http import FakeGateway
 from tests.support.moto import MotoServer, Queues
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
+from tests.support.sqs import start_connector
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +23,6 @@ MESSAGES = 30
 async def queues(moto_server: MotoServer) -> AsyncIterator[Queues]:
     async with moto_server.sqs() as client:
         yield Queues(client, "limit")
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[FerryProcess]]:
-    started: list[FerryProcess] = []
-    yield started
-    for proc in started:
-        await proc.close()
-
-
-async def _start(
-    procs: list[FerryProcess], moto: MotoServer, gateway: FakeGateway, url: str, **env: str
-) -> FerryProcess:
-    proc = FerryProcess("sqs-connector", sqs_env(moto, gateway, url, **env))
-    procs.append(await proc.start())
-    return proc
 
 
 async def test_a_function_answering_429_past_its_capacity_gets_every_message_once(
@@ -53,7 +37,7 @@ async def test_a_function_answering_429_past_its_capacity_gets_every_message_onc
         await queues.send(url, str(i))
     # two attempts: without the limiter, ten messages at once against a capacity of two
     # would run some of them out
-    proc = await _start(
+    proc = await start_connector(
         procs, moto_server, gateway, url, max_retry_attempts="2", dead_letter_queue_url=dead
     )
     await eventually(lambda: len(function.accepted) >= MESSAGES, 60, what="every message")
@@ -72,7 +56,7 @@ async def test_a_function_that_always_answers_429_still_ends_in_the_dead_letter_
     gateway.function("fn", always_refusing())
     gateway.subscribe("fn", url.rsplit("/", 1)[-1])
     await queues.send(url, "doomed")
-    proc = await _start(
+    proc = await start_connector(
         procs, moto_server, gateway, url, max_retry_attempts="2", dead_letter_queue_url=dead
     )
     found = await eventually(lambda: queues.peek(dead), 60, what="the dead letter")

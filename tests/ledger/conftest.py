@@ -1,17 +1,27 @@
-"""Each ledger test gets a bucket of its own."""
+"""Each ledger test gets a bucket of its own, and a front door writing to it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.ledger import LedgerUnderTest
+from gateway.service import GatewayService
+from tests.support.front_door import gateway_env, running_gateway, write_functions
+from tests.support.http import FakeGateway
+from tests.support.ledger import LedgerUnderTest, ledger_bucket  # noqa: F401  (`ledger`)
 from tests.support.queue import QueueUnderTest
+
+FUNCTIONS = ("echo", "held", "big", "never")
 
 
 @pytest.fixture
-async def ledger(queue: QueueUnderTest) -> AsyncIterator[LedgerUnderTest]:
-    under_test = await LedgerUnderTest(queue.js).setup()
-    yield under_test
-    await under_test.close()
+async def front_door(
+    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> AsyncIterator[GatewayService]:
+    functions = {name: {"url": f"{gateway.url}/function/{name}"} for name in FUNCTIONS}
+    path = write_functions(tmp_path / "functions.yml", functions)
+    env = gateway_env(queue, functions_file=str(path), **ledger.env())
+    async with running_gateway(env) as service:
+        yield service

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Coroutine
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,22 +16,12 @@ from nats.aio.msg import Msg
 from gateway.service import GatewayService
 from ledger.entries import entry_key
 from ledger.sheets import sheet_key
-from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 
 CALLS = 48
-
-
-@pytest.fixture
-async def front_door(
-    tmp_path: Path, queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
-) -> AsyncIterator[GatewayService]:
-    path = write_functions(tmp_path / "f.yml", {"echo": {"url": f"{gateway.url}/function/echo"}})
-    async with running_gateway(gateway_env(queue, functions_file=str(path), **ledger.env())) as gw:
-        yield gw
 
 
 class Writes:

@@ -31,10 +31,15 @@ async def _ok(call: Call) -> web.StreamResponse:
     return web.Response(status=200, body=call.body, headers={"Content-Type": "text/plain"})
 
 
-def held_until(release: asyncio.Event, text: str = "done") -> Handler:
-    """A function that answers 200 only once `release` is set (a call that stays in flight)."""
+def held_until(
+    release: asyncio.Event, text: str = "done", *, started: asyncio.Event | None = None
+) -> Handler:
+    """A function that answers 200 only once `release` is set (a call that stays in flight);
+    it sets `started`, if given, as each call comes in."""
 
     async def held(call: Call) -> web.Response:
+        if started is not None:
+            started.set()
         await release.wait()
         return web.Response(text=text)
 

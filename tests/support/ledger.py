@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from nats.js import JetStreamContext
 
 from ledger.entries import CallEntry, entry_key
@@ -13,6 +15,7 @@ from ledger.settings import CallLedgerSettings
 from ledger.sheets import SHEET_PREFIX, sheet_entries
 from ledger.store import LedgerStore, open_bucket
 from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
 
 
 class LedgerUnderTest:
@@ -81,3 +84,11 @@ class LedgerUnderTest:
 
     def key(self, call_id: str) -> str:
         return entry_key(call_id)
+
+
+@pytest.fixture(name="ledger")
+async def ledger_bucket(queue: QueueUnderTest) -> AsyncIterator[LedgerUnderTest]:
+    """`ledger`: a bucket of the test's own, deleted after it (a conftest imports the fixture)."""
+    under_test = await LedgerUnderTest(queue.js).setup()
+    yield under_test
+    await under_test.close()
