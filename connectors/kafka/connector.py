@@ -26,7 +26,8 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from connectors.core import tracing
-from connectors.core.controller import Abandoned, Controller, Delivery, unexpected_error
+from connectors.core.controller import Controller
+from connectors.core.delivery import Abandoned, Delivery, unexpected_error
 from connectors.core.staleness import expired_deliveries, staleness
 from connectors.core.supervision import until_stopped
 from connectors.kafka import client

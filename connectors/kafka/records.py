@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from connectors.core.controller import Event
+from connectors.core.delivery import Event
 from connectors.core.header_values import bytes_header
 from connectors.core.http1 import is_token
 
