@@ -77,7 +77,7 @@ async def measure(port: int, count: int, rounds: int, ordering: str) -> list[flo
     }
     connector = KafkaConnector(load_settings(KafkaConnectorConfig, env))
     assert await connector.refresher.refresh()
-    connector._dead = DeadLetters(None, "", connector.metrics, lambda: False)
+    connector.processor.dead = DeadLetters(None, "", connector.metrics, lambda: False)
     for p in range(PARTITIONS):
         partition = TopicPartition("bench", p)
         connector.tracker.own(partition)

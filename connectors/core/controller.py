@@ -3,8 +3,9 @@
 Sources hand the `Controller` an `Event`; it finds the subscribed functions in the current
 `TopicMap`, invokes them concurrently (at most `max_inflight` calls at once across the
 process, and of each function what its limit allows: `function_limits.py`), and returns one
-`Delivery` per function with its final outcome. Sources decide what a final failure means on
-their broker (dead-letter topic, DLQ, log) and acknowledge only after every delivery is final.
+`Delivery` per function with its final outcome (both in `delivery.py`). Sources decide what a
+final failure means on their broker (dead-letter topic, DLQ, log) and acknowledge only after
+every delivery is final.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -22,7 +22,14 @@ from connectors.core.breaker import BreakerSettings
 from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.errors import FerryError
+from connectors.core.delivery import (
+    Abandoned,
+    Delivery,
+    Event,
+    NotStarted,
+    ResponseSubscriber,
+    unexpected_error,
+)
 from connectors.core.function_limit_metrics import FunctionLimitCollector
 from connectors.core.function_limits import (
     MAX_FREE_RETURNS,
@@ -32,7 +39,7 @@ from connectors.core.function_limits import (
 )
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
-from connectors.core.retry import Outcome, RetryPolicy, Verdict
+from connectors.core.retry import RetryPolicy, Verdict
 from connectors.core.slots import CallSlots
 from connectors.core.targets import addressable_call_id
 from connectors.core.topicmap import FunctionInfo, TopicMap, TopicMapRefresher
@@ -41,58 +48,6 @@ from connectors.core.version import USER_AGENT
 log = logging.getLogger("ferry.connector")
 
 FUNCTIONS_REMEMBERED = 10_000  # functions whose call details are kept; past it, start over
-
-
-@dataclass(frozen=True)
-class Event:
-    """One message from a source, addressed by topic. `headers` are the source's own
-    (`X-Kafka-*`, `X-SQS-*`, `X-Cron-*`): they go with the call as they are."""
-
-    topic: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-    call_id: str = ""
-
-    def __init__(
-        self, topic: str, body: bytes, headers: tuple[tuple[str, str], ...] = (), call_id: str = ""
-    ) -> None:
-        # All fields at once: a frozen dataclass's own __init__ sets each one through
-        # object.__setattr__, about twice the cost, and one is made for every message.
-        fields = {"topic": topic, "body": body, "headers": headers, "call_id": call_id}
-        object.__setattr__(self, "__dict__", fields)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one function for one event (after retries, when in-process)."""
-
-    event: Event
-    function: FunctionInfo
-    result: InvocationResult
-    outcome: Outcome
-    returns: int = 0  # times the limiter sent the call back in line (no attempt used)
-
-    def __init__(
-        self,
-        event: Event,
-        function: FunctionInfo,
-        result: InvocationResult,
-        outcome: Outcome,
-        returns: int = 0,
-    ) -> None:
-        # all fields at once, as `Event` does (one is made for every call)
-        fields = {
-            "event": event,
-            "function": function,
-            "result": result,
-            "outcome": outcome,
-            "returns": returns,
-        }
-        object.__setattr__(self, "__dict__", fields)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome.verdict is Verdict.SUCCESS
 
 
 class _Prepared(NamedTuple):
@@ -107,26 +62,6 @@ class _Prepared(NamedTuple):
     breaker: BreakerSettings | None  # the process's, with ferry.breaker.* laid over it
 
 
-UNEXPECTED_ERROR_CHARS = 300  # of an unforeseen error's text kept in a reason
-
-
-def unexpected_error(exc: BaseException) -> str:
-    """A reason for an error nothing foresaw: its type and text, bounded, and printable as
-    UTF-8 (its text may quote input, e.g. a lone surrogate a header or log cannot hold)."""
-    text = f"unexpected error: {type(exc).__name__}: {exc}"[:UNEXPECTED_ERROR_CHARS]
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-class Abandoned(FerryError):
-    """Retries were cut short because the source is stopping: the event has no final
-    outcome and must not be acknowledged (the broker delivers it again)."""
-
-
-class NotStarted(Abandoned):
-    """The source stopped before the attempt began (it waited for a free `max_inflight`
-    slot): the function was not called this time."""
-
-
 class ConnectorConfig(Protocol):
     """The setting groups every connector's config object nests."""
 
@@ -138,12 +73,6 @@ class ConnectorConfig(Protocol):
 
     @property
     def retry(self) -> RetrySettings: ...
-
-
-class ResponseSubscriber(Protocol):
-    """Told of every final delivery; must not block (queue work of its own if slow)."""
-
-    def response(self, delivery: Delivery) -> None: ...
 
 
 class Controller:

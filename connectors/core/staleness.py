@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from connectors.core.controller import Controller, Delivery, Event
+from connectors.core.controller import Controller
+from connectors.core.delivery import Delivery, Event
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.topicmap import FunctionInfo

@@ -15,7 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from connectors.core.controller import Abandoned, Controller, Event, NotStarted
+from connectors.core.controller import Controller
+from connectors.core.delivery import Abandoned, Event, NotStarted
 from connectors.core.topicmap import FunctionInfo
 from connectors.cron.claims import ClaimError, Lease, SlotClaims
 from connectors.cron.clock import Clock

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaProducer
 
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Abandoned, Delivery
+from connectors.core.delivery import Abandoned, Delivery
 from connectors.kafka.client import KafkaUnavailable, RecordRefused, produce
 from connectors.kafka.stalls import Stalls
 

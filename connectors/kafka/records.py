@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from connectors.core.controller import Event
+from connectors.core.delivery import Event
 from connectors.core.header_values import bytes_header
 from connectors.core.http1 import is_token
 
 if TYPE_CHECKING:
+    from aiokafka import TopicPartition
     from aiokafka.structs import ConsumerRecord
 
     from connectors.core.spans import Scope
@@ -69,6 +70,11 @@ def source_of(event: Event) -> tuple[str, str, str]:
         found.get("X-Kafka-Partition", ""),
         found.get("X-Kafka-Offset", ""),
     )
+
+
+def partition_source(partition: TopicPartition) -> str:
+    """A partition as logs and the `source` label name it: `topic/partition`."""
+    return f"{partition.topic}/{partition.partition}"
 
 
 def record_span(record: ConsumerRecord[bytes, bytes], group: str) -> Scope:

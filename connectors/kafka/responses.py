@@ -14,7 +14,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from connectors.core.controller import Delivery
+from connectors.core.delivery import Delivery
 from connectors.kafka.metrics import KafkaMetrics
 from connectors.kafka.records import source_of
 

@@ -22,6 +22,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from connectors.kafka.ledger import CommitTracker, PartitionLedger
 from connectors.kafka.metrics import KafkaMetrics
+from connectors.kafka.records import partition_source
 
 log = logging.getLogger("ferry.kafka")
 
@@ -40,7 +41,7 @@ class OffsetRewinds:
         log.warning(
             "%s went back (%s): the topic was deleted and created again, or the position was "
             "reset; its records are invoked again from there",
-            source(partition),
+            partition_source(partition),
             why,
         )
         return self.tracker.restart(partition)
@@ -115,8 +116,4 @@ class OffsetRewinds:
         try:
             await consumer.seek_to_beginning(partition)
         except (KafkaError, IllegalStateError) as exc:  # revoked meanwhile
-            log.warning("%s not read from its beginning: %s", source(partition), exc)
-
-
-def source(partition: TopicPartition) -> str:
-    return f"{partition.topic}/{partition.partition}"
+            log.warning("%s not read from its beginning: %s", partition_source(partition), exc)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from connectors.core import tracing
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Controller, Delivery, Event, unexpected_error
+from connectors.core.controller import Controller
+from connectors.core.delivery import Delivery, Event, unexpected_error
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.staleness import expired_deliveries, staleness

@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from connectors.core.config import RetrySettings
-from connectors.core.controller import Event
+from connectors.core.delivery import Event
 from connectors.core.function_entries import FunctionInfo
 from connectors.core.logs import ConsoleFormatter
 from connectors.core.retry import ANNOTATION_ATTEMPTS, RetryPolicy, Verdict

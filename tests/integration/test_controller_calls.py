@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from connectors.core.controller import Event
+from connectors.core.delivery import Event
 from connectors.core.version import USER_AGENT
 from tests.support.controller import controller_for
 from tests.support.http import FakeGateway

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from connectors.core.config import RetrySettings
 from connectors.core.connector_config import ConnectorSettings
-from connectors.core.controller import Event, NotStarted
+from connectors.core.delivery import Event, NotStarted
 from connectors.core.function_limits import MAX_INFLIGHT_ANNOTATION
 from tests.support.capacity import CapacityFunction, always_refusing
 from tests.support.controller import controller_for

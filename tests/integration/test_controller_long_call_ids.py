@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from connectors.core.config import GatewaySettings, RetrySettings
 from connectors.core.connector_config import ConnectorSettings
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Controller, Event
+from connectors.core.controller import Controller
+from connectors.core.delivery import Event
 from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import Invoker
 from connectors.core.retry import RetryPolicy

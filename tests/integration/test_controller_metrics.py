@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from connectors.core.controller import Event
+from connectors.core.delivery import Event
 from tests.support.controller import controller_for
 from tests.support.http import FakeGateway, held_until
 from tests.support.ports import eventually

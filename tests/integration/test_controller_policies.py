@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from connectors.core.config import RetrySettings
-from connectors.core.controller import Event
+from connectors.core.delivery import Event
 from connectors.core.retry import ANNOTATION_ATTEMPTS
 from tests.support.controller import controller_for
 from tests.support.http import FakeGateway

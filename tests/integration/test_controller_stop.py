@@ -11,7 +11,7 @@ from aiohttp import web
 
 from connectors.core.config import RetrySettings
 from connectors.core.connector_config import ConnectorSettings
-from connectors.core.controller import Abandoned, Event, NotStarted
+from connectors.core.delivery import Abandoned, Event, NotStarted
 from tests.support.controller import controller_for
 from tests.support.http import FakeGateway, held_until
 from tests.support.ports import eventually

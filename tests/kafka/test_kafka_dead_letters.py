@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from connectors.core.connector_metrics import ConnectorMetrics
-from connectors.core.controller import Delivery, Event
+from connectors.core.delivery import Delivery, Event
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.topicmap import FunctionInfo
