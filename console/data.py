@@ -31,9 +31,9 @@ from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
 from ledger.delayed import cancel_call
-from ledger.entries import ENTRY_PREFIX, CallEntry
-from ledger.sheets import SHEET_PREFIX, QueuedOnSheets
-from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable
+from ledger.entries import CallEntry
+from ledger.sheets import QueuedOnSheets
+from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable, listed_entry
 
 MAX_SCAN_ENTRIES = 20_000  # ledger entries read for the overview, at most
 MAX_SCAN_BYTES = 64 * 1024 * 1024  # and at most this many bytes of them
@@ -172,18 +172,10 @@ class ConsoleData:
                 for msg in batch:
                     read += len(msg.data)
                     key = msg.subject[len(prefix) :]
-                    if key.startswith(SHEET_PREFIX):
-                        on_sheets.sheet_seen(msg.metadata.sequence.stream, msg.data)
-                        continue
-                    if not key.startswith(ENTRY_PREFIX):
-                        continue  # a cancel marker
-                    try:
-                        entry = CallEntry.decode(msg.data)
-                    except ValueError:
-                        continue
-                    entry.result = None
-                    on_sheets.entry_seen(entry.call_id)
-                    entries.append(entry)
+                    entry = listed_entry(key, msg.data, msg.metadata.sequence.stream, on_sheets)
+                    if entry is not None:
+                        entry.result = None
+                        entries.append(entry)
                 if batch and batch[-1].metadata.num_pending == 0:
                     return _with_sheets(entries, on_sheets), False
             return _with_sheets(entries, on_sheets), True

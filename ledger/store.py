@@ -346,7 +346,7 @@ class LedgerStore:
                         marker_seen = True
                         continue
                     if update.operation is None:
-                        found = _listed(update.key, update.value or b"", position, on_sheets)
+                        found = listed_entry(update.key, update.value or b"", position, on_sheets)
                         if found is not None and wanted(found):
                             found.result = None  # keep memory to the entries, not their bodies
                             kept.append((position, found))
@@ -361,7 +361,9 @@ class LedgerStore:
         return [entry for _, entry in reversed(newest)]
 
 
-def _listed(key: str, value: bytes, position: int, on_sheets: QueuedOnSheets) -> CallEntry | None:
+def listed_entry(
+    key: str, value: bytes, position: int, on_sheets: QueuedOnSheets
+) -> CallEntry | None:
     """The call entry a listed key holds (None for a sheet, a cancel marker or a bad value).
     Sheets and entries are told to `on_sheets`, where an entry replaces its call's record."""
     if key.startswith(SHEET_PREFIX):
