@@ -33,6 +33,12 @@ class GatewayMetrics:
             "Requests forwarded to the upstream gateway or a standalone function, by status",
             ["status"],
         )
+        self.publishes_waiting = Gauge(
+            "gateway_publishes_waiting",
+            "Queued calls sent to JetStream whose answer has not come yet (a JetStream that "
+            "stops answering shows here before the publish timeout turns them into 503s)",
+            registry=registry,
+        )
         self.functions = Gauge(
             "gateway_functions", "Functions in the current function list", registry=registry
         )

@@ -159,8 +159,9 @@ class GatewayService:
         await self._open_ledger(js)
         self._queue_routes = await open_queue_routes(js, nats, self._credentials)
         self._call_routes.states = self._queue_routes.states  # why a queued call waits
-        self._acks = PubAcks(self._nats.client)
-        await self._acks.start()
+        acks = self._acks = PubAcks(self._nats.client)
+        await acks.start()
+        self.metrics.publishes_waiting.set_function(lambda: acks.waiting)
         publisher = self._publisher = Publisher(
             js,
             nats.nats_stream,

@@ -148,3 +148,38 @@ async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_no
     finally:
         await nc.close()
         server.cleanup()
+
+
+async def test_calls_waiting_for_a_hung_jetstream_show_in_a_metric_until_it_answers(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    server = NatsServer().start()
+    assert server.process is not None
+    nc = await nats.connect(server.url)
+    try:
+        gateway.function("echo")
+        queue = await QueueUnderTest(nc, server.url, gateway.url).setup()
+        functions = write_functions(tmp_path / "functions.yml", {"echo": {"url": gateway.url}})
+        env = gateway_env(queue, functions_file=str(functions), publish_timeout="10s")
+        async with running_gateway(env) as front, aiohttp.ClientSession() as http:
+
+            def waiting() -> float | None:
+                return front.registry.get_sample_value("gateway_publishes_waiting")
+
+            async def post() -> int:
+                async with http.post(f"{front.url}/async-function/echo", data=b"x") as r:
+                    return r.status
+
+            assert waiting() == 0
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                posts = [asyncio.create_task(post()) for _ in range(3)]
+                await eventually(lambda: waiting() == 3, 10, what="three calls waiting")
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            statuses = await asyncio.gather(*posts)
+            assert set(statuses) <= {202, 503}
+            await eventually(lambda: waiting() == 0, 10, what="no call waiting")
+    finally:
+        await nc.close()
+        server.cleanup()
