@@ -11,7 +11,7 @@ from aiohttp.http_parser import HttpResponseParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.core.http1 import ResponseTooLarge
+from connectors.core.http1 import ResponseTooLarge, wire
 from connectors.core.http1.answer import AnswerParser
 
 FRAMINGS = st.sampled_from(["length", "chunked", "close"])
@@ -102,3 +102,14 @@ def test_a_content_length_with_leading_zeros_is_its_value() -> None:
     parser = AnswerParser(False, 1000)
     response = parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"0" * 40 + b"2\r\n\r\nok")
     assert response is not None and response.body == b"ok"
+
+
+def test_header_names_kept_as_known_are_few_and_short() -> None:
+    """Names from answers are remembered as valid tokens to skip the check next time; a
+    function sending thousands of long distinct names cannot grow that memory past its bound."""
+    for index in range(wire.VALID_NAMES_MAX + 100):
+        assert wire.is_token(f"X-{index:08d}-" + "n" * 4000)
+        assert wire.is_token(f"X-Short-{index}")
+    assert len(wire.VALID_NAMES) <= wire.VALID_NAMES_MAX
+    assert max(len(name) for name in wire.VALID_NAMES) <= wire.VALID_NAME_CHARS
+    assert not wire.is_token("Bad Name")

@@ -15,6 +15,7 @@ _TOKEN = re.compile(TOKEN_PATTERN.encode())
 _TOKEN_TEXT = re.compile(TOKEN_PATTERN)
 VALID_NAMES: set[str | bytes] = set()  # the tokens seen (bounded): read, never written, elsewhere
 VALID_NAMES_MAX = 4096
+VALID_NAME_CHARS = 64  # longer tokens are checked each time, never kept: 4096 x 64 at most
 
 
 class HttpError(Exception):
@@ -37,7 +38,7 @@ def is_token(name: str | bytes) -> bool:
     pattern = _TOKEN_TEXT if isinstance(name, str) else _TOKEN
     if pattern.fullmatch(name) is None:  # type: ignore[arg-type]
         return False
-    if len(VALID_NAMES) < VALID_NAMES_MAX:
+    if len(VALID_NAMES) < VALID_NAMES_MAX and len(name) <= VALID_NAME_CHARS:
         VALID_NAMES.add(name)
     return True
 
