@@ -5,7 +5,9 @@ ping intervals, and back once it answers, with nothing accepted lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -102,9 +104,12 @@ async def _not_ready(http: aiohttp.ClientSession, port: int) -> bool:
     return await _status(http, port) != 200
 
 
-async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_nothing_accepted(
+@contextlib.asynccontextmanager
+async def _queue_on_own_server(
     gateway: FakeGateway, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[NatsServer, QueueUnderTest, str]]:
+    """A nats-server of the test's own (it will be stopped), its queue, and a functions file
+    naming `echo` on `gateway`."""
     server = NatsServer().start()
     assert server.process is not None
     nc = await nats.connect(server.url)
@@ -112,8 +117,19 @@ async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_no
         gateway.function("echo")
         queue = await QueueUnderTest(nc, server.url, gateway.url).setup()
         functions = write_functions(tmp_path / "functions.yml", {"echo": {"url": gateway.url}})
+        yield server, queue, str(functions)
+    finally:
+        await nc.close()
+        server.cleanup()
+
+
+async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_nothing_accepted(
+    gateway: FakeGateway, tmp_path: Path
+) -> None:
+    async with _queue_on_own_server(gateway, tmp_path) as (server, queue, functions):
+        assert server.process is not None
         env = gateway_env(
-            queue, functions_file=str(functions), nats_ping_interval="1s", publish_timeout="1s"
+            queue, functions_file=functions, nats_ping_interval="1s", publish_timeout="1s"
         )
         accepted: list[str] = []
         async with (
@@ -144,23 +160,15 @@ async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_no
                 30,
                 what="every accepted call run",
             )
-        assert len(accepted) >= 20
-    finally:
-        await nc.close()
-        server.cleanup()
+    assert len(accepted) >= 20
 
 
 async def test_calls_waiting_for_a_hung_jetstream_show_in_a_metric_until_it_answers(
     gateway: FakeGateway, tmp_path: Path
 ) -> None:
-    server = NatsServer().start()
-    assert server.process is not None
-    nc = await nats.connect(server.url)
-    try:
-        gateway.function("echo")
-        queue = await QueueUnderTest(nc, server.url, gateway.url).setup()
-        functions = write_functions(tmp_path / "functions.yml", {"echo": {"url": gateway.url}})
-        env = gateway_env(queue, functions_file=str(functions), publish_timeout="10s")
+    async with _queue_on_own_server(gateway, tmp_path) as (server, queue, functions):
+        assert server.process is not None
+        env = gateway_env(queue, functions_file=functions, publish_timeout="10s")
         async with running_gateway(env) as front, aiohttp.ClientSession() as http:
 
             def waiting() -> float | None:
@@ -180,6 +188,3 @@ async def test_calls_waiting_for_a_hung_jetstream_show_in_a_metric_until_it_answ
             statuses = await asyncio.gather(*posts)
             assert set(statuses) <= {202, 503}
             await eventually(lambda: waiting() == 0, 10, what="no call waiting")
-    finally:
-        await nc.close()
-        server.cleanup()
