@@ -145,8 +145,8 @@ class FairMode:
             await asyncio.gather(discovery, return_exceptions=True)
 
     def stop_taking(self) -> None:
-        self.scheduler.stopping = True
-        self.scheduler.hand_back_ahead()
+        self.scheduler.puller.stopping = True
+        self.scheduler.puller.hand_back_ahead()
         self.scheduler.changed.set()
 
     @property
@@ -156,7 +156,7 @@ class FairMode:
 
     def on_reconnect(self) -> None:
         self.sorter.puller.forget_all()
-        self.scheduler.forget_requests()
+        self.scheduler.puller.forget_requests()
 
     async def stop(self) -> None:
         await self.pauses.stop()
