@@ -6,9 +6,10 @@ publishers or by the worker's sorter. Every `DISCOVERY_SECONDS` one stream-info 
 how many messages each of the queue's function subjects holds; a function with a backlog gets
 a lane and a durable consumer (shared by the replicas, removed by the server once idle for
 `consumer_inactive_threshold`). Each pass over the free slots gives them to lanes in
-`(pass, seq)` order (`fair_order`), each at most what its limit allows, and sends each chosen
-lane one `no_wait` pull request for exactly its share: the slots are reserved until the
-messages arrive or the server says there are none. All lanes share one inbox subscription.
+`(pass, seq)` order (`fair_order`), each at most what its limit allows, and has each chosen
+lane send one `no_wait` pull request for exactly its share (`lane_puller`, where all lanes
+share one inbox subscription): the slots are reserved until the messages arrive or the server
+says there are none.
 
 A lane whose function flows also keeps a few messages delivered ahead of a free slot (`ahead`
 in all, the worker's `prefetch`; at most a quarter of its limit each), so a slot that frees
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
@@ -39,14 +38,13 @@ from connectors.core.breaker import BreakerSettings, Change
 from connectors.core.slots import Slots
 from connectors.jetstream.connect import describe
 from queue_worker.fair_order import allot
+from queue_worker.lane_puller import LISTEN_SECONDS, REQUEST_FORGET_SECONDS, LanePuller
 from queue_worker.lanes import Lane
 from queue_worker.progress import ProgressKeeper
 
 log = logging.getLogger("ferry.queue_worker.fair")
 
 DISCOVERY_SECONDS = 0.25  # how often the backlog per function is read
-LISTEN_SECONDS = 1.0  # how long a lane's listening pull request waits at the server
-REQUEST_FORGET_SECONDS = LISTEN_SECONDS + 4.0  # a pull request unanswered this long is assumed lost
 MAX_LANES = 1000  # functions served at once; more wait until lanes go idle
 AHEAD_SHARE = 4  # a lane holds at most one message ahead for every 4 calls it may run
 
@@ -73,7 +71,6 @@ class FairScheduler:
         progress: ProgressKeeper | None = None,
         ahead: int = 0,
     ) -> None:
-        self.nc = nc
         self.js = js
         self.stream = stream
         self.queue_durable = queue_durable
@@ -86,57 +83,30 @@ class FairScheduler:
         self.breaker = breaker
         self.paused: frozenset[str] = frozenset()  # subjects of the functions paused by hand
         self.breaker_report: Callable[[str, Change], None] | None = None  # see breaker_reports
-        self.start_call = start
-        self.refuse = refuse  # hand a message back unrun
-        self.return_unrun = return_unrun or refuse  # ... without using an attempt
-        self.progress = progress
+        self.return_unrun = return_unrun or refuse  # hand a message back without using an attempt
         self.ahead = ahead if progress is not None else 0  # messages held ahead, at most
-        self.held_ahead = 0  # delivered ahead or asked for ahead, all lanes
         self.changed = asyncio.Event()
         self.lanes: dict[str, Lane] = {}
-        self._by_inbox: dict[str, Lane] = {}
-        self._inbox_prefix = ""
+        self.puller = LanePuller(
+            nc,
+            stream=stream,
+            lanes=self.lanes,
+            slots=slots,
+            changed=self.changed,
+            start=start,
+            refuse=refuse,
+            progress=progress,
+        )
         self._lane_count = 0
-        self._request_count = 0
-        self._sub: Subscription | None = None
         self._base = 0.0
         self._seq = 0
         self._crowded_logged = False
-        self.stopping = False
 
     async def start(self) -> None:
-        self._inbox_prefix = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(f"{self._inbox_prefix}.>", cb=self._receive)
+        await self.puller.start()
 
     async def stop(self) -> None:
-        """Stop asking; wait (at most one listening request's time) until the server has ended
-        every pull request, refusing what still arrives, so no message is delivered to an
-        inbox nobody reads (it would come back only after `ack_wait`)."""
-        self.stopping = True
-        deadline = time.monotonic() + LISTEN_SECONDS + 0.5
-        while any(lane.requests for lane in self.lanes.values()) and time.monotonic() < deadline:
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    await self.changed.wait()
-        self.hand_back_ahead()
-        if self._sub is not None:
-            with contextlib.suppress(NatsError):
-                await self._sub.unsubscribe()
-            self._sub = None
-
-    def hand_back_ahead(self) -> None:
-        """Every message held ahead goes back (another replica may run it now)."""
-        for lane in self.lanes.values():
-            self._return_ready(lane, self.refuse)
-
-    def _return_ready(self, lane: Lane, how: Callable[[Msg], None]) -> None:
-        while lane.ready:
-            msg = lane.ready.popleft()
-            self.held_ahead -= 1
-            if self.progress is not None:
-                self.progress.release(msg)
-            how(msg)
+        await self.puller.stop()
 
     # -- lanes --------------------------------------------------------------------------------
 
@@ -151,7 +121,7 @@ class FairScheduler:
                 self._crowded_logged = True
             return None
         self._lane_count += 1
-        inbox = f"{self._inbox_prefix}.{self._lane_count}"  # + `.{request number}`
+        inbox = f"{self.puller.inbox_prefix}.{self._lane_count}"  # + `.{request number}`
         lane = Lane(
             subject=subject,
             durable=function_durable(self.queue_durable, subject),
@@ -164,7 +134,7 @@ class FairScheduler:
         )
         lane.turn.last_pass = self._base
         self.lanes[subject] = lane
-        self._by_inbox[inbox] = lane
+        self.puller.by_inbox[inbox] = lane
         return lane
 
     def pause(self, subjects: frozenset[str]) -> None:
@@ -183,7 +153,7 @@ class FairScheduler:
 
     def _drop(self, lane: Lane) -> None:
         self.lanes.pop(lane.subject, None)
-        self._by_inbox.pop(lane.inbox, None)
+        self.puller.by_inbox.pop(lane.inbox, None)
 
     async def _ensure_consumer(self, lane: Lane) -> None:
         config = js_api.ConsumerConfig(
@@ -237,16 +207,10 @@ class FairScheduler:
         """Forget pull requests never answered; drop lanes idle past the inactive threshold."""
         for lane in list(self.lanes.values()):
             if lane.requests and now - lane.requests[0][2] > REQUEST_FORGET_SECONDS:
-                self._requests_ended(lane, int(lane.requests[0][0]))
+                self.puller.requests_ended(lane, int(lane.requests[0][0]))
             since = lane.idle_since()
             if since is not None and now - since > self.inactive_threshold:
                 self._drop(lane)
-
-    def forget_requests(self) -> None:
-        """After a reconnect the server has dropped every waiting pull request."""
-        for lane in self.lanes.values():
-            if lane.requests:
-                self._requests_ended(lane, int(lane.requests[-1][0]))
 
     # -- asking for work ----------------------------------------------------------------------
 
@@ -256,7 +220,7 @@ class FairScheduler:
         candidates: list[Lane] = []
         for lane in self.lanes.values():
             if lane.ready and not lane.flowing:  # paused or held back: nothing kept ahead
-                self._return_ready(lane, self.return_unrun)
+                self.puller.return_ready(lane, self.return_unrun)
             lane.turn.room = lane.room(now, self.batch_max)
             if lane.turn.room > 0:
                 candidates.append(lane)
@@ -266,38 +230,24 @@ class FairScheduler:
             for lane in candidates:
                 count = result.counts.get(lane.subject, 0)
                 if count:
-                    asked = count - self._start_ready(lane, count)
+                    asked = count - self.puller.start_ready(lane, count)
                     if asked:
-                        await self._ask(lane, asked, now)
+                        await self.puller.ask(lane, asked, now)
                     free -= count
         await self._ask_ahead(now)
         await self._listen(free // 2, now)
 
-    def _start_ready(self, lane: Lane, count: int) -> int:
-        """Start up to `count` of the lane's messages delivered ahead; how many started."""
-        started = 0
-        while started < count and lane.ready and not self.stopping:
-            msg = lane.ready.popleft()
-            self.held_ahead -= 1
-            if self.progress is not None:
-                self.progress.release(msg)
-            self.slots.take()
-            lane.delivered()
-            self.start_call(msg, lane)
-            started += 1
-        return started
-
     async def _ask_ahead(self, now: float) -> None:
         """Lanes in flow ask for a few messages ahead of a free slot, within `ahead` in all."""
-        room = self.ahead - self.held_ahead
-        if room <= 0 or self.stopping:
+        room = self.ahead - self.puller.held_ahead
+        if room <= 0 or self.puller.stopping:
             return
         for lane in self.lanes.values():
             share = min(self.ahead, max(1, lane.allowed // AHEAD_SHARE))
             count = min(lane.room_ahead(now, share), room)
             if count > 0 and (count * 2 >= share or not (lane.ready or lane.asked_ahead)):
                 # refilled by halves: one pull request per few calls, not one per call
-                await self._ask(lane, count, now, ahead=True)
+                await self.puller.ask(lane, count, now, ahead=True)
                 room -= count
                 if room <= 0:
                     return
@@ -319,98 +269,5 @@ class FairScheduler:
                 and lane.flowing
                 and now - lane.active_at < self.inactive_threshold
             ):
-                await self._ask(lane, 1, now, wait=LISTEN_SECONDS)
+                await self.puller.ask(lane, 1, now, wait=LISTEN_SECONDS)
                 spare -= 1
-
-    async def _ask(
-        self, lane: Lane, count: int, now: float, wait: float = 0.0, ahead: bool = False
-    ) -> None:
-        """One `no_wait` pull request for `count` messages, their slots reserved meanwhile
-        (or, `ahead`, counted against the messages held ahead). The server serves a
-        consumer's requests in order, so deliveries fill the oldest."""
-        if ahead:
-            self.held_ahead += count
-            lane.asked_ahead += count
-        else:
-            self.slots.take(count)
-        self._request_count += 1
-        number = self._request_count
-        lane.requests.append([number, count, now, 1 if ahead else 0])
-        lane.asked += count
-        if wait:
-            body = json.dumps({"batch": count, "expires": int(wait * 1e9)}).encode()
-        else:
-            body = json.dumps({"batch": count, "no_wait": True}).encode()
-        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{lane.durable}"
-        try:
-            await self.nc.publish(subject, body, reply=f"{lane.inbox}.{number}")
-        except NatsError as exc:
-            log.warning("pull request for %s failed: %s", lane.durable, exc)
-            self._requests_ended(lane, number)
-
-    def _requests_ended(self, lane: Lane, number: int) -> None:
-        """Request `number` (and any older one) will deliver nothing more: free what is due."""
-        while lane.requests and lane.requests[0][0] <= number:
-            _, left, _, ahead = lane.requests.popleft()
-            due = int(left)
-            if due and ahead:
-                self.held_ahead -= due
-                lane.asked_ahead -= due
-                lane.asked -= due
-            elif due:
-                self.slots.release(due)
-                lane.asked -= due
-        self.changed.set()
-
-    # -- receiving ----------------------------------------------------------------------------
-
-    async def _receive(self, msg: Msg) -> None:
-        if msg.reply:  # a message (status messages have no reply subject)
-            self._deliver(msg)
-            return
-        inbox, _, number = msg.subject.rpartition(".")
-        lane = self._by_inbox.get(inbox)
-        if lane is None or not number.isdigit():
-            return
-        status = msg.headers.get("Status") if msg.headers else None
-        if status in ("404", "408"):  # nothing (more) to deliver now
-            lane.backlog = lane.inflight
-        elif status is not None and status != "100":  # 409 or 503: the consumer is gone
-            lane.consumer_ready = False
-            if status == "409" and msg.headers:
-                log.info("pull from %s refused: %s", lane.durable, msg.headers.get("Description"))
-        self._requests_ended(lane, int(number))
-
-    def _deliver(self, msg: Msg) -> None:
-        lane = self.lanes.get(msg.subject)
-        ahead = False
-        if lane is not None and lane.requests:
-            oldest = lane.requests[0]
-            oldest[1] -= 1
-            lane.asked -= 1
-            if oldest[3]:
-                ahead = True
-                lane.asked_ahead -= 1
-            if oldest[1] <= 0:
-                lane.requests.popleft()
-                self.changed.set()  # one more request may be sent
-        elif self.slots.free > 0 and lane is not None:  # late, after its request was forgotten
-            self.slots.take()
-        else:
-            self.refuse(msg)
-            return
-        if self.stopping:
-            if ahead:
-                self.held_ahead -= 1
-            else:
-                self.slots.release()
-            self.refuse(msg)
-            return
-        if ahead:  # held until the fair order gives its lane a slot
-            assert self.progress is not None
-            self.progress.hold(msg)
-            lane.ready.append(msg)
-            self.changed.set()
-            return
-        lane.delivered()
-        self.start_call(msg, lane)

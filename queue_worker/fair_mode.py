@@ -1,5 +1,6 @@
 """Fair mode's parts wired together for the worker: the sorter, the scheduler and its loop,
-and sending a call back to its lane when the limiter's probing overloaded its function."""
+starting a delivered call in its lane, and sending a call back to its lane when the limiter's
+probing overloaded its function."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from connectors.core.slots import Slots
 from connectors.core.supervision import raise_if_ended
 from connectors.jetstream.connect import NatsConnection
 from queue_worker.config import QueueWorkerConfig
+from queue_worker.expiry import CallClock
 from queue_worker.fair import FairScheduler
-from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Lane, header_count
+from queue_worker.handler import MessageHandler, SlotHold
+from queue_worker.lanes import ATTEMPTS_BEFORE, PROBE, RETURNS, Lane, header_count
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
 from queue_worker.pauses import PauseFollower
 from queue_worker.progress import ProgressKeeper
@@ -42,7 +45,8 @@ class FairMode:
         stream: str,
         durable: str,
         slots: Slots,
-        start: Callable[[Msg, Lane], None],
+        calls: MessageHandler,
+        clock: CallClock,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         undecodable: Callable[[Msg, str, str], Awaitable[None]],
         progress: ProgressKeeper | None = None,
@@ -53,6 +57,10 @@ class FairMode:
         self.durable = durable
         self.stream = stream  # the stream holding the queue's subjects
         self.subjects = config.nats.nats_stream  # what the queue's subjects start with
+        self.calls = calls
+        self.handle = calls.handle
+        self.clock = clock
+        self.spawn = spawn
         self.scheduler = FairScheduler(
             nc,
             js,
@@ -66,7 +74,7 @@ class FairMode:
             adaptive=config.limiter_enabled,
             batch_max=config.consumer_pull_max_messages,
             breaker=config.breaker_settings(),
-            start=start,
+            start=self.start_in_lane,
             refuse=lambda msg: spawn(hand_back(msg)),
             return_unrun=lambda msg: spawn(self.hold_back(msg)),
             progress=progress,
@@ -85,6 +93,8 @@ class FairMode:
         )
         self.sorter.puller.changed = self.scheduler.changed  # one event wakes the loop
         self.pauses = PauseFollower(config, self.scheduler)
+        calls.slot_freed = self.scheduler.changed.set  # the next pass gives the slot out
+        calls.send_back = self.send_back
 
     async def start(self) -> None:
         await add_function_subjects(self.js, self.stream, self.subjects)
@@ -144,9 +154,23 @@ class FairMode:
             discovery.cancel()
             await asyncio.gather(discovery, return_exceptions=True)
 
+    def start_in_lane(self, msg: Msg, lane: Lane) -> None:
+        """A message a lane asked for: its slot is already taken (and given back at once if
+        the message is a delayed call not due yet)."""
+        if (early := self.clock.wait(msg)) is not None:
+            SlotHold(self.calls, lane).release()
+            self.spawn(hand_back(msg, delay=early))
+            return
+        admitted = lane.admits()
+        if not admitted:  # paused, or its breaker opened since it was asked for
+            SlotHold(self.calls, lane).release()
+            self.spawn(self.hold_back(msg))
+            return
+        self.spawn(self.handle(msg, lane, admitted == PROBE))
+
     def stop_taking(self) -> None:
-        self.scheduler.stopping = True
-        self.scheduler.hand_back_ahead()
+        self.scheduler.puller.stopping = True
+        self.scheduler.puller.hand_back_ahead()
         self.scheduler.changed.set()
 
     @property
@@ -156,7 +180,7 @@ class FairMode:
 
     def on_reconnect(self) -> None:
         self.sorter.puller.forget_all()
-        self.scheduler.forget_requests()
+        self.scheduler.puller.forget_requests()
 
     async def stop(self) -> None:
         await self.pauses.stop()

@@ -1,9 +1,10 @@
 """What the queue worker does with a message once its fate is known: dead letter, callback,
 ack, and the large body's object; or, for a fault of ours, hand it back to JetStream.
 
-Kept apart from the worker's pulling and scheduling (`worker.py`): this half only records
-outcomes, in the one order that loses nothing (dead letter, then callback, then ack, then the
-body object), so a crash between two steps repeats a step rather than skipping one.
+Kept apart from the worker's pulling and scheduling (`static_mode.py`, `fair_mode.py`) and
+from the call itself (`handler.py`): this half only records outcomes, in the one order that
+loses nothing (dead letter, then callback, then ack, then the body object), so a crash
+between two steps repeats a step rather than skipping one.
 """
 
 from __future__ import annotations

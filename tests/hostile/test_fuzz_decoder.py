@@ -19,7 +19,7 @@ from connectors.core.errors import DecodeError
 from connectors.core.http1 import InvalidRequest
 from connectors.core.http1.wire import encode_head, split_url
 from connectors.core.targets import is_function_name, path_problem
-from queue_worker.worker import invocation_of
+from queue_worker.handler import invocation_of
 
 COMPAT = sorted((Path(__file__).parents[1] / "compat").glob("*.json"))
 KEYS = [
