@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from queue_worker.lanes import Lane
+from queue_worker.sorter import Sorter
 
 PER_FUNCTION = 50
 OTHER = "other"
@@ -24,8 +25,14 @@ def _name(lane: Lane) -> str:
 
 
 class FairCollector(Collector):
-    def __init__(self, registry: CollectorRegistry, lanes: Callable[[], Iterable[Lane]]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        lanes: Callable[[], Iterable[Lane]],
+        sorter: Sorter | None = None,
+    ) -> None:
         self.lanes = lanes
+        self.sorter = sorter
         registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
@@ -80,3 +87,24 @@ class FairCollector(Collector):
             limit.add_metric([OTHER], rest[2])
             throttled.add_metric([OTHER], rest[3])
         yield from (pending, inflight, limit, throttled, breaker, paused)
+        if self.sorter is not None:
+            yield from _sorter_metrics(self.sorter)
+
+
+def _sorter_metrics(sorter: Sorter) -> Iterator[Metric]:
+    moved = CounterMetricFamily(
+        "queue_worker_sorter_moved",
+        "Calls moved from the queue's plain subject to their function's subject",
+    )
+    moved.add_metric([], sorter.moved_total)
+    failed = CounterMetricFamily(
+        "queue_worker_sorter_failures",
+        "Moves handed back to the plain subject (the copy was refused or not answered); each "
+        "is tried again: a count that keeps growing means calls go round without running",
+    )
+    failed.add_metric([], sorter.failed_total)
+    moving = GaugeMetricFamily(
+        "queue_worker_sorter_moving", "Calls being moved now (delivered, not yet stored again)"
+    )
+    moving.add_metric([], sorter.moving)
+    yield from (moved, failed, moving)

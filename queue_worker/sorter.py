@@ -80,6 +80,8 @@ class Sorter:
         self.spawn = spawn
         self.at_once = at_once
         self.moving = 0  # delivered and not yet moved, refused or handed back
+        self.moved_total = 0  # calls moved to their function's subject
+        self.failed_total = 0  # moves handed back (copy refused or unanswered), retried later
         self.puller = Puller(nc, stream, durable, self._deliver)
         self.stopping = False
         self._subjects: dict[str, str] = {}  # function -> its subject (bounded below)
@@ -178,6 +180,7 @@ class Sorter:
                 await move.msg.ack()
             except NatsError as exc:  # the original comes back after ack_wait; its copy is
                 log.warning("could not acknowledge moved message %s: %s", seq(move.msg), exc)
+            self.moved_total += 1
             self.moved(move.subject)
             self._done()
 
@@ -190,6 +193,7 @@ class Sorter:
             self._failed(move, "JetStream did not answer")
 
     def _failed(self, move: _Move, reason: str) -> None:
+        self.failed_total += 1
         log.warning("could not move message %s, handing it back: %s", seq(move.msg), reason)
         self.spawn(hand_back(move.msg, delay=HAND_BACK_DELAY_SECONDS))
         self._done()

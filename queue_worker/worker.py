@@ -199,7 +199,7 @@ class QueueWorker:
             progress=self.progress,
             ahead=self.prefetched.limit,
         )
-        FairCollector(self.registry, self.fair.lanes)
+        FairCollector(self.registry, self.fair.lanes, self.fair.sorter)
         await self.fair.start()
 
     def ready(self) -> bool:

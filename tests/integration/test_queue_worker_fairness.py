@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import re
 import uuid
@@ -260,3 +261,32 @@ async def test_plain_calls_are_sorted_once_and_the_worker_dead_letters_what_it_c
 
 async def _dead_letter_count(queue: QueueUnderTest, count: int) -> bool:
     return len(await queue.dead_letters()) == count
+
+
+async def test_moves_the_stream_refuses_are_counted_and_the_call_runs_once_it_takes_them(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    gateway.function("echo")
+    async with queue.worker(max_inflight="4") as worker:
+
+        def counted(name: str) -> float:
+            return worker.registry.get_sample_value(name) or 0.0
+
+        kept = (await queue.js.stream_info(queue.stream)).config
+        per_function = [s for s in kept.subjects or [] if ".fn." in s]
+        assert per_function
+        narrowed = dataclasses.replace(
+            kept, subjects=[s for s in kept.subjects or [] if s not in per_function]
+        )
+        await queue.js.update_stream(narrowed)
+        try:
+            await queue.publish_raw(go_queue_request("echo", b"moved late"))
+            await eventually(
+                lambda: counted("queue_worker_sorter_failures_total") >= 1, 20, what="a failure"
+            )
+            assert not gateway.calls_to("echo")
+        finally:
+            await queue.js.update_stream(kept)
+        await eventually(lambda: gateway.calls_to("echo"), 30, what="the call run")
+        assert counted("queue_worker_sorter_moved_total") == 1
+    assert [c.body for c in gateway.calls_to("echo")] == [b"moved late"]
