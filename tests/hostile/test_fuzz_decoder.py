@@ -7,6 +7,7 @@ anything else; and what it returns can be written as an HTTP request (or is refu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncq.codec import QueueRequest, decode, encode
+from asyncq.codec import QueueRequest, decode, encode, function_of
 from connectors.core.errors import DecodeError
 from connectors.core.http1 import InvalidRequest
 from connectors.core.http1.wire import encode_head, split_url
@@ -110,3 +111,18 @@ def test_the_shapes_that_once_cycled_for_ever_are_refused() -> None:
         b'{"Function":"\\ud800"}',
     ):
         assert _check(data) is None
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=256), messages.map(lambda m: json.dumps(m).encode())))
+def test_the_sorter_reads_the_function_decode_would_or_refuses_with_decode_error(
+    data: bytes,
+) -> None:
+    """fair mode's sorter reads only `Function`: whatever the message, it names the function
+    the full decoder would, or raises DecodeError (never another error, which would stop it)."""
+    try:
+        function = function_of(data)
+    except DecodeError:
+        return
+    with contextlib.suppress(DecodeError):  # the rest is refused by the worker that runs it
+        assert decode(data).function == function
