@@ -152,7 +152,11 @@ class Sorter:
                 move = self._waiting.popleft()
                 msg = move.msg
                 headers = {key: str(value) for key, value in (msg.headers or {}).items()}
-                headers["Nats-Msg-Id"] = MOVED_ID.format(seq=stream_seq(msg))
+                number = stream_seq(msg)
+                if number is not None:  # without one, no id: a copy twice beats one dropped
+                    headers["Nats-Msg-Id"] = MOVED_ID.format(seq=number)
+                else:
+                    headers.pop("Nats-Msg-Id", None)
                 self._number += 1
                 self._answers[self._number] = move
                 try:
@@ -226,4 +230,7 @@ def stream_seq(msg: Msg) -> int | None:
                 return int(tokens[Msg.Ack.StreamSeq])
     except (IndexError, ValueError):
         pass
-    return seq(msg)
+    try:
+        return seq(msg)
+    except NatsError:  # not a JetStream delivery (NotJSMessageError): no sequence to read
+        return None

@@ -21,3 +21,10 @@ def test_the_moved_copy_id_uses_the_stream_sequence_nats_py_reads(reply: str) ->
     msg = Msg(None, subject="faas-request", reply=reply)  # type: ignore[arg-type]
     assert stream_seq(msg) == seq(msg)
     assert stream_seq(msg) in (4217, 77, 78)
+
+
+def test_a_message_with_no_stream_sequence_has_none_rather_than_a_shared_id() -> None:
+    """Copies without a sequence must not share one `Nats-Msg-Id` (JetStream would keep the
+    first and drop the others as duplicates while their originals are acknowledged)."""
+    for reply in ("_INBOX.x.1", ""):
+        assert stream_seq(Msg(None, subject="s", reply=reply)) is None  # type: ignore[arg-type]
