@@ -110,9 +110,10 @@ class NatsConnection:
                 await client.flush(timeout=2)
         if not client.is_closed:
             # a connection lost meanwhile (a server that revoked the credentials) ends here
-            # too: nats-py's close then raises the transport's error, and there is nothing
-            # left to close
-            with contextlib.suppress(NatsError, TimeoutError, OSError):
+            # too: nats-py's close then raises the transport's error (uvloop's is a
+            # RuntimeError: "unable to perform operation on <TCPTransport closed=True>"),
+            # and there is nothing left to close
+            with contextlib.suppress(NatsError, TimeoutError, OSError, RuntimeError):
                 await client.close()
 
     # -- nats-py callbacks ------------------------------------------------------------------
