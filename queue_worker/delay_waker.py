@@ -42,7 +42,10 @@ from connectors.core.errors import DecodeError
 log = logging.getLogger("ferry.delay_waker")
 
 WAKER_DURABLE = "ferry-delay-waker"
-WAKER_ACK_WAIT = 30.0
+# how long the waker may hold a call: a publish (5 s at most) and an ack. It is also how late a
+# call can fire when NATS restarts between handing it to the waker and the waker's nak arriving:
+# JetStream then redelivers it only after this long.
+WAKER_ACK_WAIT = 10.0
 WAKER_BATCH = 64  # messages asked for at once: each is handled in well under a millisecond
 FETCH_WAIT = 5.0  # how long one pull request stays open; a redelivery comes as it is due
 MAX_NAK_DELAY = 900.0  # a call due later is looked at again after this long

@@ -15,12 +15,17 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from asyncq.codec import encode
-from asyncq.delayed import DELAY_TARGET, delayed_stream_name, delayed_subject
+from asyncq.delayed import (
+    DELAY_TARGET,
+    delayed_stream_name,
+    delayed_subject,
+    ensure_delayed_stream,
+)
 from asyncq.jetstream import ensure_streams
 from asyncq.layout import DEFAULT_DURABLE
 from asyncq.publisher import Publisher, build_request
 from asyncq.timing import NOT_BEFORE, CallTiming
-from queue_worker.delay_waker import WAKER_DURABLE
+from queue_worker.delay_waker import WAKER_ACK_WAIT, WAKER_DURABLE, DelayWaker
 from tests.support.brokers import NatsServer
 from tests.support.cli import ferry
 from tests.support.delayed import (  # noqa: F401  (`functions_file`)
@@ -251,7 +256,50 @@ async def test_a_waiting_call_survives_a_nats_restart_without_schedules(
                 server.start()  # the worker (and its waker) reconnect
                 await eventually(lambda: gateway.calls_to("echo"), timeout=30, what="the call")
         called = wall_time(gateway.calls[0].at)
-        assert due <= called <= due + LATE_ALLOWED
+        # if the restart came between the waker taking the call and its nak arriving, JetStream
+        # gives the call out again only after the ack wait (next test)
+        assert due <= called <= due + WAKER_ACK_WAIT + LATE_ALLOWED
         assert len(gateway.calls) == 1
     finally:
         server.cleanup()
+
+
+async def test_a_call_a_waker_took_and_never_answered_fires_after_the_ack_wait(
+    queue: QueueUnderTest, pro: ProStream, gateway: FakeGateway
+) -> None:
+    # what a NATS restart (or a waker's death) between delivery and nak leaves: the call is
+    # ack-pending on the waker's consumer, and nobody will answer for it
+    gateway.function("echo")
+    await ensure_delayed_stream(queue.js, pro.delayed)
+    assert await DelayWaker(queue.js, pro.delayed, pro.holder, pro.name).start()
+    due = time.time() + 1
+    await pro.publisher().enqueue(
+        build_request("echo", body=b"x"), timing=CallTiming(not_before=due)
+    )
+    taken = await queue.js.pull_subscribe_bind(WAKER_DURABLE, pro.delayed)
+    [lost] = await taken.fetch(1, timeout=5)
+    took = time.time()
+    assert lost.metadata.num_delivered == 1
+    async with queue.worker(**pro.env()):
+        await eventually(lambda: gateway.calls_to("echo"), timeout=40, what="the lost call")
+    called = wall_time(gateway.calls[0].at)
+    assert took + WAKER_ACK_WAIT - 1 <= called <= took + WAKER_ACK_WAIT + LATE_ALLOWED
+    assert len(gateway.calls) == 1
+
+
+async def test_a_waker_consumer_left_by_an_older_ferry_gets_the_current_ack_wait(
+    queue: QueueUnderTest, pro: ProStream
+) -> None:
+    await ensure_delayed_stream(queue.js, pro.delayed)
+    await queue.js.add_consumer(
+        pro.delayed,
+        js_api.ConsumerConfig(
+            durable_name=WAKER_DURABLE,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_ack_pending=100,
+        ),
+    )
+    assert await DelayWaker(queue.js, pro.delayed, pro.holder, pro.name).start()
+    info = await queue.js.consumer_info(pro.delayed, WAKER_DURABLE)
+    assert info.config.ack_wait == WAKER_ACK_WAIT
