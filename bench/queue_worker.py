@@ -18,6 +18,10 @@ all on 127.0.0.1. Counts and waits are bounded.
 - rss: a 2 s function with max_inflight=1000 and 1,000 messages: peak RSS with all in flight.
 Added latency is measured in a second, paced phase: callback arrival minus publish time minus
 the function's own delay.
+
+The worker is stopped (SIGSTOP) while the stream fills in the 100 ms scenarios, and with
+`--prefill` in the instant ones too: the rate is then the worker's own, not shared with this
+process publishing beside it on the same cores.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class Scenario:
     prefetch: str = "auto"  # the worker's `prefetch` setting
     replicas: int = 1  # more than 1: a NATS cluster of 3 servers, streams with this many
     subject: str = "plain"  # "function": published on the function's subject, as ferry's own
+    prefill: bool = False  # the instant scenarios too: the worker stopped while the stream fills
 
 
 async def run(scenario: Scenario) -> dict[str, float]:
@@ -124,7 +129,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
         nats_cpu_before = nats_child.cpu_seconds()
         own_cpu_before = time.process_time()
         machine_before = machine_busy_seconds()
-        prefilled = scenario.delay > 0 and scenario.name != "rss"
+        prefilled = (scenario.delay > 0 or scenario.prefill) and scenario.name != "rss"
         if prefilled:
             # the worker is paused while the stream fills, so the figure is its own rate and
             # not the rate at which this process can publish beside it on two cores
@@ -277,16 +282,24 @@ def main() -> None:
         help="publish on the queue's plain subject, as an OpenFaaS gateway does (fair mode "
         "sorts each call), or on the function's, as `ferry gateway` and `ferry publish` do",
     )
+    parser.add_argument(
+        "--prefill",
+        action="store_true",
+        help="in the instant scenarios too, stop the worker while the stream fills, so the "
+        "rate is the worker's own and not shared with this process publishing beside it",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
         scenario = SCENARIOS[name](min(args.count, 20000))
         scenario.prefetch = args.prefetch
         scenario.subject = args.subject
+        scenario.prefill = scenario.prefill or args.prefill
         results = _run(scenario)
         print(
             f"\n== {name}: delay {scenario.delay}s, max_inflight {scenario.max_inflight}, "
             f"prefetch {scenario.prefetch}, subject {scenario.subject}, "
+            f"{'prefilled, ' if scenario.prefill else ''}"
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )
         for key, value in results.items():
