@@ -11,8 +11,10 @@ every delivery is final.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -104,6 +106,10 @@ class Controller:
         self._known: dict[str, _Prepared] = {}  # by qualified name; see _prepared
         self._print_request_body = invoker.client.settings.print_request_body
         self._stopping = asyncio.Event()
+        # entered while a call waits for its function's limit or a retry back-off: a source
+        # that bounds the messages it runs at once lets another take the place meanwhile
+        # (Kafka's lane scheduler); by default nothing
+        self.step_aside: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
 
     def stop(self) -> None:
         """Start no more calls: `deliver` raises `Abandoned` instead of waiting out a back-off
@@ -265,8 +271,13 @@ class Controller:
         With room under both (the usual case), nothing here waits or allocates."""
         name = prepared.name
         entry = self.limits.entry(name, prepared.cap, prepared.breaker)
-        if not entry.take() and (self._stopping.is_set() or not await entry.wait()):
-            raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
+        if not entry.take():
+            admitted = False
+            if not self._stopping.is_set():
+                async with self.step_aside():
+                    admitted = await entry.wait()
+            if not admitted:
+                raise NotStarted(f"{name} on {event.topic}: stopping before attempt {attempt}")
         breaker_generation = entry.breaker.generation if entry.breaker is not None else 0
         generation = entry.limit.generation
         slots = self._slots
@@ -312,7 +323,8 @@ class Controller:
         """Wait out a retry delay unless the source stops first."""
         if not self._stopping.is_set():
             try:
-                await asyncio.wait_for(self._stopping.wait(), delivery.outcome.delay)
+                async with self.step_aside():
+                    await asyncio.wait_for(self._stopping.wait(), delivery.outcome.delay)
             except TimeoutError:
                 return
         raise Abandoned(

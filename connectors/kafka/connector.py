@@ -89,6 +89,7 @@ class KafkaConnector:
         self.lanes: LaneScheduler[Work] = LaneScheduler(
             self.processor.process, config.connector.max_inflight
         )
+        self.controller.step_aside = self.lanes.step_aside
         # read when Prometheus scrapes (on this event loop), never kept up to date by hand
         self.kafka_metrics.paused.set_function(lambda: len(self.backpressure.pauses.paused))
         self.kafka_metrics.uncommitted.set_function(lambda: self.tracker.pending)

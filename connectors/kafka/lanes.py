@@ -5,14 +5,22 @@ lane (Kafka's own promise), `key` gives each key of a partition its own lane (re
 key are unordered, as Kafka promises nothing for them), `none` gives every record its own lane.
 At most `limit` records run at once across all lanes; a queued record has not started, so it can
 be dropped when its partition is revoked or the process stops, and Kafka redelivers it.
+
+A running record that waits for something other than a slot (its function's limit, or a retry
+back-off) steps aside (`aside`): its lane stays held, so nothing behind it overtakes it, but
+its place among the `limit` goes to another lane meanwhile, so one function at its limit (or
+failing) cannot hold every place. How many wait aside is bounded by the records the connector
+takes in (`max_uncommitted` per partition): each is one task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 log = logging.getLogger("ferry.kafka")
@@ -27,6 +35,21 @@ def lane_for(ordering: str, key: bytes | None, offset: int) -> Hashable:
     if ordering == "key" and key is not None:
         return ("key", key)
     return ("offset", offset)
+
+
+class _Item:
+    """The item a scheduler's task runs now, as its context holds it (tasks it makes share it)."""
+
+    __slots__ = ("aside", "scheduler")
+
+    def __init__(self, scheduler: object) -> None:
+        self.scheduler = scheduler
+        self.aside = 0  # its waits aside under way
+
+
+_running_item: contextvars.ContextVar[_Item | None] = contextvars.ContextVar(
+    "kafka_lane_item", default=None
+)
 
 
 class _Lane(Generic[W]):
@@ -59,7 +82,33 @@ class LaneScheduler(Generic[W]):
         self._item_done = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.running = 0
+        self.running = 0  # items holding one of the `limit` places
+        self.aside = 0  # items started and waiting aside, without a place
+
+    @contextlib.asynccontextmanager
+    async def step_aside(self) -> AsyncIterator[None]:
+        """For the running item (in its task, or tasks it made) while it waits on something
+        else than a place here: the place goes to the next ready lane, the item's lane stays
+        held. On the way back it takes a place at once, even past `limit` (its invocation
+        still waits for one of the process's `max_inflight` slots); new lanes start only below
+        `limit` again. An item waiting on several things at once (an event for several
+        functions) gives up its one place once. Outside this scheduler's items: nothing."""
+        item = _running_item.get()
+        if item is None or item.scheduler is not self:
+            yield
+            return
+        item.aside += 1
+        if item.aside == 1:
+            self.running -= 1
+            self.aside += 1
+            self._start_ready()
+        try:
+            yield
+        finally:
+            item.aside -= 1
+            if not item.aside:
+                self.aside -= 1
+                self.running += 1
 
     def submit(self, group: Hashable, lane_key: Hashable, item: W) -> bool:
         """Queue `item` behind its lane; False when its group or the scheduler is closed."""
@@ -116,7 +165,7 @@ class LaneScheduler(Generic[W]):
     async def _settle(self, group: Hashable | None, timeout: float) -> int:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (self._running_in[group] if group is not None else self.running) > 0:
+        while (self._running_in[group] if group is not None else self.running + self.aside) > 0:
             self._item_done.clear()
             try:
                 await asyncio.wait_for(self._item_done.wait(), deadline - loop.time())
@@ -133,7 +182,7 @@ class LaneScheduler(Generic[W]):
         while (taken := self._take_ready()) is not None:
             key, lane, item = taken
             lane.task = asyncio.create_task(self._drive(key, lane, item))
-        if not self.running and not self._ready:
+        if not self.running and not self.aside and not self._ready:
             self._idle.set()
 
     def _take_ready(self) -> tuple[tuple[Hashable, Hashable], _Lane[W], W] | None:
@@ -157,6 +206,7 @@ class LaneScheduler(Generic[W]):
         """Run `item`, then go straight on with the next ready lane while there is one."""
         task = asyncio.current_task()
         while True:
+            _running_item.set(_Item(self))
             try:
                 await self._run(item)
             except asyncio.CancelledError:
@@ -169,7 +219,7 @@ class LaneScheduler(Generic[W]):
             self._ended(key, lane)
             taken = self._take_ready()
             if taken is None:
-                if not self.running and not self._ready:
+                if not self.running and not self.aside and not self._ready:
                     self._idle.set()
                 return
             key, lane, item = taken

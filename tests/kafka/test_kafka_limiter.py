@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+from aiohttp import web
+
 from connectors.core.function_limits import MAX_FREE_RETURNS
 from tests.kafka.conftest import FUNCTION, Gate, StartConnector
 from tests.support.capacity import CapacityFunction, always_refusing
 from tests.support.http import FakeGateway, held_until
-from tests.support.kafka import KafkaTopic, RunningConnector
+from tests.support.kafka import KafkaTopic, RunningConnector, TansuBroker
 from tests.support.ports import eventually
 
 RECORDS = 200
@@ -105,3 +107,78 @@ async def _not_ready(connector: RunningConnector) -> bool:
 
 async def _committed_all(topic: KafkaTopic) -> bool:
     return await topic.uncommitted() == 0
+
+
+async def test_records_waiting_for_one_functions_cap_leave_room_for_other_functions(
+    gateway: FakeGateway,
+    topic: KafkaTopic,
+    tansu: TansuBroker,
+    start_connector: StartConnector,
+    gate: Gate,
+) -> None:
+    other = await KafkaTopic(tansu).create()
+    other.group = topic.group  # the connector's group reads both topics
+    try:
+        release = gate()
+        gateway.function(FUNCTION, held_until(release))
+        gateway.subscribe(FUNCTION, topic.name, **{"ferry.max_inflight": "1"})
+        gateway.function("quick")
+        gateway.subscribe("quick", other.name)
+        for number in range(4):
+            await topic.send(b"%d" % number)
+        connector = await start_connector(
+            topic, topics=f"{topic.name},{other.name}", ordering="none", max_inflight="2"
+        )
+        qualified = f"{FUNCTION}.openfaas-fn"
+        await eventually(
+            lambda: _metric_is(connector, "connector_function_waiting", 3, function=qualified),
+            30,
+            what="one record running, three waiting for the function's cap",
+        )
+        # both of the connector's places were taken by that function's records; the quick
+        # function's records run anyway, while the capped one is still held
+        for number in range(5):
+            await other.send(b"q%d" % number)
+        await eventually(lambda: len(gateway.calls_to("quick")) == 5, 30, what="quick's records")
+        assert [c.body for c in gateway.calls_to(FUNCTION)] == [b"0"]
+        release.set()
+        await eventually(lambda: len(gateway.calls_to(FUNCTION)) == 4, 30, what="the rest")
+        await eventually(lambda: _committed_all(topic), 30, what="every offset committed")
+        await eventually(lambda: _committed_all(other), 30, what="every quick offset committed")
+        assert await connector.process.stop() == 0, connector.process.output()
+    finally:
+        await other.close()
+
+
+async def test_a_record_waiting_out_its_retry_back_off_leaves_room_for_other_functions(
+    gateway: FakeGateway, topic: KafkaTopic, tansu: TansuBroker, start_connector: StartConnector
+) -> None:
+    other = await KafkaTopic(tansu).create()
+    other.group = topic.group  # the connector's group reads both topics
+    try:
+        answers = iter([web.Response(status=500, headers={"Retry-After": "3"})])
+        gateway.function(FUNCTION, lambda call: next(answers, web.Response(status=200)))
+        gateway.subscribe(FUNCTION, topic.name)
+        gateway.function("quick")
+        gateway.subscribe("quick", other.name)
+        await topic.send(b"failing-once")
+        connector = await start_connector(
+            topic,
+            topics=f"{topic.name},{other.name}",
+            ordering="none",
+            max_inflight="1",
+        )
+        await eventually(lambda: gateway.calls_to(FUNCTION), 30, what="the first attempt")
+        for number in range(3):
+            await other.send(b"q%d" % number)
+        await eventually(lambda: len(gateway.calls_to(FUNCTION)) == 2, 30, what="the retry")
+        await eventually(lambda: len(gateway.calls_to("quick")) == 3, 30, what="quick's records")
+        # the only place was the failing record's; the quick records ran during its back-off
+        # (at least the 3 s its Retry-After asked for)
+        order = [call.function.split(".", 1)[0] for call in gateway.calls]
+        assert order == [FUNCTION, "quick", "quick", "quick", FUNCTION], order
+        await eventually(lambda: _committed_all(topic), 30, what="its offset committed")
+        await eventually(lambda: _committed_all(other), 30, what="the quick offsets committed")
+        assert await connector.process.stop() == 0, connector.process.output()
+    finally:
+        await other.close()

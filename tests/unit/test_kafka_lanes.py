@@ -131,3 +131,75 @@ async def test_queued_lanes_hold_no_task_only_running_items_do() -> None:
     await lanes.idle()
     assert len(rec.finished) == 400
     assert rec.peak == 4
+
+
+class AsideRecorder:
+    """Items named `wait…` step aside until `opened` is set (`wait2…`: in two tasks at once,
+    as an event for two functions does); other items run at once. Records what runs side by
+    side outside the aside waits."""
+
+    def __init__(self) -> None:
+        self.lanes: LaneScheduler[str] = LaneScheduler(self.run, limit=2)
+        self.opened = asyncio.Event()
+        self.finished: list[str] = []
+        self.working = 0  # items running, not waiting aside
+        self.peak_working = 0
+
+    async def run(self, item: str) -> None:
+        if item.startswith("wait"):
+            waits = 2 if item.startswith("wait2") else 1
+            await asyncio.gather(*(self._aside() for _ in range(waits)))
+        self.working += 1
+        self.peak_working = max(self.peak_working, self.working)
+        await asyncio.sleep(RUN_TIME)
+        self.working -= 1
+        self.finished.append(item)
+
+    async def _aside(self) -> None:
+        async with self.lanes.step_aside():
+            await self.opened.wait()
+
+
+async def test_an_item_waiting_aside_gives_its_place_to_other_lanes_and_keeps_its_lane() -> None:
+    rec = AsideRecorder()
+    rec.lanes.submit("p0", "held", "wait-a")
+    rec.lanes.submit("p0", "held", "after-a")  # same lane: must not overtake wait-a
+    rec.lanes.submit("p0", "other", "wait-b")
+    for i in range(6):
+        rec.lanes.submit("p0", f"free-{i}", f"free-{i}")
+    # both places were taken by items waiting aside: the free lanes still all run
+    await eventually(lambda: len(rec.finished) == 6, 5, 0.005, what="the free lanes")
+    assert sorted(rec.finished) == [f"free-{i}" for i in range(6)]
+    assert rec.peak_working <= 2
+    assert rec.lanes.aside == 2 and rec.lanes.running == 0
+    rec.opened.set()
+    await asyncio.wait_for(rec.lanes.idle(), 5)
+    assert rec.finished.index("wait-a") < rec.finished.index("after-a")
+    assert rec.lanes.running == 0 and rec.lanes.aside == 0
+
+
+async def test_an_item_waiting_aside_in_two_tasks_gives_up_one_place() -> None:
+    rec = AsideRecorder()
+    rec.lanes.submit("p0", "held", "wait2-a")
+    for i in range(6):
+        rec.lanes.submit("p0", f"free-{i}", f"free-{i}")
+    await eventually(lambda: len(rec.finished) == 6, 5, 0.005, what="the free lanes")
+    assert rec.peak_working <= 2  # the limit: not 3, as a place given up twice would allow
+    rec.opened.set()
+    await asyncio.wait_for(rec.lanes.idle(), 5)
+    assert rec.lanes.running == 0 and rec.lanes.aside == 0
+
+
+async def test_stop_waits_for_and_cancels_items_waiting_aside() -> None:
+    rec = AsideRecorder()
+    rec.lanes.submit("p0", "held", "wait-a")
+    await eventually(lambda: rec.lanes.aside == 1, 5, 0.005, what="the item aside")
+    assert await rec.lanes.stop(timeout=0.1) == 1  # it was still waiting: cancelled
+    assert rec.lanes.running == 0 and rec.lanes.aside == 0
+    await asyncio.wait_for(rec.lanes.idle(), 5)
+
+
+async def test_stepping_aside_outside_an_item_changes_nothing() -> None:
+    lanes: LaneScheduler[str] = LaneScheduler(Recorder().run, limit=2)
+    async with lanes.step_aside():
+        assert lanes.running == 0 and lanes.aside == 0
