@@ -149,10 +149,12 @@ class SqsConnector:
                 # Without a topic map every message would look unmatched: wait for one.
                 await self._pause(0.5)
                 continue
-            free = await self.slots.wait_free_unless(self._stopping)
-            if free == 0:
+            if await self.slots.wait_free_unless(self._stopping) == 0:
                 return
-            count = min(free, sqs.max_messages)
+            # read again: another queue's loop may have taken slots since the wait ended
+            count = min(self.slots.free, sqs.max_messages)
+            if count <= 0:
+                continue
             self.slots.take(count)
             try:
                 raw = await self.client.receive(

@@ -101,3 +101,27 @@ async def test_string_attributes_reach_the_function_as_the_same_utf8_bytes(
     assert calls[b"lines"]["X-SQS-Attr-note-Enc"] == "b64"
     assert base64.b64decode(calls[b"lines"]["X-SQS-Attr-note"]) == b"two\nlines"
     assert await proc.stop() == 0, proc.output()
+
+
+async def test_two_queues_sharing_one_slot_never_take_more_slots_than_the_pool_has(
+    moto_server: MotoServer, queues: Queues, gateway: FakeGateway, procs: list[FerryProcess]
+) -> None:
+    # both queues' receive loops wait on the same full pool; when the slot frees, both wake,
+    # and each must read the free count again rather than trust what its wait saw
+    first, second = await queues.create("share-a"), await queues.create("share-b")
+    gateway.function("a")
+    gateway.subscribe("a", _topic(first))
+    gateway.function("b")
+    gateway.subscribe("b", _topic(second))
+    for i in range(15):
+        await queues.send(first, f"a-{i}")
+        await queues.send(second, f"b-{i}")
+    proc = await start_connector(
+        procs, moto_server, gateway, f"{first},{second}", max_inflight="1", max_messages="1"
+    )
+    await eventually(lambda: len(gateway.calls) >= 30, 60, what="every message")
+    assert await proc.stop() == 0, proc.output()
+    assert "Traceback" not in proc.output(), proc.output()
+    assert sorted(c.body.decode() for c in gateway.calls) == sorted(
+        [f"a-{i}" for i in range(15)] + [f"b-{i}" for i in range(15)]
+    )
