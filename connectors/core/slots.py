@@ -54,6 +54,12 @@ class Slots:
         self.used = max(self.used - count, 0)
         self._changed.set()
 
+    def take_back(self) -> None:
+        """One slot for work that gave its slot up while it waited, even past `size`: no new
+        work starts until `used` is below `size` again."""
+        self.used += 1
+        self._changed.set()
+
 
 class CallSlots:
     """At most `size` calls at once, handed out oldest waiter first (as `asyncio.Semaphore`).

@@ -7,7 +7,7 @@ At most `limit` records run at once across all lanes; a queued record has not st
 be dropped when its partition is revoked or the process stops, and Kafka redelivers it.
 
 A running record that waits for something other than a slot (its function's limit, or a retry
-back-off) steps aside (`aside`): its lane stays held, so nothing behind it overtakes it, but
+back-off) steps aside (`step_aside`): its lane stays held, so nothing behind it overtakes it, but
 its place among the `limit` goes to another lane meanwhile, so one function at its limit (or
 failing) cannot hold every place. How many wait aside is bounded by the records the connector
 takes in (`max_uncommitted` per partition): each is one task.
@@ -16,12 +16,13 @@ takes in (`max_uncommitted` per partition): each is one task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
+
+from connectors.core.aside import StepAside
 
 log = logging.getLogger("ferry.kafka")
 
@@ -35,21 +36,6 @@ def lane_for(ordering: str, key: bytes | None, offset: int) -> Hashable:
     if ordering == "key" and key is not None:
         return ("key", key)
     return ("offset", offset)
-
-
-class _Item:
-    """The item a scheduler's task runs now, as its context holds it (tasks it makes share it)."""
-
-    __slots__ = ("aside", "scheduler")
-
-    def __init__(self, scheduler: object) -> None:
-        self.scheduler = scheduler
-        self.aside = 0  # its waits aside under way
-
-
-_running_item: contextvars.ContextVar[_Item | None] = contextvars.ContextVar(
-    "kafka_lane_item", default=None
-)
 
 
 class _Lane(Generic[W]):
@@ -83,32 +69,27 @@ class LaneScheduler(Generic[W]):
         self._idle = asyncio.Event()
         self._idle.set()
         self.running = 0  # items holding one of the `limit` places
-        self.aside = 0  # items started and waiting aside, without a place
+        self._aside = StepAside(self._give_place, self._take_place_back)
 
-    @contextlib.asynccontextmanager
-    async def step_aside(self) -> AsyncIterator[None]:
+    @property
+    def aside(self) -> int:
+        """Items started and waiting aside, without a place."""
+        return self._aside.aside
+
+    def step_aside(self) -> AbstractAsyncContextManager[None]:
         """For the running item (in its task, or tasks it made) while it waits on something
         else than a place here: the place goes to the next ready lane, the item's lane stays
         held. On the way back it takes a place at once, even past `limit` (its invocation
         still waits for one of the process's `max_inflight` slots); new lanes start only below
-        `limit` again. An item waiting on several things at once (an event for several
-        functions) gives up its one place once. Outside this scheduler's items: nothing."""
-        item = _running_item.get()
-        if item is None or item.scheduler is not self:
-            yield
-            return
-        item.aside += 1
-        if item.aside == 1:
-            self.running -= 1
-            self.aside += 1
-            self._start_ready()
-        try:
-            yield
-        finally:
-            item.aside -= 1
-            if not item.aside:
-                self.aside -= 1
-                self.running += 1
+        `limit` again. Outside this scheduler's items: nothing (`connectors.core.aside`)."""
+        return self._aside.step()
+
+    def _give_place(self) -> None:
+        self.running -= 1
+        self._start_ready()
+
+    def _take_place_back(self) -> None:
+        self.running += 1
 
     def submit(self, group: Hashable, lane_key: Hashable, item: W) -> bool:
         """Queue `item` behind its lane; False when its group or the scheduler is closed."""
@@ -206,7 +187,7 @@ class LaneScheduler(Generic[W]):
         """Run `item`, then go straight on with the next ready lane while there is one."""
         task = asyncio.current_task()
         while True:
-            _running_item.set(_Item(self))
+            self._aside.begin()
             try:
                 await self._run(item)
             except asyncio.CancelledError:

@@ -2,8 +2,10 @@
 
 Each queue has its own poll loop; all share one pool of slots, and a loop asks SQS only for as
 many messages as there are free slots, so nothing sits received but unworked while its
-visibility runs out. FIFO queues keep order per `MessageGroupId`: a message waits for the one
-before it in its group, and if that one did not finish, it is handed back unprocessed.
+visibility runs out. A message waiting for its function's limit gives its slot to others
+meanwhile (at most `max_inflight` such messages, its visibility extended as it waits).
+FIFO queues keep order per `MessageGroupId`: a message waits for the one before it in its
+group, and if that one did not finish, it is handed back unprocessed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
+from connectors.core.aside import StepAside
 from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
@@ -64,6 +67,12 @@ class SqsConnector:
             max_event_age=sqs.max_event_age,
         )
         self.slots = Slots(config.connector.max_inflight)
+        # a message waiting for its function's limit gives its slot to another meanwhile; at
+        # most max_inflight wait so, so no more than twice that are ever received at once
+        self.aside = StepAside(
+            self.slots.release, self.slots.take_back, most=config.connector.max_inflight
+        )
+        self.controller.step_aside = self.aside.step
         self.queues = [QueueState(url, queue_name(url)) for url in sqs.queue_url]
         self._tasks: set[asyncio.Task[bool]] = set()
         self._group_tails: dict[tuple[str, str], asyncio.Task[bool]] = {}
@@ -151,7 +160,8 @@ class SqsConnector:
                 continue
             if await self.slots.wait_free_unless(self._stopping) == 0:
                 return
-            # read again: another queue's loop may have taken slots since the wait ended
+            # read again: another queue's loop, or a message back from waiting aside, may
+            # have taken slots since the wait ended
             count = min(self.slots.free, sqs.max_messages)
             if count <= 0:
                 continue
@@ -195,6 +205,7 @@ class SqsConnector:
     async def _run_one(
         self, queue: QueueState, message: SqsMessage, previous: asyncio.Task[bool] | None
     ) -> bool:
+        self.aside.begin()
         if previous is not None:
             try:
                 finished = await asyncio.shield(previous)

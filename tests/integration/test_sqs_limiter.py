@@ -3,12 +3,13 @@ is slowed down to it, and no message runs out of attempts on the way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.support.capacity import CapacityFunction, always_refusing
-from tests.support.http import FakeGateway
+from tests.support.http import FakeGateway, held_until
 from tests.support.moto import MotoServer, Queues
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
@@ -70,3 +71,36 @@ async def test_a_function_that_always_answers_429_still_ends_in_the_dead_letter_
 
 async def _empty(queues: Queues, url: str) -> bool:
     return await queues.depth(url) == 0
+
+
+async def test_messages_waiting_for_one_functions_cap_leave_room_for_other_functions(
+    moto_server: MotoServer,
+    queues: Queues,
+    gateway: FakeGateway,
+    procs: list[FerryProcess],
+) -> None:
+    capped, other = await queues.create("capped"), await queues.create("other")
+    release = asyncio.Event()
+    try:
+        gateway.function("slow", held_until(release))
+        gateway.subscribe("slow", capped.rsplit("/", 1)[-1], **{"ferry.max_inflight": "1"})
+        gateway.function("quick")
+        gateway.subscribe("quick", other.rsplit("/", 1)[-1])
+        for i in range(3):
+            await queues.send(capped, f"slow-{i}")
+        proc = await start_connector(
+            procs, moto_server, gateway, f"{capped},{other}", max_inflight="2"
+        )
+        await eventually(lambda: gateway.calls_to("slow"), 30, what="the first capped call")
+        for i in range(3):
+            await queues.send(other, f"quick-{i}")
+        # both slots were the capped function's (one running, one waiting for its cap): the
+        # quick function's messages run anyway, while the capped call is still held
+        await eventually(lambda: len(gateway.calls_to("quick")) == 3, 30, what="quick's calls")
+        assert [c.body for c in gateway.calls_to("slow")] == [b"slow-0"]
+    finally:
+        release.set()
+    await eventually(lambda: len(gateway.calls_to("slow")) == 3, 30, what="the capped calls")
+    await eventually(lambda: _empty(queues, capped), 30, what="the capped queue emptied")
+    await eventually(lambda: _empty(queues, other), 30, what="the other queue emptied")
+    assert await proc.stop() == 0, proc.output()
