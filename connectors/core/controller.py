@@ -108,7 +108,8 @@ class Controller:
         self._stopping = asyncio.Event()
         # entered while a call waits for its function's limit or a retry back-off: a source
         # that bounds the messages it runs at once lets another take the place meanwhile
-        # (Kafka's lane scheduler); by default nothing
+        # (`connectors.core.aside`: Kafka's lane scheduler, SQS's receive slots); by default
+        # nothing (cron)
         self.step_aside: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
 
     def stop(self) -> None:
