@@ -186,8 +186,8 @@ class LaneScheduler(Generic[W]):
     async def _drive(self, key: tuple[Hashable, Hashable], lane: _Lane[W], item: W) -> None:
         """Run `item`, then go straight on with the next ready lane while there is one."""
         task = asyncio.current_task()
+        self._aside.begin()  # one token for the items this task runs, one after the other
         while True:
-            self._aside.begin()
             try:
                 await self._run(item)
             except asyncio.CancelledError:
