@@ -228,8 +228,10 @@ class FairScheduler:
             result = allot([lane.turn for lane in candidates], free, self._base, self._seq)
             self._base, self._seq = result.base, result.seq
             for lane in candidates:
-                count = result.counts.get(lane.subject, 0)
-                if count:
+                # an ask may yield to the event loop (nats-py flushing), and a late delivery
+                # may take a slot meanwhile: never take more than are free now
+                count = min(result.counts.get(lane.subject, 0), self.slots.free)
+                if count > 0:
                     asked = count - self.puller.start_ready(lane, count)
                     if asked:
                         await self.puller.ask(lane, asked, now)
@@ -257,7 +259,7 @@ class FairScheduler:
         server (one message, `LISTEN_SECONDS`), out of slots nobody else asked for, so the
         next call of a function in use starts at once rather than at the next discovery."""
         for lane in self.lanes.values():
-            if spare <= 0:
+            if spare <= 0 or self.slots.free <= 0:
                 return
             if (
                 lane.consumer_ready
