@@ -97,7 +97,7 @@ async def test_messages_waiting_for_one_functions_cap_leave_room_for_other_funct
         # both slots were the capped function's (one running, one waiting for its cap): the
         # quick function's messages run anyway, while the capped call is still held
         await eventually(lambda: len(gateway.calls_to("quick")) == 3, 30, what="quick's calls")
-        assert [c.body for c in gateway.calls_to("slow")] == [b"slow-0"]
+        assert len(gateway.calls_to("slow")) == 1  # (a standard queue keeps no order)
     finally:
         release.set()
     await eventually(lambda: len(gateway.calls_to("slow")) == 3, 30, what="the capped calls")
