@@ -156,7 +156,7 @@ async def test_a_record_waiting_out_its_retry_back_off_leaves_room_for_other_fun
     other = await KafkaTopic(tansu).create()
     other.group = topic.group  # the connector's group reads both topics
     try:
-        answers = iter([web.Response(status=500, headers={"Retry-After": "3"})])
+        answers = iter([web.Response(status=500, headers={"Retry-After": "6"})])
         gateway.function(FUNCTION, lambda call: next(answers, web.Response(status=200)))
         gateway.subscribe(FUNCTION, topic.name)
         gateway.function("quick")
@@ -174,7 +174,7 @@ async def test_a_record_waiting_out_its_retry_back_off_leaves_room_for_other_fun
         await eventually(lambda: len(gateway.calls_to(FUNCTION)) == 2, 30, what="the retry")
         await eventually(lambda: len(gateway.calls_to("quick")) == 3, 30, what="quick's records")
         # the only place was the failing record's; the quick records ran during its back-off
-        # (at least the 3 s its Retry-After asked for)
+        # (at least the 6 s its Retry-After asked for)
         order = [call.function.split(".", 1)[0] for call in gateway.calls]
         assert order == [FUNCTION, "quick", "quick", "quick", FUNCTION], order
         await eventually(lambda: _committed_all(topic), 30, what="its offset committed")
