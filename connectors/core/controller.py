@@ -56,7 +56,6 @@ class _Prepared(NamedTuple):
     """What every call of one function shares."""
 
     function: FunctionInfo  # the object this was made for
-    name: str  # its qualified name
     policy: RetryPolicy  # the process's, with the function's retry annotations laid over it
     url: str
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
@@ -191,7 +190,6 @@ class Controller:
         cap, breaker = annotated_cap(function.annotations), self.limits.breaker_for(function)
         known = _Prepared(
             function,
-            function.qualified,
             self.policy.for_function(function.annotations),
             self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
             tuple(headers),
@@ -218,7 +216,7 @@ class Controller:
         came free. (One coroutine for all of it: this runs for every message.)"""
         try:
             prepared = self._prepared(function)
-            name = prepared.name
+            name = function.qualified
             headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
             if event.call_id:
                 headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
@@ -270,7 +268,7 @@ class Controller:
         """One call once the function's limit, breaker and a `max_inflight` slot allow it; and
         whether its breaker holds it (an availability failure while open: not an attempt).
         With room under both (the usual case), nothing here waits or allocates."""
-        name = prepared.name
+        name = prepared.function.qualified
         entry = self.limits.entry(name, prepared.cap, prepared.breaker)
         if not entry.take():
             admitted = False
