@@ -45,12 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferry.queue_worker")
 
 
-class Invoking(Protocol):
-    """The worker, as far as a call is concerned: the invoker it goes through."""
-
-    invoker: Invoker
-
-
 class SendBack(Protocol):
     """Fair mode's way back to a lane for a call that used no attempt (`FairMode.send_back`)."""
 
@@ -71,7 +65,7 @@ class MessageHandler:
         self,
         config: QueueWorkerConfig,
         *,
-        worker: Invoking,
+        invoker: Invoker,
         outcomes: OutcomeRecorder,
         bodies: BodyStore,
         ledger: WorkerLedger,
@@ -85,7 +79,7 @@ class MessageHandler:
         durable: str,
     ) -> None:
         self.config = config
-        self.worker = worker  # its `invoker` is looked up per call: it may be replaced (tests do)
+        self.invoker = invoker
         self._outcomes = outcomes
         self._bodies = bodies
         self.ledger = ledger
@@ -140,7 +134,7 @@ class MessageHandler:
                 invocation = dataclasses.replace(invocation, body=body)
             self.ledger.running(request, attempt)
             generation = slot.started(request)
-            result = await self.worker.invoker.invoke(invocation, attempt=attempt)
+            result = await self.invoker.invoke(invocation, attempt=attempt)
             if lane is not None:
                 fate = lane.outcome(result, generation, header_count(msg.headers, RETURNS))
                 if fate is not Fate.COUNTED:

@@ -91,6 +91,7 @@ class QueueWorker:
         self.fair: FairMode | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._waker: asyncio.Task[None] | None = None  # delayed calls without schedules
+        self.calls: MessageHandler | None = None  # once started: what runs each message
         self._stopping = asyncio.Event()
         self._started = False  # every part of start() done: only then ready
         self.ledger = WorkerLedger(
@@ -137,9 +138,9 @@ class QueueWorker:
             self.ledger,
             expired_count=lambda function: self.clock.metrics.expired.labels(function).inc(),
         )
-        calls = MessageHandler(
+        self.calls = calls = MessageHandler(
             self.config,
-            worker=self,
+            invoker=self.invoker,
             outcomes=outcomes,
             bodies=bodies,
             ledger=self.ledger,

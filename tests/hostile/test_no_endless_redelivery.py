@@ -56,7 +56,8 @@ async def test_an_unexpected_error_is_a_failed_attempt_and_ends_as_a_dead_letter
     gateway.function("echo")
     caplog.set_level(logging.INFO, logger="ferry.queue_worker")
     async with queue.worker(max_retry_attempts="3") as worker:
-        worker.invoker = _BrokenInvoker(worker.gateway)
+        assert worker.calls is not None
+        worker.calls.invoker = _BrokenInvoker(worker.gateway)
         call = await queue.publish("cursed", b"x")
         await queue.publish("echo", b"fine")
         await eventually(lambda: queue.dead_letters(), what="the dead letter")
