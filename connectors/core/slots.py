@@ -8,7 +8,8 @@ from collections import deque
 
 
 class Slots:
-    """At most `size` pieces of work at once; `wait_free` says how many more may start."""
+    """At most `size` pieces of work at once. The waits say only that a slot was free when
+    they ended: read `free` again when taking (another task may have taken it meanwhile)."""
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -21,23 +22,22 @@ class Slots:
     def free(self) -> int:
         return self.size - self.used
 
-    async def wait_free(self) -> int:
-        """Wait until at least one slot is free; return how many are."""
+    async def wait_free(self) -> None:
+        """Wait until at least one slot is free."""
         while self.used >= self.size:
             self._changed.clear()
             await self._changed.wait()
-        return self.free
 
-    async def wait_free_unless(self, stop: asyncio.Event) -> int:
-        """Like `wait_free`, but return 0 as soon as `stop` is set."""
+    async def wait_free_unless(self, stop: asyncio.Event) -> bool:
+        """Like `wait_free`; False as soon as `stop` is set instead."""
         waiter = asyncio.create_task(self.wait_free())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if stop.is_set():
             waiter.cancel()
-            return 0
-        return waiter.result()
+            return False
+        return True
 
     async def wait_idle(self) -> None:
         while self.used:

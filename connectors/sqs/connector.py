@@ -158,10 +158,10 @@ class SqsConnector:
                 # Without a topic map every message would look unmatched: wait for one.
                 await self._pause(0.5)
                 continue
-            if await self.slots.wait_free_unless(self._stopping) == 0:
+            if not await self.slots.wait_free_unless(self._stopping):
                 return
-            # read again: another queue's loop, or a message back from waiting aside, may
-            # have taken slots since the wait ended
+            # another queue's loop, or a message back from waiting aside, may have taken
+            # slots since the wait ended
             count = min(self.slots.free, sqs.max_messages)
             if count <= 0:
                 continue
