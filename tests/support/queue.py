@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +24,16 @@ from queue_worker.config import QueueWorkerConfig
 from queue_worker.worker import QueueWorker
 from tests.support.brokers import test_environ
 from tests.support.ports import eventually
+
+STOP_SECONDS = 60.0  # a drain in these tests ends well within it; under pytest's 120 s
+
+
+def task_stacks() -> str:
+    """Every task of this event loop and where it waits (for a hang's failure message)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()[-20_000:]
 
 
 @dataclass
@@ -139,7 +150,13 @@ class QueueUnderTest:
             yield worker
         finally:
             stop.set()
-            assert await task == 0
+            try:  # a stop that hangs fails here, with what each task was waiting for
+                code = await asyncio.wait_for(asyncio.shield(task), STOP_SECONDS)
+            except TimeoutError:
+                raise AssertionError(
+                    f"worker not stopped after {STOP_SECONDS}s; its tasks:\n{task_stacks()}"
+                ) from None
+            assert code == 0
 
     async def spawn_worker(self, **env: str) -> asyncio.subprocess.Process:
         """`ferry queue-worker` as a child process."""
