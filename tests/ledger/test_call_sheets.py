@@ -20,6 +20,7 @@ from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
+from tests.support.subscriptions import at_server
 
 CALLS = 48
 
@@ -36,7 +37,7 @@ class Writes:
 async def writes(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterator[Writes]:
     writes = Writes()
     sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=writes.seen)
-    await queue.nc.flush()  # the server has the subscription before the test writes anything
+    await at_server(queue.nc)  # the server has the subscription before the test writes anything
     yield writes
     await sub.unsubscribe()
 

@@ -16,6 +16,7 @@ from ledger.sheets import SHEET_PREFIX, sheet_entries
 from ledger.store import LedgerStore, open_bucket
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
+from tests.support.subscriptions import at_server
 
 
 class LedgerUnderTest:
@@ -42,7 +43,7 @@ class LedgerUnderTest:
         self._sheets = await self.js._nc.subscribe(
             f"$KV.{self.bucket}.{SHEET_PREFIX}>", cb=self._follow_sheet
         )
-        await self.js._nc.flush()  # both subscriptions at the server before any write
+        await at_server(self.js._nc)  # both subscriptions at the server before any write
         return self
 
     async def _follow_sheet(self, msg: Any) -> None:
