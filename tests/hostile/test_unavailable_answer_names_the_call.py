@@ -3,7 +3,6 @@ retries with it runs the call once (a paused nats-server may still store the fir
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,8 +24,7 @@ def own_nats() -> Iterator[NatsServer]:
     try:
         yield server
     finally:
-        assert server.process is not None
-        server.process.send_signal(signal.SIGCONT)
+        server.resume()
         server.cleanup()
 
 
@@ -42,16 +40,15 @@ async def test_a_503_names_the_call_and_a_retry_with_that_id_is_stored_once(
     own_nats: NatsServer, paused_queue: QueueUnderTest, tmp_path: Path
 ) -> None:
     queue = paused_queue
-    assert own_nats.process is not None
     functions = write_functions(tmp_path / "f.yml", {"echo": {"url": "http://127.0.0.1:9"}})
     env = gateway_env(queue, functions_file=str(functions), publish_timeout="500ms")
     async with running_gateway(env) as front:
         call = request("POST", "/async-function/echo", body=b"once")
-        own_nats.process.send_signal(signal.SIGSTOP)
+        own_nats.pause()
         try:
             status, headers, text = await exchange(front.port, call)
         finally:
-            own_nats.process.send_signal(signal.SIGCONT)
+            own_nats.resume()
         assert status == 503
         call_id = headers["x-call-id"]
         assert call_id and b"may not have been queued" in text and call_id.encode() in text

@@ -127,7 +127,6 @@ async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_no
     gateway: FakeGateway, tmp_path: Path
 ) -> None:
     async with _queue_on_own_server(gateway, tmp_path) as (server, queue, functions):
-        assert server.process is not None
         env = gateway_env(
             queue, functions_file=functions, nats_ping_interval="1s", publish_timeout="1s"
         )
@@ -145,14 +144,14 @@ async def test_a_hung_server_turns_readiness_false_within_two_pings_and_loses_no
                             accepted.append(r.headers["X-Call-Id"])
 
             await post(10)
-            server.process.send_signal(signal.SIGSTOP)
+            server.pause()
             try:
                 await eventually(
                     lambda: not worker.ready() and not front.ready(), 20, what="not ready"
                 )
                 await post(5)  # refused (503) or accepted: whatever is accepted must run
             finally:
-                server.process.send_signal(signal.SIGCONT)
+                server.resume()
             await eventually(lambda: worker.ready() and front.ready(), 30, what="ready again")
             await post(10)
             await eventually(
@@ -167,7 +166,6 @@ async def test_calls_waiting_for_a_hung_jetstream_show_in_a_metric_until_it_answ
     gateway: FakeGateway, tmp_path: Path
 ) -> None:
     async with _queue_on_own_server(gateway, tmp_path) as (server, queue, functions):
-        assert server.process is not None
         env = gateway_env(queue, functions_file=functions, publish_timeout="10s")
         async with running_gateway(env) as front, aiohttp.ClientSession() as http:
 
@@ -179,12 +177,12 @@ async def test_calls_waiting_for_a_hung_jetstream_show_in_a_metric_until_it_answ
                     return r.status
 
             assert waiting() == 0
-            server.process.send_signal(signal.SIGSTOP)
+            server.pause()
             try:
                 posts = [asyncio.create_task(post()) for _ in range(3)]
                 await eventually(lambda: waiting() == 3, 10, what="three calls waiting")
             finally:
-                server.process.send_signal(signal.SIGCONT)
+                server.resume()
             statuses = await asyncio.gather(*posts)
             assert set(statuses) <= {202, 503}
             await eventually(lambda: waiting() == 0, 10, what="no call waiting")
