@@ -30,6 +30,7 @@ from nats.errors import MaxPayloadError
 from nats.js import api as js_api
 
 from asyncq.jetstream import NeverStorable, NoStream, PublishError
+from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
 
 SWEEP_SECONDS = 0.05  # how often answers that are late are given up on
@@ -54,9 +55,7 @@ class PubAcks:
 
     async def close(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(PublishError("the publisher closed before JetStream answered"))

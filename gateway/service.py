@@ -28,7 +28,7 @@ from asyncq.schedule import unschedule
 from connectors.core.config import GatewaySettings
 from connectors.core.errors import StartupError
 from connectors.core.gateway import GatewayClient, read_basic_auth
-from connectors.core.supervision import until_stopped
+from connectors.core.supervision import cancel_and_wait, until_stopped
 from connectors.core.urlguard import CallbackPolicy
 from connectors.jetstream.connect import NatsConnection, connect
 from connectors.jetstream.credentials import check_files
@@ -304,9 +304,7 @@ class GatewayService:
         try:
             await self._nats.while_open(until_stopped(self._stopping, watched))
         finally:
-            refresher.cancel()
-            layout.cancel()
-            await asyncio.gather(refresher, layout, return_exceptions=True)
+            await cancel_and_wait(refresher, layout)
 
     def stop(self) -> None:
         self._stopping.set()

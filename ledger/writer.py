@@ -39,6 +39,7 @@ from nats.errors import Error as NatsError
 from prometheus_client import CollectorRegistry, Counter
 
 from connectors.core.loop_metrics import LoopCounter
+from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
 
 log = logging.getLogger("ferry.ledger")
@@ -190,9 +191,7 @@ class LedgerWriter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         if self._sub is not None:
             with contextlib.suppress(NatsError):
                 await self._sub.unsubscribe()

@@ -11,13 +11,13 @@ call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from nats.errors import Error as NatsError
 
 from asyncq.function_state import FunctionStates
 from connectors.core.breaker import Change
+from connectors.core.supervision import cancel_and_wait
 
 log = logging.getLogger("ferry.queue_worker.breaker")
 
@@ -60,6 +60,4 @@ class BreakerReports:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from asyncq.jetstream import BacklogUnreadable, add_function_subjects, publish, subject_counts
 from asyncq.layout import queue_functions_filter, queue_subject
 from connectors.core.slots import Slots
-from connectors.core.supervision import raise_if_ended
+from connectors.core.supervision import cancel_and_wait, raise_if_ended
 from connectors.jetstream.connect import NatsConnection
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.expiry import CallClock
@@ -151,8 +151,7 @@ class FairMode:
                     async with asyncio.timeout(CHECK_SECONDS):
                         await fair.changed.wait()
         finally:
-            discovery.cancel()
-            await asyncio.gather(discovery, return_exceptions=True)
+            await cancel_and_wait(discovery)
 
     def start_in_lane(self, msg: Msg, lane: Lane) -> None:
         """A message a lane asked for: its slot is already taken (and given back at once if

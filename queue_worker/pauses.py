@@ -5,7 +5,6 @@ function's lane pulls nothing; running calls end as usual."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from nats.js import JetStreamContext
@@ -13,6 +12,7 @@ from nats.js import JetStreamContext
 from asyncq.function_state import FunctionStates
 from asyncq.layout import function_subject
 from connectors.core.errors import StartupError
+from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.setup import PATIENCE_SECONDS
 from queue_worker.breaker_reports import BreakerReports
 from queue_worker.config import QueueWorkerConfig
@@ -64,8 +64,5 @@ class PauseFollower:
     async def stop(self) -> None:
         if self.reports is not None:
             await self.reports.stop()
-        for task in self.tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(*self.tasks)
         self.tasks.clear()

@@ -14,6 +14,8 @@ import time
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from connectors.core.supervision import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +42,7 @@ class ProgressKeeper:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

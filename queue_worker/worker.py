@@ -31,6 +31,7 @@ from connectors.core.gateway import GatewayClient
 from connectors.core.invoker import Invoker
 from connectors.core.retry import RetryPolicy
 from connectors.core.slots import Slots
+from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import NatsConnection, connect
 from queue_worker.config import FAIR, QueueWorkerConfig
 from queue_worker.consumer import ensure_consumer
@@ -235,8 +236,7 @@ class QueueWorker:
                 assert self._static is not None
                 await self._static.run(self._nats, helpers)
         finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            await cancel_and_wait(refresher)
 
     async def drain(self, timeout: float) -> None:
         """Finish in-flight messages within `timeout`; hand the rest back to JetStream."""
@@ -247,8 +247,7 @@ class QueueWorker:
                 log.warning("handed %d unfinished messages back to JetStream", cancelled)
         await self.progress.stop()
         if self._waker is not None:
-            self._waker.cancel()
-            await asyncio.gather(self._waker, return_exceptions=True)
+            await cancel_and_wait(self._waker)
         if self._static is not None:
             await self._static.stop()
         if self.fair is not None:

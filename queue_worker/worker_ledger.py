@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
+from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
 from ledger.entries import (
     CANCEL_PREFIX,
@@ -105,8 +106,7 @@ class WorkerLedger:
 
     async def close(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+            await cancel_and_wait(self._watch)
         if self._writer is not None:
             await self._writer.close()
 
@@ -283,8 +283,7 @@ class WorkerLedger:
             follow.result()
             return False
         finally:
-            follow.cancel()
-            await asyncio.gather(follow, return_exceptions=True)
+            await cancel_and_wait(follow)
             with contextlib.suppress(Exception):
                 await watcher.stop()
 

@@ -18,6 +18,8 @@ from connectors.core.errors import FerryError
 
 T = TypeVar("T")
 
+RECANCEL_SECONDS = 1.0
+
 
 class TaskDied(FerryError):
     """A long-lived task ended while its service was still running."""
@@ -72,7 +74,26 @@ async def unless_set(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> async
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)
     return task
+
+
+async def cancel_and_wait(*tasks: asyncio.Future[Any], again: float = RECANCEL_SECONDS) -> None:
+    """Cancel `tasks` and wait until every one has ended; their outcomes are read (so none
+    is reported as never retrieved) and dropped.
+
+    One cancel is not always enough: on Python 3.11, `asyncio.wait_for` (nats-py waits for
+    every request's answer with it) returns the answer instead of raising `CancelledError`
+    when the answer arrived in the same loop turn as the cancel, and a task that asks again
+    in a loop then goes on as if never cancelled; waiting for it would hang the process's
+    stop. So a task still running `again` seconds after a cancel is cancelled again."""
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=again)
+        for task in pending:
+            task.cancel()
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()

@@ -24,7 +24,7 @@ from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
 from connectors.core.errors import FerryError, StartupError
-from connectors.core.supervision import unless_set
+from connectors.core.supervision import cancel_and_wait, unless_set
 from connectors.jetstream.credentials import auth_options, tls_context
 from connectors.jetstream.settings import NatsSettings, redact
 
@@ -198,8 +198,7 @@ async def connect(
     waiting: set[asyncio.Future[Any]] = {attempt, connection.refused}
     done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if attempt not in done:
-        attempt.cancel()
-        await asyncio.gather(attempt, return_exceptions=True)
+        await cancel_and_wait(attempt)
         connection.refused.cancel()
         raise StartupError(_startup_failure(settings, connection, refused=bool(done)))
     connection.refused.cancel()

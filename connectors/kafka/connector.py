@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from connectors.core.controller import Controller
-from connectors.core.supervision import until_stopped
+from connectors.core.supervision import cancel_and_wait, until_stopped
 from connectors.kafka import client
 from connectors.kafka.client import KafkaUnavailable
 from connectors.kafka.commits import Commits
@@ -174,12 +174,10 @@ class KafkaConnector:
             await tasks[0]
         finally:
             fetch, helpers = tasks[0], tasks[1:3]
-            fetch.cancel()  # only still running when another task died: records it fetched
-            await asyncio.gather(fetch, return_exceptions=True)  # but did not start stay
-            self._fetch_idle.set()  # uncommitted, so the next owner reads them again
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            # only still running when another task died: records it fetched but did not start
+            await cancel_and_wait(fetch)  # stay uncommitted, so the next owner reads them again
+            self._fetch_idle.set()
+            await cancel_and_wait(*helpers)
 
     async def drain(self, timeout: float) -> None:
         """Stop fetching, let started records finish within `timeout`, commit what is final."""

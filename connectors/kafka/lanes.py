@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from connectors.core.aside import StepAside
+from connectors.core.supervision import cancel_and_wait
 
 log = logging.getLogger("ferry.kafka")
 
@@ -153,9 +154,7 @@ class LaneScheduler(Generic[W]):
             except TimeoutError:
                 break
         stuck = self.tasks(group)
-        for task in stuck:
-            task.cancel()
-        await asyncio.gather(*stuck, return_exceptions=True)
+        await cancel_and_wait(*stuck)
         return len(stuck)
 
     def _start_ready(self) -> None:

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from connectors.core.delivery import Delivery
+from connectors.core.supervision import cancel_and_wait
 from connectors.kafka.metrics import KafkaMetrics
 from connectors.kafka.records import source_of
 
@@ -65,8 +66,7 @@ class ResponseTopic:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _publish(self) -> None:
         while True:

@@ -21,7 +21,7 @@ from connectors.core.controller import Controller
 from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import StartupError
 from connectors.core.slots import Slots
-from connectors.core.supervision import until_stopped
+from connectors.core.supervision import cancel_and_wait, until_stopped
 from connectors.sqs.client import SqsClient, SqsError, region_from_url
 from connectors.sqs.config import SqsConnectorConfig
 from connectors.sqs.deadletter import max_message_size
@@ -130,17 +130,15 @@ class SqsConnector:
         try:
             await until_stopped(self._stopping, [refresher, *self._pollers])
         finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            await cancel_and_wait(refresher)
 
     async def drain(self, timeout: float) -> None:
         """Finish in-flight messages within `timeout`; make the rest visible again."""
         self._stopping.set()
         if self._pollers:
             _, receiving = await asyncio.wait(self._pollers, timeout=POLLER_STOP_WAIT)
-            for poller in receiving:  # a long poll still open: its messages come back later
-                poller.cancel()
-            await asyncio.gather(*self._pollers, return_exceptions=True)
+            # a long poll still open (`receiving`): its messages come back later
+            await cancel_and_wait(*self._pollers)
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
             if cancelled := await finish_or_cancel(self._tasks, timeout):

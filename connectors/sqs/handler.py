@@ -25,6 +25,7 @@ from connectors.core.delivery import Delivery, Event, unexpected_error
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.staleness import expired_deliveries, staleness
+from connectors.core.supervision import cancel_and_wait
 from connectors.core.topicmap import FunctionInfo
 from connectors.sqs.client import SqsClient, SqsError
 from connectors.sqs.deadletter import DEFAULT_MAX_MESSAGE_BYTES, send_dead_letter
@@ -146,8 +147,7 @@ class MessageHandler:
                 *(self._attempt(event, message, fn) for fn in pending)
             )
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            await cancel_and_wait(keeper)
         retries = [d for d in deliveries if not d.outcome.final]
         for delivery in deliveries:
             if delivery.outcome.final:

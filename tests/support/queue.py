@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -29,10 +30,19 @@ STOP_SECONDS = 60.0  # a drain in these tests ends well within it; under pytest'
 
 
 def task_stacks() -> str:
-    """Every task of this event loop and where it waits (for a hang's failure message)."""
+    """Every task of this event loop and where it waits, down the chain of awaits (a task's
+    own stack shows only its outermost coroutine), for a hang's failure message."""
     out = io.StringIO()
     for task in asyncio.all_tasks():
-        task.print_stack(limit=8, file=out)
+        out.write(f"{task!r}\n")
+        awaited: Any = task.get_coro()
+        for _ in range(16):
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                break
+            code = frame.f_code
+            out.write(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}\n")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     return out.getvalue()[-20_000:]
 
 
