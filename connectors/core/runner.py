@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 GEN0_THRESHOLD = 10_000  # see settle_collector
 LEFTOVER_WAIT = 1.0  # see run_to_end
+DRAIN_MARGIN = 15.0  # a drain still going this long after graceful_timeout is stuck
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -155,7 +156,8 @@ async def _run_until_stopped(
     log.info("%s stopping: draining for up to %gs", service.name, runtime.graceful_timeout)
     service.stop()
     try:
-        await service.drain(runtime.graceful_timeout)
+        if not await _drained(service, runtime.graceful_timeout):
+            status = EXIT_CRASH
     finally:
         if not worker.done():
             worker.cancel()
@@ -165,6 +167,26 @@ async def _run_until_stopped(
         await health.stop()
     log.info("%s stopped", service.name)
     return status
+
+
+async def _drained(service: Service, timeout: float) -> bool:
+    """Drain `service`; False if the drain was still going `DRAIN_MARGIN` seconds after its
+    `timeout` (a part that never ends; then cancelled and left, so the process still exits and
+    what it did not hand back comes back to the broker after its ack wait or visibility
+    timeout). A drain's own exception is raised as before."""
+    draining = asyncio.create_task(service.drain(timeout), name=f"{service.name}-drain")
+    done, _ = await asyncio.wait({draining}, timeout=timeout + DRAIN_MARGIN)
+    if done:
+        draining.result()
+        return True
+    log.error(
+        "%s: its drain did not end %gs after graceful_timeout; exiting without it",
+        service.name,
+        DRAIN_MARGIN,
+    )
+    draining.cancel()
+    await asyncio.wait({draining}, timeout=LEFTOVER_WAIT)
+    return False
 
 
 def run_from_env(

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
+from connectors.core import runner
 from connectors.core.config import RuntimeSettings
-from connectors.core.runner import EXIT_OK, GEN0_THRESHOLD, serve
+from connectors.core.runner import EXIT_CRASH, EXIT_OK, GEN0_THRESHOLD, serve
 from tests.support.brokers import test_environ
 from tests.support.ports import eventually
 from tests.support.procs import FerryProcess
@@ -209,3 +210,43 @@ async def test_a_task_that_swallows_its_cancellation_does_not_keep_the_process_a
     said = (await process.stderr.read()).decode()
     assert code == 0, said
     assert "left behind: stubborn-task" in said
+
+
+class _StuckDrain(_Observer):
+    """A service whose drain does not end, whatever it is told (a part that lost its cancel),
+    until the test lets it."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = False
+        self.cancels = 0
+
+    async def drain(self, timeout: float) -> None:
+        while not self.released:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancels += 1
+
+
+async def test_a_drain_that_never_ends_is_left_after_its_margin_and_the_exit_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runner, "DRAIN_MARGIN", 0.3)
+    monkeypatch.setattr(runner, "LEFTOVER_WAIT", 0.1)
+    service = _StuckDrain()
+    runtime = RuntimeSettings(health_host="127.0.0.1", health_port=0, graceful_timeout=0.2)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, stop.set)
+    status = await asyncio.wait_for(
+        serve(service, runtime, handle_signals=False, stop_event=stop), 10
+    )
+    assert status == EXIT_CRASH
+    assert "stuck: its drain did not end 0.3s after graceful_timeout" in caplog.text
+    assert service.cancels == 1  # told to end once, then left
+    (left,) = [t for t in asyncio.all_tasks() if t.get_name() == "stuck-drain"]
+    service.released = True
+    left.cancel()
+    await asyncio.gather(left, return_exceptions=True)
