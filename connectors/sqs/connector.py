@@ -136,8 +136,8 @@ class SqsConnector:
         """Finish in-flight messages within `timeout`; make the rest visible again."""
         self._stopping.set()
         if self._pollers:
-            _, receiving = await asyncio.wait(self._pollers, timeout=POLLER_STOP_WAIT)
-            # a long poll still open (`receiving`): its messages come back later
+            await asyncio.wait(self._pollers, timeout=POLLER_STOP_WAIT)
+            # a poller still in a long poll is cancelled: its messages come back later
             await cancel_and_wait(*self._pollers)
         if self._tasks:
             log.info("waiting for %d in-flight messages", len(self._tasks))
