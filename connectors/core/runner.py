@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.core import tracing
 from connectors.core.config import RuntimeSettings
+from connectors.core.drain import finish_or_cancel
 from connectors.core.errors import ConfigError, FerryError, StartupError
 from connectors.core.health import HealthServer
 from connectors.core.logs import configure_logging, escape_controls
@@ -175,18 +176,15 @@ async def _drained(service: Service, timeout: float) -> bool:
     what it did not hand back comes back to the broker after its ack wait or visibility
     timeout). A drain's own exception is raised as before."""
     draining = asyncio.create_task(service.drain(timeout), name=f"{service.name}-drain")
-    done, _ = await asyncio.wait({draining}, timeout=timeout + DRAIN_MARGIN)
-    if done:
-        draining.result()
-        return True
-    log.error(
-        "%s: its drain did not end %gs after graceful_timeout; exiting without it",
-        service.name,
-        DRAIN_MARGIN,
-    )
-    draining.cancel()
-    await asyncio.wait({draining}, timeout=LEFTOVER_WAIT)
-    return False
+    if await finish_or_cancel([draining], timeout + DRAIN_MARGIN, cancel_wait=LEFTOVER_WAIT):
+        log.error(
+            "%s: its drain did not end %gs after graceful_timeout; exiting without it",
+            service.name,
+            DRAIN_MARGIN,
+        )
+        return False
+    draining.result()
+    return True
 
 
 def run_from_env(
