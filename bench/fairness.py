@@ -1,11 +1,14 @@
 """Fair mode against static mode: a backlog, a function with little capacity, weights.
 
     .venv/bin/python bench/fairness.py [--scenario backlog|capacity|weights|all] [--scale 1.0]
+        [--subject function|plain]
 
 Each scenario runs twice, `scaling_mode=fair` and `scaling_mode=static`, each time with its
 own nats-server, functions served from this process (aiohttp on 127.0.0.1) and
 `ferry queue-worker` as a child process (max_inflight=16). Calls are published as the front
-door does (per-function subjects once a fair worker made the stream hold them).
+door does (per-function subjects once a fair worker made the stream hold them), or with
+`--subject plain` all on `faas-request`, as an OpenFaaS gateway does (the worker's sorter then
+holds or moves them).
 
 - backlog: 600 calls to a function taking 0.5 s, then 50 to an instant one. Prints the instant
   calls' wait (publish to start at the function), p50 and p99, and how many slow calls had
@@ -79,7 +82,7 @@ class Functions:
         return web.Response(text="ok")
 
 
-async def run(scenario: str, mode: str, scale: float) -> dict[str, float]:
+async def run(scenario: str, mode: str, scale: float, plain: bool) -> dict[str, float]:
     store = tempfile.mkdtemp(prefix="ferry-bench-fair-")
     nats_child, nats_url = start_nats(store)
     functions = Functions()
@@ -109,6 +112,8 @@ async def run(scenario: str, mode: str, scale: float) -> dict[str, float]:
         await wait_ready(health_port)
         publisher = Publisher(js)
         await publisher.learn_layout()
+        if plain:
+            publisher.per_function = False  # every call on the plain subject
         busy = machine_busy_seconds()
         figures = await SCENARIOS[scenario](publisher, functions, scale)
         figures["machine busy cores"] = (machine_busy_seconds() - busy) / figures.pop("seconds")
@@ -182,11 +187,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the call counts")
+    parser.add_argument(
+        "--subject",
+        choices=["function", "plain"],
+        default="function",
+        help="publish on each function's subject (as ferry's front door) or on faas-request",
+    )
     args = parser.parse_args()
     chosen = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for scenario in chosen:
         for mode in ("fair", "static"):
-            figures = asyncio.run(run(scenario, mode, args.scale))
+            figures = asyncio.run(run(scenario, mode, args.scale, args.subject == "plain"))
             shown = ", ".join(f"{name} {value:.3g}" for name, value in figures.items())
             print(f"{scenario:9} {mode:7} {shown}", flush=True)
 

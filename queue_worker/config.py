@@ -102,6 +102,16 @@ class QueueWorkerConfig:
         positive_duration,
         shown="30s",
     )
+    fair_sort_after: float = setting(
+        "fair_sort_after",
+        2.0,
+        "fair mode: calls on the plain subject (OpenFaaS gateways) run in arrival order while "
+        "that backlog would start within this time at the worker's measured rate; a longer "
+        "backlog, or one with several functions, is sorted per function (0s: whenever calls "
+        "wait)",
+        duration,
+        shown="2s",
+    )
     consumer_pull_max_messages: int = setting(
         "consumer_pull_max_messages",
         0,

@@ -41,6 +41,7 @@ from queue_worker.fair_order import allot
 from queue_worker.lane_puller import LISTEN_SECONDS, REQUEST_FORGET_SECONDS, LanePuller
 from queue_worker.lanes import Lane
 from queue_worker.progress import ProgressKeeper
+from queue_worker.sort_ahead import SortAhead
 
 log = logging.getLogger("ferry.queue_worker.fair")
 
@@ -70,6 +71,7 @@ class FairScheduler:
         return_unrun: Callable[[Msg], None] | None = None,
         progress: ProgressKeeper | None = None,
         ahead: int = 0,
+        sort_ahead: SortAhead | None = None,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -85,6 +87,9 @@ class FairScheduler:
         self.breaker_report: Callable[[str, Change], None] | None = None  # see breaker_reports
         self.return_unrun = return_unrun or refuse  # hand a message back without using an attempt
         self.ahead = ahead if progress is not None else 0  # messages held ahead, at most
+        self.progress = progress
+        self.sort_ahead = sort_ahead if progress is not None else None
+        self.move: Callable[[Msg, str], None] | None = None  # the sorter's: store on a subject
         self.changed = asyncio.Event()
         self.lanes: dict[str, Lane] = {}
         self.puller = LanePuller(
@@ -96,6 +101,7 @@ class FairScheduler:
             start=start,
             refuse=refuse,
             progress=progress,
+            sort_ahead=self.sort_ahead,
         )
         self._lane_count = 0
         self._base = 0.0
@@ -144,6 +150,24 @@ class FairScheduler:
             lane.paused = lane.subject in subjects
         self.changed.set()
 
+    def hold(self, msg: Msg, subject: str) -> bool:
+        """A call from the plain subject: its lane holds it (True) if it may (`sort_ahead`),
+        else the sorter moves it to `subject`."""
+        ahead = self.sort_ahead
+        if ahead is None or self.puller.stopping:
+            return False
+        now = time.monotonic()
+        if not ahead.fits(msg):
+            return False
+        lane = self.lane(subject)
+        if lane is None or not lane.flowing:
+            return False
+        assert self.progress is not None
+        self.progress.hold(msg)
+        ahead.add(lane, msg, now)
+        self.changed.set()
+        return True
+
     def moved(self, subject: str) -> None:
         """The sorter stored a call on `subject`: count it without waiting for discovery."""
         lane = self.lane(subject)
@@ -191,7 +215,7 @@ class FairScheduler:
     def observe(self, counts: dict[str, int]) -> None:
         """Backlogs as JetStream reports them; functions with one get a lane and a consumer."""
         for lane in self.lanes.values():
-            lane.backlog = counts.get(lane.subject, 0)
+            lane.backlog = counts.get(lane.subject, 0) + lane.plain
         for subject, count in counts.items():
             if count and subject not in self.lanes:
                 made = self.lane(subject)
@@ -221,6 +245,8 @@ class FairScheduler:
         for lane in self.lanes.values():
             if lane.ready and not lane.flowing:  # paused or held back: nothing kept ahead
                 self.puller.return_ready(lane, self.return_unrun)
+            if lane.unsorted:
+                self._sort_aged(lane, now)
             lane.turn.room = lane.room(now, self.batch_max)
             if lane.turn.room > 0:
                 candidates.append(lane)
@@ -238,6 +264,14 @@ class FairScheduler:
                     free -= count
         await self._ask_ahead(now)
         await self._listen(free // 2, now)
+
+    def _sort_aged(self, lane: Lane, now: float) -> None:
+        """Calls from the plain subject the lane can no longer hold go to its subject."""
+        assert self.sort_ahead is not None and self.move is not None
+        for msg in self.sort_ahead.aged(lane, now):
+            if self.progress is not None:
+                self.progress.release(msg)
+            self.move(msg, lane.subject)
 
     async def _ask_ahead(self, now: float) -> None:
         """Lanes in flow ask for a few messages ahead of a free slot, within `ahead` in all."""

@@ -66,10 +66,10 @@ class FairCollector(Collector):
             "1 while a function is paused by hand (ferry functions pause): its calls wait",
             labels=["function_name"],
         )
-        lanes = sorted(self.lanes(), key=lambda lane: lane.waiting, reverse=True)
+        lanes = sorted(self.lanes(), key=lambda lane: lane.pending, reverse=True)
         rest = [0, 0, 0, 0]
         for index, lane in enumerate(lanes):
-            values = (lane.waiting, lane.inflight, lane.allowed, lane.throttled)
+            values = (lane.pending, lane.inflight, lane.allowed, lane.throttled)
             if index < PER_FUNCTION:
                 name = _name(lane)
                 pending.add_metric([name], values[0])
@@ -108,3 +108,23 @@ def _sorter_metrics(sorter: Sorter) -> Iterator[Metric]:
     )
     moving.add_metric([], sorter.moving)
     yield from (moved, failed, moving)
+    ahead = sorter.sort_ahead
+    if ahead is None:
+        return
+    held = CounterMetricFamily(
+        "queue_worker_sorter_held",
+        "Calls from the plain subject held by their function's lane instead of moved (each "
+        "then ran here, or was moved or handed back)",
+    )
+    held.add_metric([], ahead.held_total)
+    aged = CounterMetricFamily(
+        "queue_worker_sorter_held_too_long",
+        "Held calls moved because they waited longer than a second (their function had more "
+        "work than it could run soon)",
+    )
+    aged.add_metric([], ahead.aged_total)
+    holding = GaugeMetricFamily(
+        "queue_worker_sorter_holding", "Calls from the plain subject held now, not yet started"
+    )
+    holding.add_metric([], ahead.count)
+    yield from (held, aged, holding)

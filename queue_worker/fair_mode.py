@@ -15,8 +15,9 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from asyncq import codec
 from asyncq.jetstream import BacklogUnreadable, add_function_subjects, publish, subject_counts
-from asyncq.layout import queue_functions_filter, queue_subject
+from asyncq.layout import function_subject, queue_functions_filter, queue_subject
 from connectors.core.slots import Slots
 from connectors.core.supervision import cancel_and_wait, raise_if_ended
 from connectors.jetstream.connect import NatsConnection
@@ -28,6 +29,7 @@ from queue_worker.lanes import ATTEMPTS_BEFORE, PROBE, RETURNS, Lane, header_cou
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
 from queue_worker.pauses import PauseFollower
 from queue_worker.progress import ProgressKeeper
+from queue_worker.sort_ahead import SortAhead
 from queue_worker.sorter import Sorter
 
 log = logging.getLogger("ferry.queue_worker")
@@ -61,6 +63,13 @@ class FairMode:
         self.handle = calls.handle
         self.clock = clock
         self.spawn = spawn
+        self.plain_subject = queue_subject(self.subjects, config.queue_name)
+        # the lanes hold as many calls from the plain subject as a static worker would
+        sort_ahead = (
+            SortAhead(config.max_inflight + ahead, drain_seconds=config.fair_sort_after)
+            if progress is not None
+            else None
+        )
         self.scheduler = FairScheduler(
             nc,
             js,
@@ -79,6 +88,7 @@ class FairMode:
             return_unrun=lambda msg: spawn(self.hold_back(msg)),
             progress=progress,
             ahead=ahead,
+            sort_ahead=sort_ahead,
         )
         self.sorter = Sorter(
             nc,
@@ -90,7 +100,10 @@ class FairMode:
             moved=self.scheduler.moved,
             undecodable=undecodable,
             spawn=spawn,
+            hold=self.scheduler.hold if sort_ahead is not None else None,
+            sort_ahead=sort_ahead,
         )
+        self.scheduler.move = self.sorter.move
         self.sorter.puller.changed = self.scheduler.changed  # one event wakes the loop
         self.pauses = PauseFollower(config, self.scheduler)
         calls.slot_freed = self.scheduler.changed.set  # the next pass gives the slot out
@@ -156,13 +169,14 @@ class FairMode:
     def start_in_lane(self, msg: Msg, lane: Lane) -> None:
         """A message a lane asked for: its slot is already taken (and given back at once if
         the message is a delayed call not due yet)."""
+        plain = msg.subject != lane.subject  # held from the plain subject (`sort_ahead`)
         if (early := self.clock.wait(msg)) is not None:
-            SlotHold(self.calls, lane).release()
+            SlotHold(self.calls, lane, plain=plain).release()
             self.spawn(hand_back(msg, delay=early))
             return
         admitted = lane.admits()
         if not admitted:  # paused, or its breaker opened since it was asked for
-            SlotHold(self.calls, lane).release()
+            SlotHold(self.calls, lane, plain=plain).release()
             self.spawn(self.hold_back(msg))
             return
         self.spawn(self.handle(msg, lane, admitted == PROBE))
@@ -174,8 +188,9 @@ class FairMode:
 
     @property
     def held_ahead(self) -> int:
-        """Messages delivered ahead of a free slot, waiting for one."""
-        return sum(len(lane.ready) for lane in self.scheduler.lanes.values())
+        """Messages delivered ahead of a free slot or held from the plain subject, waiting for
+        one."""
+        return sum(len(lane.ready) + len(lane.unsorted) for lane in self.scheduler.lanes.values())
 
     def on_reconnect(self) -> None:
         self.sorter.puller.forget_all()
@@ -204,13 +219,19 @@ class FairMode:
         attempt: stored again (same subject, data and headers, with the attempts used so far
         and the returns counted in headers), then the delivered copy acknowledged. The copy's
         `Nats-Msg-Id` is fixed by the original's stream sequence, so a repeat after a crash
-        between the two steps is dropped by JetStream's duplicate window."""
+        between the two steps is dropped by JetStream's duplicate window. A call taken from
+        the plain subject goes to its function's subject."""
+        subject = msg.subject
+        if subject == self.plain_subject:
+            subject = function_subject(
+                self.subjects, self.config.queue_name, codec.function_of(msg.data)
+            )
         headers = {key: str(value) for key, value in (msg.headers or {}).items()}
         headers[ATTEMPTS_BEFORE] = str(attempts_used)
         if limiter:  # the breaker's returns are bounded by its probes, not counted
             headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
         headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
-        await publish(self.js, msg.subject, msg.data, headers=headers, stream=self.stream)
+        await publish(self.js, subject, msg.data, headers=headers, stream=self.stream)
         await msg.ack_sync(timeout=5.0)
 
 

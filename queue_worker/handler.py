@@ -95,7 +95,7 @@ class MessageHandler:
 
     async def handle(self, msg: Msg, lane: Lane | None = None, probe: bool = False) -> None:
         outcomes = self._outcomes
-        slot = SlotHold(self, lane, probe)
+        slot = SlotHold(self, lane, probe, lane is not None and msg.subject != lane.subject)
         held = -1  # the size of the answer held while its outcome is recorded, once there is one
         request: QueueRequest | None = None
         span: Scope | None = None
@@ -191,10 +191,13 @@ class MessageHandler:
 class SlotHold:
     """Releases a message's invocation slot (and its place in its lane) exactly once."""
 
-    def __init__(self, calls: MessageHandler, lane: Lane | None, probe: bool = False) -> None:
+    def __init__(
+        self, calls: MessageHandler, lane: Lane | None, probe: bool = False, plain: bool = False
+    ) -> None:
         self.calls = calls
         self.lane = lane  # fair mode: it counts the message in flight since its delivery
         self.probe = probe  # the one call its function's half-open breaker let through
+        self.plain = plain  # fair mode: a call its lane held from the plain subject
         self.held = True
 
     def started(self, request: QueueRequest) -> tuple[int, int]:
@@ -208,7 +211,7 @@ class SlotHold:
         if self.held:
             self.held = False
             if self.lane is not None:
-                self.lane.finished(self.probe)
+                self.lane.finished(self.probe, self.plain)
             self.calls.slots.release()
             self.calls.slot_freed()
 

@@ -26,6 +26,7 @@ from nats.errors import Error as NatsError
 from connectors.core.slots import Slots
 from queue_worker.lanes import Lane
 from queue_worker.progress import ProgressKeeper
+from queue_worker.sort_ahead import SortAhead
 
 log = logging.getLogger("ferry.queue_worker.fair")
 
@@ -45,8 +46,10 @@ class LanePuller:
         start: Callable[[Msg, Lane], None],
         refuse: Callable[[Msg], None],
         progress: ProgressKeeper | None,
+        sort_ahead: SortAhead | None = None,
     ) -> None:
         self.nc = nc
+        self.sort_ahead = sort_ahead  # calls from the plain subject the lanes hold
         self.stream = stream
         self.lanes = lanes  # the scheduler's, by subject
         self.by_inbox: dict[str, Lane] = {}
@@ -88,6 +91,12 @@ class LanePuller:
         """Every message held ahead goes back (another replica may run it now)."""
         for lane in self.lanes.values():
             self.return_ready(lane, self.refuse)
+            if self.sort_ahead is not None:
+                while lane.unsorted:
+                    msg = self.sort_ahead.drop(lane)
+                    if self.progress is not None:
+                        self.progress.release(msg)
+                    self.refuse(msg)
 
     def return_ready(self, lane: Lane, how: Callable[[Msg], None]) -> None:
         while lane.ready:
@@ -98,8 +107,18 @@ class LanePuller:
             how(msg)
 
     def start_ready(self, lane: Lane, count: int) -> int:
-        """Start up to `count` of the lane's messages delivered ahead; how many started."""
+        """Start up to `count` of the lane's messages held from the plain subject or delivered
+        ahead (in that order); how many started."""
         started = 0
+        while started < count and lane.unsorted and not self.stopping:
+            assert self.sort_ahead is not None
+            msg = self.sort_ahead.take(lane)
+            if self.progress is not None:
+                self.progress.release(msg)
+            self.slots.take()
+            lane.delivered()
+            self.start_call(msg, lane)
+            started += 1
         while started < count and lane.ready and not self.stopping:
             msg = lane.ready.popleft()
             self.held_ahead -= 1
@@ -171,7 +190,7 @@ class LanePuller:
             return
         status = msg.headers.get("Status") if msg.headers else None
         if status in ("404", "408"):  # nothing (more) to deliver now
-            lane.backlog = lane.inflight
+            lane.backlog = lane.inflight + len(lane.unsorted)
         elif status is not None and status != "100":  # 409 or 503: the consumer is gone
             lane.consumer_ready = False
             if status == "409" and msg.headers:

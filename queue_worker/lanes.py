@@ -79,7 +79,10 @@ class Lane:
     # its outstanding pull requests, oldest first: [number, messages still due, sent at, ahead]
     requests: collections.deque[list[float]] = field(default_factory=collections.deque)
     ready: collections.deque[Msg] = field(default_factory=collections.deque)  # delivered ahead
-    backlog: int = 0  # stored on its subject (as last seen), running calls included
+    # calls from the plain subject held here (`sort_ahead`), oldest first, with when held
+    unsorted: collections.deque[tuple[Msg, float]] = field(default_factory=collections.deque)
+    plain: int = 0  # calls from the plain subject held or running here
+    backlog: int = 0  # stored on its subject (as last seen) or held, running calls included
     paused_until: float = 0.0
     consumer_ready: bool = False
     creating: bool = False
@@ -112,8 +115,15 @@ class Lane:
 
     @property
     def waiting(self) -> int:
-        """Stored, and neither running, asked for nor delivered ahead."""
-        return max(0, self.backlog - self.inflight - self.asked - len(self.ready))
+        """Stored, and neither running, asked for, delivered ahead nor held."""
+        return max(
+            0, self.backlog - self.inflight - self.asked - len(self.ready) - len(self.unsorted)
+        )
+
+    @property
+    def pending(self) -> int:
+        """Waiting to run here or anywhere (stored or held here, not running here)."""
+        return max(0, self.backlog - self.inflight)
 
     def room(self, now: float, batch_max: int) -> int:
         """How many calls the fair order may give this lane now: those delivered ahead first,
@@ -124,7 +134,8 @@ class Lane:
         if self.consumer_ready and len(self.requests) < REQUESTS_PER_LANE:
             askable = min(self.waiting, batch_max) if batch_max else self.waiting
         room = min(
-            self.allowed - self.inflight - self.asked + self.asked_ahead, len(self.ready) + askable
+            self.allowed - self.inflight - self.asked + self.asked_ahead,
+            len(self.ready) + len(self.unsorted) + askable,
         )
         if not self.flowing:
             room = min(room, self._guarded_room(now))
@@ -201,12 +212,14 @@ class Lane:
         """The call is sent; the limiter and breaker generations to report its outcome against."""
         return self.limit.generation, self.breaker.generation if self.breaker is not None else 0
 
-    def finished(self, probe: bool = False) -> None:
+    def finished(self, probe: bool = False, plain: bool = False) -> None:
         """A call ended (its message is mostly gone: the backlog is read again soon). A probe
         that ended without an answer that says up or down (never sent, or overloaded) lets
-        the half-open breaker take another."""
+        the half-open breaker take another. `plain`: the call came from the plain subject."""
         if probe and self.breaker is not None:
             self.breaker.probe_ended()
+        if plain:
+            self.plain -= 1
         self.inflight -= 1
         self.backlog = max(0, self.backlog - 1)
         self.active_at = time.monotonic()
@@ -245,7 +258,7 @@ class Lane:
 
     def idle_since(self) -> float | None:
         """When the lane last had work, or None while it has some."""
-        if self.inflight or self.asked or self.waiting or self.ready:
+        if self.inflight or self.asked or self.waiting or self.ready or self.unsorted:
             return None
         return self.active_at
 

@@ -9,6 +9,15 @@ original: a crash in between delivers the original again, and the copy's `Nats-M
 repeated within the stream's duplicate window (120 s; the original comes back after
 `ack_wait`).
 
+Most calls are not moved at all: the sorter first offers each to its function's lane, which
+holds it and runs it from the plain subject when the fair order allows; only what the lanes
+cannot hold is moved. The sorter asks for only as many calls as the lanes have room for,
+unless it is reading on (`sort_ahead` says when).
+
+A redelivered call (its `nak` asked for a retry, or its worker stopped) that is then moved
+carries the deliveries it had used as `Ferry-Attempts-Before`, so moving it spends none and
+gives none back.
+
 Cost per moved call: reading the `Function` field (the rest of the message is read, and
 refused if it must be, by the worker that runs it), one publish and one ack. The copies'
 answers come to one inbox subscription of the sorter's own, so a move needs no task, future
@@ -35,8 +44,10 @@ from asyncq import codec
 from asyncq.jetstream import PublishError
 from asyncq.layout import function_subject
 from connectors.core.errors import DecodeError
+from queue_worker.lanes import ATTEMPTS_BEFORE, header_count
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
 from queue_worker.puller import Puller
+from queue_worker.sort_ahead import HOLD_SECONDS, SortAhead
 
 log = logging.getLogger("ferry.queue_worker.sorter")
 
@@ -70,6 +81,8 @@ class Sorter:
         undecodable: Callable[[Msg, str, str], Awaitable[None]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         at_once: int = MOVES_AT_ONCE,
+        hold: Callable[[Msg, str], bool] | None = None,
+        sort_ahead: SortAhead | None = None,
     ) -> None:
         self.nc = nc
         self.stream = stream
@@ -79,12 +92,17 @@ class Sorter:
         self.undecodable = undecodable
         self.spawn = spawn
         self.at_once = at_once
+        self.hold = hold  # offers a call to its lane: True if the lane holds it
+        self.sort_ahead = sort_ahead  # what the lanes hold, in all
         self.moving = 0  # delivered and not yet moved, refused or handed back
         self.moved_total = 0  # calls moved to their function's subject
         self.failed_total = 0  # moves handed back (copy refused or unanswered), retried later
         self.puller = Puller(nc, stream, durable, self._deliver)
         self.stopping = False
         self._subjects: dict[str, str] = {}  # function -> its subject (bounded below)
+        self.pending = 0  # calls on the plain subject not yet delivered (as last delivered)
+        self._last_function = ""
+        self._mixed_at = -HOLD_SECONDS  # when a call read was for another function than the last
         self._waiting: collections.deque[_Move] = collections.deque()  # for the next `_send`
         self._sending = False
         self._answers: dict[int, _Move] = {}  # published copies by reply number, oldest first
@@ -119,8 +137,18 @@ class Sorter:
     async def ask(self) -> None:
         """Keep pull requests at the server for as many moves as may run at once (and hand
         back the copies JetStream left unanswered)."""
-        self._expire(time.monotonic())
-        wanted = self.at_once - self.moving - self.puller.outstanding
+        now = time.monotonic()
+        self._expire(now)
+        outstanding = self.puller.outstanding
+        wanted = self.at_once - self.moving - outstanding
+        ahead = self.sort_ahead
+        if ahead is not None:
+            ahead.look(self.pending, now - self._mixed_at < HOLD_SECONDS, now)
+        if ahead is not None and not ahead.reading_on(now):
+            room = ahead.room - outstanding  # ask for what the lanes can hold
+            if outstanding and room < min(self.at_once, ahead.limit) // 4:
+                return  # by quarters: one pull request per few calls, not one per call
+            wanted = min(wanted, room)
         if wanted > 0 and self.puller.can_request() and not self.stopping:
             await self.puller.request(wanted)
 
@@ -128,11 +156,11 @@ class Sorter:
         if self.stopping:
             self.spawn(hand_back(msg))
             return
-        self.moving += 1
         try:
             function = codec.function_of(msg.data)
         except DecodeError as exc:
             named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
+            self.moving += 1
             self.spawn(self._refuse(msg, str(exc), named))
             return
         subject = self._subjects.get(function)
@@ -140,6 +168,20 @@ class Sorter:
             subject = function_subject(self.subjects, self.queue_name, function)
             if len(self._subjects) < 4 * MOVES_AT_ONCE:
                 self._subjects[function] = subject
+        if self.hold is None:
+            self.move(msg, subject)
+            return
+        self.pending = ack_numbers(msg)[2]
+        if function != self._last_function:
+            if self._last_function:
+                self._mixed_at = time.monotonic()
+            self._last_function = function
+        if not self.hold(msg, subject):
+            self.move(msg, subject)
+
+    def move(self, msg: Msg, subject: str) -> None:
+        """Store `msg` on `subject`, then acknowledge it (not awaited)."""
+        self.moving += 1
         self._waiting.append(_Move(msg, subject, time.monotonic() + ANSWER_SECONDS))
         if not self._sending:
             self._sending = True
@@ -152,11 +194,14 @@ class Sorter:
                 move = self._waiting.popleft()
                 msg = move.msg
                 headers = {key: str(value) for key, value in (msg.headers or {}).items()}
-                number = stream_seq(msg)
+                number, delivered, _ = ack_numbers(msg)
                 if number is not None:  # without one, no id: a copy twice beats one dropped
                     headers["Nats-Msg-Id"] = MOVED_ID.format(seq=number)
                 else:
                     headers.pop("Nats-Msg-Id", None)
+                if delivered > 1:  # its deliveries so far count as attempts, as when run
+                    before = header_count(msg.headers, ATTEMPTS_BEFORE)
+                    headers[ATTEMPTS_BEFORE] = str(before + delivered - 1)
                 self._number += 1
                 self._answers[self._number] = move
                 try:
@@ -219,18 +264,30 @@ class Sorter:
 
 
 def stream_seq(msg: Msg) -> int | None:
-    """The message's stream sequence, read from its reply subject as nats-py reads it (its
-    `metadata` also builds a datetime and two dataclasses, a tenth of a move's cost)."""
+    """The message's stream sequence (see `ack_numbers`)."""
+    return ack_numbers(msg)[0]
+
+
+def ack_numbers(msg: Msg) -> tuple[int | None, int, int]:
+    """The message's stream sequence, delivery count and the consumer's count of messages
+    not yet delivered, read from its reply subject as nats-py reads them (its `metadata` also
+    builds a datetime and two dataclasses, a tenth of a move's cost); (None, 1, 0) if it is
+    not a JetStream delivery."""
     tokens = (msg.reply or "").split(".")
     try:
         if tokens[0] == "$JS" and tokens[1] == "ACK":
             if len(tokens) == V1_TOKENS:
-                return int(tokens[5])
+                return int(tokens[5]), int(tokens[4]), int(tokens[8])
             if len(tokens) >= V2_TOKENS - 1:
-                return int(tokens[Msg.Ack.StreamSeq])
+                return (
+                    int(tokens[Msg.Ack.StreamSeq]),
+                    int(tokens[Msg.Ack.NumDelivered]),
+                    int(tokens[Msg.Ack.NumPending]),
+                )
     except (IndexError, ValueError):
         pass
     try:
-        return seq(msg)
+        meta = msg.metadata
+        return seq(msg), meta.num_delivered or 1, meta.num_pending or 0
     except NatsError:  # not a JetStream delivery (NotJSMessageError): no sequence to read
-        return None
+        return None, 1, 0

@@ -15,6 +15,7 @@ import nats.js.errors
 import pytest
 from aiohttp import web
 
+from asyncq.jetstream import add_function_subjects
 from asyncq.schedule import schedule_subject
 from ledger.entries import CallState
 from tests.support.console import (
@@ -255,6 +256,8 @@ async def test_functions_show_what_waits_and_what_workers_hold(
     release = asyncio.Event()
     gateway.function("echo", held_until(release))
     echo = {"echo": {"url": f"{gateway.url}/function/echo"}}
+    # as once a fair worker has run: the front door stores calls on their function's subject
+    await add_function_subjects(queue.js, queue.stream, queue.stream)
     async with console_stack(queue, tmp_path, echo) as stack:
         env = {"gateway_url": stack.url, "call_ledger_bucket": stack.ledger_bucket}
         async with queue.worker(max_inflight="1", **env), stack.session() as session:

@@ -203,7 +203,9 @@ async def test_a_worker_started_while_the_cluster_has_no_quorum_waits_for_it_the
         print(logged)  # shown when the test fails
     assert await worker.wait() == 0, logged
     assert gateway.calls_to("echo")[0].headers["X-Call-Id"] == stored.call_id
-    assert "JetStream is not available" in logged and "nats: timeout; asking again" in logged
+    # which start-up request meets the outage first depends on timing (the stream's or the
+    # consumer's; only the first words of the line differ): each says it will ask again
+    assert "nats: timeout; asking again" in logged
 
 
 def port_of(nc: Client) -> int:

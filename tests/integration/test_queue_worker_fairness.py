@@ -234,12 +234,12 @@ async def test_the_limiter_finds_a_functions_capacity_without_losing_calls(
     assert refused <= 0.2 * 120, refused
 
 
-async def test_plain_calls_are_sorted_once_and_the_worker_dead_letters_what_it_cannot_read(
+async def test_plain_calls_run_once_and_the_worker_dead_letters_what_it_cannot_read(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
     """The sorter reads only `Function`; whatever else is wrong with a call is found by the
-    worker that runs it, which dead-letters it as before. Every original is acknowledged
-    once its copy is stored, and no copy is stored twice."""
+    worker that runs it, which dead-letters it as before. Every call runs once, whether its
+    lane held it from the plain subject or it was moved, and no copy is stored twice."""
     gateway.function("echo")
     for i in range(40):
         await queue.publish_raw(go_queue_request("echo", b"%d" % i))
@@ -247,16 +247,37 @@ async def test_plain_calls_are_sorted_once_and_the_worker_dead_letters_what_it_c
     broken["Body"] = "not base64 !"
     await queue.publish_raw(json.dumps(broken).encode())
     await queue.publish_raw(b"not json")
-    async with queue.worker(max_inflight="8"):
+    async with queue.worker(max_inflight="8") as worker:
         await eventually(queue.drained, 30, what="every call done")
         await eventually(lambda: _dead_letter_count(queue, 2), 10, what="two dead letters")
-    assert len(gateway.calls_to("echo")) == 40
+    assert sorted(c.body for c in gateway.calls_to("echo")) == sorted(b"%d" % i for i in range(40))
     plain = await queue.js.consumer_info(queue.stream, "faas-workers")
     assert plain.delivered.stream_seq == 42 and plain.num_ack_pending == 0
-    assert await queue.deliveries() == 41  # 40 calls and the unreadable one, each once
+    # 40 calls, the unreadable one and the one the sorter refused, each delivered once
+    assert await queue.deliveries(worker) == 42
     reasons = [d.headers.get(DEAD_REASON, "") for d in await queue.dead_letters()]
     assert any("base64" in reason for reason in reasons), reasons
     assert await queue.stored() == 0
+
+
+async def test_a_worker_that_keeps_up_runs_plain_calls_without_moving_them(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    """One function's calls on the plain subject and a worker that keeps up: its lane holds
+    and runs them from the plain subject (no copy stored, no per-function delivery)."""
+    seen = Concurrency()
+    gateway.function("steady", seen.sleeping("steady", 0.01))
+    async with queue.worker(max_inflight="8") as worker:
+        assert worker.fair is not None
+        for i in range(200):
+            await queue.publish_raw(go_queue_request("steady", b"%d" % i))
+        await eventually(lambda: len(seen.started) >= 200, 30, what="200 calls")
+        await eventually(queue.drained, 10, what="every call acknowledged")
+        assert worker.fair.sorter.moved_total == 0
+        assert worker.fair.sorter.sort_ahead is not None
+        assert worker.fair.sorter.sort_ahead.started_total == 200
+        assert seen.peak["steady"] <= 8
+    assert await queue.deliveries(worker) == 200
 
 
 async def _dead_letter_count(queue: QueueUnderTest, count: int) -> bool:
@@ -266,8 +287,16 @@ async def _dead_letter_count(queue: QueueUnderTest, count: int) -> bool:
 async def test_moves_the_stream_refuses_are_counted_and_the_call_runs_once_it_takes_them(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
+    release = asyncio.Event()
+
+    async def blocking(call: Call) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    gateway.function("block", blocking)
     gateway.function("echo")
-    async with queue.worker(max_inflight="4") as worker:
+    # one slot, none ahead: a call held behind `block` is moved after HOLD_SECONDS
+    async with queue.worker(max_inflight="1", prefetch="0") as worker:
 
         def counted(name: str) -> float:
             return worker.registry.get_sample_value(name) or 0.0
@@ -280,6 +309,8 @@ async def test_moves_the_stream_refuses_are_counted_and_the_call_runs_once_it_ta
         )
         await queue.js.update_stream(narrowed)
         try:
+            await queue.publish_raw(go_queue_request("block", b"first"))
+            await eventually(lambda: gateway.running == 1, 10, what="block running")
             await queue.publish_raw(go_queue_request("echo", b"moved late"))
             await eventually(
                 lambda: counted("queue_worker_sorter_failures_total") >= 1, 20, what="a failure"
@@ -287,6 +318,48 @@ async def test_moves_the_stream_refuses_are_counted_and_the_call_runs_once_it_ta
             assert not gateway.calls_to("echo")
         finally:
             await queue.js.update_stream(kept)
+            release.set()
         await eventually(lambda: gateway.calls_to("echo"), 30, what="the call run")
-        assert counted("queue_worker_sorter_moved_total") == 1
+        await eventually(queue.drained, 10, what="every call acknowledged")
     assert [c.body for c in gateway.calls_to("echo")] == [b"moved late"]
+    # `block`, and `echo` twice: the failed move handed it back once
+    assert await queue.deliveries(worker) == 3
+
+
+async def test_a_retried_plain_call_that_is_then_moved_keeps_its_attempts(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    """A plain-subject call's first attempt ran from the plain subject; its retry comes back
+    there, waits behind another call and is moved: the copy counts the attempt already used,
+    so the call gets three attempts in all, not four."""
+    release = asyncio.Event()
+
+    async def blocking(call: Call) -> web.Response:
+        await release.wait()
+        return web.Response(text="done")
+
+    gateway.function("failing", lambda call: _status(500))
+    gateway.function("block", blocking)
+    env = {
+        "max_inflight": "1",
+        "prefetch": "0",
+        "max_retry_attempts": "3",
+        "initial_retry_wait": "1s",
+        "max_retry_wait": "1s",
+        "breaker_enabled": "false",
+    }
+    async with queue.worker(**env) as worker:
+        assert worker.fair is not None
+        await queue.publish_raw(go_queue_request("failing", b"f"))
+        await eventually(lambda: gateway.calls_to("failing"), 10, what="the first attempt")
+        await queue.publish_raw(go_queue_request("block", b"b"))
+        await eventually(lambda: gateway.running == 1, 10, what="block running")
+        # the retry is held behind `block`, then moved
+        await eventually(lambda: worker.fair.sorter.moved_total >= 1, 20, what="a move")
+        release.set()
+        await eventually(lambda: _dead_letter_count(queue, 1), 30, what="one dead letter")
+    assert len(gateway.calls_to("failing")) == 3
+
+
+async def _status(status: int) -> web.Response:
+    return web.Response(status=status, text="no")

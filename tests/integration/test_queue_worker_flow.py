@@ -27,12 +27,12 @@ async def test_a_call_slower_than_ack_wait_completes_once(
 ) -> None:
     gateway.function("slow", sleeper(3.5))
     await queue.publish("slow", b"x", callback_url=receiver.url())
-    async with queue.worker(ack_wait="1s", upstream_timeout="10s", max_inflight="4"):
+    async with queue.worker(ack_wait="1s", upstream_timeout="10s", max_inflight="4") as worker:
         await receiver.wait_for(1, timeout=30)
         await eventually(queue.drained, what="acked")
         # acknowledged, so it can no longer come back; had JetStream redelivered it while
         # the call ran (3.5 ack_waits), the consumer would have counted a second delivery
-        assert await queue.deliveries() == 1
+        assert await queue.deliveries(worker) == 1
     assert len(gateway.calls_to("slow")) == 1
     assert len(receiver.received) == 1
 

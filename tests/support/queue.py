@@ -107,10 +107,11 @@ class QueueUnderTest:
             total += sum((info.state.subjects or {}).values())
         return total
 
-    async def deliveries(self, queue_name: str = "") -> int:
+    async def deliveries(self, *workers: QueueWorker, queue_name: str = "") -> int:
         """Every delivery made to run a call, redeliveries included: once every message is
-        acknowledged, more deliveries than messages means one was redelivered. Fair mode: the
-        per-function consumers' (the queue's consumer only sorts); static mode: the queue's."""
+        acknowledged, more deliveries than messages means one was redelivered. The queue's
+        consumer and, in fair mode, its per-function consumers; a call fair mode's sorter
+        moved (as counted by `workers`) was delivered twice to run once, so counts once."""
         prefix = queue_functions_filter(self.stream, queue_name)[:-1]
         runs = [
             info
@@ -118,9 +119,11 @@ class QueueUnderTest:
             if (info.config.filter_subject or "").startswith(prefix)
             and "." not in (info.config.filter_subject or "")[len(prefix) :]
         ]
-        if not runs:
-            runs = [await self.js.consumer_info(self.stream, durable_name(queue_name))]
-        return sum(int(info.delivered.consumer_seq) if info.delivered else 0 for info in runs)
+        runs.append(await self.js.consumer_info(self.stream, durable_name(queue_name)))
+        moved = sum(w.fair.sorter.moved_total for w in workers if w.fair is not None)
+        return (
+            sum(int(info.delivered.consumer_seq) if info.delivered else 0 for info in runs) - moved
+        )
 
     async def drained(self) -> bool:
         """Every message of the default queue acknowledged (nothing waiting or in flight)."""

@@ -6,7 +6,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from queue_worker.outcomes import seq
-from queue_worker.sorter import stream_seq
+from queue_worker.sorter import ack_numbers, stream_seq
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,17 @@ def test_a_message_with_no_stream_sequence_has_none_rather_than_a_shared_id() ->
     first and drop the others as duplicates while their originals are acknowledged)."""
     for reply in ("_INBOX.x.1", ""):
         assert stream_seq(Msg(None, subject="s", reply=reply)) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.faas-request.faas-workers.3.4217.93.1765090000000000000.12",
+        "$JS.ACK.hub.ACCHASH.faas-request.faas-workers.3.4217.5.1765090000000000000.12.rnd",
+    ],
+)
+def test_the_delivery_count_and_backlog_are_read_as_nats_py_reads_them(reply: str) -> None:
+    msg = Msg(None, subject="faas-request", reply=reply)  # type: ignore[arg-type]
+    assert ack_numbers(msg) == (4217, 3, 12)
+    meta = msg.metadata
+    assert (meta.num_delivered, meta.num_pending) == (3, 12)
