@@ -170,6 +170,9 @@ async def run(scenario: Scenario) -> dict[str, float]:
             health_port, 'queue_worker_invocation_duration_seconds_count{function="bench"}'
         )
         results["mean invocation ms"] = total / max(calls, 1) * 1000
+        # fair mode: how the sorter dealt with plain-subject calls (static mode: 0 and 0)
+        results["sorter moved"] = await gauge(health_port, "queue_worker_sorter_moved_total")
+        results["sorter held"] = await gauge(health_port, "queue_worker_sorter_held_total")
         worker_cpu = worker.cpu_seconds() - cpu_before
         results["worker CPU (cores busy)"] = worker_cpu / elapsed
         results["worker CPU µs/message"] = worker_cpu / scenario.count * 1e6

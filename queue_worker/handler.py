@@ -28,6 +28,7 @@ from connectors.core.errors import DecodeError
 from connectors.core.invoker import InvocationRequest, Invoker
 from connectors.core.retry import RetryPolicy, Verdict
 from connectors.core.slots import Slots
+from queue_worker import decoded
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import QueueWorkerConfig
 from queue_worker.expiry import CallClock
@@ -102,7 +103,7 @@ class MessageHandler:
         try:
             self.progress.hold(msg)
             try:
-                request = codec.decode(msg.data)
+                request = decoded.take(msg) or codec.decode(msg.data)
             except DecodeError as exc:
                 slot.release()
                 named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""

@@ -44,6 +44,7 @@ from asyncq import codec
 from asyncq.jetstream import PublishError
 from asyncq.layout import function_subject
 from connectors.core.errors import DecodeError
+from queue_worker import decoded
 from queue_worker.lanes import ATTEMPTS_BEFORE, header_count
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
 from queue_worker.puller import Puller
@@ -156,8 +157,12 @@ class Sorter:
         if self.stopping:
             self.spawn(hand_back(msg))
             return
+        request: codec.QueueRequest | None = None
         try:
-            function = codec.function_of(msg.data)
+            if self.hold is not None:  # decoded once: a held call's handler reuses it
+                with contextlib.suppress(DecodeError):
+                    request = codec.decode(msg.data)
+            function = request.function if request is not None else codec.function_of(msg.data)
         except DecodeError as exc:
             named = exc.function if isinstance(exc, codec.InvalidFunctionName) else ""
             self.moving += 1
@@ -176,6 +181,8 @@ class Sorter:
             if self._last_function:
                 self._mixed_at = time.monotonic()
             self._last_function = function
+        if request is not None:
+            decoded.remember(msg, request)
         if not self.hold(msg, subject):
             self.move(msg, subject)
 

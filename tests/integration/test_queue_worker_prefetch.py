@@ -101,7 +101,10 @@ async def test_stopping_hands_waiting_messages_back_before_the_running_call_ends
     )
     try:
         await eventually(lambda: len(first.prefetched) == 3, what="three messages waiting")
-        assert [c.body for c in gateway.calls_to("job")] == [b"job0"]
+        # started: its request reaches the function a moment later
+        await eventually(
+            lambda: [c.body for c in gateway.calls_to("job")] == [b"job0"], what="job0 running"
+        )
         stop.set()  # job0 still runs: the waiting three must go to another worker now
         async with queue.worker(max_inflight="4", prefetch="0", scaling_mode="static"):
             await eventually(lambda: len(gateway.calls_to("job")) >= 4, what="the other three")
@@ -175,7 +178,10 @@ async def test_in_fair_mode_stopping_hands_messages_held_ahead_back_at_once(
         await eventually(
             lambda: first.fair is not None and first.fair.held_ahead == 1, what="one ahead"
         )
-        assert [c.body for c in gateway.calls_to("job")] == [b"job0"]
+        # started: its request reaches the function a moment later
+        await eventually(
+            lambda: [c.body for c in gateway.calls_to("job")] == [b"job0"], what="job0 running"
+        )
         stop.set()  # job0 still runs: job1 must go to another worker now
         async with queue.worker(max_inflight="4", prefetch="0"):
             await eventually(lambda: len(gateway.calls_to("job")) >= 2, what="job1 elsewhere")
