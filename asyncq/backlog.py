@@ -36,7 +36,7 @@ class FunctionBacklog:
 @dataclass(frozen=True)
 class QueueBacklog:
     stream: str
-    unsorted: int  # calls on the plain subjects, not yet moved to their function's subject
+    unsorted: int  # calls on the plain subjects: waiting, or held by a worker's lane
     functions: list[FunctionBacklog]
     more: int  # functions with calls beyond those listed
 

@@ -68,7 +68,9 @@ class SortAhead:
         """The plain subject has `pending` calls not yet delivered; `mixed`: the calls read
         lately were for more than one function. Read on if either says so."""
         since, count, busy = self._mark
-        if now - since >= RATE_WINDOW:
+        if pending > 0 and not busy:  # a backlog appeared: measure from now
+            self._mark = (now, self.started_total, True)
+        elif now - since >= RATE_WINDOW:
             if busy:  # a window that began with a backlog: how fast held calls start
                 self.rate = (self.started_total - count) / (now - since)
             self._mark = (now, self.started_total, pending > 0)

@@ -19,9 +19,10 @@ from ferry.jetstream_session import quiet_logging, run_action
 HELP = (
     "Per function: the calls stored on its subject (waiting, or held by a worker) and how many\n"
     "of them workers hold now, largest backlog first (fair mode's per-function subjects), and\n"
-    "the calls on the plain subject not yet moved to their function's. Reads NATS only and\n"
-    "creates nothing; each function's concurrency limit is the worker's metric\n"
-    "queue_worker_function_limit."
+    "the calls on the plain subject (waiting there, or held by a worker that runs them from\n"
+    "there rather than moving them: the worker's queue_worker_pending_messages counts those\n"
+    "per function). Reads NATS only and creates nothing; each function's concurrency limit\n"
+    "is the worker's metric queue_worker_function_limit."
 )
 EPILOG = describe_settings(QueueNatsSettings)
 
@@ -60,4 +61,5 @@ def print_table(backlog: QueueBacklog) -> None:
         print(f"{name:<40} {escape_controls(row.queue)[:16]:<16} {row.stored:>8} {held:>10}")
     if backlog.more:
         print(f"... and {backlog.more} more functions with calls")
-    print(f"stream {backlog.stream}: {backlog.unsorted} calls on the plain subjects not yet sorted")
+    plain = f"{backlog.unsorted} calls on the plain subjects (waiting or held)"
+    print(f"stream {backlog.stream}: {plain}")

@@ -106,3 +106,17 @@ def test_with_fair_sort_after_zero_it_reads_on_whenever_calls_wait() -> None:
     assert not ahead.reading_on(10.0)
     ahead.look(pending=1, mixed=False, now=10.0)  # no rate measured yet: read on all the same
     assert ahead.reading_on(10.0)
+
+
+def test_the_rate_is_measured_from_the_moment_a_backlog_appears() -> None:
+    """No idle stretch before the backlog counts: its first rate is known one window after it
+    appeared, whatever the phase of the windows before."""
+    ahead, held = SortAhead(limit=100), lane()
+    ahead.look(pending=0, mixed=False, now=10.0)
+    ahead.look(pending=300, mixed=False, now=10.4)  # mid-window: a new window starts now
+    for _ in range(10):
+        ahead.add(held, message(), 10.4)
+        ahead.take(held)
+    ahead.look(pending=290, mixed=False, now=10.4 + RATE_WINDOW)
+    assert ahead.rate == 10 / RATE_WINDOW
+    assert ahead.reading_on(10.4 + RATE_WINDOW)  # 290 calls at 20 a second: far over 2 s
