@@ -38,7 +38,8 @@ class FairCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily(
             "queue_worker_pending_messages",
-            "Calls waiting per function (stored on its subject, not yet running here)",
+            "Calls waiting per function (stored on its subject or held here from the plain "
+            "subject; not yet running here)",
             labels=["function_name"],
         )
         inflight = GaugeMetricFamily(
