@@ -119,9 +119,10 @@ async def test_a_quick_function_is_not_held_up_by_a_backlog_on_the_plain_subject
 async def test_a_single_function_plain_backlog_longer_than_fair_sort_after_is_read_past(
     queue: QueueUnderTest, gateway: FakeGateway
 ) -> None:
-    """Held calls that each start well within a second, but 200 of them: about 4 s of work in
-    arrival order. The worker measures that, reads on past the backlog and finds the quick
-    calls behind it (in arrival order they would start only after every slow one)."""
+    """Held calls that each start well within a second (none is held long enough to be moved
+    for it), but 200 of them: about 4 s of work in arrival order. The worker measures that,
+    reads on past the backlog and finds the quick calls behind it (in arrival order they
+    would start only after every slow one: with the rule off, 200 slow calls start first)."""
     seen = Concurrency()
     gateway.function("slow", seen.sleeping("slow", 0.3))
     gateway.function("quick", seen.sleeping("quick", 0))
@@ -129,11 +130,9 @@ async def test_a_single_function_plain_backlog_longer_than_fair_sort_after_is_re
         await queue.publish_raw(go_queue_request("slow", b"%d" % i))
     for i in range(20):
         await queue.publish_raw(go_queue_request("quick", b"%d" % i))
-    async with queue.worker(max_inflight="16", prefetch="0", fair_sort_after="2s") as worker:
+    async with queue.worker(max_inflight="16", prefetch="0", fair_sort_after="2s"):
         await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
         slow_before = seen.started.count("slow")
-        assert worker.fair is not None and worker.fair.sorter.sort_ahead is not None
-        assert worker.fair.sorter.sort_ahead.aged_total == 0  # not found by a call held too long
     assert slow_before < 100, slow_before
 
 
