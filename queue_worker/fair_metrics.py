@@ -93,39 +93,52 @@ class FairCollector(Collector):
 
 
 def _sorter_metrics(sorter: Sorter) -> Iterator[Metric]:
-    moved = CounterMetricFamily(
-        "queue_worker_sorter_moved",
-        "Calls moved from the queue's plain subject to their function's subject",
-    )
-    moved.add_metric([], sorter.moved_total)
-    failed = CounterMetricFamily(
-        "queue_worker_sorter_failures",
-        "Moves handed back to the plain subject (the copy was refused or not answered); each "
-        "is tried again: a count that keeps growing means calls go round without running",
-    )
-    failed.add_metric([], sorter.failed_total)
-    moving = GaugeMetricFamily(
-        "queue_worker_sorter_moving", "Calls being moved now (delivered, not yet stored again)"
-    )
-    moving.add_metric([], sorter.moving)
-    yield from (moved, failed, moving)
     ahead = sorter.sort_ahead
-    if ahead is None:
-        return
-    held = CounterMetricFamily(
-        "queue_worker_sorter_held",
-        "Calls from the plain subject held by their function's lane instead of moved (each "
-        "then ran here, or was moved or handed back)",
-    )
-    held.add_metric([], ahead.held_total)
-    aged = CounterMetricFamily(
-        "queue_worker_sorter_held_too_long",
-        "Held calls moved because they waited longer than a second (their function had more "
-        "work than it could run soon)",
-    )
-    aged.add_metric([], ahead.aged_total)
-    holding = GaugeMetricFamily(
-        "queue_worker_sorter_holding", "Calls from the plain subject held now, not yet started"
-    )
-    holding.add_metric([], ahead.count)
-    yield from (held, aged, holding)
+    figures: list[tuple[type[CounterMetricFamily | GaugeMetricFamily], str, str, float]] = [
+        (
+            CounterMetricFamily,
+            "queue_worker_sorter_moved",
+            "Calls moved from the queue's plain subject to their function's subject",
+            sorter.moved_total,
+        ),
+        (
+            CounterMetricFamily,
+            "queue_worker_sorter_failures",
+            "Moves handed back to the plain subject (the copy was refused or not answered); "
+            "each is tried again: a count that keeps growing means calls go round without running",
+            sorter.failed_total,
+        ),
+        (
+            GaugeMetricFamily,
+            "queue_worker_sorter_moving",
+            "Calls being moved now (delivered, not yet stored again)",
+            sorter.moving,
+        ),
+    ]
+    if ahead is not None:
+        figures += [
+            (
+                CounterMetricFamily,
+                "queue_worker_sorter_held",
+                "Calls from the plain subject held by their function's lane instead of moved "
+                "(each then ran here, or was moved or handed back)",
+                ahead.held_total,
+            ),
+            (
+                CounterMetricFamily,
+                "queue_worker_sorter_held_too_long",
+                "Held calls moved because they waited longer than a second (their function had "
+                "more work than it could run soon)",
+                ahead.aged_total,
+            ),
+            (
+                GaugeMetricFamily,
+                "queue_worker_sorter_holding",
+                "Calls from the plain subject held now, not yet started",
+                ahead.count,
+            ),
+        ]
+    for kind, name, text, value in figures:
+        family = kind(name, text)
+        family.add_metric([], value)
+        yield family

@@ -110,18 +110,15 @@ class LanePuller:
         """Start up to `count` of the lane's messages held from the plain subject or delivered
         ahead (in that order); how many started."""
         started = 0
-        while started < count and lane.unsorted and not self.stopping:
-            assert self.sort_ahead is not None
-            msg = self.sort_ahead.take(lane)
-            if self.progress is not None:
-                self.progress.release(msg)
-            self.slots.take()
-            lane.delivered()
-            self.start_call(msg, lane)
-            started += 1
-        while started < count and lane.ready and not self.stopping:
-            msg = lane.ready.popleft()
-            self.held_ahead -= 1
+        while started < count and not self.stopping:
+            if lane.unsorted:
+                assert self.sort_ahead is not None
+                msg = self.sort_ahead.take(lane)
+            elif lane.ready:
+                msg = lane.ready.popleft()
+                self.held_ahead -= 1
+            else:
+                break
             if self.progress is not None:
                 self.progress.release(msg)
             self.slots.take()

@@ -100,19 +100,27 @@ async def test_a_quick_function_is_not_held_up_by_a_slow_backlog_from_the_front_
     assert 'queue_worker_function_limit{function_name="slow"} 16.0' in metrics
 
 
-async def test_a_quick_function_is_not_held_up_by_a_backlog_on_the_plain_subject(
-    queue: QueueUnderTest, gateway: FakeGateway
-) -> None:
+async def _slow_calls_before_the_quick_ones(
+    queue: QueueUnderTest, gateway: FakeGateway, slow_seconds: float, **env: str
+) -> int:
+    """200 calls to `slow` then 20 to `quick`, all on the plain subject in Go's format: how
+    many slow calls had started when the last quick one did (200 in arrival order)."""
     seen = Concurrency()
-    gateway.function("slow", seen.sleeping("slow", 0.5))
+    gateway.function("slow", seen.sleeping("slow", slow_seconds))
     gateway.function("quick", seen.sleeping("quick", 0))
     for i in range(200):
         await queue.publish_raw(go_queue_request("slow", b"%d" % i))
     for i in range(20):
         await queue.publish_raw(go_queue_request("quick", b"%d" % i))
-    async with queue.worker(max_inflight="16"):
+    async with queue.worker(max_inflight="16", **env):
         await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
-        slow_before = seen.started.count("slow")
+        return seen.started.count("slow")
+
+
+async def test_a_quick_function_is_not_held_up_by_a_backlog_on_the_plain_subject(
+    queue: QueueUnderTest, gateway: FakeGateway
+) -> None:
+    slow_before = await _slow_calls_before_the_quick_ones(queue, gateway, 0.5)
     assert slow_before < 100, slow_before
 
 
@@ -121,18 +129,10 @@ async def test_a_single_function_plain_backlog_longer_than_fair_sort_after_is_re
 ) -> None:
     """Held calls that each start well within a second (none is held long enough to be moved
     for it), but 200 of them: about 4 s of work in arrival order. The worker measures that,
-    reads on past the backlog and finds the quick calls behind it (in arrival order they
-    would start only after every slow one: with the rule off, 200 slow calls start first)."""
-    seen = Concurrency()
-    gateway.function("slow", seen.sleeping("slow", 0.3))
-    gateway.function("quick", seen.sleeping("quick", 0))
-    for i in range(200):
-        await queue.publish_raw(go_queue_request("slow", b"%d" % i))
-    for i in range(20):
-        await queue.publish_raw(go_queue_request("quick", b"%d" % i))
-    async with queue.worker(max_inflight="16", prefetch="0", fair_sort_after="2s"):
-        await eventually(lambda: seen.started.count("quick") == 20, 30, what="20 quick calls")
-        slow_before = seen.started.count("slow")
+    reads on past the backlog and finds the quick calls behind it (with the rule off, all
+    200 slow calls start first)."""
+    env = {"prefetch": "0", "fair_sort_after": "2s"}
+    slow_before = await _slow_calls_before_the_quick_ones(queue, gateway, 0.3, **env)
     assert slow_before < 100, slow_before
 
 
