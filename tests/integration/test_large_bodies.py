@@ -93,7 +93,7 @@ async def test_a_large_body_through_the_gateway_reaches_the_function_and_the_cal
         assert callback.headers["X-Function-Status"] == "200"
         await no_objects_left(queue, bucket)
     finally:
-        worker.terminate()
+        await _stop(worker)
         await worker.wait()
 
 
@@ -329,8 +329,7 @@ async def test_bodies_in_flight_are_streamed_not_held_by_the_worker(
             await no_objects_left(queue, bucket)
             peak_mib = peak_rss_kib(worker.pid) // 1024
         finally:
-            worker.terminate()
-            await worker.wait()
+            await _stop(worker)
     finally:
         await runner.cleanup()
     assert read == [digest(body)] * in_flight
@@ -379,3 +378,14 @@ async def test_a_message_too_large_to_dead_letter_whole_is_dead_lettered_without
     assert letter.data == b""
     assert "was not kept" in letter.headers["Ferry-Body-Omitted"]
     assert letter.headers["Ferry-Dead-Reason"]
+
+
+async def _stop(worker: asyncio.subprocess.Process) -> None:
+    """Stop the worker; one that had already exited fails the test with what it logged."""
+    if worker.returncode is None:
+        worker.terminate()
+        await asyncio.wait_for(worker.communicate(), 60)  # reads its log: a full pipe blocks it
+        return
+    _, logged = await worker.communicate()
+    tail = logged.decode(errors="replace")[-4000:]
+    raise AssertionError(f"the worker exited early ({worker.returncode}): {tail}")
