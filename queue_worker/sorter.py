@@ -18,10 +18,11 @@ A redelivered call (its `nak` asked for a retry, or its worker stopped) that is 
 carries the deliveries it had used as `Ferry-Attempts-Before`, so moving it spends none and
 gives none back.
 
-Cost per moved call: reading the `Function` field (the rest of the message is read, and
-refused if it must be, by the worker that runs it), one publish and one ack. The copies'
-answers come to one inbox subscription of the sorter's own, so a move needs no task, future
-or parsed PubAck of its own; a copy not answered within `ANSWER_SECONDS` is handed back.
+Cost per moved call: decoding it (only a call whose `Function` cannot be read is refused
+here; anything else wrong with it is found by the worker that runs it), one publish and one
+ack. The copies' answers come to one inbox subscription of the sorter's own, so a move needs
+no task, future or parsed PubAck of its own; a copy not answered within `ANSWER_SECONDS` is
+handed back.
 """
 
 from __future__ import annotations
