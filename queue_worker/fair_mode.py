@@ -15,9 +15,8 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from asyncq import codec
 from asyncq.jetstream import BacklogUnreadable, add_function_subjects, publish, subject_counts
-from asyncq.layout import function_subject, queue_functions_filter, queue_subject
+from asyncq.layout import queue_functions_filter, queue_subject
 from connectors.core.slots import Slots
 from connectors.core.supervision import cancel_and_wait, raise_if_ended
 from connectors.jetstream.connect import NatsConnection
@@ -63,7 +62,6 @@ class FairMode:
         self.handle = calls.handle
         self.clock = clock
         self.spawn = spawn
-        self.plain_subject = queue_subject(self.subjects, config.queue_name)
         # the lanes hold as many calls from the plain subject as a static worker would
         sort_ahead = (
             SortAhead(config.max_inflight + ahead, drain_seconds=config.fair_sort_after)
@@ -85,7 +83,7 @@ class FairMode:
             breaker=config.breaker_settings(),
             start=self.start_in_lane,
             refuse=lambda msg: spawn(hand_back(msg)),
-            return_unrun=lambda msg: spawn(self.hold_back(msg)),
+            return_unrun=lambda msg: spawn(self.hold_back(msg, msg.subject)),  # its lane's
             progress=progress,
             ahead=ahead,
             sort_ahead=sort_ahead,
@@ -177,7 +175,7 @@ class FairMode:
         admitted = lane.admits()
         if not admitted:  # paused, or its breaker opened since it was asked for
             SlotHold(self.calls, lane, plain=plain).release()
-            self.spawn(self.hold_back(msg))
+            self.spawn(self.hold_back(msg, lane.subject))
             return
         self.spawn(self.handle(msg, lane, admitted == PROBE))
 
@@ -202,30 +200,27 @@ class FairMode:
             with contextlib.suppress(NatsError, TimeoutError):
                 await part.stop()
 
-    async def hold_back(self, msg: Msg) -> None:
+    async def hold_back(self, msg: Msg, subject: str) -> None:
         """A delivered call whose function is paused or whose breaker is open goes back to its
         lane unrun, without using an attempt (a `nak` would: JetStream's delivery count is the
         attempt number)."""
         before = header_count(msg.headers, ATTEMPTS_BEFORE)
         used = before + max(0, (msg.metadata.num_delivered or 1) - 1)
         try:
-            await self.send_back(msg, used, limiter=False)
+            await self.send_back(msg, used, subject, limiter=False)
         except (NatsError, TimeoutError) as exc:
             log.warning("could not return a held-back call, handing it back: %s", exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
 
-    async def send_back(self, msg: Msg, attempts_used: int, *, limiter: bool = True) -> None:
+    async def send_back(
+        self, msg: Msg, attempts_used: int, subject: str, *, limiter: bool = True
+    ) -> None:
         """A call the limiter's probing overloaded goes back to its lane without using an
         attempt: stored again (same subject, data and headers, with the attempts used so far
         and the returns counted in headers), then the delivered copy acknowledged. The copy's
         `Nats-Msg-Id` is fixed by the original's stream sequence, so a repeat after a crash
-        between the two steps is dropped by JetStream's duplicate window. A call taken from
-        the plain subject goes to its function's subject."""
-        subject = msg.subject
-        if subject == self.plain_subject:
-            subject = function_subject(
-                self.subjects, self.config.queue_name, codec.function_of(msg.data)
-            )
+        between the two steps is dropped by JetStream's duplicate window. `subject` is its
+        lane's (a call its lane held from the plain subject goes to its function's)."""
         headers = {key: str(value) for key, value in (msg.headers or {}).items()}
         headers[ATTEMPTS_BEFORE] = str(attempts_used)
         if limiter:  # the breaker's returns are bounded by its probes, not counted

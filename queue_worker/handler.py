@@ -50,7 +50,7 @@ class SendBack(Protocol):
     """Fair mode's way back to a lane for a call that used no attempt (`FairMode.send_back`)."""
 
     def __call__(
-        self, msg: Msg, attempts_used: int, *, limiter: bool = True
+        self, msg: Msg, attempts_used: int, subject: str, *, limiter: bool = True
     ) -> Awaitable[None]: ...
 
 
@@ -142,7 +142,8 @@ class MessageHandler:
                     slot.release()
                     assert self.send_back is not None
                     self.ledger.retrying(request, result, 0.0)
-                    await self.send_back(msg, attempt - 1, limiter=fate is Fate.RETURNED)
+                    returned = fate is Fate.RETURNED
+                    await self.send_back(msg, attempt - 1, lane.subject, limiter=returned)
                     return
             held = len(result.body)
             self.held.add(held)

@@ -96,18 +96,19 @@ class SortAhead:
     def take(self, lane: Lane) -> Msg:
         """The lane's oldest held call, to start now (it stays in the lane's `plain` count
         until its call ends)."""
-        msg, _ = lane.unsorted.popleft()
-        self.count -= 1
-        self.bytes -= len(msg.data)
         self.started_total += 1
-        return msg
+        return self._pop(lane)
 
     def drop(self, lane: Lane) -> Msg:
         """The lane's oldest held call, leaving the lane unrun (to be moved or handed back)."""
-        msg = self.take(lane)
-        self.started_total -= 1
         lane.plain -= 1
         lane.backlog = max(0, lane.backlog - 1)
+        return self._pop(lane)
+
+    def _pop(self, lane: Lane) -> Msg:
+        msg, _ = lane.unsorted.popleft()
+        self.count -= 1
+        self.bytes -= len(msg.data)
         return msg
 
     def aged(self, lane: Lane, now: float) -> list[Msg]:
