@@ -160,8 +160,8 @@ class Sorter:
             return
         request: codec.QueueRequest | None = None
         try:
-            if self.hold is not None:  # decoded once: a held call's handler reuses it
-                with contextlib.suppress(DecodeError):
+            if self.hold is not None and self.sort_ahead is not None and self.sort_ahead.fits(msg):
+                with contextlib.suppress(DecodeError):  # decoded once: its handler reuses it
                     request = codec.decode(msg.data)
             function = request.function if request is not None else codec.function_of(msg.data)
         except DecodeError as exc:
@@ -297,5 +297,5 @@ def ack_numbers(msg: Msg) -> tuple[int | None, int, int]:
     try:
         meta = msg.metadata
         return seq(msg), meta.num_delivered or 1, meta.num_pending or 0
-    except NatsError:  # not a JetStream delivery (NotJSMessageError): no sequence to read
+    except (NatsError, ValueError):  # not a JetStream delivery: no sequence to read
         return None, 1, 0

@@ -42,3 +42,20 @@ def test_the_delivery_count_and_backlog_are_read_as_nats_py_reads_them(reply: st
     assert ack_numbers(msg) == (4217, 3, 12)
     meta = msg.metadata
     assert (meta.num_delivered, meta.num_pending) == (3, 12)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.s.c.1." + "9" * 5000 + ".1.1.0",  # more digits than int() takes
+        "$JS.ACK.s.c.x.y.z.t.p",  # not numbers
+        "$JS.ACK.s.c.1.2",  # too few tokens
+        "$JS.ACK.s.c.\x07.2.3.4.5",  # a control character
+        "$JS.ACK" + ".1" * 40,  # too many tokens for either layout
+    ],
+)
+def test_a_reply_subject_it_cannot_read_gives_no_numbers_and_raises_nothing(reply: str) -> None:
+    msg = Msg(None, subject="faas-request", reply=reply)  # type: ignore[arg-type]
+    number, delivered, pending = ack_numbers(msg)
+    assert delivered >= 1 and pending >= 0
+    assert number is None or number >= 0
