@@ -47,7 +47,7 @@ def parse_duration(text: str) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(value) or pos == 0:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 30s, 2m or seconds)")
+        raise ValueError("not a duration (use e.g. 500ms, 30s, 2m or seconds)")
     if sign < 0 and total > 0:
         raise ValueError("duration must not be negative")
     return _bounded(total)

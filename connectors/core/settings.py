@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from connectors.core.durations import format_duration, parse_duration
 from connectors.core.errors import ConfigError
+from connectors.core.targets import shorten
 
 T = TypeVar("T")
 Parser = Callable[[str], Any]
@@ -96,7 +97,7 @@ def load_settings(cls: type[T], environ: Mapping[str, str]) -> T:
         try:
             values[field.name] = spec.parse(raw)
         except (ValueError, TypeError) as exc:
-            shown = "<hidden>" if spec.secret else repr(raw)
+            shown = "<hidden>" if spec.secret else shorten(raw)
             raise ConfigError(f"{name}={shown}: {exc}") from None
     try:
         return cls(**values)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.core.errors import ConfigError
+from connectors.core.settings import load_settings
+from queue_worker.config import QueueWorkerConfig
 from tests.support.brokers import NatsServer
 from tests.support.procs import run_to_exit
 
@@ -49,6 +52,12 @@ CASES = {
         "callback_allowed_hosts",
     ),
     "worker health_host": ("queue-worker", {"health_host": "999.1.1.1"}, "health_host"),
+    "worker fair_sort_after<0": ("queue-worker", {"fair_sort_after": "-2s"}, "fair_sort_after"),
+    "worker fair_sort_after too long": (
+        "queue-worker",
+        {"fair_sort_after": "9" * 5000},
+        "fair_sort_after",
+    ),
     "gateway publish_timeout=0": ("gateway", {"publish_timeout": "0"}, "publish_timeout"),
     "gateway upstream_timeout=0": ("gateway", {"upstream_timeout": "0ms"}, "upstream_timeout"),
     "gateway read_timeout=0": ("gateway", {"read_timeout": "0"}, "read_timeout"),
@@ -197,3 +206,13 @@ async def test_a_setting_below_its_floor_is_one_line_naming_the_floor_and_exit_2
     status, output = await run_to_exit(command, env)
     assert status == EXIT_CONFIG, output
     assert output == f"ferry: {variable}={value!r}: must be at least {floor}"
+
+
+def test_a_setting_too_long_is_named_in_a_short_line() -> None:
+    """A value of any length is shown cut short, once: the error stays one readable line."""
+    for value in ("9" * 5000, "x" * 5000, "2s\x07" * 2000, "-1s", "\x1b[31m"):
+        with pytest.raises(ConfigError) as raised:
+            load_settings(QueueWorkerConfig, {"fair_sort_after": value})
+        text = str(raised.value)
+        assert text.startswith("fair_sort_after=") and len(text) < 300, text
+        assert "\n" not in text and "\x1b" not in text and "\x07" not in text, text
