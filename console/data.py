@@ -31,9 +31,10 @@ from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
 from ledger.delayed import cancel_call
+from ledger.done_sheets import Standing
 from ledger.entries import CallEntry
 from ledger.sheets import QueuedOnSheets
-from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable, listed_entry
+from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable, listed_entries
 
 MAX_SCAN_ENTRIES = 20_000  # ledger entries read for the overview, at most
 MAX_SCAN_BYTES = 64 * 1024 * 1024  # and at most this many bytes of them
@@ -151,7 +152,8 @@ class ConsoleData:
             inactive_threshold=30.0,
             mem_storage=True,
         )
-        entries: list[CallEntry] = []
+        entries = Standing(MAX_SCAN_ENTRIES)  # each call's own entry or done-sheet record
+        count = 0
         on_sheets = QueuedOnSheets(MAX_SCAN_ENTRIES)  # calls known only from their sheet
         prefix = f"$KV.{self.ledger_bucket}."
         read = 0
@@ -164,7 +166,7 @@ class ConsoleData:
         except (NatsError, TimeoutError) as exc:
             raise ConsoleUnavailable(f"call ledger unavailable: {describe(exc)}") from None
         try:
-            while len(entries) < MAX_SCAN_ENTRIES and read < MAX_SCAN_BYTES:
+            while count < MAX_SCAN_ENTRIES and read < MAX_SCAN_BYTES:
                 try:
                     batch = await sub.fetch(256, timeout=0.5)
                 except TimeoutError:
@@ -172,10 +174,11 @@ class ConsoleData:
                 for msg in batch:
                     read += len(msg.data)
                     key = msg.subject[len(prefix) :]
-                    entry = listed_entry(key, msg.data, msg.metadata.sequence.stream, on_sheets)
-                    if entry is not None:
+                    position = msg.metadata.sequence.stream
+                    for entry, done in listed_entries(key, msg.data, position, on_sheets):
                         entry.result = None
-                        entries.append(entry)
+                        entries.add(position, entry, done)
+                        count += 1
                 if batch and batch[-1].metadata.num_pending == 0:
                     return _with_sheets(entries, on_sheets), False
             return _with_sheets(entries, on_sheets), True
@@ -330,6 +333,6 @@ class ConsoleData:
         return (entry.value or b"").decode("utf-8", "replace")[:200]
 
 
-def _with_sheets(entries: list[CallEntry], on_sheets: QueuedOnSheets) -> list[CallEntry]:
+def _with_sheets(entries: Standing, on_sheets: QueuedOnSheets) -> list[CallEntry]:
     """The entries read, and the calls known only from their front door's sheet (queued)."""
-    return entries + [entry for _, entry in on_sheets.standing()]
+    return [entry for _, entry in entries.records()] + [e for _, e in on_sheets.standing()]

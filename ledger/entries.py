@@ -220,6 +220,14 @@ class CallEntry:
             raise ValueError("entry too large")
         try:
             data = json.loads(raw)
+        except (RecursionError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a call entry: {exc}") from None
+        return cls.from_data(data)
+
+    @classmethod
+    def from_data(cls, data: Any) -> CallEntry:
+        """An entry from its decoded JSON; ValueError if it is not one."""
+        try:
             result = data.pop("result", None)
             known = {k: v for k, v in data.items() if k in _FIELDS}
             for name, value in known.items():

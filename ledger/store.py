@@ -9,7 +9,6 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
+    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
@@ -28,6 +28,14 @@ from connectors.core import tracing
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import BoundRefused, ensure_key_value
+from ledger.done_sheets import (
+    DONE_PREFIX,
+    DONE_SHEETS_READ,
+    Standing,
+    done_entries,
+    done_subjects,
+    newer,
+)
 from ledger.entries import (
     ENTRY_PREFIX,
     CallEntry,
@@ -221,6 +229,7 @@ class LedgerStore:
         self.kv = kv
         self.js = js
         self.bucket = bucket
+        self._stream = f"KV_{bucket}"
 
     async def get(self, call_id: str) -> CallEntry | None:
         """The entry of `call_id`, or None if there is none (never written, or expired)."""
@@ -231,20 +240,53 @@ class LedgerStore:
         """The entry and its revision; a call known only from its sheet has revision 0 (its
         own entry is then made with `create`)."""
         raw = await self._value(entry_key(call_id))
-        if raw is None:
-            sheet = sheet_key(call_id)
-            value = await self._value(sheet) if sheet is not None else None
-            if value is None:
-                return None
-            entry = sheet_entry(value[0], call_id)
-            return (entry, 0) if entry is not None else None
-        try:
-            entry = CallEntry.decode(raw[0])
-        except ValueError:
+        own: tuple[CallEntry, int] | None = None
+        if raw is not None:
+            try:
+                entry = CallEntry.decode(raw[0])
+            except ValueError:
+                entry = None
+            if entry is not None and entry.call_id == call_id:  # else a hash token's other id
+                own = entry, raw[1]
+        if own is None or not own[0].state.final or own[0].state is CallState.CANCELLED:
+            done = await self._done(call_id)  # a worker's final entry on a done sheet
+            if done is not None:
+                mine = (own[1], own[0].state, False) if own is not None else None
+                if mine is None or newer((done[1], done[0].state, True), mine):
+                    return done[0], own[1] if own is not None else 0
+        if own is not None or raw is not None:
+            return own
+        sheet = sheet_key(call_id)
+        value = await self._value(sheet) if sheet is not None else None
+        if value is None:
             return None
-        if entry.call_id != call_id:  # a hash token shared by two ids: not this call
+        queued = sheet_entry(value[0], call_id)
+        return (queued, 0) if queued is not None else None
+
+    async def _done(self, call_id: str) -> tuple[CallEntry, int] | None:
+        """The newest entry of `call_id` on a done sheet, and its stream sequence."""
+        subjects = done_subjects(self.bucket, call_id)
+        if subjects is None:
             return None
-        return entry, raw[1]
+        found: tuple[CallEntry, int] | None = None
+        seq = 1
+        for _ in range(DONE_SHEETS_READ):
+            try:
+                msg = await self.js.get_msg(self._stream, seq=seq, subject=subjects, next=True)
+            except NotFoundError:
+                break
+            except (NatsError, TimeoutError) as exc:
+                raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
+            number = msg.seq or seq
+            try:
+                entries = done_entries(msg.data or b"")
+            except ValueError:
+                entries = []
+            for entry in entries:
+                if entry.call_id == call_id:
+                    found = entry, number
+            seq = number + 1
+        return found
 
     async def _value(self, key: str) -> tuple[bytes, int] | None:
         try:
@@ -319,7 +361,8 @@ class LedgerStore:
     ) -> list[CallEntry]:
         """The `limit` most recently changed entries that match, newest first."""
         wanted = _matcher(function, state)
-        kept: deque[tuple[int, CallEntry]] = deque(maxlen=max(1, limit))
+        # each call's standing record (its own entry or one on a done sheet), newest kept
+        kept = Standing(2 * max(1, limit) + 16, wanted)  # room for records superseded
         # calls known only from their front door's sheet (`ledger.sheets`)
         on_sheets = QueuedOnSheets(max(limit, SHEET_RECORDS_READ))
         try:
@@ -346,10 +389,10 @@ class LedgerStore:
                         marker_seen = True
                         continue
                     if update.operation is None:
-                        found = listed_entry(update.key, update.value or b"", position, on_sheets)
-                        if found is not None and wanted(found):
+                        value = update.value or b""
+                        for found, done in listed_entries(update.key, value, position, on_sheets):
                             found.result = None  # keep memory to the entries, not their bodies
-                            kept.append((position, found))
+                            kept.add(position, found, done)
                     if not update.delta:
                         break
             finally:
@@ -357,26 +400,34 @@ class LedgerStore:
         except (NatsError, TimeoutError) as exc:
             raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
         queued = [(n, e) for n, e in on_sheets.standing() if wanted(e)]
-        newest = sorted([*kept, *queued], key=lambda found: found[0])[-max(1, limit) :]
+        newest = sorted([*kept.records(), *queued], key=lambda found: found[0])[-max(1, limit) :]
         return [entry for _, entry in reversed(newest)]
 
 
-def listed_entry(
+def listed_entries(
     key: str, value: bytes, position: int, on_sheets: QueuedOnSheets
-) -> CallEntry | None:
-    """The call entry a listed key holds (None for a sheet, a cancel marker or a bad value).
-    Sheets and entries are told to `on_sheets`, where an entry replaces its call's record."""
+) -> list[tuple[CallEntry, bool]]:
+    """The call entries a listed key holds, each with whether it is on a done sheet (none for
+    a sheet, a cancel marker or a bad value). Sheets and entries are told to `on_sheets`,
+    where an entry replaces its call's record."""
     if key.startswith(SHEET_PREFIX):
         on_sheets.sheet_seen(position, value)
-        return None
-    if not key.startswith(ENTRY_PREFIX):
-        return None
-    try:
-        entry = CallEntry.decode(value)
-    except ValueError:
-        return None
-    on_sheets.entry_seen(entry.call_id)
-    return entry
+        return []
+    if key.startswith(DONE_PREFIX):
+        try:
+            entries = [(entry, True) for entry in done_entries(value)]
+        except ValueError:
+            return []
+    elif key.startswith(ENTRY_PREFIX):
+        try:
+            entries = [(CallEntry.decode(value), False)]
+        except ValueError:
+            return []
+    else:
+        return []
+    for entry, _ in entries:
+        on_sheets.entry_seen(entry.call_id)
+    return entries
 
 
 def _bucket_gone(exc: KeyNotFoundError) -> bool:

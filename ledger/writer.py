@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter
 from connectors.core.loop_metrics import LoopCounter
 from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
+from ledger.done_sheets import DONE_MAX_BYTES, DONE_PREFIX, done_values, encode_done
 
 log = logging.getLogger("ferry.ledger")
 
@@ -101,6 +102,7 @@ class Change:
     value: Encodable | bytes = b""
     final: bool = False
     held: bool = False
+    group: str | None = None  # a final entry's sheet prefix: gathered on a done sheet
 
 
 def _final(item: Change | tuple[Change, float]) -> bool:
@@ -129,6 +131,7 @@ class LedgerWriter:
         # batch number -> (sent at, changes in it), and how many changes that is in all
         self._unconfirmed: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self._in_flight = 0
+        self._id = os.urandom(6).hex()  # names this writer's done sheets
         self._inbox = f"_INBOX.ledger{os.urandom(8).hex()}."
         self._next = 0
         self._wake = asyncio.Event()
@@ -237,6 +240,8 @@ class LedgerWriter:
         stands for the whole batch (one stream takes them in order on one connection)."""
         pending = self._pending
         batch: list[tuple[str, dict[str, str] | None, bytes]] = []
+        groups: dict[str, list[tuple[str, bytes]]] = {}  # final entries by sheet prefix
+        changes = 0
         for _ in range(min(len(pending), BATCH)):
             key, change = pending.popitem(last=False)
             try:
@@ -247,22 +252,49 @@ class LedgerWriter:
             if len(value) > self.nc.max_payload:  # NATS would refuse it, and the batch with it
                 self._failed(ValueError(f"entry of {len(value)} bytes is over max_payload"), 1)
                 continue
-            batch.append((self.prefix + key, _HEADERS[change.op], value))
-        if not batch:
+            changes += 1
+            if change.group is not None and change.op is Op.PUT:
+                groups.setdefault(change.group, []).append((key, value))
+            else:
+                batch.append((self.prefix + key, _HEADERS[change.op], value))
+        if not changes:
             return
         self._next += 1
         number = self._next
+        batch.extend(self._done_sheets(groups, number))
         last = len(batch) - 1
         try:
             for index, (subject, headers, value) in enumerate(batch):
                 reply = f"{self._inbox}{number}" if index == last else ""
                 await self.nc.publish(subject, value, reply=reply, headers=headers)
         except (NatsError, OSError) as exc:
-            self._failed(exc, len(batch))  # none of them will be confirmed
+            self._failed(exc, changes)  # none of them will be confirmed
             return
-        self._unconfirmed[number] = (time.monotonic(), len(batch))
-        self._in_flight += len(batch)
+        self._unconfirmed[number] = (time.monotonic(), changes)
+        self._in_flight += changes
         self._busy.set()
+
+    def _done_sheets(
+        self, groups: dict[str, list[tuple[str, bytes]]], number: int
+    ) -> list[tuple[str, dict[str, str] | None, bytes]]:
+        """The messages for a batch's final entries: a sheet prefix's two or more on done
+        sheets (`ledger.done_sheets`), a lone one under its own key."""
+        sent: list[tuple[str, dict[str, str] | None, bytes]] = []
+        limit = min(DONE_MAX_BYTES, self.nc.max_payload)
+        for group, found in groups.items():
+            if len(found) == 1:
+                key, value = found[0]
+                sent.append((self.prefix + key, None, value))
+                continue
+            runs = done_values([value for _, value in found], limit)
+            for part, run in enumerate(runs):
+                if len(run) == 1:  # an entry too big to share a sheet
+                    key = next(k for k, v in found if v is run[0])
+                    sent.append((self.prefix + key, None, run[0]))
+                else:
+                    subject = f"{self.prefix}{DONE_PREFIX}{group}.{self._id}-{number}-{part}"
+                    sent.append((subject, None, encode_done(run)))
+        return sent
 
     async def _answered(self, msg: Msg) -> None:
         try:

@@ -28,6 +28,7 @@ from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
+from ledger.done_sheets import done_group
 from ledger.entries import (
     CANCEL_PREFIX,
     ENTRY_PREFIX,
@@ -39,7 +40,7 @@ from ledger.entries import (
 )
 from ledger.settings import CallLedgerSettings
 from ledger.store import base_entry, bucket_handle, open_or_handle
-from ledger.writer import Change, Encodable, LedgerMetrics, LedgerWriter, Op
+from ledger.writer import HOLD_SECONDS, Change, Encodable, LedgerMetrics, LedgerWriter, Op
 from queue_worker.finished_entry import Finished
 
 log = logging.getLogger("ferry.ledger")
@@ -69,10 +70,16 @@ class WorkerLedger:
         self._result_limit = settings.result_limit
         self._writer: LedgerWriter | None = None
         self._cancelled: OrderedDict[str, None] = OrderedDict()
-        self._tokens: dict[str, str] = {}  # call id -> key token, of the calls seen lately
+        # call id -> (key token, entry key, done-sheet group), of the calls seen lately
+        self._ids: dict[str, tuple[str, str, str | None]] = {}
         # key token -> (call, attempt, started) of the attempts under way, so a cancel marker
         # for one of them is answered at once with `running` (the cancel then says 409)
         self._running: dict[str, tuple[QueueRequest, int, float]] = {}
+        # key token -> when its `running` is due: written only if the attempt outlasts
+        # HOLD_SECONDS (a fast call's final state makes it moot), oldest first
+        self._unshown: dict[str, float] = {}
+        self._unshown_wake = asyncio.Event()
+        self._shower: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
 
@@ -92,6 +99,7 @@ class WorkerLedger:
                 gather=GATHER_SECONDS,
             )
             await self._writer.start()
+            self._shower = asyncio.create_task(self._show_running(), name="ledger-running")
         watch = self._watch_cancels(kv or bucket_handle(js, bucket), js)
         self._watch = asyncio.create_task(watch, name="ledger-cancels")
         with contextlib.suppress(TimeoutError):
@@ -101,47 +109,68 @@ class WorkerLedger:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         """The cancel watch and the writer's tasks: if one ends, cancels or writes stop."""
-        own = [self._watch] if self._watch is not None else []
+        own = [task for task in (self._watch, self._shower) if task is not None]
         return own + (self._writer.tasks if self._writer is not None else [])
 
     async def close(self) -> None:
-        if self._watch is not None:
-            await cancel_and_wait(self._watch)
+        await cancel_and_wait(*(task for task in (self._watch, self._shower) if task))
         if self._writer is not None:
             await self._writer.close()
 
     # -- hooks --------------------------------------------------------------------------------
 
     def is_cancelled(self, request: QueueRequest) -> bool:
-        return self.enabled and self._token(request.call_id) in self._cancelled
+        return self.enabled and self._id_of(request.call_id)[0] in self._cancelled
 
     def running(self, request: QueueRequest, attempt: int) -> None:
-        if self._writer is None or not request.call_id:
+        call_id = request.call_id
+        if self._writer is None or not call_id:
             return
-        token = self._token(request.call_id)
+        token = self._id_of(call_id)[0]
         now = time.time()
-        if len(self._running) >= RUNNING_KEPT:  # attempts handed back unfinished never end here
-            del self._running[next(iter(self._running))]
-        self._running[token] = (request, attempt, now)
-        # held: a fast answer makes it moot; but a call whose cancel marker came while it was
-        # being started is written at once, so that the cancel sees it runs
-        self._write_running(request, attempt, now, held=token not in self._cancelled)
+        running = self._running
+        if len(running) >= RUNNING_KEPT:  # attempts handed back unfinished never end here
+            oldest = next(iter(running))
+            del running[oldest]
+            self._unshown.pop(oldest, None)
+        running[token] = (request, attempt, now)
+        self.metrics.states.inc(CallState.RUNNING)
+        if token in self._cancelled:
+            # its cancel marker came while it was being started: written at once, so that
+            # the cancel sees it runs
+            self._write_running(request, attempt, now)
+        else:  # written only if it outlasts the hold: a fast answer makes it moot
+            self._unshown[token] = time.monotonic() + HOLD_SECONDS
+            self._unshown_wake.set()
 
-    def _write_running(
-        self,
-        request: QueueRequest,
-        attempt: int,
-        started: float,
-        *,
-        held: bool,
-        counted: bool = True,
-    ) -> None:
+    async def _show_running(self) -> None:
+        """Every `HOLD_SECONDS` while attempts wait to be shown: write `running` for those
+        begun a hold ago that have not ended (asleep otherwise)."""
+        unshown = self._unshown
+        while True:
+            if not unshown:
+                self._unshown_wake.clear()
+                await self._unshown_wake.wait()
+            await asyncio.sleep(HOLD_SECONDS)
+            now = time.monotonic()
+            while unshown:
+                token, due = next(iter(unshown.items()))
+                if due > now:
+                    break
+                del unshown[token]
+                attempt = self._running.get(token)
+                if attempt is not None:
+                    self._write_running(*attempt)
+
+    def _write_running(self, request: QueueRequest, attempt: int, started: float) -> None:
+        """Write `running` now (counted already, when the attempt began)."""
+
         def build() -> CallEntry:
             entry = base_entry(request, CallState.RUNNING, attempt, started)
             entry.started_at = entry.updated_at
             return entry
 
-        self._put(request, CallState.RUNNING, _Deferred(build), held=held, counted=counted)
+        self._put(request, CallState.RUNNING, _Deferred(build), counted=False)
 
     def retrying(self, request: QueueRequest, result: InvocationResult, delay: float) -> None:
         self._ended(request)
@@ -214,8 +243,12 @@ class WorkerLedger:
     # -- internals ----------------------------------------------------------------------------
 
     def _ended(self, request: QueueRequest) -> None:
-        if self._running and request.call_id:
-            self._running.pop(self._token(request.call_id), None)
+        if self._running:
+            call_id = request.call_id
+            if call_id:
+                token = self._id_of(call_id)[0]
+                if self._running.pop(token, None) is not None:
+                    self._unshown.pop(token, None)
 
     def _put(
         self,
@@ -235,19 +268,22 @@ class WorkerLedger:
             return
         if counted:
             self.metrics.states.inc(state)
-        key = ENTRY_PREFIX + self._token(call_id)
-        writer.submit(key, Change(Op.PUT, value, final, held))
+        _, key, group = self._id_of(call_id)
+        # a final entry may share a done sheet with others of its sheet
+        writer.submit(key, Change(Op.PUT, value, final, held, group if final else None))
 
-    def _token(self, call_id: str) -> str:
-        """`call_token`, worked out once per call (a call has up to five changes and checks)."""
-        token = self._tokens.get(call_id)
-        if token is None:
+    def _id_of(self, call_id: str) -> tuple[str, str, str | None]:
+        """The call's key token, entry key and done-sheet group, worked out once per call (a
+        call has up to five changes and checks)."""
+        found = self._ids.get(call_id)
+        if found is None:
             token = call_token(call_id)
+            found = (token, ENTRY_PREFIX + token, done_group(call_id))
             if len(call_id) <= MAX_TOKEN:  # a long id is hashed again rather than kept
-                if len(self._tokens) >= TOKENS_KEPT:
-                    self._tokens.clear()
-                self._tokens[call_id] = token
-        return token
+                if len(self._ids) >= TOKENS_KEPT:
+                    self._ids.clear()
+                self._ids[call_id] = found
+        return found
 
     async def _watch_cancels(self, kv: KeyValue, js: JetStreamContext) -> None:
         """Follow the cancel markers for as long as the worker runs; watch again from the
@@ -303,7 +339,8 @@ class WorkerLedger:
             self._cancelled.popitem(last=False)
         attempt = self._running.get(token)
         if attempt is not None:  # it had begun before the marker came: say so at once
-            self._write_running(*attempt, held=False, counted=False)
+            self._unshown.pop(token, None)
+            self._write_running(*attempt)
 
 
 _UNKNOWN = object()  # NATS did not answer: nothing is known to have changed

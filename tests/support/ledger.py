@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
+from ledger.done_sheets import DONE_PREFIX, done_entries
 from ledger.entries import CallEntry, entry_key
 from ledger.settings import CallLedgerSettings
 from ledger.sheets import SHEET_PREFIX, sheet_entries
@@ -28,6 +29,7 @@ class LedgerUnderTest:
         self.states: dict[str, list[str]] = {}
         self._sub: Any = None
         self._sheets: Any = None
+        self._done: Any = None
         self.store: LedgerStore | None = None
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -43,7 +45,11 @@ class LedgerUnderTest:
         self._sheets = await self.js._nc.subscribe(
             f"$KV.{self.bucket}.{SHEET_PREFIX}>", cb=self._follow_sheet
         )
-        await at_server(self.js._nc)  # both subscriptions at the server before any write
+        # the workers' done sheets: the final entries of calls that finished together
+        self._done = await self.js._nc.subscribe(
+            f"$KV.{self.bucket}.{DONE_PREFIX}>", cb=self._follow_done
+        )
+        await at_server(self.js._nc)  # the subscriptions at the server before any write
         return self
 
     async def _follow_sheet(self, msg: Any) -> None:
@@ -53,9 +59,14 @@ class LedgerUnderTest:
                 seen.append("queued")
 
     async def _follow(self, msg: Any) -> None:
-        if not msg.data:
-            return
-        entry = CallEntry.decode(msg.data)
+        if msg.data:
+            self._saw(CallEntry.decode(msg.data))
+
+    async def _follow_done(self, msg: Any) -> None:
+        for entry in done_entries(msg.data):
+            self._saw(entry)
+
+    def _saw(self, entry: CallEntry) -> None:
         seen = self.states.setdefault(entry.call_id, [])
         if not seen or seen[-1] != entry.state.value:
             seen.append(entry.state.value)
@@ -65,9 +76,10 @@ class LedgerUnderTest:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
-        if self._sheets is not None:
-            await self._sheets.unsubscribe()
-            self._sheets = None
+        for sub in (self._sheets, self._done):
+            if sub is not None:
+                await sub.unsubscribe()
+        self._sheets = self._done = None
         with contextlib.suppress(Exception):
             await self.js.delete_key_value(self.bucket)
 

@@ -1,0 +1,187 @@
+"""Done sheets: the final entries of calls a worker finishes together share one ledger write,
+and each call still reads, lists and refuses a cancel as finished."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from nats.aio.msg import Msg
+
+from gateway.service import GatewayService
+from ledger.done_sheets import DONE_PREFIX, done_entries
+from ledger.entries import CallEntry, CallState, entry_key
+from ledger.sheets import call_id_on, new_sheet
+from ledger.store import CancelAnswer
+from tests.ledger.test_call_sheets import accept_many
+from tests.support.http import FakeGateway
+from tests.support.ledger import LedgerUnderTest
+from tests.support.ports import eventually
+from tests.support.queue import QueueUnderTest
+from tests.support.subscriptions import at_server
+
+
+class Stored:
+    """Every message written to the test's bucket: key and value."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, bytes]] = []
+
+    async def seen(self, msg: Msg) -> None:
+        self.writes.append((msg.subject.split(".", 2)[2], msg.data))
+
+    def done_sheets(self) -> list[list[CallEntry]]:
+        return [done_entries(v) for k, v in self.writes if k.startswith(DONE_PREFIX)]
+
+
+@pytest.fixture
+async def stored(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterator[Stored]:
+    stored = Stored()
+    sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=stored.seen)
+    await at_server(queue.nc)
+    yield stored
+    await sub.unsubscribe()
+
+
+async def test_calls_finished_together_share_a_done_sheet_and_each_reads_its_answer(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+    stored: Stored,
+) -> None:
+    gateway.function("echo", lambda call: web.Response(body=b"answer:" + call.body))
+    ids = await accept_many(front_door, 24)  # ids on the front door's sheets
+    async with queue.worker(**ledger.env()):
+        for call_id in ids:
+            await ledger.wait_for_state(call_id, "succeeded")
+    for call_id in ids:
+        entry = await ledger.get(call_id)
+        assert entry is not None and entry.state is CallState.SUCCEEDED
+        assert entry.result is not None and entry.result.body == b"answer:x"
+    await eventually(lambda: stored.done_sheets(), what="the done sheets seen")
+    sheets = stored.done_sheets()
+    on_sheets = [e.call_id for sheet in sheets for e in sheet]
+    assert all(len(sheet) >= 2 for sheet in sheets)
+    assert len(sheets) < len(on_sheets)  # one write held the final entries of several calls
+    assert set(on_sheets) <= set(ids)
+    finals = [k for k, _ in stored.writes if k.startswith("call.")]
+    assert len(sheets) + len(finals) < len(ids)  # fewer writes than calls, queued ones aside
+    assert ledger.store is not None
+    listed = await ledger.store.list(limit=100)
+    assert sorted(e.call_id for e in listed) == sorted(ids)  # once each
+    assert {e.state for e in listed} == {CallState.SUCCEEDED}
+
+
+async def test_calls_with_ids_of_their_own_are_written_one_by_one(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest, stored: Stored
+) -> None:
+    gateway.function("echo", lambda call: web.Response(text="ok"))
+    requests = [await queue.publish("echo", b"x") for _ in range(6)]  # random version 4 ids
+    async with queue.worker(**ledger.env()):
+        for request in requests:
+            await ledger.wait_for_state(request.call_id, "succeeded")
+    assert stored.done_sheets() == []
+
+
+async def put_done(ledger: LedgerUnderTest, key: str, *entries: CallEntry) -> None:
+    assert ledger.store is not None
+    value = b"[" + b",".join(e.encode() for e in entries) + b"]"
+    await ledger.store.kv.put(f"{DONE_PREFIX}{key}", value)
+
+
+def finished(call_id: str, body: bytes = b"") -> CallEntry:
+    entry = CallEntry(call_id, "echo", CallState.SUCCEEDED, attempts=1, status=200)
+    entry.result_bytes = len(body)
+    return entry
+
+
+async def test_a_cancel_that_lost_the_race_to_a_finished_call_reads_as_finished(
+    ledger: LedgerUnderTest,
+) -> None:
+    sheet = new_sheet()
+    ran, other = call_id_on(sheet), call_id_on(sheet)
+    await put_done(ledger, f"{sheet}.w1-1-0", finished(ran), finished(other))
+    assert ledger.store is not None
+    # a cancel read the call before the done sheet landed, and wrote `cancelled` after it
+    cancelled = CallEntry(ran, "echo", CallState.CANCELLED)
+    await ledger.store.kv.put(entry_key(ran), cancelled.encode())
+    entry = await ledger.get(ran)
+    assert entry is not None and entry.state is CallState.SUCCEEDED
+    listed = await ledger.store.list()
+    assert sorted((e.call_id, e.state) for e in listed) == sorted(
+        [(ran, CallState.SUCCEEDED), (other, CallState.SUCCEEDED)]
+    )
+    answer, shown = await ledger.store.cancel(other, settle=0)
+    assert (answer, shown.state) == (CancelAnswer.TOO_LATE, CallState.SUCCEEDED)
+
+
+async def test_a_newer_entry_of_the_calls_own_stands_over_its_done_sheet(
+    ledger: LedgerUnderTest,
+) -> None:
+    sheet = new_sheet()
+    rerun, failed_later = call_id_on(sheet), call_id_on(sheet)
+    await put_done(ledger, f"{sheet}.w1-1-0", finished(rerun), finished(failed_later))
+    assert ledger.store is not None
+    # redelivered after its worker died: running again, then a second done sheet
+    running = CallEntry(rerun, "echo", CallState.RUNNING, attempts=1)
+    await ledger.store.kv.put(entry_key(rerun), running.encode())
+    later = CallEntry(failed_later, "echo", CallState.FAILED, attempts=2, status=500)
+    await put_done(ledger, f"{sheet}.w2-7-0", later, finished(call_id_on(sheet)))
+    entry = await ledger.get(rerun)
+    assert entry is not None and entry.state is CallState.RUNNING
+    entry = await ledger.get(failed_later)
+    assert entry is not None and (entry.state, entry.attempts) == (CallState.FAILED, 2)
+    running_listed = await ledger.store.list(state="running")
+    assert [e.call_id for e in running_listed] == [rerun]
+    succeeded = await ledger.store.list(state="succeeded")
+    assert rerun not in {e.call_id for e in succeeded}
+    assert failed_later not in {e.call_id for e in succeeded}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"not json",
+        b'{"call_id": "x"}',
+        b"[1, null, [], {}]",
+        b'[{"call_id": 7, "state": "succeeded"}]',
+        b"[" * 100_000,
+    ],
+    ids=["text", "object", "junk-rows", "bad-entry", "deep"],
+)
+async def test_a_done_sheet_that_is_not_one_is_passed_over(
+    ledger: LedgerUnderTest, value: bytes
+) -> None:
+    sheet = new_sheet()
+    call_id = call_id_on(sheet)
+    assert ledger.store is not None
+    await ledger.store.kv.put(f"{DONE_PREFIX}{sheet}.x", value)
+    await put_done(ledger, f"{sheet}.y", finished(call_id), finished(call_id_on(sheet)))
+    entry = await ledger.get(call_id)
+    assert entry is not None and entry.state is CallState.SUCCEEDED
+    assert call_id in {e.call_id for e in await ledger.store.list()}
+    assert await ledger.get(call_id_on(new_sheet())) is None
+
+
+async def test_a_done_sheet_never_names_a_call_it_does_not_hold(
+    ledger: LedgerUnderTest,
+) -> None:
+    sheet = new_sheet()
+    await put_done(
+        ledger, f"{sheet}.w-1-0", finished(call_id_on(sheet)), finished(call_id_on(sheet))
+    )
+    assert await ledger.get(call_id_on(sheet)) is None  # same sheet, not on it
+
+
+def test_done_sheet_runs_stay_within_their_byte_limit() -> None:
+    from ledger.done_sheets import done_values, encode_done
+
+    values = [json.dumps({"n": n, "pad": "p" * n * 10}).encode() for n in range(40)]
+    runs = list(done_values(values, 2000))
+    assert [v for run in runs for v in run] == values  # all of them, in order
+    for run in runs:
+        assert len(encode_done(run)) <= 2000 or len(run) == 1
+    assert len(runs) > 1
