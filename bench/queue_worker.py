@@ -41,7 +41,7 @@ import nats
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
 from asyncq.codec import QueueRequest
-from asyncq.publisher import build_request
+from asyncq.publisher import build_request, new_call_id
 from bench.common import (
     Child,
     free_port,
@@ -63,6 +63,7 @@ from bench.queue_harness import (
     steady_rate,
     wait_ready,
 )
+from ledger.sheets import SHEET_CALLS, call_id_on, new_sheet
 
 BODY = b"x" * 1024
 
@@ -79,6 +80,10 @@ class Scenario:
     replicas: int = 1  # more than 1: a NATS cluster of 3 servers, streams with this many
     subject: str = "plain"  # "function": published on the function's subject, as ferry's own
     prefill: bool = False  # the instant scenarios too: the worker stopped while the stream fills
+    # "front-door": call ids made as `ferry gateway` makes them (64 on a sheet, so the worker
+    # can gather their final entries on done sheets); "random": each a random UUID, as an
+    # OpenFaaS gateway or `ferry publish` makes them (each final entry written alone)
+    ids: str = "front-door"
 
 
 async def run(scenario: Scenario) -> dict[str, float]:
@@ -111,9 +116,25 @@ async def run(scenario: Scenario) -> dict[str, float]:
         callback = f"http://127.0.0.1:{receiver.port}/cb"
         sent: dict[str, float] = {}
 
+        made = iter(range(1 << 62))
+
+        def new_id() -> str:
+            if scenario.ids == "random":
+                return new_call_id()
+            if next(made) % SHEET_CALLS == 0:
+                sheets[0] = new_sheet()
+            return call_id_on(sheets[0])
+
+        sheets = [new_sheet()]
+
         def requests(count: int, with_callback: bool = True) -> list[QueueRequest]:
             return [
-                build_request("bench", body=BODY, callback_url=callback if with_callback else "")
+                build_request(
+                    "bench",
+                    body=BODY,
+                    callback_url=callback if with_callback else "",
+                    new_id=new_id,
+                )
                 for _ in range(count)
             ]
 
@@ -177,9 +198,10 @@ async def run(scenario: Scenario) -> dict[str, float]:
         results["worker CPU (cores busy)"] = worker_cpu / elapsed
         results["worker CPU µs/message"] = worker_cpu / scenario.count * 1e6
         results["function CPU (cores busy)"] = (fn_child.cpu_seconds() - fn_cpu_before) / elapsed
-        results["nats-server CPU (cores busy)"] = (
-            nats_child.cpu_seconds() - nats_cpu_before
-        ) / elapsed
+        nats_cpu = nats_child.cpu_seconds() - nats_cpu_before
+        results["nats-server CPU (cores busy)"] = nats_cpu / elapsed
+        # storing each call (the prefill) included: what a call costs nats-server in all
+        results["nats-server CPU µs/message"] = nats_cpu / scenario.count * 1e6
         results["publisher+receiver CPU"] = (time.process_time() - own_cpu_before) / elapsed
         results["machine CPU (cores busy)"] = (machine_busy_seconds() - machine_before) / elapsed
 
@@ -291,17 +313,25 @@ def main() -> None:
         help="in the instant scenarios too, stop the worker while the stream fills, so the "
         "rate is the worker's own and not shared with this process publishing beside it",
     )
+    parser.add_argument(
+        "--ids",
+        choices=["front-door", "random"],
+        default="front-door",
+        help="call ids as `ferry gateway` makes them (on sheets: the ledger gathers their "
+        "final entries), or random ones, as an OpenFaaS gateway or `ferry publish` makes them",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
         scenario = SCENARIOS[name](min(args.count, 20000))
         scenario.prefetch = args.prefetch
         scenario.subject = args.subject
+        scenario.ids = args.ids
         scenario.prefill = scenario.prefill or args.prefill
         results = _run(scenario)
         print(
             f"\n== {name}: delay {scenario.delay}s, max_inflight {scenario.max_inflight}, "
-            f"prefetch {scenario.prefetch}, subject {scenario.subject}, "
+            f"prefetch {scenario.prefetch}, subject {scenario.subject}, ids {scenario.ids}, "
             f"{'prefilled, ' if scenario.prefill else ''}"
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )

@@ -35,19 +35,24 @@ from asyncq.codec import QueueRequest
 from bench.common import cpu_seconds, start_nats
 from connectors.core.invoker import InvocationResult
 from ledger.settings import CallLedgerSettings
+from ledger.sheets import SHEET_CALLS, call_id_on, new_sheet
 from queue_worker.worker_ledger import WorkerLedger
 
 BODY = b"x" * 1024
 CHUNK = 32
 
 
-def make_calls(count: int) -> list[tuple[QueueRequest, InvocationResult]]:
+def make_calls(count: int, ids: str = "front-door") -> list[tuple[QueueRequest, InvocationResult]]:
     calls = []
-    for _ in range(count):
+    sheet = new_sheet()
+    for number in range(count):
+        if number % SHEET_CALLS == 0:
+            sheet = new_sheet()
+        call_id = str(uuid.uuid4()) if ids == "random" else call_id_on(sheet)
         request = QueueRequest(
             function="bench",
             body=BODY,
-            header={"X-Call-Id": [str(uuid.uuid4())], "X-Start-Time": [str(time.time_ns())]},
+            header={"X-Call-Id": [call_id], "X-Start-Time": [str(time.time_ns())]},
             callback_url="http://127.0.0.1:8080/cb",
         )
         headers = CIMultiDict(
@@ -98,7 +103,7 @@ async def main(args: argparse.Namespace) -> None:
         await one_repeat(ledger, make_calls(2000))  # warm up
         ours, theirs = [], []
         for repeat in range(args.repeats):
-            calls = make_calls(args.calls)
+            calls = make_calls(args.calls, args.ids)
             before = cpu_seconds(server.pid)
             cpu = await one_repeat(ledger, calls)
             await asyncio.sleep(0.2)  # let nats-server finish storing
@@ -123,4 +128,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--ids",
+        choices=("front-door", "random"),
+        default="front-door",
+        help="call ids as `ferry gateway` makes them (64 on a sheet), or random",
+    )
     uvloop.run(main(parser.parse_args()))  # as the worker runs
