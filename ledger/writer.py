@@ -8,7 +8,9 @@ connection's messages in order, and what makes a write fail (the bucket gone, no
 the stream full) fails its neighbours too. That answer is only checked for errors, never
 awaited. This costs a fraction of nats-py's `js.publish` (no future, no task, no parsed PubAck
 per write, and one answer for many writes). The writes of one call cannot overtake each other:
-they leave in order on one connection.
+they leave in order on one connection. Final entries given a `group` (their call's sheet
+prefix) that leave two or more to a group in one batch go out together as a done sheet
+(`ledger.done_sheets`): one stored message for all of them.
 
 Bounded: at most `limit` changes wait to be sent or confirmed. A newer change for a key still
 waiting replaces it; when full, the oldest intermediate change is dropped (a later one
@@ -236,8 +238,9 @@ class LedgerWriter:
             self._pending[key] = change
 
     async def _publish_batch(self) -> None:
-        """Send up to `BATCH` changes; only the last asks JetStream for an answer, which then
-        stands for the whole batch (one stream takes them in order on one connection)."""
+        """Send up to `BATCH` changes (final entries of one sheet together, on done sheets);
+        only the last message asks JetStream for an answer, which then stands for the whole
+        batch (one stream takes them in order on one connection)."""
         pending = self._pending
         batch: list[tuple[str, dict[str, str] | None, bytes]] = []
         groups: dict[str, list[tuple[str, bytes]]] = {}  # final entries by sheet prefix

@@ -92,18 +92,22 @@ async def put_done(ledger: LedgerUnderTest, key: str, *entries: CallEntry) -> No
     await ledger.store.kv.put(f"{DONE_PREFIX}{key}", value)
 
 
-def finished(call_id: str, body: bytes = b"") -> CallEntry:
-    entry = CallEntry(call_id, "echo", CallState.SUCCEEDED, attempts=1, status=200)
-    entry.result_bytes = len(body)
-    return entry
+def finished(call_id: str) -> CallEntry:
+    return CallEntry(call_id, "echo", CallState.SUCCEEDED, attempts=1, status=200)
+
+
+async def two_done(ledger: LedgerUnderTest) -> tuple[str, str, str]:
+    """A sheet, and two calls on it whose final entries are on one done sheet."""
+    sheet = new_sheet()
+    first, second = call_id_on(sheet), call_id_on(sheet)
+    await put_done(ledger, f"{sheet}.w1-1-0", finished(first), finished(second))
+    return sheet, first, second
 
 
 async def test_a_cancel_that_lost_the_race_to_a_finished_call_reads_as_finished(
     ledger: LedgerUnderTest,
 ) -> None:
-    sheet = new_sheet()
-    ran, other = call_id_on(sheet), call_id_on(sheet)
-    await put_done(ledger, f"{sheet}.w1-1-0", finished(ran), finished(other))
+    _, ran, other = await two_done(ledger)
     assert ledger.store is not None
     # a cancel read the call before the done sheet landed, and wrote `cancelled` after it
     cancelled = CallEntry(ran, "echo", CallState.CANCELLED)
@@ -121,9 +125,7 @@ async def test_a_cancel_that_lost_the_race_to_a_finished_call_reads_as_finished(
 async def test_a_newer_entry_of_the_calls_own_stands_over_its_done_sheet(
     ledger: LedgerUnderTest,
 ) -> None:
-    sheet = new_sheet()
-    rerun, failed_later = call_id_on(sheet), call_id_on(sheet)
-    await put_done(ledger, f"{sheet}.w1-1-0", finished(rerun), finished(failed_later))
+    sheet, rerun, failed_later = await two_done(ledger)
     assert ledger.store is not None
     # redelivered after its worker died: running again, then a second done sheet
     running = CallEntry(rerun, "echo", CallState.RUNNING, attempts=1)

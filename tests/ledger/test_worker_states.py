@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -122,3 +123,24 @@ async def test_a_ledger_task_that_ends_ends_the_worker_instead_of_silently_stopp
             await queue.publish("fn", b"x")  # the pull loop wakes and looks
             await eventually(lambda: STOPPED in caplog.text, what="the worker stopping on it")
     assert STOPPED in caplog.text
+
+
+async def test_running_is_written_for_an_attempt_that_outlasts_the_hold(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest
+) -> None:
+    async def slow(call: Any) -> web.Response:
+        await asyncio.sleep(1.0)  # well past the 50 ms hold
+        return web.Response(text="slow")
+
+    gateway.function("quick", lambda call: web.Response(text="quick"))
+    gateway.function("slow", slow)
+    quick = [await queue.publish("quick", b"x") for _ in range(5)]
+    late = await queue.publish("slow", b"x")
+    async with queue.worker(**ledger.env()) as worker:
+        for request in [*quick, late]:
+            await ledger.wait_for_state(request.call_id, "succeeded")
+        counted = worker.registry.get_sample_value(
+            "queue_worker_call_ledger_states_total", {"state": "running"}
+        )
+    assert counted == 6  # every attempt counted as it began, written or not
+    assert ledger.states[late.call_id] == ["running", "succeeded"]
