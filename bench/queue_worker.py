@@ -37,6 +37,8 @@ import uuid
 from dataclasses import dataclass
 
 import nats
+import nats.aio.client
+import nats.js.errors
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
@@ -84,6 +86,15 @@ class Scenario:
     # can gather their final entries on done sheets); "random": each a random UUID, as an
     # OpenFaaS gateway or `ferry publish` makes them (each final entry written alone)
     ids: str = "front-door"
+
+
+async def ledger_stored(nc: nats.aio.client.Client) -> tuple[int, int]:
+    """Messages and bytes the call ledger's bucket has stored so far (0, 0 if none)."""
+    try:
+        state = (await nc.jetstream().stream_info("KV_faas-calls")).state
+    except nats.js.errors.NotFoundError:
+        return 0, 0
+    return state.last_seq, state.bytes
 
 
 async def run(scenario: Scenario) -> dict[str, float]:
@@ -202,6 +213,11 @@ async def run(scenario: Scenario) -> dict[str, float]:
         results["nats-server CPU (cores busy)"] = nats_cpu / elapsed
         # storing each call (the prefill) included: what a call costs nats-server in all
         results["nats-server CPU µs/message"] = nats_cpu / scenario.count * 1e6
+        # what the call ledger stored (its bucket's stream; 0 with the ledger off); the paced
+        # phase below is not counted
+        ledger = await ledger_stored(nc)
+        results["ledger messages/call"] = ledger[0] / scenario.count
+        results["ledger bytes/call"] = ledger[1] / scenario.count
         results["publisher+receiver CPU"] = (time.process_time() - own_cpu_before) / elapsed
         results["machine CPU (cores busy)"] = (machine_busy_seconds() - machine_before) / elapsed
 
