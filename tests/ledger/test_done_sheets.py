@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
 from nats.aio.msg import Msg
 
+from console.data import ConsoleData
 from gateway.service import GatewayService
 from ledger.done_sheets import DONE_PREFIX, done_entries
 from ledger.entries import CallEntry, CallState, entry_key
@@ -187,3 +189,31 @@ def test_done_sheet_runs_stay_within_their_byte_limit() -> None:
     for run in runs:
         assert len(encode_done(run)) <= 2000 or len(run) == 1
     assert len(runs) > 1
+
+
+async def test_the_consoles_last_hour_shows_a_call_on_a_done_sheet_once(
+    queue: QueueUnderTest, ledger: LedgerUnderTest
+) -> None:
+    sheet = new_sheet()
+    ran, other = call_id_on(sheet), call_id_on(sheet)
+    assert ledger.store is not None
+    running = CallEntry(ran, "echo", CallState.RUNNING, attempts=1)
+    await ledger.store.kv.put(entry_key(ran), running.encode())  # a slow call's `running`
+    await put_done(ledger, f"{sheet}.w1-1-0", finished(ran), finished(other))
+    console = ConsoleData(
+        queue.js,
+        stream=queue.stream,
+        dead_letter_stream="unused",
+        ledger=ledger.store.kv,
+        ledger_bucket=ledger.bucket,
+        functions=_no_functions,
+    )
+    entries, partial = await console.recent_entries()
+    assert not partial
+    assert sorted((e.call_id, e.state) for e in entries) == sorted(
+        [(ran, CallState.SUCCEEDED), (other, CallState.SUCCEEDED)]
+    )
+
+
+async def _no_functions() -> list[Any]:
+    return []
