@@ -83,7 +83,7 @@ class Scenario:
     subject: str = "plain"  # "function": published on the function's subject, as ferry's own
     prefill: bool = False  # the instant scenarios too: the worker stopped while the stream fills
     # "front-door": call ids made as `ferry gateway` makes them (64 on a sheet, so the worker
-    # can gather their final entries on done sheets); "random": each a random UUID, as an
+    # can gather their final entries on state sheets); "random": each a random UUID, as an
     # OpenFaaS gateway or `ferry publish` makes them (each final entry written alone)
     ids: str = "front-door"
 

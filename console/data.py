@@ -31,9 +31,9 @@ from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
 from ledger.delayed import cancel_call
-from ledger.done_sheets import Standing
 from ledger.entries import CallEntry
 from ledger.sheets import QueuedOnSheets
+from ledger.state_sheets import Standing
 from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable, listed_entries
 
 MAX_SCAN_ENTRIES = 20_000  # ledger entries read for the overview, at most
@@ -152,7 +152,7 @@ class ConsoleData:
             inactive_threshold=30.0,
             mem_storage=True,
         )
-        entries = Standing(MAX_SCAN_ENTRIES)  # each call's own entry or done-sheet record
+        entries = Standing(MAX_SCAN_ENTRIES)  # each call's own entry or state-sheet record
         count = 0
         on_sheets = QueuedOnSheets(MAX_SCAN_ENTRIES)  # calls known only from their sheet
         prefix = f"$KV.{self.ledger_bucket}."

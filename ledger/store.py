@@ -28,14 +28,6 @@ from connectors.core import tracing
 from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
 from connectors.jetstream.setup import BoundRefused, ensure_key_value
-from ledger.done_sheets import (
-    DONE_PREFIX,
-    DONE_SHEETS_READ,
-    Standing,
-    done_entries,
-    done_subjects,
-    newer,
-)
 from ledger.entries import (
     ENTRY_PREFIX,
     CallEntry,
@@ -54,6 +46,14 @@ from ledger.entries import (
 from ledger.fence import markers_seen
 from ledger.settings import CallLedgerSettings
 from ledger.sheets import SHEET_PREFIX, QueuedOnSheets, sheet_entry, sheet_key
+from ledger.state_sheets import (
+    STATE_PREFIX,
+    STATE_SHEETS_READ,
+    Standing,
+    newer,
+    state_entries,
+    state_subjects,
+)
 
 log = logging.getLogger("ferry.ledger")
 T = TypeVar("T")
@@ -248,29 +248,28 @@ class LedgerStore:
                 entry = None
             if entry is not None and entry.call_id == call_id:  # else a hash token's other id
                 own = entry, raw[1]
-        if own is None or not own[0].state.final or own[0].state is CallState.CANCELLED:
-            done = await self._done(call_id)  # a worker's final entry on a done sheet
-            if done is not None:
-                mine = (own[1], own[0].state, False) if own is not None else None
-                if mine is None or newer((done[1], done[0].state, True), mine):
-                    return done[0], own[1] if own is not None else 0
+        sheet = await self._on_state_sheets(call_id)  # a worker's entry on a state sheet
+        if sheet is not None:
+            mine = (own[1], own[0].state, False) if own is not None else None
+            if mine is None or newer((sheet[1], sheet[0].state, True), mine):
+                return sheet[0], own[1] if own is not None else 0
         if own is not None or raw is not None:
             return own
-        sheet = sheet_key(call_id)
-        value = await self._value(sheet) if sheet is not None else None
+        queued_on = sheet_key(call_id)
+        value = await self._value(queued_on) if queued_on is not None else None
         if value is None:
             return None
         queued = sheet_entry(value[0], call_id)
         return (queued, 0) if queued is not None else None
 
-    async def _done(self, call_id: str) -> tuple[CallEntry, int] | None:
-        """The newest entry of `call_id` on a done sheet, and its stream sequence."""
-        subjects = done_subjects(self.bucket, call_id)
+    async def _on_state_sheets(self, call_id: str) -> tuple[CallEntry, int] | None:
+        """The newest entry of `call_id` on a state sheet, and its stream sequence."""
+        subjects = state_subjects(self.bucket, call_id)
         if subjects is None:
             return None
         found: tuple[CallEntry, int] | None = None
         seq = 1
-        for _ in range(DONE_SHEETS_READ):
+        for _ in range(STATE_SHEETS_READ):
             try:
                 msg = await self.js.get_msg(self._stream, seq=seq, subject=subjects, next=True)
             except NotFoundError:
@@ -279,7 +278,7 @@ class LedgerStore:
                 raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
             number = msg.seq or seq
             try:
-                entries = done_entries(msg.data or b"")
+                entries = state_entries(msg.data or b"")
             except ValueError:
                 entries = []
             for entry in entries:
@@ -361,7 +360,7 @@ class LedgerStore:
     ) -> list[CallEntry]:
         """The `limit` most recently changed entries that match, newest first."""
         wanted = _matcher(function, state)
-        # each call's standing record (its own entry or one on a done sheet), newest kept
+        # each call's standing record (its own entry or one on a state sheet), newest kept
         kept = Standing(2 * max(1, limit) + 16, wanted)  # room for records superseded
         # calls known only from their front door's sheet (`ledger.sheets`)
         on_sheets = QueuedOnSheets(max(limit, SHEET_RECORDS_READ))
@@ -390,9 +389,10 @@ class LedgerStore:
                         continue
                     if update.operation is None:
                         value = update.value or b""
-                        for found, done in listed_entries(update.key, value, position, on_sheets):
+                        listed = listed_entries(update.key, value, position, on_sheets)
+                        for found, on_sheet in listed:
                             found.result = None  # keep memory to the entries, not their bodies
-                            kept.add(position, found, done)
+                            kept.add(position, found, on_sheet)
                     if not update.delta:
                         break
             finally:
@@ -407,15 +407,15 @@ class LedgerStore:
 def listed_entries(
     key: str, value: bytes, position: int, on_sheets: QueuedOnSheets
 ) -> list[tuple[CallEntry, bool]]:
-    """The call entries a listed key holds, each with whether it is on a done sheet (none for
+    """The call entries a listed key holds, each with whether it is on a state sheet (none for
     a sheet, a cancel marker or a bad value). Sheets and entries are told to `on_sheets`,
     where an entry replaces its call's record."""
     if key.startswith(SHEET_PREFIX):
         on_sheets.sheet_seen(position, value)
         return []
-    if key.startswith(DONE_PREFIX):
+    if key.startswith(STATE_PREFIX):
         try:
-            entries = [(entry, True) for entry in done_entries(value)]
+            entries = [(entry, True) for entry in state_entries(value)]
         except ValueError:
             return []
     elif key.startswith(ENTRY_PREFIX):

@@ -8,9 +8,9 @@ connection's messages in order, and what makes a write fail (the bucket gone, no
 the stream full) fails its neighbours too. That answer is only checked for errors, never
 awaited. This costs a fraction of nats-py's `js.publish` (no future, no task, no parsed PubAck
 per write, and one answer for many writes). The writes of one call cannot overtake each other:
-they leave in order on one connection. Final entries given a `group` (their call's sheet
-prefix) that leave two or more to a group in one batch go out together as a done sheet
-(`ledger.done_sheets`): one stored message for all of them.
+they leave in order on one connection. Entries given a `group` (their call's sheet prefix) that
+leave two or more to a group in one batch go out together as a state sheet
+(`ledger.state_sheets`): one stored message for all of them.
 
 Bounded: at most `limit` changes wait to be sent or confirmed. A newer change for a key still
 waiting replaces it; when full, the oldest intermediate change is dropped (a later one
@@ -43,7 +43,7 @@ from prometheus_client import CollectorRegistry, Counter
 from connectors.core.loop_metrics import LoopCounter
 from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
-from ledger.done_sheets import DONE_MAX_BYTES, DONE_PREFIX, done_values, encode_done
+from ledger.state_sheets import STATE_PREFIX, STATE_SHEET_MAX_BYTES, encode_state_sheet, sheet_runs
 
 log = logging.getLogger("ferry.ledger")
 
@@ -104,7 +104,7 @@ class Change:
     value: Encodable | bytes = b""
     final: bool = False
     held: bool = False
-    group: str | None = None  # a final entry's sheet prefix: gathered on a done sheet
+    group: str | None = None  # the call's sheet prefix: gathered on a state sheet
 
 
 def _final(item: Change | tuple[Change, float]) -> bool:
@@ -133,7 +133,7 @@ class LedgerWriter:
         # batch number -> (sent at, changes in it), and how many changes that is in all
         self._unconfirmed: OrderedDict[int, tuple[float, int]] = OrderedDict()
         self._in_flight = 0
-        self._id = os.urandom(6).hex()  # names this writer's done sheets
+        self._id = os.urandom(6).hex()  # names this writer's state sheets
         self._inbox = f"_INBOX.ledger{os.urandom(8).hex()}."
         self._next = 0
         self._wake = asyncio.Event()
@@ -238,12 +238,12 @@ class LedgerWriter:
             self._pending[key] = change
 
     async def _publish_batch(self) -> None:
-        """Send up to `BATCH` changes (final entries of one sheet together, on done sheets);
+        """Send up to `BATCH` changes (the entries of one sheet's calls together, on state sheets);
         only the last message asks JetStream for an answer, which then stands for the whole
         batch (one stream takes them in order on one connection)."""
         pending = self._pending
         batch: list[tuple[str, dict[str, str] | None, bytes]] = []
-        groups: dict[str, list[tuple[str, bytes]]] = {}  # final entries by sheet prefix
+        groups: dict[str, list[tuple[str, bytes]]] = {}  # grouped entries by sheet prefix
         changes = 0
         for _ in range(min(len(pending), BATCH)):
             key, change = pending.popitem(last=False)
@@ -264,7 +264,7 @@ class LedgerWriter:
             return
         self._next += 1
         number = self._next
-        batch.extend(self._done_sheets(groups, number))
+        batch.extend(self._state_sheets(groups, number))
         last = len(batch) - 1
         try:
             for index, (subject, headers, value) in enumerate(batch):
@@ -277,26 +277,26 @@ class LedgerWriter:
         self._in_flight += changes
         self._busy.set()
 
-    def _done_sheets(
+    def _state_sheets(
         self, groups: dict[str, list[tuple[str, bytes]]], number: int
     ) -> list[tuple[str, dict[str, str] | None, bytes]]:
-        """The messages for a batch's final entries: a sheet prefix's two or more on done
-        sheets (`ledger.done_sheets`), a lone one under its own key."""
+        """The messages for a batch's grouped entries: a sheet prefix's two or more on state
+        sheets (`ledger.state_sheets`), a lone one under its own key."""
         sent: list[tuple[str, dict[str, str] | None, bytes]] = []
-        limit = min(DONE_MAX_BYTES, self.nc.max_payload)
+        limit = min(STATE_SHEET_MAX_BYTES, self.nc.max_payload)
         for group, found in groups.items():
             if len(found) == 1:
                 key, value = found[0]
                 sent.append((self.prefix + key, None, value))
                 continue
-            runs = done_values([value for _, value in found], limit)
+            runs = sheet_runs([value for _, value in found], limit)
             for part, run in enumerate(runs):
                 if len(run) == 1:  # an entry too big to share a sheet
                     key = next(k for k, v in found if v is run[0])
                     sent.append((self.prefix + key, None, run[0]))
                 else:
-                    subject = f"{self.prefix}{DONE_PREFIX}{group}.{self._id}-{number}-{part}"
-                    sent.append((subject, None, encode_done(run)))
+                    subject = f"{self.prefix}{STATE_PREFIX}{group}.{self._id}-{number}-{part}"
+                    sent.append((subject, None, encode_state_sheet(run)))
         return sent
 
     async def _answered(self, msg: Msg) -> None:

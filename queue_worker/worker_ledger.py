@@ -28,7 +28,6 @@ from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
-from ledger.done_sheets import done_group
 from ledger.entries import (
     CANCEL_PREFIX,
     ENTRY_PREFIX,
@@ -39,6 +38,7 @@ from ledger.entries import (
     rfc3339,
 )
 from ledger.settings import CallLedgerSettings
+from ledger.state_sheets import sheet_group
 from ledger.store import base_entry, bucket_handle, open_or_handle
 from ledger.writer import HOLD_SECONDS, Change, Encodable, LedgerMetrics, LedgerWriter, Op
 from queue_worker.finished_entry import Finished
@@ -70,7 +70,7 @@ class WorkerLedger:
         self._result_limit = settings.result_limit
         self._writer: LedgerWriter | None = None
         self._cancelled: OrderedDict[str, None] = OrderedDict()
-        # call id -> (key token, entry key, done-sheet group), of the calls seen lately
+        # call id -> (key token, entry key, state-sheet group), of the calls seen lately
         self._ids: dict[str, tuple[str, str, str | None]] = {}
         # key token -> (call, attempt, started) of the attempts under way, so a cancel marker
         # for one of them is answered at once with `running` (the cancel then says 409)
@@ -136,9 +136,9 @@ class WorkerLedger:
         running[token] = (request, attempt, now)
         self.metrics.states.inc(CallState.RUNNING)
         if token in self._cancelled:
-            # its cancel marker came while it was being started: written at once, so that
-            # the cancel sees it runs
-            self._write_running(request, attempt, now)
+            # its cancel marker came while it was being started: written at once, under its
+            # own key, so that the cancel sees it runs
+            self._write_running(request, attempt, now, alone=True)
         else:  # written only if it outlasts the hold: a fast answer makes it moot
             self._unshown[token] = time.monotonic() + HOLD_SECONDS
             self._unshown_wake.set()
@@ -162,15 +162,18 @@ class WorkerLedger:
                 if attempt is not None:
                     self._write_running(*attempt)
 
-    def _write_running(self, request: QueueRequest, attempt: int, started: float) -> None:
-        """Write `running` now (counted already, when the attempt began)."""
+    def _write_running(
+        self, request: QueueRequest, attempt: int, started: float, *, alone: bool = False
+    ) -> None:
+        """Write `running` now (counted already, when the attempt began); `alone`: under the
+        call's own key, never on a state sheet (what a cancel must see)."""
 
         def build() -> CallEntry:
             entry = base_entry(request, CallState.RUNNING, attempt, started)
             entry.started_at = entry.updated_at
             return entry
 
-        self._put(request, CallState.RUNNING, _Deferred(build), counted=False)
+        self._put(request, CallState.RUNNING, _Deferred(build), counted=False, alone=alone)
 
     def retrying(self, request: QueueRequest, result: InvocationResult, delay: float) -> None:
         self._ended(request)
@@ -259,9 +262,11 @@ class WorkerLedger:
         final: bool = False,
         held: bool = False,
         counted: bool = True,
+        alone: bool = False,
     ) -> None:
         """Hand a change to the writer; `value` is encoded only if it is written. `counted`
-        is false for a second write of the same state (the callback's outcome added)."""
+        is false for a second write of the same state (the callback's outcome added). Unless
+        `alone`, the change may share a state sheet with others of its call's sheet."""
         writer = self._writer
         call_id = request.call_id
         if writer is None or not call_id:
@@ -269,16 +274,15 @@ class WorkerLedger:
         if counted:
             self.metrics.states.inc(state)
         _, key, group = self._id_of(call_id)
-        # a final entry may share a done sheet with others of its sheet
-        writer.submit(key, Change(Op.PUT, value, final, held, group if final else None))
+        writer.submit(key, Change(Op.PUT, value, final, held, None if alone else group))
 
     def _id_of(self, call_id: str) -> tuple[str, str, str | None]:
-        """The call's key token, entry key and done-sheet group, worked out once per call (a
+        """The call's key token, entry key and state-sheet group, worked out once per call (a
         call has up to five changes and checks)."""
         found = self._ids.get(call_id)
         if found is None:
             token = call_token(call_id)
-            found = (token, ENTRY_PREFIX + token, done_group(call_id))
+            found = (token, ENTRY_PREFIX + token, sheet_group(call_id))
             if len(call_id) <= MAX_TOKEN:  # a long id is hashed again rather than kept
                 if len(self._ids) >= TOKENS_KEPT:
                     self._ids.clear()
@@ -340,7 +344,7 @@ class WorkerLedger:
         attempt = self._running.get(token)
         if attempt is not None:  # it had begun before the marker came: say so at once
             self._unshown.pop(token, None)
-            self._write_running(*attempt)
+            self._write_running(*attempt, alone=True)
 
 
 _UNKNOWN = object()  # NATS did not answer: nothing is known to have changed

@@ -42,11 +42,13 @@ async def writes(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterato
     await sub.unsubscribe()
 
 
-async def accept_many(front_door: GatewayService, count: int, **headers: str) -> list[str]:
+async def accept_many(
+    front_door: GatewayService, count: int, function: str = "echo", **headers: str
+) -> list[str]:
     async with aiohttp.ClientSession() as session:
 
         async def one() -> str:
-            url = f"{front_door.url}/async-function/echo"
+            url = f"{front_door.url}/async-function/{function}"
             async with session.post(url, data=b"x", headers=headers) as response:
                 assert response.status == 202
                 return response.headers["X-Call-Id"]

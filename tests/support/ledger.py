@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
-from ledger.done_sheets import DONE_PREFIX, done_entries
 from ledger.entries import CallEntry, entry_key
 from ledger.settings import CallLedgerSettings
 from ledger.sheets import SHEET_PREFIX, sheet_entries
+from ledger.state_sheets import STATE_PREFIX, state_entries
 from ledger.store import LedgerStore, open_bucket
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
@@ -29,7 +29,7 @@ class LedgerUnderTest:
         self.states: dict[str, list[str]] = {}
         self._sub: Any = None
         self._sheets: Any = None
-        self._done: Any = None
+        self._states: Any = None
         self.store: LedgerStore | None = None
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -45,9 +45,9 @@ class LedgerUnderTest:
         self._sheets = await self.js._nc.subscribe(
             f"$KV.{self.bucket}.{SHEET_PREFIX}>", cb=self._follow_sheet
         )
-        # the workers' done sheets: the final entries of calls that finished together
-        self._done = await self.js._nc.subscribe(
-            f"$KV.{self.bucket}.{DONE_PREFIX}>", cb=self._follow_done
+        # the workers' state sheets: the final entries of calls that finished together
+        self._states = await self.js._nc.subscribe(
+            f"$KV.{self.bucket}.{STATE_PREFIX}>", cb=self._follow_states
         )
         await at_server(self.js._nc)  # the subscriptions at the server before any write
         return self
@@ -62,8 +62,8 @@ class LedgerUnderTest:
         if msg.data:
             self._saw(CallEntry.decode(msg.data))
 
-    async def _follow_done(self, msg: Any) -> None:
-        for entry in done_entries(msg.data):
+    async def _follow_states(self, msg: Any) -> None:
+        for entry in state_entries(msg.data):
             self._saw(entry)
 
     def _saw(self, entry: CallEntry) -> None:
@@ -76,10 +76,10 @@ class LedgerUnderTest:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
-        for sub in (self._sheets, self._done):
+        for sub in (self._sheets, self._states):
             if sub is not None:
                 await sub.unsubscribe()
-        self._sheets = self._done = None
+        self._sheets = self._states = None
         with contextlib.suppress(Exception):
             await self.js.delete_key_value(self.bucket)
 

@@ -1,8 +1,9 @@
-"""Done sheets: the final entries of calls a worker finishes together share one ledger write,
-and each call still reads, lists and refuses a cancel as finished."""
+"""State sheets: the entries of calls a worker runs and finishes together share one ledger
+write, and each call still reads, lists and refuses a cancel as it should."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,12 +14,12 @@ from nats.aio.msg import Msg
 
 from console.data import ConsoleData
 from gateway.service import GatewayService
-from ledger.done_sheets import DONE_PREFIX, done_entries
 from ledger.entries import CallEntry, CallState, entry_key
 from ledger.sheets import call_id_on, new_sheet
+from ledger.state_sheets import STATE_PREFIX, state_entries
 from ledger.store import CancelAnswer
 from tests.ledger.test_call_sheets import accept_many
-from tests.support.http import FakeGateway
+from tests.support.http import FakeGateway, held_until
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
@@ -34,8 +35,8 @@ class Stored:
     async def seen(self, msg: Msg) -> None:
         self.writes.append((msg.subject.split(".", 2)[2], msg.data))
 
-    def done_sheets(self) -> list[list[CallEntry]]:
-        return [done_entries(v) for k, v in self.writes if k.startswith(DONE_PREFIX)]
+    def state_sheets(self) -> list[list[CallEntry]]:
+        return [state_entries(v) for k, v in self.writes if k.startswith(STATE_PREFIX)]
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ async def stored(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterato
     await sub.unsubscribe()
 
 
-async def test_calls_finished_together_share_a_done_sheet_and_each_reads_its_answer(
+async def test_calls_finished_together_share_a_state_sheet_and_each_reads_its_answer(
     queue: QueueUnderTest,
     gateway: FakeGateway,
     ledger: LedgerUnderTest,
@@ -63,14 +64,14 @@ async def test_calls_finished_together_share_a_done_sheet_and_each_reads_its_ans
         entry = await ledger.get(call_id)
         assert entry is not None and entry.state is CallState.SUCCEEDED
         assert entry.result is not None and entry.result.body == b"answer:x"
-    await eventually(lambda: stored.done_sheets(), what="the done sheets seen")
-    sheets = stored.done_sheets()
+    await eventually(lambda: stored.state_sheets(), what="the state sheets seen")
+    sheets = stored.state_sheets()
     on_sheets = [e.call_id for sheet in sheets for e in sheet]
     assert all(len(sheet) >= 2 for sheet in sheets)
     assert len(sheets) < len(on_sheets)  # one write held the final entries of several calls
     assert set(on_sheets) <= set(ids)
-    finals = [k for k, _ in stored.writes if k.startswith("call.")]
-    assert len(sheets) + len(finals) < len(ids)  # fewer writes than calls, queued ones aside
+    own = [k for k, _ in stored.writes if k.startswith("call.")]
+    assert len(sheets) + len(own) < len(ids)  # fewer writes than calls, queued ones aside
     assert ledger.store is not None
     listed = await ledger.store.list(limit=100)
     assert sorted(e.call_id for e in listed) == sorted(ids)  # once each
@@ -85,33 +86,60 @@ async def test_calls_with_ids_of_their_own_are_written_one_by_one(
     async with queue.worker(**ledger.env()):
         for request in requests:
             await ledger.wait_for_state(request.call_id, "succeeded")
-    assert stored.done_sheets() == []
+    assert stored.state_sheets() == []
 
 
-async def put_done(ledger: LedgerUnderTest, key: str, *entries: CallEntry) -> None:
+async def put_states(ledger: LedgerUnderTest, key: str, *entries: CallEntry) -> None:
     assert ledger.store is not None
     value = b"[" + b",".join(e.encode() for e in entries) + b"]"
-    await ledger.store.kv.put(f"{DONE_PREFIX}{key}", value)
+    await ledger.store.kv.put(f"{STATE_PREFIX}{key}", value)
 
 
 def finished(call_id: str) -> CallEntry:
     return CallEntry(call_id, "echo", CallState.SUCCEEDED, attempts=1, status=200)
 
 
-async def two_done(ledger: LedgerUnderTest) -> tuple[str, str, str]:
-    """A sheet, and two calls on it whose final entries are on one done sheet."""
+async def two_on_a_sheet(ledger: LedgerUnderTest) -> tuple[str, str, str]:
+    """A sheet, and two calls on it whose final entries are on one state sheet."""
     sheet = new_sheet()
     first, second = call_id_on(sheet), call_id_on(sheet)
-    await put_done(ledger, f"{sheet}.w1-1-0", finished(first), finished(second))
+    await put_states(ledger, f"{sheet}.w1-1-0", finished(first), finished(second))
     return sheet, first, second
+
+
+async def test_calls_running_together_share_a_state_sheet_for_their_running(
+    queue: QueueUnderTest,
+    gateway: FakeGateway,
+    ledger: LedgerUnderTest,
+    front_door: GatewayService,
+    stored: Stored,
+) -> None:
+    release = asyncio.Event()
+    gateway.function("held", held_until(release))
+    ids = await accept_many(front_door, 6, "held")
+    async with queue.worker(**ledger.env(), max_inflight="6"):
+        for call_id in ids:
+            entry = await ledger.wait_for_state(call_id, "running")
+            assert entry.attempts == 1
+
+        def shared() -> bool:  # attempts begun together: their `running` shared a write
+            sheets = stored.state_sheets()
+            return any(sum(e.state is CallState.RUNNING for e in s) >= 2 for s in sheets)
+
+        await eventually(shared, what="a state sheet with two calls' running")
+        release.set()
+        for call_id in ids:
+            await ledger.wait_for_state(call_id, "succeeded")  # the newer record stands
+    assert ledger.store is not None
+    assert await ledger.store.list(state="running") == []
 
 
 async def test_a_cancel_that_lost_the_race_to_a_finished_call_reads_as_finished(
     ledger: LedgerUnderTest,
 ) -> None:
-    _, ran, other = await two_done(ledger)
+    _, ran, other = await two_on_a_sheet(ledger)
     assert ledger.store is not None
-    # a cancel read the call before the done sheet landed, and wrote `cancelled` after it
+    # a cancel read the call before the state sheet landed, and wrote `cancelled` after it
     cancelled = CallEntry(ran, "echo", CallState.CANCELLED)
     await ledger.store.kv.put(entry_key(ran), cancelled.encode())
     entry = await ledger.get(ran)
@@ -124,16 +152,16 @@ async def test_a_cancel_that_lost_the_race_to_a_finished_call_reads_as_finished(
     assert (answer, shown.state) == (CancelAnswer.TOO_LATE, CallState.SUCCEEDED)
 
 
-async def test_a_newer_entry_of_the_calls_own_stands_over_its_done_sheet(
+async def test_a_newer_entry_of_the_calls_own_stands_over_its_state_sheet(
     ledger: LedgerUnderTest,
 ) -> None:
-    sheet, rerun, failed_later = await two_done(ledger)
+    sheet, rerun, failed_later = await two_on_a_sheet(ledger)
     assert ledger.store is not None
-    # redelivered after its worker died: running again, then a second done sheet
+    # redelivered after its worker died: running again, then a second state sheet
     running = CallEntry(rerun, "echo", CallState.RUNNING, attempts=1)
     await ledger.store.kv.put(entry_key(rerun), running.encode())
     later = CallEntry(failed_later, "echo", CallState.FAILED, attempts=2, status=500)
-    await put_done(ledger, f"{sheet}.w2-7-0", later, finished(call_id_on(sheet)))
+    await put_states(ledger, f"{sheet}.w2-7-0", later, finished(call_id_on(sheet)))
     entry = await ledger.get(rerun)
     assert entry is not None and entry.state is CallState.RUNNING
     entry = await ledger.get(failed_later)
@@ -156,42 +184,42 @@ async def test_a_newer_entry_of_the_calls_own_stands_over_its_done_sheet(
     ],
     ids=["text", "object", "junk-rows", "bad-entry", "deep"],
 )
-async def test_a_done_sheet_that_is_not_one_is_passed_over(
+async def test_a_state_sheet_that_is_not_one_is_passed_over(
     ledger: LedgerUnderTest, value: bytes
 ) -> None:
     sheet = new_sheet()
     call_id = call_id_on(sheet)
     assert ledger.store is not None
-    await ledger.store.kv.put(f"{DONE_PREFIX}{sheet}.x", value)
-    await put_done(ledger, f"{sheet}.y", finished(call_id), finished(call_id_on(sheet)))
+    await ledger.store.kv.put(f"{STATE_PREFIX}{sheet}.x", value)
+    await put_states(ledger, f"{sheet}.y", finished(call_id), finished(call_id_on(sheet)))
     entry = await ledger.get(call_id)
     assert entry is not None and entry.state is CallState.SUCCEEDED
     assert call_id in {e.call_id for e in await ledger.store.list()}
     assert await ledger.get(call_id_on(new_sheet())) is None
 
 
-async def test_a_done_sheet_never_names_a_call_it_does_not_hold(
+async def test_a_state_sheet_never_names_a_call_it_does_not_hold(
     ledger: LedgerUnderTest,
 ) -> None:
     sheet = new_sheet()
-    await put_done(
+    await put_states(
         ledger, f"{sheet}.w-1-0", finished(call_id_on(sheet)), finished(call_id_on(sheet))
     )
     assert await ledger.get(call_id_on(sheet)) is None  # same sheet, not on it
 
 
-def test_done_sheet_runs_stay_within_their_byte_limit() -> None:
-    from ledger.done_sheets import done_values, encode_done
+def test_state_sheet_runs_stay_within_their_byte_limit() -> None:
+    from ledger.state_sheets import encode_state_sheet, sheet_runs
 
     values = [json.dumps({"n": n, "pad": "p" * n * 10}).encode() for n in range(40)]
-    runs = list(done_values(values, 2000))
+    runs = list(sheet_runs(values, 2000))
     assert [v for run in runs for v in run] == values  # all of them, in order
     for run in runs:
-        assert len(encode_done(run)) <= 2000 or len(run) == 1
+        assert len(encode_state_sheet(run)) <= 2000 or len(run) == 1
     assert len(runs) > 1
 
 
-async def test_the_consoles_last_hour_shows_a_call_on_a_done_sheet_once(
+async def test_the_consoles_last_hour_shows_a_call_on_a_state_sheet_once(
     queue: QueueUnderTest, ledger: LedgerUnderTest
 ) -> None:
     sheet = new_sheet()
@@ -199,7 +227,7 @@ async def test_the_consoles_last_hour_shows_a_call_on_a_done_sheet_once(
     assert ledger.store is not None
     running = CallEntry(ran, "echo", CallState.RUNNING, attempts=1)
     await ledger.store.kv.put(entry_key(ran), running.encode())  # a slow call's `running`
-    await put_done(ledger, f"{sheet}.w1-1-0", finished(ran), finished(other))
+    await put_states(ledger, f"{sheet}.w1-1-0", finished(ran), finished(other))
     console = ConsoleData(
         queue.js,
         stream=queue.stream,
