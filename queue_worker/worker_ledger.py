@@ -140,6 +140,7 @@ class WorkerLedger:
             # own key, so that the cancel sees it runs
             self._write_running(request, attempt, now, alone=True)
         else:  # written only if it outlasts the hold: a fast answer makes it moot
+            self._unshown.pop(token, None)  # a second start goes to the back, in due order
             self._unshown[token] = time.monotonic() + HOLD_SECONDS
             self._unshown_wake.set()
 
@@ -176,7 +177,6 @@ class WorkerLedger:
         self._put(request, CallState.RUNNING, _Deferred(build), counted=False, alone=alone)
 
     def retrying(self, request: QueueRequest, result: InvocationResult, delay: float) -> None:
-        self._ended(request)
         now = time.time()
 
         def build() -> CallEntry:
@@ -197,7 +197,6 @@ class WorkerLedger:
         succeeded: bool,
         callback_outcome: str | None = None,
     ) -> None:
-        self._ended(request)
         state = CallState.SUCCEEDED if succeeded else CallState.FAILED
         outcome = (callback_outcome or "pending") if request.callback else None
         entry = Finished(request, state, result, time.time(), outcome, self._result_limit)
@@ -207,7 +206,6 @@ class WorkerLedger:
 
     def gave_up(self, request: QueueRequest, attempt: int, reason: str) -> None:
         """A call dead-lettered after errors of ferry's own (no function answer to keep)."""
-        self._ended(request)
         now = time.time()
 
         def build() -> CallEntry:
@@ -271,6 +269,9 @@ class WorkerLedger:
         call_id = request.call_id
         if writer is None or not call_id:
             return
+        if state is not CallState.RUNNING:
+            # the attempt is over (or never began): its `running` must not be written after
+            self._ended(request)
         if counted:
             self.metrics.states.inc(state)
         _, key, group = self._id_of(call_id)

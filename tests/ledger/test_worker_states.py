@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
+from asyncq.publisher import build_request
+from ledger.entries import CallState
+from ledger.settings import CallLedgerSettings
+from ledger.writer import HOLD_SECONDS
+from queue_worker.worker_ledger import WorkerLedger
 from tests.support.http import FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
@@ -144,3 +150,24 @@ async def test_running_is_written_for_an_attempt_that_outlasts_the_hold(
         )
     assert counted == 6  # every attempt counted as it began, written or not
     assert ledger.states[late.call_id] == ["running", "succeeded"]
+
+
+async def test_an_attempt_that_ends_expired_never_shows_running_afterwards(
+    queue: QueueUnderTest, ledger: LedgerUnderTest
+) -> None:
+    """A retry not made because the call expired ends with `expired`, not `failed`: the
+    `running` noted when the attempt began must not be written after it."""
+    settings = CallLedgerSettings(call_ledger_bucket=ledger.bucket)
+    hooks = WorkerLedger(settings, CollectorRegistry(), replicas=1)
+    await hooks.start(queue.nc, queue.js)
+    try:
+        request = build_request("fn", body=b"x")
+        hooks.running(request, 1)
+        hooks.expired(request, 1, "expired before its retry")
+        await asyncio.sleep(3 * HOLD_SECONDS)  # past the hold: a stale `running` would be out
+        await eventually(lambda: ledger.states.get(request.call_id), what="the entry")
+        entry = await ledger.get(request.call_id)
+        assert entry is not None and entry.state is CallState.EXPIRED
+        assert ledger.states[request.call_id] == ["expired"]
+    finally:
+        await hooks.close()
