@@ -282,8 +282,9 @@ class WorkerLedger:
         call has up to five changes and checks)."""
         found = self._ids.get(call_id)
         if found is None:
-            token = call_token(call_id)
-            found = (token, ENTRY_PREFIX + token, sheet_group(call_id))
+            group = sheet_group(call_id)
+            token = call_id if group is not None else call_token(call_id)  # a sheet's id is plain
+            found = (token, ENTRY_PREFIX + token, group)
             if len(call_id) <= MAX_TOKEN:  # a long id is hashed again rather than kept
                 if len(self._ids) >= TOKENS_KEPT:
                     self._ids.clear()

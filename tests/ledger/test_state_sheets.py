@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,9 +15,9 @@ from nats.aio.msg import Msg
 
 from console.data import ConsoleData
 from gateway.service import GatewayService
-from ledger.entries import CallEntry, CallState, entry_key
+from ledger.entries import CallEntry, CallState, call_token, entry_key
 from ledger.sheets import call_id_on, new_sheet
-from ledger.state_sheets import STATE_PREFIX, state_entries
+from ledger.state_sheets import STATE_PREFIX, sheet_group, state_entries
 from ledger.store import CancelAnswer
 from tests.ledger.test_call_sheets import accept_many
 from tests.support.http import FakeGateway, held_until
@@ -245,3 +246,10 @@ async def test_the_consoles_last_hour_shows_a_call_on_a_state_sheet_once(
 
 async def _no_functions() -> list[Any]:
     return []
+
+
+def test_an_id_that_can_share_a_state_sheet_is_its_own_key_token() -> None:
+    """The worker takes such an id as its key token without working it out."""
+    ids = [call_id_on(new_sheet()) for _ in range(200)] + [str(uuid.uuid4()) for _ in range(200)]
+    assert all(sheet_group(i) is not None and call_token(i) == i for i in ids)
+    assert sheet_group("Chosen-By-Me") is None and sheet_group(str(uuid.uuid4()).upper()) is None
