@@ -31,6 +31,7 @@ from connectors.core.slots import Slots
 from queue_worker import decoded
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import QueueWorkerConfig
+from queue_worker.delivery_numbers import delivered
 from queue_worker.expiry import CallClock
 from queue_worker.held_answers import HeldAnswers
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
@@ -120,10 +121,10 @@ class MessageHandler:
             before = header_count(msg.headers, ATTEMPTS_BEFORE)
             if (expired := self.clock.expired(msg, request)) is not None:
                 slot.release()
-                attempts = before + (msg.metadata.num_delivered or 1)
+                attempts = before + delivered(msg)
                 await outcomes.expired(msg, request, expired, attempts, policy, reference)
                 return
-            attempt = min(before + (msg.metadata.num_delivered or 1), policy.max_attempts)
+            attempt = min(before + delivered(msg), policy.max_attempts)
             invocation = invocation_of(request)
             if reference:  # a claim check: the body is streamed from the object store
                 try:

@@ -46,6 +46,7 @@ from asyncq.jetstream import PublishError
 from asyncq.layout import function_subject
 from connectors.core.errors import DecodeError
 from queue_worker import decoded
+from queue_worker.delivery_numbers import ack_numbers
 from queue_worker.lanes import ATTEMPTS_BEFORE, header_count
 from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
 from queue_worker.puller import Puller
@@ -57,7 +58,6 @@ MOVES_AT_ONCE = 64
 MOVED_ID = "ferry-moved-{seq}"
 ANSWER_SECONDS = 5.0  # a copy JetStream has not answered in this time is handed back
 STOP_WAIT_SECONDS = 1.0
-V1_TOKENS, V2_TOKENS = 9, 12  # a JetStream reply subject's tokens, without and with a domain
 
 
 class _Move:
@@ -269,33 +269,3 @@ class Sorter:
         self.puller.poke()
         if not self._waiting and not self._answers:
             self._quiet.set()
-
-
-def stream_seq(msg: Msg) -> int | None:
-    """The message's stream sequence (see `ack_numbers`)."""
-    return ack_numbers(msg)[0]
-
-
-def ack_numbers(msg: Msg) -> tuple[int | None, int, int]:
-    """The message's stream sequence, delivery count and the consumer's count of messages
-    not yet delivered, read from its reply subject as nats-py reads them (its `metadata` also
-    builds a datetime and two dataclasses, a tenth of a move's cost); (None, 1, 0) if it is
-    not a JetStream delivery."""
-    tokens = (msg.reply or "").split(".")
-    try:
-        if tokens[0] == "$JS" and tokens[1] == "ACK":
-            if len(tokens) == V1_TOKENS:
-                return int(tokens[5]), int(tokens[4]), int(tokens[8])
-            if len(tokens) >= V2_TOKENS - 1:
-                return (
-                    int(tokens[Msg.Ack.StreamSeq]),
-                    int(tokens[Msg.Ack.NumDelivered]),
-                    int(tokens[Msg.Ack.NumPending]),
-                )
-    except (IndexError, ValueError):
-        pass
-    try:
-        meta = msg.metadata
-        return seq(msg), meta.num_delivered or 1, meta.num_pending or 0
-    except (NatsError, ValueError):  # not a JetStream delivery: no sequence to read
-        return None, 1, 0

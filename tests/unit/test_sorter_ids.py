@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from nats.aio.msg import Msg
 
+from queue_worker.delivery_numbers import ack_numbers, stream_seq
 from queue_worker.outcomes import seq
-from queue_worker.sorter import ack_numbers, stream_seq
 
 
 @pytest.mark.parametrize(
