@@ -175,9 +175,9 @@ class ConsoleData:
                     read += len(msg.data)
                     key = msg.subject[len(prefix) :]
                     position = msg.metadata.sequence.stream
-                    for entry, done in listed_entries(key, msg.data, position, on_sheets):
+                    for entry, on_sheet in listed_entries(key, msg.data, position, on_sheets):
                         entry.result = None
-                        entries.add(position, entry, done)
+                        entries.add(position, entry, on_sheet)
                         count += 1
                 if batch and batch[-1].metadata.num_pending == 0:
                     return _with_sheets(entries, on_sheets), False
