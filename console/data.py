@@ -30,11 +30,12 @@ from connectors.core.errors import FerryError, StartupError
 from connectors.core.function_entries import FunctionInfo
 from connectors.jetstream.connect import describe
 from console.activity import HOUR, Activity, summarise
+from ledger.bucket import LedgerUnavailable
 from ledger.delayed import cancel_call
 from ledger.entries import CallEntry
 from ledger.sheets import QueuedOnSheets
 from ledger.state_sheets import Standing
-from ledger.store import CancelAnswer, LedgerStore, LedgerUnavailable, listed_entries
+from ledger.store import CancelAnswer, LedgerStore, listed_entries
 
 MAX_SCAN_ENTRIES = 20_000  # ledger entries read for the overview, at most
 MAX_SCAN_BYTES = 64 * 1024 * 1024  # and at most this many bytes of them

@@ -21,7 +21,7 @@ from connectors.jetstream.credentials import check_files
 from console.app import PREFIX, console_app, mount
 from console.config import ConsoleConfig
 from console.data import ConsoleData
-from ledger.store import bucket_handle
+from ledger.bucket import bucket_handle
 
 log = logging.getLogger("ferry.console")
 

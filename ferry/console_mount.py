@@ -15,7 +15,7 @@ from console.app import PREFIX, console_app
 from console.config import console_allowed
 from console.data import ConsoleData
 from gateway.service import GatewayService
-from ledger.store import bucket_handle
+from ledger.bucket import bucket_handle
 
 log = logging.getLogger("ferry.console")
 

@@ -15,9 +15,10 @@ from asyncq.function_state import WAITING_STATES, FunctionStates, why_waiting
 from connectors.core.errors import FerryError
 from connectors.core.invoker import HOP_BY_HOP
 from gateway.credentials import Credentials
+from ledger.bucket import LedgerUnavailable
 from ledger.delayed import Unschedule, cancel_call
 from ledger.entries import CallEntry
-from ledger.store import UNCONFIRMED, CancelAnswer, LedgerStore, LedgerUnavailable
+from ledger.store import UNCONFIRMED, CancelAnswer, LedgerStore
 
 # The stored answer's own headers that the result route does not repeat: hop-by-hop ones
 # (they were the function's connection's), and those the route writes itself.

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from asyncq.codec import QueueRequest
 from ledger.delayed import scheduled_value
 from ledger.entries import CallState, entry_key, now_text, public_url
+from ledger.queued import queued_value, trace_id_of
 from ledger.sheets import (
     PREFIX_CHARS,
     SHEET_CALLS,
@@ -31,7 +32,6 @@ from ledger.sheets import (
     call_id_on,
     new_sheet,
 )
-from ledger.store import queued_value, trace_id_of
 from ledger.writer import DEFAULT_LIMIT, Change, LedgerMetrics, LedgerWriter, Op
 
 SHEET_GATHER_SECONDS = 0.005  # how long a sheet takes new call ids at most

@@ -53,7 +53,8 @@ from gateway.proxy import ReverseProxy
 from gateway.queue_routes import QueueRoutes, open_queue_routes
 from gateway.queued_calls import QueuedCalls
 from gateway.standalone import StandaloneRoutes
-from ledger.store import LedgerStore, bucket_handle, open_or_handle
+from ledger.bucket import bucket_handle, open_or_handle
+from ledger.store import LedgerStore
 
 log = logging.getLogger("ferry.gateway")
 # How often the front door re-reads whether the queue has per-function subjects (a fair worker

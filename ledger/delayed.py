@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from asyncq.codec import QueueRequest
 from ledger.entries import CallEntry, CallState, rfc3339
-from ledger.store import CancelAnswer, LedgerStore, queued_entry
+from ledger.queued import queued_entry
+from ledger.store import CancelAnswer, LedgerStore
 
 # removes a delayed call not yet due: the function it was for, or None if none was waiting
 Unschedule = Callable[[str], Awaitable[str | None]]

@@ -1,4 +1,5 @@
-"""Reading and cancelling ledger entries: what the gateway's call routes and `ferry calls` use.
+"""Reading, listing and cancelling ledger entries: what the gateway's call routes, the console
+and `ferry calls` use.
 
 nats-py exceptions stop here: callers see `LedgerUnavailable`, or a plain answer.
 """
@@ -8,43 +9,30 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NotFoundError,
 )
 from nats.js.kv import KeyValue
 
-from asyncq.codec import QueueRequest
-from connectors.core import tracing
-from connectors.core.errors import FerryError, StartupError
 from connectors.jetstream.connect import describe
-from connectors.jetstream.setup import BoundRefused, ensure_key_value
+from ledger.bucket import LedgerUnavailable
 from ledger.entries import (
     ENTRY_PREFIX,
     CallEntry,
     CallState,
     cancel_key,
     entry_key,
-    entry_template,
-    function_texts,
-    json_text,
     now_text,
-    public_url,
-    rfc3339,
-    split_function,
-    start_time_text,
 )
 from ledger.fence import markers_seen
-from ledger.settings import CallLedgerSettings
 from ledger.sheets import SHEET_PREFIX, QueuedOnSheets, sheet_entry, sheet_key
 from ledger.state_sheets import (
     STATE_PREFIX,
@@ -77,151 +65,11 @@ UNCONFIRMED = (
 MARKER_GRACE_SECONDS = 1.0  # how long a listing waits for values after nats-py says "no more"
 
 
-class LedgerUnavailable(FerryError):
-    """The ledger's bucket could not be read or written."""
-
-
 class CancelAnswer(enum.Enum):
     CANCELLED = "cancelled"
     PENDING = "pending"  # cancelled before the ledger had seen the call
     TOO_LATE = "too_late"  # running or finished
     UNCONFIRMED = "unconfirmed"  # recorded, but a worker has not been handed the marker
-
-
-async def open_bucket(
-    js: JetStreamContext, settings: CallLedgerSettings, replicas: int
-) -> KeyValue:
-    """The ledger's bucket, created with `replicas` if missing, bounded to
-    `call_ledger_max_bytes` (oldest entries first), StartupError if it cannot be."""
-    return await ensure_key_value(
-        js,
-        settings.call_ledger_bucket,
-        ttl=settings.call_ledger_ttl,
-        history=1,
-        replicas=replicas,
-        max_bytes=("call_ledger_max_bytes", settings.call_ledger_max_bytes),
-    )
-
-
-async def open_existing(js: JetStreamContext, settings: CallLedgerSettings) -> KeyValue:
-    """The ledger's bucket as it is, for a reader: never created, never reconfigured
-    (LedgerUnavailable if it is not there)."""
-    bucket = settings.call_ledger_bucket
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        raise LedgerUnavailable(f"call ledger unavailable: no bucket {bucket}") from None
-    except (NatsError, TimeoutError) as exc:
-        raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
-
-
-def bucket_handle(js: JetStreamContext, bucket: str) -> KeyValue:
-    """A handle on the bucket without asking NATS, for a process that must run without it:
-    its writes fail (and are counted) until the bucket exists."""
-    return KeyValue(name=bucket, stream=f"KV_{bucket}", pre=f"$KV.{bucket}.", js=js, direct=False)
-
-
-async def open_or_handle(
-    js: JetStreamContext, settings: CallLedgerSettings, replicas: int, *, who: str
-) -> KeyValue | None:
-    """The bucket to write to, or a handle on it if it cannot be had now (its writes fail and
-    are counted until it exists). None when it exists but cannot be bounded: writing to it
-    could fill JetStream's storage and stop intake, so the process writes nothing to it."""
-    try:
-        return await open_bucket(js, settings, replicas)
-    except BoundRefused as exc:
-        log.error("%s: the call ledger is not written (reads go on): %s", who, exc)
-        return None
-    except StartupError as exc:
-        log.warning("%s: call ledger unavailable, calls run without it: %s", who, exc)
-        return bucket_handle(js, settings.call_ledger_bucket)
-
-
-def base_entry(request: QueueRequest, state: CallState, attempt: int, now: float) -> CallEntry:
-    """An entry with what the message itself says, in `state` as of `now`."""
-    _, namespace = split_function(request.function)
-    return CallEntry(
-        call_id=request.call_id,
-        function=request.function,
-        namespace=namespace,
-        queue=request.queue_name,
-        state=state,
-        attempts=attempt,
-        queued_at=start_time_text(request.start_time),
-        updated_at=rfc3339(now),
-        callback_url=public_url(request.callback) if request.callback else None,
-        trace_id=trace_id_of(request),
-    )
-
-
-def trace_id_of(request: QueueRequest) -> str | None:
-    """The trace a queued call belongs to: its `Traceparent` header, as the front door (with
-    tracing on) or the caller set it; one dict lookup, as Go and ferry spell the key."""
-    return tracing.trace_id(request.header.get("Traceparent"))
-
-
-def queued_entry(request: QueueRequest) -> CallEntry:
-    """The entry of a call just handed to JetStream, before any worker saw it."""
-    return base_entry(request, CallState.QUEUED, 0, time.time())
-
-
-def queued_value(request: QueueRequest) -> bytes:
-    """`queued_entry(request).encode()` in a fraction of the time: the front door writes one
-    for every call it accepts, and only four of the fields vary from call to call."""
-    callback = request.callback
-    function, namespace, queue = function_texts(request.function, request.queue_name)
-    return _QUEUED.format(
-        json_text(request.call_id),
-        function,
-        namespace,
-        queue,
-        json_text(start_time_text(request.start_time)),
-        rfc3339(time.time()),
-        json_text(public_url(callback)) if callback else "null",
-        json_text(trace_id_of(request)),
-    ).encode()
-
-
-_QUEUED = entry_template(
-    {
-        "state": '"queued"',
-        "attempts": "0",
-        "status": "null",
-        "started_at": "null",
-        "finished_at": "null",
-        "next_attempt_at": "null",
-        "updated_at": '"{}"',
-        "callback_outcome": "null",
-        "error": "null",
-        "result_stored": "false",
-        "result_bytes": "null",
-    },
-    result=False,
-)
-
-
-async def record_queued(
-    kv: KeyValue,
-    request: QueueRequest,
-    publish: Coroutine[Any, Any, T],
-    value: bytes | None = None,
-) -> T:
-    """Run `publish` with the `queued` entry (or `value`) created beside it (for one-shot
-    commands, which have no background writer). A ledger that cannot be written is logged,
-    never raised."""
-    entry = queued_value(request) if value is None else value
-    create = asyncio.ensure_future(
-        kv.create(entry_key(request.call_id), entry, validate_keys=False)
-    )
-    try:
-        return await publish
-    finally:
-        try:
-            await create
-        except KeyWrongLastSequenceError:
-            pass  # a worker wrote first
-        except (NatsError, TimeoutError) as exc:
-            log.warning("call ledger: could not record the call as queued: %s", describe(exc))
 
 
 class LedgerStore:

@@ -22,7 +22,7 @@ from ledger.entries import (
     rfc3339,
     start_time_text,
 )
-from ledger.store import base_entry, trace_id_of
+from ledger.queued import base_entry, trace_id_of
 
 _NOT_KEPT = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 

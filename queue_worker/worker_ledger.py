@@ -28,6 +28,7 @@ from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult
 from connectors.core.supervision import cancel_and_wait
 from connectors.jetstream.connect import describe
+from ledger.bucket import bucket_handle, open_or_handle
 from ledger.entries import (
     CANCEL_PREFIX,
     ENTRY_PREFIX,
@@ -37,9 +38,9 @@ from ledger.entries import (
     call_token,
     rfc3339,
 )
+from ledger.queued import base_entry
 from ledger.settings import CallLedgerSettings
 from ledger.state_sheets import sheet_group
-from ledger.store import base_entry, bucket_handle, open_or_handle
 from ledger.writer import HOLD_SECONDS, Change, Encodable, LedgerMetrics, LedgerWriter, Op
 from queue_worker.finished_entry import Finished
 

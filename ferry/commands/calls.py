@@ -16,15 +16,10 @@ from connectors.core.runner import EXIT_OK, fail
 from connectors.core.settings import describe_settings, load_settings
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
+from ledger.bucket import LedgerUnavailable, open_existing
 from ledger.delayed import Unschedule, cancel_call
 from ledger.entries import CallEntry, CallState
-from ledger.store import (
-    UNCONFIRMED,
-    CancelAnswer,
-    LedgerStore,
-    LedgerUnavailable,
-    open_existing,
-)
+from ledger.store import UNCONFIRMED, CancelAnswer, LedgerStore
 
 HELP = (
     "get: show one call's entry (state, attempts, last status, times, callback outcome).\n"

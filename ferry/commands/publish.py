@@ -20,8 +20,9 @@ from connectors.core.targets import call_id_problem, function_name_problem, path
 from connectors.core.urlguard import CallbackPolicy
 from ferry.jetstream_session import open_jetstream, quiet_logging, run_action
 from ferry.ledger_settings import LedgerCommandSettings
+from ledger.bucket import open_or_handle
 from ledger.delayed import scheduled_value
-from ledger.store import open_or_handle, record_queued
+from ledger.queued import record_queued
 
 HELP = (
     "Store one async invocation of NAME on NATS JetStream (the QueueRequest the front door\n"

@@ -12,8 +12,8 @@ from nats.js import api
 
 from connectors.core.errors import ConfigError, StartupError
 from connectors.core.settings import load_settings
+from ledger.bucket import open_bucket
 from ledger.settings import CallLedgerSettings
-from ledger.store import open_bucket
 from tests.support.http import Call, FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.queue import QueueUnderTest

@@ -17,8 +17,9 @@ from typing import Any
 import aiohttp
 from nats.js import JetStreamContext
 
+from ledger.bucket import bucket_handle
 from ledger.entries import CallEntry
-from ledger.store import LedgerStore, bucket_handle
+from ledger.store import LedgerStore
 from tests.support.front_door import gateway_env, write_functions
 from tests.support.ports import free_port, wait_for_port
 from tests.support.procs import FerryProcess

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
+from ledger.bucket import open_bucket
 from ledger.entries import CallEntry, entry_key
 from ledger.settings import CallLedgerSettings
 from ledger.sheets import SHEET_PREFIX, sheet_entries
 from ledger.state_sheets import STATE_PREFIX, state_entries
-from ledger.store import LedgerStore, open_bucket
+from ledger.store import LedgerStore
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
 from tests.support.subscriptions import at_server

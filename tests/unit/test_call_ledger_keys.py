@@ -19,7 +19,7 @@ from ledger.entries import (
     entry_key,
     public_url,
 )
-from ledger.store import queued_entry, queued_value
+from ledger.queued import queued_entry, queued_value
 
 KV_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")
 

@@ -8,7 +8,7 @@ import pytest
 from asyncq.publisher import build_request
 from connectors.core.tracing import trace_id
 from ledger.entries import CallEntry, CallState
-from ledger.store import base_entry, queued_value
+from ledger.queued import base_entry, queued_value
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
