@@ -39,16 +39,18 @@ def state_subjects(bucket: str, call_id: str) -> str | None:
     return None if group is None else f"$KV.{bucket}.{STATE_PREFIX}{group}.>"
 
 
-def sheet_runs(values: list[bytes], limit: int) -> Iterable[list[bytes]]:
-    """`values` (encoded entries) cut into runs whose state sheet stays within `limit` bytes."""
-    run: list[bytes] = []
+def sheet_runs(entries: list[tuple[str, bytes]], limit: int) -> Iterable[list[tuple[str, bytes]]]:
+    """`entries` (key, encoded entry) cut into runs whose state sheet stays within `limit`
+    bytes, in order."""
+    run: list[tuple[str, bytes]] = []
     size = 2
-    for value in values:
-        if run and size + len(value) + 1 > limit:
+    for entry in entries:
+        length = len(entry[1]) + 1
+        if run and size + length > limit:
             yield run
             run, size = [], 2
-        run.append(value)
-        size += len(value) + 1
+        run.append(entry)
+        size += length
     if run:
         yield run
 

@@ -285,18 +285,13 @@ class LedgerWriter:
         sent: list[tuple[str, dict[str, str] | None, bytes]] = []
         limit = min(STATE_SHEET_MAX_BYTES, self.nc.max_payload)
         for group, found in groups.items():
-            if len(found) == 1:
-                key, value = found[0]
-                sent.append((self.prefix + key, None, value))
-                continue
-            runs = sheet_runs([value for _, value in found], limit)
-            for part, run in enumerate(runs):
-                if len(run) == 1:  # an entry too big to share a sheet
-                    key = next(k for k, v in found if v is run[0])
-                    sent.append((self.prefix + key, None, run[0]))
+            for part, run in enumerate(sheet_runs(found, limit)):
+                if len(run) == 1:  # alone in the batch, or too big to share a sheet
+                    key, value = run[0]
+                    sent.append((self.prefix + key, None, value))
                 else:
                     subject = f"{self.prefix}{STATE_PREFIX}{group}.{self._id}-{number}-{part}"
-                    sent.append((subject, None, encode_state_sheet(run)))
+                    sent.append((subject, None, encode_state_sheet([v for _, v in run])))
         return sent
 
     async def _answered(self, msg: Msg) -> None:

@@ -213,7 +213,10 @@ def test_state_sheet_runs_stay_within_their_byte_limit() -> None:
     from ledger.state_sheets import encode_state_sheet, sheet_runs
 
     values = [json.dumps({"n": n, "pad": "p" * n * 10}).encode() for n in range(40)]
-    runs = list(sheet_runs(values, 2000))
+    runs = [
+        [v for _, v in run]
+        for run in sheet_runs([(f"k{n}", v) for n, v in enumerate(values)], 2000)
+    ]
     assert [v for run in runs for v in run] == values  # all of them, in order
     for run in runs:
         assert len(encode_state_sheet(run)) <= 2000 or len(run) == 1
