@@ -17,7 +17,7 @@ from console.data import ConsoleData
 from gateway.service import GatewayService
 from ledger.entries import CallEntry, CallState, call_token, entry_key
 from ledger.sheets import call_id_on, new_sheet
-from ledger.state_sheets import STATE_PREFIX, sheet_group, state_entries
+from ledger.state_sheets import STATE_PREFIX, STATE_SHEETS_READ, sheet_group, state_entries
 from ledger.store import CancelAnswer
 from tests.ledger.test_call_sheets import accept_many
 from tests.support.http import FakeGateway, held_until
@@ -256,3 +256,18 @@ def test_an_id_that_can_share_a_state_sheet_is_its_own_key_token() -> None:
     ids = [call_id_on(new_sheet()) for _ in range(200)] + [str(uuid.uuid4()) for _ in range(200)]
     assert all(sheet_group(i) is not None and call_token(i) == i for i in ids)
     assert sheet_group("Chosen-By-Me") is None and sheet_group(str(uuid.uuid4()).upper()) is None
+
+
+async def test_a_reader_looks_at_a_bounded_number_of_state_sheets(ledger: LedgerUnderTest) -> None:
+    """Anyone with access can write the bucket: a prefix with more state sheets than a reader
+    looks at costs it a bounded read, and the call's own entry still reads."""
+    sheet = new_sheet()
+    call_id = call_id_on(sheet)
+    assert ledger.store is not None
+    for n in range(STATE_SHEETS_READ + 6):
+        await ledger.store.kv.put(f"{STATE_PREFIX}{sheet}.junk-{n}", b"\x00" * 64)
+    running = CallEntry(call_id, "echo", CallState.RUNNING, attempts=1)
+    await ledger.store.kv.put(entry_key(call_id), running.encode())
+    entry = await ledger.get(call_id)
+    assert entry is not None and entry.state is CallState.RUNNING
+    assert [e.call_id for e in await ledger.store.list()] == [call_id]
