@@ -10,7 +10,11 @@ import pytest
 from gateway.service import GatewayService
 from tests.support.front_door import gateway_env, running_gateway, write_functions
 from tests.support.http import FakeGateway
-from tests.support.ledger import LedgerUnderTest, ledger_bucket  # noqa: F401  (`ledger`)
+from tests.support.ledger import (  # noqa: F401  (the `ledger` and `writes` fixtures)
+    LedgerUnderTest,
+    bucket_writes,
+    ledger_bucket,
+)
 from tests.support.queue import QueueUnderTest
 
 FUNCTIONS = ("echo", "held", "big", "never")

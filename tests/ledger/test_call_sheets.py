@@ -3,57 +3,23 @@ reads, lists and cancels as `queued` until a worker writes its next state."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
-from nats.aio.msg import Msg
 
 from gateway.service import GatewayService
 from ledger.entries import entry_key
 from ledger.sheets import sheet_key
+from tests.support.front_door import accept_many
 from tests.support.http import FakeGateway
-from tests.support.ledger import LedgerUnderTest
+from tests.support.ledger import BucketWrites, LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
-from tests.support.subscriptions import at_server
 
 CALLS = 48
-
-
-class Writes:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def seen(self, msg: Msg) -> None:
-        self.keys.append(msg.subject.split(".", 2)[2])
-
-
-@pytest.fixture
-async def writes(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterator[Writes]:
-    writes = Writes()
-    sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=writes.seen)
-    await at_server(queue.nc)  # the server has the subscription before the test writes anything
-    yield writes
-    await sub.unsubscribe()
-
-
-async def accept_many(
-    front_door: GatewayService, count: int, function: str = "echo", **headers: str
-) -> list[str]:
-    async with aiohttp.ClientSession() as session:
-
-        async def one() -> str:
-            url = f"{front_door.url}/async-function/{function}"
-            async with session.post(url, data=b"x", headers=headers) as response:
-                assert response.status == 202
-                return response.headers["X-Call-Id"]
-
-        return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 async def read(front_door: GatewayService, call_id: str) -> tuple[int, dict[str, Any]]:
@@ -66,7 +32,7 @@ async def read(front_door: GatewayService, call_id: str) -> tuple[int, dict[str,
 
 
 async def test_calls_accepted_together_share_ledger_writes_and_each_reads_queued(
-    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: BucketWrites
 ) -> None:
     callback = "http://127.0.0.1:9/done?token=secret"
     ids = await accept_many(front_door, CALLS, **{"X-Callback-Url": callback})
@@ -148,7 +114,7 @@ async def test_a_call_known_only_from_its_sheet_is_cancelled_and_never_runs(
 
 
 async def test_a_call_id_the_caller_chose_gets_its_own_queued_entry(
-    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: BucketWrites
 ) -> None:
     ids = await accept_many(front_door, 1, **{"X-Call-Id": "chosen-by-me"})
     assert ids == ["chosen-by-me"]
@@ -159,7 +125,7 @@ async def test_a_call_id_the_caller_chose_gets_its_own_queued_entry(
 
 
 async def test_a_call_with_a_long_callback_url_gets_its_own_entry_beside_the_sheet(
-    front_door: GatewayService, ledger: LedgerUnderTest, writes: Writes
+    front_door: GatewayService, ledger: LedgerUnderTest, writes: BucketWrites
 ) -> None:
     long_url = "http://127.0.0.1:9/" + "a" * 2000
     (call_id,) = await accept_many(front_door, 1, **{"X-Callback-Url": long_url})

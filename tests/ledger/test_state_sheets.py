@@ -6,47 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
-from nats.aio.msg import Msg
 
 from console.data import ConsoleData
 from gateway.service import GatewayService
 from ledger.entries import CallEntry, CallState, call_token, entry_key
 from ledger.sheets import call_id_on, new_sheet
-from ledger.state_sheets import STATE_PREFIX, STATE_SHEETS_READ, sheet_group, state_entries
+from ledger.state_sheets import STATE_PREFIX, STATE_SHEETS_READ, sheet_group
 from ledger.store import CancelAnswer
-from tests.ledger.test_call_sheets import accept_many
+from tests.support.front_door import accept_many
 from tests.support.http import FakeGateway, held_until
-from tests.support.ledger import LedgerUnderTest
+from tests.support.ledger import BucketWrites, LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
-from tests.support.subscriptions import at_server
-
-
-class Stored:
-    """Every message written to the test's bucket: key and value."""
-
-    def __init__(self) -> None:
-        self.writes: list[tuple[str, bytes]] = []
-
-    async def seen(self, msg: Msg) -> None:
-        self.writes.append((msg.subject.split(".", 2)[2], msg.data))
-
-    def state_sheets(self) -> list[list[CallEntry]]:
-        return [state_entries(v) for k, v in self.writes if k.startswith(STATE_PREFIX)]
-
-
-@pytest.fixture
-async def stored(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterator[Stored]:
-    stored = Stored()
-    sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=stored.seen)
-    await at_server(queue.nc)
-    yield stored
-    await sub.unsubscribe()
 
 
 async def test_calls_finished_together_share_a_state_sheet_and_each_reads_its_answer(
@@ -54,7 +29,7 @@ async def test_calls_finished_together_share_a_state_sheet_and_each_reads_its_an
     gateway: FakeGateway,
     ledger: LedgerUnderTest,
     front_door: GatewayService,
-    stored: Stored,
+    writes: BucketWrites,
 ) -> None:
     gateway.function("echo", lambda call: web.Response(body=b"answer:" + call.body))
     ids = await accept_many(front_door, 24)  # ids on the front door's sheets
@@ -65,13 +40,13 @@ async def test_calls_finished_together_share_a_state_sheet_and_each_reads_its_an
         entry = await ledger.get(call_id)
         assert entry is not None and entry.state is CallState.SUCCEEDED
         assert entry.result is not None and entry.result.body == b"answer:x"
-    await eventually(lambda: stored.state_sheets(), what="the state sheets seen")
-    sheets = stored.state_sheets()
+    await eventually(lambda: writes.state_sheets(), what="the state sheets seen")
+    sheets = writes.state_sheets()
     on_sheets = [e.call_id for sheet in sheets for e in sheet]
     assert all(len(sheet) >= 2 for sheet in sheets)
     assert len(sheets) < len(on_sheets)  # one write held the final entries of several calls
     assert set(on_sheets) <= set(ids)
-    own = [k for k, _ in stored.writes if k.startswith("call.")]
+    own = [k for k, _ in writes.writes if k.startswith("call.")]
     assert len(sheets) + len(own) < len(ids)  # fewer writes than calls, queued ones aside
     assert ledger.store is not None
     listed = await ledger.store.list(limit=100)
@@ -80,14 +55,14 @@ async def test_calls_finished_together_share_a_state_sheet_and_each_reads_its_an
 
 
 async def test_calls_with_ids_of_their_own_are_written_one_by_one(
-    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest, stored: Stored
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest, writes: BucketWrites
 ) -> None:
     gateway.function("echo", lambda call: web.Response(text="ok"))
     requests = [await queue.publish("echo", b"x") for _ in range(6)]  # random version 4 ids
     async with queue.worker(**ledger.env()):
         for request in requests:
             await ledger.wait_for_state(request.call_id, "succeeded")
-    assert stored.state_sheets() == []
+    assert writes.state_sheets() == []
 
 
 async def put_states(ledger: LedgerUnderTest, key: str, *entries: CallEntry) -> None:
@@ -113,7 +88,7 @@ async def test_calls_running_together_share_a_state_sheet_for_their_running(
     gateway: FakeGateway,
     ledger: LedgerUnderTest,
     front_door: GatewayService,
-    stored: Stored,
+    writes: BucketWrites,
 ) -> None:
     release = asyncio.Event()
     gateway.function("held", held_until(release))
@@ -124,7 +99,7 @@ async def test_calls_running_together_share_a_state_sheet_for_their_running(
             assert entry.attempts == 1
 
         def shared() -> bool:  # attempts begun together: their `running` shared a write
-            sheets = stored.state_sheets()
+            sheets = writes.state_sheets()
             return any(sum(e.state is CallState.RUNNING for e in s) >= 2 for s in sheets)
 
         await eventually(shared, what="a state sheet with two calls' running")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 from connectors.core.runner import serve
@@ -84,3 +85,18 @@ async def gateway_process(env: Mapping[str, str]) -> AsyncIterator[str]:
             child.terminate()
         _, stderr = await asyncio.wait_for(child.communicate(), 15)
         assert child.returncode == 0, stderr.decode(errors="replace")
+
+
+async def accept_many(
+    front_door: GatewayService, count: int, function: str = "echo", **headers: str
+) -> list[str]:
+    """`count` async calls to `function` through the front door at once; their call ids."""
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> str:
+            url = f"{front_door.url}/async-function/{function}"
+            async with session.post(url, data=b"x", headers=headers) as response:
+                assert response.status == 202
+                return response.headers["X-Call-Id"]
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))

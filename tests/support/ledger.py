@@ -106,3 +106,33 @@ async def ledger_bucket(queue: QueueUnderTest) -> AsyncIterator[LedgerUnderTest]
     under_test = await LedgerUnderTest(queue.js).setup()
     yield under_test
     await under_test.close()
+
+
+class BucketWrites:
+    """Every message written to a test's ledger bucket, key and value, in order."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, bytes]] = []
+
+    async def seen(self, msg: Any) -> None:
+        self.writes.append((msg.subject.split(".", 2)[2], msg.data))
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.writes]
+
+    def state_sheets(self) -> list[list[CallEntry]]:
+        """The entries of each state sheet written, in order."""
+        return [state_entries(v) for k, v in self.writes if k.startswith(STATE_PREFIX)]
+
+
+@pytest.fixture(name="writes")
+async def bucket_writes(
+    queue: QueueUnderTest, ledger: LedgerUnderTest
+) -> AsyncIterator[BucketWrites]:
+    """`writes`: what is written to the test's bucket (a conftest imports the fixture)."""
+    writes = BucketWrites()
+    sub = await queue.nc.subscribe(f"$KV.{ledger.bucket}.>", cb=writes.seen)
+    await at_server(queue.nc)  # the server has the subscription before the test writes anything
+    yield writes
+    await sub.unsubscribe()
