@@ -42,7 +42,9 @@ BODY = b"x" * 1024
 CHUNK = 32
 
 
-def make_calls(count: int, ids: str = "front-door") -> list[tuple[QueueRequest, InvocationResult]]:
+def make_calls(
+    count: int, ids: str = "front-door", body: bytes = BODY
+) -> list[tuple[QueueRequest, InvocationResult]]:
     calls = []
     sheet = new_sheet()
     for number in range(count):
@@ -51,14 +53,14 @@ def make_calls(count: int, ids: str = "front-door") -> list[tuple[QueueRequest, 
         call_id = str(uuid.uuid4()) if ids == "random" else call_id_on(sheet)
         request = QueueRequest(
             function="bench",
-            body=BODY,
+            body=body,
             header={"X-Call-Id": [call_id], "X-Start-Time": [str(time.time_ns())]},
             callback_url="http://127.0.0.1:8080/cb",
         )
         headers = CIMultiDict(
             [
                 ("Content-Type", "application/octet-stream"),
-                ("Content-Length", str(len(BODY))),
+                ("Content-Length", str(len(body))),
                 ("Date", "Mon, 07 Dec 2026 06:40:00 GMT"),
             ]
         )
@@ -67,7 +69,7 @@ def make_calls(count: int, ids: str = "front-door") -> list[tuple[QueueRequest, 
             status=200,
             attempt=1,
             duration=0.000731,
-            body=BODY,
+            body=body,
             headers=CIMultiDictProxy(headers),
         )
         calls.append((request, result))
@@ -103,16 +105,20 @@ async def main(args: argparse.Namespace) -> None:
         await one_repeat(ledger, make_calls(2000))  # warm up
         ours, theirs = [], []
         for repeat in range(args.repeats):
-            calls = make_calls(args.calls, args.ids)
+            calls = make_calls(args.calls, args.ids, b"x" * args.body)
+            stored = (await js.stream_info("KV_faas-calls")).state
             before = cpu_seconds(server.pid)
             cpu = await one_repeat(ledger, calls)
             await asyncio.sleep(0.2)  # let nats-server finish storing
             server_cpu = cpu_seconds(server.pid) - before
+            now = (await js.stream_info("KV_faas-calls")).state
             ours.append(cpu / args.calls * 1e6)
             theirs.append(server_cpu / args.calls * 1e6)
             print(
                 f"repeat {repeat + 1}: worker ledger {ours[-1]:.2f} µs CPU/call,"
-                f" nats-server {theirs[-1]:.2f} µs CPU/call"
+                f" nats-server {theirs[-1]:.2f} µs CPU/call,"
+                f" {(now.messages - stored.messages) / args.calls:.3f} messages"
+                f" and {(now.bytes - stored.bytes) / args.calls:.0f} bytes stored/call"
             )
         print(
             f"median: worker ledger {statistics.median(ours):.2f} µs CPU/call"
@@ -128,6 +134,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--body", type=int, default=len(BODY), help="bytes in each call's body and answer"
+    )
     parser.add_argument(
         "--ids",
         choices=("front-door", "random"),
