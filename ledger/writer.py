@@ -1,7 +1,8 @@
 """Writes ledger changes in the background, so no invocation ever waits on the ledger.
 
 Changes are published straight to the bucket's subject, in batches of up to `BATCH` (what
-waits when the writer's task runs, or what comes within `gather` seconds of a first change);
+waits when the writer's task runs, or what comes within `gather` seconds of a first change, cut
+short once a whole batch waits or the writer closes);
 only the last of a batch carries a reply subject (under one inbox of the
 writer's own), and JetStream's answer to it stands for the batch: one stream takes one
 connection's messages in order, and what makes a write fail (the bucket gone, no stream leader,
@@ -52,7 +53,7 @@ ACK_TIMEOUT = 5.0
 DEFAULT_LIMIT = 8192
 HOLD_SECONDS = 0.05
 WRONG_LAST_SEQUENCE = (b"10071", b"10164")  # `create` found an entry: a worker got there first
-BATCH = 64  # changes sent together; JetStream's answer to the last stands for them all
+BATCH = 256  # changes sent together; JetStream's answer to the last stands for them all
 
 
 class LedgerMetrics:
@@ -137,6 +138,8 @@ class LedgerWriter:
         self._inbox = f"_INBOX.ledger{os.urandom(8).hex()}."
         self._next = 0
         self._wake = asyncio.Event()
+        self._full = asyncio.Event()  # a whole batch waits (or the writer closes): stop gathering
+        self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._sub: Subscription | None = None
@@ -169,6 +172,8 @@ class LedgerWriter:
         else:
             self._pending[key] = change
             self._wake.set()
+            if len(self._pending) >= BATCH:
+                self._full.set()
         self._idle.clear()
 
     def _waiting(self) -> int:
@@ -192,7 +197,9 @@ class LedgerWriter:
         for key, (change, _) in list(self._held.items()):  # no point holding any longer
             self._pending[key] = change
         self._held.clear()
+        self._closing = True
         self._wake.set()
+        self._full.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
@@ -206,8 +213,12 @@ class LedgerWriter:
     async def _send(self) -> None:
         while True:
             await self._wake.wait()
-            if self.gather:
-                await asyncio.sleep(self.gather)  # let a busy process's changes gather
+            if self.gather and not self._closing and len(self._pending) < BATCH:
+                # let a busy process's changes gather, until a whole batch waits
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.gather):
+                        await self._full.wait()
             self._wake.clear()
             while self._pending and self._in_flight < self.limit:
                 await self._publish_batch()

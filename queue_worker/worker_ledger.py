@@ -49,7 +49,8 @@ log = logging.getLogger("ferry.ledger")
 CANCELLED_REMEMBERED = 100_000
 RUNNING_KEPT = 65_536
 TOKENS_KEPT = 4096
-GATHER_SECONDS = 0.005  # a final state waits up to this long to leave with others
+GATHER_SECONDS = 0.02  # a final state waits up to this long to leave with others (less when a
+# whole batch waits): fewer, fuller writes cost nats-server less (bench/README.md, "Call ledger")
 INITIAL_SYNC_SECONDS = 5.0
 WATCH_RETRY_SECONDS = 1.0  # with WATCH_CHECK_SECONDS, within ledger.fence.REWATCH_SECONDS
 # How often the worker checks that the bucket it watches is still the same one: a bucket deleted

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from ledger.writer import BATCH, Change, LedgerWriter, Op
+from ledger.writer import BATCH, DEFAULT_LIMIT, Change, LedgerWriter, Op
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
@@ -43,8 +43,22 @@ async def counts(queue: QueueUnderTest, ledger: LedgerUnderTest) -> AsyncIterato
     await sub.unsubscribe()
 
 
-def writer_for(queue: QueueUnderTest, bucket: str, counts: Counts, **kw: int) -> LedgerWriter:
-    return LedgerWriter(queue.nc, bucket, on_failure=counts.failed, on_drop=counts.dropped, **kw)
+def writer_for(
+    queue: QueueUnderTest,
+    bucket: str,
+    counts: Counts,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    gather: float = 0.0,
+) -> LedgerWriter:
+    return LedgerWriter(
+        queue.nc,
+        bucket,
+        on_failure=counts.failed,
+        on_drop=counts.dropped,
+        limit=limit,
+        gather=gather,
+    )
 
 
 # keys outside `call.>`, which the `ledger` fixture follows as call entries
@@ -140,6 +154,32 @@ async def test_a_burst_of_many_batches_lands_whole_and_in_order_per_key(
     assert all(seen[-1] == f"done {key[2:]}".encode() for key, seen in counts.writes.items())
     for n in (0, BATCH, 5 * BATCH + 2):
         assert await value(ledger, f"w.{n}") == f"done {n}".encode()
+
+
+async def test_a_whole_batch_leaves_at_once_however_long_the_writer_may_gather(
+    queue: QueueUnderTest, ledger: LedgerUnderTest, counts: Counts
+) -> None:
+    writer = writer_for(queue, ledger.bucket, counts, gather=600.0)
+    await writer.start()
+    try:
+        for n in range(BATCH):
+            writer.submit(f"w.{n}", Change(Op.PUT, b"done", final=True))
+        await eventually(lambda: len(counts.writes) == BATCH, what="the batch written")
+    finally:
+        await writer.close()
+    assert counts.failures == 0
+
+
+async def test_closing_sends_what_is_gathering_without_waiting_out_the_gather(
+    queue: QueueUnderTest, ledger: LedgerUnderTest, counts: Counts
+) -> None:
+    writer = writer_for(queue, ledger.bucket, counts, gather=600.0)
+    await writer.start()
+    writer.submit("w.last", Change(Op.PUT, b"succeeded", final=True))
+    await asyncio.sleep(0.05)  # the writer is gathering
+    assert "w.last" not in counts.writes
+    await writer.close()
+    assert await value(ledger, "w.last") == b"succeeded"
 
 
 class Broken:
