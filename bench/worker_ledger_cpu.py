@@ -7,10 +7,12 @@ Each call goes through what the worker does with the ledger in the `instant` sce
 bench/queue_worker.py (an echo function answering 1 KiB, a callback): the cancel check,
 `running`, the final state with its callback pending, the same with the callback delivered,
 and the writer sending the one surviving write and reading JetStream's answer per batch. The
-calls come 32 at a time, with a 2 ms pause between (the writer gathers for 5 ms, so batches
-are about as full as in the worker). Printed per repeat: this process's CPU time per call
-(time.process_time, so the machine's load inflates it less than wall time) and nats-server's
-CPU per call (/proc), both medians at the end. The requests and results are made beforehand.
+calls come 32 at a time, with a 2 ms pause between (about four times the worker's rate in
+bench/queue_worker.py, so the writer's batches are fuller than there). Printed per repeat:
+this process's CPU time per call (time.process_time, so the machine's load inflates it less
+than wall time) and nats-server's CPU per call (/proc), both medians at the end; the ledger
+messages and bytes stored per call; the writer's batches per call (one JetStream answer
+each). The requests and results are made beforehand.
 """
 
 from __future__ import annotations
@@ -107,18 +109,21 @@ async def main(args: argparse.Namespace) -> None:
         for repeat in range(args.repeats):
             calls = make_calls(args.calls, args.ids, b"x" * args.body)
             stored = (await js.stream_info("KV_faas-calls")).state
+            batches = ledger._writer._next if ledger._writer else 0
             before = cpu_seconds(server.pid)
             cpu = await one_repeat(ledger, calls)
             await asyncio.sleep(0.2)  # let nats-server finish storing
             server_cpu = cpu_seconds(server.pid) - before
             now = (await js.stream_info("KV_faas-calls")).state
+            batches = (ledger._writer._next if ledger._writer else 0) - batches
             ours.append(cpu / args.calls * 1e6)
             theirs.append(server_cpu / args.calls * 1e6)
             print(
                 f"repeat {repeat + 1}: worker ledger {ours[-1]:.2f} µs CPU/call,"
                 f" nats-server {theirs[-1]:.2f} µs CPU/call,"
                 f" {(now.messages - stored.messages) / args.calls:.3f} messages"
-                f" and {(now.bytes - stored.bytes) / args.calls:.0f} bytes stored/call"
+                f" and {(now.bytes - stored.bytes) / args.calls:.0f} bytes stored/call,"
+                f" {batches / args.calls:.3f} batches (JetStream answers)/call"
             )
         print(
             f"median: worker ledger {statistics.median(ours):.2f} µs CPU/call"
