@@ -2,6 +2,7 @@
 nats-server.
 
     PYTHONPATH=. .venv/bin/python bench/worker_ledger_cpu.py [--calls N] [--repeats R]
+        [--body BYTES] [--ids front-door|random]
 
 Each call goes through what the worker does with the ledger in the `instant` scenario of
 bench/queue_worker.py (an echo function answering 1 KiB, a callback): the cancel check,
