@@ -71,6 +71,11 @@ class Child:
         """User plus system CPU time the child has used so far."""
         return cpu_seconds(self.pid)
 
+    def tail(self, lines: int = 40) -> str:
+        """The last `lines` lines the child printed (its log lives only as long as the run)."""
+        self.log.seek(0)
+        return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -283,6 +283,12 @@ async def run(scenario: Scenario) -> dict[str, float]:
             results["% of ideal end to end"] = 100 * results["ratio to ideal"]
             if scenario.callbacks:
                 results["% of ideal steady"] = 100 * results["steady msgs/s (mid 80%)"] / ideal
+    except BaseException:
+        # what the worker and the function said is gone once they stop: keep it for the reader
+        print(f"run failed: {len(receiver.arrived)} callbacks arrived", file=sys.stderr)
+        for name, child in (("queue worker", worker), ("function server", fn_child)):
+            print(f"--- {name}, last lines:\n{child.tail()}", file=sys.stderr)
+        raise
     finally:
         await nc.close()
         worker.stop()
