@@ -245,14 +245,6 @@ class WorkerLedger:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _ended(self, request: QueueRequest) -> None:
-        if self._running:
-            call_id = request.call_id
-            if call_id:
-                token = self._id_of(call_id)[0]
-                if self._running.pop(token, None) is not None:
-                    self._unshown.pop(token, None)
-
     def _put(
         self,
         request: QueueRequest,
@@ -271,12 +263,12 @@ class WorkerLedger:
         call_id = request.call_id
         if writer is None or not call_id:
             return
-        if state is not CallState.RUNNING:
+        token, key, group = self._id_of(call_id)
+        if state is not CallState.RUNNING and self._running.pop(token, None) is not None:
             # the attempt is over (or never began): its `running` must not be written after
-            self._ended(request)
+            self._unshown.pop(token, None)
         if counted:
             self.metrics.states.inc(state)
-        _, key, group = self._id_of(call_id)
         writer.submit(key, Change(Op.PUT, value, final, held, None if alone else group))
 
     def _id_of(self, call_id: str) -> tuple[str, str, str | None]:
