@@ -116,6 +116,7 @@ class LedgerStore:
         if subjects is None:
             return None
         found: tuple[CallEntry, int] | None = None
+        wanted = call_id.encode()  # a sheet id is plain text: JSON writes it as it is
         seq = 1
         for _ in range(STATE_SHEETS_READ):
             try:
@@ -125,14 +126,16 @@ class LedgerStore:
             except (NatsError, TimeoutError) as exc:
                 raise LedgerUnavailable(f"call ledger unavailable: {describe(exc)}") from None
             number = msg.seq or seq
+            seq = number + 1
+            if wanted not in (msg.data or b""):  # the sheet's other calls: not decoded
+                continue
             try:
                 entries = state_entries(msg.data or b"")
             except ValueError:
-                entries = []
+                continue
             for entry in entries:
                 if entry.call_id == call_id:
                     found = entry, number
-            seq = number + 1
         return found
 
     async def _value(self, key: str) -> tuple[bytes, int] | None:
