@@ -23,6 +23,7 @@ from asyncq.timing import EXPIRES_AT, NOT_BEFORE, header_seconds
 from connectors.core.durations import parse_duration
 from connectors.core.numbers import ascii_int
 from ledger.entries import rfc3339
+from queue_worker.delivery_numbers import delivered
 
 MAX_AGE_ANNOTATION = "ferry.max_age"
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -68,7 +69,7 @@ class CallClock:
         now = time.time() if now is None else now
         if not_before > now:
             return not_before - now
-        if (msg.metadata.num_delivered or 1) == 1:
+        if delivered(msg) == 1:
             self.metrics.lateness.observe(now - not_before)
         return None
 

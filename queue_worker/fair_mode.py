@@ -21,11 +21,12 @@ from connectors.core.slots import Slots
 from connectors.core.supervision import cancel_and_wait, raise_if_ended
 from connectors.jetstream.connect import NatsConnection
 from queue_worker.config import QueueWorkerConfig
+from queue_worker.delivery_numbers import delivered, stream_seq
 from queue_worker.expiry import CallClock
 from queue_worker.fair import FairScheduler
 from queue_worker.handler import MessageHandler, SlotHold
 from queue_worker.lanes import ATTEMPTS_BEFORE, PROBE, RETURNS, Lane, header_count
-from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
+from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back
 from queue_worker.pauses import PauseFollower
 from queue_worker.progress import ProgressKeeper
 from queue_worker.sort_ahead import SortAhead
@@ -205,7 +206,7 @@ class FairMode:
         lane unrun, without using an attempt (a `nak` would: JetStream's delivery count is the
         attempt number)."""
         before = header_count(msg.headers, ATTEMPTS_BEFORE)
-        used = before + max(0, (msg.metadata.num_delivered or 1) - 1)
+        used = before + delivered(msg) - 1
         try:
             await self.send_back(msg, used, subject, limiter=False)
         except (NatsError, TimeoutError) as exc:
@@ -225,7 +226,7 @@ class FairMode:
         headers[ATTEMPTS_BEFORE] = str(attempts_used)
         if limiter:  # the breaker's returns are bounded by its probes, not counted
             headers[RETURNS] = str(header_count(msg.headers, RETURNS) + 1)
-        headers["Nats-Msg-Id"] = f"ferry-returned-{seq(msg)}"
+        headers["Nats-Msg-Id"] = f"ferry-returned-{stream_seq(msg)}"
         await publish(self.js, subject, msg.data, headers=headers, stream=self.stream)
         await msg.ack_sync(timeout=5.0)
 

@@ -31,12 +31,12 @@ from connectors.core.slots import Slots
 from queue_worker import decoded
 from queue_worker.attempt_log import log_attempt
 from queue_worker.config import QueueWorkerConfig
-from queue_worker.delivery_numbers import delivered
+from queue_worker.delivery_numbers import delivered, stream_seq
 from queue_worker.expiry import CallClock
 from queue_worker.held_answers import HeldAnswers
 from queue_worker.lanes import ATTEMPTS_BEFORE, RETURNS, Fate, Lane, header_count
 from queue_worker.metrics import QueueWorkerMetrics
-from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back, seq
+from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, OutcomeRecorder, hand_back
 from queue_worker.process_span import process_span
 from queue_worker.progress import ProgressKeeper
 from queue_worker.worker_ledger import WorkerLedger
@@ -173,7 +173,7 @@ class MessageHandler:
             log.warning("could not record an outcome, handing the message back: %s", exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         except (NatsError, TimeoutError) as exc:  # the broker's fault, not the message's
-            log.warning("NATS failed on message %s, handing it back: %r", seq(msg), exc)
+            log.warning("NATS failed on message %s, handing it back: %r", stream_seq(msg), exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         except Exception as exc:
             slot.release()

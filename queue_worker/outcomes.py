@@ -25,6 +25,7 @@ from connectors.core.callback import Callback, CallbackSender, result_headers
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, RetryPolicy, Verdict
 from connectors.core.targets import short_id, shorten
+from queue_worker.delivery_numbers import delivered, stream_seq
 from queue_worker.metrics import QueueWorkerMetrics
 from queue_worker.process_span import cancelled_outcome, note, unexpected_outcome
 from queue_worker.worker_ledger import WorkerLedger
@@ -87,7 +88,7 @@ class OutcomeRecorder:
         log.warning(
             "%s call %s: dead-lettered: %s", request.function, short_id(request.call_id), reason
         )
-        attempts = msg.metadata.num_delivered or 1
+        attempts = delivered(msg)
         self.ledger.gave_up(request, attempts, reason)
         await self._dead_letter(
             msg, request.function, request.call_id, reason, attempts, kind="not_retried"
@@ -95,13 +96,13 @@ class OutcomeRecorder:
         await msg.ack_sync(timeout=5.0)
 
     async def undecodable(self, msg: Msg, reason: str, function: str) -> None:
-        log.warning("dead-lettering an undecodable message (seq %s): %s", seq(msg), reason)
+        log.warning("dead-lettering an undecodable message (seq %s): %s", stream_seq(msg), reason)
         await self._dead_letter(
             msg,
             function,  # only an invalid name: the subject is then its hash
             "",
             f"undecodable: {reason}",
-            msg.metadata.num_delivered or 1,
+            delivered(msg),
             kind="undecodable",
             label="",  # an invalid name is not a metric label
         )
@@ -114,9 +115,9 @@ class OutcomeRecorder:
         back-off, and dead-lettered once its attempts are used up, so no message cycles for
         ever. One log line per message (when it is given up); each delivery's traceback goes
         to the debug log only."""
-        attempt = msg.metadata.num_delivered or 1
+        attempt = delivered(msg)
         reason = f"unexpected error: {type(error).__name__}: {shorten(str(error), 200)}"
-        log.debug("message %s, attempt %d: %s", seq(msg), attempt, reason, exc_info=error)
+        log.debug("message %s, attempt %d: %s", stream_seq(msg), attempt, reason, exc_info=error)
         outcome = policy.decide(status=None, attempt=attempt, error=reason)
         if tracing.ENABLED:
             unexpected_outcome(outcome, reason)
@@ -126,7 +127,11 @@ class OutcomeRecorder:
         function = request.function if request is not None else ""
         call_id = request.call_id if request is not None else ""
         log.error(
-            "%s call %s (message %s): %s", function, short_id(call_id), seq(msg), outcome.reason
+            "%s call %s (message %s): %s",
+            function,
+            short_id(call_id),
+            stream_seq(msg),
+            outcome.reason,
         )
         try:
             await self._dead_letter(
@@ -136,7 +141,9 @@ class OutcomeRecorder:
                 self.ledger.gave_up(request, attempt, outcome.reason)
             await msg.ack_sync(timeout=5.0)
         except (PublishError, NatsError, TimeoutError) as exc:
-            log.warning("could not dead-letter message %s, handing it back: %s", seq(msg), exc)
+            log.warning(
+                "could not dead-letter message %s, handing it back: %s", stream_seq(msg), exc
+            )
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
 
     async def expired(
@@ -239,7 +246,3 @@ async def hand_back(msg: Msg, delay: float | None = None) -> None:
         note("ferry.handed_back")
     with contextlib.suppress(NatsError, TimeoutError):
         await msg.nak(delay=delay)
-
-
-def seq(msg: Msg) -> int | None:
-    return msg.metadata.sequence.stream if msg.metadata.sequence else None

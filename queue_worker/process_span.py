@@ -14,6 +14,7 @@ from asyncq.codec import QueueRequest
 from connectors.core.invoker import InvocationResult, span_error
 from connectors.core.numbers import ascii_int
 from connectors.core.retry import Outcome, Verdict
+from queue_worker.delivery_numbers import delivered
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -33,7 +34,7 @@ def process_span(msg: Msg, request: QueueRequest, subject: str, durable: str) ->
         "messaging.consumer.group.name": durable,
         "messaging.message.id": request.call_id,
         "faas.invoked_name": request.function,
-        "ferry.attempt": msg.metadata.num_delivered or 1,
+        "ferry.attempt": delivered(msg),
     }
     wait = queue_wait(request.start_time, time.time_ns())
     if wait is not None:

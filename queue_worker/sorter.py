@@ -46,9 +46,9 @@ from asyncq.jetstream import PublishError
 from asyncq.layout import function_subject
 from connectors.core.errors import DecodeError
 from queue_worker import decoded
-from queue_worker.delivery_numbers import ack_numbers
+from queue_worker.delivery_numbers import ack_numbers, stream_seq
 from queue_worker.lanes import ATTEMPTS_BEFORE, header_count
-from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back, seq
+from queue_worker.outcomes import HAND_BACK_DELAY_SECONDS, hand_back
 from queue_worker.puller import Puller
 from queue_worker.sort_ahead import HOLD_SECONDS, SortAhead
 
@@ -236,7 +236,7 @@ class Sorter:
             try:
                 await move.msg.ack()
             except NatsError as exc:  # the original comes back after ack_wait; its copy is
-                log.warning("could not acknowledge moved message %s: %s", seq(move.msg), exc)
+                log.warning("could not acknowledge moved message %s: %s", stream_seq(move.msg), exc)
             self.moved_total += 1
             self.moved(move.subject)
             self._done()
@@ -251,7 +251,7 @@ class Sorter:
 
     def _failed(self, move: _Move, reason: str) -> None:
         self.failed_total += 1
-        log.warning("could not move message %s, handing it back: %s", seq(move.msg), reason)
+        log.warning("could not move message %s, handing it back: %s", stream_seq(move.msg), reason)
         self.spawn(hand_back(move.msg, delay=HAND_BACK_DELAY_SECONDS))
         self._done()
 
@@ -259,7 +259,7 @@ class Sorter:
         try:
             await self.undecodable(msg, reason, function)
         except (PublishError, NatsError, TimeoutError) as exc:
-            log.warning("could not refuse message %s, handing it back: %s", seq(msg), exc)
+            log.warning("could not refuse message %s, handing it back: %s", stream_seq(msg), exc)
             await hand_back(msg, delay=HAND_BACK_DELAY_SECONDS)
         finally:
             self._done()

@@ -6,7 +6,11 @@ import pytest
 from nats.aio.msg import Msg
 
 from queue_worker.delivery_numbers import ack_numbers, stream_seq
-from queue_worker.outcomes import seq
+
+
+def seq(msg: Msg) -> int | None:
+    """The stream sequence as nats-py reads it (its `Msg.metadata`)."""
+    return msg.metadata.sequence.stream if msg.metadata.sequence else None
 
 
 @pytest.mark.parametrize(
