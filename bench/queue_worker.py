@@ -35,12 +35,13 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import nats
 import nats.aio.client
 import nats.js.errors
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncq.codec import QueueRequest
 from asyncq.publisher import build_request, new_call_id
@@ -86,6 +87,8 @@ class Scenario:
     # can gather their final entries on state sheets); "random": each a random UUID, as an
     # OpenFaaS gateway or `ferry publish` makes them (each final entry written alone)
     ids: str = "front-door"
+    # "floor": bench/worker_floor.py in the worker's place (the same work, none of ferry's logic)
+    worker: str = "ferry"
 
 
 async def ledger_stored(nc: nats.aio.client.Client) -> tuple[int, int]:
@@ -104,8 +107,11 @@ async def run(scenario: Scenario) -> dict[str, float]:
     receiver = Receiver()
     runner = await receiver.start()
     health_port = free_port()
+    command = [sys.executable, "-m", "ferry", "queue-worker"]
+    if scenario.worker == "floor":
+        command = [sys.executable, str(Path(__file__).with_name("worker_floor.py"))]
     worker = Child(
-        [sys.executable, "-m", "ferry", "queue-worker"],
+        command,
         {
             "nats_url": nats_url,
             "nats_stream_replicas": str(scenario.replicas),
@@ -342,6 +348,13 @@ def main() -> None:
         help="call ids as `ferry gateway` makes them (on sheets: the ledger gathers their "
         "final entries), or random ones, as an OpenFaaS gateway or `ferry publish` makes them",
     )
+    parser.add_argument(
+        "--worker",
+        choices=["ferry", "floor"],
+        default="ferry",
+        help="`ferry queue-worker`, or bench/worker_floor.py: pull, decode, call, callback and "
+        "ack with the same libraries and nothing else, the floor under the worker's CPU",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
@@ -349,12 +362,14 @@ def main() -> None:
         scenario.prefetch = args.prefetch
         scenario.subject = args.subject
         scenario.ids = args.ids
+        scenario.worker = args.worker
         scenario.prefill = scenario.prefill or args.prefill
         results = _run(scenario)
         print(
             f"\n== {name}: delay {scenario.delay}s, max_inflight {scenario.max_inflight}, "
             f"prefetch {scenario.prefetch}, subject {scenario.subject}, ids {scenario.ids}, "
             f"{'prefilled, ' if scenario.prefill else ''}"
+            f"{'the floor worker, ' if scenario.worker == 'floor' else ''}"
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )
         for key, value in results.items():
