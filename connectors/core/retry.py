@@ -14,7 +14,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from connectors.core.config import RetrySettings
@@ -74,25 +74,36 @@ class RetryPolicy:
     def for_function(self, annotations: Mapping[str, str]) -> RetryPolicy:
         """This policy with the function's retry annotations laid over it.
 
-        A malformed annotation is logged and ignored: it must not fail the invocation.
+        A malformed annotation is logged and ignored: it must not fail the invocation. The
+        result is kept for each set of values (the queue worker asks once per message, and
+        the front door puts every annotation of the function in each): worked out, and a
+        malformed value warned of, once rather than for every call.
         """
         if not annotations:
             return self
+        raw = tuple(map(annotations.get, _PARSERS))
+        if raw == _NO_RETRY_ANNOTATIONS:
+            return self
+        key = (self, raw)
+        found = _laid_over.get(key)
+        if found is None:
+            found = self._with(raw)
+            if sum(len(value) for value in raw if value is not None) <= KEPT_ANNOTATION_CHARS:
+                if len(_laid_over) >= POLICIES_KEPT:
+                    _laid_over.clear()
+                _laid_over[key] = found
+        return found
+
+    def _with(self, raw: tuple[str | None, ...]) -> RetryPolicy:
+        """This policy with the four annotations' values (None where absent) laid over it."""
         changes: dict[str, object] = {}
-        parsers = {
-            ANNOTATION_ATTEMPTS: ("max_attempts", _positive_int),
-            ANNOTATION_CODES: ("codes", status_codes),
-            ANNOTATION_MIN_WAIT: ("initial_wait", parse_duration),
-            ANNOTATION_MAX_WAIT: ("max_wait", parse_duration),
-        }
-        for key, (attr, parse) in parsers.items():
-            raw = annotations.get(key)
-            if raw is None:
+        for (key, (attr, parse)), value in zip(_PARSERS.items(), raw, strict=True):
+            if value is None:
                 continue
             try:
-                changes[attr] = parse(raw)
+                changes[attr] = parse(value)
             except ValueError as exc:
-                log.warning("ignoring annotation %s=%r: %s", key, raw, exc)
+                log.warning("ignoring annotation %s=%r: %s", key, value, exc)
         if not changes:
             return self
         policy = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -152,6 +163,19 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
     return value
+
+
+# each retry annotation: the policy field it sets, and how its text is read
+_PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
+    ANNOTATION_ATTEMPTS: ("max_attempts", _positive_int),
+    ANNOTATION_CODES: ("codes", status_codes),
+    ANNOTATION_MIN_WAIT: ("initial_wait", parse_duration),
+    ANNOTATION_MAX_WAIT: ("max_wait", parse_duration),
+}
+_NO_RETRY_ANNOTATIONS = (None, None, None, None)
+POLICIES_KEPT = 256  # policies kept for the annotation values met (cleared when full)
+KEPT_ANNOTATION_CHARS = 256  # longer values are worked out each time rather than kept
+_laid_over: dict[tuple[RetryPolicy, tuple[str | None, ...]], RetryPolicy] = {}
 
 
 # A function's Retry-After is obeyed up to this: a longer one (or a date far ahead) waits this

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
-from connectors.core.retry import RetryPolicy, Verdict, parse_retry_after
+from connectors.core import retry
+from connectors.core.retry import (
+    KEPT_ANNOTATION_CHARS,
+    POLICIES_KEPT,
+    RetryPolicy,
+    Verdict,
+    parse_retry_after,
+)
 
 POLICY = RetryPolicy(max_attempts=4, initial_wait=1.0, max_wait=8.0, codes=frozenset({503, 429}))
 
@@ -75,6 +83,37 @@ def test_annotations_override_the_policy() -> None:
 
 def test_a_malformed_annotation_is_ignored() -> None:
     assert POLICY.for_function({"com.openfaas.retry.attempts": "many"}) == POLICY
+
+
+def test_a_malformed_annotation_is_warned_of_once_not_for_every_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    annotations = {"com.openfaas.retry.attempts": "twice", "topic": "orders"}
+    with caplog.at_level(logging.WARNING, logger="connectors.core.retry"):
+        policies = {POLICY.for_function(annotations) for _ in range(100)}
+    assert policies == {POLICY}
+    warnings = [r.getMessage() for r in caplog.records if "twice" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+
+
+def test_annotations_are_laid_over_the_policy_they_are_given_to() -> None:
+    annotations = {"com.openfaas.retry.min_wait": "2s", "com.openfaas.retry.max_wait": "4s"}
+    other = dataclasses.replace(POLICY, max_attempts=9)
+    first, second = POLICY.for_function(annotations), other.for_function(annotations)
+    assert (first.max_attempts, first.initial_wait, first.max_wait) == (4, 2.0, 4.0)
+    assert (second.max_attempts, second.initial_wait, second.max_wait) == (9, 2.0, 4.0)
+    assert POLICY.for_function(dict(annotations)) is first  # worked out once
+
+
+def test_the_policies_kept_for_annotation_values_are_bounded() -> None:
+    for attempts in range(1, 3 * POLICIES_KEPT):
+        policy = POLICY.for_function({"com.openfaas.retry.attempts": str(attempts)})
+        assert policy.max_attempts == attempts
+        assert len(retry._laid_over) <= POLICIES_KEPT
+    # a value longer than is worth keeping is worked out every time and never kept
+    codes = ",".join(["500"] * KEPT_ANNOTATION_CHARS)
+    assert POLICY.for_function({"com.openfaas.retry.codes": codes}).codes == {500}
+    assert all(codes not in raw for _, raw in retry._laid_over)
 
 
 def test_a_timeout_is_final_unless_retry_on_timeout() -> None:
