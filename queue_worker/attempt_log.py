@@ -22,14 +22,15 @@ def log_attempt(
     if tracing.ENABLED:
         attempt_outcome(result, outcome)
     if outcome.verdict is Verdict.SUCCESS:
-        log.debug(
-            "%s call %s: status %s in %.3fs (attempt %d)",
-            request.function,
-            short_id(request.call_id),
-            result.status,
-            result.duration,
-            result.attempt,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the arguments cost more than the check
+            log.debug(
+                "%s call %s: status %s in %.3fs (attempt %d)",
+                request.function,
+                short_id(request.call_id),
+                result.status,
+                result.duration,
+                result.attempt,
+            )
         if print_body:
             log.info(
                 "%s call %s body: %s",

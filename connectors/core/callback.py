@@ -195,7 +195,8 @@ class CallbackSender:
                 self._log_failure(callback, attempts, exc.last_attempt.exception())
                 return CallbackOutcome.FAILED
         if 200 <= status < 400:
-            log.debug("callback for call %s delivered (%d)", short_id(callback.call_id), status)
+            if log.isEnabledFor(logging.DEBUG):  # the arguments cost more than the check
+                log.debug("callback for call %s delivered (%d)", short_id(callback.call_id), status)
             return CallbackOutcome.DELIVERED
         log.warning(
             "callback for call %s to %s rejected with %d",
