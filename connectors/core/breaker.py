@@ -93,16 +93,39 @@ def annotated_settings(
 ) -> BreakerSettings:
     """`ferry.breaker.failures` (a whole number, 1 to 1000) and `ferry.breaker.open_for`
     (seconds, or Go syntax: `500ms`, `2m`) laid over the worker's defaults; a malformed value
-    keeps the default."""
+    keeps the default.
+
+    The queue worker asks for every message of a function with these annotations: the result
+    is kept for each pair of values (up to `SETTINGS_KEPT`), since reading them costs about
+    ten times as much as looking them up."""
+    failures_text = annotations.get(FAILURES_ANNOTATION)
+    open_for_text = annotations.get(OPEN_FOR_ANNOTATION)
+    key = (failures_text, open_for_text, defaults)
+    found = _settings_kept.get(key)
+    if found is None:
+        found = _read_settings(failures_text, open_for_text, defaults)
+        if len(failures_text or "") + len(open_for_text or "") <= KEPT_TEXT_CHARS:
+            if len(_settings_kept) >= SETTINGS_KEPT:
+                _settings_kept.clear()
+            _settings_kept[key] = found
+    return found
+
+
+SETTINGS_KEPT = 256  # breaker settings kept for the annotation values met (cleared when full)
+KEPT_TEXT_CHARS = 64  # longer values are read each time rather than kept
+_settings_kept: dict[tuple[str | None, str | None, BreakerSettings], BreakerSettings] = {}
+
+
+def _read_settings(
+    failures_text: str | None, open_for_text: str | None, defaults: BreakerSettings
+) -> BreakerSettings:
     failures, open_for = defaults.failures, defaults.open_for
-    text = annotations.get(FAILURES_ANNOTATION)
-    if text:
+    if failures_text:
         with contextlib.suppress(ValueError):
-            failures = min(max(int(text), 1), 1000)
-    text = annotations.get(OPEN_FOR_ANNOTATION)
-    if text:
+            failures = min(max(int(failures_text), 1), 1000)
+    if open_for_text:
         with contextlib.suppress(ValueError):
-            open_for = min(max(parse_duration(text), 0.01), defaults.max_open_for)
+            open_for = min(max(parse_duration(open_for_text), 0.01), defaults.max_open_for)
     return BreakerSettings(failures, open_for, defaults.max_open_for)
 
 
@@ -190,7 +213,7 @@ class Breaker:
 
     def configure(self, settings: BreakerSettings) -> None:
         """New settings (a function's annotations changed); the state is kept."""
-        if settings != self.settings:
+        if settings is not self.settings and settings != self.settings:
             self.settings = settings
             if self.state is BreakerState.CLOSED:
                 self.open_for = settings.open_for

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.core import breaker
 from connectors.core.breaker import (
+    KEPT_TEXT_CHARS,
+    SETTINGS_KEPT,
     Breaker,
     BreakerSettings,
     BreakerState,
@@ -131,3 +134,19 @@ def test_annotations_override_the_defaults_and_malformed_ones_are_ignored() -> N
     bad = {"ferry.breaker.failures": "many", "ferry.breaker.open_for": "soon"}
     assert annotated_settings(bad, SETTINGS) == SETTINGS
     assert annotated_settings({"ferry.breaker.open_for": "1h"}, SETTINGS).open_for == 40.0
+
+
+def test_annotations_are_read_once_per_pair_of_values_and_kept_bounded() -> None:
+    annotations = {"ferry.breaker.failures": "4", "ferry.breaker.open_for": "2s", "topic": "t"}
+    first = annotated_settings(annotations, SETTINGS)
+    assert first == BreakerSettings(4, 2.0, 40.0)
+    assert annotated_settings(dict(annotations), SETTINGS) is first  # kept, not read again
+    other = BreakerSettings(failures=3, open_for=10.0, max_open_for=1.0)
+    assert annotated_settings(annotations, other) == BreakerSettings(4, 1.0, 1.0)  # its bound
+    for failures in range(1, 3 * SETTINGS_KEPT):
+        settings = annotated_settings({"ferry.breaker.failures": str(failures)}, SETTINGS)
+        assert settings.failures == min(failures, 1000)
+        assert len(breaker._settings_kept) <= SETTINGS_KEPT
+    long = "0" * KEPT_TEXT_CHARS + "3s"  # read each time, never kept
+    assert annotated_settings({"ferry.breaker.open_for": long}, SETTINGS).open_for == 3.0
+    assert all(long not in key for key in breaker._settings_kept)
