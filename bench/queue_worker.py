@@ -69,6 +69,20 @@ from bench.queue_harness import (
 from ledger.sheets import SHEET_CALLS, call_id_on, new_sheet
 
 BODY = b"x" * 1024
+# A function's annotations as `--annotated` puts them in every call (the front door copies the
+# function's own): OpenFaaS retry and scaling ones and ferry's breaker and limit, none of which
+# changes what the instant function does (its limit is the worker's max_inflight).
+ANNOTATIONS = {
+    "com.openfaas.scale.min": "1",
+    "com.openfaas.scale.max": "20",
+    "com.openfaas.retry.attempts": "5",
+    "com.openfaas.retry.codes": "429,502,503,504",
+    "com.openfaas.retry.min_wait": "500ms",
+    "com.openfaas.retry.max_wait": "30s",
+    "ferry.breaker.failures": "20",
+    "ferry.breaker.open_for": "30s",
+    "ferry.max_inflight": "64",
+}
 
 
 @dataclass
@@ -89,6 +103,7 @@ class Scenario:
     ids: str = "front-door"
     # "floor": bench/worker_floor.py in the worker's place (the same work, none of ferry's logic)
     worker: str = "ferry"
+    annotated: bool = False  # each call carries ANNOTATIONS, as the front door copies them
 
 
 async def ledger_stored(nc: nats.aio.client.Client) -> tuple[int, int]:
@@ -151,6 +166,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
                     body=BODY,
                     callback_url=callback if with_callback else "",
                     new_id=new_id,
+                    annotations=ANNOTATIONS if scenario.annotated else None,
                 )
                 for _ in range(count)
             ]
@@ -355,6 +371,12 @@ def main() -> None:
         help="`ferry queue-worker`, or bench/worker_floor.py: pull, decode, call, callback and "
         "ack with the same libraries and nothing else, the floor under the worker's CPU",
     )
+    parser.add_argument(
+        "--annotated",
+        action="store_true",
+        help="every call carries a function's retry, scaling, breaker and limit annotations, "
+        "as the front door copies them from the function (none changes what it does here)",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
@@ -363,6 +385,7 @@ def main() -> None:
         scenario.subject = args.subject
         scenario.ids = args.ids
         scenario.worker = args.worker
+        scenario.annotated = args.annotated
         scenario.prefill = scenario.prefill or args.prefill
         results = _run(scenario)
         print(
@@ -370,6 +393,7 @@ def main() -> None:
             f"prefetch {scenario.prefetch}, subject {scenario.subject}, ids {scenario.ids}, "
             f"{'prefilled, ' if scenario.prefill else ''}"
             f"{'the floor worker, ' if scenario.worker == 'floor' else ''}"
+            f"{'annotated, ' if scenario.annotated else ''}"
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )
         for key, value in results.items():
