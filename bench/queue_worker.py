@@ -104,6 +104,7 @@ class Scenario:
     # "floor": bench/worker_floor.py in the worker's place (the same work, none of ferry's logic)
     worker: str = "ferry"
     annotated: bool = False  # each call carries ANNOTATIONS, as the front door copies them
+    functions: int = 1  # calls spread in turn over this many functions (`bench-0` ...)
 
 
 async def ledger_stored(nc: nats.aio.client.Client) -> tuple[int, int]:
@@ -160,15 +161,17 @@ async def run(scenario: Scenario) -> dict[str, float]:
         sheets = [new_sheet()]
 
         def requests(count: int, with_callback: bool = True) -> list[QueueRequest]:
+            spread = scenario.functions if scenario.functions > 1 else 0
+            names = [f"bench-{n}" for n in range(spread)]
             return [
                 build_request(
-                    "bench",
+                    names[index % len(names)] if names else "bench",
                     body=BODY,
                     callback_url=callback if with_callback else "",
                     new_id=new_id,
                     annotations=ANNOTATIONS if scenario.annotated else None,
                 )
-                for _ in range(count)
+                for index in range(count)
             ]
 
         ceiling_before = 0.0
@@ -377,6 +380,13 @@ def main() -> None:
         help="every call carries a function's retry, scaling, breaker and limit annotations, "
         "as the front door copies them from the function (none changes what it does here)",
     )
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=1,
+        help="spread the calls in turn over this many functions, all served alike (fair mode "
+        "keeps a lane for each)",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
@@ -386,6 +396,7 @@ def main() -> None:
         scenario.ids = args.ids
         scenario.worker = args.worker
         scenario.annotated = args.annotated
+        scenario.functions = max(1, args.functions)
         scenario.prefill = scenario.prefill or args.prefill
         results = _run(scenario)
         print(
@@ -394,6 +405,7 @@ def main() -> None:
             f"{'prefilled, ' if scenario.prefill else ''}"
             f"{'the floor worker, ' if scenario.worker == 'floor' else ''}"
             f"{'annotated, ' if scenario.annotated else ''}"
+            f"{f'{scenario.functions} functions, ' if scenario.functions > 1 else ''}"
             f"{scenario.count} messages (run {uuid.uuid4().hex[:6]})"
         )
         for key, value in results.items():
