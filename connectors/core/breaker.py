@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,20 +101,13 @@ def annotated_settings(
     ten times as much as looking them up."""
     failures_text = annotations.get(FAILURES_ANNOTATION)
     open_for_text = annotations.get(OPEN_FOR_ANNOTATION)
-    key = (failures_text, open_for_text, defaults)
-    found = _settings_kept.get(key)
-    if found is None:
-        found = _read_settings(failures_text, open_for_text, defaults)
-        if len(failures_text or "") + len(open_for_text or "") <= KEPT_TEXT_CHARS:
-            if len(_settings_kept) >= SETTINGS_KEPT:
-                _settings_kept.clear()
-            _settings_kept[key] = found
-    return found
+    if len(failures_text or "") + len(open_for_text or "") <= KEPT_TEXT_CHARS:
+        return _settings_kept(failures_text, open_for_text, defaults)
+    return _read_settings(failures_text, open_for_text, defaults)  # a long value: not kept
 
 
-SETTINGS_KEPT = 256  # breaker settings kept for the annotation values met (cleared when full)
+SETTINGS_KEPT = 256  # breaker settings kept for the annotation values met (the least used go)
 KEPT_TEXT_CHARS = 64  # longer values are read each time rather than kept
-_settings_kept: dict[tuple[str | None, str | None, BreakerSettings], BreakerSettings] = {}
 
 
 def _read_settings(
@@ -127,6 +121,9 @@ def _read_settings(
         with contextlib.suppress(ValueError):
             open_for = min(max(parse_duration(open_for_text), 0.01), defaults.max_open_for)
     return BreakerSettings(failures, open_for, defaults.max_open_for)
+
+
+_settings_kept = functools.lru_cache(maxsize=SETTINGS_KEPT)(_read_settings)
 
 
 class Breaker:

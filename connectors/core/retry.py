@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import enum
+import functools
 import logging
 import random
 import time
@@ -84,15 +85,9 @@ class RetryPolicy:
         raw = tuple(map(annotations.get, _PARSERS))
         if raw == _NO_RETRY_ANNOTATIONS:
             return self
-        key = (self, raw)
-        found = _laid_over.get(key)
-        if found is None:
-            found = self._with(raw)
-            if sum(len(value) for value in raw if value is not None) <= KEPT_ANNOTATION_CHARS:
-                if len(_laid_over) >= POLICIES_KEPT:
-                    _laid_over.clear()
-                _laid_over[key] = found
-        return found
+        if sum(len(value) for value in raw if value is not None) <= KEPT_ANNOTATION_CHARS:
+            return _laid_over(self, raw)
+        return self._with(raw)  # a long value is not kept (nor hashed for every call)
 
     def _with(self, raw: tuple[str | None, ...]) -> RetryPolicy:
         """This policy with the four annotations' values (None where absent) laid over it."""
@@ -173,9 +168,9 @@ _PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     ANNOTATION_MAX_WAIT: ("max_wait", parse_duration),
 }
 _NO_RETRY_ANNOTATIONS = (None, None, None, None)
-POLICIES_KEPT = 256  # policies kept for the annotation values met (cleared when full)
+POLICIES_KEPT = 256  # policies kept for the annotation values met (the least used go)
 KEPT_ANNOTATION_CHARS = 256  # longer values are worked out each time rather than kept
-_laid_over: dict[tuple[RetryPolicy, tuple[str | None, ...]], RetryPolicy] = {}
+_laid_over = functools.lru_cache(maxsize=POLICIES_KEPT)(RetryPolicy._with)
 
 
 # A function's Retry-After is obeyed up to this: a longer one (or a date far ahead) waits this
