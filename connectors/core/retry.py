@@ -85,7 +85,7 @@ class RetryPolicy:
         raw = tuple(map(annotations.get, _PARSERS))
         if raw == _NO_RETRY_ANNOTATIONS:
             return self
-        if sum(len(value) for value in raw if value is not None) <= KEPT_ANNOTATION_CHARS:
+        if sum(map(len, filter(None, raw))) <= KEPT_ANNOTATION_CHARS:
             return _laid_over(self, raw)
         return self._with(raw)  # a long value is not kept (nor hashed for every call)
 
