@@ -45,8 +45,6 @@ import nats.js.errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asyncq.codec import QueueRequest
-from asyncq.publisher import build_request, new_call_id
 from bench.common import (
     Child,
     free_port,
@@ -58,6 +56,7 @@ from bench.common import (
     start_nats,
     start_nats_cluster,
 )
+from bench.queue_calls import BODY, CallMaker
 from bench.queue_harness import (
     QueueFeeder,
     Receiver,
@@ -68,23 +67,6 @@ from bench.queue_harness import (
     steady_rate,
     wait_ready,
 )
-from ledger.sheets import SHEET_CALLS, call_id_on, new_sheet
-
-BODY = b"x" * 1024
-# A function's annotations as `--annotated` puts them in every call (the front door copies the
-# function's own): OpenFaaS retry and scaling ones and ferry's breaker and limit, none of which
-# changes what the instant function does (its limit is the worker's max_inflight).
-ANNOTATIONS = {
-    "com.openfaas.scale.min": "1",
-    "com.openfaas.scale.max": "20",
-    "com.openfaas.retry.attempts": "5",
-    "com.openfaas.retry.codes": "429,502,503,504",
-    "com.openfaas.retry.min_wait": "500ms",
-    "com.openfaas.retry.max_wait": "30s",
-    "ferry.breaker.failures": "20",
-    "ferry.breaker.open_for": "30s",
-    "ferry.max_inflight": "64",
-}
 
 
 @dataclass
@@ -105,7 +87,7 @@ class Scenario:
     ids: str = "front-door"
     # "floor": bench/worker_floor.py in the worker's place (the same work, none of ferry's logic)
     worker: str = "ferry"
-    annotated: bool = False  # each call carries ANNOTATIONS, as the front door copies them
+    annotated: bool = False  # each call carries a function's annotations (`queue_calls`)
     functions: int = 1  # calls spread in turn over this many functions (`bench-0` ...)
 
 
@@ -151,37 +133,14 @@ async def run(scenario: Scenario) -> dict[str, float]:
         callback = f"http://127.0.0.1:{receiver.port}/cb"
         sent: dict[str, float] = {}
 
-        made = iter(range(1 << 62))
-
-        def new_id() -> str:
-            if scenario.ids == "random":
-                return new_call_id()
-            if next(made) % SHEET_CALLS == 0:
-                sheets[0] = new_sheet()
-            return call_id_on(sheets[0])
-
-        sheets = [new_sheet()]
-
-        def requests(count: int, with_callback: bool = True) -> list[QueueRequest]:
-            spread = scenario.functions if scenario.functions > 1 else 0
-            names = [f"bench-{n}" for n in range(spread)]
-            return [
-                build_request(
-                    names[index % len(names)] if names else "bench",
-                    body=BODY,
-                    callback_url=callback if with_callback else "",
-                    new_id=new_id,
-                    annotations=ANNOTATIONS if scenario.annotated else None,
-                )
-                for index in range(count)
-            ]
+        maker = CallMaker(callback, scenario.ids, scenario.functions, scenario.annotated)
 
         ceiling_before = 0.0
         if scenario.delay == 0:
             ceiling_before = await raw_post_rate(
                 f"{fn_url}/function/bench", scenario.max_inflight, scenario.count, BODY
             )
-        batch = requests(scenario.count, scenario.callbacks)
+        batch = maker.requests(scenario.count, scenario.callbacks)
         receiver.expect(scenario.count)
         cpu_before = worker.cpu_seconds()
         fn_cpu_before = fn_child.cpu_seconds()
@@ -253,7 +212,7 @@ async def run(scenario: Scenario) -> dict[str, float]:
             before = set(receiver.arrived)
             sent.clear()
             receiver.expect(len(before) + paced)
-            for request in requests(paced):
+            for request in maker.requests(paced):
                 await feeder.publish([request], sent)
                 await asyncio.sleep(1 / scenario.paced_rate)
             await asyncio.wait_for(receiver.done.wait(), 120)
