@@ -59,6 +59,7 @@ class Floor:
         self.running = 0
         self.waiting: collections.deque[Msg] = collections.deque()
         self.puller: Puller | None = None
+        self.ready = asyncio.Event()  # consumer made and pulling: /readyz answers 200
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -80,7 +81,7 @@ class Floor:
         self.puller = puller
         await puller.start()
         settle_collector()  # as ferry's runner does once started
-        ready.set()
+        self.ready.set()
         while not stop.is_set():
             wanted = self.limit + PREFETCH - self.running - len(self.waiting)
             wanted -= puller.outstanding
@@ -128,9 +129,6 @@ class Floor:
         self.puller.poke()
 
 
-ready = asyncio.Event()
-
-
 async def main() -> None:
     floor = Floor()
     stop = asyncio.Event()
@@ -139,7 +137,7 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(status=200 if ready.is_set() else 503)
+        return web.Response(status=200 if floor.ready.is_set() else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         text = (
