@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -246,7 +247,8 @@ def function_of(data: bytes) -> str:
 def _object(data: bytes) -> dict[str, Any]:
     """The message as a JSON object; DecodeError if it is not one."""
     try:
-        raw = json.loads(data)
+        # JSON that opens with "{" is UTF-8 (what json.loads would find out first)
+        raw = json.loads(data.decode("utf-8", "surrogatepass") if data[:1] == b"{" else data)
     except RecursionError:
         raise DecodeError("not JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long
@@ -300,6 +302,8 @@ def _method(fields: dict[str, Any]) -> str:
 
 def _string(fields: dict[str, Any], key: str) -> str:
     value = fields.get(key)
+    if value.__class__ is str:
+        return value
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -358,7 +362,49 @@ def _callback(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
+        if (kept := _usual_url(value)) is not None:
+            return kept
         if not _string(_fold_keys(value, _URL_KEYS, _GO_URL_FIELDS), "Host"):
             return ""  # Go's zero url.URL: no callback
         return url_from_go(value)
     raise DecodeError(f"CallbackUrl must be a URL string or object, got {type(value).__name__}")
+
+
+def _usual_url(obj: dict[str, Any]) -> str | None:
+    """The URL of a Go `url.URL` object as Go and ferry write it for a callback (canonical
+    keys; scheme, host, path and query as text; no opaque part, raw path or fragment), kept
+    from earlier messages since a caller uses few callback URLs; None for any other object,
+    which the long way reads (and refuses if it must)."""
+    if not _GO_URL_FIELDS.issuperset(obj):
+        return None
+    scheme, host, path, query = (
+        obj.get("Scheme"),
+        obj.get("Host"),
+        obj.get("Path"),
+        obj.get("RawQuery"),
+    )
+    if query is None:
+        query = ""
+    if (
+        scheme.__class__ is not str
+        or host.__class__ is not str
+        or path.__class__ is not str
+        or query.__class__ is not str
+        or obj.get("Opaque") not in _NOTHING
+        or obj.get("RawPath") not in _NOTHING
+        or obj.get("Fragment") not in _NOTHING
+        or len(scheme) + len(host) + len(path) + len(query) > _URL_KEPT_CHARS
+    ):
+        return None
+    if not host:
+        return ""  # Go's zero url.URL: no callback
+    return _url_kept(scheme, host, path, query)
+
+
+def _url_of(scheme: str, host: str, path: str, query: str) -> str:
+    return url_from_go({"Scheme": scheme, "Host": host, "Path": path, "RawQuery": query})
+
+
+_NOTHING = (None, "")
+_URL_KEPT_CHARS = 512  # longer URLs are rebuilt each time: 256 x 512 characters kept at most
+_url_kept = functools.lru_cache(maxsize=256)(_url_of)

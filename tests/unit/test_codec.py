@@ -162,3 +162,57 @@ def test_the_sorter_reads_the_function_as_decode_does() -> None:
         codec.function_of(b'{"Body": ""}')
     with pytest.raises(DecodeError):
         codec.function_of(b"[1]")
+
+
+_URL_PART = st.one_of(
+    st.none(), st.just(""), text, st.integers(), st.booleans(), st.lists(st.integers(), max_size=1)
+)
+
+
+def _long_way(obj: dict[str, object]) -> str:
+    """How a canonical Go url.URL object reads without the kept URLs: no host, no callback."""
+    host = obj.get("Host")
+    if host is None or host == "":
+        return ""
+    if not isinstance(host, str):
+        raise DecodeError("Host must be a string")
+    return url_from_go(obj)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            key: _URL_PART
+            for key in ("Scheme", "Opaque", "Host", "Path", "RawPath", "RawQuery", "Fragment")
+        },
+    )
+)
+def test_a_kept_callback_url_reads_as_the_long_way_does(obj: dict[str, object]) -> None:
+    message = json.dumps({"Function": "f", "CallbackUrl": obj}).encode()
+    try:
+        expected = _long_way(obj)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            decode(message)
+        return
+    assert decode(message).callback_url == expected
+    assert decode(message).callback_url == expected  # and again, kept from the first time
+
+
+def test_callback_urls_are_kept_a_while_and_the_keeping_is_bounded() -> None:
+    def callback_of(host: str, path: str = "/cb") -> str:
+        url = {"Scheme": "http", "Host": host, "Path": path, "RawQuery": "", "User": None}
+        return decode(json.dumps({"Function": "f", "CallbackUrl": url}).encode()).callback_url
+
+    callback_of("kept.example")
+    hits = codec._url_kept.cache_info().hits
+    assert callback_of("kept.example") == "http://kept.example/cb"
+    assert codec._url_kept.cache_info().hits == hits + 1
+    for n in range(1000):
+        assert callback_of(f"h{n}.example") == f"http://h{n}.example/cb"
+    assert codec._url_kept.cache_info().currsize <= 256
+    misses = codec._url_kept.cache_info().misses
+    long_path = "/" + "p" * 600
+    assert callback_of("kept.example", long_path) == "http://kept.example" + long_path
+    assert codec._url_kept.cache_info().misses == misses  # worked out, never kept
