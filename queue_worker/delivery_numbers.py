@@ -4,6 +4,9 @@ dataclasses for every message, about 5 µs against 1.5)."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
@@ -13,7 +16,15 @@ V1_TOKENS, V2_TOKENS = 9, 12  # a JetStream reply subject's tokens, without and 
 def ack_numbers(msg: Msg) -> tuple[int | None, int, int]:
     """The message's stream sequence, delivery count and the consumer's count of messages
     not yet delivered, read from its reply subject as nats-py reads them; (None, 1, 0) if it
-    is not a JetStream delivery."""
+    is not a JetStream delivery. A message's handling asks three or four times: the numbers
+    of the last few reply subjects are kept (each subject is one delivery's, and short)."""
+    reply = msg.reply
+    if reply and len(reply) <= _KEPT_REPLY_CHARS:
+        return _reply_numbers(reply)
+    return _numbers(msg)
+
+
+def _numbers(msg: Msg) -> tuple[int | None, int, int]:
     tokens = (msg.reply or "").split(".")
     try:
         if tokens[0] == "$JS" and tokens[1] == "ACK":
@@ -33,6 +44,15 @@ def ack_numbers(msg: Msg) -> tuple[int | None, int, int]:
         return number, meta.num_delivered or 1, meta.num_pending or 0
     except (NatsError, ValueError):  # not a JetStream delivery: no sequence to read
         return None, 1, 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _reply_numbers(reply: str) -> tuple[int | None, int, int]:
+    return _numbers(Msg(_NO_CLIENT, reply=reply))
+
+
+_KEPT_REPLY_CHARS = 256  # a JetStream reply subject is about 100; 1024 x 256 kept at most
+_NO_CLIENT: Any = None  # a Msg made to read its reply subject never reaches a client
 
 
 def stream_seq(msg: Msg) -> int | None:

@@ -71,6 +71,19 @@ class Callback:
     call_id: str
     function: str
 
+    def __init__(
+        self, url: str, body: bytes, headers: list[tuple[str, str]], call_id: str, function: str
+    ) -> None:
+        # All fields at once, as InvocationResult: one is made for every callback.
+        fields = {
+            "url": url,
+            "body": body,
+            "headers": headers,
+            "call_id": call_id,
+            "function": function,
+        }
+        object.__setattr__(self, "__dict__", fields)
+
 
 SUMMARY_HEADERS = (
     "X-Call-Id",

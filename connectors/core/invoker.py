@@ -74,6 +74,28 @@ class InvocationRequest:
     headers: tuple[tuple[str, str], ...] = ()
     asynchronous: bool = False
 
+    def __init__(
+        self,
+        function: str,
+        body: bytes | StreamedBody = b"",
+        method: str = "POST",
+        path: str = "",
+        query: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+        asynchronous: bool = False,
+    ) -> None:
+        # All fields at once, as InvocationResult: the queue worker makes one for every message.
+        fields = {
+            "function": function,
+            "body": body,
+            "method": method,
+            "path": path,
+            "query": query,
+            "headers": headers,
+            "asynchronous": asynchronous,
+        }
+        object.__setattr__(self, "__dict__", fields)
+
     def url_path(self) -> str:
         target = function_route(self.function, self.asynchronous)
         if self.path:

@@ -63,3 +63,26 @@ def test_a_reply_subject_it_cannot_read_gives_no_numbers_and_raises_nothing(repl
     number, delivered, pending = ack_numbers(msg)
     assert delivered >= 1 and pending >= 0
     assert number is None or number >= 0
+
+
+def test_each_delivery_reads_its_own_numbers_and_few_are_kept() -> None:
+    """A message's numbers are kept by its reply subject, which names one delivery: a later
+    delivery of the same message reads its own count, and the keeping is bounded."""
+    from queue_worker import delivery_numbers
+
+    def numbers(
+        delivered: int, seq: int = 4217, stream: str = "faas-request"
+    ) -> tuple[int | None, int, int]:
+        reply = f"$JS.ACK.{stream}.faas-workers.{delivered}.{seq}.93.1765090000000000000.12"
+        return ack_numbers(Msg(None, subject="s", reply=reply))  # type: ignore[arg-type]
+
+    assert numbers(1) == (4217, 1, 12)
+    assert numbers(1) == (4217, 1, 12)
+    assert numbers(2) == (4217, 2, 12)
+    assert numbers(1) == (4217, 1, 12)
+    for seq in range(3000):
+        assert numbers(1, seq) == (seq, 1, 12)
+    assert delivery_numbers._reply_numbers.cache_info().currsize <= 1024
+    misses = delivery_numbers._reply_numbers.cache_info().misses
+    assert numbers(5, 7, "s" * 300) == (7, 5, 12)  # a long subject is read, never kept
+    assert delivery_numbers._reply_numbers.cache_info().misses == misses
