@@ -247,8 +247,10 @@ def function_of(data: bytes) -> str:
 def _object(data: bytes) -> dict[str, Any]:
     """The message as a JSON object; DecodeError if it is not one."""
     try:
-        # JSON that opens with "{" is UTF-8 (what json.loads would find out first)
-        raw = json.loads(data.decode("utf-8", "surrogatepass") if data[:1] == b"{" else data)
+        # "{" then a byte that is not NUL: UTF-8, as json.loads would find out first (UTF-16
+        # and UTF-32 put NULs beside an ASCII character, and json.loads reads them still)
+        utf8 = data[:1] == b"{" and data[1:2] != b"\x00"
+        raw = json.loads(data.decode("utf-8", "surrogatepass") if utf8 else data)
     except RecursionError:
         raise DecodeError("not JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer too long

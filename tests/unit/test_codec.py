@@ -216,3 +216,11 @@ def test_callback_urls_are_kept_a_while_and_the_keeping_is_bounded() -> None:
     long_path = "/" + "p" * 600
     assert callback_of("kept.example", long_path) == "http://kept.example" + long_path
     assert codec._url_kept.cache_info().misses == misses  # worked out, never kept
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le"])
+def test_a_message_in_any_encoding_json_reads_still_decodes(encoding: str) -> None:
+    """UTF-8 that opens with "{" is read straight; whatever else json.loads reads, it reads."""
+    text = json.dumps({"Function": "f", "Path": "/é", "Body": None}, ensure_ascii=False)
+    request = decode(text.encode(encoding))
+    assert (request.function, request.path) == ("f", "/é")
