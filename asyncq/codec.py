@@ -2,20 +2,21 @@
 
 Readers accept keys in any letter case (as Go's encoding/json does), missing optional keys,
 `Body` null, and `CallbackUrl` as a string or as Go's `url.URL` object. Writers emit the
-canonical spelling and `CallbackUrl` as the Go object, so Go workers can read ferry's messages.
+canonical spelling and `CallbackUrl` as the Go object (`asyncq.gourl`), so Go workers can read
+ferry's messages. Reading a Go-written object's fields is `asyncq.json_fields`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlsplit
 
+from asyncq.gourl import callback_from_go, go_url
+from asyncq.json_fields import fold_keys, text_field
 from connectors.core.errors import DecodeError
 from connectors.core.http1 import is_token
 from connectors.core.targets import function_name_problem, path_problem, shorten
@@ -35,25 +36,8 @@ _KEYS = (
     "CallbackUrl",
 )
 _CANONICAL = frozenset(_KEYS)
-# every field Go's url.URL marshals, so an object written by Go is taken as it is
-_GO_URL_FIELDS = frozenset(
-    (
-        "Scheme",
-        "Opaque",
-        "User",
-        "Host",
-        "Path",
-        "RawPath",
-        "OmitHost",
-        "ForceQuery",
-        "RawQuery",
-        "Fragment",
-        "RawFragment",
-    )
-)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89abcdefABCDEF]")
-_URL_KEYS = ("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "RawQuery", "Fragment")
 
 
 class InvalidFunctionName(DecodeError):
@@ -124,9 +108,9 @@ def decode(data: bytes) -> QueueRequest:
     raw = _object(data)
     if _MAY_HOLD_SURROGATES.search(data):
         _refuse_lone_surrogates(raw)
-    fields = _fold_keys(raw, _KEYS, _CANONICAL)
+    fields = fold_keys(raw, _KEYS, _CANONICAL)
     function = _function(fields)
-    path = _string(fields, "Path")
+    path = text_field(fields, "Path")
     if (problem := path_problem(path)) is not None:
         raise DecodeError(problem)
     return QueueRequest(
@@ -134,10 +118,10 @@ def decode(data: bytes) -> QueueRequest:
         method=_method(fields),
         body=_body(fields.get("Body")),
         header=_header(fields.get("Header")),
-        host=_string(fields, "Host"),
+        host=text_field(fields, "Host"),
         path=path,
-        query_string=_string(fields, "QueryString"),
-        queue_name=_string(fields, "QueueName"),
+        query_string=text_field(fields, "QueryString"),
+        queue_name=text_field(fields, "QueueName"),
         annotations=_string_map(fields, "Annotations"),
         labels=_string_map(fields, "Labels"),
         environment=_string_map(fields, "Environment"),
@@ -203,45 +187,11 @@ def _json(value: dict[str, Any]) -> str:
     return "".join(_ENCODER(value, 0))
 
 
-def go_url(url: str) -> dict[str, Any]:
-    """Go's `url.URL` JSON object for `url` (what `url.Parse(url)` marshals to)."""
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    raw_path = parts.path if quote(path, safe="/:@!$&'()*+,;=-._~") != parts.path else ""
-    user: dict[str, Any] | None = {} if "@" in parts.netloc else None
-    return {
-        "Scheme": parts.scheme,
-        "Opaque": "",
-        "User": user,
-        "Host": parts.netloc.rsplit("@", 1)[-1],
-        "Path": path,
-        "RawPath": raw_path,
-        "OmitHost": False,
-        "ForceQuery": False,
-        "RawQuery": parts.query,
-        "Fragment": unquote(parts.fragment),
-        "RawFragment": "",
-    }
-
-
-def url_from_go(obj: dict[str, Any]) -> str:
-    """Rebuild a URL string from Go's `url.URL` object, as `url.URL.String()` does."""
-    fields = _fold_keys(obj, _URL_KEYS, _GO_URL_FIELDS)
-    scheme = _string(fields, "Scheme")
-    opaque = _string(fields, "Opaque")
-    if opaque:
-        return f"{scheme}:{opaque}"
-    path = _string(fields, "RawPath") or quote(_string(fields, "Path"), safe="/:@!$&'()*+,;=-._~")
-    fragment = _string(fields, "Fragment")
-    text = SplitResult(scheme, _string(fields, "Host"), path, _string(fields, "RawQuery"), "")
-    return text.geturl() + (f"#{quote(fragment, safe='')}" if fragment else "")
-
-
 def function_of(data: bytes) -> str:
     """Only the function a queued message names (what fair mode's sorter routes by): the rest
     is read, and refused if it must be, by the worker that runs the call. Raises DecodeError
     (InvalidFunctionName for a name OpenFaaS would not accept) as `decode` does."""
-    return _function(_fold_keys(_object(data), _KEYS, _CANONICAL))
+    return _function(fold_keys(_object(data), _KEYS, _CANONICAL))
 
 
 def _object(data: bytes) -> dict[str, Any]:
@@ -280,37 +230,11 @@ def _refuse_lone_surrogates(raw: dict[str, Any]) -> None:
         raise DecodeError("nested too deeply") from None
 
 
-def _fold_keys(
-    raw: dict[str, Any], known: tuple[str, ...], spelled: frozenset[str]
-) -> dict[str, Any]:
-    """`raw` with its keys in the canonical spelling (Go matches keys case-insensitively)."""
-    if spelled.issuperset(raw):
-        return raw  # what Go and ferry write: nothing to fold
-    canonical = {k.lower(): k for k in known}
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = canonical.get(key.lower())
-        if name is not None and name not in out:
-            out[name] = value
-    return out
-
-
 def _method(fields: dict[str, Any]) -> str:
-    method = _string(fields, "Method") or "POST"
+    method = text_field(fields, "Method") or "POST"
     if not is_token(method):
         raise DecodeError(f"Method {method[:40]!r} is not a valid HTTP method")
     return method
-
-
-def _string(fields: dict[str, Any], key: str) -> str:
-    value = fields.get(key)
-    if value.__class__ is str:
-        return value
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise DecodeError(f"{key} must be a string, got {type(value).__name__}")
-    return value
 
 
 def _body(value: Any) -> bytes:
@@ -364,49 +288,5 @@ def _callback(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        if (kept := _usual_url(value)) is not None:
-            return kept
-        if not _string(_fold_keys(value, _URL_KEYS, _GO_URL_FIELDS), "Host"):
-            return ""  # Go's zero url.URL: no callback
-        return url_from_go(value)
+        return callback_from_go(value)
     raise DecodeError(f"CallbackUrl must be a URL string or object, got {type(value).__name__}")
-
-
-def _usual_url(obj: dict[str, Any]) -> str | None:
-    """The URL of a Go `url.URL` object as Go and ferry write it for a callback (canonical
-    keys; scheme, host, path and query as text; no opaque part, raw path or fragment), kept
-    from earlier messages since a caller uses few callback URLs; None for any other object,
-    which the long way reads (and refuses if it must)."""
-    if not _GO_URL_FIELDS.issuperset(obj):
-        return None
-    scheme, host, path, query = (
-        obj.get("Scheme"),
-        obj.get("Host"),
-        obj.get("Path"),
-        obj.get("RawQuery"),
-    )
-    if query is None:
-        query = ""
-    if (
-        scheme.__class__ is not str
-        or host.__class__ is not str
-        or path.__class__ is not str
-        or query.__class__ is not str
-        or obj.get("Opaque") not in _NOTHING
-        or obj.get("RawPath") not in _NOTHING
-        or obj.get("Fragment") not in _NOTHING
-        or len(scheme) + len(host) + len(path) + len(query) > _URL_KEPT_CHARS
-    ):
-        return None
-    if not host:
-        return ""  # Go's zero url.URL: no callback
-    return _url_kept(scheme, host, path, query)
-
-
-def _url_of(scheme: str, host: str, path: str, query: str) -> str:
-    return url_from_go({"Scheme": scheme, "Host": host, "Path": path, "RawQuery": query})
-
-
-_NOTHING = (None, "")
-_URL_KEPT_CHARS = 512  # longer URLs are rebuilt each time: 256 x 512 characters kept at most
-_url_kept = functools.lru_cache(maxsize=256)(_url_of)

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncq import codec
-from asyncq.codec import QueueRequest, decode, encode, go_url, url_from_go
+from asyncq import codec, gourl
+from asyncq.codec import QueueRequest, decode, encode
+from asyncq.gourl import go_url, url_from_go
 from connectors.core.errors import DecodeError
 from tests.support.compat import COMPAT, ORIGINALS
 
@@ -206,16 +207,16 @@ def test_callback_urls_are_kept_a_while_and_the_keeping_is_bounded() -> None:
         return decode(json.dumps({"Function": "f", "CallbackUrl": url}).encode()).callback_url
 
     callback_of("kept.example")
-    hits = codec._url_kept.cache_info().hits
+    hits = gourl._url_kept.cache_info().hits
     assert callback_of("kept.example") == "http://kept.example/cb"
-    assert codec._url_kept.cache_info().hits == hits + 1
+    assert gourl._url_kept.cache_info().hits == hits + 1
     for n in range(1000):
         assert callback_of(f"h{n}.example") == f"http://h{n}.example/cb"
-    assert codec._url_kept.cache_info().currsize <= 256
-    misses = codec._url_kept.cache_info().misses
+    assert gourl._url_kept.cache_info().currsize <= 256
+    misses = gourl._url_kept.cache_info().misses
     long_path = "/" + "p" * 600
     assert callback_of("kept.example", long_path) == "http://kept.example" + long_path
-    assert codec._url_kept.cache_info().misses == misses  # worked out, never kept
+    assert gourl._url_kept.cache_info().misses == misses  # worked out, never kept
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le"])

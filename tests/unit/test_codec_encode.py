@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncq import codec
-from asyncq.codec import QueueRequest, go_url
+from asyncq.codec import QueueRequest
+from asyncq.gourl import go_url
 
 
 def reference(request: QueueRequest) -> bytes:
