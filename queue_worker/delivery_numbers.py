@@ -18,14 +18,14 @@ def ack_numbers(msg: Msg) -> tuple[int | None, int, int]:
     not yet delivered, read from its reply subject as nats-py reads them; (None, 1, 0) if it
     is not a JetStream delivery. A message's handling asks three or four times: the numbers
     of the last few reply subjects are kept (each subject is one delivery's, and short)."""
-    reply = msg.reply
-    if reply and len(reply) <= _KEPT_REPLY_CHARS:
+    reply = msg.reply or ""
+    if len(reply) <= _KEPT_REPLY_CHARS:
         return _reply_numbers(reply)
-    return _numbers(msg)
+    return _numbers(reply)
 
 
-def _numbers(msg: Msg) -> tuple[int | None, int, int]:
-    tokens = (msg.reply or "").split(".")
+def _numbers(reply: str) -> tuple[int | None, int, int]:
+    tokens = reply.split(".")
     try:
         if tokens[0] == "$JS" and tokens[1] == "ACK":
             if len(tokens) == V1_TOKENS:
@@ -38,21 +38,17 @@ def _numbers(msg: Msg) -> tuple[int | None, int, int]:
                 )
     except (IndexError, ValueError):
         pass
-    try:
-        meta = msg.metadata
+    try:  # a subject the tokens above do not fit: what nats-py's own reading makes of it
+        meta = Msg(_NO_CLIENT, reply=reply).metadata
         number = meta.sequence.stream if meta.sequence else None
         return number, meta.num_delivered or 1, meta.num_pending or 0
     except (NatsError, ValueError):  # not a JetStream delivery: no sequence to read
         return None, 1, 0
 
 
-@functools.lru_cache(maxsize=1024)
-def _reply_numbers(reply: str) -> tuple[int | None, int, int]:
-    return _numbers(Msg(_NO_CLIENT, reply=reply))
-
-
 _KEPT_REPLY_CHARS = 256  # a JetStream reply subject is about 100; 1024 x 256 kept at most
-_NO_CLIENT: Any = None  # a Msg made to read its reply subject never reaches a client
+_reply_numbers = functools.lru_cache(maxsize=1024)(_numbers)
+_NO_CLIENT: Any = None  # a Msg made only to read a reply subject never reaches a client
 
 
 def stream_seq(msg: Msg) -> int | None:
