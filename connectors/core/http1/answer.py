@@ -7,8 +7,11 @@ bound), so no more than `max_body` bytes of body are ever held."""
 
 from __future__ import annotations
 
+import enum
+import functools
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -20,6 +23,7 @@ NO_BODY_STATUSES = frozenset({204, 304})
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")  # a chunk size
 NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 UNBOUNDED = 1 << 62
+TOO_LONG = -1  # a declared length of more than 19 digits: past every bound
 
 
 class ResponseTooLarge(HttpError):
@@ -142,66 +146,33 @@ class AnswerParser:
         end = self._find(b"\r\n\r\n", MAX_HEAD, "answer head over 64 KiB")
         if end < 0:
             return False
-        # Latin-1 maps every byte to one character: one decode, and the bytes survive as they are.
-        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        raw = bytes(self.buffer[:end])
         del self.buffer[: end + 4]
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if version not in ("HTTP/1.1", "HTTP/1.0") or not _is_decimal(code, 3):
-            raise HttpError(f"malformed status line {lines[0][:100]!r}")
-        status = int(code)
-        pairs: list[tuple[str, str]] = []
-        known = VALID_NAMES  # the names seen before: no call to check them again
-        for index in range(1, len(lines)):
-            line = lines[index]
-            name, colon, value = line.partition(":")
-            if not colon or (name not in known and not is_token(name)):
-                raise HttpError(f"malformed header line {line[:100]!r}")
-            pairs.append((name, value.strip(" \t")))
-        if 100 <= status < 200:
+        head = _head_kept(raw) if end <= KEPT_HEAD_BYTES else _head(raw)
+        if head is None:
             return True  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-        self.status = status
-        self.reason = rest[4:]
-        self.headers = CIMultiDictProxy(CIMultiDict(pairs))
-        connection = self.headers.get("Connection", "").lower()
-        self.keep_alive = version == "HTTP/1.1" and "close" not in connection
-        self._frame()
+        self.status, self.reason, self.headers, self.keep_alive = head[:4]
+        self._frame(head)
         return True
 
-    def _frame(self) -> None:
-        """How the body is delimited (RFC 9112, 6.3)."""
+    def _frame(self, head: _Head) -> None:
+        """How the body is delimited (RFC 9112, 6.3), as the head says (`_framing`)."""
         if self.head_only or self.status in NO_BODY_STATUSES:
             self.state, self.remaining = "length", 0
             return
-        headers = self.headers
-        codings = headers.getall("Transfer-Encoding", ()) if "Transfer-Encoding" in headers else ()
-        lengths = headers.getall("Content-Length", ())
-        if codings:
-            last = ",".join(codings).rsplit(",", 1)[-1].strip().lower()
-            if lengths:  # both: Transfer-Encoding wins, and the connection is not trusted again
+        framing = head.framing
+        if framing is _Framing.LENGTH:
+            if head.length > self.max_body or head.length == TOO_LONG:
+                raise ResponseTooLarge(self.max_body, self.status)
+            self.state, self.remaining = "length", head.length
+        elif framing is _Framing.CHUNKED:
+            self.state = "chunk-size"
+            if head.both:  # a Content-Length beside it: the connection is not trusted again
                 self.keep_alive = False
-            if last == "chunked":
-                self.state = "chunk-size"
-            else:
-                self.state, self.keep_alive = "until-close", False
-            return
-        if lengths:
-            if len(lengths) == 1 and "," not in lengths[0]:  # the usual answer: one value
-                value = lengths[0].strip()
-            else:
-                values = {value.strip() for line in lengths for value in line.split(",")}
-                if len(values) != 1:
-                    raise HttpError(f"invalid Content-Length {lengths!r}")
-                value = values.pop()
-            if not _is_decimal(value):
-                raise HttpError(f"invalid Content-Length {lengths!r}")
-            if len(value.lstrip("0")) > 19:  # past UNBOUNDED: too large, and no huge int made
-                raise ResponseTooLarge(self.max_body, self.status)
-            self.state, self.remaining = "length", int(value)
-            if self.remaining > self.max_body:
-                raise ResponseTooLarge(self.max_body, self.status)
-            return
-        self.state, self.keep_alive = "until-close", False
+        elif framing is _Framing.UNTIL_CLOSE:
+            self.state, self.keep_alive = "until-close", False
+        else:
+            raise HttpError(head.problem)
 
     def _read_chunk_size(self) -> bool:
         end = self._find(
@@ -222,3 +193,83 @@ class AnswerParser:
             raise ResponseTooLarge(self.max_body, self.status)
         self.state, self.remaining = "chunk-data", size
         return True
+
+
+class _Framing(enum.Enum):
+    LENGTH = "length"  # Content-Length
+    CHUNKED = "chunked"  # Transfer-Encoding ending in chunked
+    UNTIL_CLOSE = "until-close"  # neither, or another coding: the body ends with the connection
+    INVALID = "invalid"  # a Content-Length that cannot be read
+
+
+class _Head(NamedTuple):
+    """What a final answer's status line and headers say."""
+
+    status: int
+    reason: str
+    headers: CIMultiDictProxy[str]  # read-only: one object may serve many answers
+    keep_alive: bool
+    framing: _Framing  # how a body (if the answer has one) is delimited
+    length: int  # LENGTH: the declared length (TOO_LONG past 19 digits)
+    problem: str  # INVALID: why
+    both: bool  # CHUNKED: a Content-Length came too
+
+
+def _head(raw: bytes) -> _Head | None:
+    """The status line and headers of an answer (without the blank line), or None for an
+    interim answer (1xx); HttpError if they are malformed."""
+    # Latin-1 maps every byte to one character: one decode, and the bytes survive as they are.
+    lines = raw.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _is_decimal(code, 3):
+        raise HttpError(f"malformed status line {lines[0][:100]!r}")
+    status = int(code)
+    pairs: list[tuple[str, str]] = []
+    known = VALID_NAMES  # the names seen before: no call to check them again
+    for index in range(1, len(lines)):
+        line = lines[index]
+        name, colon, value = line.partition(":")
+        if not colon or (name not in known and not is_token(name)):
+            raise HttpError(f"malformed header line {line[:100]!r}")
+        pairs.append((name, value.strip(" \t")))
+    if 100 <= status < 200:
+        return None
+    headers = CIMultiDictProxy(CIMultiDict(pairs))
+    keep_alive = version == "HTTP/1.1" and "close" not in headers.get("Connection", "").lower()
+    return _Head(status, rest[4:], headers, keep_alive, *_framing(headers))
+
+
+def _framing(headers: CIMultiDictProxy[str]) -> tuple[_Framing, int, str, bool]:
+    """How a body is delimited by these headers (RFC 9112, 6.3): Transfer-Encoding wins over
+    Content-Length; a length of more than 19 digits is past any bound (`TOO_LONG`). Worked
+    out once per head kept, whether or not the answer has a body (a HEAD's, a 204's)."""
+    codings = headers.getall("Transfer-Encoding", ()) if "Transfer-Encoding" in headers else ()
+    lengths = headers.getall("Content-Length", ())
+    if codings:
+        last = ",".join(codings).rsplit(",", 1)[-1].strip().lower()
+        if last == "chunked":
+            return _Framing.CHUNKED, 0, "", bool(lengths)
+        return _Framing.UNTIL_CLOSE, 0, "", False
+    if not lengths:
+        return _Framing.UNTIL_CLOSE, 0, "", False
+    if len(lengths) == 1 and "," not in lengths[0]:  # the usual answer: one value
+        value = lengths[0].strip()
+    else:
+        values = {value.strip() for line in lengths for value in line.split(",")}
+        if len(values) != 1:
+            return _Framing.INVALID, 0, f"invalid Content-Length {lengths!r}", False
+        value = values.pop()
+    if not _is_decimal(value):
+        return _Framing.INVALID, 0, f"invalid Content-Length {lengths!r}", False
+    if len(value.lstrip("0")) > 19:  # past UNBOUNDED: too large, and no huge int made
+        return _Framing.LENGTH, TOO_LONG, "", False
+    return _Framing.LENGTH, int(value), "", False
+
+
+# A server answers with much the same head each time (its Date changes once a second): a head
+# of up to KEPT_HEAD_BYTES is read once and kept a while, HEADS_KEPT of them at most; a longer
+# one is read every time and never kept. A malformed head is never kept (it raises).
+KEPT_HEAD_BYTES = 1024
+HEADS_KEPT = 256
+_head_kept = functools.lru_cache(maxsize=HEADS_KEPT)(_head)
