@@ -40,6 +40,7 @@ from connectors.core.function_limits import (
     overload_pause,
 )
 from connectors.core.gateway import GatewayClient
+from connectors.core.http1 import InvalidRequest, header_lines
 from connectors.core.invoker import InvocationResult, Invoker, function_route, print_request_body
 from connectors.core.retry import RetryPolicy, Verdict
 from connectors.core.slots import CallSlots
@@ -59,6 +60,7 @@ class _Prepared(NamedTuple):
     policy: RetryPolicy  # the process's, with the function's retry annotations laid over it
     url: str
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
+    encoded: bytes | None  # `headers` as request head lines (None: they cannot be sent)
     cap: int | None  # ferry.max_inflight
     breaker: BreakerSettings | None  # the process's, with ferry.breaker.* laid over it
 
@@ -188,11 +190,16 @@ class Controller:
             headers.append(("X-Callback-Url", settings.callback_url))
         headers.append(("User-Agent", USER_AGENT))
         cap, breaker = annotated_cap(function.annotations), self.limits.breaker_for(function)
+        try:
+            encoded: bytes | None = header_lines(headers)  # checked and encoded once
+        except InvalidRequest:
+            encoded = None  # sent as they are with each call, which then fails as it should
         known = _Prepared(
             function,
             self.policy.for_function(function.annotations),
             self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
             tuple(headers),
+            encoded,
             cap,
             breaker,
         )
@@ -217,7 +224,9 @@ class Controller:
         try:
             prepared = self._prepared(function)
             name = function.qualified
-            headers = [("X-Topic", event.topic), *event.headers, *prepared.headers]
+            headers = [("X-Topic", event.topic), *event.headers]
+            if prepared.encoded is None:
+                headers += prepared.headers
             if event.call_id:
                 headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
             if self._print_request_body:
@@ -289,7 +298,12 @@ class Controller:
             self.running += 1
             try:
                 result = await self.invoker.call(
-                    name, prepared.url, headers, event.body, attempt=attempt
+                    name,
+                    prepared.url,
+                    headers,
+                    event.body,
+                    attempt=attempt,
+                    encoded_headers=prepared.encoded or b"",
                 )
             finally:
                 self.running -= 1

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from connectors.core.connector_config import ConnectorSettings
 from connectors.core.delivery import Event
 from connectors.core.version import USER_AGENT
 from tests.support.controller import controller_for
@@ -54,3 +55,22 @@ async def test_print_request_body_logs_each_attempts_body(
         await under_test.controller.dispatch(Event("orders", b"the body"))
     shown = [r.getMessage() for r in caplog.records if "request body" in r.getMessage()]
     assert shown == ["fn.openfaas-fn request body: the body"]
+
+
+async def test_ferrys_own_headers_that_would_break_the_request_fail_each_call_unsent(
+    gateway: FakeGateway,
+) -> None:
+    """The headers every call of a function carries are checked and encoded once; when they
+    cannot be sent (a content_type holding a line break), each call fails as unsendable, final,
+    and nothing reaches the function."""
+    gateway.function("fn")
+    gateway.subscribe("fn", "orders")
+    settings = ConnectorSettings(content_type="text/plain\r\nX-Forged: 1")
+    async with controller_for(gateway, settings=settings) as under_test:
+        for _ in range(2):
+            (delivery,) = await under_test.controller.dispatch(Event("orders", b"payload"))
+            assert not delivery.ok
+            assert delivery.outcome.final
+            assert "cannot be sent" in delivery.outcome.reason
+            assert delivery.result.attempt == 1  # not retried: it would fail the same way
+    assert gateway.calls_to("fn") == []

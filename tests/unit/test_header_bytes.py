@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.core.header_values import bytes_header, text_header
-from connectors.core.http1 import InvalidRequest, Origin, as_sent_text, encode_head
+from connectors.core.http1 import InvalidRequest, Origin, as_sent_text, encode_head, header_lines
 from connectors.sqs.message import SqsMessage
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
@@ -180,3 +180,40 @@ def test_a_lone_surrogate_in_an_attribute_goes_base64_not_into_a_failed_request(
     (_, value), companion = text_header("X-SQS-Attr-a", "a\ud800")
     assert companion == ("X-SQS-Attr-a-Enc", "b64")
     assert base64.b64decode(value) == "a\ud800".encode("utf-8", "surrogatepass")
+
+
+header_pairs = st.lists(
+    st.tuples(
+        st.from_regex(r"[A-Za-z][-A-Za-z0-9]{0,12}", fullmatch=True),
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=16),
+    ),
+    max_size=5,
+)
+
+
+@given(header_pairs, header_pairs, st.sampled_from(["POST", "GET"]), st.integers(0, 3))
+def test_headers_encoded_once_make_the_head_the_same_headers_make_each_time(
+    each: list[tuple[str, str]], shared: list[tuple[str, str]], method: str, length: int
+) -> None:
+    """A connector encodes the headers every call of a function carries once (`header_lines`):
+    the head is byte for byte the one encode_head writes from all of them, and what it refuses
+    is refused up front too."""
+    target, both = "/function/fn", each + shared
+    try:
+        whole = encode_head(method, target, ORIGIN, both, length)
+    except InvalidRequest:
+        with pytest.raises(InvalidRequest):
+            encode_head(method, target, ORIGIN, each, length, header_lines(shared))
+        return
+    assert encode_head(method, target, ORIGIN, each, length, header_lines(shared)) == whole
+    if all(value.isprintable() for _, value in both):  # (aiohttp refuses other controls)
+        assert aiohttp_headers(whole) == [(k, v.strip(" \t")) for k, v in both]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [("Content-Type", "text/plain\r\nX-Evil: 1"), ("Bad Name", "v"), ("X-Nul", "a\x00b")],
+)
+def test_header_lines_refuse_what_would_break_the_head(bad: tuple[str, str]) -> None:
+    with pytest.raises(InvalidRequest):
+        header_lines([("X-Fine", "1"), bad])

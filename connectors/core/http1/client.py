@@ -193,9 +193,12 @@ class Http1Client:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes | StreamedBody = b"",
         timeout: float | None = None,
+        encoded_headers: bytes = b"",
     ) -> Response:
-        """One exchange. Raises HttpError (ResponseTooLarge past `max_response_bytes`,
-        BodySourceError when a streamed body fails), InvalidRequest or TimeoutError.
+        """One exchange; `encoded_headers` are more header lines as `wire.header_lines`
+        wrote them (sent after `headers`). Raises HttpError (ResponseTooLarge past
+        `max_response_bytes`, BodySourceError when a streamed body fails), InvalidRequest or
+        TimeoutError.
 
         TimeoutError means the request may have reached the server (it was being sent or
         answered); a deadline that passes before anything was sent is an HttpError, so a caller
@@ -206,7 +209,7 @@ class Http1Client:
             streamed, payload, length = body, b"", body.length
         else:
             streamed, payload, length = None, body, len(body)
-        head = encode_head(method, target, origin, headers, length)
+        head = encode_head(method, target, origin, headers, length, encoded_headers)
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         slots = self._slots

@@ -114,9 +114,16 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 
 
 def encode_head(
-    method: str, target: str, origin: Origin, headers: Iterable[tuple[str, str]], length: int
+    method: str,
+    target: str,
+    origin: Origin,
+    headers: Iterable[tuple[str, str]],
+    length: int,
+    encoded: bytes = b"",
 ) -> bytes:
-    """Request line and headers, with Host and Content-Length set here and nowhere else.
+    """Request line and headers, with Host and Content-Length set here and nowhere else;
+    `encoded` holds more header lines as `header_lines` wrote them (headers many requests
+    share, checked and encoded once), after `headers`.
 
     Always UTF-8, whatever the other headers hold, so a value's bytes never depend on its
     neighbours. Bytes that arrived undecodable (aiohttp's and `as_sent_text`'s surrogate
@@ -125,6 +132,24 @@ def encode_head(
     if not is_token(method):
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
+    _add_lines(lines, headers)
+    last = "\r\n"
+    if length or method not in NO_LENGTH_WHEN_EMPTY:
+        last = f"Content-Length: {length}\r\n\r\n"
+    if not encoded:
+        lines.append(last)
+        return _encoded(lines)
+    return b"".join((_encoded(lines), encoded, last.encode()))
+
+
+def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """Header lines as `encode_head` writes them, with the same checks (InvalidRequest)."""
+    lines: list[str] = []
+    _add_lines(lines, headers)
+    return _encoded(lines)
+
+
+def _add_lines(lines: list[str], headers: Iterable[tuple[str, str]]) -> None:
     for name, value in headers:
         if name not in VALID_NAMES and not is_token(name):
             raise InvalidRequest(f"header name {name!r} is not a valid token")
@@ -132,9 +157,9 @@ def encode_head(
         if not value.isprintable() and not is_header_value(value):
             raise InvalidRequest(f"header {name} holds a CR, LF or NUL character")
         lines.append(f"{name}: {value}\r\n")
-    if length or method not in NO_LENGTH_WHEN_EMPTY:
-        lines.append(f"Content-Length: {length}\r\n")
-    lines.append("\r\n")
+
+
+def _encoded(lines: list[str]) -> bytes:
     try:
         return "".join(lines).encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as exc:
