@@ -60,7 +60,7 @@ class _Prepared(NamedTuple):
     policy: RetryPolicy  # the process's, with the function's retry annotations laid over it
     url: str
     headers: tuple[tuple[str, str], ...]  # after X-Topic and the event's own
-    encoded: bytes | None  # `headers` as request head lines (None: they cannot be sent)
+    lines: str | None  # `headers` as request head lines (None: they cannot be sent)
     cap: int | None  # ferry.max_inflight
     breaker: BreakerSettings | None  # the process's, with ferry.breaker.* laid over it
 
@@ -191,15 +191,15 @@ class Controller:
         headers.append(("User-Agent", USER_AGENT))
         cap, breaker = annotated_cap(function.annotations), self.limits.breaker_for(function)
         try:
-            encoded: bytes | None = header_lines(headers)  # checked and encoded once
+            lines: str | None = header_lines(headers)  # checked and written once
         except InvalidRequest:
-            encoded = None  # sent as they are with each call, which then fails as it should
+            lines = None  # sent as they are with each call, which then fails as it should
         known = _Prepared(
             function,
             self.policy.for_function(function.annotations),
             self.gateway.url(function_route(function.qualified, settings.asynchronous_invocation)),
             tuple(headers),
-            encoded,
+            lines,
             cap,
             breaker,
         )
@@ -225,7 +225,7 @@ class Controller:
             prepared = self._prepared(function)
             name = function.qualified
             headers = [("X-Topic", event.topic), *event.headers]
-            if prepared.encoded is None:
+            if prepared.lines is None:
                 headers += prepared.headers
             if event.call_id:
                 headers.append(("X-Call-Id", addressable_call_id(event.call_id)))
@@ -303,7 +303,7 @@ class Controller:
                     headers,
                     event.body,
                     attempt=attempt,
-                    encoded_headers=prepared.encoded or b"",
+                    header_lines=prepared.lines or "",
                 )
             finally:
                 self.running -= 1

@@ -219,11 +219,11 @@ class Invoker:
         *,
         method: str = "POST",
         attempt: int = 1,
-        encoded_headers: bytes = b"",
+        header_lines: str = "",
     ) -> InvocationResult:
         """One attempt with the headers exactly as they go (nothing filtered or added): for
         callers that build them themselves, as the connectors' `Controller` does, which
-        passes those every call of a function carries already encoded (`encoded_headers`)."""
+        passes those every call of a function carries already written (`header_lines`)."""
         span = _function_span(function, method, url, headers, attempt) if tracing.ENABLED else None
         started = time.monotonic()
         final = timed_out = False
@@ -234,7 +234,7 @@ class Invoker:
                 headers=headers,
                 body=body,
                 timeout=self.client.settings.upstream_timeout,
-                encoded_headers=encoded_headers,
+                header_lines=header_lines,
             )
             if response.status == GATEWAY_MADE_STATUS:
                 result = _gateway_made(function, response, attempt, time.monotonic() - started)

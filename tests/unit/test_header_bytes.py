@@ -195,7 +195,7 @@ header_pairs = st.lists(
 def test_headers_encoded_once_make_the_head_the_same_headers_make_each_time(
     each: list[tuple[str, str]], shared: list[tuple[str, str]], method: str, length: int
 ) -> None:
-    """A connector encodes the headers every call of a function carries once (`header_lines`):
+    """A connector writes the headers every call of a function carries once (`header_lines`):
     the head is byte for byte the one encode_head writes from all of them, and what it refuses
     is refused up front too."""
     target, both = "/function/fn", each + shared

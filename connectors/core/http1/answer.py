@@ -3,7 +3,11 @@ coding or the end of the connection (RFC 9112, 6.3), fed in whatever pieces the 
 
 A body longer than the parser's `max_body` is refused as soon as that is known (a declared
 length at once, a chunk when its size line arrives, an unframed body once it passes the
-bound), so no more than `max_body` bytes of body are ever held."""
+bound), so no more than `max_body` bytes of body are ever held.
+
+A head of up to `KEPT_HEAD_BYTES` is read once and kept (`HEADS_KEPT` at most): a function
+answers with much the same head every time, and reading it was half of an answer's cost. Its
+headers are then one read-only object shared by the answers that carry it."""
 
 from __future__ import annotations
 

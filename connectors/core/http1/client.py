@@ -193,10 +193,10 @@ class Http1Client:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes | StreamedBody = b"",
         timeout: float | None = None,
-        encoded_headers: bytes = b"",
+        header_lines: str = "",
     ) -> Response:
-        """One exchange; `encoded_headers` are more header lines as `wire.header_lines`
-        wrote them (sent after `headers`). Raises HttpError (ResponseTooLarge past
+        """One exchange; `header_lines` are more headers as `wire.header_lines` wrote them
+        (sent after `headers`). Raises HttpError (ResponseTooLarge past
         `max_response_bytes`, BodySourceError when a streamed body fails), InvalidRequest or
         TimeoutError.
 
@@ -209,7 +209,7 @@ class Http1Client:
             streamed, payload, length = body, b"", body.length
         else:
             streamed, payload, length = None, body, len(body)
-        head = encode_head(method, target, origin, headers, length, encoded_headers)
+        head = encode_head(method, target, origin, headers, length, header_lines)
         head_only = method == "HEAD"
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         slots = self._slots

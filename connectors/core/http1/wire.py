@@ -119,11 +119,11 @@ def encode_head(
     origin: Origin,
     headers: Iterable[tuple[str, str]],
     length: int,
-    encoded: bytes = b"",
+    lines_after: str = "",
 ) -> bytes:
     """Request line and headers, with Host and Content-Length set here and nowhere else;
-    `encoded` holds more header lines as `header_lines` wrote them (headers many requests
-    share, checked and encoded once), after `headers`.
+    `lines_after` holds more header lines as `header_lines` wrote them (headers many requests
+    share, checked and written once), after `headers`.
 
     Always UTF-8, whatever the other headers hold, so a value's bytes never depend on its
     neighbours. Bytes that arrived undecodable (aiohttp's and `as_sent_text`'s surrogate
@@ -133,20 +133,21 @@ def encode_head(
         raise InvalidRequest(f"method {method[:40]!r} is not a valid token")
     lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.authority}\r\n"]
     _add_lines(lines, headers)
-    last = "\r\n"
+    if lines_after:
+        lines.append(lines_after)
     if length or method not in NO_LENGTH_WHEN_EMPTY:
-        last = f"Content-Length: {length}\r\n\r\n"
-    if not encoded:
-        lines.append(last)
-        return _encoded(lines)
-    return b"".join((_encoded(lines), encoded, last.encode()))
+        lines.append(f"Content-Length: {length}\r\n")
+    lines.append("\r\n")
+    return _encoded(lines)
 
 
-def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
-    """Header lines as `encode_head` writes them, with the same checks (InvalidRequest)."""
+def header_lines(headers: Iterable[tuple[str, str]]) -> str:
+    """Header lines as `encode_head` writes them, with the same checks (InvalidRequest, also
+    for text that is not UTF-8), for its `lines_after`."""
     lines: list[str] = []
     _add_lines(lines, headers)
-    return _encoded(lines)
+    _encoded(lines)  # only to refuse up front what encode_head would refuse
+    return "".join(lines)
 
 
 def _add_lines(lines: list[str], headers: Iterable[tuple[str, str]]) -> None:
