@@ -4,47 +4,22 @@ head is never kept."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from aiohttp.base_protocol import BaseProtocol
-from aiohttp.http_parser import HttpResponseParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.core.http1 import HttpError, Response, ResponseTooLarge
 from connectors.core.http1 import answer as answer_module
 from connectors.core.http1.answer import HEADS_KEPT, KEPT_HEAD_BYTES, AnswerParser
+from tests.support.answers import aiohttp_reads, feed_in_pieces
 
 kept = answer_module._head_kept
-
-
-def aiohttp_reads(data: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
-    """Status, reason, headers and body as aiohttp's response parser reads `data`."""
-    loop = asyncio.new_event_loop()
-    try:
-        parser = HttpResponseParser(BaseProtocol(loop), loop, 2**16, read_until_eof=True)
-        messages, _, _ = parser.feed_data(data)
-        parser.feed_eof()
-        message, payload = messages[0]
-        body = loop.run_until_complete(payload.read())
-        return message.code, message.reason, list(message.headers.items()), body
-    finally:
-        loop.close()
 
 
 def read(
     data: bytes, cuts: list[int], head_only: bool = False, max_body: int = 1 << 20
 ) -> Response:
-    parser = AnswerParser(head_only, max_body)
-    points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
-    start = 0
-    for point in points:
-        response = parser.feed(data[start:point])
-        start = point
-        if response is not None:
-            return response
-    response = parser.finish_at_close()
+    response = feed_in_pieces(data, cuts, head_only, max_body)
     assert response is not None
     return response
 

@@ -7,21 +7,8 @@ import contextlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.core.http1 import HttpError, Response
-from connectors.core.http1.answer import AnswerParser
-
-
-def feed_in_pieces(data: bytes, cuts: list[int], head_only: bool = False) -> Response | None:
-    parser = AnswerParser(head_only)
-    points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
-    start = 0
-    for point in points:
-        response = parser.feed(data[start:point])
-        start = point
-        if response is not None:
-            return response
-    return parser.finish_at_close()
-
+from connectors.core.http1 import HttpError
+from tests.support.answers import feed_in_pieces
 
 # Mostly well-formed heads followed by anything: the parser gets past the status line.
 HEADS = st.sampled_from(
