@@ -4,6 +4,7 @@ pieces, and aiohttp's own response parser as the reference."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_parser import HttpResponseParser
@@ -13,15 +14,22 @@ from connectors.core.http1.answer import UNBOUNDED, AnswerParser
 
 
 def feed_in_pieces(
-    data: bytes, cuts: list[int], head_only: bool = False, max_body: int = UNBOUNDED
+    data: bytes,
+    cuts: list[int],
+    head_only: bool = False,
+    max_body: int = UNBOUNDED,
+    after_each: Callable[[AnswerParser], None] | None = None,
 ) -> Response | None:
-    """What ferry's parser makes of `data` cut at `cuts`, the connection closing after it."""
+    """What ferry's parser makes of `data` cut at `cuts`, the connection closing after it;
+    `after_each` looks at the parser after each piece."""
     parser = AnswerParser(head_only, max_body)
     points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
     start = 0
     for point in points:
         response = parser.feed(data[start:point])
         start = point
+        if after_each is not None:
+            after_each(parser)
         if response is not None:
             return response
     return parser.finish_at_close()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from connectors.core.http1 import ResponseTooLarge, wire
 from connectors.core.http1.answer import AnswerParser
-from tests.support.answers import aiohttp_reads
+from tests.support.answers import aiohttp_reads, feed_in_pieces
 
 FRAMINGS = st.sampled_from(["length", "chunked", "close"])
 
@@ -27,16 +27,11 @@ def answer(body: bytes, framing: str, chunk: int) -> bytes:
 
 def bounded_read(data: bytes, cuts: list[int], max_body: int) -> bytes:
     """Feed `data` in pieces to a parser bound to `max_body`; the body it read, or raise."""
-    parser = AnswerParser(False, max_body)
-    points = [*sorted({min(c, len(data)) for c in cuts}), len(data)]
-    start = 0
-    for point in points:
-        response = parser.feed(data[start:point])
-        start = point
+
+    def within_bound(parser: AnswerParser) -> None:
         assert sum(map(len, parser.chunks)) <= max_body  # never more body held than allowed
-        if response is not None:
-            return response.body
-    response = parser.finish_at_close()
+
+    response = feed_in_pieces(data, cuts, max_body=max_body, after_each=within_bound)
     assert response is not None
     return response.body
 
