@@ -10,11 +10,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from asyncq.publisher import build_request
-from ledger.entries import CallState
+from ledger.entries import CallEntry, CallState
 from ledger.settings import CallLedgerSettings
 from ledger.writer import HOLD_SECONDS
 from queue_worker.worker_ledger import WorkerLedger
-from tests.support.http import FakeGateway
+from tests.support.http import CallbackReceiver, FakeGateway
 from tests.support.ledger import LedgerUnderTest
 from tests.support.ports import eventually
 from tests.support.queue import QueueUnderTest
@@ -171,3 +171,31 @@ async def test_an_attempt_that_ends_expired_never_shows_running_afterwards(
         assert ledger.states[request.call_id] == ["expired"]
     finally:
         await hooks.close()
+
+
+async def test_a_final_state_shows_at_once_while_its_callback_is_under_way(
+    queue: QueueUnderTest, gateway: FakeGateway, ledger: LedgerUnderTest, receiver: CallbackReceiver
+) -> None:
+    """A callback that outlasts the hold: the call reads as finished meanwhile, its callback's
+    outcome `pending`, then `delivered` once it lands; one write each."""
+    gateway.function("echo", lambda call: web.Response(text="hi"))
+    receiver.hold = asyncio.Event()
+    request = await queue.publish("echo", b"x", callback_url=receiver.url())
+    async with queue.worker(**ledger.env()):
+        await receiver.wait_for(1)  # the callback is under way, held by the receiver
+
+        async def pending() -> CallEntry | None:
+            entry = await ledger.get(request.call_id)
+            return entry if entry is not None and entry.callback_outcome == "pending" else None
+
+        shown = await eventually(pending, what="the final state, callback pending")
+        assert shown.state is CallState.SUCCEEDED and shown.result_stored
+        receiver.hold.set()
+        await eventually(
+            lambda: ("succeeded", "delivered") in ledger.written.get(request.call_id, []),
+            what="the callback's outcome",
+        )
+    assert ledger.written[request.call_id] == [
+        ("succeeded", "pending"),
+        ("succeeded", "delivered"),
+    ]

@@ -28,6 +28,8 @@ class LedgerUnderTest:
         self.js = js
         self.bucket = f"faas-calls-{uuid.uuid4().hex[:8]}"
         self.states: dict[str, list[str]] = {}
+        # every entry written for a call, as (state, callback outcome), repeats included
+        self.written: dict[str, list[tuple[str, str | None]]] = {}
         self._sub: Any = None
         self._sheets: Any = None
         self._states: Any = None
@@ -68,6 +70,8 @@ class LedgerUnderTest:
             self._saw(entry)
 
     def _saw(self, entry: CallEntry) -> None:
+        written = self.written.setdefault(entry.call_id, [])
+        written.append((entry.state.value, entry.callback_outcome))
         seen = self.states.setdefault(entry.call_id, [])
         if not seen or seen[-1] != entry.state.value:
             seen.append(entry.state.value)
