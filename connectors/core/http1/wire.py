@@ -138,7 +138,7 @@ def encode_head(
     if length or method not in NO_LENGTH_WHEN_EMPTY:
         lines.append(f"Content-Length: {length}\r\n")
     lines.append("\r\n")
-    return _encoded(lines)
+    return _encoded("".join(lines))
 
 
 def header_lines(headers: Iterable[tuple[str, str]]) -> str:
@@ -146,8 +146,9 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> str:
     for text that is not UTF-8), for its `lines_after`."""
     lines: list[str] = []
     _add_lines(lines, headers)
-    _encoded(lines)  # only to refuse up front what encode_head would refuse
-    return "".join(lines)
+    text = "".join(lines)
+    _encoded(text)  # only to refuse up front what encode_head would refuse
+    return text
 
 
 def _add_lines(lines: list[str], headers: Iterable[tuple[str, str]]) -> None:
@@ -160,8 +161,8 @@ def _add_lines(lines: list[str], headers: Iterable[tuple[str, str]]) -> None:
         lines.append(f"{name}: {value}\r\n")
 
 
-def _encoded(lines: list[str]) -> bytes:
+def _encoded(text: str) -> bytes:
     try:
-        return "".join(lines).encode("utf-8", "surrogateescape")
+        return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as exc:
         raise InvalidRequest(f"a header holds text that is not UTF-8: {exc.reason}") from None
