@@ -29,6 +29,7 @@ from tenacity import (
 from connectors.core import tracing
 from connectors.core.config import CallbackSettings
 from connectors.core.errors import CallbackRefused
+from connectors.core.frozen import fields_at_once
 from connectors.core.http1 import (
     Http1Client,
     HttpError,
@@ -63,6 +64,7 @@ class CallbackOutcome(enum.Enum):
     REFUSED = "refused"  # the policy does not allow the target
 
 
+@fields_at_once
 @dataclass(frozen=True)
 class Callback:
     url: str
@@ -70,19 +72,6 @@ class Callback:
     headers: list[tuple[str, str]]  # as `result_headers` makes them; the sender adds SET_HERE
     call_id: str
     function: str
-
-    def __init__(
-        self, url: str, body: bytes, headers: list[tuple[str, str]], call_id: str, function: str
-    ) -> None:
-        # All fields at once, as InvocationResult: one is made for every callback.
-        fields = {
-            "url": url,
-            "body": body,
-            "headers": headers,
-            "call_id": call_id,
-            "function": function,
-        }
-        object.__setattr__(self, "__dict__", fields)
 
 
 SUMMARY_HEADERS = (

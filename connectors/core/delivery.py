@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from connectors.core.errors import FerryError
+from connectors.core.frozen import fields_at_once
 from connectors.core.invoker import InvocationResult
 from connectors.core.retry import Outcome, Verdict
 from connectors.core.topicmap import FunctionInfo
 
 
+@fields_at_once
 @dataclass(frozen=True)
 class Event:
     """One message from a source, addressed by topic. `headers` are the source's own
@@ -27,15 +29,8 @@ class Event:
     headers: tuple[tuple[str, str], ...] = ()
     call_id: str = ""
 
-    def __init__(
-        self, topic: str, body: bytes, headers: tuple[tuple[str, str], ...] = (), call_id: str = ""
-    ) -> None:
-        # All fields at once: a frozen dataclass's own __init__ sets each one through
-        # object.__setattr__, about twice the cost, and one is made for every message.
-        fields = {"topic": topic, "body": body, "headers": headers, "call_id": call_id}
-        object.__setattr__(self, "__dict__", fields)
 
-
+@fields_at_once
 @dataclass(frozen=True)
 class Delivery:
     """The outcome of one function for one event (after retries, when in-process)."""
@@ -45,24 +40,6 @@ class Delivery:
     result: InvocationResult
     outcome: Outcome
     returns: int = 0  # times the limiter sent the call back in line (no attempt used)
-
-    def __init__(
-        self,
-        event: Event,
-        function: FunctionInfo,
-        result: InvocationResult,
-        outcome: Outcome,
-        returns: int = 0,
-    ) -> None:
-        # all fields at once, as `Event` does (one is made for every call)
-        fields = {
-            "event": event,
-            "function": function,
-            "result": result,
-            "outcome": outcome,
-            "returns": returns,
-        }
-        object.__setattr__(self, "__dict__", fields)
 
     @property
     def ok(self) -> bool:

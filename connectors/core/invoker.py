@@ -18,6 +18,7 @@ from urllib.parse import quote
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core import tracing
+from connectors.core.frozen import fields_at_once
 from connectors.core.gateway import GatewayClient
 from connectors.core.gateway_answers import ProxyError, proxy_error
 from connectors.core.http1 import (
@@ -62,6 +63,7 @@ PRINTED_BODY_BYTES = 4096  # print_request_body shows at most this much of a bod
 log = logging.getLogger("ferry.invoker")
 
 
+@fields_at_once
 @dataclass(frozen=True)
 class InvocationRequest:
     """One call to make: `{method} {gateway}/function/{function}{path}?{query}`."""
@@ -73,28 +75,6 @@ class InvocationRequest:
     query: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     asynchronous: bool = False
-
-    def __init__(
-        self,
-        function: str,
-        body: bytes | StreamedBody = b"",
-        method: str = "POST",
-        path: str = "",
-        query: str = "",
-        headers: tuple[tuple[str, str], ...] = (),
-        asynchronous: bool = False,
-    ) -> None:
-        # All fields at once, as InvocationResult: the queue worker makes one for every message.
-        fields = {
-            "function": function,
-            "body": body,
-            "method": method,
-            "path": path,
-            "query": query,
-            "headers": headers,
-            "asynchronous": asynchronous,
-        }
-        object.__setattr__(self, "__dict__", fields)
 
     def url_path(self) -> str:
         target = function_route(self.function, self.asynchronous)
@@ -111,6 +91,7 @@ def function_route(function: str, asynchronous: bool) -> str:
     return prefix + quote(function, safe=".-_~")
 
 
+@fields_at_once
 @dataclass(frozen=True)
 class InvocationResult:
     """What one attempt produced. `status` is None when the function could not be reached."""
@@ -126,33 +107,6 @@ class InvocationResult:
     # max_response_bytes (the function would give the same answer again).
     final: bool = False
     timed_out: bool = False  # ferry stopped waiting; the function may still be running
-
-    def __init__(
-        self,
-        function: str,
-        status: int | None,
-        attempt: int,
-        duration: float,
-        body: bytes = b"",
-        headers: CIMultiDictProxy[str] | None = None,
-        error: str = "",
-        final: bool = False,
-        timed_out: bool = False,
-    ) -> None:
-        # All fields at once: a frozen dataclass's own __init__ sets each one through
-        # object.__setattr__, about twice the cost, and one is made for every call.
-        fields = {
-            "function": function,
-            "status": status,
-            "attempt": attempt,
-            "duration": duration,
-            "body": body,
-            "headers": headers if headers is not None else CIMultiDictProxy(CIMultiDict()),
-            "error": error,
-            "final": final,
-            "timed_out": timed_out,
-        }
-        object.__setattr__(self, "__dict__", fields)
 
     @property
     def ok(self) -> bool:

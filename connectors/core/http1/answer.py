@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from connectors.core.frozen import fields_at_once
 from connectors.core.http1.wire import VALID_NAMES, HttpError, is_token
 
 MAX_HEAD = 64 * 1024  # status line and headers of one answer
@@ -42,20 +43,13 @@ class ResponseTooLarge(HttpError):
         self.status = status
 
 
+@fields_at_once
 @dataclass(frozen=True)
 class Response:
     status: int
     reason: str
     headers: CIMultiDictProxy[str]
     body: bytes
-
-    def __init__(
-        self, status: int, reason: str, headers: CIMultiDictProxy[str], body: bytes
-    ) -> None:
-        # All fields at once: a frozen dataclass's own __init__ sets each one through
-        # object.__setattr__, about twice the cost, and one is made for every answer.
-        fields = {"status": status, "reason": reason, "headers": headers, "body": body}
-        object.__setattr__(self, "__dict__", fields)
 
 
 def _is_decimal(text: str, size: int | None = None) -> bool:
