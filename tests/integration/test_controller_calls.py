@@ -57,15 +57,18 @@ async def test_print_request_body_logs_each_attempts_body(
     assert shown == ["fn.openfaas-fn request body: the body"]
 
 
+@pytest.mark.parametrize(
+    "content_type", ["text/plain\r\nX-Forged: 1", "text/\x00plain", "text/plain\ud800"]
+)
 async def test_ferrys_own_headers_that_would_break_the_request_fail_each_call_unsent(
-    gateway: FakeGateway,
+    gateway: FakeGateway, content_type: str
 ) -> None:
     """The headers every call of a function carries are checked and encoded once; when they
-    cannot be sent (a content_type holding a line break), each call fails as unsendable, final,
-    and nothing reaches the function."""
+    cannot be sent (a content_type holding a line break, a NUL, or text that is not UTF-8),
+    each call fails as unsendable, final, and nothing reaches the function."""
     gateway.function("fn")
     gateway.subscribe("fn", "orders")
-    settings = ConnectorSettings(content_type="text/plain\r\nX-Forged: 1")
+    settings = ConnectorSettings(content_type=content_type)
     async with controller_for(gateway, settings=settings) as under_test:
         for _ in range(2):
             (delivery,) = await under_test.controller.dispatch(Event("orders", b"payload"))
