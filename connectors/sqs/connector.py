@@ -5,7 +5,8 @@ many messages as there are free slots, so nothing sits received but unworked whi
 visibility runs out. A message waiting for its function's limit gives its slot to others
 meanwhile (at most `max_inflight` such messages, its visibility extended as it waits).
 FIFO queues keep order per `MessageGroupId`: a message waits for the one before it in its
-group, and if that one did not finish, it is handed back unprocessed.
+group (aside, its slot given to others meanwhile), and if that one did not finish, it is handed
+back unprocessed.
 """
 
 from __future__ import annotations
@@ -206,7 +207,10 @@ class SqsConnector:
         self.aside.begin()
         if previous is not None:
             try:
-                finished = await asyncio.shield(previous)
+                # its slot is another message's meanwhile: a slow group must not hold one
+                # slot per message it was handed (up to `max_messages`) while one runs
+                async with self.aside.step():
+                    finished = await asyncio.shield(previous)
             except asyncio.CancelledError:
                 await self.handler.hand_back(queue, message)
                 raise

@@ -275,6 +275,34 @@ async def test_a_retried_fifo_message_holds_back_the_rest_of_its_group(
     assert await proc.stop() == 0, proc.output()
 
 
+async def test_messages_waiting_behind_their_fifo_group_leave_their_slots_to_other_queues(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    """A FIFO receive hands over several messages of one group; all but the first wait for
+    the one before them. Holding a slot each while they wait, one slow group would take
+    every slot, and another queue's message would wait for it to finish."""
+    ordered = await queues.create("behind", fifo=True)
+    beside = await queues.create("beside")
+    gateway.subscribe("slow", topic(ordered))
+    gateway.subscribe("quick", topic(beside))
+    release, started = asyncio.Event(), asyncio.Event()
+    gateway.function("slow", held_until(release, started=started))
+    gateway.function("quick")
+    for i in range(4):
+        await queues.send(ordered, f"g{i}", group="g")
+    proc = await run.start(f"{ordered},{beside}", max_inflight="2", visibility_timeout="30s")
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        await queues.send(beside, "other")
+        await eventually(lambda: gateway.calls_to("quick"), 20, what="the other queue's call")
+        assert [c.body for c in gateway.calls_to("slow")] == [b"g0"]  # its group still waits
+    finally:
+        release.set()
+    await eventually(lambda: _empty(queues, ordered), 40, what="the group deleted")
+    assert [c.body for c in gateway.calls_to("slow")] == [b"g0", b"g1", b"g2", b"g3"]
+    assert await proc.stop() == 0, proc.output()
+
+
 async def test_only_the_failed_subscriber_is_retried_and_several_queues_are_consumed(
     run: Run, queues: Queues, gateway: FakeGateway
 ) -> None:
