@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.core.breaker import MAX_OPEN_FOR_SECONDS, BreakerSettings
+from connectors.core.header_values import printable
 from connectors.core.settings import (
     connect_or_interval,
     http_url_or_empty,
@@ -22,6 +23,18 @@ def _namespace(text: str) -> str:
     if value and not is_label(value):
         raise ValueError(f"{shorten(value)} is not a DNS-1123 label (a-z, 0-9, '-', at most 63)")
     return value
+
+
+def _header_value(text: str) -> str:
+    """A value every call sends as a header: refused here, once, instead of failing each call
+    unsent (a header cannot carry a line break, another control character or non-UTF-8)."""
+    if not printable(text):
+        raise ValueError("holds a line break, another control character or text that is not UTF-8")
+    return text
+
+
+def _callback_url(text: str) -> str:
+    return _header_value(http_url_or_empty(text))
 
 
 @dataclass(frozen=True)
@@ -47,9 +60,11 @@ class ConnectorSettings:
         "asynchronous_invocation", False, "invoke via /async-function (queued)", parse_bool
     )
     callback_url: str = setting(
-        "callback_url", "", "X-Callback-Url for asynchronous invocations", http_url_or_empty
+        "callback_url", "", "X-Callback-Url for asynchronous invocations", _callback_url
     )
-    content_type: str = setting("content_type", "text/plain", "Content-Type sent to functions")
+    content_type: str = setting(
+        "content_type", "text/plain", "Content-Type sent to functions", _header_value
+    )
     print_response: bool = setting("print_response", True, "log each function's status", parse_bool)
     max_inflight: int = setting(
         "max_inflight", 64, "invocations running at once in this connector", int_in(1, 100_000)

@@ -193,7 +193,9 @@ class Controller:
         try:
             lines: str | None = header_lines(headers)  # checked and written once
         except InvalidRequest:
-            lines = None  # sent as they are with each call, which then fails as it should
+            # settings read from the environment refuse such values at start-up; made in
+            # code, they are sent as they are with each call, which then fails as it should
+            lines = None
         known = _Prepared(
             function,
             self.policy.for_function(function.annotations),

@@ -24,6 +24,7 @@ async def _exit(env: dict[str, str]) -> tuple[int, str]:
         ({"starting_deadline": "-5s"}, "starting_deadline"),
         ({"default_timezone": "Mars/Olympus"}, "default_timezone"),
         ({"nats_url": "http://127.0.0.1:4222"}, "nats_url"),
+        ({"content_type": "text/plain\nX-Injected: 1"}, "content_type"),
     ],
 )
 async def test_bad_config_exits_2_naming_the_variable(env: dict[str, str], named: str) -> None:
