@@ -239,24 +239,39 @@ class FairScheduler:
     # -- asking for work ----------------------------------------------------------------------
 
     async def fill(self, free: int) -> None:
-        """Give up to `free` slots to lanes in the fair order and ask for their messages."""
+        """Give up to `free` slots to lanes in the fair order and ask for their messages.
+
+        Only lanes with something to run (held, delivered ahead, or stored beyond what runs
+        and was asked for) take part, and a lane's room is worked out only when its turn
+        comes (`allot`): with hundreds of lanes and a few free slots, most are never looked
+        at. A lane that is paused or held back by its breaker is looked at every time (its
+        breaker's clock moves on here)."""
         now = time.monotonic()
-        candidates: list[Lane] = []
+        hopeful: list[Lane] = []
         for lane in self.lanes.values():
-            if lane.ready and not lane.flowing:  # paused or held back: nothing kept ahead
-                self.puller.return_ready(lane, self.return_unrun)
+            if not lane.flowing:
+                if lane.ready:  # paused or held back: nothing kept ahead
+                    self.puller.return_ready(lane, self.return_unrun)
+                lane.room(now, self.batch_max)
             if lane.unsorted:
                 self._sort_aged(lane, now)
-            lane.turn.room = lane.room(now, self.batch_max)
-            if lane.turn.room > 0:
-                candidates.append(lane)
-        if candidates and free > 0:
-            result = allot([lane.turn for lane in candidates], free, self._base, self._seq)
+            if lane.has_work:
+                hopeful.append(lane)
+        if hopeful and free > 0:
+            batch_max = self.batch_max
+            result = allot(
+                [lane.turn for lane in hopeful],
+                free,
+                self._base,
+                self._seq,
+                lambda index: hopeful[index].room(now, batch_max),
+            )
             self._base, self._seq = result.base, result.seq
-            for lane in candidates:
+            for index in sorted(result.served):  # in lane order, as they were made
+                lane = hopeful[index]
                 # an ask may yield to the event loop (nats-py flushing), and a late delivery
                 # may take a slot meanwhile: never take more than are free now
-                count = min(result.counts.get(lane.subject, 0), self.slots.free)
+                count = min(result.counts[lane.subject], self.slots.free)
                 if count > 0:
                     asked = count - self.puller.start_ready(lane, count)
                     if asked:

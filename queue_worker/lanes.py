@@ -121,6 +121,12 @@ class Lane:
         )
 
     @property
+    def has_work(self) -> bool:
+        """Something it could run now: held, delivered ahead, or stored beyond what runs and
+        was asked for. A few reads; `room` is 0 without it (a test holds that)."""
+        return bool(self.ready or self.unsorted) or self.backlog > self.inflight + self.asked
+
+    @property
     def pending(self) -> int:
         """Waiting to run here or anywhere (stored or held here, not running here)."""
         return max(0, self.backlog - self.inflight)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.core.aimd import AimdLimit
 from queue_worker.fair_order import Turn, allot
@@ -50,6 +54,75 @@ def test_an_idle_lane_cannot_save_up_credit() -> None:
     idle.room = 1000
     burst = allot([busy, idle], 10, result.base, result.seq)
     assert burst.counts == {"busy": 5, "idle": 5}
+
+
+_turns = st.lists(
+    st.builds(
+        Turn,
+        key=st.just(""),
+        weight=st.sampled_from([0.5, 1.0, 1.0, 1.0, 2.0, 3.0]),
+        room=st.integers(-1, 6),
+        last_pass=st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 7.0]),
+        seq=st.integers(0, 20),
+    ),
+    max_size=40,
+)
+
+
+@given(
+    turns=_turns,
+    free=st.integers(0, 30),
+    base=st.sampled_from([0.0, 1.0, 2.5]),
+    seq=st.integers(0, 50),
+)
+def test_rooms_asked_for_when_a_turn_comes_give_what_rooms_known_up_front_give(
+    turns: list[Turn], free: int, base: float, seq: int
+) -> None:
+    for index, turn in enumerate(turns):
+        turn.key = f"lane-{index}"
+    known, lazy = copy.deepcopy(turns), copy.deepcopy(turns)
+    rooms = [turn.room for turn in turns]
+    for turn in lazy:
+        turn.room = 99  # stale: never read when rooms are asked for
+    asked: list[int] = []
+
+    def room(index: int) -> int:
+        asked.append(index)
+        return rooms[index]
+
+    expected = allot(known, free, base, seq)
+    result = allot(lazy, free, base, seq, room)
+    assert (result.counts, result.base, result.seq) == (
+        expected.counts,
+        expected.base,
+        expected.seq,
+    )
+    assert sorted(result.served) == sorted(expected.served)
+    served = {turns[i].key for i in result.served}
+    assert served == set(result.counts)
+    for before, after in zip(known, lazy, strict=True):
+        if before.key in served:
+            assert (before.last_pass, before.seq, before.room) == (
+                after.last_pass,
+                after.seq,
+                after.room,
+            )
+    assert len(asked) == len(set(asked))  # each asked at most once
+
+
+def test_with_many_lanes_and_few_free_slots_only_the_lanes_reached_are_asked_for_their_room() -> (
+    None
+):
+    turns = [Turn(f"lane-{i}", 1, room=0, seq=i) for i in range(500)]
+    asked: list[int] = []
+
+    def room(index: int) -> int:
+        asked.append(index)
+        return 0 if index in (0, 2) else 4  # two of the first have nothing to run
+
+    result = allot(turns, 3, 0.0, 500, room)
+    assert result.counts == {"lane-1": 1, "lane-3": 1, "lane-4": 1}
+    assert sorted(asked) == [0, 1, 2, 3, 4]  # the least recently served first, and no others
 
 
 def test_the_limit_starts_at_its_maximum() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.core.invoker import InvocationResult
@@ -96,3 +98,58 @@ def test_header_counts_are_bounded() -> None:
     assert header_count(None, "n") == 0
     assert header_count({"n": "x"}, "n") == 0
     assert header_count({"n": "99999999999"}, "n") == 1_000_000
+
+
+_WORK = dict.fromkeys(("asked_ahead", "requests"), 0) | {"known": True, "consumer_ready": True}
+_OPEN = {"paused": False, "paused_for": 0.0, "batch_max": 0}
+
+
+@settings(max_examples=1000)
+@given(
+    backlog=st.integers(0, 4),
+    inflight=st.integers(0, 4),
+    asked=st.integers(0, 4),
+    asked_ahead=st.integers(0, 2),
+    ready=st.integers(0, 2),
+    unsorted=st.integers(0, 2),
+    requests=st.integers(0, 5),
+    known=st.booleans(),
+    consumer_ready=st.booleans(),
+    paused=st.booleans(),
+    paused_for=st.sampled_from([0.0, 5.0]),
+    batch_max=st.sampled_from([0, 1, 4]),
+)
+@example(backlog=0, inflight=0, asked=0, ready=1, unsorted=0, **_WORK, **_OPEN)
+@example(backlog=0, inflight=0, asked=0, ready=0, unsorted=1, **_WORK, **_OPEN)
+@example(backlog=3, inflight=1, asked=1, ready=0, unsorted=0, **_WORK, **_OPEN)
+def test_a_lane_without_work_never_has_room(
+    backlog: int,
+    inflight: int,
+    asked: int,
+    asked_ahead: int,
+    ready: int,
+    unsorted: int,
+    requests: int,
+    known: bool,
+    consumer_ready: bool,
+    paused: bool,
+    paused_for: float,
+    batch_max: int,
+) -> None:
+    """The fair scheduler looks only at lanes with work (`has_work`): none it leaves out
+    could have been given a slot."""
+    made = Lane(subject="faas-request.fn.f", durable="d", inbox="i", slots=16, adaptive=True)
+    if known:
+        made.learn("f", {})
+    made.consumer_ready, made.paused = consumer_ready, paused
+    made.backlog, made.inflight = backlog, inflight
+    made.asked, made.asked_ahead = asked, min(asked_ahead, asked)
+    made.ready.extend(object() for _ in range(ready))  # type: ignore[misc]
+    made.unsorted.extend((object(), 0.0) for _ in range(unsorted))  # type: ignore[misc]
+    made.requests.extend([n, 1, 0.0, 0] for n in range(requests))
+    now = time.monotonic()
+    made.paused_until = now + paused_for
+    if made.room(now, batch_max) > 0:
+        assert made.has_work
+    if not made.has_work:
+        assert made.room(now, batch_max) == 0
