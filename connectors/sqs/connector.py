@@ -2,8 +2,10 @@
 
 Each queue has its own poll loop; all share one pool of slots, and a loop asks SQS only for as
 many messages as there are free slots, so nothing sits received but unworked while its
-visibility runs out. A message waiting for its function's limit gives its slot to others
-meanwhile (at most `max_inflight` such messages, its visibility extended as it waits).
+visibility runs out. A queue whose last receive was empty (or that has not been read yet) asks
+for one message: its long poll holds one slot, and the others stay free for busy queues. A
+message waiting for its function's limit gives its slot to others meanwhile (at most
+`max_inflight` such messages, its visibility extended as it waits).
 FIFO queues keep order per `MessageGroupId`: a message waits for the one before it in its
 group (aside, its slot given to others meanwhile), and if that one did not finish, it is handed
 back unprocessed.
@@ -160,8 +162,9 @@ class SqsConnector:
             if not await self.slots.wait_free_unless(self._stopping):
                 return
             # another queue's loop, or a message back from waiting aside, may have taken
-            # slots since the wait ended
-            count = min(self.slots.free, sqs.max_messages)
+            # slots since the wait ended; a queue found empty last time asks for one message,
+            # so an idle queue's long poll holds one slot, not all that are free
+            count = min(self.slots.free, sqs.max_messages if queue.flowing else 1)
             if count <= 0:
                 continue
             self.slots.take(count)
@@ -180,6 +183,7 @@ class SqsConnector:
                 self.slots.release(count)
                 raise
             backoff = RECEIVE_BACKOFF_FIRST
+            queue.flowing = bool(raw)
             self.slots.release(count - len(raw))
             for item in raw:
                 self._start(queue, SqsMessage.from_response(queue.url, item))

@@ -303,6 +303,30 @@ async def test_messages_waiting_behind_their_fifo_group_leave_their_slots_to_oth
     assert await proc.stop() == 0, proc.output()
 
 
+async def test_an_idle_queue_waiting_for_messages_keeps_one_slot_not_all_that_are_free(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    """Each queue's long poll holds slots for what it may receive. An idle queue listed
+    first takes the free slots first: asking for up to `max_messages` it would keep every one
+    for its whole `wait_time`, and a busy queue's messages would wait that long."""
+    idle = await queues.create("idle")
+    busy = await queues.create("busy")
+    gateway.subscribe("quiet", topic(idle))
+    gateway.subscribe("work", topic(busy))
+    gateway.function("quiet")
+    gateway.function("work")
+    await queues.send(busy, "ready before the start")
+    proc = await run.start(f"{idle},{busy}", max_inflight="2", wait_time="10s")
+    started = time.monotonic()
+    await eventually(lambda: gateway.calls_to("work"), 30, what="the busy queue's call")
+    assert time.monotonic() - started < 8, "it waited for the idle queue's long poll"
+    for i in range(5):  # the idle queue still takes a burst, one receive after another
+        await queues.send(idle, f"q{i}")
+    await eventually(lambda: len(gateway.calls_to("quiet")) == 5, 30, what="the burst")
+    await eventually(lambda: _empty(queues, idle), 30, what="the burst deleted")
+    assert await proc.stop() == 0, proc.output()
+
+
 async def test_only_the_failed_subscriber_is_retried_and_several_queues_are_consumed(
     run: Run, queues: Queues, gateway: FakeGateway
 ) -> None:
