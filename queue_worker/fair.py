@@ -252,7 +252,7 @@ class FairScheduler:
             if not lane.flowing:
                 if lane.ready:  # paused or held back: nothing kept ahead
                     self.puller.return_ready(lane, self.return_unrun)
-                lane.room(now, self.batch_max)
+                lane.room(now, self.batch_max)  # for its breaker's clock: half-open when due
             if lane.unsorted:
                 self._sort_aged(lane, now)
             if lane.has_work:

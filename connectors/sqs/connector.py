@@ -164,7 +164,7 @@ class SqsConnector:
             # another queue's loop, or a message back from waiting aside, may have taken
             # slots since the wait ended; a queue found empty last time asks for one message,
             # so an idle queue's long poll holds one slot, not all that are free
-            count = min(self.slots.free, sqs.max_messages if queue.flowing else 1)
+            count = min(self.slots.free, sqs.max_messages if queue.busy else 1)
             if count <= 0:
                 continue
             self.slots.take(count)
@@ -183,7 +183,7 @@ class SqsConnector:
                 self.slots.release(count)
                 raise
             backoff = RECEIVE_BACKOFF_FIRST
-            queue.flowing = bool(raw)
+            queue.busy = bool(raw)
             self.slots.release(count - len(raw))
             for item in raw:
                 self._start(queue, SqsMessage.from_response(queue.url, item))

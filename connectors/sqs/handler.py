@@ -47,7 +47,7 @@ class QueueState:
     name: str
     fifo: bool = False
     redrive: bool = False
-    flowing: bool = False  # its last receive returned messages: ask for up to max_messages
+    busy: bool = False  # its last receive returned messages: ask for up to max_messages
     deleter: BatchDeleter | None = field(default=None, repr=False)
 
 
