@@ -2,13 +2,13 @@
 
 Each queue has its own poll loop; all share one pool of slots, and a loop asks SQS only for as
 many messages as there are free slots, so nothing sits received but unworked while its
-visibility runs out. A queue whose last receive was empty (or that has not been read yet) asks
-for one message: its long poll holds one slot, and the others stay free for busy queues. A
-message waiting for its function's limit gives its slot to others meanwhile (at most
-`max_inflight` such messages, its visibility extended as it waits).
-FIFO queues keep order per `MessageGroupId`: a message waits for the one before it in its
-group (aside, its slot given to others meanwhile), and if that one did not finish, it is handed
-back unprocessed.
+visibility runs out. When free slots are too few for every queue to ask for `max_messages`, a
+queue whose last receive was empty (or that has not been read yet) asks for one: its long poll
+holds one slot, and the others stay free for busy queues. A message waiting for its
+function's limit gives its slot to others meanwhile (at most `max_inflight` such messages, its
+visibility extended as it waits). FIFO queues keep order per `MessageGroupId`: a message waits
+for the one before it in its group (aside, its slot given to others meanwhile), and if that
+one did not finish, it is handed back unprocessed.
 """
 
 from __future__ import annotations
@@ -162,9 +162,8 @@ class SqsConnector:
             if not await self.slots.wait_free_unless(self._stopping):
                 return
             # another queue's loop, or a message back from waiting aside, may have taken
-            # slots since the wait ended; a queue found empty last time asks for one message,
-            # so an idle queue's long poll holds one slot, not all that are free
-            count = min(self.slots.free, sqs.max_messages if queue.busy else 1)
+            # slots since the wait ended
+            count = min(self.slots.free, self._asked(queue))
             if count <= 0:
                 continue
             self.slots.take(count)
@@ -187,6 +186,16 @@ class SqsConnector:
             self.slots.release(count - len(raw))
             for item in raw:
                 self._start(queue, SqsMessage.from_response(queue.url, item))
+
+    def _asked(self, queue: QueueState) -> int:
+        """How many messages a receive from `queue` asks for (before the free slots cap it):
+        `max_messages`, unless its last receive came back empty and the free slots are too few
+        for every queue to ask as much; then one, so an idle queue's long poll holds one slot
+        for `wait_time`, not the ones a busy queue needs."""
+        most = self.config.sqs.max_messages
+        if queue.busy or self.slots.free >= most * len(self.queues):
+            return most
+        return 1
 
     def _start(self, queue: QueueState, message: SqsMessage) -> None:
         previous = None
