@@ -221,8 +221,9 @@ class SqsConnector:
         if previous is not None:
             try:
                 # its slot is another message's meanwhile: a slow group must not hold one
-                # slot per message it was handed (up to `max_messages`) while one runs
-                async with self.aside.step():
+                # slot per message it was handed (up to `max_messages`) while one runs; and it
+                # stays invisible, or SQS hands it out again once the group frees up
+                async with self.aside.step(), self.handler.kept_invisible(queue, message):
                     finished = await asyncio.shield(previous)
             except asyncio.CancelledError:
                 await self.handler.hand_back(queue, message)

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from connectors.core import tracing
@@ -142,13 +143,10 @@ class MessageHandler:
                 self._settled.pop(message.message_id, None)
                 return await self._delete(queue, message)
             return await self._give_up(queue, message, failed, newly=expired)
-        keeper = asyncio.create_task(self._keep_invisible(queue, message))
-        try:
+        async with self.kept_invisible(queue, message):
             deliveries = await asyncio.gather(
                 *(self._attempt(event, message, fn) for fn in pending)
             )
-        finally:
-            await cancel_and_wait(keeper)
         retries = [d for d in deliveries if not d.outcome.final]
         for delivery in deliveries:
             if delivery.outcome.final:
@@ -183,6 +181,16 @@ class MessageHandler:
         while len(self._settled) > REMEMBERED_MESSAGES:
             self._settled.popitem(last=False)
         return settled
+
+    @contextlib.asynccontextmanager
+    async def kept_invisible(self, queue: QueueState, message: SqsMessage) -> AsyncIterator[None]:
+        """The message's visibility extended for as long as the block runs (its calls, or
+        its wait for the one before it in its FIFO group), so no one else receives it."""
+        keeper = asyncio.create_task(self._keep_invisible(queue, message))
+        try:
+            yield
+        finally:
+            await cancel_and_wait(keeper)
 
     async def _keep_invisible(self, queue: QueueState, message: SqsMessage) -> None:
         """Heartbeat: extend the visibility while calls run, so no one else receives it."""

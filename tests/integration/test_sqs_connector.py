@@ -303,6 +303,30 @@ async def test_messages_waiting_behind_their_fifo_group_leave_their_slots_to_oth
     assert await proc.stop() == 0, proc.output()
 
 
+async def test_a_fifo_message_waiting_longer_than_its_visibility_is_still_run_once(
+    run: Run, queues: Queues, gateway: FakeGateway
+) -> None:
+    """The message behind a call that outlasts `visibility_timeout` waits in the process
+    for it; it must stay invisible meanwhile, or SQS hands it out again once the group
+    frees up, and it runs twice."""
+    url = await queues.create("outlasted", fifo=True)
+    gateway.subscribe("fn", topic(url))
+
+    async def first_is_slow(call: Call) -> web.Response:
+        if call.body == b"g0":
+            await asyncio.sleep(5)  # the visibility timeout is 2 s
+        return web.Response(text="ok")
+
+    gateway.function("fn", first_is_slow)
+    for i in range(3):
+        await queues.send(url, f"g{i}", group="g")
+    proc = await run.start(url)
+    await eventually(lambda: _empty(queues, url), 40, what="the group deleted")
+    await asyncio.sleep(4)  # a second hand-out would come within a visibility timeout or two
+    assert [c.body for c in gateway.calls_to("fn")] == [b"g0", b"g1", b"g2"]
+    assert await proc.stop() == 0, proc.output()
+
+
 async def test_an_idle_queue_waiting_for_messages_keeps_one_slot_not_all_that_are_free(
     run: Run, queues: Queues, gateway: FakeGateway
 ) -> None:
